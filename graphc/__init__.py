@@ -1,0 +1,38 @@
+"""graphc: a backpropagation compiler. Build a model as a graph, differentiate it, run it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from graphc.errors import BuildError, GraphcError, GraphError, InputError, ShapeError
+from graphc.interp import evaluate
+from graphc.ir import Graph, Value, format_graph, verify
+from graphc.ops.api import *  # noqa: F403  (the builder functions: gc.tanh, gc.sum, ...)
+from graphc.ops.api import abs, max, pow, sum  # noqa: A004  (shadow builtins on purpose)
+from graphc.passes import grad, grad_name, simplify
+
+__version__ = "0.1.0"
+
+
+def value_and_grad(
+    g: Graph | nx.MultiDiGraph,
+    inputs: Mapping[str, Any],
+    of: str,
+    wrt: str | Iterable[str] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Interpreter convenience: (outputs of `g`, {wrt name: d(of)/d(wrt)})."""
+    dg = simplify(grad(g, of=of, wrt=wrt))
+    res = evaluate(dg, inputs)
+    names = [k for k in dg.outputs if k.startswith(f"d{of}/d")]
+    plain = {k: v for k, v in res.items() if k not in names}
+    return plain, {k[len(f"d{of}/d") :]: res[k] for k in names}
+
+
+__all__ = [
+    "BuildError", "Graph", "GraphError", "GraphcError", "InputError", "ShapeError", "Value",
+    "evaluate", "format_graph", "grad", "grad_name", "simplify", "value_and_grad", "verify",
+]  # fmt: skip

@@ -1,0 +1,5 @@
+"""The IR: a networkx MultiDiGraph with a documented schema, its builder, printer and verifier."""
+
+from graphc.ir.graph import Graph, Value, as_graph, describe, operands  # noqa: F401
+from graphc.ir.printer import format_graph  # noqa: F401
+from graphc.ir.verify import verify  # noqa: F401

@@ -1,0 +1,382 @@
+"""The Graph wrapper over a networkx MultiDiGraph (schema: DESIGN.md §2) and the Value handle."""
+
+from __future__ import annotations
+
+import contextlib
+import keyword
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from graphc.errors import GraphError, ShapeError
+from graphc.ir.loc import user_loc
+from graphc.ir.shapes import (
+    DTYPES,
+    FLOAT_DTYPES,
+    Shape,
+    ShapeMismatch,
+    format_type,
+    normalize_shape,
+)
+from graphc.ops.registry import REGISTRY
+
+
+def describe(G: nx.MultiDiGraph, n: int) -> str:
+    """`v12 (tanh) at model.py:14`, or with the user's name when the node has one."""
+    attrs = G.nodes[n]
+    label = f"v{n}"
+    if attrs.get("name"):
+        label += f" {attrs['name']!r}"
+    return f"{label} ({attrs.get('op', '?')}) at {attrs.get('loc') or '?'}"
+
+
+def operands(G: nx.MultiDiGraph, n: int) -> list[int]:
+    """The operand node ids of `n`, ordered by edge `port`."""
+    edges = sorted((d["port"], u) for u, _, d in G.in_edges(n, data=True))
+    return [u for _, u in edges]
+
+
+def infer_node(G: nx.MultiDiGraph, n: int, ops: Sequence[int]) -> tuple[Shape, str]:
+    """Shape and dtype of non-leaf node `n` from its operands, or a ShapeError that names them."""
+    attrs = G.nodes[n]
+    op = REGISTRY[attrs["op"]]
+    shapes = [G.nodes[u]["shape"] for u in ops]
+    dtypes = [G.nodes[u]["dtype"] for u in ops]
+    try:
+        shape, dtype = op.infer(shapes, dtypes, attrs["params"])
+        return normalize_shape(shape), dtype
+    except ShapeMismatch as e:
+        args = ", ".join(
+            f"{describe(G, u).split(' (')[0]} is {format_type(s, d)}"
+            for u, s, d in zip(ops, shapes, dtypes, strict=True)
+        )
+        raise ShapeError(f"{describe(G, n)}: {e} (operands: {args})") from None
+
+
+class Graph:
+    """A model under construction: `g.nx` is the MultiDiGraph, the methods are sugar over it."""
+
+    def __init__(self, name: str = "model") -> None:
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise GraphError(f"graph name {name!r} must be a Python identifier")
+        self.nx = nx.MultiDiGraph(name=name, outputs={})
+        self._next_id = 0
+        self._loc: str | None = None
+
+    # ---- construction -------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.nx.graph["name"]
+
+    def input(self, name: str, shape: Sequence[Any] = (), dtype: str = "float64") -> Value:
+        """A data input, bound at call time."""
+        return self._leaf(name, shape, dtype, "data")
+
+    def param(self, name: str, shape: Sequence[Any] = (), dtype: str = "float64") -> Value:
+        """A parameter: an input that `grad` differentiates with respect to by default."""
+        return self._leaf(name, shape, dtype, "param")
+
+    def _leaf(self, name: str, shape: Sequence[Any], dtype: str, role: str) -> Value:
+        loc = self._loc or user_loc()
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise GraphError(f"{role} name {name!r} at {loc} must be a Python identifier")
+        if name in self.input_ids():
+            raise GraphError(f"input name {name!r} at {loc} is already used")
+        if dtype not in DTYPES:
+            raise GraphError(f"{role} {name!r} at {loc}: dtype {dtype!r} is not one of {DTYPES}")
+        try:
+            shape = normalize_shape(shape)
+        except ShapeMismatch as e:
+            raise ShapeError(f"{role} {name!r} at {loc}: {e}") from None
+        n = self._new_id()
+        self.nx.add_node(
+            n, op="input", role=role, name=name, shape=shape, dtype=dtype, params={}, loc=loc
+        )
+        return Value(self, n)
+
+    def const(self, value: Any, dtype: str | None = None) -> Value:
+        """A constant array; Python scalars default to float64."""
+        arr = np.asarray(value)
+        if dtype is None:
+            dtype = arr.dtype.name if arr.dtype.name in DTYPES else "float64"
+        arr = np.array(arr, dtype=dtype, copy=True)
+        arr.flags.writeable = False
+        n = self._new_id()
+        self.nx.add_node(
+            n, op="const", value=arr, shape=arr.shape, dtype=dtype, params={},
+            loc=self._loc or user_loc(),
+        )  # fmt: skip
+        return Value(self, n)
+
+    def add(self, op: str, args: Sequence[Any], params: Mapping[str, Any] | None = None) -> Value:
+        """Add a node applying `op` to `args` (Values of this graph, scalars or arrays)."""
+        loc = self._loc or user_loc()
+        if op not in REGISTRY:
+            raise GraphError(f"unknown op {op!r} at {loc}")
+        opdef = REGISTRY[op]
+        if len(args) != opdef.arity:
+            raise GraphError(f"{op} at {loc} takes {opdef.arity} operands, got {len(args)}")
+        try:
+            params = opdef.full_params(params)
+        except KeyError as e:
+            raise GraphError(f"{op} at {loc}: {e.args[0]}") from None
+        ids = self._operand_ids(args, loc)
+        n = self._new_id()
+        self.nx.add_node(n, op=op, params=params, loc=loc)
+        for port, u in enumerate(ids):
+            self.nx.add_edge(u, n, port=port)
+        try:
+            shape, dtype = infer_node(self.nx, n, ids)
+        except ShapeError:
+            self.nx.remove_node(n)
+            self._next_id -= 1
+            raise
+        self.nx.nodes[n].update(shape=shape, dtype=dtype)
+        return Value(self, n)
+
+    def _operand_ids(self, args: Sequence[Any], loc: str) -> list[int]:
+        float_dtypes = [a.dtype for a in args if isinstance(a, Value) and a.dtype in FLOAT_DTYPES]
+        like = float_dtypes[0] if float_dtypes else "float64"
+        ids = []
+        for a in args:
+            if isinstance(a, Value):
+                if a.graph is not self:
+                    raise GraphError(
+                        f"operand v{a.id} at {loc} belongs to graph {a.graph.name!r}, "
+                        f"not {self.name!r}"
+                    )
+                ids.append(a.id)
+            else:
+                arr = np.asarray(a)
+                if arr.dtype == object or arr.dtype.kind not in "biuf":
+                    raise GraphError(f"operand {a!r} at {loc} is not a number or numeric array")
+                keep = arr.dtype.kind == "f" and arr.ndim > 0 and arr.dtype.name in FLOAT_DTYPES
+                ids.append(self.const(arr, dtype=arr.dtype.name if keep else like).id)
+        return ids
+
+    def _new_id(self) -> int:
+        n = self._next_id
+        self._next_id += 1
+        return n
+
+    @contextlib.contextmanager
+    def at(self, loc: str | None) -> Iterator[None]:
+        """Nodes made inside this block record `loc` (used by passes that build on a graph)."""
+        saved, self._loc = self._loc, loc
+        try:
+            yield
+        finally:
+            self._loc = saved
+
+    def output(self, name: str, value: Value) -> Value:
+        """Mark `value` as the model output called `name`."""
+        if not isinstance(name, str) or not name or not name.isprintable():
+            raise GraphError(f"output name {name!r} must be a non-empty printable string")
+        if not isinstance(value, Value) or value.graph is not self:
+            raise GraphError(f"output {name!r} must be a value of graph {self.name!r}")
+        if name in self.nx.graph["outputs"]:
+            raise GraphError(f"output name {name!r} is already used")
+        self.nx.graph["outputs"][name] = value.id
+        return value
+
+    # ---- reading ------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> Value:
+        """The output, or failing that the input, called `name`."""
+        if name in self.nx.graph["outputs"]:
+            return Value(self, self.nx.graph["outputs"][name])
+        if name in (ids := self.input_ids()):
+            return Value(self, ids[name])
+        raise KeyError(f"graph {self.name!r} has no output or input named {name!r}")
+
+    @property
+    def outputs(self) -> dict[str, int]:
+        return dict(self.nx.graph["outputs"])
+
+    def input_ids(self, role: str | None = None) -> dict[str, int]:
+        """Input name -> node id, in declaration (id) order; `role` filters data/param."""
+        return {
+            d["name"]: n
+            for n, d in sorted(self.nx.nodes(data=True))
+            if d.get("op") == "input" and (role is None or d.get("role") == role)
+        }
+
+    def __len__(self) -> int:
+        return self.nx.number_of_nodes()
+
+    def __repr__(self) -> str:
+        return f"<graphc.Graph {self.name!r}: {len(self)} nodes, outputs {list(self.outputs)}>"
+
+    def __str__(self) -> str:
+        from graphc.ir.printer import format_graph
+
+        return format_graph(self)
+
+    # ---- conversion ---------------------------------------------------------------------
+    def copy(self) -> Graph:
+        g = Graph.__new__(Graph)
+        g.nx = self.nx.copy()
+        g.nx.graph["outputs"] = dict(self.nx.graph["outputs"])
+        g._next_id = self._next_id
+        g._loc = None
+        return g
+
+    @classmethod
+    def from_networkx(cls, G: nx.Graph) -> Graph:
+        """Adopt a hand-built networkx graph that follows the schema; verifies it first."""
+        from graphc.ir.verify import verify
+
+        if not isinstance(G, nx.MultiDiGraph):
+            raise GraphError(f"a model must be a networkx.MultiDiGraph, got {type(G).__name__}")
+        H = G.copy()
+        H.graph.setdefault("name", "model")
+        H.graph.setdefault("outputs", {})
+        verify(H, fill=True)
+        g = cls.__new__(cls)
+        g.nx = H
+        g._next_id = max(H.nodes, default=-1) + 1
+        g._loc = None
+        return g
+
+    def to_json(self) -> str:
+        from graphc.ir.serialize import to_json
+
+        return to_json(self.nx)
+
+    @classmethod
+    def from_json(cls, text: str) -> Graph:
+        from graphc.ir.serialize import from_json
+
+        return cls.from_networkx(from_json(text))
+
+
+def as_graph(g: Graph | nx.MultiDiGraph) -> Graph:
+    """Accept a Graph or a plain networkx graph everywhere a model is expected."""
+    if isinstance(g, Graph):
+        return g
+    return Graph.from_networkx(g)
+
+
+class Value:
+    """A handle on one node of a Graph; its operators add nodes (the builder)."""
+
+    __slots__ = ("graph", "id")
+    __array_ufunc__ = None  # make `ndarray + Value` defer to Value.__radd__
+
+    def __init__(self, graph: Graph, id: int) -> None:
+        self.graph = graph
+        self.id = id
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self.graph.nx.nodes[self.id]
+
+    @property
+    def shape(self) -> Shape:
+        return self.attrs["shape"]
+
+    @property
+    def dtype(self) -> str:
+        return self.attrs["dtype"]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def op(self) -> str:
+        return self.attrs["op"]
+
+    def __repr__(self) -> str:
+        return f"<v{self.id}:{format_type(self.shape, self.dtype)} = {self.op}>"
+
+    def __bool__(self) -> bool:
+        raise TypeError("a graphc Value has no truth value while the graph is built; use gc.where")
+
+    def _op(self, op: str, *args: Any, **params: Any) -> Value:
+        return self.graph.add(op, args, params)
+
+    def __add__(self, o: Any) -> Value:
+        return self._op("add", self, o)  # noqa: E704
+
+    def __radd__(self, o: Any) -> Value:
+        return self._op("add", o, self)  # noqa: E704
+
+    def __sub__(self, o: Any) -> Value:
+        return self._op("sub", self, o)  # noqa: E704
+
+    def __rsub__(self, o: Any) -> Value:
+        return self._op("sub", o, self)  # noqa: E704
+
+    def __mul__(self, o: Any) -> Value:
+        return self._op("mul", self, o)  # noqa: E704
+
+    def __rmul__(self, o: Any) -> Value:
+        return self._op("mul", o, self)  # noqa: E704
+
+    def __truediv__(self, o: Any) -> Value:
+        return self._op("div", self, o)  # noqa: E704
+
+    def __rtruediv__(self, o: Any) -> Value:
+        return self._op("div", o, self)  # noqa: E704
+
+    def __pow__(self, o: Any) -> Value:
+        return self._op("pow", self, o)  # noqa: E704
+
+    def __rpow__(self, o: Any) -> Value:
+        return self._op("pow", o, self)  # noqa: E704
+
+    def __matmul__(self, o: Any) -> Value:
+        return self._op("matmul", self, o)  # noqa: E704
+
+    def __rmatmul__(self, o: Any) -> Value:
+        return self._op("matmul", o, self)  # noqa: E704
+
+    def __neg__(self) -> Value:
+        return self._op("neg", self)  # noqa: E704
+
+    def __pos__(self) -> Value:
+        return self  # noqa: E704
+
+    def __lt__(self, o: Any) -> Value:
+        return self._op("less", self, o)  # noqa: E704
+
+    def __le__(self, o: Any) -> Value:
+        return self._op("less_equal", self, o)  # noqa: E704
+
+    def __gt__(self, o: Any) -> Value:
+        return self._op("greater", self, o)  # noqa: E704
+
+    def __ge__(self, o: Any) -> Value:
+        return self._op("greater_equal", self, o)  # noqa: E704
+
+    @property
+    def T(self) -> Value:
+        """All axes reversed, as NumPy's `.T`."""
+        return self._op("transpose", self, perm=tuple(reversed(range(self.ndim))))
+
+    def transpose(self, *perm: int) -> Value:
+        from graphc.ops.api import transpose
+
+        return transpose(self, perm[0] if len(perm) == 1 else (perm or None))
+
+    def reshape(self, *shape: Any) -> Value:
+        from graphc.ops.api import reshape
+
+        return reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Value:
+        from graphc.ops.api import sum as sum_
+
+        return sum_(self, axis, keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Value:
+        from graphc.ops.api import mean
+
+        return mean(self, axis, keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Value:
+        from graphc.ops.api import max as max_
+
+        return max_(self, axis, keepdims)

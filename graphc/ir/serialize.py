@@ -1,0 +1,47 @@
+"""JSON form of a model (networkx node-link data); loading it never executes code."""
+
+from __future__ import annotations
+
+import json
+
+import networkx as nx
+import numpy as np
+
+from graphc.errors import GraphError
+
+
+def to_json(G: nx.MultiDiGraph) -> str:
+    H = G.copy()
+    for _, attrs in H.nodes(data=True):
+        if "value" in attrs:
+            v = attrs["value"]
+            attrs["value"] = {
+                "dtype": v.dtype.name,
+                "shape": list(v.shape),
+                "data": v.ravel().tolist(),
+            }
+    data = nx.node_link_data(H, edges="edges")
+    return json.dumps(data, sort_keys=True, indent=1)
+
+
+def from_json(text: str) -> nx.MultiDiGraph:
+    try:
+        data = json.loads(text)
+        G = nx.node_link_graph(data, directed=True, multigraph=True, edges="edges")
+    except (ValueError, KeyError, TypeError, nx.NetworkXError) as e:
+        raise GraphError(f"not a graphc model in JSON node-link form: {e}") from None
+    outputs = G.graph.get("outputs")
+    if isinstance(outputs, dict):
+        G.graph["outputs"] = dict(outputs)
+    for n, attrs in G.nodes(data=True):
+        if "value" in attrs:
+            v = attrs["value"]
+            try:
+                if v["dtype"] not in ("float64", "float32", "bool"):
+                    raise ValueError(f"dtype {v['dtype']!r}")
+                arr = np.array(v["data"], dtype=v["dtype"]).reshape(v["shape"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise GraphError(f"node {n}: const 'value' is malformed: {e}") from None
+            arr.flags.writeable = False
+            attrs["value"] = arr
+    return G

@@ -1,0 +1,115 @@
+"""`verify`: check a networkx graph against the IR schema (DESIGN.md §2), naming node, line, rule."""
+
+from __future__ import annotations
+
+import keyword
+
+import networkx as nx
+import numpy as np
+
+from graphc.errors import GraphError, ShapeError
+from graphc.ir.graph import Graph, describe, infer_node, operands
+from graphc.ir.shapes import DTYPES, ShapeMismatch, normalize_shape
+from graphc.ops.registry import LEAF_OPS, REGISTRY
+
+
+def _tuplify(x: object) -> object:
+    """Lists (as JSON gives them) back to the tuples the schema uses for shapes and params."""
+    if isinstance(x, list):
+        return tuple(_tuplify(v) for v in x)
+    return x
+
+
+def verify(g: Graph | nx.MultiDiGraph, fill: bool = False) -> None:
+    """Raise GraphError/ShapeError on the first broken rule. With `fill`, missing inferred
+    shapes/dtypes of non-leaf nodes are written in (and list-valued params become tuples)."""
+    G = g.nx if isinstance(g, Graph) else g
+    if not isinstance(G, nx.MultiDiGraph):
+        raise GraphError(f"a model must be a networkx.MultiDiGraph, got {type(G).__name__}")
+    for n in G.nodes:
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise GraphError(f"node id {n!r} is not an int")
+    if not nx.is_directed_acyclic_graph(G):
+        cycle = [u for u, _, *_ in nx.find_cycle(G)]
+        raise GraphError("the graph has a cycle: " + " -> ".join(describe(G, u) for u in cycle))
+    names: dict[str, int] = {}
+    for n in nx.lexicographical_topological_sort(G):
+        _verify_node(G, n, names, fill)
+    outputs = G.graph.get("outputs")
+    if not isinstance(outputs, dict):
+        raise GraphError("graph attribute 'outputs' must be a dict from output name to node id")
+    for name, n in outputs.items():
+        if not isinstance(name, str) or not name or not name.isprintable():
+            raise GraphError(f"output name {name!r} must be a non-empty printable string")
+        if n not in G:
+            raise GraphError(f"output {name!r} refers to node {n!r}, which is not in the graph")
+
+
+def _verify_node(G: nx.MultiDiGraph, n: int, names: dict[str, int], fill: bool) -> None:
+    attrs = G.nodes[n]
+    where = describe(G, n)
+    op = attrs.get("op")
+    if op not in REGISTRY and op not in LEAF_OPS:
+        raise GraphError(f"{where}: unknown op {op!r}")
+    params = attrs.get("params", {})
+    if fill:
+        params = {k: _tuplify(v) for k, v in (params or {}).items()}
+        attrs["params"] = params
+        for key in ("shape",):
+            if key in attrs and isinstance(attrs[key], list):
+                attrs[key] = tuple(attrs[key])
+    if not isinstance(params, dict):
+        raise GraphError(f"{where}: 'params' must be a dict, got {type(params).__name__}")
+    ports = sorted(d.get("port") for _, _, d in G.in_edges(n, data=True))
+    if op in LEAF_OPS:
+        if ports:
+            raise GraphError(f"{where}: a leaf ({op}) cannot have operands")
+        _verify_leaf(G, n, attrs, names, where)
+        return
+    opdef = REGISTRY[op]
+    if ports != list(range(opdef.arity)):
+        raise GraphError(
+            f"{where}: {op} takes operands on ports 0..{opdef.arity - 1}, "
+            f"its incoming edges have ports {ports}"
+        )
+    unknown = sorted(set(params) - set(opdef.params))
+    if unknown:
+        raise GraphError(f"{where}: {op} takes no parameter {', '.join(map(repr, unknown))}")
+    if fill:
+        attrs["params"] = opdef.full_params(params)
+    elif set(params) != set(opdef.params):
+        missing = sorted(set(opdef.params) - set(params))
+        raise GraphError(f"{where}: {op} is missing parameter {', '.join(map(repr, missing))}")
+    shape, dtype = infer_node(G, n, operands(G, n))
+    for key, want in (("shape", shape), ("dtype", dtype)):
+        if key not in attrs and fill:
+            attrs[key] = want
+        elif attrs.get(key) != want:
+            raise ShapeError(
+                f"{where}: recorded {key} {attrs.get(key)!r}, its operands give {want!r}"
+            )
+
+
+def _verify_leaf(G, n, attrs, names, where) -> None:
+    dtype = attrs.get("dtype")
+    if dtype not in DTYPES:
+        raise GraphError(f"{where}: dtype {dtype!r} is not one of {DTYPES}")
+    try:
+        shape = normalize_shape(attrs.get("shape", ()))
+    except ShapeMismatch as e:
+        raise ShapeError(f"{where}: {e}") from None
+    if shape != attrs.get("shape"):
+        raise ShapeError(f"{where}: shape {attrs.get('shape')!r} must be a tuple of ints/symbols")
+    if attrs["op"] == "const":
+        value = attrs.get("value")
+        if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype.name != dtype:
+            raise GraphError(f"{where}: 'value' must be a {dtype} array of shape {shape}")
+        return
+    name, role = attrs.get("name"), attrs.get("role")
+    if role not in ("data", "param"):
+        raise GraphError(f"{where}: input role must be 'data' or 'param', got {role!r}")
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise GraphError(f"{where}: input name {name!r} must be a Python identifier")
+    if name in names:
+        raise GraphError(f"{where}: input name {name!r} is also used by v{names[name]}")
+    names[name] = n

@@ -1,0 +1,110 @@
+"""Reductions over axes: sum, mean, max; and `size`, the element count the mean divides by."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from graphc.ir.graph import Value
+from graphc.ir.shapes import ShapeMismatch, normalize_axes
+from graphc.ops._build import apply, float_dtype
+from graphc.ops.elementwise import where
+from graphc.ops.registry import OpDef, register
+from graphc.ops.shape import broadcast_to, reshape
+
+
+def _check_axes(shape, params) -> tuple[int, ...]:
+    axis = params["axis"]
+    if not isinstance(axis, tuple) or normalize_axes(axis, len(shape)) != axis:
+        raise ShapeMismatch(
+            f"axis {axis!r} must be a sorted tuple of axes of a {len(shape)}-d value"
+        )
+    return axis
+
+
+def _kept_shape(shape, axis) -> tuple:
+    """`shape` with the reduced axes set to 1 (keepdims)."""
+    return tuple(1 if i in axis else d for i, d in enumerate(shape))
+
+
+def _infer_reduce(shapes, dtypes, params):
+    axis = _check_axes(shapes[0], params)
+    dtype = float_dtype(dtypes, "reduction")
+    if params["keepdims"]:
+        return _kept_shape(shapes[0], axis), dtype
+    return tuple(d for i, d in enumerate(shapes[0]) if i not in axis), dtype
+
+
+def _infer_max(shapes, dtypes, params):
+    if any(shapes[0][a] == 0 for a in _check_axes(shapes[0], params)):
+        raise ShapeMismatch("max over an axis of size 0 has no value")
+    return _infer_reduce(shapes, dtypes, params)
+
+
+def _spread(ct: Value, x: Value, axis, keepdims) -> Value:
+    """The cotangent of a reduction broadcast back over the reduced axes of `x`."""
+    if not keepdims:
+        ct = reshape(ct, _kept_shape(x.shape, axis))
+    return broadcast_to(ct, x.shape)
+
+
+def _max_vjp(ct, out, x, axis, keepdims):
+    # Ties share the cotangent evenly: d max = sum over argmax positions / their count.
+    hit = where(x == _spread(out, x, axis, keepdims), 1.0, 0.0)
+    return _spread(ct, x, axis, keepdims) * hit / sum(hit, axis, keepdims=True)
+
+
+_AXIS = {"axis": (), "keepdims": False}
+register(OpDef("sum", 1, _infer_reduce, lambda x, axis, keepdims: np.sum(x, axis, keepdims=keepdims),
+               (lambda ct, out, x, axis, keepdims: _spread(ct, x, axis, keepdims),), params=_AXIS,
+               formula="d sum(x) = dx summed"))  # fmt: skip
+register(OpDef("mean", 1, _infer_reduce,
+               lambda x, axis, keepdims: np.mean(x, axis, keepdims=keepdims),
+               (lambda ct, out, x, axis, keepdims: _spread(ct, x, axis, keepdims)
+                / size(x, axis),), params=_AXIS, formula="d mean(x) = mean of dx"))  # fmt: skip
+register(OpDef("max", 1, _infer_max, lambda x, axis, keepdims: np.max(x, axis, keepdims=keepdims),
+               (_max_vjp,), params=_AXIS,
+               formula="d max(x) = dx at the maximum (ties share evenly)"))  # fmt: skip
+
+
+def _infer_size(shapes, dtypes, params):
+    _check_axes(shapes[0], params)
+    return (), float_dtype(dtypes, "size")
+
+
+register(OpDef("size", 1, _infer_size,
+               lambda x, axis: np.asarray(math.prod(x.shape[a] for a in axis), dtype=x.dtype),
+               (None,), params={"axis": ()},
+               formula="the element count of x over `axis`: depends on shape only"))  # fmt: skip
+
+
+def _reduce(op: str, x: Value, axis: Any, keepdims: bool) -> Value:
+    try:
+        axes = normalize_axes(axis, x.ndim)
+    except ShapeMismatch as e:
+        from graphc.errors import ShapeError
+
+        raise ShapeError(f"{op} of v{x.id} with {x.ndim} dimensions: {e}") from None
+    return apply(op, x, axis=axes, keepdims=bool(keepdims))
+
+
+def sum(x: Value, axis: Any = None, keepdims: bool = False) -> Value:  # noqa: A001
+    """Sum over `axis` (None: all axes; an int or a tuple), as `np.sum`."""
+    return _reduce("sum", x, axis, keepdims)
+
+
+def mean(x: Value, axis: Any = None, keepdims: bool = False) -> Value:
+    """Mean over `axis`, as `np.mean`."""
+    return _reduce("mean", x, axis, keepdims)
+
+
+def max(x: Value, axis: Any = None, keepdims: bool = False) -> Value:  # noqa: A001
+    """Maximum over `axis`, as `np.max`; its gradient is shared evenly among ties."""
+    return _reduce("max", x, axis, keepdims)
+
+
+def size(x: Value, axis: Any = None) -> Value:
+    """The number of elements of `x` over `axis`, as a scalar of x's dtype."""
+    return apply("size", x, axis=normalize_axes(axis, x.ndim))

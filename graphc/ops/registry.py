@@ -1,0 +1,59 @@
+"""The op registry: one `OpDef` per op holds everything graphc knows about it (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# infer(shapes, dtypes, params) -> (shape, dtype); raises ShapeMismatch with a message.
+InferFn = Callable[[list[tuple], list[str], Mapping[str, Any]], tuple[tuple, str]]
+# One rule per operand: rule(ct, out, *operands, **params) -> cotangent Value, or None when the
+# operand gets no gradient. Rules build nodes with the builder, so the adjoint graph is plain IR.
+VjpRule = Callable[..., Any] | None
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """Everything about one op, side by side."""
+
+    name: str
+    arity: int
+    infer: InferFn
+    ref: Callable[..., Any]  # the NumPy reference semantics: ref(*arrays, **params)
+    vjp: tuple[VjpRule, ...]  # one rule per operand
+    params: Mapping[str, Any] = field(default_factory=dict)  # allowed parameters and defaults
+    shape_params: tuple[str, ...] = ()  # params holding shapes that may name symbols
+    elementwise: bool = False
+    fragment: str | None = None  # C expression for elementwise ops, operands as {0}, {1}, ...
+    formula: str = ""  # the derivative, for people reading the registry and the generated code
+
+    def __post_init__(self) -> None:
+        assert len(self.vjp) == self.arity, f"{self.name}: one vjp rule per operand"
+
+    @property
+    def differentiable(self) -> bool:
+        return any(rule is not None for rule in self.vjp)
+
+    def full_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """`params` with defaults filled in; unknown names raise KeyError naming them."""
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            raise KeyError(f"op {self.name} takes no parameter {', '.join(map(repr, unknown))}")
+        return {**self.params, **params}
+
+
+REGISTRY: dict[str, OpDef] = {}
+LEAF_OPS = ("input", "const")
+
+
+def register(op: OpDef) -> OpDef:
+    if op.name in REGISTRY or op.name in LEAF_OPS:
+        raise ValueError(f"op {op.name!r} is registered twice")
+    REGISTRY[op.name] = op
+    return op
+
+
+def get_op(name: str) -> OpDef:
+    return REGISTRY[name]

@@ -1,0 +1,118 @@
+"""Reverse-mode differentiation as a graph transformation: the adjoint graph is ordinary IR."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import networkx as nx
+
+from graphc.errors import GraphError, ShapeError
+from graphc.ir.graph import Graph, Value, as_graph, describe, operands
+from graphc.ir.shapes import format_type
+from graphc.ops.elementwise import cast
+from graphc.ops.reduce import sum as reduce_sum
+from graphc.ops.registry import REGISTRY
+from graphc.ops.shape import broadcast_to, reshape
+
+
+def grad_name(of: str, wrt: str) -> str:
+    """The output name under which `grad` stores d(of)/d(wrt)."""
+    return f"d{of}/d{wrt}"
+
+
+def unbroadcast(ct: Value, shape: tuple) -> Value:
+    """Sum `ct` over the axes that broadcasting added or stretched, so it has `shape`.
+
+    The one place where broadcast gradients are reduced (DESIGN.md §3)."""
+    if ct.shape == shape:
+        return ct
+    lead = ct.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(shape) if d == 1 and ct.shape[lead + i] != 1
+    )
+    out = reduce_sum(ct, axes, keepdims=False) if axes else ct
+    return out if out.shape == shape else reshape(out, shape)
+
+
+def _select_wrt(g: Graph, wrt: str | Iterable[str] | None) -> dict[str, int]:
+    inputs = g.input_ids()
+    if wrt is None:
+        chosen = g.input_ids(role="param")
+        if not chosen:
+            raise GraphError(f"graph {g.name!r} has no params; name the inputs to differentiate")
+        return chosen
+    names = [wrt] if isinstance(wrt, str) else list(wrt)
+    for name in names:
+        if name not in inputs:
+            raise GraphError(f"wrt {name!r} is not an input of graph {g.name!r}; "
+                             f"inputs are {', '.join(inputs)}")  # fmt: skip
+    return {name: inputs[name] for name in names}
+
+
+def grad(
+    g: Graph | nx.MultiDiGraph,
+    of: str,
+    wrt: str | Iterable[str] | None = None,
+    allow_unused: bool = False,
+) -> Graph:
+    """A new graph with the outputs of `g` plus d(of)/d(w) for each `w` in `wrt` (default: the
+    params), named `grad_name(of, w)`. `of` must be a scalar output."""
+    g = as_graph(g)
+    if of not in g.outputs:
+        raise GraphError(f"of={of!r} is not an output of graph {g.name!r}: {list(g.outputs)}")
+    dg = g.copy()
+    G = dg.nx
+    root = dg.outputs[of]
+    if G.nodes[root]["shape"] != ():
+        a = G.nodes[root]
+        raise ShapeError(f"of={of!r} must be a scalar to differentiate, but {describe(G, root)} "
+                         f"is {format_type(a['shape'], a['dtype'])}; reduce it, e.g. gc.sum")  # fmt: skip
+    targets = _select_wrt(dg, wrt)
+    for name in targets:
+        out = grad_name(of, name)
+        if out in dg.outputs:
+            raise GraphError(f"graph {g.name!r} already has an output named {out!r}")
+
+    # Forward sweep: which nodes depend differentiably on some wrt input.
+    reaches_root = nx.ancestors(G, root) | {root}
+    topo = [n for n in nx.lexicographical_topological_sort(G) if n in reaches_root]
+    active = set(targets.values())
+    for n in topo:
+        op = G.nodes[n]["op"]
+        if n in active or op in ("input", "const"):
+            continue
+        rules = REGISTRY[op].vjp
+        if any(u in active and rules[p] is not None for p, u in enumerate(operands(G, n))):
+            active.add(n)
+
+    # Reverse sweep: one loop, cotangents summed where a value fans out.
+    cts: dict[int, Value] = {}
+    with dg.at(G.nodes[root]["loc"]):
+        cts[root] = dg.const(1.0, dtype=G.nodes[root]["dtype"])
+    for n in reversed(topo):
+        ct = cts.get(n)
+        if ct is None or n not in active or G.nodes[n]["op"] in ("input", "const"):
+            continue
+        attrs = G.nodes[n]
+        op = REGISTRY[attrs["op"]]
+        args = [Value(dg, u) for u in operands(G, n)]
+        with dg.at(attrs["loc"]):
+            for port, (u, rule) in enumerate(zip(args, op.vjp, strict=True)):
+                if rule is None or u.id not in active:
+                    continue
+                c = rule(ct, Value(dg, n), *args, **attrs["params"])
+                c = cast(unbroadcast(c, u.shape), u.dtype)
+                cts[u.id] = cts[u.id] + c if u.id in cts else c
+        if n != root:
+            del cts[n]  # no longer needed: every consumer of n came earlier in this loop
+
+    for name, n in targets.items():
+        if n not in cts:
+            if not allow_unused:
+                raise GraphError(f"{of!r} does not depend on {name!r} (through a differentiable "
+                                 "path); pass allow_unused=True to get zeros")  # fmt: skip
+            a = G.nodes[n]
+            with dg.at(a["loc"]):
+                cts[n] = broadcast_to(dg.const(0.0, dtype=a["dtype"]), a["shape"])
+        dg.output(grad_name(of, name), cts[n])
+    return dg

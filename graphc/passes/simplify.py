@@ -1,0 +1,237 @@
+"""`simplify`: constant folding, algebraic identities, CSE by structural hashing, and DCE.
+
+One pass over the topological order rebuilds the graph; every node goes through `emit`, which
+folds, rewrites and hash-conses, so rewrites that create nodes are simplified too. Surviving nodes
+keep their ids, so `v12` means the same value before and after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from graphc.ir.graph import Graph, as_graph, infer_node, operands
+from graphc.ops.registry import REGISTRY
+
+FOLD_LIMIT = 1 << 16  # largest constant (elements) that folding may create
+
+# A rule sees the node being built and returns the id of an equivalent value, or None.
+Rule = Callable[["_Builder", list[int], dict[str, Any]], int | None]
+RULES: dict[str, list[Rule]] = {}
+
+
+def rule(*ops: str) -> Callable[[Rule], Rule]:
+    def add(fn: Rule) -> Rule:
+        for op in ops:
+            RULES.setdefault(op, []).append(fn)
+        return fn
+
+    return add
+
+
+class _Builder:
+    """The graph being rebuilt, with its hash-consing table."""
+
+    def __init__(self, src: Graph) -> None:
+        self.g = Graph.__new__(Graph)
+        self.g.nx = nx.MultiDiGraph(name=src.name, outputs={})
+        self.g._next_id = src._next_id
+        self.g._loc = None
+        self.G = self.g.nx
+        self.table: dict[tuple, int] = {}
+
+    def is_const(self, n: int, value: float | None = None) -> bool:
+        a = self.G.nodes[n]
+        return a["op"] == "const" and (value is None or bool(np.all(a["value"] == value)))
+
+    def op(self, n: int) -> str:
+        return self.G.nodes[n]["op"]
+
+    def const(self, value: np.ndarray, loc: str) -> int:
+        value = np.array(value)
+        value.flags.writeable = False
+        key = ("const", value.dtype.name, value.shape, value.tobytes())
+        if key not in self.table:
+            n = self._fresh()
+            self.G.add_node(n, op="const", value=value, shape=value.shape,
+                            dtype=value.dtype.name, params={}, loc=loc)  # fmt: skip
+            self.table[key] = n
+        return self.table[key]
+
+    def emit(self, op: str, args: list[int], params: dict[str, Any], loc: str,
+             keep_id: int | None = None) -> int:  # fmt: skip
+        """The id of a node computing `op(args)`: folded, rewritten, shared or new."""
+        opdef = REGISTRY[op]
+        params = opdef.full_params(params)
+        key = (op, tuple(args), tuple(sorted(params.items())))
+        if key in self.table:
+            return self.table[key]
+        n = keep_id if keep_id is not None else self._fresh()
+        self.G.add_node(n, op=op, params=params, loc=loc)
+        for port, u in enumerate(args):
+            self.G.add_edge(u, n, port=port)
+        shape, dtype = infer_node(self.G, n, args)
+        self.G.nodes[n].update(shape=shape, dtype=dtype)
+        replacement = self._fold(n, op, args, params, loc)
+        for fn in RULES.get(op, ()) if replacement is None else ():
+            r = fn(self, args, dict(params, _loc=loc))
+            if r is not None and (self.G.nodes[r]["shape"], self.G.nodes[r]["dtype"]) == (
+                shape,
+                dtype,
+            ):
+                replacement = r
+                break
+        if replacement is not None:
+            self.G.remove_node(n)
+            return replacement
+        self.table[key] = n
+        return n
+
+    def _fold(self, n: int, op: str, args: list[int], params: dict, loc: str) -> int | None:
+        shape = self.G.nodes[n]["shape"]
+        if not args or not all(self.is_const(u) for u in args):
+            return None
+        if (
+            not all(isinstance(d, int) for d in shape)
+            or np.prod(shape, dtype=np.int64) > FOLD_LIMIT
+        ):
+            return None
+        with np.errstate(all="ignore"):
+            value = REGISTRY[op].ref(*(self.G.nodes[u]["value"] for u in args), **params)
+        return self.const(np.asarray(value, dtype=self.G.nodes[n]["dtype"]), loc)
+
+    def _fresh(self) -> int:
+        n = self.g._next_id
+        self.g._next_id += 1
+        return n
+
+
+def simplify(g: Graph | nx.MultiDiGraph) -> Graph:
+    """An equivalent graph with constants folded, identities applied, duplicates shared and
+    dead nodes removed. Inputs are kept even when unused: they are the model's signature."""
+    src = as_graph(g)
+    b = _Builder(src)
+    new: dict[int, int] = {}
+    for n in nx.lexicographical_topological_sort(src.nx):
+        a = src.nx.nodes[n]
+        if a["op"] == "input":
+            b.G.add_node(n, **a)
+            new[n] = n
+        elif a["op"] == "const":
+            new[n] = b.const(a["value"], a["loc"])
+        else:
+            args = [new[u] for u in operands(src.nx, n)]
+            new[n] = b.emit(a["op"], args, a["params"], a["loc"], keep_id=n)
+    b.G.graph["outputs"] = {name: new[n] for name, n in src.outputs.items()}
+    live = set(b.G.graph["outputs"].values())
+    live |= set().union(*(nx.ancestors(b.G, n) for n in live))
+    b.G.remove_nodes_from([n for n, a in list(b.G.nodes(data=True))
+                           if n not in live and a["op"] != "input"])  # fmt: skip
+    return b.g
+
+
+# ---- the identities -------------------------------------------------------------------------
+# Each rule states its algebra; `emit` accepts a rewrite only if shape and dtype are unchanged,
+# so `x * ones((3,))` with a scalar x is not mistaken for x.
+
+
+@rule("add")
+def _add_zero(b: _Builder, args, params):
+    """x + 0 -> x;  0 + x -> x"""
+    x, y = args
+    return x if b.is_const(y, 0) else y if b.is_const(x, 0) else None
+
+
+@rule("sub")
+def _sub_zero(b: _Builder, args, params):
+    """x - 0 -> x;  0 - x -> -x"""
+    x, y = args
+    if b.is_const(y, 0):
+        return x
+    return b.emit("neg", [y], {}, params["_loc"]) if b.is_const(x, 0) else None
+
+
+@rule("mul")
+def _mul_one(b: _Builder, args, params):
+    """x * 1 -> x;  1 * x -> x;  x * -1 -> -x;  -1 * x -> -x"""
+    x, y = args
+    for a, c in ((x, y), (y, x)):
+        if b.is_const(c, 1):
+            return a
+        if b.is_const(c, -1):
+            return b.emit("neg", [a], {}, params["_loc"])
+    return None
+
+
+@rule("div")
+def _div_one(b: _Builder, args, params):
+    """x / 1 -> x"""
+    return args[0] if b.is_const(args[1], 1) else None
+
+
+@rule("pow")
+def _pow_one(b: _Builder, args, params):
+    """x ** 1 -> x"""
+    return args[0] if b.is_const(args[1], 1) else None
+
+
+@rule("neg")
+def _neg_neg(b: _Builder, args, params):
+    """-(-x) -> x"""
+    (x,) = args
+    return operands(b.G, x)[0] if b.op(x) == "neg" else None
+
+
+@rule("transpose")
+def _transpose(b: _Builder, args, params):
+    """transpose(x, identity) -> x;  transpose(transpose(x, p), q) -> transpose(x, p[q])"""
+    (x,) = args
+    perm = params["perm"]
+    if perm == tuple(range(len(perm))):
+        return x
+    if b.op(x) == "transpose":
+        inner = b.G.nodes[x]["params"]["perm"]
+        composed = tuple(inner[q] for q in perm)
+        return b.emit("transpose", operands(b.G, x), {"perm": composed}, params["_loc"])
+    return None
+
+
+@rule("reshape", "broadcast_to")
+def _same_shape(b: _Builder, args, params):
+    """reshape(x, x.shape) -> x;  broadcast_to(x, x.shape) -> x"""
+    (x,) = args
+    return x if b.G.nodes[x]["shape"] == params["shape"] else None
+
+
+@rule("reshape")
+def _reshape_reshape(b: _Builder, args, params):
+    """reshape(reshape(x, s), t) -> reshape(x, t)"""
+    (x,) = args
+    if b.op(x) != "reshape":
+        return None
+    return b.emit("reshape", operands(b.G, x), {"shape": params["shape"]}, params["_loc"])
+
+
+@rule("sum", "mean")
+def _reduce_nothing(b: _Builder, args, params):
+    """sum(x, axis=()) -> x;  mean(x, axis=()) -> x"""
+    return args[0] if params["axis"] == () else None
+
+
+@rule("cast")
+def _cast_same(b: _Builder, args, params):
+    """cast(x, x.dtype) -> x"""
+    return args[0] if b.G.nodes[args[0]]["dtype"] == params["dtype"] else None
+
+
+@rule("size")
+def _size_static(b: _Builder, args, params):
+    """size(x, axis) -> its value, when those dims of x are known ints"""
+    a = b.G.nodes[args[0]]
+    dims = [a["shape"][i] for i in params["axis"]]
+    if not all(isinstance(d, int) for d in dims):
+        return None
+    return b.const(np.asarray(np.prod(dims, dtype=np.int64), dtype=a["dtype"]), params["_loc"])
