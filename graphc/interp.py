@@ -9,7 +9,7 @@ import networkx as nx
 import numpy as np
 
 from graphc.errors import InputError
-from graphc.ir.graph import Graph, as_graph, describe, operands
+from graphc.ir.graph import Graph, as_graph, describe, operands, topo_order, without_gc
 from graphc.ir.shapes import bind_shape, format_shape
 from graphc.ops.registry import REGISTRY
 
@@ -59,6 +59,7 @@ def bind_inputs(
     return values, symbols
 
 
+@without_gc
 def evaluate(
     g: Graph | nx.MultiDiGraph, inputs: Mapping[str, Any], outputs: Iterable[str] | None = None
 ) -> dict[str, np.ndarray]:
@@ -72,7 +73,7 @@ def evaluate(
     values, symbols = bind_inputs(g, inputs)
     targets = {g.outputs[name] for name in wanted}
     needed = set(targets).union(*(nx.ancestors(G, t) for t in targets))
-    order = [n for n in nx.lexicographical_topological_sort(G) if n in needed]
+    order = [n for n in topo_order(G) if n in needed]
     uses = {n: sum(1 for v in G.successors(n) if v in needed) for n in order}
     with np.errstate(all="ignore"):
         for n in order:
@@ -89,7 +90,9 @@ def evaluate(
                 for key in op.shape_params:
                     params[key] = bind_shape(params[key], symbols)
             except KeyError as e:
-                raise InputError(f"{describe(G, n)}: symbol {e.args[0]} is not bound by any input")
+                raise InputError(
+                    f"{describe(G, n)}: symbol {e.args[0]} is not bound by any input"
+                ) from None
             out = np.asarray(op.ref(*(values[u] for u in args), **params), dtype=attrs["dtype"])
             values[n] = out
             for u in set(args):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from graphc.ir.graph import Graph, operands
+from graphc.ir.graph import Graph, operands, topo_order
 from graphc.ir.shapes import format_type
 
 _COMMENT_COLUMN = 48
@@ -36,7 +36,7 @@ def format_node(G: nx.MultiDiGraph, n: int) -> str:
 def format_graph(g: Graph) -> str:
     G = g.nx
     lines = [f"graph {g.name} {{"]
-    lines += ["  " + format_node(G, n) for n in nx.lexicographical_topological_sort(G)]
+    lines += ["  " + format_node(G, n) for n in topo_order(G)]
     outs = ", ".join(f"{k}=v{v}" for k, v in g.outputs.items())
     lines += [f"  return {outs}", "}"]
     return "\n".join(lines)

@@ -52,6 +52,12 @@ def format_type(shape: Shape, dtype: str) -> str:
 
 def broadcast_shapes(*shapes: Shape) -> Shape:
     """NumPy broadcasting over symbolic shapes; a symbol matches only itself or 1."""
+    if len(shapes) == 2:  # the common cases, without the general loop
+        a, b = shapes
+        if a == b or not b:
+            return a
+        if not a:
+            return b
     ndim = max((len(s) for s in shapes), default=0)
     out: list[Dim] = []
     for i in range(ndim):

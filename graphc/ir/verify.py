@@ -1,4 +1,4 @@
-"""`verify`: check a networkx graph against the IR schema (DESIGN.md §2), naming node, line, rule."""
+"""`verify`: check a networkx graph against the IR schema, naming the node, its line, the rule."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 
 from graphc.errors import GraphError, ShapeError
-from graphc.ir.graph import Graph, describe, infer_node, operands
+from graphc.ir.graph import Graph, describe, infer_node, operands, topo_order, without_gc
 from graphc.ir.shapes import DTYPES, ShapeMismatch, normalize_shape
 from graphc.ops.registry import LEAF_OPS, REGISTRY
 
@@ -20,6 +20,7 @@ def _tuplify(x: object) -> object:
     return x
 
 
+@without_gc
 def verify(g: Graph | nx.MultiDiGraph, fill: bool = False) -> None:
     """Raise GraphError/ShapeError on the first broken rule. With `fill`, missing inferred
     shapes/dtypes of non-leaf nodes are written in (and list-valued params become tuples)."""
@@ -33,7 +34,7 @@ def verify(g: Graph | nx.MultiDiGraph, fill: bool = False) -> None:
         cycle = [u for u, _, *_ in nx.find_cycle(G)]
         raise GraphError("the graph has a cycle: " + " -> ".join(describe(G, u) for u in cycle))
     names: dict[str, int] = {}
-    for n in nx.lexicographical_topological_sort(G):
+    for n in topo_order(G):
         _verify_node(G, n, names, fill)
     outputs = G.graph.get("outputs")
     if not isinstance(outputs, dict):

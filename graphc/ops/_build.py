@@ -21,6 +21,8 @@ def apply(op: str, *args: Any, **params: Any) -> Value:
 
 def float_dtype(dtypes: list[str], op: str) -> str:
     """The promoted float dtype of `dtypes`, or ShapeMismatch if one is not a float."""
+    if all(d == dtypes[0] for d in dtypes) and dtypes[0] in FLOAT_DTYPES:
+        return dtypes[0]
     for d in dtypes:
         if d not in FLOAT_DTYPES:
             raise ShapeMismatch(f"{op} needs float operands, got {d}")

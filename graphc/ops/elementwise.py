@@ -1,4 +1,4 @@
-"""Elementwise ops: NumPy broadcasting, one C fragment each, derivatives written with the builder."""
+"""Elementwise ops: NumPy broadcasting, a C fragment each, derivatives written with the builder."""
 
 from __future__ import annotations
 
@@ -76,11 +76,13 @@ absolute = _elementwise("abs", np.abs, (lambda ct, out, x: ct * sign(x),), "fabs
 maximum = _elementwise("maximum", np.maximum,
                        (lambda ct, out, x, y: where(x > y, ct, where(x < y, 0, ct * 0.5)),
                         lambda ct, out, x, y: where(y > x, ct, where(y < x, 0, ct * 0.5))),
-                       "fmax({0}, {1})", "d max(x,y) = [x>y] dx + [y>x] dy (ties halve)")  # fmt: skip
+                       "fmax({0}, {1})",
+                       "d max(x,y) = [x>y] dx + [y>x] dy, ties halve")  # fmt: skip
 minimum = _elementwise("minimum", np.minimum,
                        (lambda ct, out, x, y: where(x < y, ct, where(x > y, 0, ct * 0.5)),
                         lambda ct, out, x, y: where(y < x, ct, where(y > x, 0, ct * 0.5))),
-                       "fmin({0}, {1})", "d min(x,y) = [x<y] dx + [y<x] dy (ties halve)")  # fmt: skip
+                       "fmin({0}, {1})",
+                       "d min(x,y) = [x<y] dx + [y<x] dy, ties halve")  # fmt: skip
 
 _NO_GRAD = (None, None)
 less = _elementwise("less", np.less, _NO_GRAD, "({0} < {1})", "no gradient", _infer_compare)

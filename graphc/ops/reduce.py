@@ -57,7 +57,8 @@ def _max_vjp(ct, out, x, axis, keepdims):
 
 
 _AXIS = {"axis": (), "keepdims": False}
-register(OpDef("sum", 1, _infer_reduce, lambda x, axis, keepdims: np.sum(x, axis, keepdims=keepdims),
+register(OpDef("sum", 1, _infer_reduce,
+               lambda x, axis, keepdims: np.sum(x, axis, keepdims=keepdims),
                (lambda ct, out, x, axis, keepdims: _spread(ct, x, axis, keepdims),), params=_AXIS,
                formula="d sum(x) = dx summed"))  # fmt: skip
 register(OpDef("mean", 1, _infer_reduce,

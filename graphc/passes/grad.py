@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import networkx as nx
 
 from graphc.errors import GraphError, ShapeError
-from graphc.ir.graph import Graph, Value, as_graph, describe, operands
+from graphc.ir.graph import Graph, Value, as_graph, describe, operands, topo_order, without_gc
 from graphc.ir.shapes import format_type
 from graphc.ops.elementwise import cast
 from graphc.ops.reduce import sum as reduce_sum
@@ -49,6 +49,7 @@ def _select_wrt(g: Graph, wrt: str | Iterable[str] | None) -> dict[str, int]:
     return {name: inputs[name] for name in names}
 
 
+@without_gc
 def grad(
     g: Graph | nx.MultiDiGraph,
     of: str,
@@ -65,8 +66,10 @@ def grad(
     root = dg.outputs[of]
     if G.nodes[root]["shape"] != ():
         a = G.nodes[root]
-        raise ShapeError(f"of={of!r} must be a scalar to differentiate, but {describe(G, root)} "
-                         f"is {format_type(a['shape'], a['dtype'])}; reduce it, e.g. gc.sum")  # fmt: skip
+        raise ShapeError(
+            f"of={of!r} must be a scalar to differentiate, but {describe(G, root)} is "
+            f"{format_type(a['shape'], a['dtype'])}; reduce it first, e.g. with gc.sum"
+        )
     targets = _select_wrt(dg, wrt)
     for name in targets:
         out = grad_name(of, name)
@@ -75,7 +78,7 @@ def grad(
 
     # Forward sweep: which nodes depend differentiably on some wrt input.
     reaches_root = nx.ancestors(G, root) | {root}
-    topo = [n for n in nx.lexicographical_topological_sort(G) if n in reaches_root]
+    topo = [n for n in topo_order(G) if n in reaches_root]
     active = set(targets.values())
     for n in topo:
         op = G.nodes[n]["op"]
@@ -97,7 +100,7 @@ def grad(
         op = REGISTRY[attrs["op"]]
         args = [Value(dg, u) for u in operands(G, n)]
         with dg.at(attrs["loc"]):
-            for port, (u, rule) in enumerate(zip(args, op.vjp, strict=True)):
+            for u, rule in zip(args, op.vjp, strict=True):
                 if rule is None or u.id not in active:
                     continue
                 c = rule(ct, Value(dg, n), *args, **attrs["params"])

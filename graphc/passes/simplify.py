@@ -13,7 +13,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from graphc.ir.graph import Graph, as_graph, infer_node, operands
+from graphc.ir.graph import Graph, as_graph, infer_node, operands, topo_order, without_gc
 from graphc.ops.registry import REGISTRY
 
 FOLD_LIMIT = 1 << 16  # largest constant (elements) that folding may create
@@ -42,10 +42,19 @@ class _Builder:
         self.g._loc = None
         self.G = self.g.nx
         self.table: dict[tuple, int] = {}
+        self.uniform: dict[int, float | None] = {}  # const id -> its value if all elements agree
 
     def is_const(self, n: int, value: float | None = None) -> bool:
-        a = self.G.nodes[n]
-        return a["op"] == "const" and (value is None or bool(np.all(a["value"] == value)))
+        a = self.G._node[n]
+        if a["op"] != "const":
+            return False
+        if value is None:
+            return True
+        if n not in self.uniform:
+            v = a["value"]
+            same = v.size > 0 and bool(np.all(v == v.flat[0]))
+            self.uniform[n] = v.flat[0].item() if same else None
+        return self.uniform[n] == value
 
     def op(self, n: int) -> str:
         return self.G.nodes[n]["op"]
@@ -109,13 +118,14 @@ class _Builder:
         return n
 
 
+@without_gc
 def simplify(g: Graph | nx.MultiDiGraph) -> Graph:
     """An equivalent graph with constants folded, identities applied, duplicates shared and
     dead nodes removed. Inputs are kept even when unused: they are the model's signature."""
     src = as_graph(g)
     b = _Builder(src)
     new: dict[int, int] = {}
-    for n in nx.lexicographical_topological_sort(src.nx):
+    for n in topo_order(src.nx):
         a = src.nx.nodes[n]
         if a["op"] == "input":
             b.G.add_node(n, **a)

@@ -1,0 +1,367 @@
+"""Build a rendered Cython module into a native extension (Cython in-process, then the C
+compiler directly), cache it on disk under a key that covers everything the binary depends on,
+and import it."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import keyword
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from graphc.errors import BuildError
+from graphc.runtime import cache
+from graphc.runtime.cache import META, so_name
+
+# Bump when the build recipe changes in a way the recorded commands do not show.
+_SCHEMA = 1
+# -fno-math-errno lets gcc inline sqrt and call libmvec's vector math; unlike -ffast-math it
+# keeps NaN/Inf semantics and the order of sums. NPY_NO_DEPRECATED_API silences NumPy's
+# deprecation #warning, which would otherwise be the only compiler output.
+_BASE_CFLAGS = (
+    "-fno-math-errno",
+    "-shared",
+    "-fPIC",
+    "-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION",
+)
+_NATIVE_FLAGS = ("-march=native", "-mtune=native", "-mcpu=native")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Compiler settings for one build; every field is part of the cache key."""
+
+    opt_level: int = 2  # -O level
+    extra_compile_args: tuple[str, ...] = ()
+    extra_link_args: tuple[str, ...] = ()
+    libraries: tuple[str, ...] = ()  # e.g. ("m",)
+    include_dirs: tuple[str, ...] = ()  # numpy's include dir is always added
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.opt_level, int) or not 0 <= self.opt_level <= 3:
+            raise ValueError(f"opt_level must be 0, 1, 2 or 3, got {self.opt_level!r}")
+        for field in ("extra_compile_args", "extra_link_args", "libraries", "include_dirs"):
+            value = getattr(self, field)
+            # A bare string would silently become one flag per character.
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise TypeError(f"BuildOptions.{field} must be a sequence of str, got {value!r}")
+            object.__setattr__(self, field, tuple(value))
+
+
+DEFAULT_OPTIONS = BuildOptions()
+
+
+@dataclass(frozen=True)
+class BuiltModule:
+    """A verified cache entry holding one built extension module."""
+
+    name: str  # the extension module's name, e.g. "seed_net" (PyInit_seed_net)
+    key: str  # sha256 hex cache key
+    entry_dir: Path  # the cache entry holding source, .so and meta.json
+    so_path: Path
+    pyx_path: Path
+    cache_hit: bool
+    seconds: float  # wall time of this call (build or hit)
+    meta: dict  # what meta.json holds
+
+
+def default_build_dir() -> Path:
+    """$GRAPHC_BUILD_DIR if set, else ./build in the current working directory (absolute)."""
+    env = os.environ.get("GRAPHC_BUILD_DIR")
+    return (Path(env).expanduser() if env else Path.cwd() / "build").absolute()
+
+
+def _check_name(name: str) -> None:
+    """Raise BuildError unless `name` can be an extension module and a file name."""
+    if not (isinstance(name, str) and name.isidentifier() and name.isascii()) or (
+        keyword.iskeyword(name)
+    ):
+        raise BuildError(f"module name {name!r} must be an ASCII Python identifier")
+
+
+def _cython_command(name: str, options: BuildOptions) -> list[str]:
+    """The `cython` command line equivalent to the in-process translation."""
+    incs = [f"-I{d}" for d in options.include_dirs]
+    return ["cython", "-3", *incs, "-o", f"{name}.c", f"{name}.pyx"]
+
+
+def _cc_command(cc: cache.Compiler, name: str, options: BuildOptions) -> list[str]:
+    """The compile-and-link command, run inside the build directory."""
+    incs = [f"-I{d}" for d in [*cache.environment()["include_dirs"], *options.include_dirs]]
+    return [
+        *cc.argv, f"-O{options.opt_level}", *_BASE_CFLAGS, *incs, *options.extra_compile_args,
+        f"{name}.c", "-o", so_name(name),
+        *options.extra_link_args, *(f"-l{lib}" for lib in options.libraries),
+    ]  # fmt: skip
+
+
+def _key_inputs(
+    name: str, source: str, options: BuildOptions, cc: cache.Compiler
+) -> dict[str, Any]:
+    """Everything the cache key covers, as plain JSON data (it is stored in meta.json)."""
+    native = tuple(a for a in options.extra_compile_args if a.startswith(_NATIVE_FLAGS))
+    return {
+        "schema": _SCHEMA,
+        "name": name,
+        "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
+        **cache.environment(),
+        "compiler": {"argv": list(cc.argv), "path": cc.path, "version": cc.version},
+        "cython_command": _cython_command(name, options),
+        "cc_command": _cc_command(cc, name, options),
+        "cpu_target": cache.cpu_target(cc.argv, native),
+    }
+
+
+def cache_key(name: str, source: str, options: BuildOptions = DEFAULT_OPTIONS) -> str:
+    """The SHA-256 hex key of building `source` as `name` with `options` on this machine."""
+    _check_name(name)
+    return cache.digest(_key_inputs(name, source, options, cache.find_compiler()))
+
+
+def _trim(text: str, max_lines: int = 60, max_chars: int = 6000) -> str:
+    """Compiler output cut to something a person reads, saying how much was cut."""
+    lines = text.strip().splitlines()
+    if len(lines) > max_lines:
+        lines = lines[:max_lines] + [f"... ({len(lines) - max_lines} more lines)"]
+    out = "\n".join(lines)
+    return out if len(out) <= max_chars else out[:max_chars] + "\n... (trimmed)"
+
+
+_CYTHON_LOCK = threading.Lock()  # the Cython compiler keeps module-level state
+
+
+def _read_listing(listing: Path, pyx: Path) -> str:
+    """Cython's messages, naming the source by its file name, not the temporary build path."""
+    if not listing.exists():
+        return ""
+    text = listing.read_text(errors="replace")
+    return text.replace(str(pyx), pyx.name).replace(os.path.relpath(pyx), pyx.name)
+
+
+def _cythonize(pyx: Path, name: str, options: BuildOptions) -> str:
+    """Translate `pyx` into `<name>.c` beside it; return Cython's warnings."""
+    from Cython.Compiler import Main  # heavy import, paid only on a cache miss
+
+    cmd = shlex.join(_cython_command(name, options))
+    listing = pyx.with_suffix(".lis")
+    with _CYTHON_LOCK:
+        try:
+            # Messages go to <name>.lis instead of sys.stderr: thread-local, nothing to redirect.
+            result = Main.compile(
+                str(pyx), full_module_name=name, language_level=3,
+                output_file=str(pyx.with_suffix(".c")), include_path=list(options.include_dirs),
+                errors_to_stderr=False, use_listing_file=True, cache=False, timestamps=False,
+            )  # fmt: skip
+        except Exception as e:  # Cython aborts with its own exception types on fatal errors
+            messages = _read_listing(listing, pyx)
+            raise BuildError(
+                f"Cython failed on {name}.pyx ({cmd}, in-process):\n"
+                f"{_trim(messages)}\n{type(e).__name__}: {e}"
+            ) from e
+    messages = _read_listing(listing, pyx)
+    if result.num_errors or not pyx.with_suffix(".c").exists():
+        raise BuildError(f"Cython failed on {name}.pyx ({cmd}, in-process):\n{_trim(messages)}")
+    return messages.strip()
+
+
+def _run_cc(argv: list[str], cwd: Path, name: str) -> str:
+    """Run the C compiler; return its (warning) output or raise BuildError with it."""
+    try:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, errors="replace")
+    except OSError as e:
+        raise BuildError(f"cannot run the C compiler for {name}: {shlex.join(argv)}: {e}") from e
+    output = (proc.stderr + proc.stdout).strip()
+    if proc.returncode != 0:
+        raise BuildError(
+            f"the C compiler failed (exit {proc.returncode}) building {name}:\n"
+            f"  {shlex.join(argv)}\n{_trim(output)}"
+        )
+    return output
+
+
+def _short(argv: list[str]) -> str:
+    """A command line without its -I paths, for progress messages."""
+    return shlex.join([a for a in argv if not a.startswith("-I")])
+
+
+def _build_entry(
+    name: str, source: str, key: str, inputs: dict[str, Any], options: BuildOptions,
+    cc: cache.Compiler, model_dir: Path, entry: Path, say: Callable[[str], None],
+) -> dict[str, Any]:  # fmt: skip
+    """Build into a private directory and rename it into place as `entry`; return its meta."""
+    cache.clear_stale(model_dir, key)
+    tmp = cache.make_build_dir(model_dir, key)
+    try:
+        pyx = tmp / f"{name}.pyx"
+        pyx.write_bytes(source.encode())
+        say(f"cythonizing {name}.pyx")
+        t0 = time.perf_counter()
+        cython_messages = _cythonize(pyx, name, options)
+        t1 = time.perf_counter()
+        argv = _cc_command(cc, name, options)
+        say(f"compiling with {_short(argv)}")
+        cc_output = _run_cc(argv, tmp, name)
+        t2 = time.perf_counter()
+        for leftover in (pyx.with_suffix(".c"), pyx.with_suffix(".lis")):
+            leftover.unlink(missing_ok=True)
+        so = tmp / so_name(name)
+        meta = {
+            "name": name,
+            "key": key,
+            "entry": entry.name,
+            "so": so.name,
+            "so_sha256": cache.sha256_file(so),
+            "so_bytes": so.stat().st_size,
+            "pyx_sha256": cache.sha256_file(pyx),
+            "options": asdict(options),
+            # Cython runs in-process; "cython" is the equivalent command line.
+            "commands": {"cython": inputs["cython_command"], "cc": argv},
+            "build_seconds": {"cython": round(t1 - t0, 3), "cc": round(t2 - t1, 3)},
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "messages": {"cython": _trim(cython_messages), "cc": _trim(cc_output)},
+            "key_inputs": inputs,
+        }
+        # No fsync: a crash may leave a truncated file, which verification rejects and rebuilds.
+        text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+        (tmp / META).write_text(text)
+        meta = json.loads(text)  # exactly what a later cache hit reads back
+        cache.publish_entry(tmp, entry)
+    except BaseException:
+        cache.remove_path(tmp)
+        raise
+    return meta
+
+
+def _unwritable(root: Path, e: OSError) -> BuildError:
+    """The error for a build directory that cannot be written."""
+    return BuildError(
+        f"cannot write the build directory {root}: {e}. "
+        "Set GRAPHC_BUILD_DIR (or pass out_dir / --out) to a writable directory."
+    )
+
+
+def build_module(
+    name: str,
+    source: str,
+    *,
+    out_dir: str | Path | None = None,
+    options: BuildOptions = DEFAULT_OPTIONS,
+    progress: Callable[[str], None] | None = None,
+) -> BuiltModule:
+    """A verified build of `source` as module `name` (compiled only on a miss), now published."""
+    start = time.perf_counter()
+    _check_name(name)
+    if not isinstance(source, str):
+        raise TypeError(f"source must be str, got {type(source).__name__}")
+    options = options or DEFAULT_OPTIONS
+    say = progress or (lambda msg: None)
+    root = Path(out_dir).absolute() if out_dir is not None else default_build_dir()
+    cc = cache.find_compiler()
+    inputs = _key_inputs(name, source, options, cc)
+    key = cache.digest(inputs)
+    model_dir = root / name
+    entry = model_dir / key[:16]
+
+    meta, _ = cache.verify_entry(entry, name, key)
+    hit = meta is not None
+    if meta is None:
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            waiting = lambda: say(f"waiting for another process building {name} ({key[:16]})")
+            with cache.key_lock(model_dir, key, on_wait=waiting):
+                # Whoever held the lock before us may have just published this key.
+                meta, why = cache.verify_entry(entry, name, key)
+                hit = meta is not None
+                if meta is None:
+                    if why != "not built":
+                        say(f"cache entry {entry} is broken ({why}); rebuilding")
+                    meta = _build_entry(
+                        name, source, key, inputs, options, cc, model_dir, entry, say
+                    )
+        except OSError as e:
+            raise _unwritable(root, e) from e
+    try:
+        cache.publish_latest(model_dir, entry, name, meta)
+    except OSError as e:
+        if not hit:
+            raise _unwritable(root, e) from e
+        # A read-only cache still serves hits; only the top-level copy is stale.
+        say(f"could not update the published files in {model_dir}: {e}")
+    return BuiltModule(
+        name=name, key=key, entry_dir=entry, so_path=entry / so_name(name),
+        pyx_path=entry / f"{name}.pyx", cache_hit=hit, seconds=time.perf_counter() - start,
+        meta=meta,
+    )  # fmt: skip
+
+
+_LOAD_LOCK = threading.Lock()
+_MISSING = object()
+
+
+def load_module(built: BuiltModule) -> types.ModuleType:
+    """Import `built`'s extension module and return it; sys.modules is left as it was."""
+    name = built.name
+    with _LOAD_LOCK:
+        before = sys.modules.get(name, _MISSING)
+        spec = importlib.util.spec_from_file_location(name, built.so_path)
+        if spec is None or spec.loader is None:
+            raise BuildError(f"{built.so_path} cannot be loaded as an extension module")
+        module = None
+        try:
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        except ImportError as e:
+            raise BuildError(
+                f"cannot import the built module {name} from {built.so_path}: {e}"
+            ) from e
+        finally:
+            # Cython modules add themselves to sys.modules when first executed; undo that so
+            # neither `import <name>` nor a later build of the same name finds this one.
+            if before is _MISSING:
+                if module is not None and sys.modules.get(name) is module:
+                    del sys.modules[name]
+            else:
+                sys.modules[name] = before
+    return module
+
+
+def load(path: str | Path) -> types.ModuleType:
+    """The verified build last published in a model directory such as "build/seed_net"."""
+    start = time.perf_counter()
+    model_dir = Path(path)
+    meta = cache.read_meta(model_dir / META)
+    if meta is None:
+        raise BuildError(
+            f"{model_dir} holds no published build ({META} is missing or unreadable); "
+            "build the model first"
+        )
+    name, key = meta.get("name"), meta.get("key")
+    if not isinstance(key, str) or not isinstance(name, str):
+        raise BuildError(f"{model_dir / META} is not a graphc build record")
+    _check_name(name)
+    # `path` may also be a cache entry itself, whose meta.json has the same form.
+    entry = model_dir if model_dir.name == key[:16] else model_dir / key[:16]
+    entry_meta, why = cache.verify_entry(entry, name, key)
+    if entry_meta is None:
+        raise BuildError(
+            f"the build of {name} published in {model_dir} cannot be used: its cache entry "
+            f"{entry} is broken ({why}); rebuild the model"
+        )
+    built = BuiltModule(
+        name=name, key=key, entry_dir=entry, so_path=entry / so_name(name),
+        pyx_path=entry / f"{name}.pyx", cache_hit=True, seconds=time.perf_counter() - start,
+        meta=entry_meta,
+    )  # fmt: skip
+    return load_module(built)
