@@ -21,14 +21,19 @@ def to_json(G: nx.MultiDiGraph) -> str:
                 "data": v.ravel().tolist(),
             }
     data = nx.node_link_data(H, edges="edges")
+    # Canonical order, so the same graph always gives the same text whatever its insertion order.
+    data["nodes"].sort(key=lambda d: d["id"])
+    data["edges"].sort(key=lambda d: (d["target"], d["port"], d["source"]))
     return json.dumps(data, sort_keys=True, indent=1)
 
 
 def from_json(text: str) -> nx.MultiDiGraph:
     try:
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"the top level is a {type(data).__name__}, not an object")
         G = nx.node_link_graph(data, directed=True, multigraph=True, edges="edges")
-    except (ValueError, KeyError, TypeError, nx.NetworkXError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, nx.NetworkXError) as e:
         raise GraphError(f"not a graphc model in JSON node-link form: {e}") from None
     outputs = G.graph.get("outputs")
     if isinstance(outputs, dict):

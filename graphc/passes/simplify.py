@@ -59,12 +59,12 @@ class _Builder:
     def op(self, n: int) -> str:
         return self.G.nodes[n]["op"]
 
-    def const(self, value: np.ndarray, loc: str) -> int:
+    def const(self, value: np.ndarray, loc: str, keep_id: int | None = None) -> int:
         value = np.array(value)
         value.flags.writeable = False
         key = ("const", value.dtype.name, value.shape, value.tobytes())
         if key not in self.table:
-            n = self._fresh()
+            n = keep_id if keep_id is not None else self._fresh()
             self.G.add_node(n, op="const", value=value, shape=value.shape,
                             dtype=value.dtype.name, params={}, loc=loc)  # fmt: skip
             self.table[key] = n
@@ -131,7 +131,7 @@ def simplify(g: Graph | nx.MultiDiGraph) -> Graph:
             b.G.add_node(n, **a)
             new[n] = n
         elif a["op"] == "const":
-            new[n] = b.const(a["value"], a["loc"])
+            new[n] = b.const(a["value"], a["loc"], keep_id=n)
         else:
             args = [new[u] for u in operands(src.nx, n)]
             new[n] = b.emit(a["op"], args, a["params"], a["loc"], keep_id=n)
