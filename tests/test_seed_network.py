@@ -39,8 +39,11 @@ def test_value_and_grad_keys_by_param():
 
 def test_example_builds_the_same_model_and_agrees():
     ns = runpy.run_path(str(ROOT / "examples" / "seed_network.py"))
-    assert str(ns["graph"]).splitlines()[1:] != []
-    assert gc.simplify(ns["graph"]).nx.number_of_nodes() == gc.simplify(seed_net()).nx.number_of_nodes()
+    # The same model up to source lines: the printed graphs differ only in their comments.
+    def strip(g):
+        return [line.split("#")[0] for line in str(g).splitlines()]
+
+    assert strip(ns["graph"]) == strip(seed_net())
     assert ns["main"]() == 0
     if SHARED_REFERENCE.is_file():  # the example's embedded copy is the published one
         assert ns["REFERENCE"]["loss"] == REF["forward"]["loss"]
