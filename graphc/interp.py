@@ -93,7 +93,11 @@ def evaluate(
                 raise InputError(
                     f"{describe(G, n)}: symbol {e.args[0]} is not bound by any input"
                 ) from None
-            out = np.asarray(op.ref(*(values[u] for u in args), **params), dtype=attrs["dtype"])
+            try:
+                out = op.ref(*(values[u] for u in args), **params)
+            except (ValueError, ArithmeticError) as e:
+                raise InputError(f"{describe(G, n)} cannot run on these inputs: {e}") from None
+            out = np.asarray(out, dtype=attrs["dtype"])
             values[n] = out
             for u in set(args):
                 uses[u] -= 1

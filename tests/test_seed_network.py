@@ -39,6 +39,7 @@ def test_value_and_grad_keys_by_param():
 
 def test_example_builds_the_same_model_and_agrees():
     ns = runpy.run_path(str(ROOT / "examples" / "seed_network.py"))
+
     # The same model up to source lines: the printed graphs differ only in their comments.
     def strip(g):
         return [line.split("#")[0] for line in str(g).splitlines()]

@@ -7,6 +7,7 @@ import numpy as np
 
 from graphc.ir.graph import Graph, operands, topo_order
 from graphc.ir.shapes import format_type
+from graphc.ops.registry import REGISTRY
 
 _COMMENT_COLUMN = 48
 
@@ -26,7 +27,9 @@ def format_node(G: nx.MultiDiGraph, n: int) -> str:
     elif a["op"] == "const":
         rhs = f"const {_const_text(a['value'])}"
     else:
-        params = ", ".join(f"{k}={v!r}" for k, v in sorted(a["params"].items()))
+        defaults = REGISTRY[a["op"]].params
+        params = ", ".join(f"{k}={v!r}" for k, v in sorted(a["params"].items())
+                           if k not in defaults or v != defaults[k] or k == "axis")  # fmt: skip
         rhs = a["op"] + (f"[{params}]" if params else "")
         rhs += "".join(f" v{u}" for u in operands(G, n))
     line = f"{lhs} = {rhs}"

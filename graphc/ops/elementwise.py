@@ -1,4 +1,8 @@
-"""Elementwise ops: NumPy broadcasting, a C fragment each, derivatives written with the builder."""
+"""Elementwise ops: NumPy broadcasting, a Cython expression each, derivatives via the builder.
+
+Fragments are Cython expressions over C scalars ({0}, {1}, ...) that keep NumPy's semantics,
+NaN propagation included (np.maximum propagates NaN; C's fmax would not).
+"""
 
 from __future__ import annotations
 
@@ -67,8 +71,9 @@ sigmoid = _elementwise("sigmoid", scipy.special.expit,
                        "(1.0 / (1.0 + exp(-{0})))", "d s(x) = s(x) (1 - s(x)) dx")  # fmt: skip
 relu = _elementwise("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
                     (lambda ct, out, x: where(x > 0, ct, 0),),
-                    "({0} > 0 ? {0} : 0 * {0})", "d relu(x) = [x > 0] dx")  # fmt: skip
-sign = _elementwise("sign", np.sign, (None,), "(({0} > 0) - ({0} < 0))",
+                    "({0} if not ({0} <= 0) else 0.0)", "d relu(x) = [x > 0] dx")  # fmt: skip
+sign = _elementwise("sign", np.sign, (None,),
+                    "(<double>(({0} > 0) - ({0} < 0)) if {0} == {0} else {0})",
                     "sign is piecewise constant: no gradient")  # fmt: skip
 absolute = _elementwise("abs", np.abs, (lambda ct, out, x: ct * sign(x),), "fabs({0})",
                         "d |x| = sign(x) dx")  # fmt: skip
@@ -76,12 +81,12 @@ absolute = _elementwise("abs", np.abs, (lambda ct, out, x: ct * sign(x),), "fabs
 maximum = _elementwise("maximum", np.maximum,
                        (lambda ct, out, x, y: where(x > y, ct, where(x < y, 0, ct * 0.5)),
                         lambda ct, out, x, y: where(y > x, ct, where(y < x, 0, ct * 0.5))),
-                       "fmax({0}, {1})",
+                       "({0} if ({0} >= {1} or {0} != {0}) else {1})",
                        "d max(x,y) = [x>y] dx + [y>x] dy, ties halve")  # fmt: skip
 minimum = _elementwise("minimum", np.minimum,
                        (lambda ct, out, x, y: where(x < y, ct, where(x > y, 0, ct * 0.5)),
                         lambda ct, out, x, y: where(y < x, ct, where(y > x, 0, ct * 0.5))),
-                       "fmin({0}, {1})",
+                       "({0} if ({0} <= {1} or {0} != {0}) else {1})",
                        "d min(x,y) = [x<y] dx + [y<x] dy, ties halve")  # fmt: skip
 
 _NO_GRAD = (None, None)
@@ -108,7 +113,7 @@ def _infer_where(shapes, dtypes, params):
 where = _elementwise("where", np.where,
                      (None, lambda ct, out, c, x, y: where(c, ct, 0),
                       lambda ct, out, c, x, y: where(c, 0, ct)),
-                     "({0} ? {1} : {2})", "d where(c,x,y) = [c] dx + [not c] dy",
+                     "({1} if {0} else {2})", "d where(c,x,y) = [c] dx + [not c] dy",
                      _infer_where)  # fmt: skip
 
 

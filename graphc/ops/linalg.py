@@ -1,4 +1,9 @@
-"""Matrix products with NumPy `matmul` semantics: 1-D, 2-D and batched with broadcast batch dims."""
+"""Matrix products with NumPy `matmul` semantics: 1-D, 2-D and batched with broadcast batch dims.
+
+`transpose_a` / `transpose_b` say that an operand is stored with its last two axes swapped, as
+BLAS's transa/transb do: `simplify` folds `matmul(swapaxes(a), b)` into `matmul(a, b,
+transpose_a=True)` so that no transposed copy is ever made. The builder never sets them.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,19 @@ from graphc.ops.registry import OpDef, register
 from graphc.ops.shape import reshape, swapaxes
 
 
+def _swap_last(shape: tuple) -> tuple:
+    return (*shape[:-2], shape[-1], shape[-2])
+
+
 def _infer_matmul(shapes, dtypes, params):
     a, b = shapes
     if not a or not b:
         raise ShapeMismatch("matmul needs operands with at least one dimension")
+    for flag, s in (("transpose_a", a), ("transpose_b", b)):
+        if params[flag] and len(s) < 2:
+            raise ShapeMismatch(f"{flag} needs an operand with at least two dimensions")
+    a = _swap_last(a) if params["transpose_a"] else a
+    b = _swap_last(b) if params["transpose_b"] else b
     a2 = (1, *a) if len(a) == 1 else a
     b2 = (*b, 1) if len(b) == 1 else b
     if a2[-1] != b2[-2]:
@@ -22,6 +36,11 @@ def _infer_matmul(shapes, dtypes, params):
     batch = broadcast_shapes(a2[:-2], b2[:-2])
     out = (*batch, *([a2[-2]] if len(a) > 1 else []), *([b2[-1]] if len(b) > 1 else []))
     return out, float_dtype(dtypes, "matmul")
+
+
+def _ref(a, b, transpose_a, transpose_b):
+    return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a,
+                     np.swapaxes(b, -1, -2) if transpose_b else b)  # fmt: skip
 
 
 def _as_matrices(ct: Value, x: Value, y: Value) -> tuple[Value, Value, Value]:
@@ -36,20 +55,37 @@ def _as_matrices(ct: Value, x: Value, y: Value) -> tuple[Value, Value, Value]:
     return reshape(ct, tuple(ct_shape)), x2, y2
 
 
-# With C = A @ B: dA = dC @ B^T and dB = A^T @ dC; batch dims are summed back by grad().
-def _dx(ct, out, x, y):
-    ct2, _, y2 = _as_matrices(ct, x, y)
-    g = ct2 @ swapaxes(y2)
+def _mm(a: Value, b: Value, transpose_a: bool = False, transpose_b: bool = False) -> Value:
+    return apply("matmul", a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+
+
+# With C = op(A) @ op(B), op the stored layout: d op(A) = dC @ op(B)^T, d op(B) = op(A)^T @ dC.
+# For operands stored transposed that is dA = op(B) @ dC^T and dB = dC^T @ op(A): each gradient
+# is one product with layout flags, never a transposed copy. Batch dims are summed by grad().
+def _dx(ct, out, x, y, transpose_a, transpose_b):
+    if x.ndim >= 2 and y.ndim >= 2:
+        if transpose_a:
+            return _mm(y, ct, transpose_a=transpose_b, transpose_b=True)
+        return _mm(ct, y, transpose_b=not transpose_b)
+    ye = swapaxes(y) if transpose_b else y  # a 1-D operand: promote to matrices
+    ct2, _, y2 = _as_matrices(ct, x, ye)
+    g = _mm(ct2, y2, transpose_b=True)
     return reshape(g, (*g.shape[:-2], g.shape[-1])) if x.ndim == 1 else g
 
 
-def _dy(ct, out, x, y):
-    ct2, x2, _ = _as_matrices(ct, x, y)
-    g = swapaxes(x2) @ ct2
+def _dy(ct, out, x, y, transpose_a, transpose_b):
+    if x.ndim >= 2 and y.ndim >= 2:
+        if transpose_b:
+            return _mm(ct, x, transpose_a=True, transpose_b=transpose_a)
+        return _mm(x, ct, transpose_a=not transpose_a)
+    xe = swapaxes(x) if transpose_a else x
+    ct2, x2, _ = _as_matrices(ct, xe, y)
+    g = _mm(x2, ct2, transpose_a=True)
     return reshape(g, g.shape[:-1]) if y.ndim == 1 else g
 
 
-register(OpDef("matmul", 2, _infer_matmul, np.matmul, (_dx, _dy),
+register(OpDef("matmul", 2, _infer_matmul, _ref, (_dx, _dy),
+               params={"transpose_a": False, "transpose_b": False},
                formula="d(A@B) = dA @ B + A @ dB"))  # fmt: skip
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphc.errors import ShapeError
 from graphc.ir.graph import Value
-from graphc.ir.shapes import ShapeMismatch, normalize_axes
+from graphc.ir.shapes import ShapeMismatch
 from graphc.ops._build import apply, float_dtype
 from graphc.ops.elementwise import exp
-from graphc.ops.reduce import mean, sum
+from graphc.ops.reduce import axes_of, mean, sum
 from graphc.ops.registry import OpDef, register
 
 
@@ -21,12 +22,12 @@ def _infer_axis(shapes, dtypes, params):
 
 
 def _softmax_ref(x, axis):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True, initial=-np.inf))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def _log_softmax_ref(x, axis):
-    shifted = x - np.max(x, axis=axis, keepdims=True)
+    shifted = x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
@@ -40,14 +41,20 @@ register(OpDef("log_softmax", 1, _infer_axis, _log_softmax_ref,
                params={"axis": -1}, formula="dx = dy - exp(out) * sum(dy)"))  # fmt: skip
 
 
+def _one_axis(op: str, x: Value, axis: int) -> int:
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise ShapeError(f"{op}: axis must be one int, got {axis!r}")
+    return axes_of(op, x, axis)[0]
+
+
 def softmax(x: Value, axis: int = -1) -> Value:
     """exp(x) / sum(exp(x)) along `axis`, computed without overflow."""
-    return apply("softmax", x, axis=normalize_axes(axis, x.ndim)[0])
+    return apply("softmax", x, axis=_one_axis("softmax", x, axis))
 
 
 def log_softmax(x: Value, axis: int = -1) -> Value:
     """x - logsumexp(x) along `axis`, computed without overflow."""
-    return apply("log_softmax", x, axis=normalize_axes(axis, x.ndim)[0])
+    return apply("log_softmax", x, axis=_one_axis("log_softmax", x, axis))
 
 
 def mse_loss(pred: Value, target: Value) -> Value:

@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from graphc.errors import ShapeError
 from graphc.ir.graph import Value
+from graphc.ir.loc import user_loc
 from graphc.ir.shapes import ShapeMismatch, normalize_axes
 from graphc.ops._build import apply, float_dtype
-from graphc.ops.elementwise import where
+from graphc.ops.elementwise import equal, where
 from graphc.ops.registry import OpDef, register
 from graphc.ops.shape import broadcast_to, reshape
 
@@ -52,7 +54,8 @@ def _spread(ct: Value, x: Value, axis, keepdims) -> Value:
 
 def _max_vjp(ct, out, x, axis, keepdims):
     # Ties share the cotangent evenly: d max = sum over argmax positions / their count.
-    hit = where(x == _spread(out, x, axis, keepdims), 1.0, 0.0)
+    one, zero = x.graph.const(1.0, x.dtype), x.graph.const(0.0, x.dtype)
+    hit = where(equal(x, _spread(out, x, axis, keepdims)), one, zero)
     return _spread(ct, x, axis, keepdims) * hit / sum(hit, axis, keepdims=True)
 
 
@@ -81,14 +84,16 @@ register(OpDef("size", 1, _infer_size,
                formula="the element count of x over `axis`: depends on shape only"))  # fmt: skip
 
 
-def _reduce(op: str, x: Value, axis: Any, keepdims: bool) -> Value:
+def axes_of(op: str, x: Value, axis: Any) -> tuple[int, ...]:
+    """`axis` normalised for `x`, or a ShapeError naming the op and the value."""
     try:
-        axes = normalize_axes(axis, x.ndim)
+        return normalize_axes(axis, x.ndim)
     except ShapeMismatch as e:
-        from graphc.errors import ShapeError
+        raise ShapeError(f"{op} of v{x.id} with {x.ndim} dimensions at {user_loc()}: {e}") from None
 
-        raise ShapeError(f"{op} of v{x.id} with {x.ndim} dimensions: {e}") from None
-    return apply(op, x, axis=axes, keepdims=bool(keepdims))
+
+def _reduce(op: str, x: Value, axis: Any, keepdims: bool) -> Value:
+    return apply(op, x, axis=axes_of(op, x, axis), keepdims=bool(keepdims))
 
 
 def sum(x: Value, axis: Any = None, keepdims: bool = False) -> Value:  # noqa: A001
@@ -108,4 +113,4 @@ def max(x: Value, axis: Any = None, keepdims: bool = False) -> Value:  # noqa: A
 
 def size(x: Value, axis: Any = None) -> Value:
     """The number of elements of `x` over `axis`, as a scalar of x's dtype."""
-    return apply("size", x, axis=normalize_axes(axis, x.ndim))
+    return apply("size", x, axis=axes_of("size", x, axis))

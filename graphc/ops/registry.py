@@ -25,7 +25,7 @@ class OpDef:
     params: Mapping[str, Any] = field(default_factory=dict)  # allowed parameters and defaults
     shape_params: tuple[str, ...] = ()  # params holding shapes that may name symbols
     elementwise: bool = False
-    fragment: str | None = None  # C expression for elementwise ops, operands as {0}, {1}, ...
+    fragment: str | None = None  # Cython expression for elementwise ops, operands {0}, {1}, ...
     formula: str = ""  # the derivative, for people reading the registry and the generated code
 
     def __post_init__(self) -> None:

@@ -8,7 +8,7 @@ import networkx as nx
 
 from graphc.errors import GraphError, ShapeError
 from graphc.ir.graph import Graph, Value, as_graph, describe, operands, topo_order, without_gc
-from graphc.ir.shapes import format_type
+from graphc.ir.shapes import FLOAT_DTYPES, format_type
 from graphc.ops.elementwise import cast
 from graphc.ops.reduce import sum as reduce_sum
 from graphc.ops.registry import REGISTRY
@@ -37,7 +37,8 @@ def unbroadcast(ct: Value, shape: tuple) -> Value:
 def _select_wrt(g: Graph, wrt: str | Iterable[str] | None) -> dict[str, int]:
     inputs = g.input_ids()
     if wrt is None:
-        chosen = g.input_ids(role="param")
+        chosen = {k: n for k, n in g.input_ids(role="param").items()
+                  if g.nx.nodes[n]["dtype"] in FLOAT_DTYPES}  # fmt: skip
         if not chosen:
             raise GraphError(f"graph {g.name!r} has no params; name the inputs to differentiate")
         return chosen
@@ -46,6 +47,10 @@ def _select_wrt(g: Graph, wrt: str | Iterable[str] | None) -> dict[str, int]:
         if name not in inputs:
             raise GraphError(f"wrt {name!r} is not an input of graph {g.name!r}; "
                              f"inputs are {', '.join(inputs)}")  # fmt: skip
+    for name in names:
+        if g.nx.nodes[inputs[name]]["dtype"] not in FLOAT_DTYPES:
+            raise GraphError(f"wrt {name!r} is a {g.nx.nodes[inputs[name]]['dtype']} input: "
+                             "only float inputs have gradients")  # fmt: skip
     return {name: inputs[name] for name in names}
 
 
@@ -82,7 +87,7 @@ def grad(
     active = set(targets.values())
     for n in topo:
         op = G.nodes[n]["op"]
-        if n in active or op in ("input", "const"):
+        if n in active or op in ("input", "const") or G.nodes[n]["dtype"] not in FLOAT_DTYPES:
             continue
         rules = REGISTRY[op].vjp
         if any(u in active and rules[p] is not None for p, u in enumerate(operands(G, n))):

@@ -84,6 +84,7 @@ class _Builder:
             self.G.add_edge(u, n, port=port)
         shape, dtype = infer_node(self.G, n, args)
         self.G.nodes[n].update(shape=shape, dtype=dtype)
+        fresh_from = self.g._next_id
         replacement = self._fold(n, op, args, params, loc)
         for fn in RULES.get(op, ()) if replacement is None else ():
             r = fn(self, args, dict(params, _loc=loc))
@@ -95,8 +96,23 @@ class _Builder:
                 break
         if replacement is not None:
             self.G.remove_node(n)
+            if replacement >= fresh_from and keep_id is not None:
+                return self._take_id(replacement, keep_id)  # keep the name v{keep_id}
             return replacement
         self.table[key] = n
+        return n
+
+    def _take_id(self, r: int, n: int) -> int:
+        """Move node `r`, made just now and not yet used, to the free id `n`."""
+        attrs = self.G.nodes[r]
+        preds = [(u, d["port"]) for u, _, d in self.G.in_edges(r, data=True)]
+        self.G.remove_node(r)
+        self.G.add_node(n, **attrs)
+        for u, port in preds:
+            self.G.add_edge(u, n, port=port)
+        for key, v in self.table.items():
+            if v == r:
+                self.table[key] = n
         return n
 
     def _fold(self, n: int, op: str, args: list[int], params: dict, loc: str) -> int | None:
@@ -206,6 +222,26 @@ def _transpose(b: _Builder, args, params):
         inner = b.G.nodes[x]["params"]["perm"]
         composed = tuple(inner[q] for q in perm)
         return b.emit("transpose", operands(b.G, x), {"perm": composed}, params["_loc"])
+    return None
+
+
+def _is_swap_last(b: _Builder, n: int) -> bool:
+    a = b.G.nodes[n]
+    k = len(a["shape"])
+    return (a["op"] == "transpose" and k >= 2
+            and a["params"]["perm"] == (*range(k - 2), k - 1, k - 2))  # fmt: skip
+
+
+@rule("matmul")
+def _matmul_of_transpose(b: _Builder, args, params):
+    """matmul(swapaxes(a), b) -> matmul(a, b, transpose_a);  likewise for b (BLAS's transa/b)"""
+    x, y = args
+    flags = {"transpose_a": params["transpose_a"], "transpose_b": params["transpose_b"]}
+    for i, (v, flag) in enumerate(((x, "transpose_a"), (y, "transpose_b"))):
+        if _is_swap_last(b, v) and b.G.nodes[operands(b.G, v)[0]]["shape"] is not None:
+            new = list(args)
+            new[i] = operands(b.G, v)[0]
+            return b.emit("matmul", new, dict(flags, **{flag: not flags[flag]}), params["_loc"])
     return None
 
 

@@ -8,7 +8,7 @@ Layout under a build directory `out_dir`::
     out_dir/<name>/<name>.pyx           the latest requested build, published for people and
     out_dir/<name>/<name><EXT_SUFFIX>   for `sys.path.insert(0, "build/<name>"); import <name>`
     out_dir/<name>/meta.json            a copy of the latest entry's meta.json
-    out_dir/<name>/.locks/<key[:16]>.lock
+    out_dir/<name>/.locks/<key[:16]>.lock   one build lock per key; publish.lock guards the copy
 """
 
 from __future__ import annotations
