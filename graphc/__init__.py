@@ -15,6 +15,21 @@ from graphc.ops.api import *  # noqa: F403  (the builder functions: gc.tanh, gc.
 from graphc.ops.api import abs, max, pow, sum  # noqa: A004  (shadow builtins on purpose)
 from graphc.passes import grad, grad_name, simplify
 
+
+def compile(g, **kwargs):  # noqa: A001  (gc.compile, as the package's verb)
+    """Build `g` and its gradient into a native module (see graphc.compiler.compile)."""
+    from graphc.compiler import compile as compile_
+
+    return compile_(g, **kwargs)
+
+
+def load(path):
+    """The most recently built module in a model directory such as `build/seed_net`."""
+    from graphc.compiler import load as load_
+
+    return load_(path)
+
+
 __version__ = "0.1.0"
 
 
@@ -33,6 +48,6 @@ def value_and_grad(
 
 
 __all__ = [
-    "BuildError", "Graph", "GraphError", "GraphcError", "InputError", "ShapeError", "Value",
+    "BuildError", "Graph", "compile", "load", "GraphError", "GraphcError", "InputError", "ShapeError", "Value",
     "evaluate", "format_graph", "grad", "grad_name", "simplify", "value_and_grad", "verify",
 ]  # fmt: skip

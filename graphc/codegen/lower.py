@@ -1,0 +1,211 @@
+"""`lower`: a scheduled program and its memory plan become plain records for the templates."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from graphc.codegen import cexpr
+from graphc.codegen.kernels import KERNEL_TEMPLATE, lower_op
+from graphc.codegen.records import (
+    Arg,
+    Const,
+    DimCheck,
+    Function,
+    Module,
+    Out,
+    Pointer,
+    Section,
+    SlotOffset,
+    Statement,
+)
+from graphc.ir.graph import Graph, operands
+from graphc.ir.shapes import format_shape
+from graphc.passes.memory import MemoryPlan
+from graphc.passes.schedule import Program
+
+
+def _comment_text(text: str) -> str:
+    """Text safe inside a one-line comment."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+class Context:
+    """Names and facts about the values of one graph, shared by every function of a module."""
+
+    def __init__(self, g: Graph) -> None:
+        self.g = g
+        self.G = g.nx
+        self.names: dict[int, str] = {}
+        taken: set[str] = set()
+        for n, a in sorted(self.G.nodes(data=True)):
+            grad_of = a.get("grad_of")
+            name = f"g{grad_of}" if isinstance(grad_of, int) else f"v{n}"
+            self.names[n] = name if name not in taken else f"v{n}"
+            taken.add(self.names[n])
+
+    def ptr(self, n: int) -> str:
+        return self.names[n]
+
+    def literal(self, n: int) -> str | None:
+        a = self.G.nodes[n]
+        if a["op"] == "const" and a["value"].size == 1:
+            return cexpr.literal(a["value"])
+        return None
+
+    def shape(self, n: int) -> tuple:
+        return self.G.nodes[n]["shape"]
+
+    def dtype(self, n: int) -> str:
+        return self.G.nodes[n]["dtype"]
+
+    def describe(self, n: int) -> str:
+        """`g13 = mul(g14, v30)   [model.py:14]` (after `adj:` in the backward section)."""
+        a = self.G.nodes[n]
+        defaults = {k: v for k, v in a["params"].items() if k != "axis"}
+        shown = {k: v for k, v in a["params"].items() if k not in defaults or v}
+        params = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v not in (False, ()))
+        args = ", ".join(self.literal(u) or self.ptr(u) for u in operands(self.G, n))
+        call = f"{a['op']}[{params}]({args})" if params else f"{a['op']}({args})"
+        return _comment_text(f"{self.ptr(n)} = {call}   [{a.get('loc') or '?'}]")
+
+
+def _args(ctx: Context, prog: Program, fn: str) -> tuple[Arg, ...]:
+    args, bound = [], {}
+    for pos, (name, n) in enumerate(prog.inputs.items()):
+        shape = ctx.shape(n)
+        checks = []
+        for axis, d in enumerate(shape):
+            if isinstance(d, int):
+                checks.append(DimCheck(axis, str(d), None, None, None))
+            elif d in bound:
+                checks.append(DimCheck(axis, cexpr.dim(d), None, d, bound[d]))
+            else:
+                bound[d] = name
+                checks.append(DimCheck(axis, cexpr.dim(d), cexpr.dim(d), d, name))
+        shown = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+        dtype = ctx.dtype(n)
+        args.append(Arg(name, pos, f"a_{name}", ctx.ptr(n), cexpr.CTYPE[dtype],
+                        cexpr.TYPENUM[dtype], dtype, shown, len(shape), tuple(checks)))  # fmt: skip
+    return tuple(args)
+
+
+def _outs(ctx: Context, prog: Program, grads: dict[str, str]) -> tuple[Out, ...]:
+    outs = []
+    for k, (name, n) in enumerate(prog.outputs.items()):
+        key, group = (grads[name], "grads") if name in grads else (name, "outputs")
+        outs.append(Out(name, key, group, f"o{k}", cexpr.TYPENUM[ctx.dtype(n)],
+                        len(ctx.shape(n)), tuple(cexpr.dim(d) for d in ctx.shape(n))))  # fmt: skip
+    return tuple(outs)
+
+
+def _function(ctx: Context, prog: Program, plan: MemoryPlan, name: str, grads: dict[str, str],
+              doc: str) -> Function:  # fmt: skip
+    args = _args(ctx, prog, name)
+    outs = _outs(ctx, prog, grads)
+    out_var = {o.name: o.var for o in outs}
+    slots, start = [], "0"
+    for s in plan.slots:
+        nbytes = f"{cexpr.size(s.shape)}*{s.itemsize}"
+        comment = f"buf{s.id}: {s.dtype}{format_shape(s.shape)}"
+        slots.append(SlotOffset(f"off_buf{s.id}", start, nbytes, comment))
+        start = f"off_buf{s.id} + _aligned({nbytes})"
+    pointers = []
+    for v, st in sorted(plan.storage.items()):
+        ctype = cexpr.CTYPE[ctx.dtype(v)]
+        if st.kind == "input":
+            init = f"<{ctype}*>cnp.PyArray_DATA(a_{st.ref})"
+        elif st.kind == "output":
+            init = f"<{ctype}*>cnp.PyArray_DATA({out_var[st.ref]})"
+        elif st.kind == "const":
+            if ctx.literal(v) is not None:
+                continue
+            init = f"<{ctype}*>cnp.PyArray_DATA(_c{v})"
+        elif st.kind == "alias":
+            init = ctx.ptr(plan.root(v))
+        else:
+            init = f"<{ctype}*>(arena + off_buf{st.ref})"
+        pointers.append(Pointer(ctx.ptr(v), ctype, init))
+    sections, loop_vars = [], {"i"}
+    for title in ("forward", "backward"):
+        stmts = []
+        for step in (s for s in prog.steps if s.section == title):
+            if plan.storage[step.node].kind == "alias":
+                continue  # a reshape that shares its operand's bytes: nothing to compute
+            a = ctx.G.nodes[step.node]
+            lowered = lower_op(ctx, step.node, a["op"], operands(ctx.G, step.node), a["params"])
+            prefix = "adj: " if title == "backward" else ""
+            lowered[0] = Statement(
+                prefix + ctx.describe(step.node), lowered[0].heads, lowered[0].body
+            )
+            stmts += lowered
+            loop_vars |= {h.var for st in lowered for h in st.heads}
+        if stmts:
+            sections.append(Section(title, tuple(stmts)))
+    copies = []
+    for out_name, v in plan.extra_outputs.items():
+        is_const = ctx.G.nodes[v]["op"] == "const"
+        src = f"cnp.PyArray_DATA(_c{v})" if is_const else ctx.ptr(v)
+        nbytes = f"{cexpr.size(ctx.shape(v))}*sizeof({cexpr.CTYPE[ctx.dtype(v)]})"
+        copies.append(Statement(f"{out_name!r} is {ctx.ptr(v)}", (),
+                                (f"memcpy(cnp.PyArray_DATA({out_var[out_name]}), {src}, {nbytes})",)))  # fmt: skip
+    if copies:
+        sections.append(Section("outputs that are inputs, constants or repeated", tuple(copies)))
+    groups = {"outputs": [], "grads": []}
+    for o in outs:
+        groups[o.group].append(f"{o.key!r}: {o.var}")
+    returns = "{" + ", ".join(groups["outputs"]) + "}"
+    if name == "value_and_grad":
+        returns = f"{returns}, {{" + ", ".join(groups["grads"]) + "}"
+    return Function(name, doc, args, outs, tuple(slots), start, tuple(pointers),
+                    ", ".join(sorted(loop_vars)), tuple(sections), returns)  # fmt: skip
+
+
+def _consts(ctx: Context, plans: list[MemoryPlan]) -> tuple[Const, ...]:
+    """Module-level arrays for the constants a kernel reads through a pointer: those that are
+    not scalars (scalars are inlined as literals) and those returned as outputs."""
+    used = set()
+    for plan in plans:
+        used |= {
+            v for v, st in plan.storage.items() if st.kind == "const" and ctx.literal(v) is None
+        }
+        used |= {v for v in plan.extra_outputs.values() if ctx.G.nodes[v]["op"] == "const"}
+    out = []
+    for v in sorted(used):
+        a = ctx.G.nodes[v]
+        values = repr([float(x) for x in np.asarray(a["value"], dtype=np.float64).ravel()])
+        values = values.replace("nan", "float('nan')").replace("inf", "float('inf')")
+        out.append(Const(f"_c{v}", cexpr.CTYPE[a["dtype"]], a["dtype"], repr(tuple(a["shape"])),
+                         values, _comment_text(f"{ctx.ptr(v)} [{a['loc']}]")))  # fmt: skip
+    return tuple(out)
+
+
+def lower(g: Graph, programs: dict[str, tuple[Program, MemoryPlan]], grads: dict[str, str],
+          meta: dict[str, str], source_file: str, version: str) -> Module:  # fmt: skip
+    """The module records: one Function per program, the constants and the kernel helpers."""
+    ctx = Context(g)
+    docs = {
+        "forward": "forward(*inputs, **inputs) -> dict of the model's outputs.",
+        "value_and_grad": "value_and_grad(*inputs, **inputs) -> (outputs, grads): grads keyed "
+        "by the names of the inputs differentiated.",
+    }
+    functions = tuple(_function(ctx, prog, plan, name, grads, docs[name])
+                      for name, (prog, plan) in programs.items())  # fmt: skip
+    kernels = sorted({(KERNEL_TEMPLATE[ctx.G.nodes[s.node]["op"]], ctx.dtype(s.node))
+                      for prog, _ in programs.values() for s in prog.steps
+                      if ctx.G.nodes[s.node]["op"] in KERNEL_TEMPLATE})  # fmt: skip
+    header = (
+        f"{g.name}: generated by graphc {version} from {os.path.basename(source_file)}"
+        " -- do not edit.",
+        "Compile it again with `graphc compile` instead; each statement below names the node",
+        "and the model line it computes. Backward statements are marked `adj:`.",
+    )
+    inputs = next(iter(programs.values()))[0].inputs
+    return Module(
+        name=g.name, header=tuple(_comment_text(h) for h in header),
+        meta=tuple(meta.items()),
+        kernels=tuple((t, cexpr.CTYPE[d], cexpr.SUFFIX[d]) for t, d in kernels),
+        consts=_consts(ctx, [p for _, p in programs.values()]), functions=functions,
+        nargs=len(inputs), arg_names=repr(tuple(inputs)),
+    )  # fmt: skip

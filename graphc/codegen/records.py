@@ -1,0 +1,112 @@
+"""The plain records `lower` produces and the templates loop over. Nothing here computes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LoopHead:
+    indent: str
+    var: str
+    extent: str
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One step of the program: a comment mapping it to the model, loop heads, body lines."""
+
+    comment: str
+    heads: tuple[LoopHead, ...]
+    body: tuple[str, ...]  # each line already indented below the heads
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    statements: tuple[Statement, ...]
+
+
+@dataclass(frozen=True)
+class DimCheck:
+    axis: int
+    expected: str  # a C expression: an int literal or a bound symbol's variable
+    binds: str | None  # the symbol variable this axis binds, when it is the first to name it
+    symbol: str | None  # the symbol's name, for messages
+    binder: str | None  # the argument that bound the symbol, for messages
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    pos: int
+    var: str  # the ndarray variable
+    ptr: str  # the value's data pointer variable
+    ctype: str
+    typenum: str
+    dtype: str
+    shape: str  # as people write it: "(N, 3)"
+    ndim: int
+    dims: tuple[DimCheck, ...]
+
+
+@dataclass(frozen=True)
+class Out:
+    name: str  # the output's name in the graph
+    key: str  # the key it is returned under
+    group: str  # "outputs" or "grads"
+    var: str  # the ndarray variable
+    typenum: str
+    ndim: int
+    dims: tuple[str, ...]  # C expressions
+
+
+@dataclass(frozen=True)
+class Pointer:
+    name: str
+    ctype: str
+    init: str  # C expression giving its address
+
+
+@dataclass(frozen=True)
+class SlotOffset:
+    name: str  # e.g. off_buf3
+    start: str  # previous offset expression
+    nbytes: str  # bytes of this slot, before alignment
+    comment: str
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str  # "forward" or "value_and_grad"
+    doc: str
+    args: tuple[Arg, ...]
+    outs: tuple[Out, ...]
+    slots: tuple[SlotOffset, ...]
+    arena_end: str
+    pointers: tuple[Pointer, ...]
+    loop_vars: str
+    sections: tuple[Section, ...]
+    returns: str  # the Python expression returned
+
+
+@dataclass(frozen=True)
+class Const:
+    name: str
+    ctype: str
+    dtype: str
+    shape: str
+    values: str  # a Python list literal
+    comment: str
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    header: tuple[str, ...]
+    meta: tuple[tuple[str, str], ...]  # module-level NAME = python literal
+    kernels: tuple[tuple[str, str, str], ...]  # (template, ctype, suffix)
+    consts: tuple[Const, ...]
+    functions: tuple[Function, ...]
+    nargs: int
+    arg_names: str  # a Python tuple literal
