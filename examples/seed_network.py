@@ -41,20 +41,26 @@ INPUTS = {
 # Published values (hand-written float64 backpropagation, checked by finite differences).
 REFERENCE = {
     "loss": 0.039472723187037456,
-    "W1": [[0.0006711926962982497, 0.00033559634814912483, 0.0010067890444473745],
-           [-0.0002075909339492904, -0.0001037954669746452, -0.0003113864009239356]],
+    "W1": [
+        [0.0006711926962982497, 0.00033559634814912483, 0.0010067890444473745],
+        [-0.0002075909339492904, -0.0001037954669746452, -0.0003113864009239356],
+    ],
     "b1": [0.0033559634814912483, -0.0010379546697464519],
-    "W2": [[-0.015426201779174028, -0.016462013339656734],
-           [0.03657093566906815, 0.03902653676167348]],
+    "W2": [
+        [-0.015426201779174028, -0.016462013339656734],
+        [0.03657093566906815, 0.03902653676167348],
+    ],
     "b2": [0.0368091380269939],
-}  # fmt: skip
+}
 
 
 def main() -> int:
     dg = gc.grad(graph, of="loss")
     small = gc.simplify(dg)
-    print(f"{graph.name}: {len(graph)} forward nodes; gradient graph {len(dg)} nodes, "
-          f"{len(small)} after simplify")  # fmt: skip
+    print(
+        f"{graph.name}: {len(graph)} forward nodes; gradient graph {len(dg)} nodes, "
+        f"{len(small)} after simplify"
+    )
     outs, grads = gc.value_and_grad(graph, INPUTS, of="loss")
     worst = 0.0
     rows = [("loss", outs["loss"])] + list(grads.items())

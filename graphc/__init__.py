@@ -48,6 +48,20 @@ def value_and_grad(
 
 
 __all__ = [
-    "BuildError", "Graph", "compile", "load", "GraphError", "GraphcError", "InputError", "ShapeError", "Value",
-    "evaluate", "format_graph", "grad", "grad_name", "simplify", "value_and_grad", "verify",
-]  # fmt: skip
+    "BuildError",
+    "Graph",
+    "compile",
+    "load",
+    "GraphError",
+    "GraphcError",
+    "InputError",
+    "ShapeError",
+    "Value",
+    "evaluate",
+    "format_graph",
+    "grad",
+    "grad_name",
+    "simplify",
+    "value_and_grad",
+    "verify",
+]

@@ -28,8 +28,10 @@ def load_model(path: str, graph: str | None = None) -> gc.Graph:
     name = graph or "graph"
     if name not in namespace:
         found = sorted(k for k, v in namespace.items() if isinstance(v, gc.Graph) or callable(v))
-        raise InputError(f"{path} defines no {name!r}; pass --graph NAME (candidates: "
-                         f"{', '.join(found[:8]) or 'none'})")  # fmt: skip
+        raise InputError(
+            f"{path} defines no {name!r}; pass --graph NAME (candidates: "
+            f"{', '.join(found[:8]) or 'none'})"
+        )
     obj = namespace[name]
     if callable(obj) and not isinstance(obj, gc.Graph):
         obj = obj()
@@ -40,12 +42,13 @@ def load_model(path: str, graph: str | None = None) -> gc.Graph:
 
 def default_of(g: gc.Graph) -> str:
     """The output to differentiate: `loss` if there is one, else the only scalar output."""
-    if "loss" in g.outputs:
-        return "loss"
-    scalars = [k for k, n in g.outputs.items() if g.nx.nodes[n]["shape"] == ()]
-    if len(scalars) != 1:
+    from graphc.compiler import default_of as pick
+
+    of = pick(g)
+    if of is None:
+        scalars = [k for k, n in g.outputs.items() if g.nx.nodes[n]["shape"] == ()]
         raise InputError(f"graph {g.name!r} has scalar outputs {scalars}; choose one with --of")
-    return scalars[0]
+    return of
 
 
 def random_inputs(g: gc.Graph, size: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
@@ -84,6 +87,93 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _kib(nbytes: int) -> str:
+    return f"{nbytes / 1024:.1f} KiB"
+
+
+def _compare(got: dict, want: dict) -> float:
+    """Max relative error of `got` against `want`, key by key (0/0 and inf/inf agree)."""
+    worst = 0.0
+    for k, w in want.items():
+        a, b = np.asarray(got[k], dtype=np.float64), np.asarray(w, dtype=np.float64)
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        err = np.where(same, 0.0, np.abs(a - b) / np.maximum(np.abs(b), 1e-300))
+        worst = max(worst, float(np.max(err, initial=0.0)))
+    return worst
+
+
+def check_compiled(m, g: gc.Graph, dtype: str, size: int, seed: int) -> tuple[bool, str]:
+    """Run `m` on random inputs; compare with the interpreter and with finite differences."""
+    from graphc.compiler import with_dtype
+    from graphc.gradcheck import check_grad
+
+    ref_graph = with_dtype(g, dtype)
+    inputs = random_inputs(ref_graph, size, seed)
+    tol = 1e-10 if dtype == "float64" else 1e-4
+    lines, ok = [], True
+    outs = m.forward(**inputs)
+    err = _compare(outs, gc.evaluate(ref_graph, inputs))
+    ok &= err <= tol
+    if hasattr(m, "value_and_grad") and m.WRT:
+        outs, grads = m.value_and_grad(**inputs)
+        _, want = gc.value_and_grad(ref_graph, inputs, of=m.OF, wrt=list(m.WRT))
+        err = max(err, _compare(grads, want))
+        ok &= err <= tol
+        fd = check_grad(
+            with_dtype(g, "float64"), random_inputs(g, size, seed), of=m.OF, wrt=list(m.WRT)
+        )
+        ok &= fd.ok
+        lines.append(f"check: outputs and gradients match the interpreter (max rel err {err:.1e})")
+        lines.append(
+            f"check: gradients match central finite differences "
+            f"({'ok' if fd.ok else 'MISMATCH'}, max error measure {fd.max_error:.1e})"
+        )
+    else:
+        lines.append(f"check: outputs match the interpreter (max rel err {err:.1e})")
+    return ok, "\n".join(lines)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from graphc.compiler import compile as compile_model
+    from graphc.compiler import run_stages
+
+    g = load_model(args.model, args.graph)
+    for stage in args.dump or ():
+        st = run_stages(g, of=args.of, dtype=args.dtype, source_file=args.model)
+        print(st.dump(stage))
+    out_dir = args.out or None
+
+    def progress(msg: str) -> None:
+        print(f"  {msg} ...", file=sys.stderr, flush=True)
+
+    m = compile_model(
+        g, of=args.of, dtype=args.dtype, out_dir=out_dir, source_file=args.model, progress=progress
+    )
+    st = m.stages
+    fwd_prog, fwd_plan = st.programs["forward"]
+    prog, plan = st.programs.get("value_and_grad", st.programs["forward"])
+    ones = {
+        d: 1 for n in g.input_ids().values() for d in g.nx.nodes[n]["shape"] if isinstance(d, str)
+    }
+    at = ", ".join(f"{k}=1" for k in sorted(ones))
+    print(
+        f"{st.graph.name}: {len(fwd_prog.steps)} forward steps, "
+        f"{len(prog.steps) - len(fwd_prog.steps)} gradient steps after simplify, "
+        f"{len(plan.slots)} buffers ({_kib(plan.arena_bytes(ones))}{' at ' + at if at else ''})"
+    )
+    built = m.built
+    how = "cache hit" if built.cache_hit else "built"
+    print(
+        f"wrote {m.path / (st.graph.name + '.pyx')} (readable source), {how} "
+        f"{built.so_path} in {built.seconds:.2f} s"
+    )
+    if args.check:
+        ok, report = check_compiled(m, g, args.dtype, args.size, args.seed)
+        print(report)
+        return 0 if ok else 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="graphc",
@@ -102,6 +192,23 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
         return s
 
+    s = model_command("compile", "build MODEL and its gradient into a native module")
+    s.add_argument("--out", help="output directory (default: $GRAPHC_BUILD_DIR or ./build)")
+    s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    s.add_argument(
+        "--dump",
+        action="append",
+        choices=("graph", "grad", "schedule", "plan", "pyx"),
+        help="print a stage of the pipeline (repeatable)",
+    )
+    s.add_argument(
+        "--check",
+        action="store_true",
+        help="run the module on random inputs against the interpreter and finite differences",
+    )
+    s.add_argument("--size", type=int, default=3, help="symbolic dim size used by --check")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(run=cmd_compile)
     s = model_command("show", "print a model, simplified or differentiated, one line per node")
     s.add_argument("--stage", choices=("graph", "simplified", "grad"), default="graph")
     s.set_defaults(run=cmd_show)
@@ -121,8 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"graphc: error: {e}", file=sys.stderr)
         if not args.debug:
-            print("hint: fix the model at the line named above; --debug shows the traceback",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                "hint: fix the model at the line named above; --debug shows the traceback",
+                file=sys.stderr,
+            )
         return 2
 
 

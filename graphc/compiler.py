@@ -1,7 +1,7 @@
 """The pipeline, stage by stage (DESIGN.md §1), and `compile`, which runs it end to end.
 
-    verify -> cast to dtype -> simplify -> grad -> simplify -> schedule -> plan_memory
-           -> lower -> render -> build (cached) -> load
+verify -> cast to dtype -> simplify -> grad -> simplify -> schedule -> plan_memory
+       -> lower -> render -> build (cached) -> load
 """
 
 from __future__ import annotations
@@ -99,8 +99,10 @@ def run_stages(
     of = of or default_of(g)
     params = {k for k, n in g.input_ids("param").items() if g.nx.nodes[n]["dtype"] in FLOAT_DTYPES}
     if of is None and (wrt is not None or params):
-        raise InputError(f"graph {g.name!r}: name the scalar output to differentiate (of=...); "
-                         f"outputs are {list(g.outputs)}")  # fmt: skip
+        raise InputError(
+            f"graph {g.name!r}: name the scalar output to differentiate (of=...); "
+            f"outputs are {list(g.outputs)}"
+        )
     if of is not None and (wrt is not None or params):
         joint = simplify(grad(g, of=of, wrt=wrt))
         grads = {k: k[len(f"d{of}/d") :] for k in joint.outputs if k not in g.outputs}
@@ -122,8 +124,12 @@ def run_stages(
         "WRT": repr(tuple(grads.values())),
         "OF": repr(of),
         "SHAPES": repr({k: tuple(g.nx.nodes[n]["shape"]) for k, n in g.input_ids().items()}),
-        "PLAN": repr({name: {"slots": len(plan.slots), "steps": len(prog.steps)}
-                      for name, (prog, plan) in st.programs.items()}),  # fmt: skip
+        "PLAN": repr(
+            {
+                name: {"slots": len(plan.slots), "steps": len(prog.steps)}
+                for name, (prog, plan) in st.programs.items()
+            }
+        ),
     }
     module = lower(joint, st.programs, grads, meta, source_file, graphc.__version__)
     st.source = render(module)
@@ -134,8 +140,9 @@ class CompiledModule:
     """A built model: `forward` and `value_and_grad` are the extension module's own functions
     (no wrapper on the call path); `source` is the generated Cython; `stages` what made it."""
 
-    def __init__(self, module: Any, source: str, path: Path, stages: Stages | None = None,
-                 built: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self, module: Any, source: str, path: Path, stages: Stages | None = None, built: Any = None
+    ) -> None:
         self.module = module
         self.source = source
         self.path = path

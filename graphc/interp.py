@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,11 +25,15 @@ def bind_inputs(
     missing = [k for k in declared if k not in inputs]
     unknown = [k for k in inputs if k not in declared]
     if missing:
-        raise InputError(f"missing input{'s' * (len(missing) > 1)} {', '.join(missing)} "
-                         f"(graph {g.name!r} takes {', '.join(declared)})")  # fmt: skip
+        raise InputError(
+            f"missing input{'s' * (len(missing) > 1)} {', '.join(missing)} "
+            f"(graph {g.name!r} takes {', '.join(declared)})"
+        )
     if unknown:
-        raise InputError(f"unknown input{'s' * (len(unknown) > 1)} {', '.join(unknown)} "
-                         f"(graph {g.name!r} takes {', '.join(declared)})")  # fmt: skip
+        raise InputError(
+            f"unknown input{'s' * (len(unknown) > 1)} {', '.join(unknown)} "
+            f"(graph {g.name!r} takes {', '.join(declared)})"
+        )
     values: dict[int, np.ndarray] = {}
     symbols: dict[str, int] = {}
     bound_by: dict[str, str] = {}
@@ -41,12 +46,16 @@ def bind_inputs(
         if arr.dtype.kind not in "biuf":
             raise InputError(f"input {name!r}: expected dtype {dtype}, got {arr.dtype}")
         if arr.ndim != len(want):
-            raise InputError(f"input {name!r}: expected {len(want)} dimensions "
-                             f"{format_shape(want)}, got shape {arr.shape}")  # fmt: skip
+            raise InputError(
+                f"input {name!r}: expected {len(want)} dimensions "
+                f"{format_shape(want)}, got shape {arr.shape}"
+            )
         for axis, (d, got) in enumerate(zip(want, arr.shape, strict=True)):
             if isinstance(d, int) and d != got:
-                raise InputError(f"input {name!r}: expected shape {format_shape(want)}, "
-                                 f"got {arr.shape} (axis {axis} should be {d})")  # fmt: skip
+                raise InputError(
+                    f"input {name!r}: expected shape {format_shape(want)}, "
+                    f"got {arr.shape} (axis {axis} should be {d})"
+                )
             if isinstance(d, str):
                 if d in symbols and symbols[d] != got:
                     raise InputError(
@@ -75,7 +84,9 @@ def evaluate(
     needed = set(targets).union(*(nx.ancestors(G, t) for t in targets))
     order = [n for n in topo_order(G) if n in needed]
     uses = {n: sum(1 for v in G.successors(n) if v in needed) for n in order}
-    with np.errstate(all="ignore"):
+    # IEEE results without warnings, as compiled code gives them (mean of nothing is NaN).
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         for n in order:
             attrs = G.nodes[n]
             if attrs["op"] == "const":

@@ -45,17 +45,21 @@ def test_shape_error_is_one_line_naming_the_model_line(tmp_path):
         "W = graph.param('W', shape=(2, 3))\n"
         "graph.output('loss', gc.sum(x @ W))\n"
     )
-    r = subprocess.run([sys.executable, "-m", "graphc.cli", "show", str(bad)],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "graphc.cli", "show", str(bad)], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert "bad_model.py:5" in r.stderr and "inner dimensions 3 and 2" in r.stderr
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("argv, pattern", [
-    (["show", "/nonexistent/model.py"], "no model file"),
-    (["show", SEED, "--graph", "nothing"], "defines no 'nothing'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv, pattern",
+    [
+        (["show", "/nonexistent/model.py"], "no model file"),
+        (["show", SEED, "--graph", "nothing"], "defines no 'nothing'"),
+    ],
+)
 def test_bad_arguments(argv, pattern, capsys):
     assert main(argv) == 2
     assert pattern in capsys.readouterr().err

@@ -57,6 +57,8 @@ def test_symbolic_batch_gives_per_row_mean():
     rng = np.random.default_rng(0)
     big = dict(INPUTS, x=rng.uniform(size=(7, 3)), y=rng.uniform(size=(7, 2)))
     out = gc.evaluate(g, big)["loss"]
-    rows = [gc.evaluate(g, dict(big, x=big["x"][i : i + 1], y=big["y"][i : i + 1]))["loss"]
-            for i in range(7)]  # fmt: skip
+    rows = [
+        gc.evaluate(g, dict(big, x=big["x"][i : i + 1], y=big["y"][i : i + 1]))["loss"]
+        for i in range(7)
+    ]
     np.testing.assert_allclose(out, np.mean(rows), rtol=1e-13)

@@ -117,8 +117,10 @@ def _reduce(v: Values, n: int, args: list[int], params: dict, op: str) -> list[S
         update = f"{o} = ({r} if ({r} > {o} or {r} != {r}) else {o})"
     else:
         update = f"{o} += {r}"
-    stmts = [Statement("", init_heads, (f"{ib}{out}[{i}] = {init}",)),
-             Statement("", heads, (f"{body}{update}",))]  # fmt: skip
+    stmts = [
+        Statement("", init_heads, (f"{ib}{out}[{i}] = {init}",)),
+        Statement("", heads, (f"{body}{update}",)),
+    ]
     if op == "mean":
         count = cexpr.size([d for k, d in enumerate(v.shape(x)) if k in axes])
         ctype = cexpr.CTYPE[v.dtype(n)]
@@ -136,9 +138,11 @@ def _size(v: Values, n: int, args: list[int], params: dict) -> list[Statement]:
 def _softmax(v: Values, n: int, args: list[int], params: dict, log: bool) -> list[Statement]:
     (x,) = args
     shape, axis = v.shape(x), params["axis"]
-    call = (f"_softmax_{cexpr.SUFFIX[v.dtype(n)]}({v.ptr(x)}, {v.ptr(n)}, "
-            f"{cexpr.size(shape[:axis])}, {cexpr.dim(shape[axis])}, "
-            f"{cexpr.size(shape[axis + 1:])}, {int(log)})")  # fmt: skip
+    call = (
+        f"_softmax_{cexpr.SUFFIX[v.dtype(n)]}({v.ptr(x)}, {v.ptr(n)}, "
+        f"{cexpr.size(shape[:axis])}, {cexpr.dim(shape[axis])}, "
+        f"{cexpr.size(shape[axis + 1 :])}, {int(log)})"
+    )
     return [Statement("", (), (call,))]
 
 
@@ -161,9 +165,11 @@ def _matmul(v: Values, n: int, args: list[int], params: dict) -> list[Statement]
         return f"{ptr} + ({_operand_index(batch, idx)})*{rows}"
 
     mk, kn, mn = cexpr.size([m, k]), cexpr.size([k, n_]), cexpr.size([m, n_])
-    call = (f"_gemm_{cexpr.SUFFIX[v.dtype(n)]}({int(ta)}, {int(tb)}, {cexpr.dim(m)}, "
-            f"{cexpr.dim(n_)}, {cexpr.dim(k)}, {at(v.ptr(a), ba, mk)}, {at(v.ptr(b), bb, kn)}, "
-            f"{at(v.ptr(n), out_batch, mn)})")  # fmt: skip
+    call = (
+        f"_gemm_{cexpr.SUFFIX[v.dtype(n)]}({int(ta)}, {int(tb)}, {cexpr.dim(m)}, "
+        f"{cexpr.dim(n_)}, {cexpr.dim(k)}, {at(v.ptr(a), ba, mk)}, {at(v.ptr(b), bb, kn)}, "
+        f"{at(v.ptr(n), out_batch, mn)})"
+    )
     return [Statement("", heads, (body + call,))]
 
 

@@ -86,8 +86,20 @@ def _args(ctx: Context, prog: Program, fn: str) -> tuple[Arg, ...]:
                 checks.append(DimCheck(axis, cexpr.dim(d), cexpr.dim(d), d, name))
         shown = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
         dtype = ctx.dtype(n)
-        args.append(Arg(name, pos, f"a_{name}", ctx.ptr(n), cexpr.CTYPE[dtype],
-                        cexpr.TYPENUM[dtype], dtype, shown, len(shape), tuple(checks)))  # fmt: skip
+        args.append(
+            Arg(
+                name,
+                pos,
+                f"a_{name}",
+                ctx.ptr(n),
+                cexpr.CTYPE[dtype],
+                cexpr.TYPENUM[dtype],
+                dtype,
+                shown,
+                len(shape),
+                tuple(checks),
+            )
+        )
     return tuple(args)
 
 
@@ -95,13 +107,23 @@ def _outs(ctx: Context, prog: Program, grads: dict[str, str]) -> tuple[Out, ...]
     outs = []
     for k, (name, n) in enumerate(prog.outputs.items()):
         key, group = (grads[name], "grads") if name in grads else (name, "outputs")
-        outs.append(Out(name, key, group, f"o{k}", cexpr.TYPENUM[ctx.dtype(n)],
-                        len(ctx.shape(n)), tuple(cexpr.dim(d) for d in ctx.shape(n))))  # fmt: skip
+        outs.append(
+            Out(
+                name,
+                key,
+                group,
+                f"o{k}",
+                cexpr.TYPENUM[ctx.dtype(n)],
+                len(ctx.shape(n)),
+                tuple(cexpr.dim(d) for d in ctx.shape(n)),
+            )
+        )
     return tuple(outs)
 
 
-def _function(ctx: Context, prog: Program, plan: MemoryPlan, name: str, grads: dict[str, str],
-              doc: str) -> Function:  # fmt: skip
+def _function(
+    ctx: Context, prog: Program, plan: MemoryPlan, name: str, grads: dict[str, str], doc: str
+) -> Function:
     args = _args(ctx, prog, name)
     outs = _outs(ctx, prog, grads)
     out_var = {o.name: o.var for o in outs}
@@ -148,8 +170,13 @@ def _function(ctx: Context, prog: Program, plan: MemoryPlan, name: str, grads: d
         is_const = ctx.G.nodes[v]["op"] == "const"
         src = f"cnp.PyArray_DATA(_c{v})" if is_const else ctx.ptr(v)
         nbytes = f"{cexpr.size(ctx.shape(v))}*sizeof({cexpr.CTYPE[ctx.dtype(v)]})"
-        copies.append(Statement(f"{out_name!r} is {ctx.ptr(v)}", (),
-                                (f"memcpy(cnp.PyArray_DATA({out_var[out_name]}), {src}, {nbytes})",)))  # fmt: skip
+        copies.append(
+            Statement(
+                f"{out_name!r} is {ctx.ptr(v)}",
+                (),
+                (f"memcpy(cnp.PyArray_DATA({out_var[out_name]}), {src}, {nbytes})",),
+            )
+        )
     if copies:
         sections.append(Section("outputs that are inputs, constants or repeated", tuple(copies)))
     groups = {"outputs": [], "grads": []}
@@ -158,8 +185,18 @@ def _function(ctx: Context, prog: Program, plan: MemoryPlan, name: str, grads: d
     returns = "{" + ", ".join(groups["outputs"]) + "}"
     if name == "value_and_grad":
         returns = f"{returns}, {{" + ", ".join(groups["grads"]) + "}"
-    return Function(name, doc, args, outs, tuple(slots), start, tuple(pointers),
-                    ", ".join(sorted(loop_vars)), tuple(sections), returns)  # fmt: skip
+    return Function(
+        name,
+        doc,
+        args,
+        outs,
+        tuple(slots),
+        start,
+        tuple(pointers),
+        ", ".join(sorted(loop_vars)),
+        tuple(sections),
+        returns,
+    )
 
 
 def _consts(ctx: Context, plans: list[MemoryPlan]) -> tuple[Const, ...]:
@@ -176,13 +213,27 @@ def _consts(ctx: Context, plans: list[MemoryPlan]) -> tuple[Const, ...]:
         a = ctx.G.nodes[v]
         values = repr([float(x) for x in np.asarray(a["value"], dtype=np.float64).ravel()])
         values = values.replace("nan", "float('nan')").replace("inf", "float('inf')")
-        out.append(Const(f"_c{v}", cexpr.CTYPE[a["dtype"]], a["dtype"], repr(tuple(a["shape"])),
-                         values, _comment_text(f"{ctx.ptr(v)} [{a['loc']}]")))  # fmt: skip
+        out.append(
+            Const(
+                f"_c{v}",
+                cexpr.CTYPE[a["dtype"]],
+                a["dtype"],
+                repr(tuple(a["shape"])),
+                values,
+                _comment_text(f"{ctx.ptr(v)} [{a['loc']}]"),
+            )
+        )
     return tuple(out)
 
 
-def lower(g: Graph, programs: dict[str, tuple[Program, MemoryPlan]], grads: dict[str, str],
-          meta: dict[str, str], source_file: str, version: str) -> Module:  # fmt: skip
+def lower(
+    g: Graph,
+    programs: dict[str, tuple[Program, MemoryPlan]],
+    grads: dict[str, str],
+    meta: dict[str, str],
+    source_file: str,
+    version: str,
+) -> Module:
     """The module records: one Function per program, the constants and the kernel helpers."""
     ctx = Context(g)
     docs = {
@@ -190,11 +241,18 @@ def lower(g: Graph, programs: dict[str, tuple[Program, MemoryPlan]], grads: dict
         "value_and_grad": "value_and_grad(*inputs, **inputs) -> (outputs, grads): grads keyed "
         "by the names of the inputs differentiated.",
     }
-    functions = tuple(_function(ctx, prog, plan, name, grads, docs[name])
-                      for name, (prog, plan) in programs.items())  # fmt: skip
-    kernels = sorted({(KERNEL_TEMPLATE[ctx.G.nodes[s.node]["op"]], ctx.dtype(s.node))
-                      for prog, _ in programs.values() for s in prog.steps
-                      if ctx.G.nodes[s.node]["op"] in KERNEL_TEMPLATE})  # fmt: skip
+    functions = tuple(
+        _function(ctx, prog, plan, name, grads, docs[name])
+        for name, (prog, plan) in programs.items()
+    )
+    kernels = sorted(
+        {
+            (KERNEL_TEMPLATE[ctx.G.nodes[s.node]["op"]], ctx.dtype(s.node))
+            for prog, _ in programs.values()
+            for s in prog.steps
+            if ctx.G.nodes[s.node]["op"] in KERNEL_TEMPLATE
+        }
+    )
     header = (
         f"{g.name}: generated by graphc {version} from {os.path.basename(source_file)}"
         " -- do not edit.",
@@ -203,9 +261,12 @@ def lower(g: Graph, programs: dict[str, tuple[Program, MemoryPlan]], grads: dict
     )
     inputs = next(iter(programs.values()))[0].inputs
     return Module(
-        name=g.name, header=tuple(_comment_text(h) for h in header),
+        name=g.name,
+        header=tuple(_comment_text(h) for h in header),
         meta=tuple(meta.items()),
         kernels=tuple((t, cexpr.CTYPE[d], cexpr.SUFFIX[d]) for t, d in kernels),
-        consts=_consts(ctx, [p for _, p in programs.values()]), functions=functions,
-        nargs=len(inputs), arg_names=repr(tuple(inputs)),
-    )  # fmt: skip
+        consts=_consts(ctx, [p for _, p in programs.values()]),
+        functions=functions,
+        nargs=len(inputs),
+        arg_names=repr(tuple(inputs)),
+    )

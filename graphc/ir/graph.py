@@ -120,9 +120,14 @@ class Graph:
         arr.flags.writeable = False
         n = self._new_id()
         self.nx.add_node(
-            n, op="const", value=arr, shape=arr.shape, dtype=dtype, params={},
+            n,
+            op="const",
+            value=arr,
+            shape=arr.shape,
+            dtype=dtype,
+            params={},
             loc=self._loc or user_loc(),
-        )  # fmt: skip
+        )
         return Value(self, n)
 
     def add(self, op: str, args: Sequence[Any], params: Mapping[str, Any] | None = None) -> Value:

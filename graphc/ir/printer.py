@@ -28,8 +28,11 @@ def format_node(G: nx.MultiDiGraph, n: int) -> str:
         rhs = f"const {_const_text(a['value'])}"
     else:
         defaults = REGISTRY[a["op"]].params
-        params = ", ".join(f"{k}={v!r}" for k, v in sorted(a["params"].items())
-                           if k not in defaults or v != defaults[k] or k == "axis")  # fmt: skip
+        params = ", ".join(
+            f"{k}={v!r}"
+            for k, v in sorted(a["params"].items())
+            if k not in defaults or v != defaults[k] or k == "axis"
+        )
         rhs = a["op"] + (f"[{params}]" if params else "")
         rhs += "".join(f" v{u}" for u in operands(G, n))
     line = f"{lhs} = {rhs}"

@@ -28,11 +28,16 @@ def _infer_compare(shapes, dtypes, params):
 
 
 def _elementwise(
-    name: str, ref: Callable[..., Any], vjp: tuple[VjpRule, ...], fragment: str, formula: str,
+    name: str,
+    ref: Callable[..., Any],
+    vjp: tuple[VjpRule, ...],
+    fragment: str,
+    formula: str,
     infer=_infer_float,
-) -> Callable[..., Value]:  # fmt: skip
-    register(OpDef(name, len(vjp), infer, ref, vjp, elementwise=True, fragment=fragment,
-                   formula=formula))  # fmt: skip
+) -> Callable[..., Value]:
+    register(
+        OpDef(name, len(vjp), infer, ref, vjp, elementwise=True, fragment=fragment, formula=formula)
+    )
 
     def build(*args: Any) -> Value:
         return apply(name, *args)
@@ -42,64 +47,123 @@ def _elementwise(
     return build
 
 
-add = _elementwise("add", np.add, (lambda ct, out, x, y: ct, lambda ct, out, x, y: ct),
-                   "({0} + {1})", "d(x+y) = dx + dy")  # fmt: skip
-sub = _elementwise("sub", np.subtract, (lambda ct, out, x, y: ct, lambda ct, out, x, y: -ct),
-                   "({0} - {1})", "d(x-y) = dx - dy")  # fmt: skip
-mul = _elementwise("mul", np.multiply,
-                   (lambda ct, out, x, y: ct * y, lambda ct, out, x, y: ct * x),
-                   "({0} * {1})", "d(x*y) = y dx + x dy")  # fmt: skip
+add = _elementwise(
+    "add",
+    np.add,
+    (lambda ct, out, x, y: ct, lambda ct, out, x, y: ct),
+    "({0} + {1})",
+    "d(x+y) = dx + dy",
+)
+sub = _elementwise(
+    "sub",
+    np.subtract,
+    (lambda ct, out, x, y: ct, lambda ct, out, x, y: -ct),
+    "({0} - {1})",
+    "d(x-y) = dx - dy",
+)
+mul = _elementwise(
+    "mul",
+    np.multiply,
+    (lambda ct, out, x, y: ct * y, lambda ct, out, x, y: ct * x),
+    "({0} * {1})",
+    "d(x*y) = y dx + x dy",
+)
 # d(x/y)/dy = -x/y^2 = -out/y
-div = _elementwise("div", np.divide,
-                   (lambda ct, out, x, y: ct / y, lambda ct, out, x, y: -(ct * out) / y),
-                   "({0} / {1})", "d(x/y) = dx/y - (x/y) dy/y")  # fmt: skip
+div = _elementwise(
+    "div",
+    np.divide,
+    (lambda ct, out, x, y: ct / y, lambda ct, out, x, y: -(ct * out) / y),
+    "({0} / {1})",
+    "d(x/y) = dx/y - (x/y) dy/y",
+)
 neg = _elementwise("neg", np.negative, (lambda ct, out, x: -ct,), "(-{0})", "d(-x) = -dx")
 # d(x^y) = y x^(y-1) dx + log(x) x^y dy
-power = _elementwise("pow", np.power,
-                     (lambda ct, out, x, y: ct * (y * x ** (y - 1)),
-                      lambda ct, out, x, y: ct * (out * log(x))),
-                     "pow({0}, {1})", "d(x^y) = y x^(y-1) dx + log(x) x^y dy")  # fmt: skip
-exp = _elementwise("exp", np.exp, (lambda ct, out, x: ct * out,), "exp({0})",
-                   "d exp(x) = exp(x) dx")  # fmt: skip
+power = _elementwise(
+    "pow",
+    np.power,
+    (lambda ct, out, x, y: ct * (y * x ** (y - 1)), lambda ct, out, x, y: ct * (out * log(x))),
+    "pow({0}, {1})",
+    "d(x^y) = y x^(y-1) dx + log(x) x^y dy",
+)
+exp = _elementwise(
+    "exp", np.exp, (lambda ct, out, x: ct * out,), "exp({0})", "d exp(x) = exp(x) dx"
+)
 log = _elementwise("log", np.log, (lambda ct, out, x: ct / x,), "log({0})", "d log(x) = dx / x")
-sqrt = _elementwise("sqrt", np.sqrt, (lambda ct, out, x: ct * 0.5 / out,), "sqrt({0})",
-                    "d sqrt(x) = dx / (2 sqrt(x))")  # fmt: skip
-tanh = _elementwise("tanh", np.tanh, (lambda ct, out, x: ct * (1 - out * out),), "tanh({0})",
-                    "d tanh(x) = (1 - tanh(x)^2) dx")  # fmt: skip
-sigmoid = _elementwise("sigmoid", scipy.special.expit,
-                       (lambda ct, out, x: ct * (out * (1 - out)),),
-                       "(1.0 / (1.0 + exp(-{0})))", "d s(x) = s(x) (1 - s(x)) dx")  # fmt: skip
-relu = _elementwise("relu", lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
-                    (lambda ct, out, x: where(x > 0, ct, 0),),
-                    "({0} if not ({0} <= 0) else 0.0)", "d relu(x) = [x > 0] dx")  # fmt: skip
-sign = _elementwise("sign", np.sign, (None,),
-                    "(<double>(({0} > 0) - ({0} < 0)) if {0} == {0} else {0})",
-                    "sign is piecewise constant: no gradient")  # fmt: skip
-absolute = _elementwise("abs", np.abs, (lambda ct, out, x: ct * sign(x),), "fabs({0})",
-                        "d |x| = sign(x) dx")  # fmt: skip
+sqrt = _elementwise(
+    "sqrt",
+    np.sqrt,
+    (lambda ct, out, x: ct * 0.5 / out,),
+    "sqrt({0})",
+    "d sqrt(x) = dx / (2 sqrt(x))",
+)
+tanh = _elementwise(
+    "tanh",
+    np.tanh,
+    (lambda ct, out, x: ct * (1 - out * out),),
+    "tanh({0})",
+    "d tanh(x) = (1 - tanh(x)^2) dx",
+)
+sigmoid = _elementwise(
+    "sigmoid",
+    scipy.special.expit,
+    (lambda ct, out, x: ct * (out * (1 - out)),),
+    "(1.0 / (1.0 + exp(-{0})))",
+    "d s(x) = s(x) (1 - s(x)) dx",
+)
+relu = _elementwise(
+    "relu",
+    lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
+    (lambda ct, out, x: where(x > 0, ct, 0),),
+    "({0} if not ({0} <= 0) else 0.0)",
+    "d relu(x) = [x > 0] dx",
+)
+sign = _elementwise(
+    "sign",
+    np.sign,
+    (None,),
+    "(<double>(({0} > 0) - ({0} < 0)) if {0} == {0} else {0})",
+    "sign is piecewise constant: no gradient",
+)
+absolute = _elementwise(
+    "abs", np.abs, (lambda ct, out, x: ct * sign(x),), "fabs({0})", "d |x| = sign(x) dx"
+)
 # Ties split the cotangent evenly between the operands, as a subgradient.
-maximum = _elementwise("maximum", np.maximum,
-                       (lambda ct, out, x, y: where(x > y, ct, where(x < y, 0, ct * 0.5)),
-                        lambda ct, out, x, y: where(y > x, ct, where(y < x, 0, ct * 0.5))),
-                       "({0} if ({0} >= {1} or {0} != {0}) else {1})",
-                       "d max(x,y) = [x>y] dx + [y>x] dy, ties halve")  # fmt: skip
-minimum = _elementwise("minimum", np.minimum,
-                       (lambda ct, out, x, y: where(x < y, ct, where(x > y, 0, ct * 0.5)),
-                        lambda ct, out, x, y: where(y < x, ct, where(y > x, 0, ct * 0.5))),
-                       "({0} if ({0} <= {1} or {0} != {0}) else {1})",
-                       "d min(x,y) = [x<y] dx + [y<x] dy, ties halve")  # fmt: skip
+maximum = _elementwise(
+    "maximum",
+    np.maximum,
+    (
+        lambda ct, out, x, y: where(x > y, ct, where(x < y, 0, ct * 0.5)),
+        lambda ct, out, x, y: where(y > x, ct, where(y < x, 0, ct * 0.5)),
+    ),
+    "({0} if ({0} >= {1} or {0} != {0}) else {1})",
+    "d max(x,y) = [x>y] dx + [y>x] dy, ties halve",
+)
+minimum = _elementwise(
+    "minimum",
+    np.minimum,
+    (
+        lambda ct, out, x, y: where(x < y, ct, where(x > y, 0, ct * 0.5)),
+        lambda ct, out, x, y: where(y < x, ct, where(y > x, 0, ct * 0.5)),
+    ),
+    "({0} if ({0} <= {1} or {0} != {0}) else {1})",
+    "d min(x,y) = [x<y] dx + [y<x] dy, ties halve",
+)
 
 _NO_GRAD = (None, None)
 less = _elementwise("less", np.less, _NO_GRAD, "({0} < {1})", "no gradient", _infer_compare)
-less_equal = _elementwise("less_equal", np.less_equal, _NO_GRAD, "({0} <= {1})", "no gradient",
-                          _infer_compare)  # fmt: skip
-greater = _elementwise("greater", np.greater, _NO_GRAD, "({0} > {1})", "no gradient",
-                       _infer_compare)  # fmt: skip
-greater_equal = _elementwise("greater_equal", np.greater_equal, _NO_GRAD, "({0} >= {1})",
-                             "no gradient", _infer_compare)  # fmt: skip
+less_equal = _elementwise(
+    "less_equal", np.less_equal, _NO_GRAD, "({0} <= {1})", "no gradient", _infer_compare
+)
+greater = _elementwise(
+    "greater", np.greater, _NO_GRAD, "({0} > {1})", "no gradient", _infer_compare
+)
+greater_equal = _elementwise(
+    "greater_equal", np.greater_equal, _NO_GRAD, "({0} >= {1})", "no gradient", _infer_compare
+)
 equal = _elementwise("equal", np.equal, _NO_GRAD, "({0} == {1})", "no gradient", _infer_compare)
-not_equal = _elementwise("not_equal", np.not_equal, _NO_GRAD, "({0} != {1})", "no gradient",
-                         _infer_compare)  # fmt: skip
+not_equal = _elementwise(
+    "not_equal", np.not_equal, _NO_GRAD, "({0} != {1})", "no gradient", _infer_compare
+)
 
 
 def _infer_where(shapes, dtypes, params):
@@ -110,11 +174,14 @@ def _infer_where(shapes, dtypes, params):
     return broadcast_shapes(*shapes), float_dtype(dtypes[1:], "where")
 
 
-where = _elementwise("where", np.where,
-                     (None, lambda ct, out, c, x, y: where(c, ct, 0),
-                      lambda ct, out, c, x, y: where(c, 0, ct)),
-                     "({1} if {0} else {2})", "d where(c,x,y) = [c] dx + [not c] dy",
-                     _infer_where)  # fmt: skip
+where = _elementwise(
+    "where",
+    np.where,
+    (None, lambda ct, out, c, x, y: where(c, ct, 0), lambda ct, out, c, x, y: where(c, 0, ct)),
+    "({1} if {0} else {2})",
+    "d where(c,x,y) = [c] dx + [not c] dy",
+    _infer_where,
+)
 
 
 def _infer_cast(shapes, dtypes, params):
@@ -125,10 +192,19 @@ def _infer_cast(shapes, dtypes, params):
     return shapes[0], params["dtype"]
 
 
-register(OpDef("cast", 1, _infer_cast, lambda x, dtype: x.astype(dtype),
-               (lambda ct, out, x, dtype: cast(ct, x.dtype),), params={"dtype": "float64"},
-               elementwise=True, fragment="(<{dtype}>{0})",
-               formula="d cast(x) = cast(dx) back to x's dtype"))  # fmt: skip
+register(
+    OpDef(
+        "cast",
+        1,
+        _infer_cast,
+        lambda x, dtype: x.astype(dtype),
+        (lambda ct, out, x, dtype: cast(ct, x.dtype),),
+        params={"dtype": "float64"},
+        elementwise=True,
+        fragment="(<{dtype}>{0})",
+        formula="d cast(x) = cast(dx) back to x's dtype",
+    )
+)
 
 
 def cast(x: Value, dtype: str) -> Value:

@@ -39,8 +39,9 @@ def _infer_matmul(shapes, dtypes, params):
 
 
 def _ref(a, b, transpose_a, transpose_b):
-    return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a,
-                     np.swapaxes(b, -1, -2) if transpose_b else b)  # fmt: skip
+    return np.matmul(
+        np.swapaxes(a, -1, -2) if transpose_a else a, np.swapaxes(b, -1, -2) if transpose_b else b
+    )
 
 
 def _as_matrices(ct: Value, x: Value, y: Value) -> tuple[Value, Value, Value]:
@@ -84,9 +85,17 @@ def _dy(ct, out, x, y, transpose_a, transpose_b):
     return reshape(g, g.shape[:-1]) if y.ndim == 1 else g
 
 
-register(OpDef("matmul", 2, _infer_matmul, _ref, (_dx, _dy),
-               params={"transpose_a": False, "transpose_b": False},
-               formula="d(A@B) = dA @ B + A @ dB"))  # fmt: skip
+register(
+    OpDef(
+        "matmul",
+        2,
+        _infer_matmul,
+        _ref,
+        (_dx, _dy),
+        params={"transpose_a": False, "transpose_b": False},
+        formula="d(A@B) = dA @ B + A @ dB",
+    )
+)
 
 
 def matmul(x: Value, y: Value) -> Value:

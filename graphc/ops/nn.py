@@ -32,13 +32,29 @@ def _log_softmax_ref(x, axis):
 
 
 # d softmax: ds = s * (dy - sum(dy * s)) along the axis.
-register(OpDef("softmax", 1, _infer_axis, _softmax_ref,
-               (lambda ct, out, x, axis: out * (ct - sum(ct * out, axis, keepdims=True)),),
-               params={"axis": -1}, formula="ds = s * (dy - sum(dy * s))"))  # fmt: skip
+register(
+    OpDef(
+        "softmax",
+        1,
+        _infer_axis,
+        _softmax_ref,
+        (lambda ct, out, x, axis: out * (ct - sum(ct * out, axis, keepdims=True)),),
+        params={"axis": -1},
+        formula="ds = s * (dy - sum(dy * s))",
+    )
+)
 # d log_softmax: dx = dy - softmax(x) * sum(dy) along the axis; softmax(x) = exp(out).
-register(OpDef("log_softmax", 1, _infer_axis, _log_softmax_ref,
-               (lambda ct, out, x, axis: ct - exp(out) * sum(ct, axis, keepdims=True),),
-               params={"axis": -1}, formula="dx = dy - exp(out) * sum(dy)"))  # fmt: skip
+register(
+    OpDef(
+        "log_softmax",
+        1,
+        _infer_axis,
+        _log_softmax_ref,
+        (lambda ct, out, x, axis: ct - exp(out) * sum(ct, axis, keepdims=True),),
+        params={"axis": -1},
+        formula="dx = dy - exp(out) * sum(dy)",
+    )
+)
 
 
 def _one_axis(op: str, x: Value, axis: int) -> int:

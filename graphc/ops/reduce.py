@@ -60,17 +60,39 @@ def _max_vjp(ct, out, x, axis, keepdims):
 
 
 _AXIS = {"axis": (), "keepdims": False}
-register(OpDef("sum", 1, _infer_reduce,
-               lambda x, axis, keepdims: np.sum(x, axis, keepdims=keepdims),
-               (lambda ct, out, x, axis, keepdims: _spread(ct, x, axis, keepdims),), params=_AXIS,
-               formula="d sum(x) = dx summed"))  # fmt: skip
-register(OpDef("mean", 1, _infer_reduce,
-               lambda x, axis, keepdims: np.mean(x, axis, keepdims=keepdims),
-               (lambda ct, out, x, axis, keepdims: _spread(ct, x, axis, keepdims)
-                / size(x, axis),), params=_AXIS, formula="d mean(x) = mean of dx"))  # fmt: skip
-register(OpDef("max", 1, _infer_max, lambda x, axis, keepdims: np.max(x, axis, keepdims=keepdims),
-               (_max_vjp,), params=_AXIS,
-               formula="d max(x) = dx at the maximum (ties share evenly)"))  # fmt: skip
+register(
+    OpDef(
+        "sum",
+        1,
+        _infer_reduce,
+        lambda x, axis, keepdims: np.sum(x, axis, keepdims=keepdims),
+        (lambda ct, out, x, axis, keepdims: _spread(ct, x, axis, keepdims),),
+        params=_AXIS,
+        formula="d sum(x) = dx summed",
+    )
+)
+register(
+    OpDef(
+        "mean",
+        1,
+        _infer_reduce,
+        lambda x, axis, keepdims: np.mean(x, axis, keepdims=keepdims),
+        (lambda ct, out, x, axis, keepdims: _spread(ct, x, axis, keepdims) / size(x, axis),),
+        params=_AXIS,
+        formula="d mean(x) = mean of dx",
+    )
+)
+register(
+    OpDef(
+        "max",
+        1,
+        _infer_max,
+        lambda x, axis, keepdims: np.max(x, axis, keepdims=keepdims),
+        (_max_vjp,),
+        params=_AXIS,
+        formula="d max(x) = dx at the maximum (ties share evenly)",
+    )
+)
 
 
 def _infer_size(shapes, dtypes, params):
@@ -78,10 +100,17 @@ def _infer_size(shapes, dtypes, params):
     return (), float_dtype(dtypes, "size")
 
 
-register(OpDef("size", 1, _infer_size,
-               lambda x, axis: np.asarray(math.prod(x.shape[a] for a in axis), dtype=x.dtype),
-               (None,), params={"axis": ()},
-               formula="the element count of x over `axis`: depends on shape only"))  # fmt: skip
+register(
+    OpDef(
+        "size",
+        1,
+        _infer_size,
+        lambda x, axis: np.asarray(math.prod(x.shape[a] for a in axis), dtype=x.dtype),
+        (None,),
+        params={"axis": ()},
+        formula="the element count of x over `axis`: depends on shape only",
+    )
+)
 
 
 def axes_of(op: str, x: Value, axis: Any) -> tuple[int, ...]:

@@ -26,9 +26,17 @@ def _infer_transpose(shapes, dtypes, params):
     return tuple(shape[p] for p in perm), dtypes[0]
 
 
-register(OpDef("transpose", 1, _infer_transpose, lambda x, perm: np.transpose(x, perm),
-               (lambda ct, out, x, perm: transpose(ct, tuple(np.argsort(perm).tolist())),),
-               params={"perm": ()}, formula="d transpose(x, p) = transpose(dx, p^-1)"))  # fmt: skip
+register(
+    OpDef(
+        "transpose",
+        1,
+        _infer_transpose,
+        lambda x, perm: np.transpose(x, perm),
+        (lambda ct, out, x, perm: transpose(ct, tuple(np.argsort(perm).tolist())),),
+        params={"perm": ()},
+        formula="d transpose(x, p) = transpose(dx, p^-1)",
+    )
+)
 
 
 def transpose(x: Value, perm: Any = None) -> Value:
@@ -53,9 +61,18 @@ def _infer_reshape(shapes, dtypes, params):
     return target, dtypes[0]
 
 
-register(OpDef("reshape", 1, _infer_reshape, lambda x, shape: np.reshape(x, shape),
-               (lambda ct, out, x, shape: reshape(ct, x.shape),), params={"shape": ()},
-               shape_params=("shape",), formula="d reshape(x) = reshape(dx) back"))  # fmt: skip
+register(
+    OpDef(
+        "reshape",
+        1,
+        _infer_reshape,
+        lambda x, shape: np.reshape(x, shape),
+        (lambda ct, out, x, shape: reshape(ct, x.shape),),
+        params={"shape": ()},
+        shape_params=("shape",),
+        formula="d reshape(x) = reshape(dx) back",
+    )
+)
 
 
 def reshape(x: Value, shape: Any) -> Value:
@@ -76,11 +93,18 @@ def _infer_broadcast(shapes, dtypes, params):
     return target, dtypes[0]
 
 
-register(OpDef("broadcast_to", 1, _infer_broadcast,
-               lambda x, shape: np.broadcast_to(x, shape).copy(),
-               (lambda ct, out, x, shape: ct,),  # grad() sums ct back to x's shape
-               params={"shape": ()}, shape_params=("shape",),
-               formula="d broadcast(x) = sum of dx over the broadcast axes"))  # fmt: skip
+register(
+    OpDef(
+        "broadcast_to",
+        1,
+        _infer_broadcast,
+        lambda x, shape: np.broadcast_to(x, shape).copy(),
+        (lambda ct, out, x, shape: ct,),  # grad() sums ct back to x's shape
+        params={"shape": ()},
+        shape_params=("shape",),
+        formula="d broadcast(x) = sum of dx over the broadcast axes",
+    )
+)
 
 
 def broadcast_to(x: Value, shape: Any) -> Value:

@@ -37,20 +37,26 @@ def unbroadcast(ct: Value, shape: tuple) -> Value:
 def _select_wrt(g: Graph, wrt: str | Iterable[str] | None) -> dict[str, int]:
     inputs = g.input_ids()
     if wrt is None:
-        chosen = {k: n for k, n in g.input_ids(role="param").items()
-                  if g.nx.nodes[n]["dtype"] in FLOAT_DTYPES}  # fmt: skip
+        chosen = {
+            k: n
+            for k, n in g.input_ids(role="param").items()
+            if g.nx.nodes[n]["dtype"] in FLOAT_DTYPES
+        }
         if not chosen:
             raise GraphError(f"graph {g.name!r} has no params; name the inputs to differentiate")
         return chosen
     names = [wrt] if isinstance(wrt, str) else list(wrt)
     for name in names:
         if name not in inputs:
-            raise GraphError(f"wrt {name!r} is not an input of graph {g.name!r}; "
-                             f"inputs are {', '.join(inputs)}")  # fmt: skip
+            raise GraphError(
+                f"wrt {name!r} is not an input of graph {g.name!r}; inputs are {', '.join(inputs)}"
+            )
     for name in names:
         if g.nx.nodes[inputs[name]]["dtype"] not in FLOAT_DTYPES:
-            raise GraphError(f"wrt {name!r} is a {g.nx.nodes[inputs[name]]['dtype']} input: "
-                             "only float inputs have gradients")  # fmt: skip
+            raise GraphError(
+                f"wrt {name!r} is a {g.nx.nodes[inputs[name]]['dtype']} input: "
+                "only float inputs have gradients"
+            )
     return {name: inputs[name] for name in names}
 
 
@@ -94,6 +100,7 @@ def grad(
             active.add(n)
 
     # Reverse sweep: one loop, cotangents summed where a value fans out.
+    first_new = dg._next_id
     cts: dict[int, Value] = {}
     with dg.at(G.nodes[root]["loc"]):
         cts[root] = dg.const(1.0, dtype=G.nodes[root]["dtype"])
@@ -111,16 +118,27 @@ def grad(
                 c = rule(ct, Value(dg, n), *args, **attrs["params"])
                 c = cast(unbroadcast(c, u.shape), u.dtype)
                 cts[u.id] = cts[u.id] + c if u.id in cts else c
+        _label(G, ct.id, n, first_new)
         if n != root:
             del cts[n]  # no longer needed: every consumer of n came earlier in this loop
 
     for name, n in targets.items():
         if n not in cts:
             if not allow_unused:
-                raise GraphError(f"{of!r} does not depend on {name!r} (through a differentiable "
-                                 "path); pass allow_unused=True to get zeros")  # fmt: skip
+                raise GraphError(
+                    f"{of!r} does not depend on {name!r} (through a differentiable "
+                    "path); pass allow_unused=True to get zeros"
+                )
             a = G.nodes[n]
             with dg.at(a["loc"]):
                 cts[n] = broadcast_to(dg.const(0.0, dtype=a["dtype"]), a["shape"])
+        _label(G, cts[n].id, n, first_new)
         dg.output(grad_name(of, name), cts[n])
     return dg
+
+
+def _label(G: nx.MultiDiGraph, ct: int, n: int, first_new: int) -> None:
+    """Record on a cotangent node made by grad that it is d(of)/d(v{n}), so generated code can
+    call it g{n}. Nodes of the forward graph keep their own names."""
+    if ct >= first_new:
+        G.nodes[ct].setdefault("grad_of", n)

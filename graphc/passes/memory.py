@@ -66,8 +66,12 @@ class MemoryPlan:
             for v, (shape, dtype) in values.items()
             if self.storage[v].kind == "arena"
         )
-        return {"slots": len(self.slots), "naive_bytes": naive,
-                "arena_bytes": self.arena_bytes(sizes), "sizes": dict(sizes)}  # fmt: skip
+        return {
+            "slots": len(self.slots),
+            "naive_bytes": naive,
+            "arena_bytes": self.arena_bytes(sizes),
+            "sizes": dict(sizes),
+        }
 
     def __str__(self) -> str:
         rows = [f"{'value':>8}  storage"]

@@ -65,13 +65,21 @@ class _Builder:
         key = ("const", value.dtype.name, value.shape, value.tobytes())
         if key not in self.table:
             n = keep_id if keep_id is not None else self._fresh()
-            self.G.add_node(n, op="const", value=value, shape=value.shape,
-                            dtype=value.dtype.name, params={}, loc=loc)  # fmt: skip
+            self.G.add_node(
+                n,
+                op="const",
+                value=value,
+                shape=value.shape,
+                dtype=value.dtype.name,
+                params={},
+                loc=loc,
+            )
             self.table[key] = n
         return self.table[key]
 
-    def emit(self, op: str, args: list[int], params: dict[str, Any], loc: str,
-             keep_id: int | None = None) -> int:  # fmt: skip
+    def emit(
+        self, op: str, args: list[int], params: dict[str, Any], loc: str, keep_id: int | None = None
+    ) -> int:
         """The id of a node computing `op(args)`: folded, rewritten, shared or new."""
         opdef = REGISTRY[op]
         params = opdef.full_params(params)
@@ -151,11 +159,14 @@ def simplify(g: Graph | nx.MultiDiGraph) -> Graph:
         else:
             args = [new[u] for u in operands(src.nx, n)]
             new[n] = b.emit(a["op"], args, a["params"], a["loc"], keep_id=n)
+            if new[n] == n and "grad_of" in a:  # a kept node keeps its label
+                b.G.nodes[n]["grad_of"] = a["grad_of"]
     b.G.graph["outputs"] = {name: new[n] for name, n in src.outputs.items()}
     live = set(b.G.graph["outputs"].values())
     live |= set().union(*(nx.ancestors(b.G, n) for n in live))
-    b.G.remove_nodes_from([n for n, a in list(b.G.nodes(data=True))
-                           if n not in live and a["op"] != "input"])  # fmt: skip
+    b.G.remove_nodes_from(
+        [n for n, a in list(b.G.nodes(data=True)) if n not in live and a["op"] != "input"]
+    )
     return b.g
 
 
@@ -228,8 +239,9 @@ def _transpose(b: _Builder, args, params):
 def _is_swap_last(b: _Builder, n: int) -> bool:
     a = b.G.nodes[n]
     k = len(a["shape"])
-    return (a["op"] == "transpose" and k >= 2
-            and a["params"]["perm"] == (*range(k - 2), k - 1, k - 2))  # fmt: skip
+    return (
+        a["op"] == "transpose" and k >= 2 and a["params"]["perm"] == (*range(k - 2), k - 1, k - 2)
+    )
 
 
 @rule("matmul")

@@ -101,10 +101,17 @@ def _cc_command(cc: cache.Compiler, name: str, options: BuildOptions) -> list[st
     """The compile-and-link command, run inside the build directory."""
     incs = [f"-I{d}" for d in [*cache.environment()["include_dirs"], *options.include_dirs]]
     return [
-        *cc.argv, f"-O{options.opt_level}", *_BASE_CFLAGS, *incs, *options.extra_compile_args,
-        f"{name}.c", "-o", so_name(name),
-        *options.extra_link_args, *(f"-l{lib}" for lib in options.libraries),
-    ]  # fmt: skip
+        *cc.argv,
+        f"-O{options.opt_level}",
+        *_BASE_CFLAGS,
+        *incs,
+        *options.extra_compile_args,
+        f"{name}.c",
+        "-o",
+        so_name(name),
+        *options.extra_link_args,
+        *(f"-l{lib}" for lib in options.libraries),
+    ]
 
 
 def _key_inputs(
@@ -160,10 +167,16 @@ def _cythonize(pyx: Path, name: str, options: BuildOptions) -> str:
         try:
             # Messages go to <name>.lis instead of sys.stderr: thread-local, nothing to redirect.
             result = Main.compile(
-                str(pyx), full_module_name=name, language_level=3,
-                output_file=str(pyx.with_suffix(".c")), include_path=list(options.include_dirs),
-                errors_to_stderr=False, use_listing_file=True, cache=False, timestamps=False,
-            )  # fmt: skip
+                str(pyx),
+                full_module_name=name,
+                language_level=3,
+                output_file=str(pyx.with_suffix(".c")),
+                include_path=list(options.include_dirs),
+                errors_to_stderr=False,
+                use_listing_file=True,
+                cache=False,
+                timestamps=False,
+            )
         except Exception as e:  # Cython aborts with its own exception types on fatal errors
             messages = _read_listing(listing, pyx)
             raise BuildError(
@@ -197,9 +210,16 @@ def _short(argv: list[str]) -> str:
 
 
 def _build_entry(
-    name: str, source: str, key: str, inputs: dict[str, Any], options: BuildOptions,
-    cc: cache.Compiler, model_dir: Path, entry: Path, say: Callable[[str], None],
-) -> dict[str, Any]:  # fmt: skip
+    name: str,
+    source: str,
+    key: str,
+    inputs: dict[str, Any],
+    options: BuildOptions,
+    cc: cache.Compiler,
+    model_dir: Path,
+    entry: Path,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
     """Build into a private directory and rename it into place as `entry`; return its meta."""
     cache.clear_stale(model_dir, key)
     tmp = cache.make_build_dir(model_dir, key)
@@ -300,10 +320,15 @@ def build_module(
         # A read-only cache still serves hits; only the top-level copy is stale.
         say(f"could not update the published files in {model_dir}: {e}")
     return BuiltModule(
-        name=name, key=key, entry_dir=entry, so_path=entry / so_name(name),
-        pyx_path=entry / f"{name}.pyx", cache_hit=hit, seconds=time.perf_counter() - start,
+        name=name,
+        key=key,
+        entry_dir=entry,
+        so_path=entry / so_name(name),
+        pyx_path=entry / f"{name}.pyx",
+        cache_hit=hit,
+        seconds=time.perf_counter() - start,
         meta=meta,
-    )  # fmt: skip
+    )
 
 
 _LOAD_LOCK = threading.Lock()
@@ -360,8 +385,13 @@ def load(path: str | Path) -> types.ModuleType:
             f"{entry} is broken ({why}); rebuild the model"
         )
     built = BuiltModule(
-        name=name, key=key, entry_dir=entry, so_path=entry / so_name(name),
-        pyx_path=entry / f"{name}.pyx", cache_hit=True, seconds=time.perf_counter() - start,
+        name=name,
+        key=key,
+        entry_dir=entry,
+        so_path=entry / so_name(name),
+        pyx_path=entry / f"{name}.pyx",
+        cache_hit=True,
+        seconds=time.perf_counter() - start,
         meta=entry_meta,
-    )  # fmt: skip
+    )
     return load_module(built)

@@ -13,9 +13,17 @@ def test_operators_build_the_named_ops():
     x = g.input("x", shape=("N", 3))
     w = g.param("w", shape=(3, 3))
     ops = {
-        "add": x + 1, "sub": 1 - x, "mul": x * x, "div": x / 2, "pow": x**2, "matmul": x @ w,
-        "neg": -x, "transpose": w.T, "less": x < 0, "greater_equal": x >= 0,
-    }  # fmt: skip
+        "add": x + 1,
+        "sub": 1 - x,
+        "mul": x * x,
+        "div": x / 2,
+        "pow": x**2,
+        "matmul": x @ w,
+        "neg": -x,
+        "transpose": w.T,
+        "less": x < 0,
+        "greater_equal": x >= 0,
+    }
     for op, v in ops.items():
         assert v.op == op
     assert (+x) is x

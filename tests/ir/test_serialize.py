@@ -34,15 +34,24 @@ def test_constants_round_trip_bit_for_bit():
     assert any(c.dtype == np.float64 and np.array_equal(c, vals) for c in consts)
 
 
-@pytest.mark.parametrize("text, pattern", [
-    ("not json", "not a graphc model"),
-    ("[]", "not a graphc model"),
-    ('{"nodes": [{"id": 0, "op": "system"}], "edges": [], "directed": true, "multigraph": true,'
-     ' "graph": {"outputs": {}}}', "unknown op 'system'"),
-    ('{"nodes": [{"id": 0, "op": "const", "shape": [], "dtype": "float64", "params": {},'
-     ' "value": {"dtype": "object", "shape": [], "data": 1}}], "edges": [], "directed": true,'
-     ' "multigraph": true, "graph": {"outputs": {}}}', "const 'value' is malformed"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ("not json", "not a graphc model"),
+        ("[]", "not a graphc model"),
+        (
+            '{"nodes": [{"id": 0, "op": "system"}], "edges": [], "directed": true,'
+            ' "multigraph": true, "graph": {"outputs": {}}}',
+            "unknown op 'system'",
+        ),
+        (
+            '{"nodes": [{"id": 0, "op": "const", "shape": [], "dtype": "float64", "params": {},'
+            ' "value": {"dtype": "object", "shape": [], "data": 1}}], "edges": [],'
+            ' "directed": true, "multigraph": true, "graph": {"outputs": {}}}',
+            "const 'value' is malformed",
+        ),
+    ],
+)
 def test_malformed_json_is_a_graph_error(text, pattern):
     with pytest.raises(GraphError, match=pattern):
         gc.Graph.from_json(text)

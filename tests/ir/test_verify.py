@@ -12,10 +12,26 @@ from tests.models import seed_net
 def hand_built() -> nx.MultiDiGraph:
     """loss = sum(tanh(x) * w), written against the schema with plain networkx."""
     G = nx.MultiDiGraph(name="hand", outputs={"loss": 4})
-    G.add_node(0, op="input", role="data", name="x", shape=("N", 2), dtype="float64",
-               params={}, loc="hand.py:1")  # fmt: skip
-    G.add_node(1, op="input", role="param", name="w", shape=(2,), dtype="float64",
-               params={}, loc="hand.py:2")  # fmt: skip
+    G.add_node(
+        0,
+        op="input",
+        role="data",
+        name="x",
+        shape=("N", 2),
+        dtype="float64",
+        params={},
+        loc="hand.py:1",
+    )
+    G.add_node(
+        1,
+        op="input",
+        role="param",
+        name="w",
+        shape=(2,),
+        dtype="float64",
+        params={},
+        loc="hand.py:2",
+    )
     G.add_node(2, op="tanh", params={}, loc="hand.py:3")
     G.add_node(3, op="mul", params={}, loc="hand.py:4")
     G.add_node(4, op="sum", params={"axis": (0, 1)}, loc="hand.py:5")
@@ -45,32 +61,58 @@ def broken(edit) -> nx.MultiDiGraph:
 
 CASES = {
     "cycle": (lambda G: G.add_edge(3, 2, port=1), GraphError, r"cycle: v2 \(tanh\) at hand.py:3"),
-    "unknown op": (lambda G: G.nodes[2].update(op="tanhh"), GraphError,
-                   r"v2 \(tanhh\) at hand.py:3: unknown op 'tanhh'"),
-    "missing operand": (lambda G: G.remove_edge(1, 3), GraphError,
-                        r"v3 \(mul\) at hand.py:4: mul takes operands on ports 0..1.*\[0\]"),
+    "unknown op": (
+        lambda G: G.nodes[2].update(op="tanhh"),
+        GraphError,
+        r"v2 \(tanhh\) at hand.py:3: unknown op 'tanhh'",
+    ),
+    "missing operand": (
+        lambda G: G.remove_edge(1, 3),
+        GraphError,
+        r"v3 \(mul\) at hand.py:4: mul takes operands on ports 0..1.*\[0\]",
+    ),
     "duplicate port": (lambda G: G.add_edge(0, 3, port=0), GraphError, r"ports \[0, 0, 1\]"),
     "extra operand": (lambda G: G.add_edge(0, 2, port=1), GraphError, r"tanh takes operands"),
-    "leaf with operand": (lambda G: G.add_edge(1, 0, port=0), GraphError,
-                          r"v0 'x' \(input\) at hand.py:1: a leaf"),
-    "unknown param": (lambda G: G.nodes[2].update(params={"alpha": 1}), GraphError,
-                      r"v2 \(tanh\) at hand.py:3: tanh takes no parameter 'alpha'"),
-    "bad axis": (lambda G: G.nodes[4].update(params={"axis": (0, 5)}), ShapeError,
-                 r"v4 \(sum\) at hand.py:5:.*axis"),
-    "shape mismatch": (lambda G: G.nodes[1].update(shape=(3,)), ShapeError,
-                       r"v3 \(mul\) at hand.py:4: dimensions 2 and 3 cannot broadcast"),
-    "wrong recorded shape": (lambda G: G.nodes[2].update(shape=(5,), dtype="float64"), ShapeError,
-                             r"v2 \(tanh\) at hand.py:3: recorded shape"),
+    "leaf with operand": (
+        lambda G: G.add_edge(1, 0, port=0),
+        GraphError,
+        r"v0 'x' \(input\) at hand.py:1: a leaf",
+    ),
+    "unknown param": (
+        lambda G: G.nodes[2].update(params={"alpha": 1}),
+        GraphError,
+        r"v2 \(tanh\) at hand.py:3: tanh takes no parameter 'alpha'",
+    ),
+    "bad axis": (
+        lambda G: G.nodes[4].update(params={"axis": (0, 5)}),
+        ShapeError,
+        r"v4 \(sum\) at hand.py:5:.*axis",
+    ),
+    "shape mismatch": (
+        lambda G: G.nodes[1].update(shape=(3,)),
+        ShapeError,
+        r"v3 \(mul\) at hand.py:4: dimensions 2 and 3 cannot broadcast",
+    ),
+    "wrong recorded shape": (
+        lambda G: G.nodes[2].update(shape=(5,), dtype="float64"),
+        ShapeError,
+        r"v2 \(tanh\) at hand.py:3: recorded shape",
+    ),
     "bad role": (lambda G: G.nodes[1].update(role="weight"), GraphError, r"role must be"),
     "bad dtype": (lambda G: G.nodes[1].update(dtype="int64"), GraphError, r"dtype 'int64'"),
     "duplicate name": (lambda G: G.nodes[1].update(name="x"), GraphError, r"also used by v0"),
-    "dangling output": (lambda G: G.graph["outputs"].update(bad=99), GraphError,
-                        r"output 'bad' refers to node 99"),
+    "dangling output": (
+        lambda G: G.graph["outputs"].update(bad=99),
+        GraphError,
+        r"output 'bad' refers to node 99",
+    ),
     "string id": (lambda G: G.add_node("a", op="tanh"), GraphError, r"node id 'a' is not an int"),
-    "const without value": (lambda G: G.add_node(9, op="const", shape=(), dtype="float64",
-                                                 params={}, loc="hand.py:9"),
-                            GraphError, r"v9 \(const\) at hand.py:9: 'value' must be"),
-}  # fmt: skip
+    "const without value": (
+        lambda G: G.add_node(9, op="const", shape=(), dtype="float64", params={}, loc="hand.py:9"),
+        GraphError,
+        r"v9 \(const\) at hand.py:9: 'value' must be",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -98,8 +140,14 @@ def test_verify_does_not_fill_unless_asked():
 
 def test_evaluate_errors_name_the_input():
     g = seed_net()
-    ok = {"x": np.ones((2, 3)), "y": np.ones((2, 2)), "W1": np.ones((2, 3)), "b1": np.ones(2),
-          "W2": np.ones((2, 2)), "b2": np.ones(1)}  # fmt: skip
+    ok = {
+        "x": np.ones((2, 3)),
+        "y": np.ones((2, 2)),
+        "W1": np.ones((2, 3)),
+        "b1": np.ones(2),
+        "W2": np.ones((2, 2)),
+        "b2": np.ones(1),
+    }
     bad = [
         ({k: v for k, v in ok.items() if k != "W2"}, "missing input W2"),
         (dict(ok, extra=np.ones(1)), "unknown input extra"),

@@ -21,8 +21,9 @@ def test_mlp_against_finite_differences():
     g, inputs = mlp(np.random.default_rng(1))
     _, grads = gc.value_and_grad(g, inputs, of="loss")
     for name in ("W1", "b1", "W2"):
-        num = central_diff(lambda v, n=name: gc.evaluate(g, dict(inputs, **{n: v}))["loss"],
-                           inputs[name])  # fmt: skip
+        num = central_diff(
+            lambda v, n=name: gc.evaluate(g, dict(inputs, **{n: v}))["loss"], inputs[name]
+        )
         np.testing.assert_allclose(grads[name], num, rtol=1e-6, atol=1e-9)
 
 
@@ -64,8 +65,9 @@ def test_dependence_only_through_a_comparison_is_unused():
     g.output("loss", gc.sum(gc.where(a > 0, w, w * 2)))
     with pytest.raises(GraphError, match="does not depend on 'a'"):
         gc.grad(g, of="loss")
-    _, grads = gc.value_and_grad(g, {"a": np.array([1.0, -1.0]), "w": np.ones(2)}, of="loss",
-                                 wrt="w")  # fmt: skip
+    _, grads = gc.value_and_grad(
+        g, {"a": np.array([1.0, -1.0]), "w": np.ones(2)}, of="loss", wrt="w"
+    )
     np.testing.assert_array_equal(grads["w"], [1.0, 2.0])
 
 

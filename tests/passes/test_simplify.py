@@ -19,19 +19,30 @@ def single(build, shape=(3,)):
     return g
 
 
-@pytest.mark.parametrize("build, remaining", [
-    (lambda x: x + 0, []), (lambda x: 0 + x, []), (lambda x: x - 0, []),
-    (lambda x: 0 - x, ["neg"]), (lambda x: x * 1, []), (lambda x: 1 * x, []),
-    (lambda x: x * -1, ["neg"]), (lambda x: x / 1, []), (lambda x: x**1, []),
-    (lambda x: gc.neg(gc.neg(x)), []), (lambda x: x.T.T, []),
-    (lambda x: gc.transpose(gc.transpose(x, (1, 2, 0)), (1, 2, 0)), ["transpose"]),
-    (lambda x: gc.transpose(gc.transpose(x, (1, 2, 0)), (2, 0, 1)), []),
-    (lambda x: gc.reshape(gc.reshape(x, (6, 2)), (3, 4)), ["reshape"]),
-    (lambda x: gc.reshape(x, x.shape), []), (lambda x: gc.broadcast_to(x, x.shape), []),
-    (lambda x: gc.sum(x, axis=()), []), (lambda x: gc.cast(gc.cast(x, "float32"), "float64"),
-                                         ["cast", "cast"]),
-    (lambda x: x * gc.size(x, (0, 1)), ["mul"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "build, remaining",
+    [
+        (lambda x: x + 0, []),
+        (lambda x: 0 + x, []),
+        (lambda x: x - 0, []),
+        (lambda x: 0 - x, ["neg"]),
+        (lambda x: x * 1, []),
+        (lambda x: 1 * x, []),
+        (lambda x: x * -1, ["neg"]),
+        (lambda x: x / 1, []),
+        (lambda x: x**1, []),
+        (lambda x: gc.neg(gc.neg(x)), []),
+        (lambda x: x.T.T, []),
+        (lambda x: gc.transpose(gc.transpose(x, (1, 2, 0)), (1, 2, 0)), ["transpose"]),
+        (lambda x: gc.transpose(gc.transpose(x, (1, 2, 0)), (2, 0, 1)), []),
+        (lambda x: gc.reshape(gc.reshape(x, (6, 2)), (3, 4)), ["reshape"]),
+        (lambda x: gc.reshape(x, x.shape), []),
+        (lambda x: gc.broadcast_to(x, x.shape), []),
+        (lambda x: gc.sum(x, axis=()), []),
+        (lambda x: gc.cast(gc.cast(x, "float32"), "float64"), ["cast", "cast"]),
+        (lambda x: x * gc.size(x, (0, 1)), ["mul"]),
+    ],
+)
 def test_identity_rules(build, remaining):
     g = single(build, shape=(2, 3, 2))
     s = gc.simplify(g)
@@ -99,10 +110,14 @@ def test_seed_gradient_graph_shrinks_and_agrees():
     assert len(s) < len(dg)
     gc.verify(s)
     rng = np.random.default_rng(0)
-    inputs = {k: rng.uniform(size=(4,) + tuple(d for d in g.nx.nodes[n]["shape"][1:])
-                             if g.nx.nodes[n]["shape"][:1] == ("N",)
-                             else tuple(g.nx.nodes[n]["shape"]))
-              for k, n in g.input_ids().items()}  # fmt: skip
+    inputs = {
+        k: rng.uniform(
+            size=(4,) + tuple(d for d in g.nx.nodes[n]["shape"][1:])
+            if g.nx.nodes[n]["shape"][:1] == ("N",)
+            else tuple(g.nx.nodes[n]["shape"])
+        )
+        for k, n in g.input_ids().items()
+    }
     a, b = gc.evaluate(dg, inputs), gc.evaluate(s, inputs)
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-14)

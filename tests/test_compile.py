@@ -1,0 +1,320 @@
+"""The compiled module: reference values, its API, argument checking, threads, source, CLI."""
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.cli import main
+from graphc.compiler import run_stages
+from tests.models import ROOT, mlp, seed_net, seed_reference
+
+pytestmark = pytest.mark.compiler
+REF = seed_reference()
+INPUTS = {k: np.array(v, dtype=np.float64) for k, v in REF["inputs"].items()}
+GOLDEN = Path(__file__).parent / "golden" / "tiny.pyx"
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("build")
+
+
+@pytest.fixture(scope="module")
+def seed(out_dir):
+    return gc.compile(seed_net(), out_dir=out_dir)
+
+
+def test_seed_network_matches_reference(seed):
+    outs, grads = seed.value_and_grad(**INPUTS)
+    np.testing.assert_allclose(outs["loss"], REF["forward"]["loss"], rtol=1e-12, atol=1e-15)
+    assert list(grads) == ["W1", "b1", "W2", "b2"]
+    for name, want in REF["gradients"].items():
+        np.testing.assert_allclose(grads[name], want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(seed.forward(**INPUTS)["loss"], REF["forward"]["loss"], rtol=1e-12)
+
+
+def test_positional_arguments_and_metadata(seed):
+    args = [INPUTS[k] for k in seed.INPUTS]
+    outs, grads = seed.value_and_grad(*args)
+    np.testing.assert_array_equal(outs["loss"], seed.value_and_grad(**INPUTS)[0]["loss"])
+    outs2, _ = seed.value_and_grad(*args[:2], **{k: INPUTS[k] for k in seed.INPUTS[2:]})
+    np.testing.assert_array_equal(outs2["loss"], outs["loss"])
+    assert seed.INPUTS == ("x", "y", "W1", "b1", "W2", "b2") and seed.OUTPUTS == ("loss",)
+    assert seed.WRT == ("W1", "b1", "W2", "b2") and seed.DTYPE == "float64"
+    assert seed.SHAPES["x"] == ("N", 3) and seed.GRAPHC_VERSION == gc.__version__
+    assert set(seed.PLAN) == {"forward", "value_and_grad"}
+
+
+def test_one_build_serves_every_batch_size(seed):
+    g = seed_net()
+    rng = np.random.default_rng(0)
+    for n in (1, 4, 17, 0):
+        inputs = dict(INPUTS, x=rng.uniform(size=(n, 3)), y=rng.uniform(size=(n, 2)))
+        outs, grads = seed.value_and_grad(**inputs)
+        want_outs, want_grads = gc.value_and_grad(g, inputs, of="loss")
+        np.testing.assert_allclose(outs["loss"], want_outs["loss"], rtol=1e-12)
+        for k in grads:
+            np.testing.assert_allclose(grads[k], want_grads[k], rtol=1e-12, atol=1e-300)
+
+
+def test_float32_build(out_dir):
+    m = gc.compile(seed_net(), out_dir=out_dir, dtype="float32")
+    inputs32 = {k: v.astype(np.float32) for k, v in INPUTS.items()}
+    outs, grads = m.value_and_grad(**inputs32)
+    assert outs["loss"].dtype == np.float32 and grads["W1"].dtype == np.float32
+    np.testing.assert_allclose(outs["loss"], REF["forward"]["loss"], rtol=1e-5)
+    for name, want in REF["gradients"].items():
+        np.testing.assert_allclose(grads[name], want, rtol=1e-5, atol=1e-8)
+    with pytest.raises(TypeError, match="argument 'x': expected a float32 array, got float64"):
+        m.forward(**INPUTS)
+
+
+def test_mlp_with_softmax_cross_entropy(out_dir):
+    g, inputs = mlp(np.random.default_rng(2), hidden=7)
+    m = gc.compile(g, out_dir=out_dir)
+    outs, grads = m.value_and_grad(**inputs)
+    want_outs, want_grads = gc.value_and_grad(g, inputs, of="loss")
+    np.testing.assert_allclose(outs["loss"], want_outs["loss"], rtol=1e-12)
+    for k in want_grads:
+        np.testing.assert_allclose(grads[k], want_grads[k], rtol=1e-11, atol=1e-15)
+
+
+BAD_CALLS = [
+    (
+        {"x": np.ones((1, 3), dtype=np.float32)},
+        TypeError,
+        r"argument 'x': expected a float64 array, got float32",
+    ),
+    (
+        {"x": np.ones((1, 3), dtype=np.int64)},
+        TypeError,
+        r"argument 'x': expected a float64 array, got int64",
+    ),
+    (
+        {"x": np.ones((1, 3), dtype=complex)},
+        TypeError,
+        r"argument 'x': expected a float64 array, got complex128",
+    ),
+    (
+        {"x": np.array([[object()] * 3])},
+        TypeError,
+        r"argument 'x': expected a float64 array, got object",
+    ),
+    (
+        {"x": np.ones(3)},
+        ValueError,
+        r"argument 'x': expected 2 dimensions \(N, 3\), got shape \(3,\)",
+    ),
+    ({"x": np.ones((1, 4))}, ValueError, r"argument 'x': expected shape \(N, 3\), got \(1, 4\)"),
+    ({"W1": np.ones((3, 2))}, ValueError, r"argument 'W1': expected shape \(2, 3\), got \(3, 2\)"),
+    ({"y": np.ones((2, 2))}, ValueError, r"argument 'y': axis 0 is N=2, but 'x' has N=1"),
+    ({"x": np.asfortranarray(np.ones((2, 3)))}, ValueError, r"argument 'x' must be C-contiguous"),
+    ({"x": np.ones((4, 3))[::2]}, ValueError, r"argument 'x' must be C-contiguous"),
+    (
+        {"x": np.ones((1, 3), dtype=">f8")},
+        ValueError,
+        r"argument 'x' must be aligned and in native byte order",
+    ),
+]
+
+
+@pytest.mark.parametrize("fn", ["forward", "value_and_grad"])
+@pytest.mark.parametrize("bad, error, pattern", BAD_CALLS)
+def test_bad_arguments_raise_clear_errors(seed, fn, bad, error, pattern):
+    with pytest.raises(error, match=f"{fn}\\(\\): {pattern}"):
+        getattr(seed, fn)(**dict(INPUTS, **bad))
+
+
+def test_bad_argument_names_and_counts(seed):
+    with pytest.raises(TypeError, match=r"missing argument W2"):
+        seed.forward(**{k: v for k, v in INPUTS.items() if k != "W2"})
+    with pytest.raises(TypeError, match=r"unknown argument 'z'"):
+        seed.forward(z=1, **INPUTS)
+    with pytest.raises(TypeError, match=r"takes 6 arguments"):
+        seed.forward(*INPUTS.values(), 1)
+    with pytest.raises(TypeError, match=r"argument 'x' both by position and by name"):
+        seed.forward(INPUTS["x"], **INPUTS)
+
+
+def test_read_only_and_aliased_inputs_are_fine(seed):
+    ro = {k: v.copy() for k, v in INPUTS.items()}
+    for v in ro.values():
+        v.flags.writeable = False
+    a, _ = seed.value_and_grad(**ro)
+    np.testing.assert_allclose(a["loss"], REF["forward"]["loss"], rtol=1e-12)
+    same = np.array([[0.5, 0.5]])
+    b = seed.forward(**dict(INPUTS, b1=same[0], y=same))
+    c = gc.evaluate(seed_net(), dict(INPUTS, b1=same[0].copy(), y=same.copy()))
+    np.testing.assert_allclose(b["loss"], c["loss"], rtol=1e-12)
+
+
+def test_concurrent_calls_from_threads(seed):
+    rng = np.random.default_rng(5)
+    batches = [
+        dict(INPUTS, x=rng.uniform(size=(n, 3)), y=rng.uniform(size=(n, 2)))
+        for n in (50, 200, 1000, 3)
+    ]
+    expected = [seed.value_and_grad(**b) for b in batches]
+    errors = []
+
+    def work(k):
+        for _ in range(200):
+            outs, grads = seed.value_and_grad(**batches[k])
+            if outs["loss"] != expected[k][0]["loss"] or any(
+                not np.array_equal(grads[n], expected[k][1][n]) for n in grads
+            ):
+                errors.append(k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_load_and_plain_import(seed, out_dir):
+    gc.compile(seed_net(), out_dir=out_dir)  # a cache hit publishes this build as the latest
+    m = gc.load(out_dir / "seed_net")
+    np.testing.assert_allclose(m.forward(**INPUTS)["loss"], REF["forward"]["loss"], rtol=1e-12)
+    assert m.source.startswith("# cython:") and "def value_and_grad" in m.source
+    code = (
+        "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import seed_net; "
+        "print(seed_net.MODEL, seed_net.forward(np.full((2, 3), 0.5), np.ones((2, 2)), "
+        "np.ones((2, 3)), np.ones(2), np.ones((2, 2)), np.ones(1))['loss'].item())"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(out_dir / "seed_net")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ones = {
+        "x": np.full((2, 3), 0.5),
+        "y": np.ones((2, 2)),
+        "W1": np.ones((2, 3)),
+        "b1": np.ones(2),
+        "W2": np.ones((2, 2)),
+        "b2": np.ones(1),
+    }
+    name, loss = r.stdout.split()
+    assert name == "seed_net"
+    np.testing.assert_allclose(float(loss), gc.evaluate(seed_net(), ones)["loss"], rtol=1e-14)
+
+
+def test_second_compile_is_a_cache_hit(seed, out_dir):
+    again = gc.compile(seed_net(), out_dir=out_dir)
+    assert again.built.cache_hit and again.built.key == seed.built.key
+    assert again.seconds < 1.0  # a hit does no Cython or C work (the bound is generous)
+
+
+# ---- the generated source ----------------------------------------------------------------
+def tiny() -> gc.Graph:
+    """loss = sum(tanh(x) @ w) with x [N,2], w [2]: a model with fixed source lines."""
+    G = nx.MultiDiGraph(name="tiny", outputs={"loss": 4})
+    G.add_node(
+        0,
+        op="input",
+        role="data",
+        name="x",
+        shape=("N", 2),
+        dtype="float64",
+        params={},
+        loc="tiny.py:3",
+    )
+    G.add_node(
+        1,
+        op="input",
+        role="param",
+        name="w",
+        shape=(2,),
+        dtype="float64",
+        params={},
+        loc="tiny.py:4",
+    )
+    G.add_node(2, op="tanh", params={}, loc="tiny.py:5")
+    G.add_node(3, op="matmul", params={}, loc="tiny.py:5")
+    G.add_node(4, op="sum", params={"axis": (0,)}, loc="tiny.py:6")
+    G.add_edges_from(
+        [(0, 2, {"port": 0}), (2, 3, {"port": 0}), (1, 3, {"port": 1}), (3, 4, {"port": 0})]
+    )
+    return gc.Graph.from_networkx(G)
+
+
+def test_golden_source():
+    source = run_stages(tiny(), source_file="tiny.py").source
+    if os.environ.get("GRAPHC_UPDATE_GOLDEN"):
+        GOLDEN.write_text(source)
+    assert source == GOLDEN.read_text(), (
+        "the generated source changed; if that is intended, rerun with GRAPHC_UPDATE_GOLDEN=1 "
+        "and review the diff of tests/golden/tiny.pyx"
+    )
+
+
+def test_source_is_deterministic_across_processes():
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from tests.models import mlp; "
+        "import numpy as np; from graphc.compiler import run_stages; "
+        "print(run_stages(mlp(np.random.default_rng(0))[0]).source)"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code, str(ROOT)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, PYTHONHASHSEED=str(s)),
+        ).stdout
+        for s in (1, 2)
+    ]
+    assert runs[0] == runs[1] and "def value_and_grad" in runs[0]
+
+
+def test_source_is_readable(seed):
+    src = seed.source
+    assert src.splitlines()[2].startswith("# seed_net: generated by graphc")
+    assert "do not edit" in src.splitlines()[2]
+    assert "# ---- forward" in src and "# ---- backward" in src
+    assert "# v7 = matmul[transpose_b=True](v0, v2)   [models.py:" in src
+    assert "# adj: g2 = matmul[transpose_a=True](g8, v0)" in src  # dloss/dW1, named for v2
+    assert "dgemm" in src and "transposed" not in src.split("# ---- forward")[1]
+
+
+# ---- the command line --------------------------------------------------------------------
+def test_cli_compile_check(tmp_path, capsys):
+    seed_file = str(ROOT / "examples" / "seed_network.py")
+    assert main(["compile", seed_file, "--check", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "seed_net: 9 forward steps" in out and "gradient steps after simplify" in out
+    assert "match the interpreter" in out and "finite differences (ok" in out
+    assert (tmp_path / "seed_net" / "seed_net.pyx").is_file()
+
+
+def test_cli_dump_stages(tmp_path, capsys):
+    seed_file = str(ROOT / "examples" / "seed_network.py")
+    for stage in ("graph", "grad", "schedule", "plan", "pyx"):
+        assert main(["compile", seed_file, "--out", str(tmp_path), "--dump", stage]) == 0
+    out = capsys.readouterr().out
+    assert "graph seed_net {" in out and "# backward" in out and "buf0" in out
+    assert "def forward(" in out
+
+
+def test_cli_shape_error_exits_nonzero_naming_the_line(tmp_path):
+    bad = tmp_path / "broken.py"
+    bad.write_text(
+        "import graphc as gc\ngraph = gc.Graph('b')\nx = graph.input('x', shape=(2,))\n"
+        "graph.output('loss', gc.sum(x @ graph.param('w', shape=(3,))))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "graphc.cli", "compile", str(bad), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "broken.py:4" in r.stderr and "Traceback" not in r.stderr
