@@ -318,3 +318,14 @@ def test_concurrent_builds_build_once(tmp_path: Path) -> None:
     assert all(r["value"] == 8.0 for r in results)
     builds = [r for r in results if not r["hit"]]
     assert any(m.startswith("cythonizing") for m in builds[0]["messages"])
+
+
+@pytest.mark.parametrize("package", ["graphc", "cython", "numpy"])
+def test_a_version_change_changes_the_key(
+    tiny: BuiltModule, monkeypatch: pytest.MonkeyPatch, package: str
+) -> None:
+    from graphc.runtime import cache
+
+    changed = dict(cache.environment(), **{package: "0.0.0-other"})
+    monkeypatch.setattr(cache, "environment", lambda: changed)
+    assert cache_key("tiny_mod", TINY) != tiny.key
