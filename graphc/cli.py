@@ -138,9 +138,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from graphc.compiler import run_stages
 
     g = load_model(args.model, args.graph)
-    for stage in args.dump or ():
-        st = run_stages(g, of=args.of, dtype=args.dtype, source_file=args.model)
-        print(st.dump(stage))
+    options = {"of": args.of, "dtype": args.dtype, "source_file": args.model,
+               "memory": args.memory}  # fmt: skip
+    if args.dump or args.plot_memory:
+        st = run_stages(g, size_hint=args.size_hint, **options)
+        for stage in args.dump or ():
+            print(st.dump(stage))
+        if args.plot_memory:
+            from graphc.passes.plan_report import default_sizes, plot_memory
+
+            prog, plan = st.programs.get("value_and_grad", st.programs["forward"])
+            plot_memory(prog, plan, default_sizes(prog, args.size_hint), args.plot_memory)
+            print(f"wrote {args.plot_memory}")
     out_dir = args.out or None
 
     def progress(msg: str) -> None:
@@ -161,6 +170,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
         f"{len(prog.steps) - len(fwd_prog.steps)} gradient steps after simplify, "
         f"{len(plan.slots)} buffers ({_kib(plan.arena_bytes(ones))}{' at ' + at if at else ''})"
     )
+    if args.verify_plan:
+        from graphc.passes.verify_plan import verify_plan
+
+        for name, (prog_, plan_) in st.programs.items():
+            verify_plan(prog_, plan_)  # raises PlanError, reported as an error below
+            print(
+                f"plan verified: {name}: {len(prog_.steps)} steps replayed against "
+                f"{len(plan_.slots)} buffers, no value read after its bytes were reused"
+            )
     built = m.built
     how = "cache hit" if built.cache_hit else "built"
     print(
@@ -207,6 +225,28 @@ def parser() -> argparse.ArgumentParser:
         help="run the module on random inputs against the interpreter and finite differences",
     )
     s.add_argument("--size", type=int, default=3, help="symbolic dim size used by --check")
+    s.add_argument(
+        "--memory",
+        choices=("best", "schedule", "size", "naive"),
+        default="best",
+        help="memory planner strategy (naive: one buffer per value)",
+    )
+    s.add_argument(
+        "--size-hint",
+        type=int,
+        default=256,
+        help="size of each symbolic dim for ranking plans and for --dump plan",
+    )
+    s.add_argument(
+        "--verify-plan",
+        action="store_true",
+        help="replay the schedule against the memory plan and report",
+    )
+    s.add_argument(
+        "--plot-memory",
+        metavar="FILE.png",
+        help="draw live bytes over the schedule (needs matplotlib)",
+    )
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(run=cmd_compile)
     s = model_command("show", "print a model, simplified or differentiated, one line per node")

@@ -23,9 +23,10 @@ from graphc.ir.graph import Graph, as_graph
 from graphc.ir.shapes import FLOAT_DTYPES
 from graphc.ir.verify import verify
 from graphc.passes.grad import grad, grad_name
-from graphc.passes.memory import MemoryPlan, plan_memory
+from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, plan_memory
 from graphc.passes.schedule import Program, schedule
 from graphc.passes.simplify import simplify
+from graphc.passes.verify_plan import verify_plan
 
 STAGES = ("graph", "grad", "schedule", "plan", "pyx")
 
@@ -69,6 +70,7 @@ class Stages:
     grads: dict[str, str]  # gradient output name -> wrt input name
     programs: dict[str, tuple[Program, MemoryPlan]] = field(default_factory=dict)
     source: str = ""
+    size_hint: int = DEFAULT_HINT
 
     def dump(self, stage: str) -> str:
         if stage == "graph":
@@ -78,7 +80,12 @@ class Stages:
         if stage == "schedule":
             return "\n\n".join(f"{name}:\n{prog}" for name, (prog, _) in self.programs.items())
         if stage == "plan":
-            return "\n\n".join(f"{name}:\n{plan}" for name, (_, plan) in self.programs.items())
+            from graphc.passes.plan_report import default_sizes, plan_table
+
+            return "\n\n".join(
+                f"{name}:\n{plan_table(prog, plan, default_sizes(prog, self.size_hint))}"
+                for name, (prog, plan) in self.programs.items()
+            )
         if stage == "pyx":
             return self.source
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
@@ -91,8 +98,12 @@ def run_stages(
     wrt: str | Iterable[str] | None = None,
     dtype: str = "float64",
     source_file: str = "<graph>",
+    memory: str = "best",
+    size_hint: int = DEFAULT_HINT,
 ) -> Stages:
-    """Run the pure-Python stages, up to and including the rendered source."""
+    """Run the pure-Python stages, up to and including the rendered source. `memory` picks the
+    planner's strategy ("best", "schedule", "size", or "naive": one buffer per value); every
+    plan is checked by the independent verifier before code is generated from it."""
     g = as_graph(g)
     verify(g)
     g = simplify(with_dtype(g, dtype))
@@ -109,12 +120,15 @@ def run_stages(
         assert all(grad_name(of, w) == k for k, w in grads.items())
     else:
         joint, grads = g, {}
-    st = Stages(g, joint, of, grads)
-    fwd = schedule(joint, list(g.outputs), backward_from=g._next_id)
-    st.programs["forward"] = (fwd, plan_memory(fwd))
+    st = Stages(g, joint, of, grads, size_hint=size_hint)
+    programs = {"forward": list(g.outputs)}
     if grads:
-        vg = schedule(joint, list(joint.outputs), backward_from=g._next_id)
-        st.programs["value_and_grad"] = (vg, plan_memory(vg))
+        programs["value_and_grad"] = list(joint.outputs)
+    for name, outputs in programs.items():
+        prog = schedule(joint, outputs, backward_from=g._next_id)
+        plan = plan_memory(prog, memory, size_hint)
+        verify_plan(prog, plan)
+        st.programs[name] = (prog, plan)
     meta = {
         "GRAPHC_VERSION": repr(graphc.__version__),
         "MODEL": repr(g.name),
@@ -167,13 +181,14 @@ def compile(
     dtype: str = "float64",
     out_dir: str | Path | None = None,
     source_file: str = "<graph>",
+    memory: str = "best",
     progress: Callable[[str], None] | None = None,
 ) -> CompiledModule:
     """Build `g` (and its gradient) into a native module, or fetch it from the cache."""
     from graphc.runtime import build_module, load_module
 
     t0 = time.perf_counter()
-    stages = run_stages(g, of=of, wrt=wrt, dtype=dtype, source_file=source_file)
+    stages = run_stages(g, of=of, wrt=wrt, dtype=dtype, source_file=source_file, memory=memory)
     built = build_module(stages.graph.name, stages.source, out_dir=out_dir, progress=progress)
     module = load_module(built)
     cm = CompiledModule(module, stages.source, built.entry_dir.parent, stages, built)

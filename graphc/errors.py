@@ -19,3 +19,7 @@ class InputError(GraphcError, ValueError):
 
 class BuildError(GraphcError, RuntimeError):
     """Generating or compiling native code failed."""
+
+
+class PlanError(GraphcError, AssertionError):
+    """A memory plan would let a kernel read a value after its bytes were overwritten."""

@@ -21,8 +21,7 @@ from graphc.codegen.records import (
     Statement,
 )
 from graphc.ir.graph import Graph, operands
-from graphc.ir.shapes import format_shape
-from graphc.passes.memory import MemoryPlan
+from graphc.passes.memory import ITEMSIZE, MemoryPlan
 from graphc.passes.schedule import Program
 
 
@@ -129,9 +128,9 @@ def _function(
     out_var = {o.name: o.var for o in outs}
     slots, start = [], "0"
     for s in plan.slots:
-        nbytes = f"{cexpr.size(s.shape)}*{s.itemsize}"
-        comment = f"buf{s.id}: {s.dtype}{format_shape(s.shape)}"
-        slots.append(SlotOffset(f"off_buf{s.id}", start, nbytes, comment))
+        sizes = [f"{cexpr.size(shape)}*{ITEMSIZE[dtype]}" for shape, dtype in s.layouts]
+        nbytes = sizes[0] if len(sizes) == 1 else f"max({', '.join(sizes)})"
+        slots.append(SlotOffset(f"off_buf{s.id}", start, nbytes, f"buf{s.id}: {s.describe()}"))
         start = f"off_buf{s.id} + _aligned({nbytes})"
     pointers = []
     for v, st in sorted(plan.storage.items()):

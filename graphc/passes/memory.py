@@ -1,25 +1,40 @@
 """`plan_memory`: where every value of a scheduled program lives during one call.
 
-The plan is data. Each value is stored in one of:
-  - its caller's input array (`input`), or the output array returned to the caller (`output`);
+Each value is stored in one of:
+  - its caller's input array (`input`), or the output array returned to the caller (`output`):
+    these are live for the whole call and are never overwritten;
   - a module-level constant (`const`);
   - the bytes of another value, unchanged (`alias`: a reshape is the same bytes);
-  - a slot of the per-call arena (`arena`), whose size is a product of dims (symbols allowed)
-    and whose byte offset is fixed by slot order at call time.
-The planner here gives every arena value its own slot; liveness-based reuse fills the same
-structure with fewer, shared slots.
+  - a slot of the per-call arena (`arena`).
+Values whose live intervals do not overlap share a slot. A slot's size is the largest of its
+members' sizes, written as an expression over the symbolic dims (`max(d_N*16, 48)`) and
+evaluated at call time, so one plan is valid for every batch size; sharing decisions are ranked
+by bytes at a size hint (each symbol = `hint`). An elementwise op may write over an operand of
+the same shape and dtype at that operand's last read (in place). Two placements are tried, in
+schedule order with best fit (CasADi's work vector) and largest-first (as XLA's heap simulator),
+and the smaller arena at the hint is kept.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from graphc.ir.graph import operands
 from graphc.ir.shapes import Shape, format_shape
+from graphc.ops.registry import REGISTRY
+from graphc.passes.liveness import Interval, liveness
 from graphc.passes.schedule import Program
 
 ALIGN = 64  # bytes; every slot starts on a cache line
 ITEMSIZE = {"float64": 8, "float32": 4, "bool": 1}
+DEFAULT_HINT = 256  # the size each symbolic dim is assumed to have when ranking choices
+
+
+def value_bytes(shape: Shape, dtype: str, sizes: dict[str, int]) -> int:
+    n = math.prod(d if isinstance(d, int) else sizes[d] for d in shape) * ITEMSIZE[dtype]
+    return -(-n // ALIGN) * ALIGN
 
 
 @dataclass(frozen=True)
@@ -31,17 +46,14 @@ class Storage:
 @dataclass(frozen=True)
 class Slot:
     id: int
-    shape: Shape  # element count is the product; symbols are bound at call time
-    dtype: str
-
-    @property
-    def itemsize(self) -> int:
-        return ITEMSIZE[self.dtype]
+    layouts: tuple[tuple[Shape, str], ...]  # the distinct (shape, dtype) of its members
 
     def nbytes(self, sizes: dict[str, int]) -> int:
-        """Bytes reserved for the slot (rounded up to ALIGN) when the symbols take `sizes`."""
-        n = math.prod(d if isinstance(d, int) else sizes[d] for d in self.shape) * self.itemsize
-        return -(-n // ALIGN) * ALIGN
+        """Bytes reserved for the slot (each layout rounded up to ALIGN) at `sizes`."""
+        return max(value_bytes(shape, dtype, sizes) for shape, dtype in self.layouts)
+
+    def describe(self) -> str:
+        return " | ".join(f"{dtype}{format_shape(shape)}" for shape, dtype in self.layouts)
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,9 @@ class MemoryPlan:
     storage: dict[int, Storage]
     slots: tuple[Slot, ...]
     extra_outputs: dict[str, int] = field(default_factory=dict)  # output name -> value to copy
+    intervals: dict[int, Interval] = field(default_factory=dict)
+    in_place: frozenset[int] = frozenset()  # values written over an operand
+    strategy: str = "naive"
 
     def arena_bytes(self, sizes: dict[str, int]) -> int:
         return sum(s.nbytes(sizes) for s in self.slots)
@@ -59,31 +74,12 @@ class MemoryPlan:
             v = int(self.storage[v].ref)
         return v
 
-    def summary(self, values: dict[int, tuple[Shape, str]], sizes: dict[str, int]) -> dict:
-        """Naive bytes (one buffer per arena value) against the planned arena, at `sizes`."""
-        naive = sum(
-            Slot(0, shape, dtype).nbytes(sizes)
-            for v, (shape, dtype) in values.items()
-            if self.storage[v].kind == "arena"
-        )
-        return {
-            "slots": len(self.slots),
-            "naive_bytes": naive,
-            "arena_bytes": self.arena_bytes(sizes),
-            "sizes": dict(sizes),
-        }
-
-    def __str__(self) -> str:
-        rows = [f"{'value':>8}  storage"]
-        for v, s in sorted(self.storage.items()):
-            where = f"buf{s.ref}" if s.kind == "arena" else f"{s.kind} {s.ref}"
-            rows.append(f"{'v' + str(v):>8}  {where}")
-        rows += [f"buf{s.id}: {s.dtype}{format_shape(s.shape)}" for s in self.slots]
-        return "\n".join(rows)
+    def arena_values(self) -> list[int]:
+        return sorted(v for v, s in self.storage.items() if s.kind == "arena")
 
 
-def plan_memory(prog: Program) -> MemoryPlan:
-    """One arena slot per computed value; outputs written in place; reshapes alias."""
+def _fixed_storage(prog: Program) -> tuple[dict[int, Storage], dict[str, int], dict[int, int]]:
+    """Storage that is not the planner's choice: inputs, outputs, constants, aliases."""
     G = prog.graph.nx
     storage: dict[int, Storage] = {}
     for name, n in prog.inputs.items():
@@ -94,18 +90,131 @@ def plan_memory(prog: Program) -> MemoryPlan:
             extra[name] = n  # an input, a constant or a value returned twice: copied out
         else:
             storage[n] = Storage("output", name)
-    slots: list[Slot] = []
-    for n in {u for s in prog.steps for u in G.predecessors(s.node)}:
-        if G.nodes[n]["op"] == "const":
-            storage[n] = Storage("const", n)
+    alias_of: dict[int, int] = {}
     for s in prog.steps:
-        a = G.nodes[s.node]
-        if s.node in storage:
-            continue
-        if a["op"] == "reshape":
-            (src,) = G.predecessors(s.node)
+        for u in operands(G, s.node):
+            if G.nodes[u]["op"] == "const":
+                storage[u] = Storage("const", u)
+        if s.node not in storage and G.nodes[s.node]["op"] == "reshape":
+            (src,) = operands(G, s.node)
             storage[s.node] = Storage("alias", src)
-            continue
-        storage[s.node] = Storage("arena", len(slots))
-        slots.append(Slot(len(slots), a["shape"], a["dtype"]))
-    return MemoryPlan(storage, tuple(slots), extra)
+            alias_of[s.node] = src
+    return storage, extra, alias_of
+
+
+def _can_overwrite(prog: Program, v: int, x: int) -> bool:
+    """May v's kernel write its result over operand x (read at the same index it writes)?"""
+    G = prog.graph.nx
+    a, b = G.nodes[v], G.nodes[x]
+    return (REGISTRY[a["op"]].elementwise and a["shape"] == b["shape"]
+            and a["dtype"] == b["dtype"])  # fmt: skip
+
+
+Placement = Callable[..., tuple[list[list[int]], set[int]]]
+
+
+def _by_schedule(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], set[int]]:
+    """In schedule order; a value takes an operand's slot in place, else the best-fitting free
+    slot (a reference count and a free list, as CasADi's work vector), else a new slot."""
+    slots: list[list[int]] = []
+    slot_of: dict[int, int] = {}
+    in_place: set[int] = set()
+    for v in sorted(values, key=lambda v: (iv[v].start, v)):
+        t = iv[v].start
+        free = [k for k, members in enumerate(slots) if iv[members[-1]].end < t]
+        for x in operands(prog.graph.nx, v):
+            k = slot_of.get(x)
+            if k is not None and slots[k][-1] == x and iv[x].end == t and overwrite(v, x):
+                free, chosen = [], k
+                in_place.add(v)
+                break
+        else:
+            chosen = None
+        if free:
+            size = nbytes[v]
+            have = {k: max(nbytes[m] for m in slots[k]) for k in free}
+            # Best fit: the smallest free slot that holds v, else the largest one (to grow).
+            fits = [k for k in free if have[k] >= size]
+            chosen = min(fits, key=lambda k: (have[k], k)) if fits else max(free, key=have.get)
+        if chosen is None:
+            chosen = len(slots)
+            slots.append([])
+        slots[chosen].append(v)
+        slot_of[v] = chosen
+    return slots, in_place
+
+
+def _by_size(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], set[int]]:
+    """Largest first; each value joins the slot with no overlapping member that grows least
+    (best fit), as the size-ordered placement of XLA's heap simulator."""
+    slots: list[list[int]] = []
+    in_place: set[int] = set()
+    G = prog.graph.nx
+
+    def clash(v: int, m: int) -> bool:
+        a, b = iv[v], iv[m]
+        if a.end < b.start or b.end < a.start:
+            return False
+        for p, q in ((v, m), (m, v)):  # p written in place over its operand q
+            if iv[q].end == iv[p].start and q in operands(G, p) and overwrite(p, q):
+                return False
+        return True
+
+    for v in sorted(values, key=lambda v: (-nbytes[v], iv[v].start, v)):
+        best, best_cost = None, None
+        for k, members in enumerate(slots):
+            if any(clash(v, m) for m in members):
+                continue
+            cost = (max(0, nbytes[v] - max(nbytes[m] for m in members)), k)
+            if best_cost is None or cost < best_cost:
+                best, best_cost = k, cost
+        if best is None:
+            best = len(slots)
+            slots.append([])
+        for m in slots[best]:
+            if iv[m].end == iv[v].start and m in operands(G, v):
+                in_place.add(v)
+            elif iv[v].end == iv[m].start and v in operands(G, m):
+                in_place.add(m)
+        slots[best].append(v)
+    return slots, in_place
+
+
+def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT) -> MemoryPlan:
+    """Storage for every value of `prog`. `strategy` is "best" (the smaller of the two
+    placements), "schedule", "size", or "naive" (one slot per value, no sharing)."""
+    G = prog.graph.nx
+    storage, extra, alias_of = _fixed_storage(prog)
+    iv = liveness(prog, alias_of)
+    values = [s.node for s in prog.steps if s.node not in storage]
+    symbols = {d for v in values for d in G.nodes[v]["shape"] if isinstance(d, str)}
+    sizes = dict.fromkeys(symbols, hint)
+    nbytes = {v: value_bytes(G.nodes[v]["shape"], G.nodes[v]["dtype"], sizes) for v in values}
+
+    def overwrite(v: int, x: int) -> bool:
+        return x in nbytes and _can_overwrite(prog, v, x)
+
+    placements: dict[str, Placement] = {"schedule": _by_schedule, "size": _by_size}
+    if strategy == "naive":
+        candidates = {"naive": ([[v] for v in values], set())}
+    elif strategy in placements:
+        candidates = {strategy: placements[strategy](prog, values, iv, nbytes, overwrite)}
+    elif strategy == "best":
+        candidates = {k: f(prog, values, iv, nbytes, overwrite) for k, f in placements.items()}
+    else:
+        raise ValueError(f"unknown memory strategy {strategy!r}")
+
+    def arena(slots: list[list[int]]) -> int:
+        return sum(max(nbytes[m] for m in members) for members in slots)
+
+    name = min(candidates, key=lambda k: (arena(candidates[k][0]), k != "schedule"))
+    chosen, in_place = candidates[name]
+    chosen = sorted(chosen, key=lambda members: min(iv[m].start for m in members))
+    slots = []
+    for k, members in enumerate(chosen):
+        layouts = dict.fromkeys((G.nodes[m]["shape"], G.nodes[m]["dtype"]) for m in
+                                sorted(members, key=lambda m: -nbytes[m]))  # fmt: skip
+        slots.append(Slot(k, tuple(layouts)))
+        for m in members:
+            storage[m] = Storage("arena", k)
+    return MemoryPlan(storage, tuple(slots), extra, iv, frozenset(in_place), name)

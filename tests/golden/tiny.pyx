@@ -21,7 +21,7 @@ OUTPUTS = ('loss',)
 WRT = ('w',)
 OF = 'loss'
 SHAPES = {'x': ('N', 2), 'w': (2,)}
-PLAN = {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 4, 'steps': 7}}
+PLAN = {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 3, 'steps': 7}}
 
 # ---- constants ---------------------------------------------------------------------------
 
@@ -161,9 +161,8 @@ def value_and_grad(*args, **kwargs):
     # arena: one allocation per call, so concurrent calls never share scratch memory
     cdef Py_ssize_t off_buf0 = 0  # buf0: float64[N,2]
     cdef Py_ssize_t off_buf1 = off_buf0 + _aligned(d_N*2*8)  # buf1: float64[N]
-    cdef Py_ssize_t off_buf2 = off_buf1 + _aligned(d_N*8)  # buf2: float64[N]
-    cdef Py_ssize_t off_buf3 = off_buf2 + _aligned(d_N*8)  # buf3: float64[2,1]
-    cdef Py_ssize_t arena_bytes = off_buf3 + _aligned(2*8)
+    cdef Py_ssize_t off_buf2 = off_buf1 + _aligned(d_N*8)  # buf2: float64[2,1]
+    cdef Py_ssize_t arena_bytes = off_buf2 + _aligned(2*8)
     cdef char* arena = <char*>malloc(arena_bytes if arena_bytes > 0 else 1)
     if arena == NULL:
         raise MemoryError(f"value_and_grad(): cannot allocate {arena_bytes} bytes of scratch memory")
@@ -172,9 +171,9 @@ def value_and_grad(*args, **kwargs):
     cdef double* v2 = <double*>(arena + off_buf0)
     cdef double* v3 = <double*>(arena + off_buf1)
     cdef double* v4 = <double*>cnp.PyArray_DATA(o0)
-    cdef double* g3 = <double*>(arena + off_buf2)
+    cdef double* g3 = <double*>(arena + off_buf1)
     cdef double* v9 = g3
-    cdef double* v10 = <double*>(arena + off_buf3)
+    cdef double* v10 = <double*>(arena + off_buf2)
     cdef double* g1 = <double*>cnp.PyArray_DATA(o1)
     cdef Py_ssize_t i, i0
     try:

@@ -1,0 +1,119 @@
+"""An independent check of a memory plan: replay the schedule and watch every byte range.
+
+It shares no code with the planner. From the program alone it works out when each value is last
+read; then it walks the steps, tracking which value each arena slot holds, and fails if a step
+reads a value whose slot now holds another, or writes over a value that is read later.
+"""
+
+from __future__ import annotations
+
+import math
+
+from graphc.errors import PlanError
+from graphc.ir.graph import describe, operands
+from graphc.ops.registry import REGISTRY
+from graphc.passes.memory import MemoryPlan
+from graphc.passes.schedule import Program
+
+_ITEMSIZE = {"float64": 8, "float32": 4, "bool": 1}
+
+
+def _root(plan: MemoryPlan, v: int) -> int:
+    seen = set()
+    while plan.storage[v].kind == "alias":
+        if v in seen:
+            raise PlanError(f"v{v}: its aliases form a cycle")
+        seen.add(v)
+        v = int(plan.storage[v].ref)
+    return v
+
+
+def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1, 3, 1000)) -> None:
+    """Raise PlanError if running `prog` with `plan` could read clobbered or missing data."""
+    G = prog.graph.nx
+    steps = [s.node for s in prog.steps]
+
+    def where(v: int) -> str:
+        return describe(G, v)
+
+    # Every value read or written has storage of the right kind.
+    for t, v in enumerate(steps):
+        for u in [*operands(G, v), v]:
+            if u not in plan.storage:
+                raise PlanError(f"step {t}: {where(u)} has no storage")
+        kind = plan.storage[v].kind
+        if kind in ("input", "const"):
+            raise PlanError(f"step {t}: {where(v)} would be written into an {kind}")
+        if kind == "output" and prog.outputs.get(plan.storage[v].ref) != v:
+            raise PlanError(f"step {t}: {where(v)} would be written into output "
+                            f"{plan.storage[v].ref!r}, which is another value")  # fmt: skip
+    for name, n in prog.inputs.items():
+        if plan.storage.get(n) != type(plan.storage.get(n))("input", name):
+            raise PlanError(f"input {name!r} ({where(n)}) is not stored in its argument")
+    for name, n in prog.outputs.items():
+        st = plan.storage.get(n)
+        if name not in plan.extra_outputs and (st is None or (st.kind, st.ref) != ("output", name)):
+            raise PlanError(f"output {name!r} ({where(n)}) is neither computed into its array "
+                            "nor copied there")  # fmt: skip
+
+    # Slots are large enough for every member, at several sizes of every symbol.
+    slot_ids = {s.id for s in plan.slots}
+    symbols = {d for n in G for d in G.nodes[n].get("shape", ()) if isinstance(d, str)}
+    for v, st in plan.storage.items():
+        if st.kind != "arena":
+            continue
+        if st.ref not in slot_ids:
+            raise PlanError(f"{where(v)} is in buf{st.ref}, which the plan does not have")
+        a = G.nodes[v]
+        for n in sizes:
+            env = dict.fromkeys(symbols, n)
+            need = math.prod(d if isinstance(d, int) else env[d] for d in a["shape"])
+            need *= _ITEMSIZE[a["dtype"]]
+            have = plan.slots[[s.id for s in plan.slots].index(st.ref)].nbytes(env)
+            if have < need:
+                raise PlanError(
+                    f"{where(v)} needs {need} bytes at size {n}, buf{st.ref} has {have}"
+                )
+
+    # When is each (root) value last read?
+    last_read: dict[int, int] = {}
+    for t, v in enumerate(steps):
+        for u in operands(G, v):
+            last_read[_root(plan, u)] = t
+    for n in prog.outputs.values():
+        last_read[_root(plan, n)] = len(steps)
+
+    # Replay.
+    holds: dict[int, int] = {}  # slot -> the root value whose bytes it holds
+    written: set[int] = set()
+    for t, v in enumerate(steps):
+        for u in operands(G, v):
+            r = _root(plan, u)
+            st = plan.storage[r]
+            if st.kind == "arena" and holds.get(int(st.ref)) != r:
+                other = holds.get(int(st.ref))
+                raise PlanError(
+                    f"step {t}: {where(v)} reads {where(u)} from buf{st.ref}, but the buffer "
+                    + (f"now holds v{other}" if other is not None else "was never written")
+                )
+            if st.kind in ("arena", "output") and r not in written and G.nodes[r]["op"] != "const":
+                raise PlanError(f"step {t}: {where(v)} reads {where(u)} before it is computed")
+        if plan.storage[v].kind == "alias":
+            written.add(v)
+            continue
+        st = plan.storage[v]
+        if st.kind == "arena":
+            prev = holds.get(int(st.ref))
+            if prev is not None and last_read.get(prev, -1) > t:
+                raise PlanError(f"step {t}: {where(v)} overwrites v{prev} in buf{st.ref}, which "
+                                f"is read again at step {last_read[prev]}")  # fmt: skip
+            if prev is not None and last_read.get(prev, -1) == t:
+                a, b = G.nodes[v], G.nodes[prev]
+                reads_prev = any(_root(plan, u) == prev for u in operands(G, v))
+                same = a["shape"] == b["shape"] and a["dtype"] == b["dtype"]
+                if not (REGISTRY[a["op"]].elementwise and same and reads_prev):
+                    raise PlanError(f"step {t}: {where(v)} overwrites v{prev} in buf{st.ref} "
+                                    "while reading it, and is not an elementwise op of the "
+                                    "same shape that may work in place")  # fmt: skip
+            holds[int(st.ref)] = v
+        written.add(v)
