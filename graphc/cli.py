@@ -138,10 +138,16 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from graphc.compiler import run_stages
 
     g = load_model(args.model, args.graph)
-    options = {"of": args.of, "dtype": args.dtype, "source_file": args.model,
-               "memory": args.memory}  # fmt: skip
+    options = {
+        "of": args.of,
+        "dtype": args.dtype,
+        "source_file": args.model,
+        "memory": args.memory,
+        "memory_budget": args.memory_budget,
+        "size_hint": args.size_hint,
+    }
     if args.dump or args.plot_memory:
-        st = run_stages(g, size_hint=args.size_hint, **options)
+        st = run_stages(g, **options)
         for stage in args.dump or ():
             print(st.dump(stage))
         if args.plot_memory:
@@ -155,9 +161,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         print(f"  {msg} ...", file=sys.stderr, flush=True)
 
-    m = compile_model(
-        g, of=args.of, dtype=args.dtype, out_dir=out_dir, source_file=args.model, progress=progress
-    )
+    m = compile_model(g, out_dir=out_dir, progress=progress, **options)
     st = m.stages
     fwd_prog, fwd_plan = st.programs["forward"]
     prog, plan = st.programs.get("value_and_grad", st.programs["forward"])
@@ -170,6 +174,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         f"{len(prog.steps) - len(fwd_prog.steps)} gradient steps after simplify, "
         f"{len(plan.slots)} buffers ({_kib(plan.arena_bytes(ones))}{' at ' + at if at else ''})"
     )
+    if st.checkpointing is not None:
+        print(st.checkpointing)
     if args.verify_plan:
         from graphc.passes.verify_plan import verify_plan
 
@@ -190,6 +196,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(report)
         return 0 if ok else 1
     return 0
+
+
+def _bytes(text: str) -> int:
+    """`123`, `64K`, `3.5M`, `2G` as a number of bytes."""
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+    try:
+        return int(float(text[:-1] if scale > 1 else text) * scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {text!r}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -236,6 +251,13 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=256,
         help="size of each symbolic dim for ranking plans and for --dump plan",
+    )
+    s.add_argument(
+        "--memory-budget",
+        type=_bytes,
+        metavar="BYTES",
+        help="recompute forward values in the backward pass (checkpointing) until the planned "
+        "arena at --size-hint fits, e.g. 64M",
     )
     s.add_argument(
         "--verify-plan",

@@ -6,6 +6,7 @@ verify -> cast to dtype -> simplify -> grad -> simplify -> schedule -> plan_memo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from graphc.ir.shapes import FLOAT_DTYPES
 from graphc.ir.verify import verify
 from graphc.passes.grad import grad, grad_name
 from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, plan_memory
+from graphc.passes.remat import Checkpointing, choose_checkpoints
 from graphc.passes.schedule import Program, schedule
 from graphc.passes.simplify import simplify
 from graphc.passes.verify_plan import verify_plan
@@ -71,6 +73,7 @@ class Stages:
     programs: dict[str, tuple[Program, MemoryPlan]] = field(default_factory=dict)
     source: str = ""
     size_hint: int = DEFAULT_HINT
+    checkpointing: Checkpointing | None = None
 
     def dump(self, stage: str) -> str:
         if stage == "graph":
@@ -100,6 +103,7 @@ def run_stages(
     source_file: str = "<graph>",
     memory: str = "best",
     size_hint: int = DEFAULT_HINT,
+    memory_budget: int | None = None,
 ) -> Stages:
     """Run the pure-Python stages, up to and including the rendered source. `memory` picks the
     planner's strategy ("best", "schedule", "size", or "naive": one buffer per value); every
@@ -121,14 +125,37 @@ def run_stages(
     else:
         joint, grads = g, {}
     st = Stages(g, joint, of, grads, size_hint=size_hint)
-    programs = {"forward": list(g.outputs)}
+    st.programs["forward"] = _schedule_and_plan(
+        joint, list(g.outputs), g._next_id, memory, size_hint
+    )
     if grads:
-        programs["value_and_grad"] = list(joint.outputs)
-    for name, outputs in programs.items():
-        prog = schedule(joint, outputs, backward_from=g._next_id)
-        plan = plan_memory(prog, memory, size_hint)
-        verify_plan(prog, plan)
-        st.programs[name] = (prog, plan)
+        outputs = list(joint.outputs)
+        program = joint
+        if memory_budget is not None:
+
+            def arena_of(h: Graph) -> tuple[int, int]:  # a quick plan, to compare candidates
+                prog = schedule(h, outputs, g._next_id, size_hint=size_hint)
+                plan = plan_memory(prog, "schedule", size_hint)
+                sizes = _hint_sizes(prog, size_hint)
+                return plan.arena_bytes(sizes), sum(s.section == "forward" for s in prog.steps)
+
+            program, st.checkpointing = choose_checkpoints(
+                joint, g._next_id, memory_budget, arena_of
+            )
+        st.programs["value_and_grad"] = _schedule_and_plan(
+            program, outputs, g._next_id, memory, size_hint
+        )
+        if st.checkpointing is not None:  # quote the final plans, not the quick search's
+            prog, plan = st.programs["value_and_grad"]
+            sizes = _hint_sizes(prog, size_hint)
+            unbudgeted = _schedule_and_plan(joint, outputs, g._next_id, memory, size_hint)[1]
+            st.checkpointing = dataclasses.replace(
+                st.checkpointing,
+                arena_bytes=plan.arena_bytes(sizes),
+                unbudgeted_arena_bytes=unbudgeted.arena_bytes(sizes),
+                fits=plan.arena_bytes(sizes) <= memory_budget,
+            )
+        joint = program
     meta = {
         "GRAPHC_VERSION": repr(graphc.__version__),
         "MODEL": repr(g.name),
@@ -148,6 +175,35 @@ def run_stages(
     module = lower(joint, st.programs, grads, meta, source_file, graphc.__version__)
     st.source = render(module)
     return st
+
+
+def _hint_sizes(prog: Program, size_hint: int) -> dict[str, int]:
+    G = prog.graph.nx
+    return {
+        d: size_hint for s in prog.steps for d in G.nodes[s.node]["shape"] if isinstance(d, str)
+    }
+
+
+def _schedule_and_plan(
+    g: Graph, outputs: list[str], backward_from: int, memory: str, size_hint: int
+) -> tuple[Program, MemoryPlan]:
+    """Schedule in node order and, unless planning is off, also for memory; keep the pair whose
+    planned arena is smaller at the size hint. Every plan is verified independently."""
+    orders = ("id",) if memory == "naive" else ("id", "memory")
+    best = None
+    for order in orders:
+        prog = schedule(g, outputs, backward_from, order=order, size_hint=size_hint)
+        plan = plan_memory(prog, memory, size_hint)
+        verify_plan(prog, plan)
+        sizes = {
+            d: size_hint
+            for s in prog.steps
+            for d in g.nx.nodes[s.node]["shape"]
+            if isinstance(d, str)
+        }
+        if best is None or plan.arena_bytes(sizes) < best[0]:
+            best = (plan.arena_bytes(sizes), prog, plan)
+    return best[1], best[2]
 
 
 class CompiledModule:
@@ -182,13 +238,24 @@ def compile(
     out_dir: str | Path | None = None,
     source_file: str = "<graph>",
     memory: str = "best",
+    memory_budget: int | None = None,
+    size_hint: int = DEFAULT_HINT,
     progress: Callable[[str], None] | None = None,
 ) -> CompiledModule:
     """Build `g` (and its gradient) into a native module, or fetch it from the cache."""
     from graphc.runtime import build_module, load_module
 
     t0 = time.perf_counter()
-    stages = run_stages(g, of=of, wrt=wrt, dtype=dtype, source_file=source_file, memory=memory)
+    stages = run_stages(
+        g,
+        of=of,
+        wrt=wrt,
+        dtype=dtype,
+        source_file=source_file,
+        memory=memory,
+        memory_budget=memory_budget,
+        size_hint=size_hint,
+    )
     built = build_module(stages.graph.name, stages.source, out_dir=out_dir, progress=progress)
     module = load_module(built)
     cm = CompiledModule(module, stages.source, built.entry_dir.parent, stages, built)

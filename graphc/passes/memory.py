@@ -17,6 +17,7 @@ and the smaller arena at the hint is kept.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,8 +107,7 @@ def _can_overwrite(prog: Program, v: int, x: int) -> bool:
     """May v's kernel write its result over operand x (read at the same index it writes)?"""
     G = prog.graph.nx
     a, b = G.nodes[v], G.nodes[x]
-    return (REGISTRY[a["op"]].elementwise and a["shape"] == b["shape"]
-            and a["dtype"] == b["dtype"])  # fmt: skip
+    return REGISTRY[a["op"]].elementwise and a["shape"] == b["shape"] and a["dtype"] == b["dtype"]
 
 
 Placement = Callable[..., tuple[list[list[int]], set[int]]]
@@ -147,37 +147,49 @@ def _by_schedule(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], 
 def _by_size(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], set[int]]:
     """Largest first; each value joins the slot with no overlapping member that grows least
     (best fit), as the size-ordered placement of XLA's heap simulator."""
-    slots: list[list[int]] = []
-    in_place: set[int] = set()
     G = prog.graph.nx
+    slots: list[list[int]] = []  # members of each slot, sorted by start (they are disjoint)
+    starts: list[list[int]] = []
+    size: list[int] = []
 
-    def clash(v: int, m: int) -> bool:
-        a, b = iv[v], iv[m]
-        if a.end < b.start or b.end < a.start:
+    def in_place(p: int, q: int) -> bool:  # p written over its operand q at q's last read
+        return iv[q].end == iv[p].start and q in operands(G, p) and overwrite(p, q)
+
+    def fits(v: int, k: int) -> bool:
+        a = iv[v]
+        i = bisect.bisect_left(starts[k], a.start)
+        before = slots[k][i - 1] if i > 0 else None
+        after = slots[k][i] if i < len(slots[k]) else None
+        if before is not None and iv[before].end >= a.start and not in_place(v, before):
             return False
-        for p, q in ((v, m), (m, v)):  # p written in place over its operand q
-            if iv[q].end == iv[p].start and q in operands(G, p) and overwrite(p, q):
-                return False
-        return True
+        return (
+            after is None
+            or iv[after].start > a.end
+            or (iv[after].start == a.end and in_place(after, v))
+        )
 
     for v in sorted(values, key=lambda v: (-nbytes[v], iv[v].start, v)):
         best, best_cost = None, None
-        for k, members in enumerate(slots):
-            if any(clash(v, m) for m in members):
-                continue
-            cost = (max(0, nbytes[v] - max(nbytes[m] for m in members)), k)
-            if best_cost is None or cost < best_cost:
-                best, best_cost = k, cost
+        for k in range(len(slots)):
+            if fits(v, k):
+                cost = (max(0, nbytes[v] - size[k]), k)
+                if best_cost is None or cost < best_cost:
+                    best, best_cost = k, cost
         if best is None:
             best = len(slots)
             slots.append([])
-        for m in slots[best]:
-            if iv[m].end == iv[v].start and m in operands(G, v):
-                in_place.add(v)
-            elif iv[v].end == iv[m].start and v in operands(G, m):
-                in_place.add(m)
-        slots[best].append(v)
-    return slots, in_place
+            starts.append([])
+            size.append(0)
+        i = bisect.bisect_left(starts[best], iv[v].start)
+        slots[best].insert(i, v)
+        starts[best].insert(i, iv[v].start)
+        size[best] = max(size[best], nbytes[v])
+    written_over = set()
+    for members in slots:
+        for p, q in zip(members, members[1:], strict=False):
+            if in_place(q, p):
+                written_over.add(q)
+    return slots, written_over
 
 
 def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT) -> MemoryPlan:
@@ -212,8 +224,10 @@ def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT)
     chosen = sorted(chosen, key=lambda members: min(iv[m].start for m in members))
     slots = []
     for k, members in enumerate(chosen):
-        layouts = dict.fromkeys((G.nodes[m]["shape"], G.nodes[m]["dtype"]) for m in
-                                sorted(members, key=lambda m: -nbytes[m]))  # fmt: skip
+        layouts = dict.fromkeys(
+            (G.nodes[m]["shape"], G.nodes[m]["dtype"])
+            for m in sorted(members, key=lambda m: -nbytes[m])
+        )
         slots.append(Slot(k, tuple(layouts)))
         for m in members:
             storage[m] = Storage("arena", k)

@@ -46,8 +46,15 @@ def totals(prog: Program, plan: MemoryPlan, sizes: dict[str, int]) -> PlanTotals
     values = plan.arena_values()
     naive = sum(value_bytes(G.nodes[v]["shape"], G.nodes[v]["dtype"], sizes) for v in values)
     timeline = live_bytes(prog, plan, sizes)
-    return PlanTotals(dict(sizes), naive, plan.arena_bytes(sizes), max(timeline, default=0),
-                      len(plan.slots), len(values), len(plan.in_place))  # fmt: skip
+    return PlanTotals(
+        dict(sizes),
+        naive,
+        plan.arena_bytes(sizes),
+        max(timeline, default=0),
+        len(plan.slots),
+        len(values),
+        len(plan.in_place),
+    )
 
 
 def default_sizes(prog: Program, size: int) -> dict[str, int]:
@@ -61,8 +68,9 @@ def plan_table(prog: Program, plan: MemoryPlan, sizes: dict[str, int]) -> str:
     for s in plan.slots:
         offsets[s.id] = at
         at += s.nbytes(sizes)
-    rows = [f"{'value':>7}  {'op':<14} {'type':<18} {'bytes':>10}  {'storage':<12} "
-            f"{'offset':>10}  live"]  # fmt: skip
+    rows = [
+        f"{'value':>7}  {'op':<14} {'type':<18} {'bytes':>10}  {'storage':<12} {'offset':>10}  live"
+    ]
     order = {s.node: t for t, s in enumerate(prog.steps)}
     for v in sorted(plan.storage, key=lambda v: (order.get(v, -1), v)):
         a, st = G.nodes[v], plan.storage[v]
@@ -72,8 +80,10 @@ def plan_table(prog: Program, plan: MemoryPlan, sizes: dict[str, int]) -> str:
         live = "" if iv is None else f"[{'in' if iv.start < 0 else iv.start}, {iv.end}]"
         flag = " in place" if v in plan.in_place else ""
         nbytes = value_bytes(a["shape"], a["dtype"], sizes)
-        rows.append(f"{'v' + str(v):>7}  {a['op']:<14} {format_type(a['shape'], a['dtype']):<18} "
-                    f"{nbytes:>10}  {where:<12} {offset:>10}  {live}{flag}")  # fmt: skip
+        rows.append(
+            f"{'v' + str(v):>7}  {a['op']:<14} {format_type(a['shape'], a['dtype']):<18} "
+            f"{nbytes:>10}  {where:<12} {offset:>10}  {live}{flag}"
+        )
     t = totals(prog, plan, sizes)
     at_sizes = ", ".join(f"{k}={v}" for k, v in sizes.items()) or "static shapes"
     rows += [
@@ -100,8 +110,14 @@ def plot_memory(prog: Program, plan: MemoryPlan, sizes: dict[str, int], path: st
     t = totals(prog, plan, sizes)
     fig, ax = plt.subplots(figsize=(8, 3.5))
     steps = range(len(timeline))
-    ax.step(steps, [b / 1024 for b in timeline], where="mid", color="black", lw=1.2,
-            label="live arena bytes")  # fmt: skip
+    ax.step(
+        steps,
+        [b / 1024 for b in timeline],
+        where="mid",
+        color="black",
+        lw=1.2,
+        label="live arena bytes",
+    )
     for section, color in (("forward", "tab:blue"), ("backward", "tab:orange")):
         idx = [k for k, s in enumerate(prog.steps) if s.section == section]
         if idx:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import networkx as nx
 
 from graphc.errors import GraphError
-from graphc.ir.graph import Graph, topo_order
+from graphc.ir.graph import Graph, operands, topo_order
 
 
 @dataclass(frozen=True)
@@ -43,22 +44,106 @@ class Program:
         return "\n".join([*lines, f"return {outs}"])
 
 
-def schedule(g: Graph, outputs: Sequence[str], backward_from: int | None = None) -> Program:
+def schedule(
+    g: Graph,
+    outputs: Sequence[str],
+    backward_from: int | None = None,
+    order: str = "id",
+    size_hint: int = 256,
+) -> Program:
     """The steps that compute `outputs` of `g` in a topological order, skipping nodes no output
-    needs. Nodes with id >= `backward_from` (those `grad` added) form the backward section."""
+    needs. Nodes with id >= `backward_from` (those `grad` added) form the backward section, which
+    follows the forward one. `order` is "id" (the order the nodes were made in, which for an
+    adjoint is reverse-mode order) or "memory" (greedy: among the steps that are ready, take the
+    one that adds the fewest bytes net of those it frees, at `size_hint` for each symbol)."""
     G = g.nx
     for name in outputs:
         if name not in g.outputs:
             raise GraphError(f"graph {g.name!r} has no output {name!r}")
     targets = {g.outputs[name] for name in outputs}
     needed = targets.union(*(nx.ancestors(G, t) for t in targets))
-    steps = tuple(
-        Step(n, "backward" if backward_from is not None and n >= backward_from else "forward")
-        for n in topo_order(G)
-        if n in needed and G.nodes[n]["op"] not in ("input", "const")
-    )
-    # The forward section first: a backward step never feeds a forward one.
-    steps = tuple(s for s in steps if s.section == "forward") + tuple(
-        s for s in steps if s.section == "backward"
-    )
+    nodes = [n for n in topo_order(G) if n in needed and G.nodes[n]["op"] not in ("input", "const")]
+
+    def section(n: int) -> str:
+        return "backward" if backward_from is not None and n >= backward_from else "forward"
+
+    if order == "id":
+        nodes = _demand_order(G, nodes, section)
+    elif order == "memory":
+        nodes = _memory_order(G, nodes, targets, section, size_hint)
+    else:
+        raise ValueError(f"unknown schedule order {order!r}")
+    steps = tuple(Step(n, section(n)) for n in nodes)
     return Program(g, steps, g.input_ids(), {name: g.outputs[name] for name in outputs})
+
+
+def _demand_order(G, nodes: list[int], section) -> list[int]:
+    """The forward steps in node order, then each backward step in node order, each preceded by
+    whatever it needs that has not run yet (depth first): values recomputed for the backward
+    pass are computed just before their first use, not as soon as they could be."""
+    forward = [n for n in nodes if section(n) == "forward"]
+    backward = sorted(n for n in nodes if section(n) == "backward")
+    pending = set(backward)
+    out = list(forward)
+    for n in backward:
+        stack = [n]
+        while stack:
+            v = stack[-1]
+            if v not in pending:
+                stack.pop()
+                continue
+            deps = [u for u in operands(G, v) if u in pending]
+            if deps:
+                stack.extend(sorted(set(deps), reverse=True))
+                continue
+            stack.pop()
+            pending.discard(v)
+            out.append(v)
+    return out
+
+
+def _memory_order(G, nodes: list[int], keep: set[int], section, size_hint: int) -> list[int]:
+    """List scheduling that keeps live bytes low; ties go to the smaller id (deterministic)."""
+    from graphc.passes.memory import value_bytes
+
+    in_steps = set(nodes)
+    sizes = {d: size_hint for n in nodes for d in G.nodes[n]["shape"] if isinstance(d, str)}
+    nbytes = {n: value_bytes(G.nodes[n]["shape"], G.nodes[n]["dtype"], sizes) for n in nodes}
+    args = {n: [u for u in dict.fromkeys(operands(G, n)) if u in in_steps] for n in nodes}
+    users: dict[int, list[int]] = {n: [] for n in nodes}
+    for n in nodes:
+        for u in args[n]:
+            users[u].append(n)
+    waiting = {n: len(args[n]) for n in nodes}  # operands not yet computed
+    pending = {n: len(users[n]) for n in nodes}  # consumers not yet scheduled
+
+    def delta(n: int) -> int:
+        freed = sum(nbytes[u] for u in args[n] if pending[u] == 1 and u not in keep)
+        return nbytes[n] - freed
+
+    def entry(n: int) -> tuple:
+        return (section(n) != "forward", delta(n), n)
+
+    ready = [entry(n) for n in nodes if waiting[n] == 0]
+    heapq.heapify(ready)
+    out: list[int] = []
+    done: set[int] = set()
+    while ready:
+        e = heapq.heappop(ready)
+        n = e[-1]
+        if n in done or e != entry(n):
+            continue  # a stale entry: n was pushed again with its current priority
+        done.add(n)
+        out.append(n)
+        for u in args[n]:
+            pending[u] -= 1
+            if pending[u] == 1:  # its last consumer now frees it: that consumer's priority drops
+                (last,) = [c for c in users[u] if c not in done]
+                if waiting[last] == 0:
+                    heapq.heappush(ready, entry(last))
+        for c in users[n]:
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                heapq.heappush(ready, entry(c))
+    assert len(out) == len(nodes), "the graph has a cycle"
+    return out

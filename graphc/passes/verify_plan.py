@@ -45,16 +45,19 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
         if kind in ("input", "const"):
             raise PlanError(f"step {t}: {where(v)} would be written into an {kind}")
         if kind == "output" and prog.outputs.get(plan.storage[v].ref) != v:
-            raise PlanError(f"step {t}: {where(v)} would be written into output "
-                            f"{plan.storage[v].ref!r}, which is another value")  # fmt: skip
+            raise PlanError(
+                f"step {t}: {where(v)} would be written into output "
+                f"{plan.storage[v].ref!r}, which is another value"
+            )
     for name, n in prog.inputs.items():
         if plan.storage.get(n) != type(plan.storage.get(n))("input", name):
             raise PlanError(f"input {name!r} ({where(n)}) is not stored in its argument")
     for name, n in prog.outputs.items():
         st = plan.storage.get(n)
         if name not in plan.extra_outputs and (st is None or (st.kind, st.ref) != ("output", name)):
-            raise PlanError(f"output {name!r} ({where(n)}) is neither computed into its array "
-                            "nor copied there")  # fmt: skip
+            raise PlanError(
+                f"output {name!r} ({where(n)}) is neither computed into its array nor copied there"
+            )
 
     # Slots are large enough for every member, at several sizes of every symbol.
     slot_ids = {s.id for s in plan.slots}
@@ -105,15 +108,19 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
         if st.kind == "arena":
             prev = holds.get(int(st.ref))
             if prev is not None and last_read.get(prev, -1) > t:
-                raise PlanError(f"step {t}: {where(v)} overwrites v{prev} in buf{st.ref}, which "
-                                f"is read again at step {last_read[prev]}")  # fmt: skip
+                raise PlanError(
+                    f"step {t}: {where(v)} overwrites v{prev} in buf{st.ref}, which "
+                    f"is read again at step {last_read[prev]}"
+                )
             if prev is not None and last_read.get(prev, -1) == t:
                 a, b = G.nodes[v], G.nodes[prev]
                 reads_prev = any(_root(plan, u) == prev for u in operands(G, v))
                 same = a["shape"] == b["shape"] and a["dtype"] == b["dtype"]
                 if not (REGISTRY[a["op"]].elementwise and same and reads_prev):
-                    raise PlanError(f"step {t}: {where(v)} overwrites v{prev} in buf{st.ref} "
-                                    "while reading it, and is not an elementwise op of the "
-                                    "same shape that may work in place")  # fmt: skip
+                    raise PlanError(
+                        f"step {t}: {where(v)} overwrites v{prev} in buf{st.ref} "
+                        "while reading it, and is not an elementwise op of the "
+                        "same shape that may work in place"
+                    )
             holds[int(st.ref)] = v
         written.add(v)

@@ -124,22 +124,21 @@ def forward(*args, **kwargs):
     cdef double* v3 = <double*>(arena + off_buf1)
     cdef double* v4 = <double*>cnp.PyArray_DATA(o0)
     cdef Py_ssize_t i, i0
-    try:
-        with nogil:
-            pass
+    # Nothing below can raise (plain C loops and noexcept kernels), so the arena is always freed.
+    with nogil:
+        pass
 
-            # ---- forward ------------------------------------------------------------
-            # v2 = tanh(v0)   [tiny.py:5]
-            for i in range(d_N*2):
-                v2[i] = tanh(v0[i])
-            # v3 = matmul(v2, v1)   [tiny.py:5]
-            _gemm_d(0, 0, d_N, 1, 2, v2, v1, v3)
-            # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
-            v4[0] = 0
-            for i0 in range(d_N):
-                v4[0] += v3[i0]
-    finally:
-        free(arena)
+        # ---- forward ----------------------------------------------------------------
+        # v2 = tanh(v0)   [tiny.py:5]
+        for i in range(d_N*2):
+            v2[i] = tanh(v0[i])
+        # v3 = matmul(v2, v1)   [tiny.py:5]
+        _gemm_d(0, 0, d_N, 1, 2, v2, v1, v3)
+        # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
+        v4[0] = 0
+        for i0 in range(d_N):
+            v4[0] += v3[i0]
+    free(arena)
     return {'loss': o0}
 
 def value_and_grad(*args, **kwargs):
@@ -176,30 +175,29 @@ def value_and_grad(*args, **kwargs):
     cdef double* v10 = <double*>(arena + off_buf2)
     cdef double* g1 = <double*>cnp.PyArray_DATA(o1)
     cdef Py_ssize_t i, i0
-    try:
-        with nogil:
-            pass
+    # Nothing below can raise (plain C loops and noexcept kernels), so the arena is always freed.
+    with nogil:
+        pass
 
-            # ---- forward ------------------------------------------------------------
-            # v2 = tanh(v0)   [tiny.py:5]
-            for i in range(d_N*2):
-                v2[i] = tanh(v0[i])
-            # v3 = matmul(v2, v1)   [tiny.py:5]
-            _gemm_d(0, 0, d_N, 1, 2, v2, v1, v3)
-            # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
-            v4[0] = 0
-            for i0 in range(d_N):
-                v4[0] += v3[i0]
+        # ---- forward ----------------------------------------------------------------
+        # v2 = tanh(v0)   [tiny.py:5]
+        for i in range(d_N*2):
+            v2[i] = tanh(v0[i])
+        # v3 = matmul(v2, v1)   [tiny.py:5]
+        _gemm_d(0, 0, d_N, 1, 2, v2, v1, v3)
+        # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
+        v4[0] = 0
+        for i0 in range(d_N):
+            v4[0] += v3[i0]
 
-            # ---- backward ------------------------------------------------------------
-            # adj: g3 = broadcast_to[shape=('N',)](1.0)   [tiny.py:6]
-            for i0 in range(d_N):
-                g3[i0] = 1.0
-            # adj: v10 = matmul[transpose_a=True](v2, v9)   [tiny.py:5]
-            _gemm_d(1, 0, 2, 1, d_N, v2, v9, v10)
-            # adj: g1 = reshape[shape=(2,)](v10)   [tiny.py:5]
-            for i in range(2):
-                g1[i] = v10[i]
-    finally:
-        free(arena)
+        # ---- backward ----------------------------------------------------------------
+        # adj: g3 = broadcast_to[shape=('N',)](1.0)   [tiny.py:6]
+        for i0 in range(d_N):
+            g3[i0] = 1.0
+        # adj: v10 = matmul[transpose_a=True](v2, v9)   [tiny.py:5]
+        _gemm_d(1, 0, 2, 1, d_N, v2, v9, v10)
+        # adj: g1 = reshape[shape=(2,)](v10)   [tiny.py:5]
+        for i in range(2):
+            g1[i] = v10[i]
+    free(arena)
     return {'loss': o0}, {'w': o1}

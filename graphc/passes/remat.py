@@ -1,0 +1,130 @@
+"""Checkpointing (rematerialisation): recompute chosen forward values in the backward pass
+instead of keeping them alive from the forward pass until their backward use.
+
+`rematerialize(g, backward_from, keep)` clones every forward value that the backward pass reads
+and that is not in `keep`, along with the non-kept forward values it is computed from; backward
+steps read the clones. A clone is the same op on the same operands, so the gradient is bit for
+bit what it was. `choose_checkpoints` picks `keep` as Chen et al. (2016) do for chains: every
+k-th saved value, with k from 1 (keep everything) up, until the plan fits the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from graphc.ir.graph import Graph, operands, topo_order
+
+
+def saved_values(g: Graph, backward_from: int) -> list[int]:
+    """Forward values read by backward steps, in forward order: what backprop keeps alive."""
+    G = g.nx
+    return [
+        n
+        for n in topo_order(G)
+        if n < backward_from
+        and G.nodes[n]["op"] not in ("input", "const")
+        and any(v >= backward_from for v in G.successors(n))
+    ]
+
+
+def rematerialize(g: Graph, backward_from: int, keep: set[int]) -> tuple[Graph, int]:
+    """A copy of `g` in which backward steps read recomputed clones of the saved forward values
+    outside `keep`; returns it and the number of forward steps recomputed."""
+    h = g.copy()
+    G = h.nx
+    clones: dict[int, int] = {}
+
+    def clone(n: int) -> int:
+        """The id of n's recomputed copy (n itself if it is kept, an input or a constant)."""
+        stack = [n]
+        while stack:  # iterative: chains may be long
+            v = stack[-1]
+            a = G.nodes[v]
+            if v in clones or v in keep or a["op"] in ("input", "const") or v >= backward_from:
+                stack.pop()
+                continue
+            todo = [
+                u
+                for u in operands(G, v)
+                if u not in clones and u not in keep and G.nodes[u]["op"] not in ("input", "const")
+            ]
+            if todo:
+                stack.extend(todo)
+                continue
+            stack.pop()
+            c = h._new_id()
+            G.add_node(c, **{k: val for k, val in a.items() if k != "grad_of"})
+            for port, u in enumerate(operands(G, v)):
+                G.add_edge(clones.get(u, u), c, port=port)
+            clones[v] = c
+        return clones.get(n, n)
+
+    for n in saved_values(g, backward_from):
+        if n in keep:
+            continue
+        readers = [
+            (v, d["port"])
+            for _, v, d in G.out_edges(n, data=True)
+            if v >= backward_from and v not in clones.values()
+        ]
+        c = clone(n)
+        for v, port in readers:
+            key = next(k for k, d in G.get_edge_data(n, v).items() if d["port"] == port)
+            G.remove_edge(n, v, key)
+            G.add_edge(c, v, port=port)
+    return h, len(clones)
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """What checkpointing traded: arena bytes against forward steps computed again."""
+
+    every: int  # keep every k-th saved value (1: keep all, no recomputation)
+    kept: int
+    saved: int
+    recomputed_steps: int
+    forward_steps: int
+    arena_bytes: int
+    unbudgeted_arena_bytes: int
+    budget: int
+    fits: bool
+
+    def __str__(self) -> str:
+        extra = self.recomputed_steps / max(self.forward_steps, 1)
+        verdict = "" if self.fits else ", NOT met: this is the smallest found"
+        return (
+            f"checkpointing: keep {self.kept} of {self.saved} saved forward values (every "
+            f"{self.every}), recompute {self.recomputed_steps} forward steps (+{extra:.0%} "
+            f"forward work); arena {self.unbudgeted_arena_bytes} -> {self.arena_bytes} bytes "
+            f"(budget {self.budget}{verdict})"
+        )
+
+
+def choose_checkpoints(
+    g: Graph,
+    backward_from: int,
+    budget: int,
+    arena_of: Callable[[Graph], tuple[int, int]],
+) -> tuple[Graph, Checkpointing]:
+    """The graph with the least recomputation whose planned arena fits `budget` bytes;
+    `arena_of(graph)` plans a graph and returns (arena bytes, forward steps)."""
+    saved = saved_values(g, backward_from)
+    base, fwd_steps = arena_of(g)
+    best = (base, 1, g, 0, len(saved))
+    if base > budget and saved:
+        limit = max(2, math.isqrt(len(saved)) * 2)
+        for every in range(2, limit + 1):
+            keep = set(saved[every - 1 :: every])
+            h, recomputed = rematerialize(g, backward_from, keep)
+            arena, _ = arena_of(h)
+            if arena < best[0]:
+                best = (arena, every, h, recomputed, len(keep))
+            if arena <= budget:
+                best = (arena, every, h, recomputed, len(keep))
+                break
+    arena, every, h, recomputed, kept = best
+    return h, Checkpointing(
+        every, kept, len(saved), recomputed, fwd_steps, arena, base, budget, arena <= budget
+    )
