@@ -30,13 +30,15 @@ def _symbols(prog: Program) -> set[str]:
 
 
 def live_bytes(prog: Program, plan: MemoryPlan, sizes: dict[str, int]) -> list[int]:
-    """Bytes of arena values live at each step."""
+    """Bytes of arena values live at each step (a value written in place over an operand
+    shares its bytes at that step, so it counts from the step after)."""
     G = prog.graph.nx
     timeline = [0] * len(prog.steps)
     for v in plan.arena_values():
         iv, a = plan.intervals[v], G.nodes[v]
         nbytes = value_bytes(a["shape"], a["dtype"], sizes)
-        for t in range(max(iv.start, 0), min(iv.end, len(prog.steps) - 1) + 1):
+        first = max(iv.start, 0) + (v in plan.in_place)
+        for t in range(first, min(iv.end, len(prog.steps) - 1) + 1):
             timeline[t] += nbytes
     return timeline
 
