@@ -125,14 +125,15 @@ def plot_memory(prog: Program, plan: MemoryPlan, sizes: dict[str, int], path: st
         if idx:
             ax.axvspan(idx[0] - 0.5, idx[-1] + 0.5, color=color, alpha=0.15, label=section)
     ax.axhline(t.arena_bytes / 1024, color="tab:green", ls="--", label="planned arena")
-    ax.axhline(t.naive_bytes / 1024, color="tab:red", ls=":", label="naive (no reuse)")
+    ax.plot([], [], " ", label=f"naive (no reuse): {t.naive_bytes / 1024:.0f} KiB")
+    ax.set_ylim(0, max(t.arena_bytes, 1) / 1024 * 1.5)
     ax.set_xlabel("step")
     ax.set_ylabel("KiB")
     at_sizes = ", ".join(f"{k}={v}" for k, v in sizes.items())
     ax.set_title(
         f"{prog.graph.name}: memory over the schedule" + (f" ({at_sizes})" if at_sizes else "")
     )
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -248,3 +248,13 @@ def test_compiled_results_are_bitwise_identical_across_plans(tmp_path):
         assert outs["loss"].tobytes() == base[0]["loss"].tobytes()
         assert grads["w"].tobytes() == base[1]["w"].tobytes()
     assert m.stages.checkpointing.fits
+
+
+def test_plot_memory_draws_a_png(tmp_path):
+    pytest.importorskip("matplotlib", reason="the plot is an optional extra: graphc[plot]")
+    from graphc.passes.plan_report import plot_memory
+
+    prog, plan = plans(chain(10))
+    path = tmp_path / "mem.png"
+    plot_memory(prog, plan, {"N": 64}, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
