@@ -236,7 +236,7 @@ def test_plan_table_shows_values_and_totals():
 # ---- compiled: bitwise identical with planning off, on, and with checkpointing ----------------
 @pytest.mark.compiler
 def test_compiled_results_are_bitwise_identical_across_plans(tmp_path):
-    g = chain(40, width=8)
+    g = chain(12, width=8)
     rng = np.random.default_rng(1)
     inputs = {"x": rng.normal(size=(33, 8)), "w": rng.normal(size=8)}
     base = gc.compile(g, out_dir=tmp_path, memory="naive").value_and_grad(**inputs)
