@@ -241,7 +241,7 @@ def test_compiled_results_are_bitwise_identical_across_plans(tmp_path):
     inputs = {"x": rng.normal(size=(33, 8)), "w": rng.normal(size=8)}
     base = gc.compile(g, out_dir=tmp_path, memory="naive").value_and_grad(**inputs)
     prog, plan = plans(g)
-    budget = plan.arena_bytes(default_sizes(prog, 256)) // 3
+    budget = plan.arena_bytes(default_sizes(prog, 256)) * 6 // 10  # reachable for 12 steps
     for kwargs in ({}, {"memory": "size"}, {"memory_budget": budget}):
         m = gc.compile(g, out_dir=tmp_path, **kwargs)
         outs, grads = m.value_and_grad(**inputs)
