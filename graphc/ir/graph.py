@@ -143,17 +143,24 @@ class Graph:
         except KeyError as e:
             raise GraphError(f"{op} at {loc}: {e.args[0]}") from None
         ids = self._operand_ids(args, loc)
+        nodes = self.nx._node
+        try:
+            shape, dtype = opdef.infer([nodes[u]["shape"] for u in ids],
+                                       [nodes[u]["dtype"] for u in ids], params)
+        except ShapeMismatch:  # add it only to name it in the error, then take it out again
+            n = self._new_id()
+            self.nx.add_node(n, op=op, params=params, loc=loc)
+            for port, u in enumerate(ids):
+                self.nx.add_edge(u, n, port=port)
+            try:
+                infer_node(self.nx, n, ids)
+            finally:
+                self.nx.remove_node(n)
+                self._next_id -= 1
         n = self._new_id()
-        self.nx.add_node(n, op=op, params=params, loc=loc)
+        self.nx.add_node(n, op=op, params=params, loc=loc, shape=tuple(shape), dtype=dtype)
         for port, u in enumerate(ids):
             self.nx.add_edge(u, n, port=port)
-        try:
-            shape, dtype = infer_node(self.nx, n, ids)
-        except ShapeError:
-            self.nx.remove_node(n)
-            self._next_id -= 1
-            raise
-        self.nx.nodes[n].update(shape=shape, dtype=dtype)
         return Value(self, n)
 
     def _operand_ids(self, args: Sequence[Any], loc: str) -> list[int]:

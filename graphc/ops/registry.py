@@ -37,7 +37,9 @@ class OpDef:
 
     def full_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """`params` with defaults filled in; unknown names raise KeyError naming them."""
-        params = dict(params or {})
+        if not params:
+            return dict(self.params)
+        params = dict(params)
         unknown = sorted(set(params) - set(self.params))
         if unknown:
             raise KeyError(f"op {self.name} takes no parameter {', '.join(map(repr, unknown))}")

@@ -111,17 +111,18 @@ def grad(
         attrs = G.nodes[n]
         op = REGISTRY[attrs["op"]]
         args = [Value(dg, u) for u in operands(G, n)]
-        with dg.at(attrs["loc"]):
-            for u, rule in zip(args, op.vjp, strict=True):
-                if rule is None or u.id not in active:
-                    continue
-                c = rule(ct, Value(dg, n), *args, **attrs["params"])
-                c = cast(unbroadcast(c, u.shape), u.dtype)
-                cts[u.id] = cts[u.id] + c if u.id in cts else c
+        dg._loc = attrs["loc"]  # adjoint nodes are attributed to the line of their forward node
+        for u, rule in zip(args, op.vjp, strict=True):
+            if rule is None or u.id not in active:
+                continue
+            c = rule(ct, Value(dg, n), *args, **attrs["params"])
+            c = cast(unbroadcast(c, u.shape), u.dtype)
+            cts[u.id] = cts[u.id] + c if u.id in cts else c
         _label(G, ct.id, n, first_new)
         if n != root:
             del cts[n]  # no longer needed: every consumer of n came earlier in this loop
 
+    dg._loc = None
     for name, n in targets.items():
         if n not in cts:
             if not allow_unused:
