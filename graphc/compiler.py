@@ -112,58 +112,80 @@ def run_stages(
     verify(g)
     g = simplify(with_dtype(g, dtype))
     of = of or default_of(g)
-    params = {k for k, n in g.input_ids("param").items() if g.nx.nodes[n]["dtype"] in FLOAT_DTYPES}
-    if of is None and (wrt is not None or params):
+    joint, grads = _differentiate(g, of, wrt)
+    st = Stages(g, joint, of, grads, size_hint=size_hint)
+    backward_from = g._next_id  # nodes grad added have ids from here on
+    st.programs["forward"] = _schedule_and_plan(
+        joint, list(g.outputs), backward_from, memory, size_hint
+    )
+    if grads:
+        if memory_budget is not None:
+            joint, st.checkpointing = _checkpoint(
+                joint, backward_from, memory, size_hint, memory_budget
+            )
+        st.programs["value_and_grad"] = _schedule_and_plan(
+            joint, list(joint.outputs), backward_from, memory, size_hint
+        )
+    module = lower(joint, st.programs, grads, _metadata(st, dtype), source_file, graphc.__version__)
+    st.source = render(module)
+    return st
+
+
+def _differentiate(
+    g: Graph, of: str | None, wrt: str | Iterable[str] | None
+) -> tuple[Graph, dict[str, str]]:
+    """The simplified graph with gradient outputs, and gradient output name -> wrt input name;
+    `g` itself and no gradients when there is nothing to differentiate."""
+    params = [n for n in g.input_ids("param").values() if g.nx.nodes[n]["dtype"] in FLOAT_DTYPES]
+    if wrt is None and not params:
+        return g, {}
+    if of is None:
         raise InputError(
             f"graph {g.name!r}: name the scalar output to differentiate (of=...); "
             f"outputs are {list(g.outputs)}"
         )
-    if of is not None and (wrt is not None or params):
-        joint = simplify(grad(g, of=of, wrt=wrt))
-        grads = {k: k[len(f"d{of}/d") :] for k in joint.outputs if k not in g.outputs}
-        assert all(grad_name(of, w) == k for k, w in grads.items())
-    else:
-        joint, grads = g, {}
-    st = Stages(g, joint, of, grads, size_hint=size_hint)
-    st.programs["forward"] = _schedule_and_plan(
-        joint, list(g.outputs), g._next_id, memory, size_hint
-    )
-    if grads:
-        outputs = list(joint.outputs)
-        program = joint
-        if memory_budget is not None:
+    joint = simplify(grad(g, of=of, wrt=wrt))
+    prefix = grad_name(of, "")
+    return joint, {k: k[len(prefix) :] for k in joint.outputs if k not in g.outputs}
 
-            def arena_of(h: Graph) -> tuple[int, int]:  # a quick plan, to compare candidates
-                prog = schedule(h, outputs, g._next_id, size_hint=size_hint)
-                plan = plan_memory(prog, "schedule", size_hint)
-                sizes = _hint_sizes(prog, size_hint)
-                return plan.arena_bytes(sizes), sum(s.section == "forward" for s in prog.steps)
 
-            program, st.checkpointing = choose_checkpoints(
-                joint, g._next_id, memory_budget, arena_of
-            )
-        st.programs["value_and_grad"] = _schedule_and_plan(
-            program, outputs, g._next_id, memory, size_hint
+def _checkpoint(
+    joint: Graph, backward_from: int, memory: str, size_hint: int, budget: int
+) -> tuple[Graph, Checkpointing]:
+    """Checkpoint `joint` to fit `budget`; the report quotes final plans, not the quick ones
+    the search compares candidates with."""
+    outputs = list(joint.outputs)
+
+    def quick_arena(h: Graph) -> tuple[int, int]:
+        prog = schedule(h, outputs, backward_from, size_hint=size_hint)
+        plan = plan_memory(prog, "schedule", size_hint)
+        return plan.arena_bytes(_hint_sizes(prog, size_hint)), sum(
+            s.section == "forward" for s in prog.steps
         )
-        if st.checkpointing is not None:  # quote the final plans, not the quick search's
-            prog, plan = st.programs["value_and_grad"]
-            sizes = _hint_sizes(prog, size_hint)
-            unbudgeted = _schedule_and_plan(joint, outputs, g._next_id, memory, size_hint)[1]
-            st.checkpointing = dataclasses.replace(
-                st.checkpointing,
-                arena_bytes=plan.arena_bytes(sizes),
-                unbudgeted_arena_bytes=unbudgeted.arena_bytes(sizes),
-                fits=plan.arena_bytes(sizes) <= memory_budget,
-            )
-        joint = program
-    meta = {
+
+    chosen, report = choose_checkpoints(joint, backward_from, budget, quick_arena)
+
+    def arena(h: Graph) -> int:
+        prog, plan = _schedule_and_plan(h, outputs, backward_from, memory, size_hint)
+        return plan.arena_bytes(_hint_sizes(prog, size_hint))
+
+    final = arena(chosen)
+    return chosen, dataclasses.replace(
+        report, arena_bytes=final, unbudgeted_arena_bytes=arena(joint), fits=final <= budget
+    )
+
+
+def _metadata(st: Stages, dtype: str) -> dict[str, str]:
+    """Module-level constants of the generated module, as Python literals."""
+    g = st.graph
+    return {
         "GRAPHC_VERSION": repr(graphc.__version__),
         "MODEL": repr(g.name),
         "DTYPE": repr(dtype),
         "INPUTS": repr(tuple(g.input_ids())),
         "OUTPUTS": repr(tuple(g.outputs)),
-        "WRT": repr(tuple(grads.values())),
-        "OF": repr(of),
+        "WRT": repr(tuple(st.grads.values())),
+        "OF": repr(st.of),
         "SHAPES": repr({k: tuple(g.nx.nodes[n]["shape"]) for k, n in g.input_ids().items()}),
         "PLAN": repr(
             {
@@ -172,16 +194,13 @@ def run_stages(
             }
         ),
     }
-    module = lower(joint, st.programs, grads, meta, source_file, graphc.__version__)
-    st.source = render(module)
-    return st
 
 
 def _hint_sizes(prog: Program, size_hint: int) -> dict[str, int]:
+    """Every symbolic dim of the program at `size_hint`."""
     G = prog.graph.nx
-    return {
-        d: size_hint for s in prog.steps for d in G.nodes[s.node]["shape"] if isinstance(d, str)
-    }
+    shapes = [G.nodes[s.node]["shape"] for s in prog.steps]
+    return {d: size_hint for shape in shapes for d in shape if isinstance(d, str)}
 
 
 def _schedule_and_plan(
@@ -190,19 +209,15 @@ def _schedule_and_plan(
     """Schedule in node order and, unless planning is off, also for memory; keep the pair whose
     planned arena is smaller at the size hint. Every plan is verified independently."""
     orders = ("id",) if memory == "naive" else ("id", "memory")
-    best = None
+    best: tuple[int, Program, MemoryPlan] | None = None
     for order in orders:
         prog = schedule(g, outputs, backward_from, order=order, size_hint=size_hint)
         plan = plan_memory(prog, memory, size_hint)
         verify_plan(prog, plan)
-        sizes = {
-            d: size_hint
-            for s in prog.steps
-            for d in g.nx.nodes[s.node]["shape"]
-            if isinstance(d, str)
-        }
-        if best is None or plan.arena_bytes(sizes) < best[0]:
-            best = (plan.arena_bytes(sizes), prog, plan)
+        nbytes = plan.arena_bytes(_hint_sizes(prog, size_hint))
+        if best is None or nbytes < best[0]:
+            best = (nbytes, prog, plan)
+    assert best is not None
     return best[1], best[2]
 
 

@@ -145,8 +145,9 @@ class Graph:
         ids = self._operand_ids(args, loc)
         nodes = self.nx._node
         try:
-            shape, dtype = opdef.infer([nodes[u]["shape"] for u in ids],
-                                       [nodes[u]["dtype"] for u in ids], params)
+            shape, dtype = opdef.infer(
+                [nodes[u]["shape"] for u in ids], [nodes[u]["dtype"] for u in ids], params
+            )
         except ShapeMismatch:  # add it only to name it in the error, then take it out again
             n = self._new_id()
             self.nx.add_node(n, op=op, params=params, loc=loc)
