@@ -9,8 +9,8 @@ import numpy as np
 
 from graphc.ir.shapes import Dim
 
-CTYPE = {"float64": "double", "float32": "float", "bool": "cnp.npy_bool"}
-TYPENUM = {"float64": "cnp.NPY_FLOAT64", "float32": "cnp.NPY_FLOAT32", "bool": "cnp.NPY_BOOL"}
+CTYPE = {"float64": "double", "float32": "float", "bool": "npy_bool"}
+TYPENUM = {"float64": "NPY_FLOAT64", "float32": "NPY_FLOAT32", "bool": "NPY_BOOL"}
 SUFFIX = {"float64": "d", "float32": "s"}  # BLAS's letters: dgemm, sgemm
 
 

@@ -70,27 +70,30 @@ class Context:
         return _comment_text(f"{self.ptr(n)} = {call}   [{a.get('loc') or '?'}]")
 
 
-def _args(ctx: Context, prog: Program, fn: str) -> tuple[Arg, ...]:
+def _args(ctx: Context, inputs: dict[str, int]) -> tuple[Arg, ...]:
+    """The checks of each argument; a symbolic dim is bound by the first argument that has it."""
     args, bound = [], {}
-    for pos, (name, n) in enumerate(prog.inputs.items()):
+    for pos, (name, n) in enumerate(inputs.items()):
         shape = ctx.shape(n)
         checks = []
         for axis, d in enumerate(shape):
+            field = f"got.{cexpr.dim(d)}"
             if isinstance(d, int):
                 checks.append(DimCheck(axis, str(d), None, None, None))
             elif d in bound:
-                checks.append(DimCheck(axis, cexpr.dim(d), None, d, bound[d]))
+                checks.append(DimCheck(axis, field, None, d, bound[d]))
             else:
                 bound[d] = name
-                checks.append(DimCheck(axis, cexpr.dim(d), cexpr.dim(d), d, name))
+                checks.append(DimCheck(axis, field, field, d, name))
         shown = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
         dtype = ctx.dtype(n)
         args.append(
             Arg(
                 name,
+                repr(name),
                 pos,
                 f"a_{name}",
-                ctx.ptr(n),
+                f"p_{name}",
                 cexpr.CTYPE[dtype],
                 cexpr.TYPENUM[dtype],
                 dtype,
@@ -123,7 +126,6 @@ def _outs(ctx: Context, prog: Program, grads: dict[str, str]) -> tuple[Out, ...]
 def _function(
     ctx: Context, prog: Program, plan: MemoryPlan, name: str, grads: dict[str, str], doc: str
 ) -> Function:
-    args = _args(ctx, prog, name)
     outs = _outs(ctx, prog, grads)
     out_var = {o.name: o.var for o in outs}
     slots, start = [], "0"
@@ -136,13 +138,13 @@ def _function(
     for v, st in sorted(plan.storage.items()):
         ctype = cexpr.CTYPE[ctx.dtype(v)]
         if st.kind == "input":
-            init = f"<{ctype}*>cnp.PyArray_DATA(a_{st.ref})"
+            init = f"<{ctype}*>got.p_{st.ref}"
         elif st.kind == "output":
-            init = f"<{ctype}*>cnp.PyArray_DATA({out_var[st.ref]})"
+            init = f"<{ctype}*>PyArray_DATA({out_var[st.ref]})"
         elif st.kind == "const":
             if ctx.literal(v) is not None:
                 continue
-            init = f"<{ctype}*>cnp.PyArray_DATA(_c{v})"
+            init = f"<{ctype}*>PyArray_DATA(_c{v})"
         elif st.kind == "alias":
             init = ctx.ptr(plan.root(v))
         else:
@@ -167,13 +169,13 @@ def _function(
     copies = []
     for out_name, v in plan.extra_outputs.items():
         is_const = ctx.G.nodes[v]["op"] == "const"
-        src = f"cnp.PyArray_DATA(_c{v})" if is_const else ctx.ptr(v)
+        src = f"PyArray_DATA(_c{v})" if is_const else ctx.ptr(v)
         nbytes = f"{cexpr.size(ctx.shape(v))}*sizeof({cexpr.CTYPE[ctx.dtype(v)]})"
         copies.append(
             Statement(
                 f"{out_name!r} is {ctx.ptr(v)}",
                 (),
-                (f"memcpy(cnp.PyArray_DATA({out_var[out_name]}), {src}, {nbytes})",),
+                (f"memcpy(PyArray_DATA({out_var[out_name]}), {src}, {nbytes})",),
             )
         )
     if copies:
@@ -187,7 +189,6 @@ def _function(
     return Function(
         name,
         doc,
-        args,
         outs,
         tuple(slots),
         start,
@@ -266,6 +267,11 @@ def lower(
         kernels=tuple((t, cexpr.CTYPE[d], cexpr.SUFFIX[d]) for t, d in kernels),
         consts=_consts(ctx, [p for _, p in programs.values()]),
         functions=functions,
-        nargs=len(inputs),
+        args=_args(ctx, inputs),
+        symbols=tuple(
+            sorted(
+                {cexpr.dim(d) for n in inputs.values() for d in ctx.shape(n) if isinstance(d, str)}
+            )
+        ),
         arg_names=repr(tuple(inputs)),
     )

@@ -30,8 +30,8 @@ class Section:
 @dataclass(frozen=True)
 class DimCheck:
     axis: int
-    expected: str  # a C expression: an int literal or a bound symbol's variable
-    binds: str | None  # the symbol variable this axis binds, when it is the first to name it
+    expected: str  # a C expression: an int literal or a bound symbol's field (`got.d_N`)
+    binds: str | None  # the symbol field this axis binds, when it is the first to name it
     symbol: str | None  # the symbol's name, for messages
     binder: str | None  # the argument that bound the symbol, for messages
 
@@ -39,9 +39,10 @@ class DimCheck:
 @dataclass(frozen=True)
 class Arg:
     name: str
+    literal: str  # the name as a Python string literal
     pos: int
     var: str  # the ndarray variable
-    ptr: str  # the value's data pointer variable
+    field: str  # its data pointer's field in the _Inputs struct
     ctype: str
     typenum: str
     dtype: str
@@ -80,7 +81,6 @@ class SlotOffset:
 class Function:
     name: str  # "forward" or "value_and_grad"
     doc: str
-    args: tuple[Arg, ...]
     outs: tuple[Out, ...]
     slots: tuple[SlotOffset, ...]
     arena_end: str
@@ -108,5 +108,6 @@ class Module:
     kernels: tuple[tuple[str, str, str], ...]  # (template, ctype, suffix)
     consts: tuple[Const, ...]
     functions: tuple[Function, ...]
-    nargs: int
+    args: tuple[Arg, ...]  # every function takes the model's inputs, checked by one _check
+    symbols: tuple[str, ...]  # the variables holding symbolic dims (`d_N`)
     arg_names: str  # a Python tuple literal

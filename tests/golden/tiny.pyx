@@ -4,14 +4,34 @@
 # Compile it again with `graphc compile` instead; each statement below names the node
 # and the model line it computes. Backward statements are marked `adj:`.
 
-cimport numpy as cnp
-import numpy as np
-from libc.math cimport exp, log, sqrt, tanh, pow, fabs, NAN, INFINITY
-from libc.stdlib cimport malloc, free
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from libc.math cimport INFINITY, NAN, exp, fabs, log, pow, sqrt, tanh
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-cnp.import_array()
+import numpy as np
+
+# The few NumPy C-API calls the module makes (declared here rather than cimporting all of
+# NumPy's declarations, which would make the C file several times longer to compile).
+cdef extern from "numpy/arrayobject.h":
+    ctypedef Py_ssize_t npy_intp
+    ctypedef unsigned char npy_bool
+    ctypedef class numpy.ndarray [object PyArrayObject, check_size ignore]:
+        pass
+    enum:
+        NPY_FLOAT64
+        NPY_FLOAT32
+        NPY_BOOL
+    void* PyArray_DATA(ndarray) nogil
+    npy_intp PyArray_DIM(ndarray, int) nogil
+    int PyArray_NDIM(ndarray) nogil
+    int PyArray_TYPE(ndarray) nogil
+    bint PyArray_IS_C_CONTIGUOUS(ndarray) nogil
+    bint PyArray_ISBEHAVED_RO(ndarray) nogil
+    object PyArray_EMPTY(int, npy_intp*, int, int)
+    int _import_array() except -1
+
+_import_array()
 
 GRAPHC_VERSION = '0.1.0'
 MODEL = 'tiny'
@@ -26,6 +46,19 @@ PLAN = {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 3, 'ste
 # ---- constants ---------------------------------------------------------------------------
 
 # ---- kernels -----------------------------------------------------------------------------
+cdef void* _blas(str name) except NULL:
+    """A BLAS routine from SciPy's table of C function pointers (scipy.linalg.cython_blas)."""
+    from scipy.linalg import cython_blas
+
+    capsule = cython_blas.__pyx_capi__[name]
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+ctypedef void (*_dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*,
+                              double*, int*, double*, double*, int*) noexcept nogil
+cdef _dgemm_t dgemm = <_dgemm_t>_blas("dgemm")
+
+
 cdef void _gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                     const double* a, const double* b, double* c) noexcept nogil:
     """c[m,n] = op(a) @ op(b), all row-major; op transposes a stored operand when its flag is set.
@@ -44,14 +77,25 @@ cdef void _gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
         return
     dgemm(&transb, &transa, &M, &N, &K, &one, <double*>b, &ldb, <double*>a, &lda, &zero, c, &ldc)
 
-# ---- argument checking -------------------------------------------------------------------
+# ---- argument checking: one place for every function ------------------------------------
 cdef tuple _ARG_NAMES = ('x', 'w')
+
+
+cdef struct _Inputs:  # what the checks found: data pointers and the symbolic sizes
+    void* p_x
+    void* p_w
+    Py_ssize_t d_N
 
 
 cdef tuple _bind(str fn, tuple args, dict kwargs):
     """The arguments in declaration order, from positions and names; errors name the problem."""
     if not kwargs and len(args) == 2:
         return args
+    if not args and len(kwargs) == 2:
+        try:
+            return (kwargs['x'], kwargs['w'], )
+        except KeyError:
+            pass  # an unknown name: the general path below names it
     if len(args) > 2:
         raise TypeError(f"{fn}() takes 2 arguments {_ARG_NAMES}, got {len(args)}")
     values = list(args) + [None] * (2 - len(args))
@@ -68,61 +112,76 @@ cdef tuple _bind(str fn, tuple args, dict kwargs):
     return tuple(values)
 
 
-cdef cnp.ndarray _array(str fn, str name, object value, int typenum, str dtype, int ndim, str shape):
+cdef ndarray _array(str fn, str name, object value, int typenum, str dtype, int ndim, str shape):
     """`value` as an ndarray the kernels may read through a raw pointer, or a clear error."""
-    cdef cnp.ndarray a
-    if isinstance(value, cnp.ndarray):
-        a = <cnp.ndarray>value
+    cdef ndarray a
+    if isinstance(value, ndarray):
+        a = <ndarray>value
     else:
         a = np.asarray(value)
-    if cnp.PyArray_TYPE(a) != typenum:
+    if PyArray_TYPE(a) != typenum:
         raise TypeError(f"{fn}(): argument {name!r}: expected a {dtype} array, got {(<object>a).dtype}")
-    if cnp.PyArray_NDIM(a) != ndim:
+    if PyArray_NDIM(a) != ndim:
         raise ValueError(f"{fn}(): argument {name!r}: expected {ndim} dimensions {shape}, got shape {(<object>a).shape}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+    if not PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError(f"{fn}(): argument {name!r} must be C-contiguous; pass np.ascontiguousarray({name})")
-    if not cnp.PyArray_ISBEHAVED_RO(a):
+    if not PyArray_ISBEHAVED_RO(a):
         raise ValueError(f"{fn}(): argument {name!r} must be aligned and in native byte order")
     return a
 
 
-cdef int _shape_error(str fn, str name, str shape, cnp.ndarray a) except -1:
+cdef int _shape_error(str fn, str name, str shape, ndarray a) except -1:
     raise ValueError(f"{fn}(): argument {name!r}: expected shape {shape}, got {(<object>a).shape}")
 
 
-cdef int _symbol_error(str fn, str name, int axis, str symbol, Py_ssize_t bound, str binder, cnp.ndarray a) except -1:
+cdef int _symbol_error(str fn, str name, int axis, str symbol, Py_ssize_t bound, str binder, ndarray a) except -1:
     raise ValueError(f"{fn}(): argument {name!r}: axis {axis} is {symbol}={(<object>a).shape[axis]}, but {binder!r} has {symbol}={bound}")
+
+
+cdef tuple _check(str fn, tuple args, dict kwargs, _Inputs* got):
+    """Check every argument (names, dtype, rank, sizes against the symbols, layout) and fill
+    `got`; returns the arrays, which keeps any that were converted alive for the call."""
+    cdef tuple given = _bind(fn, args, kwargs)
+    cdef ndarray a_x = _array(fn, 'x', given[0], NPY_FLOAT64, "float64", 2, "(N, 2)")
+    cdef ndarray a_w = _array(fn, 'w', given[1], NPY_FLOAT64, "float64", 1, "(2,)")
+    got.d_N = PyArray_DIM(a_x, 0)
+    if PyArray_DIM(a_x, 1) != 2:
+        _shape_error(fn, 'x', "(N, 2)", a_x)
+    got.p_x = PyArray_DATA(a_x)
+    if PyArray_DIM(a_w, 0) != 2:
+        _shape_error(fn, 'w', "(2,)", a_w)
+    got.p_w = PyArray_DATA(a_w)
+    return (a_x, a_w, )
 
 
 cdef inline Py_ssize_t _aligned(Py_ssize_t nbytes) noexcept nogil:
     return (nbytes + 63) & ~63
 
+
 def forward(*args, **kwargs):
     """forward(*inputs, **inputs) -> dict of the model's outputs."""
-    cdef tuple given = _bind("forward", args, kwargs)
-    cdef cnp.ndarray a_x = _array("forward", "x", given[0], cnp.NPY_FLOAT64, "float64", 2, "(N, 2)")
-    cdef cnp.ndarray a_w = _array("forward", "w", given[1], cnp.NPY_FLOAT64, "float64", 1, "(2,)")
-    # sizes: every symbolic dim is bound by the first argument that has it
-    cdef Py_ssize_t d_N = cnp.PyArray_DIM(a_x, 0)
-    if cnp.PyArray_DIM(a_x, 1) != 2:
-        _shape_error("forward", "x", "(N, 2)", a_x)
-    if cnp.PyArray_DIM(a_w, 0) != 2:
-        _shape_error("forward", "w", "(2,)", a_w)
+    cdef _Inputs got
+    cdef tuple arrays = _check("forward", args, kwargs, &got)
+    cdef Py_ssize_t d_N = got.d_N
     # outputs
-    cdef cnp.npy_intp dims[8]
-    cdef cnp.ndarray o0 = cnp.PyArray_EMPTY(0, dims, cnp.NPY_FLOAT64, 0)  # loss
-    # arena: one allocation per call, so concurrent calls never share scratch memory
+    cdef npy_intp dims[8]
+    cdef ndarray o0 = PyArray_EMPTY(0, dims, NPY_FLOAT64, 0)  # loss
+    # arena: scratch memory of this call only (on the stack when small), so concurrent calls
+    # never share it
     cdef Py_ssize_t off_buf0 = 0  # buf0: float64[N,2]
     cdef Py_ssize_t off_buf1 = off_buf0 + _aligned(d_N*2*8)  # buf1: float64[N]
     cdef Py_ssize_t arena_bytes = off_buf1 + _aligned(d_N*8)
-    cdef char* arena = <char*>malloc(arena_bytes if arena_bytes > 0 else 1)
-    if arena == NULL:
-        raise MemoryError(f"forward(): cannot allocate {arena_bytes} bytes of scratch memory")
-    cdef double* v0 = <double*>cnp.PyArray_DATA(a_x)
-    cdef double* v1 = <double*>cnp.PyArray_DATA(a_w)
+    cdef double small[512]
+    cdef char* arena = <char*>small
+    if arena_bytes > <Py_ssize_t>sizeof(small):
+        arena = <char*>malloc(arena_bytes)
+        if arena == NULL:
+            raise MemoryError(f"forward(): cannot allocate {arena_bytes} bytes of scratch memory")
+    cdef double* v0 = <double*>got.p_x
+    cdef double* v1 = <double*>got.p_w
     cdef double* v2 = <double*>(arena + off_buf0)
     cdef double* v3 = <double*>(arena + off_buf1)
-    cdef double* v4 = <double*>cnp.PyArray_DATA(o0)
+    cdef double* v4 = <double*>PyArray_DATA(o0)
     cdef Py_ssize_t i, i0
     # Nothing below can raise (plain C loops and noexcept kernels), so the arena is always freed.
     with nogil:
@@ -138,42 +197,41 @@ def forward(*args, **kwargs):
         v4[0] = 0
         for i0 in range(d_N):
             v4[0] += v3[i0]
-    free(arena)
+    if arena != <char*>small:
+        free(arena)
     return {'loss': o0}
 
 def value_and_grad(*args, **kwargs):
     """value_and_grad(*inputs, **inputs) -> (outputs, grads): grads keyed by the names of the inputs differentiated."""
-    cdef tuple given = _bind("value_and_grad", args, kwargs)
-    cdef cnp.ndarray a_x = _array("value_and_grad", "x", given[0], cnp.NPY_FLOAT64, "float64", 2, "(N, 2)")
-    cdef cnp.ndarray a_w = _array("value_and_grad", "w", given[1], cnp.NPY_FLOAT64, "float64", 1, "(2,)")
-    # sizes: every symbolic dim is bound by the first argument that has it
-    cdef Py_ssize_t d_N = cnp.PyArray_DIM(a_x, 0)
-    if cnp.PyArray_DIM(a_x, 1) != 2:
-        _shape_error("value_and_grad", "x", "(N, 2)", a_x)
-    if cnp.PyArray_DIM(a_w, 0) != 2:
-        _shape_error("value_and_grad", "w", "(2,)", a_w)
+    cdef _Inputs got
+    cdef tuple arrays = _check("value_and_grad", args, kwargs, &got)
+    cdef Py_ssize_t d_N = got.d_N
     # outputs
-    cdef cnp.npy_intp dims[8]
-    cdef cnp.ndarray o0 = cnp.PyArray_EMPTY(0, dims, cnp.NPY_FLOAT64, 0)  # loss
+    cdef npy_intp dims[8]
+    cdef ndarray o0 = PyArray_EMPTY(0, dims, NPY_FLOAT64, 0)  # loss
     dims[0] = 2
-    cdef cnp.ndarray o1 = cnp.PyArray_EMPTY(1, dims, cnp.NPY_FLOAT64, 0)  # dloss/dw
-    # arena: one allocation per call, so concurrent calls never share scratch memory
+    cdef ndarray o1 = PyArray_EMPTY(1, dims, NPY_FLOAT64, 0)  # dloss/dw
+    # arena: scratch memory of this call only (on the stack when small), so concurrent calls
+    # never share it
     cdef Py_ssize_t off_buf0 = 0  # buf0: float64[N,2]
     cdef Py_ssize_t off_buf1 = off_buf0 + _aligned(d_N*2*8)  # buf1: float64[N]
     cdef Py_ssize_t off_buf2 = off_buf1 + _aligned(d_N*8)  # buf2: float64[2,1]
     cdef Py_ssize_t arena_bytes = off_buf2 + _aligned(2*8)
-    cdef char* arena = <char*>malloc(arena_bytes if arena_bytes > 0 else 1)
-    if arena == NULL:
-        raise MemoryError(f"value_and_grad(): cannot allocate {arena_bytes} bytes of scratch memory")
-    cdef double* v0 = <double*>cnp.PyArray_DATA(a_x)
-    cdef double* v1 = <double*>cnp.PyArray_DATA(a_w)
+    cdef double small[512]
+    cdef char* arena = <char*>small
+    if arena_bytes > <Py_ssize_t>sizeof(small):
+        arena = <char*>malloc(arena_bytes)
+        if arena == NULL:
+            raise MemoryError(f"value_and_grad(): cannot allocate {arena_bytes} bytes of scratch memory")
+    cdef double* v0 = <double*>got.p_x
+    cdef double* v1 = <double*>got.p_w
     cdef double* v2 = <double*>(arena + off_buf0)
     cdef double* v3 = <double*>(arena + off_buf1)
-    cdef double* v4 = <double*>cnp.PyArray_DATA(o0)
+    cdef double* v4 = <double*>PyArray_DATA(o0)
     cdef double* g3 = <double*>(arena + off_buf1)
     cdef double* v9 = g3
     cdef double* v10 = <double*>(arena + off_buf2)
-    cdef double* g1 = <double*>cnp.PyArray_DATA(o1)
+    cdef double* g1 = <double*>PyArray_DATA(o1)
     cdef Py_ssize_t i, i0
     # Nothing below can raise (plain C loops and noexcept kernels), so the arena is always freed.
     with nogil:
@@ -199,5 +257,6 @@ def value_and_grad(*args, **kwargs):
         # adj: g1 = reshape[shape=(2,)](v10)   [tiny.py:5]
         for i in range(2):
             g1[i] = v10[i]
-    free(arena)
+    if arena != <char*>small:
+        free(arena)
     return {'loss': o0}, {'w': o1}
