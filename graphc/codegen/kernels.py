@@ -56,6 +56,8 @@ def _operand_index(shape: tuple, out_idx: Sequence[str | None]) -> str:
 def elementwise(v: Values, n: int, op: str, args: list[int], params: dict) -> list[Statement]:
     out_shape = v.shape(n)
     fragment = REGISTRY[op].fragment
+    if callable(fragment):
+        fragment = fragment(params)
     assert fragment is not None
     scalar_like = [all(d == 1 for d in v.shape(u)) for u in args]
     if all(v.shape(u) == out_shape or s for u, s in zip(args, scalar_like, strict=True)):

@@ -142,8 +142,8 @@ def _function(
         elif st.kind == "output":
             init = f"<{ctype}*>PyArray_DATA({out_var[st.ref]})"
         elif st.kind == "const":
-            if ctx.literal(v) is not None:
-                continue
+            if ctx.literal(v) is not None and v not in plan.extra_outputs.values():
+                continue  # a scalar inlined as a literal, and not copied out
             init = f"<{ctype}*>PyArray_DATA(_c{v})"
         elif st.kind == "alias":
             init = ctx.ptr(plan.root(v))
@@ -168,8 +168,7 @@ def _function(
             sections.append(Section(title, tuple(stmts)))
     copies = []
     for out_name, v in plan.extra_outputs.items():
-        is_const = ctx.G.nodes[v]["op"] == "const"
-        src = f"PyArray_DATA(_c{v})" if is_const else ctx.ptr(v)
+        src = ctx.ptr(v)
         nbytes = f"{cexpr.size(ctx.shape(v))}*sizeof({cexpr.CTYPE[ctx.dtype(v)]})"
         copies.append(
             Statement(

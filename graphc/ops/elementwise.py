@@ -201,7 +201,7 @@ register(
         (lambda ct, out, x, dtype: cast(ct, x.dtype),),
         params={"dtype": "float64"},
         elementwise=True,
-        fragment="(<{dtype}>{0})",
+        fragment=lambda p: "({0} != 0)" if p["dtype"] == "bool" else "(<{dtype}>{0})",
         formula="d cast(x) = cast(dx) back to x's dtype",
     )
 )

@@ -68,10 +68,13 @@ def _dx(ct, out, x, y, transpose_a, transpose_b):
         if transpose_a:
             return _mm(y, ct, transpose_a=transpose_b, transpose_b=True)
         return _mm(ct, y, transpose_b=not transpose_b)
-    ye = swapaxes(y) if transpose_b else y  # a 1-D operand: promote to matrices
+    # A 1-D operand: promote both to matrices, then return the gradient in x's stored layout.
+    ye = swapaxes(y) if transpose_b else y
     ct2, _, y2 = _as_matrices(ct, x, ye)
     g = _mm(ct2, y2, transpose_b=True)
-    return reshape(g, (*g.shape[:-2], g.shape[-1])) if x.ndim == 1 else g
+    if x.ndim == 1:
+        return reshape(g, (*g.shape[:-2], g.shape[-1]))
+    return swapaxes(g) if transpose_a else g
 
 
 def _dy(ct, out, x, y, transpose_a, transpose_b):
@@ -82,7 +85,9 @@ def _dy(ct, out, x, y, transpose_a, transpose_b):
     xe = swapaxes(x) if transpose_a else x
     ct2, x2, _ = _as_matrices(ct, xe, y)
     g = _mm(x2, ct2, transpose_a=True)
-    return reshape(g, g.shape[:-1]) if y.ndim == 1 else g
+    if y.ndim == 1:
+        return reshape(g, g.shape[:-1])
+    return swapaxes(g) if transpose_b else g
 
 
 register(

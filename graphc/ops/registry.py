@@ -25,7 +25,9 @@ class OpDef:
     params: Mapping[str, Any] = field(default_factory=dict)  # allowed parameters and defaults
     shape_params: tuple[str, ...] = ()  # params holding shapes that may name symbols
     elementwise: bool = False
-    fragment: str | None = None  # Cython expression for elementwise ops, operands {0}, {1}, ...
+    # Cython expression for elementwise ops, operands {0}, {1}, ... (or a function of the
+    # op's params returning one, when the expression depends on them)
+    fragment: str | Callable[[Mapping[str, Any]], str] | None = None
     formula: str = ""  # the derivative, for people reading the registry and the generated code
 
     def __post_init__(self) -> None:

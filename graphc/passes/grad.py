@@ -8,7 +8,7 @@ import networkx as nx
 
 from graphc.errors import GraphError, ShapeError
 from graphc.ir.graph import Graph, Value, as_graph, describe, operands, topo_order, without_gc
-from graphc.ir.shapes import FLOAT_DTYPES, format_type
+from graphc.ir.shapes import FLOAT_DTYPES, can_broadcast_to, format_type
 from graphc.ops.elementwise import cast
 from graphc.ops.reduce import sum as reduce_sum
 from graphc.ops.registry import REGISTRY
@@ -26,6 +26,11 @@ def unbroadcast(ct: Value, shape: tuple) -> Value:
     The one place where broadcast gradients are reduced (DESIGN.md §3)."""
     if ct.shape == shape:
         return ct
+    if not can_broadcast_to(shape, ct.shape):  # a VJP rule's bug: never paper over it
+        raise GraphError(
+            f"internal error: the gradient of {describe(ct.graph.nx, ct.id)} has shape "
+            f"{ct.shape}, which cannot be summed to its operand's shape {shape}"
+        )
     lead = ct.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, d in enumerate(shape) if d == 1 and ct.shape[lead + i] != 1

@@ -87,7 +87,9 @@ def _fixed_storage(prog: Program) -> tuple[dict[int, Storage], dict[str, int], d
         storage[n] = Storage("input", name)
     extra: dict[str, int] = {}
     for name, n in prog.outputs.items():
-        if n in storage or G.nodes[n]["op"] == "const":
+        if G.nodes[n]["op"] == "const":
+            storage[n] = Storage("const", n)
+        if n in storage:
             extra[name] = n  # an input, a constant or a value returned twice: copied out
         else:
             storage[n] = Storage("output", name)

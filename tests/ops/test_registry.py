@@ -293,6 +293,16 @@ for _s0, _s1, _bind in [
 ]:
     CASES.append(case("matmul", gc.matmul, np.matmul, _s0, _s1, bind=_bind))
 CASES.append(case("matmul", lambda x, y: x @ y, lambda x, y: x @ y, (2, 3), (3, 2), label="@"))
+# Transposed operands, which simplify turns into layout flags (with a 1-D partner too).
+for _label, _f, _s0, _s1 in [
+    ("w.T@v", lambda w, v: w.T @ v, (3, 4), (3,)),
+    ("v@w.T", lambda v, w: v @ w.T, (3,), (4, 3)),
+    ("x@w.T", lambda x, w: x @ w.T, (2, 3), (4, 3)),
+    ("x.T@w.T", lambda x, w: x.T @ w.T, (3, 2), (4, 3)),
+]:
+    CASES.append(case("matmul", _f, _f, _s0, _s1, label=_label))
+CASES.append(case("matmul", lambda a, b: gc.swapaxes(a) @ b,
+                  lambda a, b: np.swapaxes(a, -1, -2) @ b, (2, 3, 2), (2, 3, 4), label="swap(a)@b"))
 
 for _s, _perm, _bind in [
     ((3, 4), (1, 0), {}),
