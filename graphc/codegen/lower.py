@@ -21,6 +21,7 @@ from graphc.codegen.records import (
     Statement,
 )
 from graphc.ir.graph import Graph, operands
+from graphc.ir.printer import format_params
 from graphc.passes.memory import ITEMSIZE, MemoryPlan
 from graphc.passes.schedule import Program
 
@@ -62,9 +63,7 @@ class Context:
     def describe(self, n: int) -> str:
         """`g13 = mul(g14, v30)   [model.py:14]` (after `adj:` in the backward section)."""
         a = self.G.nodes[n]
-        defaults = {k: v for k, v in a["params"].items() if k != "axis"}
-        shown = {k: v for k, v in a["params"].items() if k not in defaults or v}
-        params = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v not in (False, ()))
+        params = format_params(a["op"], a["params"])
         args = ", ".join(self.literal(u) or self.ptr(u) for u in operands(self.G, n))
         call = f"{a['op']}[{params}]({args})" if params else f"{a['op']}({args})"
         return _comment_text(f"{self.ptr(n)} = {call}   [{a.get('loc') or '?'}]")

@@ -18,6 +18,17 @@ def _const_text(value: np.ndarray) -> str:
     return f"<{value.size} values>"
 
 
+def format_params(op: str, params: dict) -> str:
+    """`axis=(0, 1), keepdims=True`: the params that differ from the op's defaults (and the
+    axes of a reduction, always)."""
+    defaults = REGISTRY[op].params
+    return ", ".join(
+        f"{k}={v!r}"
+        for k, v in sorted(params.items())
+        if k not in defaults or v != defaults[k] or k == "axis"
+    )
+
+
 def format_node(G: nx.MultiDiGraph, n: int) -> str:
     """`v12:f64[N,2] = tanh v11` with the user's line as a trailing comment."""
     a = G.nodes[n]
@@ -27,12 +38,7 @@ def format_node(G: nx.MultiDiGraph, n: int) -> str:
     elif a["op"] == "const":
         rhs = f"const {_const_text(a['value'])}"
     else:
-        defaults = REGISTRY[a["op"]].params
-        params = ", ".join(
-            f"{k}={v!r}"
-            for k, v in sorted(a["params"].items())
-            if k not in defaults or v != defaults[k] or k == "axis"
-        )
+        params = format_params(a["op"], a["params"])
         rhs = a["op"] + (f"[{params}]" if params else "")
         rhs += "".join(f" v{u}" for u in operands(G, n))
     line = f"{lhs} = {rhs}"
