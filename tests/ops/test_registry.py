@@ -26,46 +26,14 @@ from graphc.gradcheck import check_grad, numerical_grad
 from graphc.ir.graph import Value, operands
 from graphc.ir.shapes import bind_shape
 from graphc.ops.registry import REGISTRY
+from tests.domains import Gen, distinct, fine_grid, grid, nonzero, normal, positive, small_ints
 
-Gen = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
 NAMES = ("x", "y", "z")
 RTOL = 1e-6  # relative error allowed between analytic and finite-difference gradients
 ATOL = 1e-8  # ... judged absolutely below atol / rtol = 1e-2
 
 
 # ---- input domains: per operand, chosen so that finite differences see a smooth function ------
-def normal(scale: float = 1.0) -> Gen:
-    return lambda rng, shape: scale * rng.standard_normal(shape)
-
-
-def positive(lo: float = 0.5, hi: float = 2.0) -> Gen:
-    return lambda rng, shape: rng.uniform(lo, hi, shape)
-
-
-def nonzero(lo: float = 0.2, hi: float = 2.0) -> Gen:
-    """Values at least `lo` away from 0 (the kink of relu, abs, and the pole of 1/x)."""
-    return lambda rng, shape: rng.choice([-1.0, 1.0], shape) * rng.uniform(lo, hi, shape)
-
-
-def grid(offset: float) -> Gen:
-    """Values 0.2 k + offset: operands with offsets +0.05 and -0.05 never tie (gap >= 0.1)."""
-    return lambda rng, shape: 0.2 * rng.integers(-5, 6, shape) + offset
-
-
-def distinct(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """All values different (gap 0.1), so a max has a single argmax."""
-    n = math.prod(shape)
-    return (rng.permutation(n) * 0.1 - 0.05 * n).reshape(shape)
-
-
-def small_ints(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Values in {-1, 0, 1, 2}: comparisons see ties."""
-    return rng.integers(-1, 3, shape).astype(np.float64)
-
-
-def fine_grid(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Multiples of 2^-10 in [-1, 1): exact in float32, together with steps of EPS_F32."""
-    return rng.integers(-1024, 1024, shape) / 1024.0
 
 
 def onehot(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -301,8 +269,16 @@ for _label, _f, _s0, _s1 in [
     ("x.T@w.T", lambda x, w: x.T @ w.T, (3, 2), (4, 3)),
 ]:
     CASES.append(case("matmul", _f, _f, _s0, _s1, label=_label))
-CASES.append(case("matmul", lambda a, b: gc.swapaxes(a) @ b,
-                  lambda a, b: np.swapaxes(a, -1, -2) @ b, (2, 3, 2), (2, 3, 4), label="swap(a)@b"))
+CASES.append(
+    case(
+        "matmul",
+        lambda a, b: gc.swapaxes(a) @ b,
+        lambda a, b: np.swapaxes(a, -1, -2) @ b,
+        (2, 3, 2),
+        (2, 3, 4),
+        label="swap(a)@b",
+    )
+)
 
 for _s, _perm, _bind in [
     ((3, 4), (1, 0), {}),
