@@ -20,15 +20,19 @@ def bind_inputs(
 ) -> tuple[dict[int, np.ndarray], dict[str, int]]:
     """Check `inputs` against the graph's declared inputs; return node -> array and symbol -> size.
 
-    Raises InputError naming the input, what was expected and what was given."""
+    Raises InputError naming the input, what was expected, what was given, and the model line
+    that declared it."""
     declared = g.input_ids()
+
+    def line(name: str) -> str:
+        return g.nx.nodes[declared[name]].get("loc") or "?"
+
     missing = [k for k in declared if k not in inputs]
     unknown = [k for k in inputs if k not in declared]
     if missing:
-        raise InputError(
-            f"missing input{'s' * (len(missing) > 1)} {', '.join(missing)} "
-            f"(graph {g.name!r} takes {', '.join(declared)})"
-        )
+        where = ", ".join(f"{k} (declared at {line(k)})" for k in missing)
+        raise InputError(f"missing input{'s' * (len(missing) > 1)} {where}; "
+                         f"graph {g.name!r} takes {', '.join(declared)}")  # fmt: skip
     if unknown:
         raise InputError(
             f"unknown input{'s' * (len(unknown) > 1)} {', '.join(unknown)} "
@@ -38,34 +42,35 @@ def bind_inputs(
     symbols: dict[str, int] = {}
     bound_by: dict[str, str] = {}
     for name, n in declared.items():
-        attrs = g.nx.nodes[n]
-        want, dtype = attrs["shape"], attrs["dtype"]
         arr = np.asarray(inputs[name])
-        if arr.dtype != dtype and not np.can_cast(arr.dtype, dtype, "same_kind"):
-            raise InputError(f"input {name!r}: expected dtype {dtype}, got {arr.dtype}")
-        if arr.dtype.kind not in "biuf":
-            raise InputError(f"input {name!r}: expected dtype {dtype}, got {arr.dtype}")
-        if arr.ndim != len(want):
-            raise InputError(
-                f"input {name!r}: expected {len(want)} dimensions "
-                f"{format_shape(want)}, got shape {arr.shape}"
-            )
-        for axis, (d, got) in enumerate(zip(want, arr.shape, strict=True)):
-            if isinstance(d, int) and d != got:
-                raise InputError(
-                    f"input {name!r}: expected shape {format_shape(want)}, "
-                    f"got {arr.shape} (axis {axis} should be {d})"
-                )
-            if isinstance(d, str):
-                if d in symbols and symbols[d] != got:
-                    raise InputError(
-                        f"input {name!r}: axis {axis} is {d}={got}, but {bound_by[d]!r} "
-                        f"bound {d}={symbols[d]}"
-                    )
-                symbols.setdefault(d, got)
-                bound_by.setdefault(d, name)
-        values[n] = arr.astype(dtype, copy=False)
+        problem = _check_input(g.nx.nodes[n], arr, symbols, bound_by, name)
+        if problem:
+            raise InputError(f"input {name!r}: {problem} (declared at {line(name)})")
+        values[n] = arr.astype(g.nx.nodes[n]["dtype"], copy=False)
     return values, symbols
+
+
+def _check_input(attrs: dict, arr: np.ndarray, symbols: dict, bound_by: dict, name: str) -> str:
+    """What is wrong with `arr` as the input declared by `attrs` ('' if nothing); binds the
+    symbols it is the first to name."""
+    want, dtype = attrs["shape"], attrs["dtype"]
+    if arr.dtype.kind not in "biuf" or (
+        arr.dtype != dtype and not np.can_cast(arr.dtype, dtype, "same_kind")
+    ):
+        return f"expected dtype {dtype}, got {arr.dtype}"
+    if arr.ndim != len(want):
+        return f"expected {len(want)} dimensions {format_shape(want)}, got shape {arr.shape}"
+    for axis, (d, got) in enumerate(zip(want, arr.shape, strict=True)):
+        if isinstance(d, int) and d != got:
+            return (
+                f"expected shape {format_shape(want)}, got {arr.shape} (axis {axis} should be {d})"
+            )
+        if isinstance(d, str):
+            if d in symbols and symbols[d] != got:
+                return f"axis {axis} is {d}={got}, but {bound_by[d]!r} bound {d}={symbols[d]}"
+            symbols.setdefault(d, got)
+            bound_by.setdefault(d, name)
+    return ""
 
 
 @without_gc
