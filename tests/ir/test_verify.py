@@ -151,7 +151,10 @@ def test_evaluate_errors_name_the_input():
     bad = [
         ({k: v for k, v in ok.items() if k != "W2"}, "missing input W2"),
         (dict(ok, extra=np.ones(1)), "unknown input extra"),
-        (dict(ok, W1=np.ones((3, 2))), r"input 'W1': expected shape \[2,3\], got \(3, 2\)"),
+        (
+            dict(ok, W1=np.ones((3, 2))),
+            r"input 'W1': expected shape \[2,3\], got \(3, 2\).*declared at models.py:\d+",
+        ),
         (dict(ok, b1=np.ones((2, 1))), r"input 'b1': expected 1 dimensions"),
         (dict(ok, y=np.ones((3, 2))), r"input 'y': axis 0 is N=3, but 'x' bound N=2"),
         (dict(ok, x=np.ones((2, 3), dtype=complex)), r"input 'x': expected dtype float64"),
