@@ -10,6 +10,7 @@ import os
 import platform
 import statistics
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -187,6 +188,21 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def format_fields(fields: dict[str, str], width: int = 100) -> list[str]:
+    """`label: text` lines, the texts aligned after the longest label and wrapped at `width`."""
+    indent = max(map(len, fields), default=0) + 3
+    out: list[str] = []
+    for label, text in fields.items():
+        out += textwrap.wrap(
+            text,
+            width,
+            initial_indent=f"{label}:".ljust(indent),
+            subsequent_indent=" " * indent,
+            break_on_hyphens=False,
+        )
+    return out
 
 
 def fmt_us(value: float) -> str:
