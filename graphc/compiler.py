@@ -7,7 +7,6 @@ verify -> cast to dtype -> simplify -> grad -> simplify -> schedule -> plan_memo
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,7 +259,6 @@ def compile(
     """Build `g` (and its gradient) into a native module, or fetch it from the cache."""
     from graphc.runtime import build_module, load_module
 
-    t0 = time.perf_counter()
     stages = run_stages(
         g,
         of=of,
@@ -273,9 +271,7 @@ def compile(
     )
     built = build_module(stages.graph.name, stages.source, out_dir=out_dir, progress=progress)
     module = load_module(built)
-    cm = CompiledModule(module, stages.source, built.entry_dir.parent, stages, built)
-    cm.seconds = time.perf_counter() - t0
-    return cm
+    return CompiledModule(module, stages.source, built.entry_dir.parent, stages, built)
 
 
 def load(path: str | Path) -> CompiledModule:
