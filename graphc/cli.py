@@ -145,6 +145,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         "memory": args.memory,
         "memory_budget": args.memory_budget,
         "size_hint": args.size_hint,
+        "fusion": args.fusion,
     }
     if args.dump or args.plot_memory:
         st = run_stages(g, **options)
@@ -169,9 +170,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
         d: 1 for n in g.input_ids().values() for d in g.nx.nodes[n]["shape"] if isinstance(d, str)
     }
     at = ", ".join(f"{k}=1" for k in sorted(ones))
+    ops = lambda p: sum(len(s.nodes) for s in p.steps)
+    loops = sum(bool(s.fused) for s in prog.steps)
     print(
-        f"{st.graph.name}: {len(fwd_prog.steps)} forward steps, "
-        f"{len(prog.steps) - len(fwd_prog.steps)} gradient steps after simplify, "
+        f"{st.graph.name}: {ops(fwd_prog)} forward ops, {ops(prog) - ops(fwd_prog)} gradient "
+        f"ops after simplify, in {len(prog.steps)} steps ({loops} fused loops); "
         f"{len(plan.slots)} buffers ({_kib(plan.arena_bytes(ones))}{' at ' + at if at else ''})"
     )
     if st.checkpointing is not None:
@@ -258,6 +261,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="recompute forward values in the backward pass (checkpointing) until the planned "
         "arena at --size-hint fits, e.g. 64M",
+    )
+    s.add_argument(
+        "--no-fuse",
+        dest="fusion",
+        action="store_false",
+        help="give every elementwise op its own loop (no fused loops)",
     )
     s.add_argument(
         "--verify-plan",

@@ -22,6 +22,7 @@ from graphc.errors import GraphError, InputError
 from graphc.ir.graph import Graph, as_graph
 from graphc.ir.shapes import FLOAT_DTYPES
 from graphc.ir.verify import verify
+from graphc.passes.fuse import fuse
 from graphc.passes.grad import grad, grad_name
 from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, plan_memory
 from graphc.passes.remat import Checkpointing, choose_checkpoints
@@ -103,6 +104,7 @@ def run_stages(
     memory: str = "best",
     size_hint: int = DEFAULT_HINT,
     memory_budget: int | None = None,
+    fusion: bool = True,
 ) -> Stages:
     """Run the pure-Python stages, up to and including the rendered source. `memory` picks the
     planner's strategy ("best", "schedule", "size", or "naive": one buffer per value); every
@@ -115,15 +117,15 @@ def run_stages(
     st = Stages(g, joint, of, grads, size_hint=size_hint)
     backward_from = g._next_id  # nodes grad added have ids from here on
     st.programs["forward"] = _schedule_and_plan(
-        joint, list(g.outputs), backward_from, memory, size_hint
+        joint, list(g.outputs), backward_from, memory, size_hint, fusion
     )
     if grads:
         if memory_budget is not None:
             joint, st.checkpointing = _checkpoint(
-                joint, backward_from, memory, size_hint, memory_budget
+                joint, backward_from, memory, size_hint, memory_budget, fusion
             )
         st.programs["value_and_grad"] = _schedule_and_plan(
-            joint, list(joint.outputs), backward_from, memory, size_hint
+            joint, list(joint.outputs), backward_from, memory, size_hint, fusion
         )
     module = lower(joint, st.programs, grads, _metadata(st, dtype), source_file, graphc.__version__)
     st.source = render(module)
@@ -149,7 +151,7 @@ def _differentiate(
 
 
 def _checkpoint(
-    joint: Graph, backward_from: int, memory: str, size_hint: int, budget: int
+    joint: Graph, backward_from: int, memory: str, size_hint: int, budget: int, fusion: bool
 ) -> tuple[Graph, Checkpointing]:
     """Checkpoint `joint` to fit `budget`; the report quotes final plans, not the quick ones
     the search compares candidates with."""
@@ -157,6 +159,7 @@ def _checkpoint(
 
     def quick_arena(h: Graph) -> tuple[int, int]:
         prog = schedule(h, outputs, backward_from, size_hint=size_hint)
+        prog = fuse(prog) if fusion else prog
         plan = plan_memory(prog, "schedule", size_hint)
         return plan.arena_bytes(_hint_sizes(prog, size_hint)), sum(
             s.section == "forward" for s in prog.steps
@@ -165,7 +168,7 @@ def _checkpoint(
     chosen, report = choose_checkpoints(joint, backward_from, budget, quick_arena)
 
     def arena(h: Graph) -> int:
-        prog, plan = _schedule_and_plan(h, outputs, backward_from, memory, size_hint)
+        prog, plan = _schedule_and_plan(h, outputs, backward_from, memory, size_hint, fusion)
         return plan.arena_bytes(_hint_sizes(prog, size_hint))
 
     final = arena(chosen)
@@ -198,19 +201,21 @@ def _metadata(st: Stages, dtype: str) -> dict[str, str]:
 def _hint_sizes(prog: Program, size_hint: int) -> dict[str, int]:
     """Every symbolic dim of the program at `size_hint`."""
     G = prog.graph.nx
-    shapes = [G.nodes[s.node]["shape"] for s in prog.steps]
+    shapes = [G.nodes[n]["shape"] for s in prog.steps for n in s.nodes]
     return {d: size_hint for shape in shapes for d in shape if isinstance(d, str)}
 
 
 def _schedule_and_plan(
-    g: Graph, outputs: list[str], backward_from: int, memory: str, size_hint: int
+    g: Graph, outputs: list[str], backward_from: int, memory: str, size_hint: int, fusion: bool
 ) -> tuple[Program, MemoryPlan]:
-    """Schedule in node order and, unless planning is off, also for memory; keep the pair whose
-    planned arena is smaller at the size hint. Every plan is verified independently."""
+    """Schedule in node order and, unless planning is off, also for memory; fuse elementwise
+    loops (when `fusion`); keep the pair whose planned arena is smaller at the size hint. Every
+    plan is verified independently."""
     orders = ("id",) if memory == "naive" else ("id", "memory")
     best: tuple[int, Program, MemoryPlan] | None = None
     for order in orders:
         prog = schedule(g, outputs, backward_from, order=order, size_hint=size_hint)
+        prog = fuse(prog) if fusion else prog
         plan = plan_memory(prog, memory, size_hint)
         verify_plan(prog, plan)
         nbytes = plan.arena_bytes(_hint_sizes(prog, size_hint))
@@ -254,6 +259,7 @@ def compile(
     memory: str = "best",
     memory_budget: int | None = None,
     size_hint: int = DEFAULT_HINT,
+    fusion: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> CompiledModule:
     """Build `g` (and its gradient) into a native module, or fetch it from the cache."""
@@ -268,6 +274,7 @@ def compile(
         memory=memory,
         memory_budget=memory_budget,
         size_hint=size_hint,
+        fusion=fusion,
     )
     built = build_module(stages.graph.name, stages.source, out_dir=out_dir, progress=progress)
     module = load_module(built)

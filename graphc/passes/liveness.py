@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphc.ir.graph import operands
 from graphc.passes.schedule import Program
 
 WHOLE_CALL = -1  # `start` of inputs and constants: live before the first step
@@ -20,7 +19,6 @@ class Interval:
 def liveness(prog: Program, alias_of: dict[int, int] | None = None) -> dict[int, Interval]:
     """Live interval of every value the program defines or reads. `alias_of` maps a value that
     shares another's bytes to that value; reads of the alias count as reads of its root."""
-    G = prog.graph.nx
     alias_of = alias_of or {}
 
     def root(v: int) -> int:
@@ -31,9 +29,10 @@ def liveness(prog: Program, alias_of: dict[int, int] | None = None) -> dict[int,
     start: dict[int, int] = {}
     end: dict[int, int] = {}
     for t, step in enumerate(prog.steps):
-        start.setdefault(step.node, t)
-        end.setdefault(step.node, t)
-        for u in operands(G, step.node):
+        for n in step.nodes:
+            start.setdefault(n, t)
+            end.setdefault(n, t)
+        for u in prog.reads(t):
             start.setdefault(u, WHOLE_CALL)
             end[u] = max(end.get(u, t), t)
             end[root(u)] = max(end.get(root(u), t), t)

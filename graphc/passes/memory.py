@@ -5,6 +5,7 @@ Each value is stored in one of:
     these are live for the whole call and are never overwritten;
   - a module-level constant (`const`);
   - the bytes of another value, unchanged (`alias`: a reshape is the same bytes);
+  - a scalar of a fused loop (`local`): a value only its own fused step reads;
   - a slot of the per-call arena (`arena`).
 Values whose live intervals do not overlap share a slot. A slot's size is the largest of its
 members' sizes, written as an expression over the symbolic dims (`max(d_N*16, 48)`) and
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from graphc.ir.graph import operands
 from graphc.ir.shapes import Shape, format_shape
 from graphc.ops.registry import REGISTRY
+from graphc.passes.fuse import internal_values
 from graphc.passes.liveness import Interval, liveness
 from graphc.passes.schedule import Program
 
@@ -40,8 +42,9 @@ def value_bytes(shape: Shape, dtype: str, sizes: dict[str, int]) -> int:
 
 @dataclass(frozen=True)
 class Storage:
-    kind: str  # "input" | "output" | "const" | "alias" | "arena"
+    kind: str  # "input" | "output" | "const" | "alias" | "local" | "arena"
     ref: str | int  # input/output name, aliased value id, or slot id; the node id for consts
+    # and the step index for locals
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,10 @@ def _fixed_storage(prog: Program) -> tuple[dict[int, Storage], dict[str, int], d
         else:
             storage[n] = Storage("output", name)
     alias_of: dict[int, int] = {}
-    for s in prog.steps:
-        for u in operands(G, s.node):
+    for v in internal_values(prog):
+        storage[v] = Storage("local", prog.step_of[v])
+    for t, s in enumerate(prog.steps):
+        for u in prog.reads(t):
             if G.nodes[u]["op"] == "const":
                 storage[u] = Storage("const", u)
         if s.node not in storage and G.nodes[s.node]["op"] == "reshape":
@@ -106,7 +111,7 @@ def _fixed_storage(prog: Program) -> tuple[dict[int, Storage], dict[str, int], d
 
 
 def _can_overwrite(prog: Program, v: int, x: int) -> bool:
-    """May v's kernel write its result over operand x (read at the same index it writes)?"""
+    """May v's step write v over x, which it reads (at the same index it writes v)?"""
     G = prog.graph.nx
     a, b = G.nodes[v], G.nodes[x]
     return REGISTRY[a["op"]].elementwise and a["shape"] == b["shape"] and a["dtype"] == b["dtype"]
@@ -124,7 +129,7 @@ def _by_schedule(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], 
     for v in sorted(values, key=lambda v: (iv[v].start, v)):
         t = iv[v].start
         free = [k for k, members in enumerate(slots) if iv[members[-1]].end < t]
-        for x in operands(prog.graph.nx, v):
+        for x in prog.operands_of(v):
             k = slot_of.get(x)
             if k is not None and slots[k][-1] == x and iv[x].end == t and overwrite(v, x):
                 free, chosen = [], k
@@ -149,13 +154,12 @@ def _by_schedule(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], 
 def _by_size(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], set[int]]:
     """Largest first; each value joins the slot with no overlapping member that grows least
     (best fit), as the size-ordered placement of XLA's heap simulator."""
-    G = prog.graph.nx
     slots: list[list[int]] = []  # members of each slot, sorted by start (they are disjoint)
     starts: list[list[int]] = []
     size: list[int] = []
 
     def in_place(p: int, q: int) -> bool:  # p written over its operand q at q's last read
-        return iv[q].end == iv[p].start and q in operands(G, p) and overwrite(p, q)
+        return iv[q].end == iv[p].start and q in prog.operands_of(p) and overwrite(p, q)
 
     def fits(v: int, k: int) -> bool:
         a = iv[v]
@@ -200,7 +204,7 @@ def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT)
     G = prog.graph.nx
     storage, extra, alias_of = _fixed_storage(prog)
     iv = liveness(prog, alias_of)
-    values = [s.node for s in prog.steps if s.node not in storage]
+    values = [n for s in prog.steps for n in s.nodes if n not in storage]
     symbols = {d for v in values for d in G.nodes[v]["shape"] if isinstance(d, str)}
     sizes = dict.fromkeys(symbols, hint)
     nbytes = {v: value_bytes(G.nodes[v]["shape"], G.nodes[v]["dtype"], sizes) for v in values}

@@ -12,7 +12,7 @@ from graphc.passes.schedule import Program
 @dataclass(frozen=True)
 class PlanTotals:
     sizes: dict[str, int]
-    naive_bytes: int  # one buffer per computed value
+    naive_bytes: int  # one buffer per value computed (in the arena or a fused loop's scalar)
     arena_bytes: int  # the planned arena
     live_peak_bytes: int  # the most bytes of arena values live at one step (a floor)
     slots: int
@@ -46,7 +46,8 @@ def live_bytes(prog: Program, plan: MemoryPlan, sizes: dict[str, int]) -> list[i
 def totals(prog: Program, plan: MemoryPlan, sizes: dict[str, int]) -> PlanTotals:
     G = prog.graph.nx
     values = plan.arena_values()
-    naive = sum(value_bytes(G.nodes[v]["shape"], G.nodes[v]["dtype"], sizes) for v in values)
+    computed = [v for v, s in plan.storage.items() if s.kind in ("arena", "local")]
+    naive = sum(value_bytes(G.nodes[v]["shape"], G.nodes[v]["dtype"], sizes) for v in computed)
     timeline = live_bytes(prog, plan, sizes)
     return PlanTotals(
         dict(sizes),
@@ -73,7 +74,7 @@ def plan_table(prog: Program, plan: MemoryPlan, sizes: dict[str, int]) -> str:
     rows = [
         f"{'value':>7}  {'op':<14} {'type':<18} {'bytes':>10}  {'storage':<12} {'offset':>10}  live"
     ]
-    order = {s.node: t for t, s in enumerate(prog.steps)}
+    order = prog.step_of
     for v in sorted(plan.storage, key=lambda v: (order.get(v, -1), v)):
         a, st = G.nodes[v], plan.storage[v]
         iv = plan.intervals.get(v)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import networkx as nx
 
@@ -14,10 +15,17 @@ from graphc.ir.graph import Graph, operands, topo_order
 
 @dataclass(frozen=True)
 class Step:
-    """Compute node `node`; `section` says whether it belongs to the forward or backward pass."""
+    """Compute node `node`; `section` says whether it belongs to the forward or backward pass.
+    A fused step (see passes/fuse.py) computes the nodes `fused`, in order, in one loop; `node`
+    is then the last of them."""
 
     node: int
     section: str  # "forward" | "backward"
+    fused: tuple[int, ...] = ()
+
+    @property
+    def nodes(self) -> tuple[int, ...]:
+        return self.fused or (self.node,)
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,22 @@ class Program:
     inputs: dict[str, int]
     outputs: dict[str, int]
 
+    @cached_property
+    def step_of(self) -> dict[int, int]:
+        """The index of the step that computes each node."""
+        return {n: t for t, s in enumerate(self.steps) for n in s.nodes}
+
+    def reads(self, t: int) -> list[int]:
+        """The values step `t` reads from outside itself, each once, in operand order."""
+        G, mine = self.graph.nx, set(self.steps[t].nodes)
+        out = (u for n in self.steps[t].nodes for u in operands(G, n) if u not in mine)
+        return list(dict.fromkeys(out))
+
+    def operands_of(self, v: int) -> list[int]:
+        """What the step computing `v` reads: v's operands, or its fused step's reads."""
+        t = self.step_of[v]
+        return self.reads(t) if self.steps[t].fused else operands(self.graph.nx, v)
+
     def __str__(self) -> str:
         from graphc.ir.printer import format_node
 
@@ -39,7 +63,10 @@ class Program:
             if s.section != section:
                 section = s.section
                 lines.append(f"# {section}")
-            lines.append(f"{len(lines):4d}  " + format_node(self.graph.nx, s.node))
+            for k, n in enumerate(s.nodes):
+                mark = "" if not s.fused else ("fused { " if k == 0 else "        ")
+                end = " }" if s.fused and k == len(s.nodes) - 1 else ""
+                lines.append(f"{len(lines):4d}  {mark}" + format_node(self.graph.nx, n) + end)
         outs = ", ".join(f"{k}=v{v}" for k, v in self.outputs.items())
         return "\n".join([*lines, f"return {outs}"])
 

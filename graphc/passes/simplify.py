@@ -293,3 +293,25 @@ def _size_static(b: _Builder, args, params):
     if not all(isinstance(d, int) for d in dims):
         return None
     return b.const(np.asarray(np.prod(dims, dtype=np.int64), dtype=a["dtype"]), params["_loc"])
+
+
+@rule("size")
+def _size_of_input(b: _Builder, args, params):
+    """size(x, axis) -> size(input, axis') when an input has those dims (size reads only the
+    shape, and an input is alive anyway: x need not be kept for it)"""
+    if b.op(args[0]) == "input":
+        return None
+    dims = [b.G.nodes[args[0]]["shape"][i] for i in params["axis"]]
+    for n, a in b.G.nodes(data=True):
+        if a["op"] != "input" or a["dtype"] != b.G.nodes[args[0]]["dtype"]:
+            continue
+        free = list(enumerate(a["shape"]))
+        axes = []
+        for d in dims:
+            k = next((k for k, (_, e) in enumerate(free) if e == d), None)
+            if k is None:
+                break
+            axes.append(free.pop(k)[0])
+        else:
+            return b.emit("size", [n], {"axis": tuple(sorted(axes))}, params["_loc"])
+    return None

@@ -31,24 +31,40 @@ def _root(plan: MemoryPlan, v: int) -> int:
 def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1, 3, 1000)) -> None:
     """Raise PlanError if running `prog` with `plan` could read clobbered or missing data."""
     G = prog.graph.nx
-    steps = [s.node for s in prog.steps]
+    steps = [s.nodes for s in prog.steps]
+    # What each step reads from outside itself (a fused step's own values stay in its loop).
+    reads = [[u for n in nodes for u in operands(G, n) if u not in nodes] for nodes in steps]
+    writes = [
+        [v for v in nodes if getattr(plan.storage.get(v), "kind", None) != "local"]
+        for nodes in steps
+    ]
 
     def where(v: int) -> str:
         return describe(G, v)
 
-    # Every value read or written has storage of the right kind.
-    for t, v in enumerate(steps):
-        for u in [*operands(G, v), v]:
+    # Every value read or written has storage of the right kind; a value kept in a loop's scalar
+    # is read by its own step only.
+    outputs = set(prog.outputs.values())
+    for t, nodes in enumerate(steps):
+        for u in [*reads[t], *nodes]:
             if u not in plan.storage:
                 raise PlanError(f"step {t}: {where(u)} has no storage")
-        kind = plan.storage[v].kind
-        if kind in ("input", "const"):
-            raise PlanError(f"step {t}: {where(v)} would be written into an {kind}")
-        if kind == "output" and prog.outputs.get(plan.storage[v].ref) != v:
-            raise PlanError(
-                f"step {t}: {where(v)} would be written into output "
-                f"{plan.storage[v].ref!r}, which is another value"
-            )
+        for u in reads[t]:
+            if plan.storage[u].kind == "local":
+                raise PlanError(f"step {t}: reads {where(u)}, a scalar of another step's loop")
+        for v in nodes:
+            if plan.storage[v].kind == "local" and (len(nodes) == 1 or v in outputs):
+                raise PlanError(f"step {t}: {where(v)} is kept in a loop scalar but is needed")
+    for t, vs in enumerate(writes):
+        for v in vs:
+            kind = plan.storage[v].kind
+            if kind in ("input", "const"):
+                raise PlanError(f"step {t}: {where(v)} would be written into an {kind}")
+            if kind == "output" and prog.outputs.get(plan.storage[v].ref) != v:
+                raise PlanError(
+                    f"step {t}: {where(v)} would be written into output "
+                    f"{plan.storage[v].ref!r}, which is another value"
+                )
     for name, n in prog.inputs.items():
         if plan.storage.get(n) != type(plan.storage.get(n))("input", name):
             raise PlanError(f"input {name!r} ({where(n)}) is not stored in its argument")
@@ -80,8 +96,8 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
 
     # When is each (root) value last read?
     last_read: dict[int, int] = {}
-    for t, v in enumerate(steps):
-        for u in operands(G, v):
+    for t in range(len(steps)):
+        for u in reads[t]:
             last_read[_root(plan, u)] = t
     for n in prog.outputs.values():
         last_read[_root(plan, n)] = len(steps)
@@ -89,38 +105,44 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
     # Replay.
     holds: dict[int, int] = {}  # slot -> the root value whose bytes it holds
     written: set[int] = set()
-    for t, v in enumerate(steps):
-        for u in operands(G, v):
+    for t in range(len(steps)):
+        for u in reads[t]:
             r = _root(plan, u)
             st = plan.storage[r]
             if st.kind == "arena" and holds.get(int(st.ref)) != r:
                 other = holds.get(int(st.ref))
                 raise PlanError(
-                    f"step {t}: {where(v)} reads {where(u)} from buf{st.ref}, but the buffer "
-                    + (f"now holds v{other}" if other is not None else "was never written")
+                    f"step {t}: {where(steps[t][-1])} reads {where(u)} from buf{st.ref}, but the "
+                    + (
+                        f"buffer now holds v{other}"
+                        if other is not None
+                        else "buffer was never written"
+                    )
                 )
             if st.kind in ("arena", "output") and r not in written and G.nodes[r]["op"] != "const":
-                raise PlanError(f"step {t}: {where(v)} reads {where(u)} before it is computed")
-        if plan.storage[v].kind == "alias":
-            written.add(v)
-            continue
-        st = plan.storage[v]
-        if st.kind == "arena":
-            prev = holds.get(int(st.ref))
-            if prev is not None and last_read.get(prev, -1) > t:
                 raise PlanError(
-                    f"step {t}: {where(v)} overwrites v{prev} in buf{st.ref}, which "
-                    f"is read again at step {last_read[prev]}"
+                    f"step {t}: {where(steps[t][-1])} reads {where(u)} before it is computed"
                 )
-            if prev is not None and last_read.get(prev, -1) == t:
-                a, b = G.nodes[v], G.nodes[prev]
-                reads_prev = any(_root(plan, u) == prev for u in operands(G, v))
-                same = a["shape"] == b["shape"] and a["dtype"] == b["dtype"]
-                if not (REGISTRY[a["op"]].elementwise and same and reads_prev):
+        for v in writes[t]:
+            st = plan.storage[v]
+            if st.kind == "arena":
+                prev = holds.get(int(st.ref))
+                if prev is not None and last_read.get(prev, -1) > t:
                     raise PlanError(
-                        f"step {t}: {where(v)} overwrites v{prev} in buf{st.ref} "
-                        "while reading it, and is not an elementwise op of the "
-                        "same shape that may work in place"
+                        f"step {t}: {where(v)} overwrites v{prev} in buf{st.ref}, which "
+                        f"is read again at step {last_read[prev]}"
                     )
-            holds[int(st.ref)] = v
-        written.add(v)
+                if prev is not None and last_read.get(prev, -1) == t:
+                    # Only an elementwise result may replace an operand of its own shape that its
+                    # step reads, at the same index (a fused loop loads before it stores).
+                    a, b = G.nodes[v], G.nodes[prev]
+                    reads_prev = any(_root(plan, u) == prev for u in reads[t])
+                    same = a["shape"] == b["shape"] and a["dtype"] == b["dtype"]
+                    if not (REGISTRY[a["op"]].elementwise and same and reads_prev):
+                        raise PlanError(
+                            f"step {t}: {where(v)} overwrites v{prev} in buf{st.ref} "
+                            "while reading it, and is not an elementwise op of the "
+                            "same shape that may work in place"
+                        )
+                holds[int(st.ref)] = v
+            written.add(v)

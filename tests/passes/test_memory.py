@@ -8,6 +8,7 @@ import pytest
 import graphc as gc
 from graphc.compiler import run_stages
 from graphc.errors import PlanError
+from graphc.passes.fuse import fuse
 from graphc.passes.liveness import WHOLE_CALL, liveness
 from graphc.passes.memory import Storage, plan_memory
 from graphc.passes.plan_report import default_sizes, plan_table, totals
@@ -79,10 +80,13 @@ def test_every_plan_verifies(name, strategy, order):
     for outputs in (list(st.graph.outputs), list(joint.outputs)):
         prog = schedule(joint, outputs, st.graph._next_id, order=order)
         verify_plan(prog, plan_memory(prog, strategy))
+        verify_plan(fuse(prog), plan_memory(fuse(prog), strategy))
 
 
-def plans(model):
-    st = run_stages(model)
+def plans(model, fusion=False):
+    """The planned value_and_grad program; unfused unless asked, so that every elementwise op
+    is a step of its own and the planner's choices are visible."""
+    st = run_stages(model, fusion=fusion)
     return st.programs["value_and_grad"]
 
 
@@ -162,7 +166,7 @@ def broken(kind):
         g = gc.Graph("mm")
         h = gc.tanh(g.input("x", shape=("N", 3)))
         g.output("y", gc.sum(gc.exp(h @ g.param("W", shape=(3, 3)))))
-        prog, plan = run_stages(g).programs["forward"]
+        prog, plan = run_stages(g, fusion=False).programs["forward"]
         storage = dict(plan.storage)
         G = prog.graph.nx
         mm, a = next(
@@ -210,7 +214,7 @@ def test_budget_lowers_the_arena_with_a_report():
     base_prog, base_plan = plans(g)
     sizes = default_sizes(base_prog, 256)
     base = base_plan.arena_bytes(sizes)
-    st = run_stages(g, memory_budget=base // 4)
+    st = run_stages(g, memory_budget=base // 4, fusion=False)
     c = st.checkpointing
     prog, plan = st.programs["value_and_grad"]
     assert c.fits and plan.arena_bytes(sizes) <= base // 4

@@ -1,0 +1,158 @@
+"""`fuse`: runs of elementwise steps over the same index space become one loop (DESIGN.md §4).
+
+A fused step computes its nodes in order for one element at a time, holding every value in a
+scalar: values that no step outside the group reads and that are not outputs never touch memory
+(the planner gives them no storage). A group has a *domain*, the shape its loop runs over; its
+members are
+
+  - elementwise ops (and `broadcast_to` of a value from outside the group) whose result has the
+    domain's shape, reading values of the group or any value from outside it (broadcast);
+  - `sum` and `mean` of a value of the domain's shape, which accumulate over the loop and end
+    their chain: nothing in the group may read a reduction's result.
+
+Fusion only merges steps that are adjacent in the schedule, so the schedule's memory order is
+kept; the last forward steps and the first backward ones may share a loop (then the forward
+values the backward pass reads there are never stored). Within a step, every load of an
+element happens before any store (the generated loop computes all scalars first), so a group
+may write a result over an operand of the same shape whose last read it is, as a single
+elementwise kernel may.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from graphc.ir.graph import operands
+from graphc.ops.registry import REGISTRY
+from graphc.passes.schedule import Program, Step
+
+REDUCTIONS = ("sum", "mean")
+
+
+def loop_op(G, n: int) -> bool:
+    """Is n computed by a loop over elements (alone or fused): elementwise, broadcast, sum?"""
+    op = G.nodes[n]["op"]
+    return REGISTRY[op].elementwise or op in ("broadcast_to", *REDUCTIONS)
+
+
+def domain(G, nodes: Sequence[int]) -> tuple:
+    """The shape a group's loop runs over."""
+    n = nodes[0]
+    a = G.nodes[n]
+    return G.nodes[operands(G, n)[0]]["shape"] if a["op"] in REDUCTIONS else a["shape"]
+
+
+def full_reduction(G, n: int) -> bool:
+    return G.nodes[n]["op"] in REDUCTIONS and all(d == 1 for d in G.nodes[n]["shape"])
+
+
+def is_flat(G, nodes: Sequence[int]) -> bool:
+    """Does the group's loop run over one flat index: every value it reads from outside has
+    its domain's shape or a single element, and no reduction keeps an axis?"""
+    mine, shape = set(nodes), domain(G, nodes)
+    return all(
+        (G.nodes[n]["op"] not in REDUCTIONS or full_reduction(G, n))
+        and all(
+            G.nodes[u]["shape"] == shape or all(d == 1 for d in G.nodes[u]["shape"])
+            for u in operands(G, n)
+            if u not in mine
+        )
+        for n in nodes
+    )
+
+
+def _flat_member(G, n: int, outside: Callable[[int], bool], shape: tuple) -> bool:
+    """Can n be computed at a flat index over `shape`?"""
+    return (G.nodes[n]["op"] not in REDUCTIONS or full_reduction(G, n)) and all(
+        G.nodes[u]["shape"] == shape or all(d == 1 for d in G.nodes[u]["shape"])
+        for u in operands(G, n)
+        if outside(u)
+    )
+
+
+@dataclasses.dataclass
+class _Group:
+    steps: list[Step]
+    members: set[int]
+    shape: tuple
+    flat: bool
+    full: bool  # has a full reduction
+
+    @classmethod
+    def of(cls, G, step: Step) -> _Group:
+        n = step.node
+        shape = domain(G, [n])
+        flat = _flat_member(G, n, lambda u: True, shape)
+        return cls([step], {n}, shape, flat, full_reduction(G, n))
+
+    def joins(self, G, n: int) -> bool:
+        """May n be computed in this loop? A full reduction is only ever computed in a flat
+        loop, so that its terms are added in one order (kernels.fused), fused or not."""
+        a = G.nodes[n]
+        inside = [u for u in operands(G, n) if u in self.members]
+        if any(G.nodes[u]["op"] in REDUCTIONS for u in inside):
+            return False  # a reduction's result is known only after the loop
+        if a["op"] == "broadcast_to" and inside:
+            return False
+        shape = G.nodes[operands(G, n)[0]]["shape"] if a["op"] in REDUCTIONS else a["shape"]
+        if shape != self.shape:
+            return False
+        flat = self.flat and _flat_member(G, n, lambda u: u not in self.members, shape)
+        return flat or not (self.full or full_reduction(G, n))
+
+    def add(self, G, step: Step) -> None:
+        n = step.node
+        self.flat = self.flat and _flat_member(G, n, lambda u: u not in self.members, self.shape)
+        self.full = self.full or full_reduction(G, n)
+        self.steps.append(step)
+        self.members.add(n)
+
+
+def _shape_only(G, n: int) -> bool:
+    return G.nodes[n]["op"] == "size" and all(G.nodes[u]["op"] == "input" for u in operands(G, n))
+
+
+def fuse(prog: Program) -> Program:
+    """`prog` with maximal runs of adjacent fusable steps merged into fused steps (a run of one
+    stays an ordinary step); a fused step's section is that of its first step."""
+    G = prog.graph.nx
+    # `size` of an input (simplify rewrites sizes so) reads no data: run it first, so it does not
+    # split the loops around it.
+    first = [s for s in prog.steps if _shape_only(G, s.node)]
+    groups = [[dataclasses.replace(s, section=prog.steps[0].section)] for s in first]
+    open_group: _Group | None = None
+    for step in prog.steps:
+        if step in first:
+            continue
+        n = step.node
+        if open_group is not None and loop_op(G, n) and open_group.joins(G, n):
+            open_group.add(G, step)
+            continue
+        open_group = _Group.of(G, step) if loop_op(G, n) else None
+        groups.append(open_group.steps if open_group else [step])
+    steps = tuple(
+        g[0] if len(g) == 1 else Step(g[-1].node, g[0].section, tuple(s.node for s in g))
+        for g in groups
+    )
+    return dataclasses.replace(prog, steps=steps)
+
+
+def internal_values(prog: Program) -> set[int]:
+    """Values of fused steps that only their own step reads and that are not outputs: they live
+    in a scalar of the loop and need no storage."""
+    G = prog.graph.nx
+    outputs = set(prog.outputs.values())
+    out = set()
+    for s in prog.steps:
+        if not s.fused:
+            continue
+        mine = set(s.nodes)
+        for n in s.nodes:
+            if (
+                n not in outputs
+                and G.nodes[n]["op"] not in REDUCTIONS
+                and all(v in mine for v in G.successors(n) if v in prog.step_of)
+            ):
+                out.add(n)
+    return out

@@ -1,0 +1,169 @@
+"""Elementwise fusion: which steps share a loop, what is never stored, and that fused code
+computes exactly what unfused code does."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.compiler import run_stages
+from graphc.errors import PlanError
+from graphc.passes.fuse import full_reduction, is_flat
+from graphc.passes.memory import Storage
+from graphc.passes.verify_plan import verify_plan
+from tests.models import mlp, seed_net
+from tests.passes.test_memory import random_model
+
+
+def elementwise_chain() -> gc.Graph:
+    """The elementwise benchmark: every op of the forward and backward pass is elementwise."""
+    g = gc.Graph("ew_chain")
+    x, a, b = (g.param(k, shape=("N",)) for k in "xab")
+    g.output("loss", gc.sum(gc.tanh(x * a + b) * gc.sigmoid(x) - gc.exp(-x * x)))
+    return g
+
+
+def bias_layer() -> gc.Graph:
+    """Broadcast operands, a partial reduction (the bias gradient) and a full one."""
+    g = gc.Graph("bias_layer")
+    x = g.input("x", shape=("N", 4))
+    b = g.param("b", shape=(4,))
+    s = g.param("s", shape=())
+    g.output("loss", gc.mean(gc.tanh(x + b) * s))
+    return g
+
+
+def step_of(prog, n):
+    return prog.step_of[n]
+
+
+def test_the_elementwise_chain_is_one_loop_that_stores_only_outputs():
+    prog, plan = run_stages(elementwise_chain()).programs["value_and_grad"]
+    assert len(prog.steps) == 1 and prog.steps[0].fused
+    stored = {n for n in prog.steps[0].nodes if plan.storage[n].kind != "local"}
+    assert stored == set(prog.outputs.values())
+    assert plan.slots == ()  # no arena at all
+    assert "fused {" in str(prog)
+
+
+def test_nothing_reads_a_reduction_in_its_own_loop():
+    g = gc.Graph("norm")
+    x = g.input("x", shape=("N", 4))
+    s = gc.sum(gc.exp(x), axis=1, keepdims=True)  # shape (N, 1): its own loop space
+    g.output("y", gc.sum(gc.exp(x) / s))
+    prog, _ = run_stages(g).programs["forward"]
+    G = prog.graph.nx
+    for n in G:
+        if G.nodes[n]["op"] == "sum" and n in prog.step_of:
+            for reader in G.successors(n):
+                if reader in prog.step_of:
+                    assert prog.step_of[reader] != prog.step_of[n]
+
+
+def test_broadcast_reads_and_a_partial_reduction_share_the_loop():
+    g = gc.Graph("colsum")
+    x = g.input("x", shape=("N", 4))
+    g.output("y", gc.sum(gc.tanh(x + g.input("b", shape=(4,))), axis=0))
+    prog, plan = run_stages(g).programs["forward"]
+    assert len(prog.steps) == 1 and [plan.storage[n].kind for n in prog.steps[0].nodes] == [
+        "local",
+        "local",
+        "output",
+    ]
+
+
+def test_a_full_reduction_is_only_computed_in_a_flat_loop():
+    prog, _ = run_stages(bias_layer()).programs["value_and_grad"]
+    G = prog.graph.nx
+    for s in prog.steps:
+        if any(full_reduction(G, n) for n in s.nodes):
+            assert is_flat(G, s.nodes)
+    assert any(s.fused and any(full_reduction(G, n) for n in s.nodes) for s in prog.steps)
+
+
+@pytest.mark.parametrize(
+    "model", [seed_net, bias_layer, elementwise_chain, lambda: random_model(3)]
+)
+def test_fused_plans_verify(model):
+    for budget in (None, 1):
+        st = run_stages(model(), memory_budget=budget)
+        for prog, plan in st.programs.values():
+            verify_plan(prog, plan)
+
+
+def test_verifier_rejects_a_loop_scalar_read_by_another_step():
+    prog, plan = run_stages(seed_net()).programs["value_and_grad"]
+    G = prog.graph.nx
+    v = next(
+        n
+        for t, s in enumerate(prog.steps)
+        if s.fused
+        for n in s.nodes
+        if plan.storage[n].kind == "arena"
+        and any(prog.step_of.get(r, t) != t for r in G.successors(n))
+    )
+    storage = {**plan.storage, v: Storage("local", prog.step_of[v])}
+    with pytest.raises(PlanError, match="a scalar of another step's loop"):
+        verify_plan(prog, dataclasses.replace(plan, storage=storage))
+
+
+def test_verifier_rejects_an_output_kept_in_a_loop_scalar():
+    prog, plan = run_stages(elementwise_chain()).programs["value_and_grad"]
+    out = prog.outputs["dloss/dx"]
+    storage = {**plan.storage, out: Storage("local", 0)}
+    with pytest.raises(PlanError, match="kept in a loop scalar but is needed"):
+        verify_plan(prog, dataclasses.replace(plan, storage=storage))
+
+
+@pytest.mark.compiler
+def test_fused_code_is_bitwise_unfused_code(tmp_path):
+    """The same arithmetic op by op, full reductions in one order, and math functions that
+    give the same bits in any vector lane."""
+    rng = np.random.default_rng(7)
+    g_mlp, mlp_inputs = mlp(rng)
+    cases = {
+        "seed": (seed_net(), {}),
+        "mlp": (g_mlp, mlp_inputs),
+        "chain": (elementwise_chain(), {k: rng.normal(size=1000) for k in "xab"}),
+        "bias": (bias_layer(), {"x": rng.normal(size=(300, 4)), "b": rng.normal(size=4),
+                                "s": np.array(0.7)}),
+    }  # fmt: skip
+    cases["seed"][1].update(
+        x=rng.normal(size=(5, 3)), y=rng.normal(size=(5, 2)), W1=rng.normal(size=(2, 3)),
+        b1=rng.normal(size=2), W2=rng.normal(size=(2, 2)), b2=rng.normal(size=1),
+    )  # fmt: skip
+    for name, (g, inputs) in cases.items():
+        fused = gc.compile(g, out_dir=tmp_path, fusion=True)
+        plain = gc.compile(g, out_dir=tmp_path, fusion=False)
+        assert "fused loop" in fused.source and "fused loop" not in plain.source
+        got, want = fused.value_and_grad(**inputs), plain.value_and_grad(**inputs)
+        for part in (0, 1):
+            for k in want[part]:
+                assert got[part][k].tobytes() == want[part][k].tobytes(), (name, k)
+        ref = gc.value_and_grad(g, inputs, of="loss", wrt=list(got[1]))
+        for k in ref[1]:
+            np.testing.assert_allclose(got[1][k], ref[1][k], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.compiler
+def test_threads_change_nothing_but_speed(tmp_path):
+    g = elementwise_chain()
+    m = gc.compile(g, out_dir=tmp_path)
+    rng = np.random.default_rng(3)
+    inputs = {k: rng.normal(size=100_003) for k in "xab"}  # large enough to use threads
+    results = []
+    for n in (1, 2, 3):
+        m.module.set_num_threads(n)
+        assert m.module.get_num_threads() == n
+        results.append(m.value_and_grad(**inputs))
+    for outs, grads in results[1:]:
+        assert outs["loss"].tobytes() == results[0][0]["loss"].tobytes()
+        for k in grads:
+            assert grads[k].tobytes() == results[0][1][k].tobytes()
+    ref = gc.value_and_grad(g, inputs, of="loss", wrt=list("xab"))
+    np.testing.assert_allclose(results[0][0]["loss"], ref[0]["loss"], rtol=1e-12)
+    for k in "xab":
+        np.testing.assert_allclose(results[0][1][k], ref[1][k], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="at least 1 thread"):
+        m.module.set_num_threads(0)
