@@ -155,6 +155,44 @@ def test_read_only_and_aliased_inputs_are_fine(seed):
     np.testing.assert_allclose(b["loss"], c["loss"], rtol=1e-12)
 
 
+def test_out_buffers_are_filled_in_place(seed):
+    first = seed.value_and_grad(**INPUTS)
+    want = [{k: v.copy() for k, v in part.items()} for part in first]
+    for part in first:
+        for v in part.values():
+            v.fill(np.nan)
+    again = seed.value_and_grad(**INPUTS, out=first)
+    for got_part, old_part, want_part in zip(again, first, want, strict=True):
+        for k in want_part:
+            assert got_part[k] is old_part[k]
+            assert got_part[k].tobytes() == want_part[k].tobytes()
+    outs = seed.forward(**INPUTS)
+    assert seed.forward(*INPUTS.values(), out=outs)["loss"] is outs["loss"]
+
+
+@pytest.mark.parametrize("change, pattern", [
+    (lambda o, g: (o, {k: v for k, v in g.items() if k != "W1"}), r"with an array for 'W1'"),
+    (lambda o, g: (o, dict(g, W1=np.zeros((3, 2)))), r"out\['W1'\] must be a float64 array of shape \(2, 3\)"),
+    (lambda o, g: (o, dict(g, W1=np.zeros((2, 3), np.float32))), r"must be a float64 array"),
+    (lambda o, g: (o, dict(g, W1=np.zeros((3, 2)).T)), r"out\['W1'\] must be C-contiguous"),
+    (lambda o, g: (o, dict(g, W1=_read_only((2, 3)))), r"out\['W1'\] must be C-contiguous, aligned, writeable"),
+    (lambda o, g: (o, dict(g, W1=INPUTS["W1"])), r"out\['W1'\] shares memory with an input"),
+    (lambda o, g: (o, dict(g, b2=g["b1"][:1])), r"out\['b\d'\] and out\['b\d'\] share memory"),
+    (lambda o, g: (o, dict(g, W1=[[0.0] * 3] * 2)), r"out\['W1'\] must be a NumPy array"),
+    (lambda o, g: o, r"out= must be a pair of dicts"),
+])  # fmt: skip
+def test_bad_out_buffers_raise_clear_errors(seed, change, pattern):
+    outs, grads = seed.value_and_grad(**INPUTS)
+    with pytest.raises((TypeError, ValueError), match=pattern):
+        seed.value_and_grad(**INPUTS, out=change(outs, grads))
+
+
+def _read_only(shape):
+    a = np.zeros(shape)
+    a.flags.writeable = False
+    return a
+
+
 def test_concurrent_calls_from_threads(seed):
     rng = np.random.default_rng(5)
     batches = [
@@ -292,7 +330,7 @@ def test_cli_compile_check(tmp_path, capsys):
     seed_file = str(ROOT / "examples" / "seed_network.py")
     assert main(["compile", seed_file, "--check", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "seed_net: 9 forward steps" in out and "gradient steps after simplify" in out
+    assert "seed_net: 9 forward ops, " in out and "gradient ops after simplify" in out
     assert "match the interpreter" in out and "finite differences (ok" in out
     assert (tmp_path / "seed_net" / "seed_net.pyx").is_file()
 

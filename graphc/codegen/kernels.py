@@ -3,13 +3,16 @@ function here that fills loop records or calls a kernel template's helper (`_gem
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from graphc.codegen import cexpr
 from graphc.codegen.records import LoopHead, Statement
+from graphc.ir.graph import operands
 from graphc.ir.shapes import Dim
 from graphc.ops.registry import REGISTRY
+from graphc.passes.fuse import is_flat
 
 INDENT = "    "
 
@@ -17,6 +20,9 @@ INDENT = "    "
 class Values(Protocol):
     """What a lowering function may ask about values (see lower.Context)."""
 
+    G: Any  # the graph's networkx view
+
+    def describe(self, n: int) -> str: ...
     def ptr(self, n: int) -> str: ...
     def literal(self, n: int) -> str | None: ...
     def shape(self, n: int) -> tuple: ...
@@ -53,39 +59,6 @@ def _operand_index(shape: tuple, out_idx: Sequence[str | None]) -> str:
     )
 
 
-def elementwise(v: Values, n: int, op: str, args: list[int], params: dict) -> list[Statement]:
-    out_shape = v.shape(n)
-    fragment = REGISTRY[op].fragment
-    if callable(fragment):
-        fragment = fragment(params)
-    assert fragment is not None
-    scalar_like = [all(d == 1 for d in v.shape(u)) for u in args]
-    if all(v.shape(u) == out_shape or s for u, s in zip(args, scalar_like, strict=True)):
-        heads, i, body = flat_loop(cexpr.size(out_shape))
-        index = {u: ("0" if s else i) for u, s in zip(args, scalar_like, strict=True)}
-        target = f"{v.ptr(n)}[{i}]"
-    else:
-        heads, idx, body = loop_nest(out_shape)
-        index = {u: _operand_index(v.shape(u), idx) for u in args}
-        target = f"{v.ptr(n)}[{cexpr.flat_index(out_shape, idx)}]"
-    reads = [v.literal(u) or f"{v.ptr(u)}[{index[u]}]" for u in args]
-    cparams = {k: cexpr.CTYPE.get(p, p) for k, p in params.items()}
-    expr = fragment.format(*reads, **cparams)
-    return [Statement("", heads, (f"{body}{target} = {expr}",))]
-
-
-def copy_broadcast(v: Values, n: int, src: int) -> list[Statement]:
-    """`n` = `src` broadcast to n's shape (also a plain copy when the shapes agree)."""
-    heads, idx, body = loop_nest(v.shape(n))
-    read = v.literal(src) or f"{v.ptr(src)}[{_operand_index(v.shape(src), idx)}]"
-    target = f"{v.ptr(n)}[{cexpr.flat_index(v.shape(n), idx)}]"
-    return [Statement("", heads, (f"{body}{target} = {read}",))]
-
-
-def _broadcast_to(v: Values, n: int, args: list[int], params: dict) -> list[Statement]:
-    return copy_broadcast(v, n, args[0])
-
-
 def _reshape(v: Values, n: int, args: list[int], params: dict) -> list[Statement]:
     # Reached only when the plan could not alias the bytes (the result is an output array).
     heads, i, body = flat_loop(cexpr.size(v.shape(n)))
@@ -105,31 +78,20 @@ def _transpose(v: Values, n: int, args: list[int], params: dict) -> list[Stateme
     return [Statement("", heads, (f"{body}{target} = {read}",))]
 
 
-def _reduce(v: Values, n: int, args: list[int], params: dict, op: str) -> list[Statement]:
+def _max(v: Values, n: int, args: list[int], params: dict) -> list[Statement]:
+    """max over axes; NaN wins and stays, as in np.max (sum and mean are loops: `fused`)."""
     (x,) = args
     axes = params["axis"]
     out = v.ptr(n)
     init_heads, i, ib = flat_loop(cexpr.size(v.shape(n)))
-    init = "(-INFINITY)" if op == "max" else "0"
     heads, idx, body = loop_nest(v.shape(x))
     kept = tuple(1 if k in axes else d for k, d in enumerate(v.shape(x)))  # keepdims layout
     o = f"{out}[{cexpr.flat_index(kept, [None if k in axes else j for k, j in enumerate(idx)])}]"
     r = v.literal(x) or f"{v.ptr(x)}[{cexpr.flat_index(v.shape(x), idx)}]"
-    if op == "max":  # NaN wins and stays, as in np.max
-        update = f"{o} = ({r} if ({r} > {o} or {r} != {r}) else {o})"
-    else:
-        update = f"{o} += {r}"
-    stmts = [
-        Statement("", init_heads, (f"{ib}{out}[{i}] = {init}",)),
-        Statement("", heads, (f"{body}{update}",)),
+    return [
+        Statement("", init_heads, (f"{ib}{out}[{i}] = (-INFINITY)",)),
+        Statement("", heads, (f"{body}{o} = ({r} if ({r} > {o} or {r} != {r}) else {o})",)),
     ]
-    if op == "mean":
-        count = cexpr.size([d for k, d in enumerate(v.shape(x)) if k in axes])
-        ctype = cexpr.CTYPE[v.dtype(n)]
-        stmts.append(
-            Statement("", init_heads, (f"{ib}{out}[{i}] = {out}[{i}] / <{ctype}>({count})",))
-        )
-    return stmts
 
 
 def _size(v: Values, n: int, args: list[int], params: dict) -> list[Statement]:
@@ -179,10 +141,7 @@ LOWER: dict[str, Callable[..., list[Statement]]] = {
     "matmul": _matmul,
     "transpose": _transpose,
     "reshape": _reshape,
-    "broadcast_to": _broadcast_to,
-    "sum": lambda v, n, a, p: _reduce(v, n, a, p, "sum"),
-    "mean": lambda v, n, a, p: _reduce(v, n, a, p, "mean"),
-    "max": lambda v, n, a, p: _reduce(v, n, a, p, "max"),
+    "max": _max,
     "size": _size,
     "softmax": lambda v, n, a, p: _softmax(v, n, a, p, log=False),
     "log_softmax": lambda v, n, a, p: _softmax(v, n, a, p, log=True),
@@ -192,8 +151,145 @@ KERNEL_TEMPLATE = {"matmul": "gemm", "softmax": "softmax", "log_softmax": "softm
 
 
 def lower_op(v: Values, n: int, op: str, args: list[int], params: dict) -> list[Statement]:
-    if REGISTRY[op].elementwise:
-        return elementwise(v, n, op, args, params)
+    """The code of a step that is not a loop over elements (those are lowered by `fused`)."""
     if op not in LOWER:
         raise NotImplementedError(f"no code generation for op {op!r}")
     return LOWER[op](v, n, args, params)
+
+
+BLOCK = 64  # elements whose reduction terms are stored, then added in order
+CHUNKS = 64  # a flat loop ending in full reductions runs as this many chunks
+MAX_THREADS = 8  # threads for such a loop (each has its own BLOCK rows of scratch)
+
+
+def fused(
+    v: Values, nodes: Sequence[int], stored: set[int]
+) -> tuple[list[Statement], list[tuple[str, str]]]:
+    """One loop computing `nodes` (a fused step, see passes/fuse.py) element by element: each
+    value in a scalar `<name>_`, reductions accumulated, and the values in `stored` written out
+    after every load of the element. Returns the statements and the (ctype, name) of each local
+    variable they use.
+
+    Large loops are shared among threads (`_threads(n)` in the module decides how many). A map
+    splits its outermost loop. A loop with full reductions (always flat, see passes/fuse.py)
+    runs as CHUNKS fixed chunks: within a chunk, BLOCK terms at a time are computed
+    (vectorised) into scratch and then added in order; the chunks' sums are added in order at
+    the end. Every full reduction of a domain adds its terms in this one order, fused or not,
+    for any number of threads. Loops with partial reductions (`sum(x, axis=0)`) run on one
+    thread, in row-major order as the `sum` kernel does."""
+    G = v.G
+    mine = set(nodes)
+    red = [n for n in nodes if G.nodes[n]["op"] in ("sum", "mean")]
+    first = nodes[0]
+    domain = v.shape(operands(G, first)[0]) if first in red else v.shape(first)
+    full = [n for n in red if all(d == 1 for d in v.shape(n))]
+    partial = [n for n in red if n not in full]
+    flat = is_flat(G, nodes)
+    if flat:
+        heads, i, _ = flat_loop(cexpr.size(domain))
+        index = lambda u: i if v.shape(u) == domain else "0"
+        at, idx_ = i, [i]
+    else:
+        heads, idx_, _ = loop_nest(domain)
+        index = lambda u: _operand_index(v.shape(u), idx_)
+        at = cexpr.flat_index(domain, idx_)
+    j = heads[-1].var if heads else ""  # the innermost index
+    ctype = lambda n: cexpr.CTYPE[v.dtype(n)]
+    name = v.ptr
+
+    def read(u: int) -> str:
+        return f"{name(u)}_" if u in mine else (v.literal(u) or f"{name(u)}[{index(u)}]")
+
+    def count(n: int) -> str:
+        axes = G.nodes[n]["params"]["axis"]
+        dims = [d for k, d in enumerate(v.shape(operands(G, n)[0])) if k in axes]
+        return f"<{ctype(n)}>({cexpr.size(dims)})"
+
+    local = [(ctype(n), f"{name(n)}_") for n in nodes if n not in partial]
+    before: list[Statement] = []
+    after: list[Statement] = []
+    lines: list[str] = []  # the body of the (innermost) loop, unindented
+    for n in nodes:
+        a = G.nodes[n]
+        args = operands(G, n)
+        note = f"  # {v.describe(n)}"
+        if n in full:
+            before.append(Statement("", (), (f"{name(n)}_ = 0",)))
+            if heads:
+                lines.append(f"{name(n)}_s[{j} - blk] = {read(args[0])}{note}")
+            else:
+                lines.append(f"{name(n)}_ = {name(n)}_ + {read(args[0])}{note}")
+            mean = f" / {count(n)}" if a["op"] == "mean" else ""
+            after.append(Statement("", (), (f"{name(n)}[0] = {name(n)}_{mean}",)))
+        elif n in partial:
+            oh, oi, ob = flat_loop(cexpr.size(v.shape(n)))
+            before.append(Statement("", oh, (f"{ob}{name(n)}[{oi}] = 0",)))
+            axes = a["params"]["axis"]
+            kept = [None if k in axes else x for k, x in enumerate(idx_)]
+            kept_shape = tuple(1 if k in axes else d for k, d in enumerate(domain))
+            at_kept = cexpr.flat_index(kept_shape, kept)
+            lines.append(f"{name(n)}[{at_kept}] = {name(n)}[{at_kept}] + {read(args[0])}{note}")
+            if a["op"] == "mean":
+                mean = f"{ob}{name(n)}[{oi}] = {name(n)}[{oi}] / {count(n)}"
+                after.append(Statement("", oh, (mean,)))
+        elif a["op"] == "broadcast_to":
+            lines.append(f"{name(n)}_ = {read(args[0])}{note}")
+        else:
+            fragment = REGISTRY[a["op"]].fragment
+            if callable(fragment):
+                fragment = fragment(a["params"])
+            cparams = {k: cexpr.CTYPE.get(p, p) for k, p in a["params"].items()}
+            expr = fragment.format(*(read(u) for u in args), **cparams)
+            lines.append(f"{name(n)}_ = {expr}{note}")
+    lines += [f"{name(n)}[{at}] = {name(n)}_" for n in nodes if n in stored and n not in red]
+
+    def block(end: str, acc: str) -> list[str]:
+        """The innermost loop over one block from `blk`: terms, then their sums in order."""
+        return [
+            f"blk_end = min(blk + {BLOCK}, {end})",
+            f"for {j} in range(blk, blk_end):",
+            *(INDENT + ln for ln in lines),
+            f"for {j} in range(blk, blk_end):",
+            *(INDENT + f"{name(n)}{acc} = {name(n)}{acc} + {name(n)}_s[{j} - blk]" for n in full),
+        ]
+
+    def statement(heads: tuple[LoopHead, ...], body: list[str]) -> Statement:
+        return Statement("", heads, tuple(INDENT * len(heads) + ln for ln in body))
+
+    if not heads:
+        return [*before, statement((), lines), *after], local
+    if not red:  # a map: the threads share the outermost loop
+        heads = (parallel(heads[0], f"_threads({cexpr.size(domain)})"), *heads[1:])
+        return [statement(heads, lines)], local
+    if not full:  # partial reductions: one thread
+        return [*before, statement(heads, lines), *after], local
+    assert flat, "fuse puts full reductions in flat loops only"
+    local += [("Py_ssize_t", x) for x in (j, "blk", "blk_end")]
+    size = cexpr.size(domain)
+    chunk = f"(({size} + {CHUNKS - 1}) // {CHUNKS} + {BLOCK - 1}) // {BLOCK} * {BLOCK}"
+    before.append(Statement("", (), (f"ck_len = {chunk}",)))
+    body = [
+        "ck_lo = ck * ck_len",
+        f"ck_hi = min(ck_lo + ck_len, {size})",
+        *(f"{name(n)}_s = &{name(n)}_b[threadid() * {BLOCK}]" for n in full),
+        *(f"{name(n)}_a = 0" for n in full),
+        f"for blk in range(ck_lo, ck_hi, {BLOCK}):",
+        *(INDENT + ln for ln in block("ck_hi", "_a")),
+        *(f"{name(n)}_p[ck] = {name(n)}_a" for n in full),
+    ]
+    head = parallel(LoopHead("", "ck", str(CHUNKS)), f"_threads_upto({size}, {MAX_THREADS})")
+    sums = [f"{name(n)}_ = {name(n)}_ + {name(n)}_p[ck]" for n in full]
+    after.insert(0, statement((LoopHead("", "ck", str(CHUNKS)),), sums))
+    for n in full:
+        c = ctype(n)
+        local += [(c, f"{name(n)}_b[{BLOCK * MAX_THREADS}]"), (c, f"{name(n)}_p[{CHUNKS}]")]
+        local += [(c + "*", f"{name(n)}_s"), (c, f"{name(n)}_a")]
+    local += [("Py_ssize_t", x) for x in ("ck", "ck_len", "ck_lo", "ck_hi")]
+    return [*before, statement((head,), body), *after], local
+
+
+def parallel(head: LoopHead, threads: str) -> LoopHead:
+    """`head` with its iterations shared among `threads` threads, split statically (the same
+    split on every call)."""
+    extent = f"{head.extent}, schedule='static', num_threads={threads}"
+    return dataclasses.replace(head, func="prange", extent=extent)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
 
 from graphc.codegen import cexpr
-from graphc.codegen.kernels import KERNEL_TEMPLATE, lower_op
+from graphc.codegen.kernels import KERNEL_TEMPLATE, fused, lower_op
 from graphc.codegen.records import (
     Arg,
     Const,
@@ -22,6 +23,7 @@ from graphc.codegen.records import (
 )
 from graphc.ir.graph import Graph, operands
 from graphc.ir.printer import format_params
+from graphc.passes.fuse import loop_op
 from graphc.passes.memory import ITEMSIZE, MemoryPlan
 from graphc.passes.schedule import Program
 
@@ -104,7 +106,7 @@ def _args(ctx: Context, inputs: dict[str, int]) -> tuple[Arg, ...]:
     return tuple(args)
 
 
-def _outs(ctx: Context, prog: Program, grads: dict[str, str]) -> tuple[Out, ...]:
+def _outs(ctx: Context, prog: Program, grads: dict[str, str], pair: bool) -> tuple[Out, ...]:
     outs = []
     for k, (name, n) in enumerate(prog.outputs.items()):
         key, group = (grads[name], "grads") if name in grads else (name, "outputs")
@@ -113,6 +115,8 @@ def _outs(ctx: Context, prog: Program, grads: dict[str, str]) -> tuple[Out, ...]
                 name,
                 key,
                 group,
+                int(group == "grads") if pair else -1,
+                repr(key),
                 f"o{k}",
                 cexpr.TYPENUM[ctx.dtype(n)],
                 len(ctx.shape(n)),
@@ -125,7 +129,7 @@ def _outs(ctx: Context, prog: Program, grads: dict[str, str]) -> tuple[Out, ...]
 def _function(
     ctx: Context, prog: Program, plan: MemoryPlan, name: str, grads: dict[str, str], doc: str
 ) -> Function:
-    outs = _outs(ctx, prog, grads)
+    outs = _outs(ctx, prog, grads, pair=name == "value_and_grad")
     out_var = {o.name: o.var for o in outs}
     slots, start = [], "0"
     for s in plan.slots:
@@ -146,21 +150,38 @@ def _function(
             init = f"<{ctype}*>PyArray_DATA(_c{v})"
         elif st.kind == "alias":
             init = ctx.ptr(plan.root(v))
+        elif st.kind == "local":
+            continue  # a scalar of its fused loop
         else:
             init = f"<{ctype}*>(arena + off_buf{st.ref})"
         pointers.append(Pointer(ctx.ptr(v), ctype, init))
     sections, loop_vars = [], {"i"}
-    for title in ("forward", "backward"):
+    scalars: dict[str, dict[str, None]] = {}  # ctype -> the fused loops' local variables
+    for title, steps in itertools.groupby(prog.steps, key=lambda s: s.section):
         stmts = []
-        for step in (s for s in prog.steps if s.section == title):
-            if plan.storage[step.node].kind == "alias":
+        prefix = "adj: " if title == "backward" else ""
+        for step in steps:
+            if step.fused or loop_op(ctx.G, step.node):
+                stored = {n for n in step.nodes if plan.storage[n].kind != "local"}
+                lowered, local = fused(ctx, step.nodes, stored)
+                for ctype, var in local:
+                    if ctype == "Py_ssize_t":
+                        loop_vars.add(var)
+                    else:
+                        scalars.setdefault(ctype, {})[var] = None
+                comment = (
+                    f"{prefix}fused loop: {len(step.nodes)} ops, "
+                    f"{', '.join(ctx.ptr(n) for n in sorted(stored))} stored"
+                    if step.fused
+                    else prefix + ctx.describe(step.node)
+                )
+            elif plan.storage[step.node].kind == "alias":
                 continue  # a reshape that shares its operand's bytes: nothing to compute
-            a = ctx.G.nodes[step.node]
-            lowered = lower_op(ctx, step.node, a["op"], operands(ctx.G, step.node), a["params"])
-            prefix = "adj: " if title == "backward" else ""
-            lowered[0] = Statement(
-                prefix + ctx.describe(step.node), lowered[0].heads, lowered[0].body
-            )
+            else:
+                a = ctx.G.nodes[step.node]
+                lowered = lower_op(ctx, step.node, a["op"], operands(ctx.G, step.node), a["params"])
+                comment = prefix + ctx.describe(step.node)
+            lowered[0] = Statement(comment, lowered[0].heads, lowered[0].body)
             stmts += lowered
             loop_vars |= {h.var for st in lowered for h in st.heads}
         if stmts:
@@ -192,6 +213,16 @@ def _function(
         start,
         tuple(pointers),
         ", ".join(sorted(loop_vars)),
+        tuple(
+            (ctype, ", ".join(group))
+            for ctype, names in sorted(scalars.items())
+            for group in (
+                [[n for n in names if "[" not in n], *([n] for n in names if "[" in n)]
+                if "*" not in ctype
+                else [[n] for n in names]  # one pointer per line: `cdef double* a, b` is not two
+            )
+            if group
+        ),
         tuple(sections),
         returns,
     )
@@ -235,9 +266,11 @@ def lower(
     """The module records: one Function per program, the constants and the kernel helpers."""
     ctx = Context(g)
     docs = {
-        "forward": "forward(*inputs, **inputs) -> dict of the model's outputs.",
-        "value_and_grad": "value_and_grad(*inputs, **inputs) -> (outputs, grads): grads keyed "
-        "by the names of the inputs differentiated.",
+        "forward": "forward(*inputs, out=None, **inputs) -> dict of the model's outputs. "
+        "out: a dict like the one returned, whose arrays are filled instead of new ones.",
+        "value_and_grad": "value_and_grad(*inputs, out=None, **inputs) -> (outputs, grads): "
+        "grads keyed by the names of the inputs differentiated. out: a pair like the one "
+        "returned, whose arrays are filled instead of new ones.",
     }
     functions = tuple(
         _function(ctx, prog, plan, name, grads, docs[name])

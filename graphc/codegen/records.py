@@ -9,7 +9,8 @@ from dataclasses import dataclass
 class LoopHead:
     indent: str
     var: str
-    extent: str
+    extent: str  # range's arguments
+    func: str = "range"  # or "prange": shared among threads
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Out:
     name: str  # the output's name in the graph
     key: str  # the key it is returned under
     group: str  # "outputs" or "grads"
+    part: int  # where `out=` holds it: -1 (forward's dict), 0 or 1 (value_and_grad's pair)
+    key_literal: str  # the key as a Python string literal
     var: str  # the ndarray variable
     typenum: str
     ndim: int
@@ -86,6 +89,7 @@ class Function:
     arena_end: str
     pointers: tuple[Pointer, ...]
     loop_vars: str
+    scalars: tuple[tuple[str, str], ...]  # (ctype, "v3_, v4_"): the fused loops' scalars
     sections: tuple[Section, ...]
     returns: str  # the Python expression returned
 

@@ -27,15 +27,24 @@ from graphc.runtime.cache import META, so_name
 
 # Bump when the build recipe changes in a way the recorded commands do not show.
 _SCHEMA = 1
-# -fno-math-errno lets gcc inline sqrt and call libmvec's vector math; unlike -ffast-math it
-# keeps NaN/Inf semantics and the order of sums. NPY_NO_DEPRECATED_API silences NumPy's
-# deprecation #warning, which would otherwise be the only compiler output.
+# -fno-math-errno and -fno-trapping-math let gcc inline sqrt and turn the branch-free selects
+# of the math functions (templates/kernels/vecmath.pyx.j2) into vector blends; unlike
+# -ffast-math they keep NaN/Inf semantics and the order of every operation.
+# NPY_NO_DEPRECATED_API silences NumPy's deprecation #warning, which would otherwise be the only
+# compiler output.
 _BASE_CFLAGS = (
     "-fno-math-errno",
+    "-fno-trapping-math",
+    "-ffp-contract=off",  # no fused multiply-add: each op rounds once, as NumPy's do
+    "-fopenmp",  # threads for large loops (prange)
     "-shared",
     "-fPIC",
     "-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION",
 )
+# gcc at -O2 vectorises only loops that need no run-time checks; fused loops read and write
+# several arrays, so let it check more pairs of them for overlap (the plan makes them distinct
+# or identical, never partly overlapping) and use its full cost model.
+_GCC_VECTOR_FLAGS = ("-fvect-cost-model=dynamic", "--param=vect-max-version-for-alias-checks=64")
 _NATIVE_FLAGS = ("-march=native", "-mtune=native", "-mcpu=native")
 
 
@@ -44,7 +53,8 @@ class BuildOptions:
     """Compiler settings for one build; every field is part of the cache key."""
 
     opt_level: int = 2  # -O level
-    extra_compile_args: tuple[str, ...] = ()
+    # -march=native: AVX2 and FMA where the machine has them (the key then names the CPU)
+    extra_compile_args: tuple[str, ...] = ("-march=native",)
     extra_link_args: tuple[str, ...] = ()
     libraries: tuple[str, ...] = ()  # e.g. ("m",)
     include_dirs: tuple[str, ...] = ()  # numpy's include dir is always added
@@ -104,6 +114,7 @@ def _cc_command(cc: cache.Compiler, name: str, options: BuildOptions) -> list[st
         *cc.argv,
         f"-O{options.opt_level}",
         *_BASE_CFLAGS,
+        *(() if "clang" in cc.version.lower() else _GCC_VECTOR_FLAGS),
         *incs,
         *options.extra_compile_args,
         f"{name}.c",
@@ -111,6 +122,8 @@ def _cc_command(cc: cache.Compiler, name: str, options: BuildOptions) -> list[st
         so_name(name),
         *options.extra_link_args,
         *(f"-l{lib}" for lib in options.libraries),
+        "-lm",
+        "-fopenmp",
     ]
 
 

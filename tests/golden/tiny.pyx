@@ -5,9 +5,102 @@
 # and the model line it computes. Backward statements are marked `adj:`.
 
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
-from libc.math cimport INFINITY, NAN, exp, fabs, log, pow, sqrt, tanh
+from cython.parallel cimport prange, threadid
+from libc.math cimport INFINITY, NAN, fabs, pow, sqrt
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
+
+# exp, log and tanh as straight-line C (no branches, no calls, no tables) that the C compiler
+# vectorises like any other arithmetic. Because the same instructions run in every vector lane
+# and in a loop's scalar remainder, an element's value never depends on its position, the
+# number of threads, or how loops were fused. Measured against long double references (see
+# tests/codegen/test_vecmath.py): exp and log within 1 ulp, tanh within 2 ulp.
+#
+# exp: x = k ln2 + r with |r| <= ln2/2 (Cody and Waite's two-part ln2, so k ln2 is exact);
+#   exp(r) = 1 + r + r c / (2 - c), c = r - r^2 P(r^2) (the Remez polynomial of fdlibm's e_exp);
+#   2^k applied as two exact powers of two, so results that are subnormal round once.
+# log: x = 2^k m with m in [sqrt(2)/2, sqrt(2)), f = m - 1, s = f / (2 + f),
+#   log(m) = f - s (f - R(s^2)) arranged as in fdlibm's e_log (its Remez polynomial R).
+# tanh: with m = expm1(2|x|) = 2^k (1 + expm1(r)) - 1, expm1(r) = r + r c / (2 - c) (no
+#   cancellation), tanh|x| = m / (m + 2) below 0.55 and 1 - 2 / (m + 2) above.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    #include <math.h>
+    static inline int64_t gc_bits(double d) { int64_t i; memcpy(&i, &d, 8); return i; }
+    static inline double gc_from_bits(int64_t i) { double d; memcpy(&d, &i, 8); return d; }
+    #define GC_SHIFT 0x1.8p52  /* adding it rounds to an integer held in the low bits */
+    /* 2^k for an integer-valued k in [-1022, 1023] */
+    static inline double gc_pow2(double k) {
+        return gc_from_bits((gc_bits(k + GC_SHIFT) - gc_bits(GC_SHIFT) + 1023) << 52);
+    }
+    #define GC_LN2_HI 6.93147180369123816490e-01
+    #define GC_LN2_LO 1.90821492927058770002e-10
+    #define GC_INV_LN2 1.44269504088896338700e+00
+    static inline double gc_exp_c(double r) {
+        double t = r * r;
+        return r - t * (1.66666666666666019037e-01 + t * (-2.77777777770155933842e-03
+            + t * (6.61375632143793436117e-05 + t * (-1.65339022054652515390e-06
+            + t * 4.13813679705723846039e-08))));
+    }
+    static inline double gc_exp(double x) {
+        double xc = x > 709.8 ? 709.8 : x;
+        xc = xc < -745.2 ? -745.2 : xc;  /* NaN passes both */
+        double k = (xc * GC_INV_LN2 + GC_SHIFT) - GC_SHIFT;
+        double hi = xc - k * GC_LN2_HI;  /* exact */
+        double lo = k * GC_LN2_LO;
+        double r = hi - lo;
+        double c = gc_exp_c(r);
+        double y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
+        double k1 = (k * 0.5 + GC_SHIFT) - GC_SHIFT;
+        return y * gc_pow2(k1) * gc_pow2(k - k1);
+    }
+    /* expm1(y) for 0 <= y <= 700 */
+    static inline double gc_expm1_pos(double y) {
+        double k = (y * GC_INV_LN2 + GC_SHIFT) - GC_SHIFT;
+        double hi = y - k * GC_LN2_HI;
+        double lo = k * GC_LN2_LO;
+        double r = hi - lo;
+        double c = gc_exp_c(r);
+        double em = r + (((hi - r) - lo) + (r * c) / (2.0 - c));
+        double p = gc_pow2(k);
+        return p * em + (p - 1.0);
+    }
+    static inline double gc_tanh(double x) {
+        double a = fabs(x);
+        double m = gc_expm1_pos(a > 20.0 ? 40.0 : 2.0 * a);  /* tanh(20) rounds to 1 */
+        double t = a < 0.55 ? m / (m + 2.0) : 1.0 - 2.0 / (m + 2.0);
+        return copysign(t, x);
+    }
+    static inline double gc_log(double x) {
+        double xs = x < 0x1p-1022 ? x * 0x1p54 : x;  /* subnormals scaled up */
+        double ks = x < 0x1p-1022 ? 54.0 : 0.0;
+        int64_t b = gc_bits(xs);
+        double e = gc_from_bits((int64_t)(((uint64_t)b >> 52) & 0x7ff) | gc_bits(GC_SHIFT)) - GC_SHIFT;
+        double m = gc_from_bits((b & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);  /* [1, 2) */
+        double big = m > 1.4142135623730951 ? 1.0 : 0.0;
+        m = big > 0.0 ? m * 0.5 : m;
+        double k = e - 1023.0 - ks + big;
+        double f = m - 1.0;
+        double s = f / (2.0 + f);
+        double z = s * s;
+        double w = z * z;
+        double t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01
+            + w * 1.531383769920937332e-01));
+        double t2 = z * (6.666666666666735130e-01 + w * (2.857142874366239149e-01
+            + w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
+        double R = t2 + t1;
+        double hfsq = 0.5 * f * f;
+        double y = k * GC_LN2_HI - ((hfsq - (s * (hfsq + R) + k * GC_LN2_LO)) - f);
+        return x > 0.0 && x < INFINITY ? y : (x == 0.0 ? -INFINITY : (x > 0.0 ? x : (x == x ? NAN : x)));
+    }
+    """
+    double exp "gc_exp" (double) nogil
+    double log "gc_log" (double) nogil
+    double tanh "gc_tanh" (double) nogil
+
+import os
 
 import numpy as np
 
@@ -28,6 +121,8 @@ cdef extern from "numpy/arrayobject.h":
     int PyArray_TYPE(ndarray) nogil
     bint PyArray_IS_C_CONTIGUOUS(ndarray) nogil
     bint PyArray_ISBEHAVED_RO(ndarray) nogil
+    bint PyArray_ISBEHAVED(ndarray) nogil
+    npy_intp PyArray_NBYTES(ndarray) nogil
     object PyArray_EMPTY(int, npy_intp*, int, int)
     int _import_array() except -1
 
@@ -41,9 +136,49 @@ OUTPUTS = ('loss',)
 WRT = ('w',)
 OF = 'loss'
 SHAPES = {'x': ('N', 2), 'w': (2,)}
-PLAN = {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 3, 'steps': 7}}
+PLAN = {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 3, 'steps': 6}}
 
 # ---- constants ---------------------------------------------------------------------------
+
+# ---- threads -----------------------------------------------------------------------------
+# Loops over at least _PARALLEL_MIN elements are shared among _num_threads threads (OpenMP);
+# smaller ones run on the calling thread. BLAS keeps its own threads.
+cdef Py_ssize_t _PARALLEL_MIN = 32768
+cdef int _num_threads = 1
+
+
+def set_num_threads(n):
+    """Use `n` threads for large loops (default: $GRAPHC_NUM_THREADS, else the usable cores)."""
+    global _num_threads
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
+    _num_threads = n
+
+
+def get_num_threads():
+    return _num_threads
+
+
+def _default_threads():
+    text = os.environ.get("GRAPHC_NUM_THREADS", "").strip()
+    if text:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"GRAPHC_NUM_THREADS must be a whole number, got {text!r}") from None
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+set_num_threads(_default_threads())
+
+
+cdef inline int _threads(Py_ssize_t n) noexcept nogil:
+    return _num_threads if n >= _PARALLEL_MIN else 1
+
+
+cdef inline int _threads_upto(Py_ssize_t n, int most) noexcept nogil:
+    return min(_threads(n), most)
 
 # ---- kernels -----------------------------------------------------------------------------
 cdef void* _blas(str name) except NULL:
@@ -154,18 +289,62 @@ cdef tuple _check(str fn, tuple args, dict kwargs, _Inputs* got):
     return (a_x, a_w, )
 
 
+cdef ndarray _out_array(str fn, object out, int part, str key, int typenum, int ndim, npy_intp* dims, tuple arrays):
+    """The caller's array for output `key` from `out=`, checked as thoroughly as an input and
+    not overlapping any input (the kernels would read what they had just written)."""
+    cdef ndarray a
+    cdef int k
+    try:
+        value = (out[part] if part >= 0 else out)[key]
+    except (KeyError, IndexError, TypeError):
+        shape = "a dict" if part < 0 else "a pair of dicts (outputs, grads)"
+        raise TypeError(f"{fn}(): out= must be {shape} like the one {fn} returns, with an array for {key!r}") from None
+    if not isinstance(value, ndarray):
+        raise TypeError(f"{fn}(): out[{key!r}] must be a NumPy array, got {type(value).__name__}")
+    a = <ndarray>value
+    cdef bint fits = PyArray_TYPE(a) == typenum and PyArray_NDIM(a) == ndim
+    for k in range(ndim):
+        fits = fits and PyArray_DIM(a, k) == dims[k]
+    if not fits:
+        shape = [dims[k] for k in range(ndim)]
+        raise ValueError(f"{fn}(): out[{key!r}] must be a {np.dtype(np.float64 if typenum == NPY_FLOAT64 else np.float32 if typenum == NPY_FLOAT32 else np.bool_)} array of shape {tuple(shape)}, got {(<object>a).dtype} {(<object>a).shape}")
+    if not PyArray_IS_C_CONTIGUOUS(a) or not PyArray_ISBEHAVED(a):
+        raise ValueError(f"{fn}(): out[{key!r}] must be C-contiguous, aligned, writeable and in native byte order")
+    for x in arrays:
+        if _overlap(a, <ndarray>x):
+            raise ValueError(f"{fn}(): out[{key!r}] shares memory with an input; pass a separate array")
+    return a
+
+
+cdef bint _overlap(ndarray a, ndarray b):
+    cdef char* pa = <char*>PyArray_DATA(a)
+    cdef char* pb = <char*>PyArray_DATA(b)
+    return pa < pb + PyArray_NBYTES(b) and pb < pa + PyArray_NBYTES(a) and PyArray_NBYTES(a) > 0 and PyArray_NBYTES(b) > 0
+
+
+cdef int _distinct_outs(str fn, tuple outs, tuple keys) except -1:
+    cdef Py_ssize_t i, j
+    for i in range(len(outs)):
+        for j in range(i):
+            if _overlap(<ndarray>outs[i], <ndarray>outs[j]):
+                raise ValueError(f"{fn}(): out[{keys[i]!r}] and out[{keys[j]!r}] share memory; pass separate arrays")
+    return 0
+
+
 cdef inline Py_ssize_t _aligned(Py_ssize_t nbytes) noexcept nogil:
     return (nbytes + 63) & ~63
 
 
-def forward(*args, **kwargs):
-    """forward(*inputs, **inputs) -> dict of the model's outputs."""
+def forward(*args, out=None, **kwargs):
+    """forward(*inputs, out=None, **inputs) -> dict of the model's outputs. out: a dict like the one returned, whose arrays are filled instead of new ones."""
     cdef _Inputs got
     cdef tuple arrays = _check("forward", args, kwargs, &got)
     cdef Py_ssize_t d_N = got.d_N
     # outputs
     cdef npy_intp dims[8]
-    cdef ndarray o0 = PyArray_EMPTY(0, dims, NPY_FLOAT64, 0)  # loss
+    cdef ndarray o0 = PyArray_EMPTY(0, dims, NPY_FLOAT64, 0) if out is None else _out_array("forward", out, -1, 'loss', NPY_FLOAT64, 0, dims, arrays)  # loss
+    if out is not None:
+        _distinct_outs("forward", (o0, ), ('loss', ))
     # arena: scratch memory of this call only (on the stack when small), so concurrent calls
     # never share it
     cdef Py_ssize_t off_buf0 = 0  # buf0: float64[N,2]
@@ -182,41 +361,62 @@ def forward(*args, **kwargs):
     cdef double* v2 = <double*>(arena + off_buf0)
     cdef double* v3 = <double*>(arena + off_buf1)
     cdef double* v4 = <double*>PyArray_DATA(o0)
-    cdef Py_ssize_t i, i0
+    cdef Py_ssize_t blk, blk_end, ck, ck_hi, ck_len, ck_lo, i
+    cdef double v2_, v4_, v4_a
+    cdef double v4_b[512]
+    cdef double v4_p[64]
+    cdef double* v4_s
     # Nothing below can raise (plain C loops and noexcept kernels), so the arena is always freed.
     with nogil:
         pass
 
         # ---- forward ----------------------------------------------------------------
         # v2 = tanh(v0)   [tiny.py:5]
-        for i in range(d_N*2):
-            v2[i] = tanh(v0[i])
+        for i in prange(d_N*2, schedule='static', num_threads=_threads(d_N*2)):
+            v2_ = tanh(v0[i])  # v2 = tanh(v0)   [tiny.py:5]
+            v2[i] = v2_
         # v3 = matmul(v2, v1)   [tiny.py:5]
         _gemm_d(0, 0, d_N, 1, 2, v2, v1, v3)
         # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
-        v4[0] = 0
-        for i0 in range(d_N):
-            v4[0] += v3[i0]
+        v4_ = 0
+        ck_len = ((d_N + 63) // 64 + 63) // 64 * 64
+        for ck in prange(64, schedule='static', num_threads=_threads_upto(d_N, 8)):
+            ck_lo = ck * ck_len
+            ck_hi = min(ck_lo + ck_len, d_N)
+            v4_s = &v4_b[threadid() * 64]
+            v4_a = 0
+            for blk in range(ck_lo, ck_hi, 64):
+                blk_end = min(blk + 64, ck_hi)
+                for i in range(blk, blk_end):
+                    v4_s[i - blk] = v3[i]  # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
+                for i in range(blk, blk_end):
+                    v4_a = v4_a + v4_s[i - blk]
+            v4_p[ck] = v4_a
+        for ck in range(64):
+            v4_ = v4_ + v4_p[ck]
+        v4[0] = v4_
     if arena != <char*>small:
         free(arena)
     return {'loss': o0}
 
-def value_and_grad(*args, **kwargs):
-    """value_and_grad(*inputs, **inputs) -> (outputs, grads): grads keyed by the names of the inputs differentiated."""
+def value_and_grad(*args, out=None, **kwargs):
+    """value_and_grad(*inputs, out=None, **inputs) -> (outputs, grads): grads keyed by the names of the inputs differentiated. out: a pair like the one returned, whose arrays are filled instead of new ones."""
     cdef _Inputs got
     cdef tuple arrays = _check("value_and_grad", args, kwargs, &got)
     cdef Py_ssize_t d_N = got.d_N
     # outputs
     cdef npy_intp dims[8]
-    cdef ndarray o0 = PyArray_EMPTY(0, dims, NPY_FLOAT64, 0)  # loss
+    cdef ndarray o0 = PyArray_EMPTY(0, dims, NPY_FLOAT64, 0) if out is None else _out_array("value_and_grad", out, 0, 'loss', NPY_FLOAT64, 0, dims, arrays)  # loss
     dims[0] = 2
-    cdef ndarray o1 = PyArray_EMPTY(1, dims, NPY_FLOAT64, 0)  # dloss/dw
+    cdef ndarray o1 = PyArray_EMPTY(1, dims, NPY_FLOAT64, 0) if out is None else _out_array("value_and_grad", out, 1, 'w', NPY_FLOAT64, 1, dims, arrays)  # dloss/dw
+    if out is not None:
+        _distinct_outs("value_and_grad", (o0, o1, ), ('loss', 'w', ))
     # arena: scratch memory of this call only (on the stack when small), so concurrent calls
     # never share it
     cdef Py_ssize_t off_buf0 = 0  # buf0: float64[N,2]
-    cdef Py_ssize_t off_buf1 = off_buf0 + _aligned(d_N*2*8)  # buf1: float64[N]
-    cdef Py_ssize_t off_buf2 = off_buf1 + _aligned(d_N*8)  # buf2: float64[2,1]
-    cdef Py_ssize_t arena_bytes = off_buf2 + _aligned(2*8)
+    cdef Py_ssize_t off_buf1 = off_buf0 + _aligned(d_N*2*8)  # buf1: float64[N] | float64[2,1]
+    cdef Py_ssize_t off_buf2 = off_buf1 + _aligned(max(d_N*8, 2*8))  # buf2: float64[N]
+    cdef Py_ssize_t arena_bytes = off_buf2 + _aligned(d_N*8)
     cdef double small[512]
     cdef char* arena = <char*>small
     if arena_bytes > <Py_ssize_t>sizeof(small):
@@ -228,30 +428,48 @@ def value_and_grad(*args, **kwargs):
     cdef double* v2 = <double*>(arena + off_buf0)
     cdef double* v3 = <double*>(arena + off_buf1)
     cdef double* v4 = <double*>PyArray_DATA(o0)
-    cdef double* g3 = <double*>(arena + off_buf1)
+    cdef double* g3 = <double*>(arena + off_buf2)
     cdef double* v9 = g3
-    cdef double* v10 = <double*>(arena + off_buf2)
+    cdef double* v10 = <double*>(arena + off_buf1)
     cdef double* g1 = <double*>PyArray_DATA(o1)
-    cdef Py_ssize_t i, i0
+    cdef Py_ssize_t blk, blk_end, ck, ck_hi, ck_len, ck_lo, i
+    cdef double v2_, v4_, g3_, v4_a
+    cdef double v4_b[512]
+    cdef double v4_p[64]
+    cdef double* v4_s
     # Nothing below can raise (plain C loops and noexcept kernels), so the arena is always freed.
     with nogil:
         pass
 
         # ---- forward ----------------------------------------------------------------
         # v2 = tanh(v0)   [tiny.py:5]
-        for i in range(d_N*2):
-            v2[i] = tanh(v0[i])
+        for i in prange(d_N*2, schedule='static', num_threads=_threads(d_N*2)):
+            v2_ = tanh(v0[i])  # v2 = tanh(v0)   [tiny.py:5]
+            v2[i] = v2_
         # v3 = matmul(v2, v1)   [tiny.py:5]
         _gemm_d(0, 0, d_N, 1, 2, v2, v1, v3)
-        # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
-        v4[0] = 0
-        for i0 in range(d_N):
-            v4[0] += v3[i0]
+        # fused loop: 2 ops, v4, g3 stored
+        v4_ = 0
+        ck_len = ((d_N + 63) // 64 + 63) // 64 * 64
+        for ck in prange(64, schedule='static', num_threads=_threads_upto(d_N, 8)):
+            ck_lo = ck * ck_len
+            ck_hi = min(ck_lo + ck_len, d_N)
+            v4_s = &v4_b[threadid() * 64]
+            v4_a = 0
+            for blk in range(ck_lo, ck_hi, 64):
+                blk_end = min(blk + 64, ck_hi)
+                for i in range(blk, blk_end):
+                    v4_s[i - blk] = v3[i]  # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
+                    g3_ = 1.0  # g3 = broadcast_to[shape=('N',)](1.0)   [tiny.py:6]
+                    g3[i] = g3_
+                for i in range(blk, blk_end):
+                    v4_a = v4_a + v4_s[i - blk]
+            v4_p[ck] = v4_a
+        for ck in range(64):
+            v4_ = v4_ + v4_p[ck]
+        v4[0] = v4_
 
         # ---- backward ----------------------------------------------------------------
-        # adj: g3 = broadcast_to[shape=('N',)](1.0)   [tiny.py:6]
-        for i0 in range(d_N):
-            g3[i0] = 1.0
         # adj: v10 = matmul[transpose_a=True](v2, v9)   [tiny.py:5]
         _gemm_d(1, 0, 2, 1, d_N, v2, v9, v10)
         # adj: g1 = reshape[shape=(2,)](v10)   [tiny.py:5]
