@@ -162,7 +162,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         print(f"  {msg} ...", file=sys.stderr, flush=True)
 
-    m = compile_model(g, out_dir=out_dir, progress=progress, **options)
+    m = compile_model(g, out_dir=out_dir, progress=progress, opt_level=args.opt_level, **options)
     st = m.stages
     fwd_prog, fwd_plan = st.programs["forward"]
     prog, plan = st.programs.get("value_and_grad", st.programs["forward"])
@@ -261,6 +261,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="recompute forward values in the backward pass (checkpointing) until the planned "
         "arena at --size-hint fits, e.g. 64M",
+    )
+    s.add_argument(
+        "--opt-level",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=2,
+        help="the C compiler's -O level (0 or 1 build huge graphs much faster; default 2)",
     )
     s.add_argument(
         "--no-fuse",

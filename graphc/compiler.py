@@ -260,10 +260,12 @@ def compile(
     memory_budget: int | None = None,
     size_hint: int = DEFAULT_HINT,
     fusion: bool = True,
+    opt_level: int = 2,
     progress: Callable[[str], None] | None = None,
 ) -> CompiledModule:
-    """Build `g` (and its gradient) into a native module, or fetch it from the cache."""
-    from graphc.runtime import build_module, load_module
+    """Build `g` (and its gradient) into a native module, or fetch it from the cache.
+    `opt_level` is the C compiler's -O level: 0 or 1 build huge graphs much faster."""
+    from graphc.runtime import BuildOptions, build_module, load_module
 
     stages = run_stages(
         g,
@@ -276,7 +278,10 @@ def compile(
         size_hint=size_hint,
         fusion=fusion,
     )
-    built = build_module(stages.graph.name, stages.source, out_dir=out_dir, progress=progress)
+    options = BuildOptions(opt_level=opt_level)
+    built = build_module(
+        stages.graph.name, stages.source, out_dir=out_dir, options=options, progress=progress
+    )
     module = load_module(built)
     return CompiledModule(module, stages.source, built.entry_dir.parent, stages, built)
 

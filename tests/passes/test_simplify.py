@@ -128,3 +128,20 @@ def test_simplify_is_idempotent_and_deterministic():
     s = gc.simplify(gc.grad(g, of="loss"))
     assert gc.simplify(s).to_json() == s.to_json()
     assert gc.simplify(gc.grad(g, of="loss")).to_json() == s.to_json()
+
+
+def test_size_reads_an_input_with_the_same_dims():
+    """size only needs a shape: it is rewritten to read an input (alive for the whole call)
+    rather than keep the value it measured alive for the backward pass."""
+    g = gc.Graph("sz")
+    x = g.input("x", shape=("N", 3))
+    g.output("loss", gc.mean(gc.exp(x) * 2.0))
+    h = gc.simplify(gc.grad(g, of="loss", wrt=["x"]))
+    G = h.nx
+    sizes = [n for n in G if G.nodes[n]["op"] == "size"]
+    assert sizes and all(G.nodes[u]["op"] == "input" for n in sizes for u in G.predecessors(n))
+    rng = np.random.default_rng(0)
+    inputs = {"x": rng.normal(size=(4, 3))}
+    got, want = gc.evaluate(h, inputs), gc.evaluate(gc.grad(g, of="loss", wrt=["x"]), inputs)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
