@@ -3,7 +3,7 @@ function here that fills loop records or calls a kernel template's helper (`_gem
 
 from __future__ import annotations
 
-import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -160,6 +160,7 @@ def lower_op(v: Values, n: int, op: str, args: list[int], params: dict) -> list[
 BLOCK = 64  # elements whose reduction terms are stored, then added in order
 CHUNKS = 64  # a flat loop ending in full reductions runs as this many chunks
 MAX_THREADS = 8  # threads for such a loop (each has its own BLOCK rows of scratch)
+PARALLEL_MIN = 32768  # elements below which a loop runs on the calling thread
 
 
 def fused(
@@ -256,18 +257,24 @@ def fused(
     def statement(heads: tuple[LoopHead, ...], body: list[str]) -> Statement:
         return Statement("", heads, tuple(INDENT * len(heads) + ln for ln in body))
 
+    size = cexpr.size(domain)
     if not heads:
         return [*before, statement((), lines), *after], local
-    if not red:  # a map: the threads share the outermost loop
-        heads = (parallel(heads[0], f"_threads({cexpr.size(domain)})"), *heads[1:])
+    local += [("Py_ssize_t", h.var) for h in heads]
+    small = all(isinstance(d, int) for d in domain) and math.prod(domain) < PARALLEL_MIN
+    if not red and small:
         return [statement(heads, lines)], local
+    if not red:  # a map: the threads share the outermost loop
+        return [threaded(f"_threads({size})", heads, lines, "static")], local
     if not full:  # partial reductions: one thread
         return [*before, statement(heads, lines), *after], local
     assert flat, "fuse puts full reductions in flat loops only"
     local += [("Py_ssize_t", x) for x in (j, "blk", "blk_end")]
-    size = cexpr.size(domain)
-    chunk = f"(({size} + {CHUNKS - 1}) // {CHUNKS} + {BLOCK - 1}) // {BLOCK} * {BLOCK}"
-    before.append(Statement("", (), (f"ck_len = {chunk}",)))
+    # chunks of a whole number of blocks, at least one block (no division by zero when empty)
+    chunk = f"max((({size} + {CHUNKS - 1}) // {CHUNKS} + {BLOCK - 1}) // {BLOCK}, 1) * {BLOCK}"
+    before.append(
+        Statement("", (), (f"ck_len = {chunk}", f"ck_n = ({size} + ck_len - 1) // ck_len"))
+    )
     body = [
         "ck_lo = ck * ck_len",
         f"ck_hi = min(ck_lo + ck_len, {size})",
@@ -277,19 +284,30 @@ def fused(
         *(INDENT + ln for ln in block("ck_hi", "_a")),
         *(f"{name(n)}_p[ck] = {name(n)}_a" for n in full),
     ]
-    head = parallel(LoopHead("", "ck", str(CHUNKS)), f"_threads_upto({size}, {MAX_THREADS})")
+    chunks = (LoopHead("", "ck", "ck_n"),)  # at most CHUNKS
+    loop = threaded(f"_threads_upto({size}, {MAX_THREADS})", chunks, body, "dynamic")
     sums = [f"{name(n)}_ = {name(n)}_ + {name(n)}_p[ck]" for n in full]
-    after.insert(0, statement((LoopHead("", "ck", str(CHUNKS)),), sums))
+    after.insert(0, statement(chunks, sums))
     for n in full:
         c = ctype(n)
         local += [(c, f"{name(n)}_b[{BLOCK * MAX_THREADS}]"), (c, f"{name(n)}_p[{CHUNKS}]")]
         local += [(c + "*", f"{name(n)}_s"), (c, f"{name(n)}_a")]
-    local += [("Py_ssize_t", x) for x in ("ck", "ck_len", "ck_lo", "ck_hi")]
-    return [*before, statement((head,), body), *after], local
+    local += [("Py_ssize_t", x) for x in ("ck", "ck_n", "ck_len", "ck_lo", "ck_hi")]
+    return [*before, loop, *after], local
 
 
-def parallel(head: LoopHead, threads: str) -> LoopHead:
-    """`head` with its iterations shared among `threads` threads, split statically (the same
-    split on every call)."""
-    extent = f"{head.extent}, schedule='static', num_threads={threads}"
-    return dataclasses.replace(head, func="prange", extent=extent)
+def threaded(threads: str, heads: Sequence[LoopHead], body: list[str], schedule: str) -> Statement:
+    """The loop nest twice: with its outermost loop shared among `threads` threads (OpenMP),
+    and as plain loops, taken when `threads` is 1 (entering a parallel region costs about a
+    microsecond even for one thread)."""
+
+    def nest(outer: str) -> list[str]:
+        first, *rest = heads
+        lines = [f"for {first.var} in {outer}:"]
+        lines += [f"{INDENT * k}for {h.var} in range({h.extent}):" for k, h in enumerate(rest, 1)]
+        return lines + [INDENT * len(heads) + ln for ln in body]
+
+    par = f"prange({heads[0].extent}, schedule='{schedule}', num_threads=_nt)"
+    lines = [f"_nt = {threads}", "if _nt > 1:", *(INDENT + ln for ln in nest(par)), "else:"]
+    lines += [INDENT + ln for ln in nest(f"range({heads[0].extent})")]
+    return Statement("", (), tuple(lines))

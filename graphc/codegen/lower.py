@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from graphc.codegen import cexpr
-from graphc.codegen.kernels import KERNEL_TEMPLATE, fused, lower_op
+from graphc.codegen.kernels import KERNEL_TEMPLATE, PARALLEL_MIN, fused, lower_op
 from graphc.codegen.records import (
     Arg,
     Const,
@@ -305,4 +305,5 @@ def lower(
             )
         ),
         arg_names=repr(tuple(inputs)),
+        parallel_min=PARALLEL_MIN,
     )

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 class LoopHead:
     indent: str
     var: str
-    extent: str  # range's arguments
-    func: str = "range"  # or "prange": shared among threads
+    extent: str
 
 
 @dataclass(frozen=True)
@@ -115,3 +114,4 @@ class Module:
     args: tuple[Arg, ...]  # every function takes the model's inputs, checked by one _check
     symbols: tuple[str, ...]  # the variables holding symbolic dims (`d_N`)
     arg_names: str  # a Python tuple literal
+    parallel_min: int  # loops over fewer elements run on the calling thread

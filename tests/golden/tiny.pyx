@@ -361,7 +361,8 @@ def forward(*args, out=None, **kwargs):
     cdef double* v2 = <double*>(arena + off_buf0)
     cdef double* v3 = <double*>(arena + off_buf1)
     cdef double* v4 = <double*>PyArray_DATA(o0)
-    cdef Py_ssize_t blk, blk_end, ck, ck_hi, ck_len, ck_lo, i
+    cdef Py_ssize_t blk, blk_end, ck, ck_hi, ck_len, ck_lo, ck_n, i
+    cdef int _nt
     cdef double v2_, v4_, v4_a
     cdef double v4_b[512]
     cdef double v4_p[64]
@@ -372,27 +373,49 @@ def forward(*args, out=None, **kwargs):
 
         # ---- forward ----------------------------------------------------------------
         # v2 = tanh(v0)   [tiny.py:5]
-        for i in prange(d_N*2, schedule='static', num_threads=_threads(d_N*2)):
-            v2_ = tanh(v0[i])  # v2 = tanh(v0)   [tiny.py:5]
-            v2[i] = v2_
+        _nt = _threads(d_N*2)
+        if _nt > 1:
+            for i in prange(d_N*2, schedule='static', num_threads=_nt):
+                v2_ = tanh(v0[i])  # v2 = tanh(v0)   [tiny.py:5]
+                v2[i] = v2_
+        else:
+            for i in range(d_N*2):
+                v2_ = tanh(v0[i])  # v2 = tanh(v0)   [tiny.py:5]
+                v2[i] = v2_
         # v3 = matmul(v2, v1)   [tiny.py:5]
         _gemm_d(0, 0, d_N, 1, 2, v2, v1, v3)
         # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
         v4_ = 0
-        ck_len = ((d_N + 63) // 64 + 63) // 64 * 64
-        for ck in prange(64, schedule='static', num_threads=_threads_upto(d_N, 8)):
-            ck_lo = ck * ck_len
-            ck_hi = min(ck_lo + ck_len, d_N)
-            v4_s = &v4_b[threadid() * 64]
-            v4_a = 0
-            for blk in range(ck_lo, ck_hi, 64):
-                blk_end = min(blk + 64, ck_hi)
-                for i in range(blk, blk_end):
-                    v4_s[i - blk] = v3[i]  # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
-                for i in range(blk, blk_end):
-                    v4_a = v4_a + v4_s[i - blk]
-            v4_p[ck] = v4_a
-        for ck in range(64):
+        ck_len = max(((d_N + 63) // 64 + 63) // 64, 1) * 64
+        ck_n = (d_N + ck_len - 1) // ck_len
+        _nt = _threads_upto(d_N, 8)
+        if _nt > 1:
+            for ck in prange(ck_n, schedule='dynamic', num_threads=_nt):
+                ck_lo = ck * ck_len
+                ck_hi = min(ck_lo + ck_len, d_N)
+                v4_s = &v4_b[threadid() * 64]
+                v4_a = 0
+                for blk in range(ck_lo, ck_hi, 64):
+                    blk_end = min(blk + 64, ck_hi)
+                    for i in range(blk, blk_end):
+                        v4_s[i - blk] = v3[i]  # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
+                    for i in range(blk, blk_end):
+                        v4_a = v4_a + v4_s[i - blk]
+                v4_p[ck] = v4_a
+        else:
+            for ck in range(ck_n):
+                ck_lo = ck * ck_len
+                ck_hi = min(ck_lo + ck_len, d_N)
+                v4_s = &v4_b[threadid() * 64]
+                v4_a = 0
+                for blk in range(ck_lo, ck_hi, 64):
+                    blk_end = min(blk + 64, ck_hi)
+                    for i in range(blk, blk_end):
+                        v4_s[i - blk] = v3[i]  # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
+                    for i in range(blk, blk_end):
+                        v4_a = v4_a + v4_s[i - blk]
+                v4_p[ck] = v4_a
+        for ck in range(ck_n):
             v4_ = v4_ + v4_p[ck]
         v4[0] = v4_
     if arena != <char*>small:
@@ -432,7 +455,8 @@ def value_and_grad(*args, out=None, **kwargs):
     cdef double* v9 = g3
     cdef double* v10 = <double*>(arena + off_buf1)
     cdef double* g1 = <double*>PyArray_DATA(o1)
-    cdef Py_ssize_t blk, blk_end, ck, ck_hi, ck_len, ck_lo, i
+    cdef Py_ssize_t blk, blk_end, ck, ck_hi, ck_len, ck_lo, ck_n, i
+    cdef int _nt
     cdef double v2_, v4_, g3_, v4_a
     cdef double v4_b[512]
     cdef double v4_p[64]
@@ -443,29 +467,53 @@ def value_and_grad(*args, out=None, **kwargs):
 
         # ---- forward ----------------------------------------------------------------
         # v2 = tanh(v0)   [tiny.py:5]
-        for i in prange(d_N*2, schedule='static', num_threads=_threads(d_N*2)):
-            v2_ = tanh(v0[i])  # v2 = tanh(v0)   [tiny.py:5]
-            v2[i] = v2_
+        _nt = _threads(d_N*2)
+        if _nt > 1:
+            for i in prange(d_N*2, schedule='static', num_threads=_nt):
+                v2_ = tanh(v0[i])  # v2 = tanh(v0)   [tiny.py:5]
+                v2[i] = v2_
+        else:
+            for i in range(d_N*2):
+                v2_ = tanh(v0[i])  # v2 = tanh(v0)   [tiny.py:5]
+                v2[i] = v2_
         # v3 = matmul(v2, v1)   [tiny.py:5]
         _gemm_d(0, 0, d_N, 1, 2, v2, v1, v3)
         # fused loop: 2 ops, v4, g3 stored
         v4_ = 0
-        ck_len = ((d_N + 63) // 64 + 63) // 64 * 64
-        for ck in prange(64, schedule='static', num_threads=_threads_upto(d_N, 8)):
-            ck_lo = ck * ck_len
-            ck_hi = min(ck_lo + ck_len, d_N)
-            v4_s = &v4_b[threadid() * 64]
-            v4_a = 0
-            for blk in range(ck_lo, ck_hi, 64):
-                blk_end = min(blk + 64, ck_hi)
-                for i in range(blk, blk_end):
-                    v4_s[i - blk] = v3[i]  # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
-                    g3_ = 1.0  # g3 = broadcast_to[shape=('N',)](1.0)   [tiny.py:6]
-                    g3[i] = g3_
-                for i in range(blk, blk_end):
-                    v4_a = v4_a + v4_s[i - blk]
-            v4_p[ck] = v4_a
-        for ck in range(64):
+        ck_len = max(((d_N + 63) // 64 + 63) // 64, 1) * 64
+        ck_n = (d_N + ck_len - 1) // ck_len
+        _nt = _threads_upto(d_N, 8)
+        if _nt > 1:
+            for ck in prange(ck_n, schedule='dynamic', num_threads=_nt):
+                ck_lo = ck * ck_len
+                ck_hi = min(ck_lo + ck_len, d_N)
+                v4_s = &v4_b[threadid() * 64]
+                v4_a = 0
+                for blk in range(ck_lo, ck_hi, 64):
+                    blk_end = min(blk + 64, ck_hi)
+                    for i in range(blk, blk_end):
+                        v4_s[i - blk] = v3[i]  # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
+                        g3_ = 1.0  # g3 = broadcast_to[shape=('N',)](1.0)   [tiny.py:6]
+                        g3[i] = g3_
+                    for i in range(blk, blk_end):
+                        v4_a = v4_a + v4_s[i - blk]
+                v4_p[ck] = v4_a
+        else:
+            for ck in range(ck_n):
+                ck_lo = ck * ck_len
+                ck_hi = min(ck_lo + ck_len, d_N)
+                v4_s = &v4_b[threadid() * 64]
+                v4_a = 0
+                for blk in range(ck_lo, ck_hi, 64):
+                    blk_end = min(blk + 64, ck_hi)
+                    for i in range(blk, blk_end):
+                        v4_s[i - blk] = v3[i]  # v4 = sum[axis=(0,)](v3)   [tiny.py:6]
+                        g3_ = 1.0  # g3 = broadcast_to[shape=('N',)](1.0)   [tiny.py:6]
+                        g3[i] = g3_
+                    for i in range(blk, blk_end):
+                        v4_a = v4_a + v4_s[i - blk]
+                v4_p[ck] = v4_a
+        for ck in range(ck_n):
             v4_ = v4_ + v4_p[ck]
         v4[0] = v4_
 
