@@ -366,3 +366,18 @@ def test_opt_level_reaches_the_compiler_and_keeps_results(seed, tmp_path):
     for part in (0, 1):
         for k in a[part]:
             assert a[part][k].tobytes() == b[part][k].tobytes()
+
+
+@pytest.mark.parametrize("m, k, n", [(2, 3, 4), (40, 30, 20)])  # the small loop and BLAS
+def test_matmul_paths_agree_with_numpy(out_dir, m, k, n):
+    g = gc.Graph(f"mm_{m}_{k}_{n}")
+    a = g.param("a", shape=(m, k))
+    b = g.param("b", shape=(n, k))
+    g.output("loss", gc.sum(gc.tanh(a @ b.T) * 0.5))
+    mod = gc.compile(g, out_dir=out_dir)
+    rng = np.random.default_rng(m)
+    inputs = {"a": rng.normal(size=(m, k)), "b": rng.normal(size=(n, k))}
+    outs, grads = mod.value_and_grad(**inputs)
+    _, want = gc.value_and_grad(g, inputs, of="loss", wrt=["a", "b"])
+    for key in want:
+        np.testing.assert_allclose(grads[key], want[key], rtol=1e-12, atol=1e-14)

@@ -51,15 +51,7 @@ def is_flat(G, nodes: Sequence[int]) -> bool:
     """Does the group's loop run over one flat index: every value it reads from outside has
     its domain's shape or a single element, and no reduction keeps an axis?"""
     mine, shape = set(nodes), domain(G, nodes)
-    return all(
-        (G.nodes[n]["op"] not in REDUCTIONS or full_reduction(G, n))
-        and all(
-            G.nodes[u]["shape"] == shape or all(d == 1 for d in G.nodes[u]["shape"])
-            for u in operands(G, n)
-            if u not in mine
-        )
-        for n in nodes
-    )
+    return all(_flat_member(G, n, lambda u: u not in mine, shape) for n in nodes)
 
 
 def _flat_member(G, n: int, outside: Callable[[int], bool], shape: tuple) -> bool:

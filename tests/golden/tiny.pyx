@@ -194,6 +194,18 @@ ctypedef void (*_dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*
 cdef _dgemm_t dgemm = <_dgemm_t>_blas("dgemm")
 
 
+cdef void _small_gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                    const double* a, const double* b, double* c) noexcept nogil:
+    cdef Py_ssize_t i, j, p
+    cdef double s
+    for i in range(m):
+        for j in range(n):
+            s = 0
+            for p in range(k):
+                s = s + (a[p * m + i] if ta else a[i * k + p]) * (b[j * k + p] if tb else b[p * n + j])
+            c[i * n + j] = s
+
+
 cdef void _gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                     const double* a, const double* b, double* c) noexcept nogil:
     """c[m,n] = op(a) @ op(b), all row-major; op transposes a stored operand when its flag is set.
@@ -209,6 +221,9 @@ cdef void _gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
         return
     if k == 0:
         memset(c, 0, m * n * sizeof(double))
+        return
+    if m * n * k <= 512:  # tiny: a plain loop costs less than the call into BLAS
+        _small_gemm_d(ta, tb, m, n, k, a, b, c)
         return
     dgemm(&transb, &transa, &M, &N, &K, &one, <double*>b, &ldb, <double*>a, &lda, &zero, c, &ldc)
 
