@@ -160,7 +160,9 @@ def lower_op(v: Values, n: int, op: str, args: list[int], params: dict) -> list[
 BLOCK = 64  # elements whose reduction terms are stored, then added in order
 CHUNKS = 64  # a flat loop ending in full reductions runs as this many chunks
 MAX_THREADS = 8  # threads for such a loop (each has its own BLOCK rows of scratch)
-PARALLEL_MIN = 32768  # elements below which a loop runs on the calling thread
+# Elements below which a loop runs on the calling thread: a parallel region costs microseconds,
+# and far more when the other cores are busy (a waiting thread must be scheduled again).
+PARALLEL_MIN = 1 << 18
 
 
 def fused(
@@ -265,7 +267,8 @@ def fused(
     if not red and small:
         return [statement(heads, lines)], local
     if not red:  # a map: the threads share the outermost loop
-        return [threaded(f"_threads({size})", heads, lines, "static")], local
+        chunk = PARALLEL_MIN // 8 if flat else 1  # elements, or rows of a nest
+        return [threaded(f"_threads({size})", heads, lines, chunk)], local
     if not full:  # partial reductions: one thread
         return [*before, statement(heads, lines), *after], local
     assert flat, "fuse puts full reductions in flat loops only"
@@ -285,7 +288,7 @@ def fused(
         *(f"{name(n)}_p[ck] = {name(n)}_a" for n in full),
     ]
     chunks = (LoopHead("", "ck", "ck_n"),)  # at most CHUNKS
-    loop = threaded(f"_threads_upto({size}, {MAX_THREADS})", chunks, body, "dynamic")
+    loop = threaded(f"_threads_upto({size}, {MAX_THREADS})", chunks, body)
     sums = [f"{name(n)}_ = {name(n)}_ + {name(n)}_p[ck]" for n in full]
     after.insert(0, statement(chunks, sums))
     for n in full:
@@ -296,10 +299,11 @@ def fused(
     return [*before, loop, *after], local
 
 
-def threaded(threads: str, heads: Sequence[LoopHead], body: list[str], schedule: str) -> Statement:
-    """The loop nest twice: with its outermost loop shared among `threads` threads (OpenMP),
-    and as plain loops, taken when `threads` is 1 (entering a parallel region costs about a
-    microsecond even for one thread)."""
+def threaded(threads: str, heads: Sequence[LoopHead], body: list[str], chunk: int = 1) -> Statement:
+    """The loop nest twice: with the iterations of its outermost loop handed out `chunk` at a
+    time to `threads` threads (OpenMP, dynamic schedule: a thread the OS has descheduled does
+    not hold the others up), and as plain loops, taken when `threads` is 1 (entering a parallel
+    region costs about a microsecond even for one thread)."""
 
     def nest(outer: str) -> list[str]:
         first, *rest = heads
@@ -307,7 +311,7 @@ def threaded(threads: str, heads: Sequence[LoopHead], body: list[str], schedule:
         lines += [f"{INDENT * k}for {h.var} in range({h.extent}):" for k, h in enumerate(rest, 1)]
         return lines + [INDENT * len(heads) + ln for ln in body]
 
-    par = f"prange({heads[0].extent}, schedule='{schedule}', num_threads=_nt)"
+    par = f"prange({heads[0].extent}, schedule='dynamic', chunksize={chunk}, num_threads=_nt)"
     lines = [f"_nt = {threads}", "if _nt > 1:", *(INDENT + ln for ln in nest(par)), "else:"]
     lines += [INDENT + ln for ln in nest(f"range({heads[0].extent})")]
     return Statement("", (), tuple(lines))

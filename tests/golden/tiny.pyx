@@ -143,7 +143,7 @@ PLAN = {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 3, 'ste
 # ---- threads -----------------------------------------------------------------------------
 # Loops over at least _PARALLEL_MIN elements are shared among _num_threads threads (OpenMP);
 # smaller ones run on the calling thread. BLAS keeps its own threads.
-cdef Py_ssize_t _PARALLEL_MIN = 32768
+cdef Py_ssize_t _PARALLEL_MIN = 262144
 cdef int _num_threads = 1
 
 
@@ -390,7 +390,7 @@ def forward(*args, out=None, **kwargs):
         # v2 = tanh(v0)   [tiny.py:5]
         _nt = _threads(d_N*2)
         if _nt > 1:
-            for i in prange(d_N*2, schedule='static', num_threads=_nt):
+            for i in prange(d_N*2, schedule='dynamic', chunksize=32768, num_threads=_nt):
                 v2_ = tanh(v0[i])  # v2 = tanh(v0)   [tiny.py:5]
                 v2[i] = v2_
         else:
@@ -405,7 +405,7 @@ def forward(*args, out=None, **kwargs):
         ck_n = (d_N + ck_len - 1) // ck_len
         _nt = _threads_upto(d_N, 8)
         if _nt > 1:
-            for ck in prange(ck_n, schedule='dynamic', num_threads=_nt):
+            for ck in prange(ck_n, schedule='dynamic', chunksize=1, num_threads=_nt):
                 ck_lo = ck * ck_len
                 ck_hi = min(ck_lo + ck_len, d_N)
                 v4_s = &v4_b[threadid() * 64]
@@ -484,7 +484,7 @@ def value_and_grad(*args, out=None, **kwargs):
         # v2 = tanh(v0)   [tiny.py:5]
         _nt = _threads(d_N*2)
         if _nt > 1:
-            for i in prange(d_N*2, schedule='static', num_threads=_nt):
+            for i in prange(d_N*2, schedule='dynamic', chunksize=32768, num_threads=_nt):
                 v2_ = tanh(v0[i])  # v2 = tanh(v0)   [tiny.py:5]
                 v2[i] = v2_
         else:
@@ -499,7 +499,7 @@ def value_and_grad(*args, out=None, **kwargs):
         ck_n = (d_N + ck_len - 1) // ck_len
         _nt = _threads_upto(d_N, 8)
         if _nt > 1:
-            for ck in prange(ck_n, schedule='dynamic', num_threads=_nt):
+            for ck in prange(ck_n, schedule='dynamic', chunksize=1, num_threads=_nt):
                 ck_lo = ck * ck_len
                 ck_hi = min(ck_lo + ck_len, d_N)
                 v4_s = &v4_b[threadid() * 64]

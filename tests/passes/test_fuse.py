@@ -151,8 +151,9 @@ def test_threads_change_nothing_but_speed(tmp_path):
     g = elementwise_chain()
     m = gc.compile(g, out_dir=tmp_path)
     rng = np.random.default_rng(3)
-    inputs = {k: rng.normal(size=100_003) for k in "xab"}  # large enough to use threads
+    inputs = {k: rng.normal(size=300_007) for k in "xab"}  # large enough to use threads
     results = []
+    assert "prange(" in m.source  # the loop is shared among threads when there are several
     for n in (1, 2, 3):
         m.module.set_num_threads(n)
         assert m.module.get_num_threads() == n
