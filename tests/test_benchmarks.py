@@ -17,3 +17,30 @@ def test_call_overhead_quick_run(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "graphc value_and_grad" in r.stdout and "NumPy by hand" in r.stdout
     assert "MISMATCH" not in r.stdout
+
+
+@pytest.mark.compiler
+def test_suite_quick_run(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.suite", "--quick", "--workloads", "seed,chain",
+         "--build-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "== seed ==" in r.stdout and "== chain ==" in r.stdout and "== mlp ==" not in r.stdout
+    assert "graphc value_and_grad" in r.stdout and "NumPy by hand" in r.stdout
+    assert "bandwidth floor" in r.stdout and "transcendental floor" in r.stdout
+    assert "MISMATCH" not in r.stdout
+
+
+@pytest.mark.compiler
+def test_scaling_quick_run(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scaling", "--quick", "--build-dir", str(tmp_path),
+         "--json", str(tmp_path / "scaling.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "python s" in r.stdout and "cython s" in r.stdout and "pyx lines" in r.stdout
+    assert "slope (all sizes)" in r.stdout and "FAILED" not in r.stdout
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # every build directory removed
