@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from graphc.codegen import cexpr
@@ -159,27 +160,40 @@ def lower_op(v: Values, n: int, op: str, args: list[int], params: dict) -> list[
 
 BLOCK = 64  # elements whose reduction terms are stored, then added in order
 CHUNKS = 64  # a flat loop ending in full reductions runs as this many chunks
-MAX_THREADS = 8  # threads for such a loop (each has its own BLOCK rows of scratch)
 # Elements below which a loop runs on the calling thread: a parallel region costs microseconds,
 # and far more when the other cores are busy (a waiting thread must be scheduled again).
 PARALLEL_MIN = 1 << 18
+MAP_CHUNK = PARALLEL_MIN // 8  # elements of a flat map handed to a thread at a time
 
 
-def fused(
-    v: Values, nodes: Sequence[int], stored: set[int]
-) -> tuple[list[Statement], list[tuple[str, str]]]:
+@dataclass(frozen=True)
+class Fused:
+    """A fused step's code: `statements` run in the step's place; `ranged`, when the loop may
+    be shared among threads, is the body of a function `(b, lo, hi)` over part of its outer
+    loop (or of its chunks), which the statements hand to `_parallel`. `locals`, `ranged_locals`:
+    the (ctype, name) of the variables each uses; `partials`: the (ctype, name) of each full
+    reduction's per-chunk sums, CHUNKS values in the call's scratch memory."""
+
+    statements: list[Statement]
+    locals: list[tuple[str, str]]
+    ranged: list[Statement] = field(default_factory=list)
+    ranged_locals: list[tuple[str, str]] = field(default_factory=list)
+    partials: list[tuple[str, str]] = field(default_factory=list)
+
+
+def fused(v: Values, nodes: Sequence[int], stored: set[int], fn: str) -> Fused:
     """One loop computing `nodes` (a fused step, see passes/fuse.py) element by element: each
     value in a scalar `<name>_`, reductions accumulated, and the values in `stored` written out
-    after every load of the element. Returns the statements and the (ctype, name) of each local
-    variable they use.
+    after every load of the element. `fn` names the range function, if there is one.
 
-    Large loops are shared among threads (`_threads(n)` in the module decides how many). A map
-    splits its outermost loop. A loop with full reductions (always flat, see passes/fuse.py)
-    runs as CHUNKS fixed chunks: within a chunk, BLOCK terms at a time are computed
-    (vectorised) into scratch and then added in order; the chunks' sums are added in order at
-    the end. Every full reduction of a domain adds its terms in this one order, fused or not,
-    for any number of threads. Loops with partial reductions (`sum(x, axis=0)`) run on one
-    thread, in row-major order as the `sum` kernel does."""
+    A loop whose size is not a small constant is a range function, which `_parallel` in the
+    module runs on one thread or, when the loop is large, hands out to several (`_threads`). A
+    map splits its outermost loop. A loop with full reductions (always flat, see
+    passes/fuse.py) runs as CHUNKS fixed chunks: within a chunk, BLOCK terms at a time are
+    computed (vectorised) into scratch and then added in order; the chunks' sums are added in
+    order at the end. Every full reduction of a domain adds its terms in this one order, fused
+    or not, for any number of threads. Loops with partial reductions (`sum(x, axis=0)`) run on
+    one thread, in row-major order as the `sum` kernel does."""
     G = v.G
     mine = set(nodes)
     red = [n for n in nodes if G.nodes[n]["op"] in ("sum", "mean")]
@@ -208,7 +222,7 @@ def fused(
         dims = [d for k, d in enumerate(v.shape(operands(G, n)[0])) if k in axes]
         return f"<{ctype(n)}>({cexpr.size(dims)})"
 
-    local = [(ctype(n), f"{name(n)}_") for n in nodes if n not in partial]
+    scalars = [(ctype(n), f"{name(n)}_") for n in nodes if n not in partial]
     before: list[Statement] = []
     after: list[Statement] = []
     lines: list[str] = []  # the body of the (innermost) loop, unindented
@@ -246,72 +260,61 @@ def fused(
             lines.append(f"{name(n)}_ = {expr}{note}")
     lines += [f"{name(n)}[{at}] = {name(n)}_" for n in nodes if n in stored and n not in red]
 
-    def block(end: str, acc: str) -> list[str]:
-        """The innermost loop over one block from `blk`: terms, then their sums in order."""
-        return [
-            f"blk_end = min(blk + {BLOCK}, {end})",
-            f"for {j} in range(blk, blk_end):",
-            *(INDENT + ln for ln in lines),
-            f"for {j} in range(blk, blk_end):",
-            *(INDENT + f"{name(n)}{acc} = {name(n)}{acc} + {name(n)}_s[{j} - blk]" for n in full),
-        ]
-
-    def statement(heads: tuple[LoopHead, ...], body: list[str]) -> Statement:
-        return Statement("", heads, tuple(INDENT * len(heads) + ln for ln in body))
+    def statement(heads: Sequence[LoopHead], body: list[str]) -> Statement:
+        return Statement("", tuple(heads), tuple(INDENT * len(heads) + ln for ln in body))
 
     size = cexpr.size(domain)
+    loop_vars = [("Py_ssize_t", h.var) for h in heads]
     if not heads:
-        return [*before, statement((), lines), *after], local
-    local += [("Py_ssize_t", h.var) for h in heads]
+        return Fused([*before, statement((), lines), *after], scalars)
     small = all(isinstance(d, int) for d in domain) and math.prod(domain) < PARALLEL_MIN
-    if not red and small:
-        return [statement(heads, lines)], local
-    if not red:  # a map: the threads share the outermost loop
-        chunk = PARALLEL_MIN // 8 if flat else 1  # elements, or rows of a nest
-        return [threaded(f"_threads({size})", heads, lines, chunk)], local
-    if not full:  # partial reductions: one thread
-        return [*before, statement(heads, lines), *after], local
+    if partial or (small and not full):  # one thread
+        return Fused([*before, statement(heads, lines), *after], scalars + loop_vars)
+    if not red:  # a map: the threads share the outermost loop, in pieces of `chunk`
+        outer, *inner = heads
+        chunk = MAP_CHUNK if flat else 1  # elements, or rows of a nest
+        call = f"_parallel({fn}, b, {outer.extent}, {chunk}, {size})"
+        ranged = statement([LoopHead("", outer.var, "lo, hi"), *inner], lines)
+        return Fused([Statement("", (), (call,))], [], [ranged], scalars + loop_vars)
     assert flat, "fuse puts full reductions in flat loops only"
-    local += [("Py_ssize_t", x) for x in (j, "blk", "blk_end")]
     # chunks of a whole number of blocks, at least one block (no division by zero when empty)
     chunk = f"max((({size} + {CHUNKS - 1}) // {CHUNKS} + {BLOCK - 1}) // {BLOCK}, 1) * {BLOCK}"
-    before.append(
-        Statement("", (), (f"ck_len = {chunk}", f"ck_n = ({size} + ck_len - 1) // ck_len"))
-    )
+    block = [
+        f"blk_end = min(blk + {BLOCK}, ck_hi)",
+        f"for {j} in range(blk, blk_end):",
+        *(INDENT + ln for ln in lines),
+        f"for {j} in range(blk, blk_end):",
+        *(INDENT + f"{name(n)}_a = {name(n)}_a + {name(n)}_s[{j} - blk]" for n in full),
+    ]
     body = [
         "ck_lo = ck * ck_len",
         f"ck_hi = min(ck_lo + ck_len, {size})",
-        *(f"{name(n)}_s = &{name(n)}_b[threadid() * {BLOCK}]" for n in full),
         *(f"{name(n)}_a = 0" for n in full),
         f"for blk in range(ck_lo, ck_hi, {BLOCK}):",
-        *(INDENT + ln for ln in block("ck_hi", "_a")),
+        *(INDENT + ln for ln in block),
         *(f"{name(n)}_p[ck] = {name(n)}_a" for n in full),
     ]
-    chunks = (LoopHead("", "ck", "ck_n"),)  # at most CHUNKS
-    loop = threaded(f"_threads_upto({size}, {MAX_THREADS})", chunks, body)
-    sums = [f"{name(n)}_ = {name(n)}_ + {name(n)}_p[ck]" for n in full]
-    after.insert(0, statement(chunks, sums))
+    ranged = [
+        Statement("", (), (f"ck_len = {chunk}",)),
+        statement([LoopHead("", "ck", "lo, hi")], body),
+    ]
+    ranged_locals = [x for x in scalars if x[1][:-1] not in map(name, full)]
+    ranged_locals += [("Py_ssize_t", x) for x in (j, "blk", "blk_end")]
+    ranged_locals += [("Py_ssize_t", x) for x in ("ck", "ck_len", "ck_lo", "ck_hi")]
     for n in full:
-        c = ctype(n)
-        local += [(c, f"{name(n)}_b[{BLOCK * MAX_THREADS}]"), (c, f"{name(n)}_p[{CHUNKS}]")]
-        local += [(c + "*", f"{name(n)}_s"), (c, f"{name(n)}_a")]
-    local += [("Py_ssize_t", x) for x in ("ck", "ck_n", "ck_len", "ck_lo", "ck_hi")]
-    return [*before, loop, *after], local
-
-
-def threaded(threads: str, heads: Sequence[LoopHead], body: list[str], chunk: int = 1) -> Statement:
-    """The loop nest twice: with the iterations of its outermost loop handed out `chunk` at a
-    time to `threads` threads (OpenMP, dynamic schedule: a thread the OS has descheduled does
-    not hold the others up), and as plain loops, taken when `threads` is 1 (entering a parallel
-    region costs about a microsecond even for one thread)."""
-
-    def nest(outer: str) -> list[str]:
-        first, *rest = heads
-        lines = [f"for {first.var} in {outer}:"]
-        lines += [f"{INDENT * k}for {h.var} in range({h.extent}):" for k, h in enumerate(rest, 1)]
-        return lines + [INDENT * len(heads) + ln for ln in body]
-
-    par = f"prange({heads[0].extent}, schedule='dynamic', chunksize={chunk}, num_threads=_nt)"
-    lines = [f"_nt = {threads}", "if _nt > 1:", *(INDENT + ln for ln in nest(par)), "else:"]
-    lines += [INDENT + ln for ln in nest(f"range({heads[0].extent})")]
-    return Statement("", (), tuple(lines))
+        ranged_locals += [(ctype(n), f"{name(n)}_s[{BLOCK}]"), (ctype(n), f"{name(n)}_a")]
+    call = Statement(
+        "",
+        (),
+        (f"ck_len = {chunk}", f"_parallel({fn}, b, ({size} + ck_len - 1) // ck_len, 1, {size})"),
+    )
+    sums = statement(
+        [LoopHead("", "ck", f"({size} + ck_len - 1) // ck_len")],
+        [f"{name(n)}_ = {name(n)}_ + {name(n)}_p[ck]" for n in full],
+    )
+    locals_ = [(ctype(n), f"{name(n)}_") for n in full] + [
+        ("Py_ssize_t", "ck"),
+        ("Py_ssize_t", "ck_len"),
+    ]
+    partials = [(ctype(n), f"{name(n)}_p") for n in full]
+    return Fused([*before, call, sums, *after], locals_, ranged, ranged_locals, partials)

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from graphc.codegen import cexpr
-from graphc.codegen.kernels import KERNEL_TEMPLATE, PARALLEL_MIN, fused, lower_op
+from graphc.codegen.kernels import CHUNKS, KERNEL_TEMPLATE, PARALLEL_MIN, fused, lower_op
 from graphc.codegen.records import (
     Arg,
     Const,
@@ -16,8 +16,8 @@ from graphc.codegen.records import (
     Function,
     Module,
     Out,
+    Part,
     Pointer,
-    Section,
     SlotOffset,
     Statement,
 )
@@ -117,6 +117,7 @@ def _outs(ctx: Context, prog: Program, grads: dict[str, str], pair: bool) -> tup
                 group,
                 int(group == "grads") if pair else -1,
                 repr(key),
+                ctx.dtype(n),
                 f"o{k}",
                 cexpr.TYPENUM[ctx.dtype(n)],
                 len(ctx.shape(n)),
@@ -149,56 +150,58 @@ def _function(
                 continue  # a scalar inlined as a literal, and not copied out
             init = f"<{ctype}*>PyArray_DATA(_c{v})"
         elif st.kind == "alias":
-            init = ctx.ptr(plan.root(v))
+            init = f"b.{ctx.ptr(plan.root(v))}"
         elif st.kind == "local":
             continue  # a scalar of its fused loop
         else:
             init = f"<{ctype}*>(arena + off_buf{st.ref})"
         pointers.append(Pointer(ctx.ptr(v), ctype, init))
-    sections, loop_vars = [], {"i"}
-    scalars: dict[str, dict[str, None]] = {}  # ctype -> the fused loops' local variables
-    for title, steps in itertools.groupby(prog.steps, key=lambda s: s.section):
-        stmts = []
-        prefix = "adj: " if title == "backward" else ""
-        for step in steps:
-            if step.fused or loop_op(ctx.G, step.node):
-                stored = {n for n in step.nodes if plan.storage[n].kind != "local"}
-                lowered, local = fused(ctx, step.nodes, stored)
-                for ctype, var in local:
-                    if ctype == "Py_ssize_t":
-                        loop_vars.add(var)
-                    else:
-                        scalars.setdefault(ctype, {})[var] = None
-                comment = (
-                    f"{prefix}fused loop: {len(step.nodes)} ops, "
-                    f"{', '.join(ctx.ptr(n) for n in sorted(stored))} stored"
-                    if step.fused
-                    else prefix + ctx.describe(step.node)
+    # Each step's code, in program order: (section, statements, their locals, the names they
+    # use, the step's range function or None).
+    code: list[tuple[str, list[Statement], list, set[str], Part | None]] = []
+    partials: list[Pointer] = []
+    for t, step in enumerate(prog.steps):
+        prefix = "adj: " if step.section == "backward" else ""
+        uses = {ctx.ptr(v) for v in (*step.nodes, *prog.reads(t))}
+        comment = prefix + ctx.describe(step.node)
+        ranged = None
+        if step.fused or loop_op(ctx.G, step.node):
+            stored = {n for n in step.nodes if plan.storage[n].kind != "local"}
+            f = fused(ctx, step.nodes, stored, fn=f"_{name}_loop{t}")
+            if step.fused:
+                written = ", ".join(ctx.ptr(n) for n in sorted(stored))
+                comment = f"{prefix}fused loop: {len(step.nodes)} ops, {written} stored"
+            for ctype, partial in f.partials:
+                at = f"off_partials + {len(partials) * CHUNKS * 8}"
+                partials.append(Pointer(partial, ctype, f"<{ctype}*>(arena + {at})"))
+                uses.add(partial)
+            if f.ranged:
+                ranged = _cfunction(
+                    f"_{name}_loop{t}", comment, f.ranged, f.ranged_locals, uses, ranged=True
                 )
-            elif plan.storage[step.node].kind == "alias":
-                continue  # a reshape that shares its operand's bytes: nothing to compute
-            else:
-                a = ctx.G.nodes[step.node]
-                lowered = lower_op(ctx, step.node, a["op"], operands(ctx.G, step.node), a["params"])
-                comment = prefix + ctx.describe(step.node)
-            lowered[0] = Statement(comment, lowered[0].heads, lowered[0].body)
-            stmts += lowered
-            loop_vars |= {h.var for st in lowered for h in st.heads}
-        if stmts:
-            sections.append(Section(title, tuple(stmts)))
-    copies = []
+            lowered, local = f.statements, f.locals
+        elif plan.storage[step.node].kind == "alias":
+            continue  # a reshape that shares its operand's bytes: nothing to compute
+        else:
+            a = ctx.G.nodes[step.node]
+            lowered = lower_op(ctx, step.node, a["op"], operands(ctx.G, step.node), a["params"])
+            local = []
+        lowered[0] = Statement(comment, lowered[0].heads, lowered[0].body)
+        code.append((step.section, lowered, local, uses, ranged))
+    copies = []  # outputs that are inputs, constants or repeated
     for out_name, v in plan.extra_outputs.items():
-        src = ctx.ptr(v)
         nbytes = f"{cexpr.size(ctx.shape(v))}*sizeof({cexpr.CTYPE[ctx.dtype(v)]})"
-        copies.append(
-            Statement(
-                f"{out_name!r} is {ctx.ptr(v)}",
-                (),
-                (f"memcpy(PyArray_DATA({out_var[out_name]}), {src}, {nbytes})",),
-            )
-        )
-    if copies:
-        sections.append(Section("outputs that are inputs, constants or repeated", tuple(copies)))
+        copy = f"memcpy(PyArray_DATA({out_var[out_name]}), b.{ctx.ptr(v)}, {nbytes})"
+        copies.append(Statement(f"{out_name!r} is {ctx.ptr(v)}", (), (copy,)))
+    pointers += partials
+    fields = [p.name for p in pointers]
+    parts = []
+    for title, fn, run in _runs(name, code):
+        parts += [r.with_fields(fields) for *_, r in run if r is not None]
+        stmts = [st for _, lowered, *_ in run for st in lowered]
+        local = [x for _, _, local, *_ in run for x in local]
+        uses = set().union(*(u for *_, u, _ in run))
+        parts.append(_cfunction(fn, f"{name}: {title}", stmts, local, uses).with_fields(fields))
     groups = {"outputs": [], "grads": []}
     for o in outs:
         groups[o.group].append(f"{o.key!r}: {o.var}")
@@ -210,21 +213,68 @@ def _function(
         doc,
         outs,
         tuple(slots),
-        start,
+        start if partials else None,
+        f"off_partials + {len(partials) * CHUNKS * 8}" if partials else start,
         tuple(pointers),
-        ", ".join(sorted(loop_vars)),
-        tuple(
-            (ctype, ", ".join(group))
-            for ctype, names in sorted(scalars.items())
-            for group in (
-                [[n for n in names if "[" not in n], *([n] for n in names if "[" in n)]
-                if "*" not in ctype
-                else [[n] for n in names]  # one pointer per line: `cdef double* a, b` is not two
-            )
-            if group
-        ),
-        tuple(sections),
+        {p.name: p.ctype for p in pointers},
+        parts,
+        tuple(copies),
         returns,
+    )
+
+
+PART_STEPS = 32  # steps per generated C function at most
+
+
+def _runs(name: str, code: list[tuple]) -> list[tuple[str, str, list[tuple]]]:
+    """The steps' code cut into runs of at most PART_STEPS steps of one section, each with a
+    title and a function name (`_value_and_grad_backward`, `_forward_forward_2`, ...)."""
+    runs = []
+    for section, group in itertools.groupby(code, key=lambda c: c[0]):
+        group = list(group)
+        cuts = range(0, len(group), PART_STEPS)
+        for k, start in enumerate(cuts, 1):
+            title, fn = section, f"_{name}_{section}"
+            if len(cuts) > 1:
+                title, fn = f"{section} ({k} of {len(cuts)})", f"{fn}_{k}"
+            runs.append((title, fn, group[start : start + PART_STEPS]))
+    return runs
+
+
+def _cfunction(
+    name: str,
+    title: str,
+    statements: list[Statement],
+    local: list[tuple[str, str]],
+    uses: set[str],
+    ranged: bool = False,
+) -> Part:
+    """A generated C function running `statements`, with their locals declared."""
+    loop_vars = {"i"} | {h.var for st in statements for h in st.heads}
+    scalars: dict[str, dict[str, None]] = {}  # ctype -> names, in order of first use
+    for ctype, var in local:
+        if ctype == "Py_ssize_t":
+            loop_vars.add(var)
+        else:
+            scalars.setdefault(ctype, {})[var] = None
+    declared = tuple(
+        (ctype, ", ".join(group))
+        for ctype, names in sorted(scalars.items())
+        for group in (
+            [[n for n in names if "[" not in n], *([n] for n in names if "[" in n)]
+            if "*" not in ctype
+            else [[n] for n in names]  # one pointer per line: `cdef double* a, b` is not two
+        )
+        if group
+    )
+    return Part(
+        name,
+        title,
+        ranged,
+        frozenset(uses),
+        ", ".join(sorted(loop_vars)),
+        declared,
+        tuple(statements),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,24 @@ class Statement:
 
 
 @dataclass(frozen=True)
-class Section:
-    title: str
+class Part:
+    """A generated C function of one program: either a run of at most PART_STEPS statements of
+    one section (`(b)`), or the body of one loop over a range of its outer index (`(b, lo,
+    hi)`, `ranged`), which `_parallel` runs on one or more threads. Either reads the buffers it
+    uses from the program's struct of pointers `b`. No function the compilers see grows with
+    the model."""
+
+    name: str  # e.g. _value_and_grad_2, _value_and_grad_loop7
+    title: str  # e.g. "backward (1 of 3)"
+    ranged: bool
+    uses: frozenset[str]  # names its statements use; with_fields picks the struct fields
+    loop_vars: str
+    scalars: tuple[tuple[str, str], ...]  # (ctype, "v3_, v4_"): the fused loops' scalars
     statements: tuple[Statement, ...]
+    pointers: tuple[str, ...] = ()  # the struct fields it reads, as locals of the same name
+
+    def with_fields(self, fields: list[str]) -> Part:
+        return replace(self, pointers=tuple(f for f in fields if f in self.uses))
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,7 @@ class Out:
     group: str  # "outputs" or "grads"
     part: int  # where `out=` holds it: -1 (forward's dict), 0 or 1 (value_and_grad's pair)
     key_literal: str  # the key as a Python string literal
+    dtype: str
     var: str  # the ndarray variable
     typenum: str
     ndim: int
@@ -85,11 +101,12 @@ class Function:
     doc: str
     outs: tuple[Out, ...]
     slots: tuple[SlotOffset, ...]
+    partials_at: str | None  # where the full reductions' per-chunk sums start in the arena
     arena_end: str
-    pointers: tuple[Pointer, ...]
-    loop_vars: str
-    scalars: tuple[tuple[str, str], ...]  # (ctype, "v3_, v4_"): the fused loops' scalars
-    sections: tuple[Section, ...]
+    pointers: tuple[Pointer, ...]  # the fields of the struct `_<name>_buffers`
+    pointer_types: dict[str, str]  # field -> ctype
+    parts: tuple[Part, ...]
+    copies: tuple[Statement, ...]  # outputs that are inputs, constants or repeated
     returns: str  # the Python expression returned
 
 

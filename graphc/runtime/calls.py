@@ -1,0 +1,109 @@
+"""The slow paths of a generated module's argument checks: binding arguments given by name,
+and the message of every error a bad call gets.
+
+A generated module checks a call in C and comes here only when the call is unusual (names
+given) or wrong, so the messages are written once, in Python, instead of as C in every module
+(which made each module slower to compile). Each `*_error` function returns the exception for
+the module to raise. A module imports this only when it needs it, so a correct call never pays
+for importing graphc.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def bind(fn: str, names: tuple[str, ...], args: tuple, kwargs: dict) -> tuple:
+    """The arguments in declaration order, from positions and names; errors name the problem."""
+    if len(args) > len(names):
+        raise TypeError(f"{fn}() takes {len(names)} arguments {names}, got {len(args)}")
+    values: list[Any] = list(args) + [None] * (len(names) - len(args))
+    for name, value in kwargs.items():
+        if name not in names:
+            raise TypeError(f"{fn}() got an unknown argument {name!r}; it takes {names}")
+        k = names.index(name)
+        if k < len(args):
+            raise TypeError(f"{fn}() got argument {name!r} both by position and by name")
+        values[k] = value
+    missing = [n for n, v in zip(names, values, strict=True) if v is None]
+    if missing:
+        s = "s" if len(missing) > 1 else ""
+        raise TypeError(f"{fn}() is missing argument{s} {', '.join(missing)}")
+    return tuple(values)
+
+
+def array_error(fn: str, name: str, a: np.ndarray, dtype: str, ndim: int, shape: str) -> Exception:
+    """Why `a` cannot be argument `name` (a `dtype` array of `ndim` dims, `shape`)."""
+    if a.dtype.type is not np.dtype(dtype).type:  # byte order is checked last, as layout
+        return TypeError(f"{fn}(): argument {name!r}: expected a {dtype} array, got {a.dtype}")
+    if a.ndim != ndim:
+        return ValueError(
+            f"{fn}(): argument {name!r}: expected {ndim} dimensions {shape}, got shape {a.shape}"
+        )
+    if not a.flags.c_contiguous:
+        return ValueError(
+            f"{fn}(): argument {name!r} must be C-contiguous; pass np.ascontiguousarray({name})"
+        )
+    return ValueError(f"{fn}(): argument {name!r} must be aligned and in native byte order")
+
+
+def shape_error(fn: str, name: str, shape: str, a: np.ndarray) -> Exception:
+    return ValueError(f"{fn}(): argument {name!r}: expected shape {shape}, got {a.shape}")
+
+
+def symbol_error(
+    fn: str, name: str, axis: int, symbol: str, bound: int, binder: str, a: np.ndarray
+) -> Exception:
+    return ValueError(
+        f"{fn}(): argument {name!r}: axis {axis} is {symbol}={a.shape[axis]}, "
+        f"but {binder!r} has {symbol}={bound}"
+    )
+
+
+def out_error(
+    fn: str, out: Any, part: int, key: str, dtype: str, shape: tuple, inputs: tuple
+) -> Exception:
+    """Why `out` does not hold a usable array for output `key` (where `part` says: -1 for
+    forward's dict, 0/1 for value_and_grad's pair), of `dtype` and `shape`."""
+    try:
+        value = (out[part] if part >= 0 else out)[key]
+    except (KeyError, IndexError, TypeError):
+        form = "a dict" if part < 0 else "a pair of dicts (outputs, grads)"
+        return TypeError(
+            f"{fn}(): out= must be {form} like the one {fn} returns, with an array for {key!r}"
+        )
+    if not isinstance(value, np.ndarray):
+        return TypeError(f"{fn}(): out[{key!r}] must be a NumPy array, got {type(value).__name__}")
+    if value.dtype.type is not np.dtype(dtype).type or value.shape != shape:
+        return ValueError(
+            f"{fn}(): out[{key!r}] must be a {dtype} array of shape {shape}, "
+            f"got {value.dtype} {value.shape}"
+        )
+    f = value.flags
+    if not (f.c_contiguous and f.aligned and f.writeable and value.dtype.isnative):
+        return ValueError(
+            f"{fn}(): out[{key!r}] must be C-contiguous, aligned, writeable "
+            "and in native byte order"
+        )
+    if any(np.shares_memory(value, x) for x in inputs):
+        return ValueError(f"{fn}(): out[{key!r}] shares memory with an input; pass a separate array")
+    return ValueError(f"{fn}(): out[{key!r}] cannot be used")  # the module's checks disagree
+
+
+def outs_overlap_error(fn: str, key: str, other: str) -> Exception:
+    return ValueError(f"{fn}(): out[{key!r}] and out[{other!r}] share memory; pass separate arrays")
+
+
+def no_memory_error(fn: str, nbytes: int) -> Exception:
+    return MemoryError(f"{fn}(): cannot allocate {nbytes} bytes of scratch memory")
+
+
+def threads_error(n: Any) -> Exception:
+    return ValueError(f"set_num_threads: need at least 1 thread, got {n}")
+
+
+
+def threads_env_error(text: str) -> Exception:
+    return ValueError(f"GRAPHC_NUM_THREADS must be a whole number, got {text!r}")
