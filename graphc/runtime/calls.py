@@ -88,7 +88,9 @@ def out_error(
             "and in native byte order"
         )
     if any(np.shares_memory(value, x) for x in inputs):
-        return ValueError(f"{fn}(): out[{key!r}] shares memory with an input; pass a separate array")
+        return ValueError(
+            f"{fn}(): out[{key!r}] shares memory with an input; pass a separate array"
+        )
     return ValueError(f"{fn}(): out[{key!r}] cannot be used")  # the module's checks disagree
 
 
@@ -102,7 +104,6 @@ def no_memory_error(fn: str, nbytes: int) -> Exception:
 
 def threads_error(n: Any) -> Exception:
     return ValueError(f"set_num_threads: need at least 1 thread, got {n}")
-
 
 
 def threads_env_error(text: str) -> Exception:
