@@ -87,6 +87,10 @@ def _args(ctx: Context, inputs: dict[str, int]) -> tuple[Arg, ...]:
                 bound[d] = name
                 checks.append(DimCheck(axis, field, field, d, name))
         shown = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+        expected = [
+            f'("{d}", {c.expected}, "{c.binder}")' if c.symbol else c.expected
+            for d, c in zip(shape, checks, strict=True)
+        ]
         dtype = ctx.dtype(n)
         args.append(
             Arg(
@@ -101,6 +105,7 @@ def _args(ctx: Context, inputs: dict[str, int]) -> tuple[Arg, ...]:
                 shown,
                 len(shape),
                 tuple(checks),
+                "(" + ", ".join(expected) + ("," if len(expected) == 1 else "") + ")",
             )
         )
     return tuple(args)

@@ -64,6 +64,7 @@ class Arg:
     shape: str  # as people write it: "(N, 3)"
     ndim: int
     dims: tuple[DimCheck, ...]
+    expected: str  # each axis's size or (symbol, its bound size, binder): a Python tuple
 
 
 @dataclass(frozen=True)

@@ -49,17 +49,19 @@ def array_error(fn: str, name: str, a: np.ndarray, dtype: str, ndim: int, shape:
     return ValueError(f"{fn}(): argument {name!r} must be aligned and in native byte order")
 
 
-def shape_error(fn: str, name: str, shape: str, a: np.ndarray) -> Exception:
+def shape_error(fn: str, name: str, shape: str, a: np.ndarray, expected: tuple) -> Exception:
+    """Argument `name` does not have `shape`; `expected` gives each axis: its size, or
+    (symbol, the size bound to it, the argument that bound it)."""
+    for axis, want in enumerate(expected):
+        if isinstance(want, tuple) and a.shape[axis] != want[1]:
+            symbol, bound, binder = want
+            return ValueError(
+                f"{fn}(): argument {name!r}: axis {axis} is {symbol}={a.shape[axis]}, "
+                f"but {binder!r} has {symbol}={bound}"
+            )
+        if not isinstance(want, tuple) and a.shape[axis] != want:
+            break
     return ValueError(f"{fn}(): argument {name!r}: expected shape {shape}, got {a.shape}")
-
-
-def symbol_error(
-    fn: str, name: str, axis: int, symbol: str, bound: int, binder: str, a: np.ndarray
-) -> Exception:
-    return ValueError(
-        f"{fn}(): argument {name!r}: axis {axis} is {symbol}={a.shape[axis]}, "
-        f"but {binder!r} has {symbol}={bound}"
-    )
 
 
 def out_error(

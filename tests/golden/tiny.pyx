@@ -273,10 +273,10 @@ cdef tuple _check(str fn, tuple args, dict kwargs, _Inputs* got):
     cdef ndarray a_w = _array(fn, 'w', given[1], NPY_FLOAT64, "float64", 1, "(2,)")
     got.d_N = PyArray_DIM(a_x, 0)
     if PyArray_DIM(a_x, 1) != 2:
-        raise _calls().shape_error(fn, 'x', "(N, 2)", a_x)
+        raise _calls().shape_error(fn, 'x', "(N, 2)", a_x, (("N", got.d_N, "x"), 2))
     got.p_x = PyArray_DATA(a_x)
     if PyArray_DIM(a_w, 0) != 2:
-        raise _calls().shape_error(fn, 'w', "(2,)", a_w)
+        raise _calls().shape_error(fn, 'w', "(2,)", a_w, (2,))
     got.p_w = PyArray_DATA(a_w)
     return (a_x, a_w, )
 
