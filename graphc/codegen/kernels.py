@@ -303,14 +303,10 @@ def fused(v: Values, nodes: Sequence[int], stored: set[int], fn: str) -> Fused:
     ranged_locals += [("Py_ssize_t", x) for x in ("ck", "ck_len", "ck_lo", "ck_hi")]
     for n in full:
         ranged_locals += [(ctype(n), f"{name(n)}_s[{BLOCK}]"), (ctype(n), f"{name(n)}_a")]
-    call = Statement(
-        "",
-        (),
-        (f"ck_len = {chunk}", f"_parallel({fn}, b, ({size} + ck_len - 1) // ck_len, 1, {size})"),
-    )
+    ck_n = f"({size} + ck_len - 1) // ck_len"
+    call = Statement("", (), (f"ck_len = {chunk}", f"_parallel({fn}, b, {ck_n}, 1, {size})"))
     sums = statement(
-        [LoopHead("", "ck", f"({size} + ck_len - 1) // ck_len")],
-        [f"{name(n)}_ = {name(n)}_ + {name(n)}_p[ck]" for n in full],
+        [LoopHead("", "ck", ck_n)], [f"{name(n)}_ = {name(n)}_ + {name(n)}_p[ck]" for n in full]
     )
     locals_ = [(ctype(n), f"{name(n)}_") for n in full] + [
         ("Py_ssize_t", "ck"),
