@@ -199,7 +199,7 @@ def _function(
         copy = f"memcpy(PyArray_DATA({out_var[out_name]}), b.{ctx.ptr(v)}, {nbytes})"
         copies.append(Statement(f"{out_name!r} is {ctx.ptr(v)}", (), (copy,)))
     pointers += partials
-    fields = [p.name for p in pointers]
+    fields = {p.name: k for k, p in enumerate(pointers)}
     parts = []
     for title, fn, run in _runs(name, code):
         parts += [r.with_fields(fields) for *_, r in run if r is not None]

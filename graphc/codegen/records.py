@@ -38,8 +38,9 @@ class Part:
     statements: tuple[Statement, ...]
     pointers: tuple[str, ...] = ()  # the struct fields it reads, as locals of the same name
 
-    def with_fields(self, fields: list[str]) -> Part:
-        return replace(self, pointers=tuple(f for f in fields if f in self.uses))
+    def with_fields(self, fields: dict[str, int]) -> Part:
+        """With `pointers`: the fields (name -> position in the struct) it uses, in order."""
+        return replace(self, pointers=tuple(sorted(self.uses & fields.keys(), key=fields.get)))
 
 
 @dataclass(frozen=True)
