@@ -6,7 +6,7 @@ import contextlib
 import functools
 import gc
 import keyword
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import networkx as nx
@@ -42,6 +42,19 @@ def operands(G: nx.MultiDiGraph, n: int) -> list[int]:
     # pass calls this once per node.
     edges = sorted((d["port"], u) for u, keys in G._pred[n].items() for d in keys.values())
     return [u for _, u in edges]
+
+
+def ancestors(G: nx.MultiDiGraph, nodes: Iterable[int]) -> set[int]:
+    """`nodes` and every node they depend on, found in one walk: a `nx.ancestors` per node
+    would walk their shared history once for each of them."""
+    seen = set(nodes)
+    stack = list(seen)
+    while stack:
+        for u in G._pred[stack.pop()]:
+            if u not in seen:
+                seen.add(u)
+                stack.append(u)
+    return seen
 
 
 def topo_order(G: nx.MultiDiGraph) -> list[int]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from graphc.ir.graph import operands
+from graphc.ir.graph import operands, without_gc
 from graphc.ops.registry import REGISTRY
 from graphc.passes.schedule import Program, Step
 
@@ -105,17 +105,19 @@ def _shape_only(G, n: int) -> bool:
     return G.nodes[n]["op"] == "size" and all(G.nodes[u]["op"] == "input" for u in operands(G, n))
 
 
+@without_gc
 def fuse(prog: Program) -> Program:
     """`prog` with maximal runs of adjacent fusable steps merged into fused steps (a run of one
     stays an ordinary step); a fused step's section is that of its first step."""
     G = prog.graph.nx
     # `size` of an input (simplify rewrites sizes so) reads no data: run it first, so it does not
     # split the loops around it.
-    first = [s for s in prog.steps if _shape_only(G, s.node)]
-    groups = [[dataclasses.replace(s, section=prog.steps[0].section)] for s in first]
+    first = [t for t, s in enumerate(prog.steps) if _shape_only(G, s.node)]
+    groups = [[dataclasses.replace(prog.steps[t], section=prog.steps[0].section)] for t in first]
     open_group: _Group | None = None
-    for step in prog.steps:
-        if step in first:
+    skip = set(first)
+    for t, step in enumerate(prog.steps):
+        if t in skip:
             continue
         n = step.node
         if open_group is not None and loop_op(G, n) and open_group.joins(G, n):

@@ -87,9 +87,10 @@ def grad(
             f"{format_type(a['shape'], a['dtype'])}; reduce it first, e.g. with gc.sum"
         )
     targets = _select_wrt(dg, wrt)
+    outputs = dg.outputs
     for name in targets:
         out = grad_name(of, name)
-        if out in dg.outputs:
+        if out in outputs:
             raise GraphError(f"graph {g.name!r} already has an output named {out!r}")
 
     # Forward sweep: which nodes depend differentiably on some wrt input.

@@ -19,11 +19,12 @@ and the smaller arena at the hint is kept.
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from graphc.ir.graph import operands
+from graphc.ir.graph import operands, without_gc
 from graphc.ir.shapes import Shape, format_shape
 from graphc.ops.registry import REGISTRY
 from graphc.passes.fuse import internal_values
@@ -122,44 +123,136 @@ Placement = Callable[..., tuple[list[list[int]], set[int]]]
 
 def _by_schedule(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], set[int]]:
     """In schedule order; a value takes an operand's slot in place, else the best-fitting free
-    slot (a reference count and a free list, as CasADi's work vector), else a new slot."""
+    slot (a reference count and a free list, as CasADi's work vector), else a new slot.
+
+    A slot is busy until the last read of its last member. Busy slots wait in a heap keyed by
+    that step; free ones sit in `free[size]`, a heap of slot ids per slot size, with `sizes` the
+    sorted sizes that have a free slot. Best fit -- the smallest free slot that holds the value,
+    else the largest one (to grow), the lowest id among equals -- is then one bisection. Only
+    values whose last read is the value's step (`dying`) can be written over in place."""
     slots: list[list[int]] = []
     slot_of: dict[int, int] = {}
+    have: list[int] = []  # each slot's size: the bytes of its largest member
+    busy: list[tuple[int, int, int]] = []  # (last read of the last member, slot, that member)
+    free: dict[int, list[int]] = {}
+    sizes: list[int] = []
     in_place: set[int] = set()
+    dying_at, dying = None, []  # a step, and the arena values it reads last (operand order)
     for v in sorted(values, key=lambda v: (iv[v].start, v)):
-        t = iv[v].start
-        free = [k for k, members in enumerate(slots) if iv[members[-1]].end < t]
-        for x in prog.operands_of(v):
-            k = slot_of.get(x)
-            if k is not None and slots[k][-1] == x and iv[x].end == t and overwrite(v, x):
-                free, chosen = [], k
+        t = iv[v].start  # v's step: what it reads is prog.operands_of(v)
+        if t != dying_at:
+            dying_at, dying = t, [x for x in prog.reads(t) if x in slot_of and iv[x].end == t]
+        while busy and busy[0][0] < t:
+            _, k, last = heapq.heappop(busy)
+            if slots[k][-1] != last:
+                continue  # the slot was taken in place since: its newer entry is in the heap
+            if have[k] not in free:
+                free[have[k]] = []
+                bisect.insort(sizes, have[k])
+            heapq.heappush(free[have[k]], k)
+        chosen = None
+        for x in dying:
+            k = slot_of[x]
+            if slots[k][-1] == x and overwrite(v, x):
+                chosen = k
                 in_place.add(v)
                 break
-        else:
-            chosen = None
-        if free:
-            size = nbytes[v]
-            have = {k: max(nbytes[m] for m in slots[k]) for k in free}
-            # Best fit: the smallest free slot that holds v, else the largest one (to grow).
-            fits = [k for k in free if have[k] >= size]
-            chosen = min(fits, key=lambda k: (have[k], k)) if fits else max(free, key=have.get)
+        if chosen is None and sizes:  # the smallest size that holds v, else the largest
+            i = min(bisect.bisect_left(sizes, nbytes[v]), len(sizes) - 1)
+            chosen = heapq.heappop(free[sizes[i]])
+            if not free[sizes[i]]:
+                del free[sizes.pop(i)]
         if chosen is None:
             chosen = len(slots)
             slots.append([])
+            have.append(0)
         slots[chosen].append(v)
         slot_of[v] = chosen
+        have[chosen] = max(have[chosen], nbytes[v])
+        heapq.heappush(busy, (iv[v].end, chosen, v))
     return slots, in_place
+
+
+class _Occupancy:
+    """Which slots have a member live at some step of a range of steps: bit masks (bit k for
+    slot k) in a segment tree over the steps (node 1 is the root, node x has children 2x and
+    2x + 1, and leaf `leaves + 1 + t` is step t, from WHOLE_CALL = -1 on).
+
+    A member live over steps lo..hi is recorded in `cover` of the O(log T) nodes that tile
+    lo..hi exactly, and in `touch` of those nodes and of every node on the paths from leaves lo
+    and hi to the root (which are the nodes that hold part of lo..hi and more). A member meets
+    a range s..e exactly when its slot's bit is in `touch` of a node tiling s..e or in `cover`
+    of a node on the paths from leaves s and e. Recording and asking are O(log T) ORs of masks
+    of one bit per slot (word-parallel, in C), where trying every slot was O(slots) calls."""
+
+    def __init__(self, steps: int) -> None:
+        self.leaves = 1 << (steps + 1).bit_length()  # room for steps -1..steps
+        self.cover = [0] * (2 * self.leaves)
+        self.touch = [0] * (2 * self.leaves)
+
+    def _tiles(self, lo: int, hi: int) -> Iterator[int]:
+        a, b = self.leaves + 1 + lo, self.leaves + 2 + hi
+        while a < b:
+            if a & 1:
+                yield a
+                a += 1
+            if b & 1:
+                b -= 1
+                yield b
+            a, b = a >> 1, b >> 1
+
+    def _paths(self, lo: int, hi: int) -> Iterator[int]:
+        a, b = self.leaves + 1 + lo, self.leaves + 1 + hi
+        while a != b:  # up to their lowest common ancestor, then on together
+            yield a
+            yield b
+            a, b = a >> 1, b >> 1
+        while a:
+            yield a
+            a >>= 1
+
+    def add(self, k: int, lo: int, hi: int) -> None:
+        """Slot k has a member live at steps lo..hi."""
+        bit = 1 << k
+        for x in self._tiles(lo, hi):
+            self.cover[x] |= bit
+            self.touch[x] |= bit
+        for x in self._paths(lo, hi):
+            self.touch[x] |= bit
+
+    def slots_meeting(self, lo: int, hi: int) -> int:
+        """The mask of the slots with a member live at some step of lo..hi."""
+        mask = 0
+        for x in self._tiles(lo, hi):
+            mask |= self.touch[x]
+        for x in self._paths(lo, hi):
+            mask |= self.cover[x]
+        return mask
 
 
 def _by_size(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], set[int]]:
     """Largest first; each value joins the slot with no overlapping member that grows least
-    (best fit), as the size-ordered placement of XLA's heap simulator."""
+    (best fit), as the size-ordered placement of XLA's heap simulator.
+
+    Every slot already holds a value at least as large, so none grows: the choice is the lowest
+    slot where the value fits. That is a slot where no member is live at any step of the
+    value's interval (the lowest clear bit of `_Occupancy.slots_meeting`), or one where a member
+    only touches it, ending at its start or starting at its end (a value written over an
+    operand in place): `ends_at` and `starts_at` name those few slots, and `fits` checks them."""
     slots: list[list[int]] = []  # members of each slot, sorted by start (they are disjoint)
     starts: list[list[int]] = []
-    size: list[int] = []
+    occupancy = _Occupancy(len(prog.steps))
+    ends_at: dict[int, list[int]] = {}  # step -> the slots with a member whose last read it is
+    starts_at: dict[int, list[int]] = {}  # step -> the slots with a member it defines
+    reads: dict[int, set[int]] = {}  # step -> what it reads (its values' operands)
 
     def in_place(p: int, q: int) -> bool:  # p written over its operand q at q's last read
-        return iv[q].end == iv[p].start and q in prog.operands_of(p) and overwrite(p, q)
+        t = iv[p].start  # p's step: what it reads is prog.operands_of(p)
+        if iv[q].end != t:
+            return False
+        if t not in reads:
+            reads[t] = set(prog.reads(t))
+        return q in reads[t] and overwrite(p, q)
 
     def fits(v: int, k: int) -> bool:
         a = iv[v]
@@ -175,21 +268,21 @@ def _by_size(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], set[
         )
 
     for v in sorted(values, key=lambda v: (-nbytes[v], iv[v].start, v)):
-        best, best_cost = None, None
-        for k in range(len(slots)):
-            if fits(v, k):
-                cost = (max(0, nbytes[v] - size[k]), k)
-                if best_cost is None or cost < best_cost:
-                    best, best_cost = k, cost
-        if best is None:
-            best = len(slots)
+        a = iv[v]
+        meeting = occupancy.slots_meeting(a.start, a.end)
+        best = (~meeting & (meeting + 1)).bit_length() - 1  # len(slots) if every slot meets v
+        for k in (*ends_at.get(a.start, ()), *starts_at.get(a.end, ())):
+            if k < best and fits(v, k):
+                best = k
+        if best == len(slots):
             slots.append([])
             starts.append([])
-            size.append(0)
-        i = bisect.bisect_left(starts[best], iv[v].start)
+        i = bisect.bisect_left(starts[best], a.start)
         slots[best].insert(i, v)
-        starts[best].insert(i, iv[v].start)
-        size[best] = max(size[best], nbytes[v])
+        starts[best].insert(i, a.start)
+        occupancy.add(best, a.start, a.end)
+        ends_at.setdefault(a.end, []).append(best)
+        starts_at.setdefault(a.start, []).append(best)
     written_over = set()
     for members in slots:
         for p, q in zip(members, members[1:], strict=False):
@@ -198,6 +291,7 @@ def _by_size(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], set[
     return slots, written_over
 
 
+@without_gc
 def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT) -> MemoryPlan:
     """Storage for every value of `prog`. `strategy` is "best" (the smaller of the two
     placements), "schedule", "size", or "naive" (one slot per value, no sharing)."""

@@ -35,6 +35,7 @@ def rematerialize(g: Graph, backward_from: int, keep: set[int]) -> tuple[Graph, 
     h = g.copy()
     G = h.nx
     clones: dict[int, int] = {}
+    made: set[int] = set()  # clones.values(), for membership tests
 
     def clone(n: int) -> int:
         """The id of n's recomputed copy (n itself if it is kept, an input or a constant)."""
@@ -59,6 +60,7 @@ def rematerialize(g: Graph, backward_from: int, keep: set[int]) -> tuple[Graph, 
             for port, u in enumerate(operands(G, v)):
                 G.add_edge(clones.get(u, u), c, port=port)
             clones[v] = c
+            made.add(c)
         return clones.get(n, n)
 
     for n in saved_values(g, backward_from):
@@ -67,7 +69,7 @@ def rematerialize(g: Graph, backward_from: int, keep: set[int]) -> tuple[Graph, 
         readers = [
             (v, d["port"])
             for _, v, d in G.out_edges(n, data=True)
-            if v >= backward_from and v not in clones.values()
+            if v >= backward_from and v not in made
         ]
         c = clone(n)
         for v, port in readers:

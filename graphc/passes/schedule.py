@@ -7,10 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-import networkx as nx
-
 from graphc.errors import GraphError
-from graphc.ir.graph import Graph, operands, topo_order
+from graphc.ir.graph import Graph, ancestors, operands, topo_order, without_gc
 
 
 @dataclass(frozen=True)
@@ -43,16 +41,25 @@ class Program:
         """The index of the step that computes each node."""
         return {n: t for t, s in enumerate(self.steps) for n in s.nodes}
 
+    @cached_property
+    def _reads(self) -> tuple[tuple[int, ...], ...]:
+        """`reads(t)` of every step, computed once: the passes ask for it per value."""
+        G = self.graph.nx
+        out = []
+        for s in self.steps:
+            mine = set(s.nodes)
+            found = (u for n in s.nodes for u in operands(G, n) if u not in mine)
+            out.append(tuple(dict.fromkeys(found)))
+        return tuple(out)
+
     def reads(self, t: int) -> list[int]:
         """The values step `t` reads from outside itself, each once, in operand order."""
-        G, mine = self.graph.nx, set(self.steps[t].nodes)
-        out = (u for n in self.steps[t].nodes for u in operands(G, n) if u not in mine)
-        return list(dict.fromkeys(out))
+        return list(self._reads[t])
 
     def operands_of(self, v: int) -> list[int]:
         """What the step computing `v` reads: v's operands, or its fused step's reads."""
         t = self.step_of[v]
-        return self.reads(t) if self.steps[t].fused else operands(self.graph.nx, v)
+        return list(self._reads[t]) if self.steps[t].fused else operands(self.graph.nx, v)
 
     def __str__(self) -> str:
         from graphc.ir.printer import format_node
@@ -71,6 +78,7 @@ class Program:
         return "\n".join([*lines, f"return {outs}"])
 
 
+@without_gc
 def schedule(
     g: Graph,
     outputs: Sequence[str],
@@ -83,12 +91,12 @@ def schedule(
     follows the forward one. `order` is "id" (the order the nodes were made in, which for an
     adjoint is reverse-mode order) or "memory" (greedy: among the steps that are ready, take the
     one that adds the fewest bytes net of those it frees, at `size_hint` for each symbol)."""
-    G = g.nx
+    G, all_outputs = g.nx, g.outputs
     for name in outputs:
-        if name not in g.outputs:
+        if name not in all_outputs:
             raise GraphError(f"graph {g.name!r} has no output {name!r}")
-    targets = {g.outputs[name] for name in outputs}
-    needed = targets.union(*(nx.ancestors(G, t) for t in targets))
+    targets = {all_outputs[name] for name in outputs}
+    needed = ancestors(G, targets)
     nodes = [n for n in topo_order(G) if n in needed and G.nodes[n]["op"] not in ("input", "const")]
 
     def section(n: int) -> str:
@@ -101,7 +109,7 @@ def schedule(
     else:
         raise ValueError(f"unknown schedule order {order!r}")
     steps = tuple(Step(n, section(n)) for n in nodes)
-    return Program(g, steps, g.input_ids(), {name: g.outputs[name] for name in outputs})
+    return Program(g, steps, g.input_ids(), {name: all_outputs[name] for name in outputs})
 
 
 def _demand_order(G, nodes: list[int], section) -> list[int]:

@@ -13,7 +13,15 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from graphc.ir.graph import Graph, as_graph, infer_node, operands, topo_order, without_gc
+from graphc.ir.graph import (
+    Graph,
+    ancestors,
+    as_graph,
+    infer_node,
+    operands,
+    topo_order,
+    without_gc,
+)
 from graphc.ops.registry import REGISTRY
 
 FOLD_LIMIT = 1 << 16  # largest constant (elements) that folding may create
@@ -162,8 +170,7 @@ def simplify(g: Graph | nx.MultiDiGraph) -> Graph:
             if new[n] == n and "grad_of" in a:  # a kept node keeps its label
                 b.G.nodes[n]["grad_of"] = a["grad_of"]
     b.G.graph["outputs"] = {name: new[n] for name, n in src.outputs.items()}
-    live = set(b.G.graph["outputs"].values())
-    live |= set().union(*(nx.ancestors(b.G, n) for n in live))
+    live = ancestors(b.G, b.G.graph["outputs"].values())
     b.G.remove_nodes_from(
         [n for n, a in list(b.G.nodes(data=True)) if n not in live and a["op"] != "input"]
     )

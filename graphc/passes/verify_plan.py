@@ -8,32 +8,48 @@ reads a value whose slot now holds another, or writes over a value that is read 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from graphc.errors import PlanError
-from graphc.ir.graph import describe, operands
+from graphc.ir.graph import describe, operands, without_gc
 from graphc.ops.registry import REGISTRY
-from graphc.passes.memory import MemoryPlan
+from graphc.passes.memory import MemoryPlan, Slot
 from graphc.passes.schedule import Program
 
 _ITEMSIZE = {"float64": 8, "float32": 4, "bool": 1}
 
 
-def _root(plan: MemoryPlan, v: int) -> int:
-    seen = set()
-    while plan.storage[v].kind == "alias":
-        if v in seen:
-            raise PlanError(f"v{v}: its aliases form a cycle")
-        seen.add(v)
-        v = int(plan.storage[v].ref)
-    return v
+def _roots(plan: MemoryPlan) -> Callable[[int], int]:
+    """The value whose storage a value shares, following its aliases; every chain is walked
+    once (the answers are remembered for each value on it)."""
+    known: dict[int, int] = {}
+
+    def root(v: int) -> int:
+        chain, seen = [], set()
+        while v not in known and plan.storage[v].kind == "alias":
+            if v in seen:
+                raise PlanError(f"v{v}: its aliases form a cycle")
+            seen.add(v)
+            chain.append(v)
+            v = int(plan.storage[v].ref)
+        r = known.get(v, v)
+        known.update(dict.fromkeys(chain, r))
+        return r
+
+    return root
 
 
+@without_gc
 def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1, 3, 1000)) -> None:
     """Raise PlanError if running `prog` with `plan` could read clobbered or missing data."""
     G = prog.graph.nx
     steps = [s.nodes for s in prog.steps]
+    root = _roots(plan)
     # What each step reads from outside itself (a fused step's own values stay in its loop).
-    reads = [[u for n in nodes for u in operands(G, n) if u not in nodes] for nodes in steps]
+    reads = []
+    for nodes in steps:
+        mine = set(nodes)
+        reads.append([u for n in nodes for u in operands(G, n) if u not in mine])
     writes = [
         [v for v in nodes if getattr(plan.storage.get(v), "kind", None) != "local"]
         for nodes in steps
@@ -76,19 +92,22 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
             )
 
     # Slots are large enough for every member, at several sizes of every symbol.
-    slot_ids = {s.id for s in plan.slots}
+    slot_of_id: dict[int | str, Slot] = {}
+    for slot in plan.slots:
+        slot_of_id.setdefault(slot.id, slot)  # the first slot with an id, if ids repeat
     symbols = {d for n in G for d in G.nodes[n].get("shape", ()) if isinstance(d, str)}
+    envs = {n: dict.fromkeys(symbols, n) for n in sizes}
     for v, st in plan.storage.items():
         if st.kind != "arena":
             continue
-        if st.ref not in slot_ids:
+        if st.ref not in slot_of_id:
             raise PlanError(f"{where(v)} is in buf{st.ref}, which the plan does not have")
         a = G.nodes[v]
         for n in sizes:
-            env = dict.fromkeys(symbols, n)
+            env = envs[n]
             need = math.prod(d if isinstance(d, int) else env[d] for d in a["shape"])
             need *= _ITEMSIZE[a["dtype"]]
-            have = plan.slots[[s.id for s in plan.slots].index(st.ref)].nbytes(env)
+            have = slot_of_id[st.ref].nbytes(env)
             if have < need:
                 raise PlanError(
                     f"{where(v)} needs {need} bytes at size {n}, buf{st.ref} has {have}"
@@ -98,16 +117,18 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
     last_read: dict[int, int] = {}
     for t in range(len(steps)):
         for u in reads[t]:
-            last_read[_root(plan, u)] = t
+            last_read[root(u)] = t
     for n in prog.outputs.values():
-        last_read[_root(plan, n)] = len(steps)
+        last_read[root(n)] = len(steps)
 
     # Replay.
     holds: dict[int, int] = {}  # slot -> the root value whose bytes it holds
     written: set[int] = set()
     for t in range(len(steps)):
+        read_roots = set()
         for u in reads[t]:
-            r = _root(plan, u)
+            r = root(u)
+            read_roots.add(r)
             st = plan.storage[r]
             if st.kind == "arena" and holds.get(int(st.ref)) != r:
                 other = holds.get(int(st.ref))
@@ -136,7 +157,7 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
                     # Only an elementwise result may replace an operand of its own shape that its
                     # step reads, at the same index (a fused loop loads before it stores).
                     a, b = G.nodes[v], G.nodes[prev]
-                    reads_prev = any(_root(plan, u) == prev for u in reads[t])
+                    reads_prev = prev in read_roots
                     same = a["shape"] == b["shape"] and a["dtype"] == b["dtype"]
                     if not (REGISTRY[a["op"]].elementwise and same and reads_prev):
                         raise PlanError(
