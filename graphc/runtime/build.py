@@ -46,13 +46,21 @@ _BASE_CFLAGS = (
 # or identical, never partly overlapping) and use its full cost model.
 _GCC_VECTOR_FLAGS = ("-fvect-cost-model=dynamic", "--param=vect-max-version-for-alias-checks=64")
 _NATIVE_FLAGS = ("-march=native", "-mtune=native", "-mcpu=native")
+# The default build is -O1 plus the -O2 optimisations the generated loops need: vectorising,
+# inlining the small math functions, type-based alias analysis. Measured on the benchmark
+# models, the loops run as fast as at -O2 and the module builds in about half the C compiler's
+# time (most of the C is Cython's Python-facing code, which -O2 gains little on).
+_LOOP_FLAGS = {
+    "gcc": ("-ftree-vectorize", "-fstrict-aliasing", "-finline-small-functions"),
+    "clang": ("-fvectorize", "-fslp-vectorize", "-fstrict-aliasing"),
+}
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     """Compiler settings for one build; every field is part of the cache key."""
 
-    opt_level: int = 2  # -O level
+    opt_level: int = 1  # -O level; at 1 with the loop flags of -O2 (_LOOP_FLAGS)
     # -march=native: AVX2 and FMA where the machine has them (the key then names the CPU)
     extra_compile_args: tuple[str, ...] = ("-march=native",)
     extra_link_args: tuple[str, ...] = ()
@@ -110,11 +118,13 @@ def _cython_command(name: str, options: BuildOptions) -> list[str]:
 def _cc_command(cc: cache.Compiler, name: str, options: BuildOptions) -> list[str]:
     """The compile-and-link command, run inside the build directory."""
     incs = [f"-I{d}" for d in [*cache.environment()["include_dirs"], *options.include_dirs]]
+    clang = "clang" in cc.version.lower()
     return [
         *cc.argv,
         f"-O{options.opt_level}",
+        *(_LOOP_FLAGS["clang" if clang else "gcc"] if options.opt_level == 1 else ()),
         *_BASE_CFLAGS,
-        *(() if "clang" in cc.version.lower() else _GCC_VECTOR_FLAGS),
+        *(() if clang else _GCC_VECTOR_FLAGS),
         *incs,
         *options.extra_compile_args,
         f"{name}.c",
