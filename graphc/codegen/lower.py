@@ -161,38 +161,7 @@ def _function(
         else:
             init = f"<{ctype}*>(arena + off_buf{st.ref})"
         pointers.append(Pointer(ctx.ptr(v), ctype, init))
-    # Each step's code, in program order: (section, statements, their locals, the names they
-    # use, the step's range function or None).
-    code: list[tuple[str, list[Statement], list, set[str], Part | None]] = []
-    partials: list[Pointer] = []
-    for t, step in enumerate(prog.steps):
-        prefix = "adj: " if step.section == "backward" else ""
-        uses = {ctx.ptr(v) for v in (*step.nodes, *prog.reads(t))}
-        comment = prefix + ctx.describe(step.node)
-        ranged = None
-        if step.fused or loop_op(ctx.G, step.node):
-            stored = {n for n in step.nodes if plan.storage[n].kind != "local"}
-            f = fused(ctx, step.nodes, stored, fn=f"_{name}_loop{t}")
-            if step.fused:
-                written = ", ".join(ctx.ptr(n) for n in sorted(stored))
-                comment = f"{prefix}fused loop: {len(step.nodes)} ops, {written} stored"
-            for ctype, partial in f.partials:
-                at = f"off_partials + {len(partials) * CHUNKS * 8}"
-                partials.append(Pointer(partial, ctype, f"<{ctype}*>(arena + {at})"))
-                uses.add(partial)
-            if f.ranged:
-                ranged = _cfunction(
-                    f"_{name}_loop{t}", comment, f.ranged, f.ranged_locals, uses, ranged=True
-                )
-            lowered, local = f.statements, f.locals
-        elif plan.storage[step.node].kind == "alias":
-            continue  # a reshape that shares its operand's bytes: nothing to compute
-        else:
-            a = ctx.G.nodes[step.node]
-            lowered = lower_op(ctx, step.node, a["op"], operands(ctx.G, step.node), a["params"])
-            local = []
-        lowered[0] = Statement(comment, lowered[0].heads, lowered[0].body)
-        code.append((step.section, lowered, local, uses, ranged))
+    code, partials = _code(ctx, prog, plan, name)
     copies = []  # outputs that are inputs, constants or repeated
     for out_name, v in plan.extra_outputs.items():
         nbytes = f"{cexpr.size(ctx.shape(v))}*sizeof({cexpr.CTYPE[ctx.dtype(v)]})"
@@ -226,6 +195,48 @@ def _function(
         tuple(copies),
         returns,
     )
+
+
+StepCode = tuple[str, list[Statement], list[tuple[str, str]], set[str], Part | None]
+
+
+def _code(
+    ctx: Context, prog: Program, plan: MemoryPlan, name: str
+) -> tuple[list[StepCode], list[Pointer]]:
+    """Each step's code, in program order: (section, statements, their locals, the names they
+    use, the step's range function or None); and the pointers to the full reductions' sums
+    per chunk, which follow the buffers in the arena."""
+    code: list[StepCode] = []
+    partials: list[Pointer] = []
+    for t, step in enumerate(prog.steps):
+        prefix = "adj: " if step.section == "backward" else ""
+        uses = {ctx.ptr(v) for v in (*step.nodes, *prog.reads(t))}
+        comment = prefix + ctx.describe(step.node)
+        ranged = None
+        if step.fused or loop_op(ctx.G, step.node):
+            stored = {n for n in step.nodes if plan.storage[n].kind != "local"}
+            f = fused(ctx, step.nodes, stored, fn=f"_{name}_loop{t}")
+            if step.fused:
+                written = ", ".join(ctx.ptr(n) for n in sorted(stored))
+                comment = f"{prefix}fused loop: {len(step.nodes)} ops, {written} stored"
+            for ctype, partial in f.partials:
+                at = f"off_partials + {len(partials) * CHUNKS * 8}"
+                partials.append(Pointer(partial, ctype, f"<{ctype}*>(arena + {at})"))
+                uses.add(partial)
+            if f.ranged:
+                ranged = _cfunction(
+                    f"_{name}_loop{t}", comment, f.ranged, f.ranged_locals, uses, ranged=True
+                )
+            lowered, local = f.statements, f.locals
+        elif plan.storage[step.node].kind == "alias":
+            continue  # a reshape that shares its operand's bytes: nothing to compute
+        else:
+            a = ctx.G.nodes[step.node]
+            lowered = lower_op(ctx, step.node, a["op"], operands(ctx.G, step.node), a["params"])
+            local = []
+        lowered[0] = Statement(comment, lowered[0].heads, lowered[0].body)
+        code.append((step.section, lowered, local, uses, ranged))
+    return code, partials
 
 
 PART_STEPS = 32  # steps per generated C function at most
