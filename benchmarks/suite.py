@@ -201,7 +201,8 @@ def mlp_numpy(
 
 def chain_graph() -> gc.Graph:
     g = gc.Graph("suite_chain")
-    v = {k: g.param(k, shape=("N",)) for k in ("x", "a", "b")}  # gradients w.r.t. all three
+    v = {"x": g.input("x", shape=("N",))}
+    v |= {k: g.param(k, shape=("N",)) for k in ("a", "b")}
     g.output("loss", chain_loss(GRAPHC_OPS, v))
     return g
 
