@@ -384,3 +384,43 @@ def test_matmul_paths_agree_with_numpy(out_dir, m, k, n):
     _, want = gc.value_and_grad(g, inputs, of="loss", wrt=["a", "b"])
     for key in want:
         np.testing.assert_allclose(grads[key], want[key], rtol=1e-12, atol=1e-14)
+
+
+def test_either_blas_gives_the_same_products(out_dir):
+    """NumPy's bundled OpenBLAS when there is one, SciPy's with GRAPHC_BLAS=scipy: both agree
+    with the interpreter (each run in a fresh process, as the choice is made on import)."""
+    g = gc.Graph("mm_blas")
+    a = g.param("a", shape=(40, 30))
+    b = g.param("b", shape=(30, 20))
+    g.output("loss", gc.sum(gc.tanh(a @ b) * 0.5))
+    mod = gc.compile(g, out_dir=out_dir)
+    rng = np.random.default_rng(1)
+    inputs = {"a": rng.normal(size=(40, 30)), "b": rng.normal(size=(30, 20))}
+    np.savez(out_dir / "mm_blas_inputs.npz", **inputs)
+    script = (
+        "import sys, numpy as np, graphc as gc\n"
+        f"m = gc.load({str(mod.path)!r})\n"
+        f"x = dict(np.load({str(out_dir / 'mm_blas_inputs.npz')!r}))\n"
+        "_, grads = m.value_and_grad(**x)\n"
+        "print(m.module.BLAS)\n"
+        "np.save(sys.argv[1], np.concatenate([grads['a'].ravel(), grads['b'].ravel()]))\n"
+    )
+    _, want = gc.value_and_grad(g, inputs, of="loss", wrt=["a", "b"])
+    want = np.concatenate([want["a"].ravel(), want["b"].ravel()])
+    used = set()
+    for choice in ("", "scipy"):
+        saved = out_dir / f"mm_blas_{choice or 'default'}.npy"
+        r = subprocess.run(
+            [sys.executable, "-c", script, str(saved)],
+            env={**os.environ, "GRAPHC_BLAS": choice},
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert r.returncode == 0, r.stderr
+        used.add(r.stdout.strip())
+        np.testing.assert_allclose(np.load(saved), want, rtol=1e-12, atol=1e-14)
+    bundled = any(Path(np.__file__).parent.parent.glob("numpy.libs/libscipy_openblas64_*.so"))
+    assert used == {"scipy.linalg.cython_blas"} | (
+        {"NumPy's OpenBLAS (64-bit sizes)"} if bundled else set()
+    )

@@ -7,6 +7,7 @@
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, NAN, fabs, pow, sqrt
+from libc.limits cimport INT_MAX
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
@@ -181,16 +182,43 @@ cdef void _parallel(_range_fn body, const void* b, Py_ssize_t n, Py_ssize_t chun
         body(b, k * chunk, min(k * chunk + chunk, n))
 
 # ---- kernels -----------------------------------------------------------------------------
+# Matrix products call the OpenBLAS that NumPy's wheels bundle (the library NumPy's `@` runs,
+# with 64-bit sizes) when it is there, else SciPy's BLAS (scipy.linalg.cython_blas, 32-bit
+# sizes). GRAPHC_BLAS=scipy chooses SciPy's.
+cdef bint _blas64 = False
+BLAS = None  # which library the module's matrix products call, once it has any
+
+
+def _numpy_blas(str name):
+    """The address of `name` in NumPy's bundled OpenBLAS (symbol scipy_<name>_64_), or 0."""
+    import ctypes, glob
+
+    if os.environ.get("GRAPHC_BLAS", "").strip().lower() == "scipy":
+        return 0
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "libscipy_openblas64_*.so"))
+    try:
+        return ctypes.cast(getattr(ctypes.CDLL(libs[0]), f"scipy_{name}_64_"), ctypes.c_void_p).value or 0
+    except (IndexError, OSError, AttributeError):
+        return 0
+
+
 cdef void* _blas(str name) except NULL:
-    """A BLAS routine from SciPy's table of C function pointers (scipy.linalg.cython_blas)."""
+    """The BLAS routine `name` (see above); sets _blas64 when it takes 64-bit sizes."""
+    global _blas64, BLAS
+    cdef size_t address = _numpy_blas(name)
+    if address:
+        _blas64, BLAS = True, "NumPy's OpenBLAS (64-bit sizes)"
+        return <void*>address
+    BLAS = "scipy.linalg.cython_blas"
     from scipy.linalg import cython_blas
 
     capsule = cython_blas.__pyx_capi__[name]
     return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
 
 
-ctypedef void (*_dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*,
-                              double*, int*, double*, double*, int*) noexcept nogil
+# sizes by pointer, to int or to long long (_blas64)
+ctypedef void (*_dgemm_t)(char*, char*, void*, void*, void*, double*, double*, void*,
+                              double*, void*, double*, double*, void*) noexcept nogil
 cdef _dgemm_t dgemm = <_dgemm_t>_blas("dgemm")
 
 
@@ -214,18 +242,26 @@ cdef void _gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     c^T = op(b)^T op(a)^T, with b as its first operand. No operand is copied."""
     cdef char transb = b'T' if tb else b'N'
     cdef char transa = b'T' if ta else b'N'
-    cdef int M = <int>n, N = <int>m, K = <int>k
-    cdef int ldb = <int>(k if tb else n), lda = <int>(m if ta else k), ldc = <int>n
+    cdef long long s[6]  # M, N, K, ldb, lda, ldc, as BLAS sees them (column-major)
+    cdef int s32[6]
+    cdef int i
     cdef double one = 1, zero = 0
     if m == 0 or n == 0:
         return
     if k == 0:
         memset(c, 0, m * n * sizeof(double))
         return
-    if m * n * k <= 512:  # tiny: a plain loop costs less than the call into BLAS
+    s[0], s[1], s[2] = n, m, k
+    s[3], s[4], s[5] = (k if tb else n), (m if ta else k), n
+    if m * n * k <= 512 or not (_blas64 or (m <= INT_MAX and n <= INT_MAX and k <= INT_MAX)):
+        # tiny: a plain loop costs less than the call into BLAS; or too large for 32-bit BLAS
         _small_gemm_d(ta, tb, m, n, k, a, b, c)
-        return
-    dgemm(&transb, &transa, &M, &N, &K, &one, <double*>b, &ldb, <double*>a, &lda, &zero, c, &ldc)
+    elif _blas64:
+        dgemm(&transb, &transa, &s[0], &s[1], &s[2], &one, <double*>b, &s[3], <double*>a, &s[4], &zero, c, &s[5])
+    else:
+        for i in range(6):
+            s32[i] = <int>s[i]
+        dgemm(&transb, &transa, &s32[0], &s32[1], &s32[2], &one, <double*>b, &s32[3], <double*>a, &s32[4], &zero, c, &s32[5])
 
 # ---- argument checking: one place for every function ------------------------------------
 # The checks are C; a call that is unusual (arguments by name) or wrong goes on to Python
