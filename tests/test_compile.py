@@ -424,3 +424,27 @@ def test_either_blas_gives_the_same_products(out_dir):
     assert used == {"scipy.linalg.cython_blas"} | (
         {"NumPy's OpenBLAS (64-bit sizes)"} if bundled else set()
     )
+
+
+def test_outputs_share_one_block_that_a_later_call_reuses_only_when_free(seed):
+    """A call's outputs live in one block; once they are all gone the next call may reuse it,
+    but results still held are never written again."""
+    kept = seed.value_and_grad(**INPUTS)
+    arrays = [kept[0]["loss"], *kept[1].values()]
+    assert len({id(a.base) for a in arrays}) == 1  # one block is the base of them all
+    for a in arrays:
+        assert a.flags.c_contiguous and a.flags.aligned and a.flags.writeable
+    spans = sorted((a.ctypes.data, a.ctypes.data + a.nbytes) for a in arrays)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # disjoint
+    want = [a.copy() for a in arrays]
+    scaled = {k: v * 2 for k, v in INPUTS.items() if k != "x"}
+    again = seed.value_and_grad(**{**INPUTS, **scaled})  # a new block: `kept` is alive
+    assert again[1]["W1"].ctypes.data != kept[1]["W1"].ctypes.data
+    for a, w in zip(arrays, want, strict=True):
+        assert a.tobytes() == w.tobytes()
+    where = again[1]["W1"].ctypes.data
+    del again
+    reused = seed.value_and_grad(**INPUTS)
+    assert reused[1]["W1"].ctypes.data == where  # the freed block came back
+    for a, w in zip([reused[0]["loss"], *reused[1].values()], want, strict=True):
+        assert a.tobytes() == w.tobytes()

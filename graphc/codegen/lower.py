@@ -111,8 +111,11 @@ def _args(ctx: Context, inputs: dict[str, int]) -> tuple[Arg, ...]:
     return tuple(args)
 
 
-def _outs(ctx: Context, prog: Program, grads: dict[str, str], pair: bool) -> tuple[Out, ...]:
-    outs = []
+def _outs(
+    ctx: Context, prog: Program, grads: dict[str, str], pair: bool
+) -> tuple[tuple[Out, ...], str]:
+    """The outputs, and the bytes of the block holding them all (each at a 64-byte boundary)."""
+    outs, at = [], "0"
     for k, (name, n) in enumerate(prog.outputs.items()):
         key, group = (grads[name], "grads") if name in grads else (name, "outputs")
         outs.append(
@@ -127,15 +130,17 @@ def _outs(ctx: Context, prog: Program, grads: dict[str, str], pair: bool) -> tup
                 cexpr.TYPENUM[ctx.dtype(n)],
                 len(ctx.shape(n)),
                 tuple(cexpr.dim(d) for d in ctx.shape(n)),
+                at,
             )
         )
-    return tuple(outs)
+        at = f"at_o{k} + _aligned({cexpr.size(ctx.shape(n))}*{ITEMSIZE[ctx.dtype(n)]})"
+    return tuple(outs), at
 
 
 def _function(
     ctx: Context, prog: Program, plan: MemoryPlan, name: str, grads: dict[str, str], doc: str
 ) -> Function:
-    outs = _outs(ctx, prog, grads, pair=name == "value_and_grad")
+    outs, outs_end = _outs(ctx, prog, grads, pair=name == "value_and_grad")
     out_var = {o.name: o.var for o in outs}
     slots, start = [], "0"
     for s in plan.slots:
@@ -186,6 +191,7 @@ def _function(
         name,
         doc,
         outs,
+        outs_end,
         tuple(slots),
         start if partials else None,
         f"off_partials + {len(partials) * CHUNKS * 8}" if partials else start,

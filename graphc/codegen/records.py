@@ -80,6 +80,7 @@ class Out:
     typenum: str
     ndim: int
     dims: tuple[str, ...]  # C expressions
+    at: str  # its byte offset in the call's output block (C expression)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Function:
     name: str  # "forward" or "value_and_grad"
     doc: str
     outs: tuple[Out, ...]
+    outs_end: str  # bytes of the output block
     slots: tuple[SlotOffset, ...]
     partials_at: str | None  # where the full reductions' per-chunk sums start in the arena
     arena_end: str

@@ -5,6 +5,7 @@
 # and the model line it computes. Backward statements are marked `adj:`.
 
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from cpython.ref cimport Py_INCREF
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, NAN, fabs, pow, sqrt
 from libc.limits cimport INT_MAX
@@ -125,9 +126,56 @@ cdef extern from "numpy/arrayobject.h":
     bint PyArray_ISBEHAVED(ndarray) nogil
     npy_intp PyArray_NBYTES(ndarray) nogil
     object PyArray_EMPTY(int, npy_intp*, int, int)
+    enum:
+        NPY_ARRAY_CARRAY
+    void* PyArray_DescrFromType(int)
+    object PyArray_NewFromDescr(void*, void*, int, npy_intp*, npy_intp*, void*, int, void*)
+    int PyArray_SetBaseObject(ndarray, object) except -1  # takes a reference to the base
     int _import_array() except -1
 
 _import_array()
+
+# ---- output memory -----------------------------------------------------------------------
+# A call's output arrays share one block of memory, their base. When all of them are gone, the
+# block becomes the spare, which the next call takes if it fits, so that steady calls neither
+# allocate nor touch fresh pages (on this kind of machine, first touches of fresh pages cost
+# more than the arithmetic of a large elementwise step). At most one spare is kept.
+cdef char* _spare = NULL
+cdef Py_ssize_t _spare_bytes = 0
+
+
+cdef class _Block:
+    """The memory of one call's output arrays."""
+    cdef char* data
+    cdef Py_ssize_t nbytes
+
+    def __dealloc__(self):
+        global _spare, _spare_bytes
+        free(_spare)
+        _spare, _spare_bytes = self.data, self.nbytes
+
+
+cdef _Block _block(str fn, Py_ssize_t nbytes):
+    """A block of at least `nbytes`: the spare when it fits (and is not much larger), else new."""
+    global _spare, _spare_bytes
+    cdef _Block b = _Block.__new__(_Block)
+    if _spare != NULL and nbytes <= _spare_bytes <= 4 * nbytes + 4096:
+        b.data, b.nbytes = _spare, _spare_bytes
+        _spare, _spare_bytes = NULL, 0
+        return b
+    b.data = <char*>malloc(nbytes if nbytes > 0 else 1)
+    if b.data == NULL:
+        raise _calls().no_memory_error(fn, nbytes)
+    b.nbytes = nbytes
+    return b
+
+
+cdef ndarray _output(_Block block, Py_ssize_t at, int ndim, npy_intp* dims, int typenum):
+    """A C-contiguous array of `dims` at byte `at` of `block`, which it keeps alive."""
+    cdef ndarray a = PyArray_NewFromDescr(<void*>ndarray, PyArray_DescrFromType(typenum), ndim, dims, NULL, block.data + at, NPY_ARRAY_CARRAY, NULL)
+    Py_INCREF(block)
+    PyArray_SetBaseObject(a, block)
+    return a
 
 GRAPHC_VERSION = '0.1.0'
 MODEL = 'tiny'
@@ -434,9 +482,11 @@ def forward(*args, out=None, **kwargs):
     cdef _Inputs got
     cdef tuple arrays = _check("forward", args, kwargs, &got)
     cdef Py_ssize_t d_N = got.d_N
-    # outputs
+    # outputs: in one block of memory (see _block), or the caller's arrays (out=)
+    cdef Py_ssize_t at_o0 = 0
+    cdef _Block block = _block("forward", at_o0 + _aligned(1*8)) if out is None else None
     cdef npy_intp dims[8]
-    cdef ndarray o0 = PyArray_EMPTY(0, dims, NPY_FLOAT64, 0) if out is None else _out_array("forward", out, -1, 'loss', NPY_FLOAT64, "float64", 0, dims, arrays)  # loss
+    cdef ndarray o0 = _output(block, at_o0, 0, dims, NPY_FLOAT64) if out is None else _out_array("forward", out, -1, 'loss', NPY_FLOAT64, "float64", 0, dims, arrays)  # loss
     if out is not None:
         _distinct_outs("forward", (o0, ), ('loss', ))
     # arena: scratch memory of this call only (on the stack when small), so concurrent calls
@@ -565,11 +615,14 @@ def value_and_grad(*args, out=None, **kwargs):
     cdef _Inputs got
     cdef tuple arrays = _check("value_and_grad", args, kwargs, &got)
     cdef Py_ssize_t d_N = got.d_N
-    # outputs
+    # outputs: in one block of memory (see _block), or the caller's arrays (out=)
+    cdef Py_ssize_t at_o0 = 0
+    cdef Py_ssize_t at_o1 = at_o0 + _aligned(1*8)
+    cdef _Block block = _block("value_and_grad", at_o1 + _aligned(2*8)) if out is None else None
     cdef npy_intp dims[8]
-    cdef ndarray o0 = PyArray_EMPTY(0, dims, NPY_FLOAT64, 0) if out is None else _out_array("value_and_grad", out, 0, 'loss', NPY_FLOAT64, "float64", 0, dims, arrays)  # loss
+    cdef ndarray o0 = _output(block, at_o0, 0, dims, NPY_FLOAT64) if out is None else _out_array("value_and_grad", out, 0, 'loss', NPY_FLOAT64, "float64", 0, dims, arrays)  # loss
     dims[0] = 2
-    cdef ndarray o1 = PyArray_EMPTY(1, dims, NPY_FLOAT64, 0) if out is None else _out_array("value_and_grad", out, 1, 'w', NPY_FLOAT64, "float64", 1, dims, arrays)  # dloss/dw
+    cdef ndarray o1 = _output(block, at_o1, 1, dims, NPY_FLOAT64) if out is None else _out_array("value_and_grad", out, 1, 'w', NPY_FLOAT64, "float64", 1, dims, arrays)  # dloss/dw
     if out is not None:
         _distinct_outs("value_and_grad", (o0, o1, ), ('loss', 'w', ))
     # arena: scratch memory of this call only (on the stack when small), so concurrent calls
