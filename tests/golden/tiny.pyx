@@ -4,7 +4,7 @@
 # Compile it again with `graphc compile` instead; each statement below names the node
 # and the model line it computes. Backward statements are marked `adj:`.
 
-from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_New
 from cpython.ref cimport Py_INCREF
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, NAN, fabs, pow, sqrt
@@ -142,37 +142,37 @@ _import_array()
 # more than the arithmetic of a large elementwise step). At most one spare is kept.
 cdef char* _spare = NULL
 cdef Py_ssize_t _spare_bytes = 0
+cdef enum:
+    _HEADER = 64  # bytes before a block's data: its size, and alignment
 
 
-cdef class _Block:
-    """The memory of one call's output arrays."""
-    cdef char* data
-    cdef Py_ssize_t nbytes
-
-    def __dealloc__(self):
-        global _spare, _spare_bytes
-        free(_spare)
-        _spare, _spare_bytes = self.data, self.nbytes
-
-
-cdef _Block _block(str fn, Py_ssize_t nbytes):
-    """A block of at least `nbytes`: the spare when it fits (and is not much larger), else new."""
+cdef void _release(object block) noexcept:
+    """The capsule owning a block is gone (so are its arrays): the block becomes the spare."""
     global _spare, _spare_bytes
-    cdef _Block b = _Block.__new__(_Block)
-    if _spare != NULL and nbytes <= _spare_bytes <= 4 * nbytes + 4096:
-        b.data, b.nbytes = _spare, _spare_bytes
+    cdef char* p = <char*>PyCapsule_GetPointer(block, NULL)
+    free(_spare)
+    _spare, _spare_bytes = p, (<Py_ssize_t*>p)[0]
+
+
+cdef object _block(str fn, Py_ssize_t nbytes, char** data):
+    """A capsule owning a block of at least `nbytes` at `data[0]`: the spare when it fits (and
+    is not much larger), else new memory."""
+    global _spare, _spare_bytes
+    cdef char* p = _spare
+    if p != NULL and nbytes <= _spare_bytes <= 4 * nbytes + 4096:
         _spare, _spare_bytes = NULL, 0
-        return b
-    b.data = <char*>malloc(nbytes if nbytes > 0 else 1)
-    if b.data == NULL:
-        raise _calls().no_memory_error(fn, nbytes)
-    b.nbytes = nbytes
-    return b
+    else:
+        p = <char*>malloc(_HEADER + nbytes)
+        if p == NULL:
+            raise _calls().no_memory_error(fn, nbytes)
+        (<Py_ssize_t*>p)[0] = nbytes
+    data[0] = p + _HEADER
+    return PyCapsule_New(p, NULL, _release)
 
 
-cdef ndarray _output(_Block block, Py_ssize_t at, int ndim, npy_intp* dims, int typenum):
-    """A C-contiguous array of `dims` at byte `at` of `block`, which it keeps alive."""
-    cdef ndarray a = PyArray_NewFromDescr(<void*>ndarray, PyArray_DescrFromType(typenum), ndim, dims, NULL, block.data + at, NPY_ARRAY_CARRAY, NULL)
+cdef ndarray _output(object block, char* data, int ndim, npy_intp* dims, int typenum):
+    """A C-contiguous array of `dims` at `data` in `block`, which it keeps alive."""
+    cdef ndarray a = PyArray_NewFromDescr(<void*>ndarray, PyArray_DescrFromType(typenum), ndim, dims, NULL, data, NPY_ARRAY_CARRAY, NULL)
     Py_INCREF(block)
     PyArray_SetBaseObject(a, block)
     return a
@@ -241,13 +241,11 @@ def _numpy_blas(str name):
     """The address of `name` in NumPy's bundled OpenBLAS (symbol scipy_<name>_64_), or 0."""
     import ctypes, glob
 
-    if os.environ.get("GRAPHC_BLAS", "").strip().lower() == "scipy":
-        return 0
     libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "libscipy_openblas64_*.so"))
-    try:
-        return ctypes.cast(getattr(ctypes.CDLL(libs[0]), f"scipy_{name}_64_"), ctypes.c_void_p).value or 0
-    except (IndexError, OSError, AttributeError):
+    if not libs or os.environ.get("GRAPHC_BLAS", "").strip().lower() == "scipy":
         return 0
+    fn = getattr(ctypes.CDLL(libs[0]), "scipy_" + name + "_64_", None)
+    return ctypes.cast(fn, ctypes.c_void_p).value if fn is not None else 0
 
 
 cdef void* _blas(str name) except NULL:
@@ -484,9 +482,10 @@ def forward(*args, out=None, **kwargs):
     cdef Py_ssize_t d_N = got.d_N
     # outputs: in one block of memory (see _block), or the caller's arrays (out=)
     cdef Py_ssize_t at_o0 = 0
-    cdef _Block block = _block("forward", at_o0 + _aligned(1*8)) if out is None else None
+    cdef char* data = NULL
+    block = _block("forward", at_o0 + _aligned(1*8), &data) if out is None else None
     cdef npy_intp dims[8]
-    cdef ndarray o0 = _output(block, at_o0, 0, dims, NPY_FLOAT64) if out is None else _out_array("forward", out, -1, 'loss', NPY_FLOAT64, "float64", 0, dims, arrays)  # loss
+    cdef ndarray o0 = _output(block, data + at_o0, 0, dims, NPY_FLOAT64) if out is None else _out_array("forward", out, -1, 'loss', NPY_FLOAT64, "float64", 0, dims, arrays)  # loss
     if out is not None:
         _distinct_outs("forward", (o0, ), ('loss', ))
     # arena: scratch memory of this call only (on the stack when small), so concurrent calls
@@ -618,11 +617,12 @@ def value_and_grad(*args, out=None, **kwargs):
     # outputs: in one block of memory (see _block), or the caller's arrays (out=)
     cdef Py_ssize_t at_o0 = 0
     cdef Py_ssize_t at_o1 = at_o0 + _aligned(1*8)
-    cdef _Block block = _block("value_and_grad", at_o1 + _aligned(2*8)) if out is None else None
+    cdef char* data = NULL
+    block = _block("value_and_grad", at_o1 + _aligned(2*8), &data) if out is None else None
     cdef npy_intp dims[8]
-    cdef ndarray o0 = _output(block, at_o0, 0, dims, NPY_FLOAT64) if out is None else _out_array("value_and_grad", out, 0, 'loss', NPY_FLOAT64, "float64", 0, dims, arrays)  # loss
+    cdef ndarray o0 = _output(block, data + at_o0, 0, dims, NPY_FLOAT64) if out is None else _out_array("value_and_grad", out, 0, 'loss', NPY_FLOAT64, "float64", 0, dims, arrays)  # loss
     dims[0] = 2
-    cdef ndarray o1 = _output(block, at_o1, 1, dims, NPY_FLOAT64) if out is None else _out_array("value_and_grad", out, 1, 'w', NPY_FLOAT64, "float64", 1, dims, arrays)  # dloss/dw
+    cdef ndarray o1 = _output(block, data + at_o1, 1, dims, NPY_FLOAT64) if out is None else _out_array("value_and_grad", out, 1, 'w', NPY_FLOAT64, "float64", 1, dims, arrays)  # dloss/dw
     if out is not None:
         _distinct_outs("value_and_grad", (o0, o1, ), ('loss', 'w', ))
     # arena: scratch memory of this call only (on the stack when small), so concurrent calls
