@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.special
 
 from graphc.ir.graph import Value
 from graphc.ir.shapes import DTYPES, broadcast_shapes
@@ -103,9 +102,18 @@ tanh = _elementwise(
     "tanh({0})",
     "d tanh(x) = (1 - tanh(x)^2) dx",
 )
+
+
+def _expit(x: np.ndarray) -> np.ndarray:
+    """scipy.special.expit, imported when first used (importing scipy.special costs ~0.3 s)."""
+    import scipy.special
+
+    return scipy.special.expit(x)
+
+
 sigmoid = _elementwise(
     "sigmoid",
-    scipy.special.expit,
+    _expit,
     (lambda ct, out, x: ct * (out * (1 - out)),),
     "(1.0 / (1.0 + exp(-{0})))",
     "d s(x) = s(x) (1 - s(x)) dx",
