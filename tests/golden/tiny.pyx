@@ -125,7 +125,6 @@ cdef extern from "numpy/arrayobject.h":
     bint PyArray_ISBEHAVED_RO(ndarray) nogil
     bint PyArray_ISBEHAVED(ndarray) nogil
     npy_intp PyArray_NBYTES(ndarray) nogil
-    object PyArray_EMPTY(int, npy_intp*, int, int)
     enum:
         NPY_ARRAY_CARRAY
     void* PyArray_DescrFromType(int)
