@@ -134,37 +134,53 @@ cdef extern from "numpy/arrayobject.h":
 
 _import_array()
 
-# ---- output memory -----------------------------------------------------------------------
+# ---- memory ------------------------------------------------------------------------------
 # A call's output arrays share one block of memory, their base. When all of them are gone, the
-# block becomes the spare, which the next call takes if it fits, so that steady calls neither
-# allocate nor touch fresh pages (on this kind of machine, first touches of fresh pages cost
-# more than the arithmetic of a large elementwise step). At most one spare is kept.
-cdef char* _spare = NULL
-cdef Py_ssize_t _spare_bytes = 0
+# block becomes the spare, which the next call takes if it fits; a call's arena (scratch) too
+# has a spare. So steady calls neither allocate nor touch fresh pages (on this kind of machine
+# first touches of fresh pages cost more than the arithmetic of a large elementwise step). At
+# most one spare of each is kept. Spares are taken and given back with the GIL held.
 cdef enum:
-    _HEADER = 64  # bytes before a block's data: its size, and alignment
+    _HEADER = 64  # bytes before a block's memory: its size, and alignment
+
+
+cdef struct _Spare:
+    char* p  # a block (header included), or NULL
+    Py_ssize_t nbytes
+
+
+cdef _Spare _out_spare, _arena_spare
+
+
+cdef char* _take(_Spare* spare, Py_ssize_t nbytes) noexcept:
+    """A block with room for `nbytes` after its header: the spare when it fits (and is not much
+    larger), else new memory; NULL when there is none."""
+    cdef char* p = spare.p
+    if p != NULL and nbytes <= spare.nbytes <= 4 * nbytes + 4096:
+        spare.p = NULL
+        return p
+    p = <char*>malloc(_HEADER + nbytes)
+    if p != NULL:
+        (<Py_ssize_t*>p)[0] = nbytes
+    return p
+
+
+cdef void _give(_Spare* spare, char* p) noexcept:
+    """Block `p` becomes the spare (the one it replaces is freed)."""
+    free(spare.p)
+    spare.p, spare.nbytes = p, (<Py_ssize_t*>p)[0]
 
 
 cdef void _release(object block) noexcept:
-    """The capsule owning a block is gone (so are its arrays): the block becomes the spare."""
-    global _spare, _spare_bytes
-    cdef char* p = <char*>PyCapsule_GetPointer(block, NULL)
-    free(_spare)
-    _spare, _spare_bytes = p, (<Py_ssize_t*>p)[0]
+    """The capsule owning an output block is gone (so are its arrays)."""
+    _give(&_out_spare, <char*>PyCapsule_GetPointer(block, NULL))
 
 
 cdef object _block(str fn, Py_ssize_t nbytes, char** data):
-    """A capsule owning a block of at least `nbytes` at `data[0]`: the spare when it fits (and
-    is not much larger), else new memory."""
-    global _spare, _spare_bytes
-    cdef char* p = _spare
-    if p != NULL and nbytes <= _spare_bytes <= 4 * nbytes + 4096:
-        _spare, _spare_bytes = NULL, 0
-    else:
-        p = <char*>malloc(_HEADER + nbytes)
-        if p == NULL:
-            raise _calls().no_memory_error(fn, nbytes)
-        (<Py_ssize_t*>p)[0] = nbytes
+    """A capsule owning a block with room for `nbytes` at `data[0]`."""
+    cdef char* p = _take(&_out_spare, nbytes)
+    if p == NULL:
+        raise _calls().no_memory_error(fn, nbytes)
     data[0] = p + _HEADER
     return PyCapsule_New(p, NULL, _release)
 
@@ -495,10 +511,12 @@ def forward(*args, out=None, **kwargs):
     cdef Py_ssize_t arena_bytes = off_partials + 512
     cdef double small[512]
     cdef char* arena = <char*>small
+    cdef char* taken = NULL
     if arena_bytes > <Py_ssize_t>sizeof(small):
-        arena = <char*>malloc(arena_bytes)
-        if arena == NULL:
+        taken = _take(&_arena_spare, arena_bytes)
+        if taken == NULL:
             raise _calls().no_memory_error("forward", arena_bytes)
+        arena = taken + _HEADER
     cdef _forward_buffers b
     b.d_N = d_N
     b.v0 = <double*>got.p_x
@@ -507,11 +525,11 @@ def forward(*args, out=None, **kwargs):
     b.v3 = <double*>(arena + off_buf1)
     b.v4 = <double*>PyArray_DATA(o0)
     b.v4_p = <double*>(arena + off_partials + 0)
-    # Nothing below can raise (plain C loops and noexcept kernels), so the arena is always freed.
+    # Nothing below can raise (plain C loops and noexcept kernels), so the arena always returns.
     with nogil:
         _forward_forward(&b)
-    if arena != <char*>small:
-        free(arena)
+    if taken != NULL:
+        _give(&_arena_spare, taken)
     return {'loss': o0}
 
 cdef struct _value_and_grad_buffers:  # where each value value_and_grad keeps in memory is, per call
@@ -633,10 +651,12 @@ def value_and_grad(*args, out=None, **kwargs):
     cdef Py_ssize_t arena_bytes = off_partials + 512
     cdef double small[512]
     cdef char* arena = <char*>small
+    cdef char* taken = NULL
     if arena_bytes > <Py_ssize_t>sizeof(small):
-        arena = <char*>malloc(arena_bytes)
-        if arena == NULL:
+        taken = _take(&_arena_spare, arena_bytes)
+        if taken == NULL:
             raise _calls().no_memory_error("value_and_grad", arena_bytes)
+        arena = taken + _HEADER
     cdef _value_and_grad_buffers b
     b.d_N = d_N
     b.v0 = <double*>got.p_x
@@ -649,10 +669,10 @@ def value_and_grad(*args, out=None, **kwargs):
     b.v10 = <double*>(arena + off_buf1)
     b.g1 = <double*>PyArray_DATA(o1)
     b.v4_p = <double*>(arena + off_partials + 0)
-    # Nothing below can raise (plain C loops and noexcept kernels), so the arena is always freed.
+    # Nothing below can raise (plain C loops and noexcept kernels), so the arena always returns.
     with nogil:
         _value_and_grad_forward(&b)
         _value_and_grad_backward(&b)
-    if arena != <char*>small:
-        free(arena)
+    if taken != NULL:
+        _give(&_arena_spare, taken)
     return {'loss': o0}, {'w': o1}
