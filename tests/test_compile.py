@@ -448,3 +448,25 @@ def test_outputs_share_one_block_that_a_later_call_reuses_only_when_free(seed):
     assert reused[1]["W1"].ctypes.data == where  # the freed block came back
     for a, w in zip([reused[0]["loss"], *reused[1].values()], want, strict=True):
         assert a.tobytes() == w.tobytes()
+
+
+@pytest.mark.parametrize(
+    "value, expect", [("2", "threads 2"), ("abc", "GRAPHC_NUM_THREADS must be a whole number")]
+)
+def test_graphc_num_threads_is_read_on_import(seed, value, expect):
+    script = (
+        "import graphc as gc\n"
+        "try:\n"
+        f"    m = gc.load({str(seed.path)!r})\n"
+        "    print('threads', m.module.get_num_threads())\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "GRAPHC_NUM_THREADS": value},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0 and expect in r.stdout, r.stdout + r.stderr
