@@ -298,7 +298,8 @@ def fused(v: Values, nodes: Sequence[int], stored: set[int], fn: str) -> Fused:
         Statement("", (), (f"ck_len = {chunk}",)),
         statement([LoopHead("", "ck", "lo, hi")], body),
     ]
-    ranged_locals = [x for x in scalars if x[1][:-1] not in map(name, full)]
+    totals = {f"{name(n)}_" for n in full}  # added up by the caller, not the range function
+    ranged_locals = [x for x in scalars if x[1] not in totals]
     ranged_locals += [("Py_ssize_t", x) for x in (j, "blk", "blk_end")]
     ranged_locals += [("Py_ssize_t", x) for x in ("ck", "ck_len", "ck_lo", "ck_hi")]
     for n in full:

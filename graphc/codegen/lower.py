@@ -173,7 +173,7 @@ def _function(
         copy = f"memcpy(PyArray_DATA({out_var[out_name]}), b.{ctx.ptr(v)}, {nbytes})"
         copies.append(Statement(f"{out_name!r} is {ctx.ptr(v)}", (), (copy,)))
     pointers += partials
-    fields = {p.name: k for k, p in enumerate(pointers)}
+    fields = {p.name: (k, p) for k, p in enumerate(pointers)}
     parts = []
     for title, fn, run in _runs(name, code):
         parts += [r.with_fields(fields) for *_, r in run if r is not None]
@@ -196,7 +196,6 @@ def _function(
         start if partials else None,
         f"off_partials + {len(partials) * CHUNKS * 8}" if partials else start,
         tuple(pointers),
-        {p.name: p.ctype for p in pointers},
         parts,
         tuple(copies),
         returns,

@@ -36,11 +36,13 @@ class Part:
     loop_vars: str
     scalars: tuple[tuple[str, str], ...]  # (ctype, "v3_, v4_"): the fused loops' scalars
     statements: tuple[Statement, ...]
-    pointers: tuple[str, ...] = ()  # the struct fields it reads, as locals of the same name
+    pointers: tuple[Pointer, ...] = ()  # the struct fields it reads, as locals of the same name
 
-    def with_fields(self, fields: dict[str, int]) -> Part:
-        """With `pointers`: the fields (name -> position in the struct) it uses, in order."""
-        return replace(self, pointers=tuple(sorted(self.uses & fields.keys(), key=fields.get)))
+    def with_fields(self, fields: dict[str, tuple[int, Pointer]]) -> Part:
+        """With `pointers`: the fields (name -> position in the struct, field) it uses, in
+        struct order."""
+        used = sorted(fields[name] for name in self.uses & fields.keys())
+        return replace(self, pointers=tuple(p for _, p in used))
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,6 @@ class Function:
     partials_at: str | None  # where the full reductions' per-chunk sums start in the arena
     arena_end: str
     pointers: tuple[Pointer, ...]  # the fields of the struct `_<name>_buffers`
-    pointer_types: dict[str, str]  # field -> ctype
     parts: tuple[Part, ...]
     copies: tuple[Statement, ...]  # outputs that are inputs, constants or repeated
     returns: str  # the Python expression returned
