@@ -6,14 +6,17 @@ from __future__ import annotations
 import gc
 import importlib.metadata
 import itertools
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -208,3 +211,28 @@ def format_fields(fields: dict[str, str], width: int = 100) -> list[str]:
 def fmt_us(value: float) -> str:
     """Microseconds: 0.1 resolution from 100 up, 0.01 from 1, else 0.001."""
     return f"{value:.1f}" if value >= 100 else f"{value:.2f}" if value >= 1 else f"{value:.3f}"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_child(
+    module: str, spec: dict[str, Any], env_extra: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run `python -m <module> --child <spec as JSON>` in a fresh interpreter with this
+    process's environment (the repository on PYTHONPATH, JAX on the CPU, and `env_extra`); the
+    JSON record it prints last, or {"error": why}."""
+    env = dict(os.environ)
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    env.update(env_extra or {})
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    argv = [sys.executable, "-m", module, "--child", json.dumps(spec)]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode == 0 and lines:
+        try:
+            return json.loads(lines[-1])
+        except json.JSONDecodeError:
+            pass
+    tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
+    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)[:400]}

@@ -23,7 +23,6 @@ import ctypes
 import ctypes.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -49,6 +48,7 @@ from benchmarks._timing import (
     load_average,
     machine_info,
     measure,
+    run_child,
 )
 from graphc.compiler import run_stages
 from graphc.passes.plan_report import totals
@@ -528,23 +528,6 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_child(spec: dict[str, Any], env_extra: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run `child(spec)` in a fresh interpreter; its record, or {"error": why}."""
-    env = dict(os.environ)
-    env.setdefault("JAX_PLATFORMS", "cpu")
-    env.update(env_extra or {})
-    argv = [sys.executable, "-m", "benchmarks.memory", "--child", json.dumps(spec)]
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode == 0 and lines:
-        try:
-            return json.loads(lines[-1])
-        except json.JSONDecodeError:
-            pass
-    tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
-    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)[:400]}
-
-
 # --- comparing ------------------------------------------------------------------------------
 
 
@@ -631,14 +614,16 @@ def run(args: argparse.Namespace) -> Results:
             "quick": args.quick,
             "entries": {v: entries["rnn", v] for v in ("planned", "budget")},
         }
-        timing = run_child(spec, blas)
+        timing = run_child("benchmarks.memory", spec, blas)
         if "error" in timing:
             print(f"timing failed: {timing['error']}", file=sys.stderr)
             timing = None
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="graphc-mem-") as tmp:
-        probe = run_child({"workload": wls[0].key, "quick": args.quick, "impl": "probe"})
+        probe = run_child(
+            "benchmarks.memory", {"workload": wls[0].key, "quick": args.quick, "impl": "probe"}
+        )
         for wl in wls:
             ref = None
             for impl in IMPLS:
@@ -651,7 +636,11 @@ def run(args: argparse.Namespace) -> Results:
                     "entry": entries.get((wl.key, impl)),
                     "save": str(save),
                 }
-                rec = {"workload": wl.key, "implementation": impl, **run_child(spec)}
+                rec = {
+                    "workload": wl.key,
+                    "implementation": impl,
+                    **run_child("benchmarks.memory", spec),
+                }
                 got = load_values(save)
                 if impl == "planned":
                     ref = got
