@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -50,6 +49,7 @@ from benchmarks._timing import (
     load_average,
     machine_info,
     measure,
+    run_child,
 )
 from benchmarks.call_overhead import load_seed, numpy_step
 
@@ -633,31 +633,14 @@ def thread_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_child(spec: dict[str, Any], env_extra: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run `child(spec)` in a fresh interpreter with this process's environment (and the
-    repository on PYTHONPATH, and `env_extra`); its record, or {"error": why}."""
-    env = dict(os.environ)
-    env.setdefault("JAX_PLATFORMS", "cpu")
-    env.update(env_extra or {})
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    argv = [sys.executable, "-m", "benchmarks.suite", "--child", json.dumps(spec)]
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode == 0 and lines:
-        try:
-            return json.loads(lines[-1])
-        except json.JSONDecodeError:
-            pass
-    tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
-    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)[:400]}
-
-
 # --- graphc builds, in the parent -----------------------------------------------------------
 
 
-def compile_once(wl: Workload, out_dir: Path) -> tuple[Any, float]:
+def compile_once(wl: Workload, out_dir: Path, opt_level: int | None) -> tuple[Any, float]:
     """`gc.compile` the workload into `out_dir`; the module and the seconds it took."""
     kwargs: dict[str, Any] = {"dtype": wl.dtype, "wrt": list(wl.wrt), "out_dir": out_dir}
+    if opt_level is not None:
+        kwargs["opt_level"] = opt_level
     if wl.hint is not None:
         kwargs["size_hint"] = wl.hint
     graph = wl.graph()
@@ -666,16 +649,18 @@ def compile_once(wl: Workload, out_dir: Path) -> tuple[Any, float]:
     return module, time.perf_counter() - t0
 
 
-def build(wl: Workload, build_dir: Path, fresh: Path | None) -> dict[str, Any]:
+def build(
+    wl: Workload, build_dir: Path, fresh: Path | None, opt_level: int | None = None
+) -> dict[str, Any]:
     """graphc's compile times for `wl` and the cache entry the children load. With `fresh` (a
     new, empty directory), the first compile there is a cold build; else the first compile is
     into `build_dir`, cold only if the module is not cached there yet. Either way a second
     compile into the same directory is the cache hit."""
     first_dir = fresh if fresh is not None else build_dir
-    module, first = compile_once(wl, first_dir)
-    again, hit = compile_once(wl, first_dir)
+    module, first = compile_once(wl, first_dir, opt_level)
+    again, hit = compile_once(wl, first_dir, opt_level)
     if fresh is not None:
-        module, _ = compile_once(wl, build_dir)  # what the children load
+        module, _ = compile_once(wl, build_dir, opt_level)  # what the children load
     meta = getattr(again.built, "meta", {}) or {}
     return {
         "entry": str(module.built.entry_dir),
@@ -731,7 +716,7 @@ def run_workload(
             "ref": None if impl == "graphc" and not last else str(ref),
             "save": str(ref) if impl == "graphc" and not last else None,
         }
-        rec = run_child(spec, env)
+        rec = run_child("benchmarks.suite", spec, env)
         if "error" in rec:
             res.failed[label] = rec["error"]
         elif "skipped" in rec:
@@ -886,6 +871,9 @@ def describe(
         "python": info["python"],
         "versions": ", ".join(f"{k} {v}" for k, v in info["packages"].items()),
         "threads": threads_text(args.threads, core),
+        "graphc build": "gc.compile defaults"
+        if args.opt_level is None
+        else f"gc.compile(opt_level={args.opt_level})",
         "timing": (mode if args.quick else "full run")
         + f": each implementation in a fresh process (python -m benchmarks.suite --child), "
         f"its loss and gradients checked against graphc's, then {plan.warmup_ns / 1e6:g} ms of "
@@ -1028,6 +1016,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="limit OpenBLAS, OpenMP, PyTorch and graphc to N threads in the children, and JAX "
         "too if N is 1 (default 0: each library's default)",
     )
+    ap.add_argument(
+        "--opt-level",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=None,
+        metavar="N",
+        help="build graphc's modules with gc.compile(opt_level=N) (default: graphc's default)",
+    )
     ap.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     unknown = set(args.workloads) - set(ALL_WORKLOADS)
@@ -1058,7 +1054,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[{wl.key}] building graphc's module ...", file=sys.stderr, flush=True)
             fresh = None if args.quick else Path(tmp) / f"cold-{wl.key}"
             try:
-                facts = build(wl, args.build_dir, fresh)
+                facts = build(wl, args.build_dir, fresh, args.opt_level)
             except Exception as exc:  # graphc could not build it: report, go on with the rest
                 traceback.print_exc()
                 results.append(WorkloadResult(wl, {}, failed={"graphc build": why(exc)}))
@@ -1081,6 +1077,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "harness_floor_us": floor,
             "tolerance": TOLERANCE,
             "threads": args.threads,
+            "opt_level": args.opt_level,
             "thread_env": env,
             "workloads": {
                 r.workload.key: {

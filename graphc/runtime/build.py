@@ -47,9 +47,9 @@ _BASE_CFLAGS = (
 _GCC_VECTOR_FLAGS = ("-fvect-cost-model=dynamic", "--param=vect-max-version-for-alias-checks=64")
 _NATIVE_FLAGS = ("-march=native", "-mtune=native", "-mcpu=native")
 # The default build is -O1 plus the -O2 optimisations the generated loops need: vectorising,
-# inlining the small math functions, type-based alias analysis. Measured on the benchmark
-# models, the loops run as fast as at -O2 and the module builds in about half the C compiler's
-# time (most of the C is Cython's Python-facing code, which -O2 gains little on).
+# inlining the small math functions, type-based alias analysis. The loops run as fast as at
+# -O2 and gcc takes about half the time (`python -m benchmarks.suite --opt-level 2` against the
+# default; most of the C is Cython's Python-facing code, which -O2 gains little on).
 _LOOP_FLAGS = {
     "gcc": ("-ftree-vectorize", "-fstrict-aliasing", "-finline-small-functions"),
     "clang": ("-fvectorize", "-fslp-vectorize", "-fstrict-aliasing"),
