@@ -1,5 +1,6 @@
-"""How each op becomes code: elementwise ops from their fragments, the rest from a lowering
-function here that fills loop records or calls a kernel template's helper (`_gemm_d`, ...)."""
+"""How each op becomes code: elementwise ops from their fragments (`fused`), the rest from a
+lowering function that fills loop records or calls a kernel template's helper (`_gemm_d`, ...):
+those of the core ops here, the others in one module per family of ops (see codegen/ops.py)."""
 
 from __future__ import annotations
 
@@ -149,13 +150,6 @@ LOWER: dict[str, Callable[..., list[Statement]]] = {
 }
 # The helper each op's code calls, rendered once per dtype from templates/kernels/.
 KERNEL_TEMPLATE = {"matmul": "gemm", "softmax": "softmax", "log_softmax": "softmax"}
-
-
-def lower_op(v: Values, n: int, op: str, args: list[int], params: dict) -> list[Statement]:
-    """The code of a step that is not a loop over elements (those are lowered by `fused`)."""
-    if op not in LOWER:
-        raise NotImplementedError(f"no code generation for op {op!r}")
-    return LOWER[op](v, n, args, params)
 
 
 BLOCK = 64  # elements whose reduction terms are stored, then added in order

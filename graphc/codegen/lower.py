@@ -8,7 +8,8 @@ import os
 import numpy as np
 
 from graphc.codegen import cexpr
-from graphc.codegen.kernels import CHUNKS, KERNEL_TEMPLATE, PARALLEL_MIN, fused, lower_op
+from graphc.codegen.kernels import CHUNKS, PARALLEL_MIN, fused
+from graphc.codegen.ops import KERNEL_TEMPLATE, lower_op
 from graphc.codegen.records import (
     Arg,
     Const,

@@ -538,3 +538,13 @@ MODELS: dict[str, tuple[Callable[[str], Model], tuple[str, ...]]] = {
     "f32": (f32_model, ("float32",)),
     "const_outputs": (const_outputs_model, ("float64",)),
 }
+
+
+def _family_models() -> dict[str, tuple[Callable[[str], Model], tuple[str, ...]]]:
+    """The models of the op families with case modules of their own (they import this one)."""
+    from tests.codegen import cases_conv, cases_indexing
+
+    return {**cases_conv.MODELS, **cases_indexing.MODELS}
+
+
+MODELS.update(_family_models())

@@ -461,6 +461,11 @@ CASES += [
          dtypes=F32 * 2, domain=(normal(2.0), onehot), composite=True),
 ]  # fmt: skip
 
+# The op families with case tables of their own.
+from tests.ops import cases_conv, cases_indexing  # noqa: E402
+
+CASES += cases_conv.cases(case) + cases_indexing.cases(case)
+
 _ids = [c.id for c in CASES]
 assert len(set(_ids)) == len(_ids), sorted({i for i in _ids if _ids.count(i) > 1})
 
@@ -697,6 +702,9 @@ ILLEGAL: list[tuple[str, Callable[[gc.Graph], Any]]] = [
     ("size-axis", lambda g: gc.size(g.param("x", shape=(2, 3)), axis=2)),
     ("tanh-bool", lambda g: gc.tanh(g.param("x", shape=(3,)) > 0)),
 ]  # fmt: skip
+
+
+ILLEGAL += cases_conv.ILLEGAL + cases_indexing.ILLEGAL
 
 
 @pytest.mark.parametrize("make", [m for _, m in ILLEGAL], ids=[i for i, _ in ILLEGAL])
