@@ -22,12 +22,14 @@ from graphc.errors import GraphError, InputError
 from graphc.ir.graph import Graph, as_graph
 from graphc.ir.shapes import FLOAT_DTYPES
 from graphc.ir.verify import verify
+from graphc.optim import Optimizer
 from graphc.passes.fuse import fuse
 from graphc.passes.grad import grad, grad_name
 from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, plan_memory
 from graphc.passes.remat import Checkpointing, choose_checkpoints
 from graphc.passes.schedule import Program, schedule
 from graphc.passes.simplify import simplify
+from graphc.passes.train import TrainGraph, check_in_place, train_graph
 from graphc.passes.verify_plan import verify_plan
 
 STAGES = ("graph", "grad", "schedule", "plan", "pyx")
@@ -74,12 +76,13 @@ class Stages:
     source: str = ""
     size_hint: int = DEFAULT_HINT
     checkpointing: Checkpointing | None = None
+    train: TrainGraph | None = None  # the training step's graph, with an optimizer
 
     def dump(self, stage: str) -> str:
         if stage == "graph":
             return str(self.graph)
         if stage == "grad":
-            return str(self.joint)
+            return str(self.joint) if self.train is None else str(self.train.graph)
         if stage == "schedule":
             return "\n\n".join(f"{name}:\n{prog}" for name, (prog, _) in self.programs.items())
         if stage == "plan":
@@ -105,10 +108,12 @@ def run_stages(
     size_hint: int = DEFAULT_HINT,
     memory_budget: int | None = None,
     fusion: bool = True,
+    optimizer: Optimizer | None = None,
 ) -> Stages:
     """Run the pure-Python stages, up to and including the rendered source. `memory` picks the
     planner's strategy ("best", "schedule", "size", or "naive": one buffer per value); every
-    plan is checked by the independent verifier before code is generated from it."""
+    plan is checked by the independent verifier before code is generated from it. With an
+    `optimizer`, the module also has `train_step` (see passes/train.py)."""
     g = as_graph(g)
     verify(g)
     g = simplify(with_dtype(g, dtype))
@@ -127,7 +132,20 @@ def run_stages(
         st.programs["value_and_grad"] = _schedule_and_plan(
             joint, list(joint.outputs), backward_from, memory, size_hint, fusion
         )
-    module = lower(joint, st.programs, grads, _metadata(st, dtype), source_file, graphc.__version__)
+    in_place: dict[str, str] = {}
+    if optimizer is not None:
+        train = train_graph(joint, grads, optimizer)
+        st.train = train
+        prog, plan = _schedule_and_plan(
+            train.graph, list(train.graph.outputs), backward_from, memory, size_hint, fusion,
+            update_from=train.updates_from,
+        )  # fmt: skip
+        check_in_place(prog, plan, train.in_place)
+        st.programs["train_step"] = (prog, plan)
+        joint, in_place = train.graph, train.in_place
+    module = lower(
+        joint, st.programs, grads, _metadata(st, dtype), source_file, graphc.__version__, in_place
+    )
     st.source = render(module)
     return st
 
@@ -189,6 +207,8 @@ def _metadata(st: Stages, dtype: str) -> dict[str, str]:
         "WRT": repr(tuple(st.grads.values())),
         "OF": repr(st.of),
         "SHAPES": repr({k: tuple(g.nx.nodes[n]["shape"]) for k, n in g.input_ids().items()}),
+        "STATE": repr(_state(st)),
+        "OPTIMIZER": repr(repr(st.train.optimizer) if st.train else None),
         "PLAN": repr(
             {
                 name: {"slots": len(plan.slots), "steps": len(prog.steps)}
@@ -196,6 +216,16 @@ def _metadata(st: Stages, dtype: str) -> dict[str, str]:
             }
         ),
     }
+
+
+def _state(st: Stages) -> dict[str, str | None]:
+    """The optimiser's state inputs of train_step: name -> the param it has the shape of, or
+    None for a scalar."""
+    if st.train is None:
+        return {}
+    opt = st.train.optimizer
+    out = {f"{s}_{p}": p for p in st.grads.values() for s in opt.slots}
+    return out | {s: None for s in opt.scalars}
 
 
 def _hint_sizes(prog: Program, size_hint: int) -> dict[str, int]:
@@ -206,7 +236,13 @@ def _hint_sizes(prog: Program, size_hint: int) -> dict[str, int]:
 
 
 def _schedule_and_plan(
-    g: Graph, outputs: list[str], backward_from: int, memory: str, size_hint: int, fusion: bool
+    g: Graph,
+    outputs: list[str],
+    backward_from: int,
+    memory: str,
+    size_hint: int,
+    fusion: bool,
+    update_from: int | None = None,
 ) -> tuple[Program, MemoryPlan]:
     """Schedule in node order and, unless planning is off, also for memory; fuse elementwise
     loops (when `fusion`); keep the pair whose planned arena is smaller at the size hint. Every
@@ -214,7 +250,7 @@ def _schedule_and_plan(
     orders = ("id",) if memory == "naive" else ("id", "memory")
     best: tuple[int, Program, MemoryPlan] | None = None
     for order in orders:
-        prog = schedule(g, outputs, backward_from, order=order, size_hint=size_hint)
+        prog = schedule(g, outputs, backward_from, order, size_hint, update_from)
         prog = fuse(prog) if fusion else prog
         plan = plan_memory(prog, memory, size_hint)
         verify_plan(prog, plan)
@@ -240,6 +276,19 @@ class CompiledModule:
         self.forward: Callable[..., dict] = module.forward
         if hasattr(module, "value_and_grad"):
             self.value_and_grad: Callable[..., tuple[dict, dict]] = module.value_and_grad
+        if hasattr(module, "train_step"):
+            self.train_step: Callable[..., dict] = module.train_step
+
+    def init_state(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Fresh optimiser state (zeros) for train_step, for the arrays `params`."""
+        missing = [p for p in dict.fromkeys(self.module.STATE.values()) if p and p not in params]
+        if missing:
+            raise InputError(f"init_state needs the param arrays {missing}")
+        dtype = np.dtype(self.module.DTYPE)
+        return {
+            k: np.zeros_like(params[p], dtype=dtype) if p else np.zeros((), dtype=dtype)
+            for k, p in self.module.STATE.items()
+        }
 
     def __getattr__(self, name: str) -> Any:  # INPUTS, OUTPUTS, WRT, SHAPES, DTYPE, PLAN, ...
         return getattr(self.module, name)
@@ -261,11 +310,14 @@ def compile(
     size_hint: int = DEFAULT_HINT,
     fusion: bool = True,
     opt_level: int = 1,
+    optimizer: Optimizer | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> CompiledModule:
     """Build `g` (and its gradient) into a native module, or fetch it from the cache.
     `opt_level` is the C compiler's -O level: 1 (the default) adds the loop optimisations of
-    -O2 and builds about twice as fast; 0 builds huge graphs faster still, with slower loops."""
+    -O2 and builds about twice as fast; 0 builds huge graphs faster still, with slower loops.
+    With an `optimizer` (graphc.optim.SGD, Adam), the module also has `train_step`: one call
+    computes the gradients and updates the params and the optimiser's state in place."""
     from graphc.runtime import BuildOptions, build_module, load_module
 
     stages = run_stages(
@@ -278,6 +330,7 @@ def compile(
         memory_budget=memory_budget,
         size_hint=size_hint,
         fusion=fusion,
+        optimizer=optimizer,
     )
     options = BuildOptions(opt_level=opt_level)
     built = build_module(

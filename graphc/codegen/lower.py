@@ -12,6 +12,7 @@ from graphc.codegen.kernels import CHUNKS, PARALLEL_MIN, fused
 from graphc.codegen.ops import KERNEL_TEMPLATE, lower_op
 from graphc.codegen.records import (
     Arg,
+    Check,
     Const,
     DimCheck,
     Function,
@@ -113,11 +114,13 @@ def _args(ctx: Context, inputs: dict[str, int]) -> tuple[Arg, ...]:
 
 
 def _outs(
-    ctx: Context, prog: Program, grads: dict[str, str], pair: bool
+    ctx: Context, prog: Program, grads: dict[str, str], pair: bool, in_place: dict[str, str]
 ) -> tuple[tuple[Out, ...], str]:
-    """The outputs, and the bytes of the block holding them all (each at a 64-byte boundary)."""
+    """The outputs returned (not those written over an input), and the bytes of the block
+    holding them all (each at a 64-byte boundary)."""
     outs, at = [], "0"
-    for k, (name, n) in enumerate(prog.outputs.items()):
+    returned = [(name, n) for name, n in prog.outputs.items() if name not in in_place]
+    for k, (name, n) in enumerate(returned):
         key, group = (grads[name], "grads") if name in grads else (name, "outputs")
         outs.append(
             Out(
@@ -139,9 +142,21 @@ def _outs(
 
 
 def _function(
-    ctx: Context, prog: Program, plan: MemoryPlan, name: str, grads: dict[str, str], doc: str
+    ctx: Context,
+    prog: Program,
+    plan: MemoryPlan,
+    name: str,
+    grads: dict[str, str],
+    doc: str,
+    in_place: dict[str, str],
+    check: Check,
 ) -> Function:
-    outs, outs_end = _outs(ctx, prog, grads, pair=name == "value_and_grad")
+    """The records of one generated function; outputs in `in_place` (output -> input) are
+    computed straight into the input's array instead of being returned. `check` checks its
+    arguments."""
+    args = check.args
+    field_of = {a.name: a.field for a in args}
+    outs, outs_end = _outs(ctx, prog, grads, pair=name == "value_and_grad", in_place=in_place)
     out_var = {o.name: o.var for o in outs}
     slots, start = [], "0"
     for s in plan.slots:
@@ -154,6 +169,8 @@ def _function(
         ctype = cexpr.CTYPE[ctx.dtype(v)]
         if st.kind == "input":
             init = f"<{ctype}*>got.p_{st.ref}"
+        elif st.kind == "output" and st.ref in in_place:
+            init = f"<{ctype}*>got.{field_of[in_place[st.ref]]}"
         elif st.kind == "output":
             init = f"<{ctype}*>PyArray_DATA({out_var[st.ref]})"
         elif st.kind == "const":
@@ -188,9 +205,12 @@ def _function(
     returns = "{" + ", ".join(groups["outputs"]) + "}"
     if name == "value_and_grad":
         returns = f"{returns}, {{" + ", ".join(groups["grads"]) + "}"
+    written = tuple(a.pos for a in args if a.name in in_place.values())
     return Function(
         name,
         doc,
+        check.suffix,
+        written,
         outs,
         outs_end,
         tuple(slots),
@@ -334,8 +354,10 @@ def lower(
     meta: dict[str, str],
     source_file: str,
     version: str,
+    in_place: dict[str, str] | None = None,
 ) -> Module:
-    """The module records: one Function per program, the constants and the kernel helpers."""
+    """The module records: one Function per program, the constants and the kernel helpers.
+    `in_place` (output -> input) names what `train_step` writes over its inputs."""
     ctx = Context(g)
     docs = {
         "forward": "forward(*inputs, out=None, **inputs) -> dict of the model's outputs. "
@@ -343,11 +365,20 @@ def lower(
         "value_and_grad": "value_and_grad(*inputs, out=None, **inputs) -> (outputs, grads): "
         "grads keyed by the names of the inputs differentiated. out: a pair like the one "
         "returned, whose arrays are filled instead of new ones.",
+        "train_step": "train_step(*inputs, out=None, **inputs) -> dict of the model's outputs "
+        "before the step. Updates the params and the optimiser's state (inputs too, see STATE) "
+        "in place, with one step of the optimiser (OPTIMIZER). out: as for forward.",
     }
+    checks: dict[tuple[Arg, ...], Check] = {}  # one per distinct argument list
+    for name, (prog, _) in programs.items():
+        args = _args(ctx, prog.inputs)
+        names = repr(tuple(a.name for a in args))
+        checks.setdefault(args, Check("" if not checks else f"_{name}", args, names))
     functions = tuple(
-        _function(ctx, prog, plan, name, grads, docs[name])
+        _function(ctx, prog, plan, name, grads, docs[name], in_place or {},
+                  checks[_args(ctx, prog.inputs)])
         for name, (prog, plan) in programs.items()
-    )
+    )  # fmt: skip
     kernels = sorted(
         {
             (KERNEL_TEMPLATE[ctx.G.nodes[s.node]["op"]], ctx.dtype(s.node))
@@ -362,7 +393,6 @@ def lower(
         "Compile it again with `graphc compile` instead; each statement below names the node",
         "and the model line it computes. Backward statements are marked `adj:`.",
     )
-    inputs = next(iter(programs.values()))[0].inputs
     return Module(
         name=g.name,
         header=tuple(_comment_text(h) for h in header),
@@ -370,12 +400,9 @@ def lower(
         kernels=tuple((t, cexpr.CTYPE[d], cexpr.SUFFIX[d]) for t, d in kernels),
         consts=_consts(ctx, [p for _, p in programs.values()]),
         functions=functions,
-        args=_args(ctx, inputs),
+        checks=tuple(checks.values()),
         symbols=tuple(
-            sorted(
-                {cexpr.dim(d) for n in inputs.values() for d in ctx.shape(n) if isinstance(d, str)}
-            )
+            sorted({cexpr.dim(d.symbol) for c in checks for a in c for d in a.dims if d.symbol})
         ),
-        arg_names=repr(tuple(inputs)),
         parallel_min=PARALLEL_MIN,
     )

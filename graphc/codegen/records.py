@@ -71,6 +71,16 @@ class Arg:
 
 
 @dataclass(frozen=True)
+class Check:
+    """The argument checks of the functions that take `args`: `_check{suffix}` (and its
+    `_Inputs{suffix}` struct, ...); the suffix is empty for the model's own inputs."""
+
+    suffix: str
+    args: tuple[Arg, ...]
+    arg_names: str  # a Python tuple literal
+
+
+@dataclass(frozen=True)
 class Out:
     name: str  # the output's name in the graph
     key: str  # the key it is returned under
@@ -102,8 +112,10 @@ class SlotOffset:
 
 @dataclass(frozen=True)
 class Function:
-    name: str  # "forward" or "value_and_grad"
+    name: str  # "forward", "value_and_grad" or "train_step"
     doc: str
+    check: str  # the suffix of its argument check (see Check)
+    written: tuple[int, ...]  # the positions of the arguments it writes over (train_step)
     outs: tuple[Out, ...]
     outs_end: str  # bytes of the output block
     slots: tuple[SlotOffset, ...]
@@ -133,7 +145,6 @@ class Module:
     kernels: tuple[tuple[str, str, str], ...]  # (template, ctype, suffix)
     consts: tuple[Const, ...]
     functions: tuple[Function, ...]
-    args: tuple[Arg, ...]  # every function takes the model's inputs, checked by one _check
+    checks: tuple[Check, ...]  # the first checks the model's inputs (forward, value_and_grad)
     symbols: tuple[str, ...]  # the variables holding symbolic dims (`d_N`)
-    arg_names: str  # a Python tuple literal
     parallel_min: int  # loops over fewer elements run on the calling thread

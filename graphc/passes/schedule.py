@@ -18,7 +18,7 @@ class Step:
     is then the last of them."""
 
     node: int
-    section: str  # "forward" | "backward"
+    section: str  # "forward" | "backward" | "update" (a training step's optimiser)
     fused: tuple[int, ...] = ()
 
     @property
@@ -85,12 +85,15 @@ def schedule(
     backward_from: int | None = None,
     order: str = "id",
     size_hint: int = 256,
+    update_from: int | None = None,
 ) -> Program:
     """The steps that compute `outputs` of `g` in a topological order, skipping nodes no output
     needs. Nodes with id >= `backward_from` (those `grad` added) form the backward section, which
     follows the forward one. `order` is "id" (the order the nodes were made in, which for an
     adjoint is reverse-mode order) or "memory" (greedy: among the steps that are ready, take the
-    one that adds the fewest bytes net of those it frees, at `size_hint` for each symbol)."""
+    one that adds the fewest bytes net of those it frees, at `size_hint` for each symbol).
+    Nodes with id >= `update_from` (a training step's optimiser) form the update section, last:
+    it may then overwrite the parameters, which no earlier step reads any more."""
     G, all_outputs = g.nx, g.outputs
     for name in outputs:
         if name not in all_outputs:
@@ -100,6 +103,8 @@ def schedule(
     nodes = [n for n in topo_order(G) if n in needed and G.nodes[n]["op"] not in ("input", "const")]
 
     def section(n: int) -> str:
+        if update_from is not None and n >= update_from:
+            return "update"
         return "backward" if backward_from is not None and n >= backward_from else "forward"
 
     if order == "id":
@@ -113,11 +118,11 @@ def schedule(
 
 
 def _demand_order(G, nodes: list[int], section) -> list[int]:
-    """The forward steps in node order, then each backward step in node order, each preceded by
+    """The forward steps in node order, then each later step in node order, each preceded by
     whatever it needs that has not run yet (depth first): values recomputed for the backward
     pass are computed just before their first use, not as soon as they could be."""
     forward = [n for n in nodes if section(n) == "forward"]
-    backward = sorted(n for n in nodes if section(n) == "backward")
+    backward = sorted(n for n in nodes if section(n) != "forward")
     pending = set(backward)
     out = list(forward)
     for n in backward:
@@ -156,8 +161,10 @@ def _memory_order(G, nodes: list[int], keep: set[int], section, size_hint: int) 
         freed = sum(nbytes[u] for u in args[n] if pending[u] == 1 and u not in keep)
         return nbytes[n] - freed
 
-    def entry(n: int) -> tuple:
-        return (section(n) != "forward", delta(n), n)
+    rank = {"forward": 0, "backward": 1, "update": 2}
+
+    def entry(n: int) -> tuple:  # a later section waits until no step of an earlier one is ready
+        return (rank[section(n)], delta(n), n)
 
     ready = [entry(n) for n in nodes if waiting[n] == 0]
     heapq.heapify(ready)

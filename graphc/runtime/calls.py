@@ -100,6 +100,18 @@ def outs_overlap_error(fn: str, key: str, other: str) -> Exception:
     return ValueError(f"{fn}(): out[{key!r}] and out[{other!r}] share memory; pass separate arrays")
 
 
+def written_error(fn: str, name: str, other: str | None) -> Exception:
+    """An array `fn` updates in place is read-only, or shares memory with argument `other`."""
+    if other is None:
+        return ValueError(
+            f"{fn}(): argument {name!r} is updated in place, so it must be a writeable array"
+        )
+    return ValueError(
+        f"{fn}(): argument {name!r} is updated in place and shares memory with {other!r}; "
+        "pass separate arrays (np.copy one of them)"
+    )
+
+
 def no_memory_error(fn: str, nbytes: int) -> Exception:
     return MemoryError(f"{fn}(): cannot allocate {nbytes} bytes of scratch memory")
 

@@ -200,6 +200,8 @@ OUTPUTS = ('loss',)
 WRT = ('w',)
 OF = 'loss'
 SHAPES = {'x': ('N', 2), 'w': (2,)}
+STATE = {}
+OPTIMIZER = None
 PLAN = {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 3, 'steps': 6}}
 
 # ---- constants ---------------------------------------------------------------------------
@@ -327,12 +329,21 @@ cdef void _gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
 # ---- argument checking: one place for every function ------------------------------------
 # The checks are C; a call that is unusual (arguments by name) or wrong goes on to Python
 # (graphc.runtime.calls), which binds the names or words the error.
-cdef tuple _ARG_NAMES = ('x', 'w')
-
-
 cdef object _calls():
     from graphc.runtime import calls
     return calls
+
+
+cdef ndarray _array(str fn, str name, object value, int typenum, str dtype, int ndim, str shape):
+    """`value` as an ndarray the kernels may read through a raw pointer, or a clear error."""
+    cdef ndarray a = <ndarray>value if isinstance(value, ndarray) else np.asarray(value)
+    if (PyArray_TYPE(a) != typenum or PyArray_NDIM(a) != ndim or not PyArray_IS_C_CONTIGUOUS(a)
+            or not PyArray_ISBEHAVED_RO(a)):
+        raise _calls().array_error(fn, name, a, dtype, ndim, shape)
+    return a
+
+
+cdef tuple _ARG_NAMES = ('x', 'w')
 
 
 cdef struct _Inputs:  # what the checks found: data pointers and the symbolic sizes
@@ -351,15 +362,6 @@ cdef tuple _bind(str fn, tuple args, dict kwargs):
         except KeyError:
             pass  # an unknown name: bind names it
     return _calls().bind(fn, _ARG_NAMES, args, kwargs)
-
-
-cdef ndarray _array(str fn, str name, object value, int typenum, str dtype, int ndim, str shape):
-    """`value` as an ndarray the kernels may read through a raw pointer, or a clear error."""
-    cdef ndarray a = <ndarray>value if isinstance(value, ndarray) else np.asarray(value)
-    if (PyArray_TYPE(a) != typenum or PyArray_NDIM(a) != ndim or not PyArray_IS_C_CONTIGUOUS(a)
-            or not PyArray_ISBEHAVED_RO(a)):
-        raise _calls().array_error(fn, name, a, dtype, ndim, shape)
-    return a
 
 
 cdef tuple _check(str fn, tuple args, dict kwargs, _Inputs* got):

@@ -1,0 +1,137 @@
+"""Optimisers: SGD (momentum, weight decay) and Adam, each one update rule written once.
+
+The rule is plain arithmetic on its operands, so the same function updates NumPy arrays (the
+`step` loop a user drives with `value_and_grad`) and builds graph nodes (the `train_step` that
+`gc.compile(g, optimizer=...)` emits, see `train_graph`). State lives in arrays the caller
+owns, named by slot and parameter (`m_W1`, `v_W1`, ...) plus scalars shared by all parameters
+(Adam's `step`): `init` makes them, both forms update them in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from graphc.errors import GraphError, InputError
+
+Sqrt = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """What every optimiser provides; `slots` are per-parameter state arrays of its shape,
+    `scalars` state shared by all parameters (0-d arrays)."""
+
+    slots = ()
+    scalars = ()
+
+    def state_names(self, params: Mapping[str, Any]) -> list[str]:
+        """The state's names, in the order `train_step` takes them."""
+        return [f"{s}_{p}" for p in params for s in self.slots] + list(self.scalars)
+
+    def init(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Fresh state for `params` (zeros), keyed by `state_names`."""
+        state = {f"{s}_{p}": np.zeros_like(a) for p, a in params.items() for s in self.slots}
+        dtype = next(iter(params.values())).dtype if params else np.float64
+        return state | {s: np.zeros((), dtype=dtype) for s in self.scalars}
+
+    def step(
+        self,
+        params: Mapping[str, np.ndarray],
+        grads: Mapping[str, np.ndarray],
+        state: dict[str, np.ndarray],
+    ) -> None:
+        """One update of `params` and `state` in place, from `grads` (NumPy)."""
+        missing = [p for p in params if p not in grads]
+        if missing:
+            raise InputError(f"no gradient for parameter{'s' * (len(missing) > 1)} {missing}")
+        shared = self.advance({s: state[s] for s in self.scalars}, np.sqrt)
+        for s in self.scalars:
+            state[s][...] = shared[s]
+        for p, a in params.items():
+            slots = {s: state[f"{s}_{p}"] for s in self.slots}
+            new, new_slots = self.rule(a, grads[p], slots, shared, np.sqrt)
+            a[...] = new
+            for s, v in new_slots.items():
+                slots[s][...] = v
+
+    def advance(self, scalars: dict[str, Any], sqrt: Sqrt) -> dict[str, Any]:
+        """The shared scalars of this step, from last step's (with any derived ones)."""
+        return scalars
+
+    def rule(
+        self, p: Any, g: Any, slots: dict[str, Any], shared: dict[str, Any], sqrt: Sqrt
+    ) -> tuple[Any, dict[str, Any]]:
+        """The new value of parameter `p` with gradient `g`, and its new slots."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class SGD(Optimizer):
+    """p -= lr * (g + weight_decay * p), with heavy-ball momentum (PyTorch's form, no
+    dampening): b = momentum * b + g; the step uses b, or g + momentum * b when `nesterov`."""
+
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        _check_hyper(self, lr=(self.lr, 0), momentum=(self.momentum, 0))
+        _check_hyper(self, weight_decay=(self.weight_decay, 0))
+        if self.nesterov and not self.momentum:
+            raise GraphError("SGD: nesterov needs momentum > 0")
+
+    @property
+    def slots(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("velocity",) if self.momentum else ()
+
+    def rule(self, p, g, slots, shared, sqrt):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if not self.momentum:
+            return p - self.lr * g, {}
+        b = self.momentum * slots["velocity"] + g
+        d = g + self.momentum * b if self.nesterov else b
+        return p - self.lr * d, {"velocity": b}
+
+
+@dataclass(frozen=True)
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), as torch.optim.Adam: m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2,
+    p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps); `weight_decay` adds wd * p to g."""
+
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    slots = ("m", "v")
+    scalars = ("step",)
+
+    def __post_init__(self) -> None:
+        _check_hyper(self, lr=(self.lr, 0), eps=(self.eps, 0), weight_decay=(self.weight_decay, 0))
+        for name, b in (("beta1", self.beta1), ("beta2", self.beta2)):
+            if not 0 <= b < 1:
+                raise GraphError(f"Adam: {name} must be in [0, 1), got {b!r}")
+
+    def advance(self, scalars, sqrt):
+        t = scalars["step"] + 1.0
+        return {"step": t, "lr_t": self.lr / (1 - self.beta1**t), "bc2": sqrt(1 - self.beta2**t)}
+
+    def rule(self, p, g, slots, shared, sqrt):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        m = self.beta1 * slots["m"] + (1 - self.beta1) * g
+        v = self.beta2 * slots["v"] + (1 - self.beta2) * (g * g)
+        return p - shared["lr_t"] * m / (sqrt(v) / shared["bc2"] + self.eps), {"m": m, "v": v}
+
+
+def _check_hyper(opt: Optimizer, **values: tuple[float, float]) -> None:
+    for name, (v, low) in values.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= low:
+            raise GraphError(f"{type(opt).__name__}: {name} must be a number >= {low}, got {v!r}")
