@@ -11,7 +11,7 @@ import numpy as np
 
 from graphc.errors import InputError
 from graphc.ir.graph import Graph, as_graph, describe, operands, topo_order, without_gc
-from graphc.ir.shapes import bind_shape, format_shape
+from graphc.ir.shapes import INT_DTYPES, bind_shape, format_shape
 from graphc.ops.registry import REGISTRY
 
 
@@ -54,7 +54,13 @@ def _check_input(attrs: dict, arr: np.ndarray, symbols: dict, bound_by: dict, na
     """What is wrong with `arr` as the input declared by `attrs` ('' if nothing); binds the
     symbols it is the first to name."""
     want, dtype = attrs["shape"], attrs["dtype"]
-    if arr.dtype.kind not in "biuf" or (
+    if dtype in INT_DTYPES:
+        if arr.dtype.kind not in "iu":
+            return f"expected integers ({dtype}), got {arr.dtype}"
+        info = np.iinfo(dtype)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            return f"values from {arr.min()} to {arr.max()} do not fit {dtype}"
+    elif arr.dtype.kind not in "biuf" or (
         arr.dtype != dtype and not np.can_cast(arr.dtype, dtype, "same_kind")
     ):
         return f"expected dtype {dtype}, got {arr.dtype}"

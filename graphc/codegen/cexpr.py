@@ -9,8 +9,21 @@ import numpy as np
 
 from graphc.ir.shapes import Dim
 
-CTYPE = {"float64": "double", "float32": "float", "bool": "npy_bool"}
-TYPENUM = {"float64": "NPY_FLOAT64", "float32": "NPY_FLOAT32", "bool": "NPY_BOOL"}
+# int32 and int64 as C's int and long long: 32 and 64 bits wherever NumPy builds
+CTYPE = {
+    "float64": "double",
+    "float32": "float",
+    "bool": "npy_bool",
+    "int64": "long long",
+    "int32": "int",
+}
+TYPENUM = {
+    "float64": "NPY_FLOAT64",
+    "float32": "NPY_FLOAT32",
+    "bool": "NPY_BOOL",
+    "int64": "NPY_INT64",
+    "int32": "NPY_INT32",
+}
 SUFFIX = {"float64": "d", "float32": "s"}  # BLAS's letters: dgemm, sgemm
 
 

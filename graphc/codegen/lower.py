@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import os
+from dataclasses import replace
 
 import numpy as np
 
 from graphc.codegen import cexpr
+from graphc.codegen.indexing import index_checks
 from graphc.codegen.kernels import CHUNKS, PARALLEL_MIN, fused
 from graphc.codegen.ops import KERNEL_TEMPLATE, lower_op
 from graphc.codegen.records import (
@@ -25,6 +27,7 @@ from graphc.codegen.records import (
 )
 from graphc.ir.graph import Graph, operands
 from graphc.ir.printer import format_params
+from graphc.ir.shapes import INT_DTYPES
 from graphc.passes.fuse import loop_op
 from graphc.passes.memory import ITEMSIZE, MemoryPlan
 from graphc.passes.schedule import Program
@@ -42,6 +45,7 @@ class Context:
         self.g = g
         self.G = g.nx
         self.names: dict[int, str] = {}
+        self._literals: dict[int, str | None] = {}
         taken: set[str] = set()
         for n, a in sorted(self.G.nodes(data=True)):
             grad_of = a.get("grad_of")
@@ -53,10 +57,21 @@ class Context:
         return self.names[n]
 
     def literal(self, n: int) -> str | None:
-        a = self.G.nodes[n]
-        if a["op"] == "const" and a["value"].size == 1:
-            return cexpr.literal(a["value"])
-        return None
+        """A one-element float or bool constant as a literal, when every step reading it can
+        take one (loops over elements, reshape, max, size); else None: an array."""
+        if n not in self._literals:
+            a = self.G.nodes[n]
+            inline = (
+                a["op"] == "const"
+                and a["value"].size == 1
+                and a["dtype"] not in INT_DTYPES
+                and all(
+                    loop_op(self.G, s) or self.G.nodes[s]["op"] in ("reshape", "max", "size")
+                    for s in self.G.successors(n)
+                )
+            )
+            self._literals[n] = cexpr.literal(a["value"]) if inline else None
+        return self._literals[n]
 
     def shape(self, n: int) -> tuple:
         return self.G.nodes[n]["shape"]
@@ -108,9 +123,11 @@ def _args(ctx: Context, inputs: dict[str, int]) -> tuple[Arg, ...]:
                 len(shape),
                 tuple(checks),
                 "(" + ", ".join(expected) + ("," if len(expected) == 1 else "") + ")",
+                integer=dtype in INT_DTYPES,
             )
         )
-    return tuple(args)
+    found = index_checks(ctx, inputs, {a.name: a.var for a in args}, bound)
+    return tuple(replace(a, index_checks=found.get(a.name, ())) for a in args)
 
 
 def _outs(

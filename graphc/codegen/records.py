@@ -55,6 +55,22 @@ class DimCheck:
 
 
 @dataclass(frozen=True)
+class IndexCheck:
+    """Indices steps read, which come from int arguments (or constants) through ops that only
+    move elements: `fails` (C) is true when some element of those sources is out of [lo, hi);
+    then `calls.index_error` computes each step's indices from its `uses` and says which one
+    is out of range, if any is (a slice may have dropped the bad element)."""
+
+    comment: str  # the steps, for people
+    fails: str  # C condition over the arguments' data
+    lo: str  # C expressions (`-got.d_T`, `0`, ...)
+    hi: str
+    uses: str  # Python literals: ((step, range in words with "{}" for hi, source), ...),
+    arrays: str  # the arguments read ({"tokens": a_tokens}),
+    symbols: str  # and the sizes of the symbols ({"N": got.d_N})
+
+
+@dataclass(frozen=True)
 class Arg:
     name: str
     literal: str  # the name as a Python string literal
@@ -68,6 +84,8 @@ class Arg:
     ndim: int
     dims: tuple[DimCheck, ...]
     expected: str  # each axis's size or (symbol, its bound size, binder): a Python tuple
+    integer: bool = False  # an int argument: any integer array is converted to its dtype
+    index_checks: tuple[IndexCheck, ...] = ()  # made after every argument is checked
 
 
 @dataclass(frozen=True)

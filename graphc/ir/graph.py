@@ -125,10 +125,12 @@ class Graph:
         return Value(self, n)
 
     def const(self, value: Any, dtype: str | None = None) -> Value:
-        """A constant array; Python scalars default to float64."""
+        """A constant array; Python scalars and integer arrays default to float64 (indices
+        ask for an int dtype)."""
         arr = np.asarray(value)
         if dtype is None:
-            dtype = arr.dtype.name if arr.dtype.name in DTYPES else "float64"
+            keep = arr.dtype.kind in "fb" and arr.dtype.name in DTYPES
+            dtype = arr.dtype.name if keep else "float64"
         arr = np.array(arr, dtype=dtype, copy=True)
         arr.flags.writeable = False
         n = self._new_id()
@@ -149,8 +151,8 @@ class Graph:
         if op not in REGISTRY:
             raise GraphError(f"unknown op {op!r} at {loc}")
         opdef = REGISTRY[op]
-        if len(args) != opdef.arity:
-            raise GraphError(f"{op} at {loc} takes {opdef.arity} operands, got {len(args)}")
+        if not opdef.takes(len(args)):
+            raise GraphError(f"{op} at {loc} takes {opdef.arity_text} operands, got {len(args)}")
         try:
             params = opdef.full_params(params)
         except KeyError as e:
@@ -334,6 +336,15 @@ class Value:
 
     def __bool__(self) -> bool:
         raise TypeError("a graphc Value has no truth value while the graph is built; use gc.where")
+
+    def __getitem__(self, key: Any) -> Value:
+        """Basic indexing as NumPy's: ints, slices, `...` and None (see ops/indexing.py)."""
+        from graphc.ops.indexing import getitem
+
+        return getitem(self, key)
+
+    def __iter__(self) -> Iterator[Value]:
+        raise TypeError("a graphc Value cannot be iterated; index it (x[0]) instead")
 
     def _op(self, op: str, *args: Any, **params: Any) -> Value:
         return self.graph.add(op, args, params)

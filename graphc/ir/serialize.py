@@ -8,6 +8,7 @@ import networkx as nx
 import numpy as np
 
 from graphc.errors import GraphError
+from graphc.ir.shapes import DTYPES
 
 
 def to_json(G: nx.MultiDiGraph) -> str:
@@ -42,7 +43,7 @@ def from_json(text: str) -> nx.MultiDiGraph:
         if "value" in attrs:
             v = attrs["value"]
             try:
-                if v["dtype"] not in ("float64", "float32", "bool"):
+                if v["dtype"] not in DTYPES:
                     raise ValueError(f"dtype {v['dtype']!r}")
                 arr = np.array(v["data"], dtype=v["dtype"]).reshape(v["shape"])
             except (KeyError, TypeError, ValueError) as e:

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping
 Dim = int | str
 Shape = tuple[Dim, ...]
 
-DTYPES = ("float64", "float32", "bool")
+DTYPES = ("float64", "float32", "bool", "int64", "int32")
 FLOAT_DTYPES = ("float64", "float32")
-SHORT_DTYPE = {"float64": "f64", "float32": "f32", "bool": "bool"}
+INT_DTYPES = ("int64", "int32")  # labels and indices: inputs and constants only, no arithmetic
+SHORT_DTYPE = {"float64": "f64", "float32": "f32", "bool": "bool", "int64": "i64", "int32": "i32"}
 
 
 class ShapeMismatch(Exception):

@@ -10,7 +10,8 @@ import numpy as np
 from graphc.errors import GraphError, ShapeError
 from graphc.ir.graph import Graph, describe, infer_node, operands, topo_order, without_gc
 from graphc.ir.shapes import DTYPES, ShapeMismatch, normalize_shape
-from graphc.ops.registry import LEAF_OPS, REGISTRY
+from graphc.ops.indexing import constant_index_problem
+from graphc.ops.registry import LEAF_OPS, REGISTRY, VARIADIC
 
 
 def _tuplify(x: object) -> object:
@@ -68,10 +69,10 @@ def _verify_node(G: nx.MultiDiGraph, n: int, names: dict[str, int], fill: bool) 
         _verify_leaf(G, n, attrs, names, where)
         return
     opdef = REGISTRY[op]
-    if ports != list(range(opdef.arity)):
+    if ports != list(range(len(ports))) or not opdef.takes(len(ports)):
+        want = "0, 1, ..." if opdef.arity == VARIADIC else f"0..{opdef.arity - 1}"
         raise GraphError(
-            f"{where}: {op} takes operands on ports 0..{opdef.arity - 1}, "
-            f"its incoming edges have ports {ports}"
+            f"{where}: {op} takes operands on ports {want}, its incoming edges have ports {ports}"
         )
     unknown = sorted(set(params) - set(opdef.params))
     if unknown:
@@ -82,6 +83,9 @@ def _verify_node(G: nx.MultiDiGraph, n: int, names: dict[str, int], fill: bool) 
         missing = sorted(set(opdef.params) - set(params))
         raise GraphError(f"{where}: {op} is missing parameter {', '.join(map(repr, missing))}")
     shape, dtype = infer_node(G, n, operands(G, n))
+    problem = constant_index_problem(G, n)
+    if problem:
+        raise ShapeError(f"{where}: {problem}")
     for key, want in (("shape", shape), ("dtype", dtype)):
         if key not in attrs and fill:
             attrs[key] = want

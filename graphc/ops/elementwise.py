@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from graphc.ir.graph import Value
-from graphc.ir.shapes import DTYPES, broadcast_shapes
+from graphc.ir.shapes import DTYPES, INT_DTYPES, broadcast_shapes
 from graphc.ops._build import apply, float_dtype
 from graphc.ops.registry import OpDef, VjpRule, register
 
@@ -104,6 +104,28 @@ tanh = _elementwise(
 )
 
 
+_SQRT_HALF = 0.7071067811865476  # 1/sqrt(2)
+_SQRT_2_OVER_PI = 0.7978845608028654  # sqrt(2/pi)
+_TWO_OVER_SQRT_PI = 1.1283791670955126  # 2/sqrt(pi)
+_INV_SQRT_2PI = 0.3989422804014327  # 1/sqrt(2 pi)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    import scipy.special
+
+    return scipy.special.erf(x)
+
+
+# d erf(x) = 2/sqrt(pi) exp(-x^2) dx
+erf = _elementwise(
+    "erf",
+    _erf,
+    (lambda ct, out, x: ct * (_TWO_OVER_SQRT_PI * exp(-(x * x))),),
+    "erf({0})",
+    "d erf(x) = 2/sqrt(pi) exp(-x^2) dx",
+)
+
+
 def _expit(x: np.ndarray) -> np.ndarray:
     """scipy.special.expit, imported when first used (importing scipy.special costs ~0.3 s)."""
     import scipy.special
@@ -157,6 +179,66 @@ minimum = _elementwise(
     "d min(x,y) = [x<y] dx + [y<x] dy, ties halve",
 )
 
+# GELU as PyTorch has it: x Phi(x) with Phi the standard normal CDF ("none", through erfc,
+# which keeps its precision in the left tail), or the tanh approximation ("tanh").
+_GELU_C = 0.044715
+
+
+def _gelu_ref(x: np.ndarray, approximate: str) -> np.ndarray:
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x * x * x))))
+    import scipy.special
+
+    return 0.5 * x * scipy.special.erfc(-_SQRT_HALF * x)
+
+
+def _gelu_vjp(ct, out, x, approximate):
+    if approximate == "tanh":
+        # u = c (x + a x^3), t = tanh(u): d = (1 + t)/2 + x (1 - t^2) c (1 + 3 a x^2) / 2
+        x2 = x * x
+        t = tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x2 * x)))
+        slope = (1.0 - t * t) * (_SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * x2))
+        return ct * (0.5 * (1.0 + t) + 0.5 * x * slope)
+    # d x Phi(x) = Phi(x) + x phi(x), Phi(x) = (1 + erf(x/sqrt2))/2, phi(x) = exp(-x^2/2)/sqrt(2pi)
+    cdf = 0.5 * (1.0 + erf(x * _SQRT_HALF))
+    return ct * (cdf + x * (_INV_SQRT_2PI * exp(-0.5 * (x * x))))
+
+
+def _gelu_fragment(params) -> str:
+    if params["approximate"] == "tanh":
+        return (f"(0.5 * {{0}} * (1.0 + tanh({_SQRT_2_OVER_PI!r} * "
+                f"({{0}} + {_GELU_C!r} * ({{0}} * {{0}} * {{0}})))))")  # fmt: skip
+    return f"(0.5 * {{0}} * erfc(-{_SQRT_HALF!r} * {{0}}))"
+
+
+def _infer_gelu(shapes, dtypes, params):
+    from graphc.ir.shapes import ShapeMismatch
+
+    if params["approximate"] not in ("none", "tanh"):
+        raise ShapeMismatch(f"approximate must be 'none' or 'tanh', got {params['approximate']!r}")
+    return shapes[0], float_dtype(dtypes, "gelu")
+
+
+register(
+    OpDef(
+        "gelu",
+        1,
+        _infer_gelu,
+        _gelu_ref,
+        (_gelu_vjp,),
+        params={"approximate": "none"},
+        elementwise=True,
+        fragment=_gelu_fragment,
+        formula="d gelu(x) = Phi(x) + x phi(x) (or the tanh form's derivative)",
+    )
+)
+
+
+def gelu(x: Value, approximate: str = "none") -> Value:
+    """GELU, x Phi(x), as PyTorch's: exact ("none") or its tanh approximation ("tanh")."""
+    return apply("gelu", x, approximate=approximate)
+
+
 _NO_GRAD = (None, None)
 less = _elementwise("less", np.less, _NO_GRAD, "({0} < {1})", "no gradient", _infer_compare)
 less_equal = _elementwise(
@@ -197,6 +279,10 @@ def _infer_cast(shapes, dtypes, params):
 
     if params["dtype"] not in DTYPES:
         raise ShapeMismatch(f"cast to unknown dtype {params['dtype']!r}")
+    if params["dtype"] in INT_DTYPES and dtypes[0] != params["dtype"]:
+        # indices are checked where they enter a call: none may be computed from data
+        raise ShapeMismatch(f"cannot cast {dtypes[0]} to {params['dtype']}: int values come "
+                            "only from int inputs and constants")  # fmt: skip
     return shapes[0], params["dtype"]
 
 

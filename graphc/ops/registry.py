@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ InferFn = Callable[[list[tuple], list[str], Mapping[str, Any]], tuple[tuple, str
 # One rule per operand: rule(ct, out, *operands, **params) -> cotangent Value, or None when the
 # operand gets no gradient. Rules build nodes with the builder, so the adjoint graph is plain IR.
 VjpRule = Callable[..., Any] | None
+VARIADIC = -1  # the arity of an op taking one or more operands (concat)
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class OpDef:
     """Everything about one op, side by side."""
 
     name: str
-    arity: int
+    arity: int  # or VARIADIC: then `vjp` is one rule, called with `port=i` for operand i
     infer: InferFn
     ref: Callable[..., Any]  # the NumPy reference semantics: ref(*arrays, **params)
     vjp: tuple[VjpRule, ...]  # one rule per operand
@@ -31,11 +33,27 @@ class OpDef:
     formula: str = ""  # the derivative, for people reading the registry and the generated code
 
     def __post_init__(self) -> None:
-        assert len(self.vjp) == self.arity, f"{self.name}: one vjp rule per operand"
+        rules = 1 if self.arity == VARIADIC else self.arity
+        assert len(self.vjp) == rules, f"{self.name}: one vjp rule per operand"
 
     @property
     def differentiable(self) -> bool:
         return any(rule is not None for rule in self.vjp)
+
+    def takes(self, n: int) -> bool:
+        """Can the op have `n` operands?"""
+        return n >= 1 if self.arity == VARIADIC else n == self.arity
+
+    @property
+    def arity_text(self) -> str:
+        return "one or more" if self.arity == VARIADIC else str(self.arity)
+
+    def rules(self, n: int) -> tuple[VjpRule, ...]:
+        """The vjp rule of each of the op's `n` operands."""
+        if self.arity != VARIADIC:
+            return self.vjp
+        (rule,) = self.vjp
+        return tuple(None if rule is None else functools.partial(rule, port=i) for i in range(n))
 
     def full_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """`params` with defaults filled in; unknown names raise KeyError naming them."""

@@ -10,6 +10,7 @@ from graphc.errors import GraphError, ShapeError
 from graphc.ir.graph import Graph, Value, as_graph, describe, operands, topo_order, without_gc
 from graphc.ir.shapes import FLOAT_DTYPES, can_broadcast_to, format_type
 from graphc.ops.elementwise import cast
+from graphc.ops.indexing import concat
 from graphc.ops.reduce import sum as reduce_sum
 from graphc.ops.registry import REGISTRY
 from graphc.ops.shape import broadcast_to, reshape
@@ -101,29 +102,30 @@ def grad(
         op = G.nodes[n]["op"]
         if n in active or op in ("input", "const") or G.nodes[n]["dtype"] not in FLOAT_DTYPES:
             continue
-        rules = REGISTRY[op].vjp
-        if any(u in active and rules[p] is not None for p, u in enumerate(operands(G, n))):
+        args = operands(G, n)
+        rules = REGISTRY[op].rules(len(args))
+        if any(u in active and rules[p] is not None for p, u in enumerate(args)):
             active.add(n)
 
-    # Reverse sweep: one loop, cotangents summed where a value fans out.
+    # Reverse sweep: one loop; a value's cotangents, one per use, are added as they come (so each
+    # is freed early), except slices put back in place, which wait until the value is reached.
     first_new = dg._next_id
-    cts: dict[int, Value] = {}
+    cts: dict[int, list[Value]] = {}  # the running sum (first, if any), then the pieces
     with dg.at(G.nodes[root]["loc"]):
-        cts[root] = dg.const(1.0, dtype=G.nodes[root]["dtype"])
+        cts[root] = [dg.const(1.0, dtype=G.nodes[root]["dtype"])]
     for n in reversed(topo):
-        ct = cts.get(n)
-        if ct is None or n not in active or G.nodes[n]["op"] in ("input", "const"):
+        if n not in cts or n not in active or G.nodes[n]["op"] in ("input", "const"):
             continue
         attrs = G.nodes[n]
+        dg._loc = attrs["loc"]  # adjoint nodes are attributed to the line of their forward node
+        ct = _total(cts[n])
         op = REGISTRY[attrs["op"]]
         args = [Value(dg, u) for u in operands(G, n)]
-        dg._loc = attrs["loc"]  # adjoint nodes are attributed to the line of their forward node
-        for u, rule in zip(args, op.vjp, strict=True):
+        for u, rule in zip(args, op.rules(len(args)), strict=True):
             if rule is None or u.id not in active:
                 continue
             c = rule(ct, Value(dg, n), *args, **attrs["params"])
-            c = cast(unbroadcast(c, u.shape), u.dtype)
-            cts[u.id] = cts[u.id] + c if u.id in cts else c
+            _collect(cts.setdefault(u.id, []), cast(unbroadcast(c, u.shape), u.dtype))
         _label(G, ct.id, n, first_new)
         if n != root:
             del cts[n]  # no longer needed: every consumer of n came earlier in this loop
@@ -138,10 +140,68 @@ def grad(
                 )
             a = G.nodes[n]
             with dg.at(a["loc"]):
-                cts[n] = broadcast_to(dg.const(0.0, dtype=a["dtype"]), a["shape"])
-        _label(G, cts[n].id, n, first_new)
-        dg.output(grad_name(of, name), cts[n])
+                cts[n] = [broadcast_to(dg.const(0.0, dtype=a["dtype"]), a["shape"])]
+        with dg.at(G.nodes[n]["loc"]):
+            total = _total(cts[n])
+        _label(G, total.id, n, first_new)
+        dg.output(grad_name(of, name), total)
     return dg
+
+
+def _collect(got: list[Value], c: Value) -> None:
+    """Add cotangent `c` to those of its value so far: to the running sum at once, or, for a
+    slice put back in place, to the pieces `_total` may join into one concatenation."""
+    if c.op == "slice_grad":
+        got.append(c)
+    elif got and got[0].op != "slice_grad":
+        got[0] = got[0] + c
+    else:
+        got.insert(0, c)
+
+
+def _total(cts: list[Value]) -> Value:
+    """The sum of a value's cotangents, in the order they came. Those that each put a slice of
+    it in its place among zeros (`slice_grad`, one per use of a slice) and together tile it
+    along one axis become one concatenation instead of a sum of mostly-zero arrays: what the
+    gates of a recurrent cell, split by slicing, get."""
+    pieces = [c for c in cts if c.op == "slice_grad"]
+    tiled = _tiling(pieces)
+    if tiled is not None:
+        axis, parts = tiled
+        cts = [concat(parts, axis=axis), *(c for c in cts if c.op != "slice_grad")]
+    total = cts[0]
+    for c in cts[1:]:
+        total = total + c
+    return total
+
+
+def _tiling(pieces: list[Value]) -> tuple[int, list[Value]] | None:
+    """(axis, the pieces' cotangents in order along it) when the pieces' slices tile their
+    common shape along one axis: unit steps, whole along every other axis, no gap or overlap."""
+    if len(pieces) < 2:
+        return None
+    params = [c.attrs["params"] for c in pieces]
+    shape = params[0]["shape"]
+    if any(p["shape"] != shape or any(s != 1 for s in p["steps"]) for p in params):
+        return None
+    spans = [tuple(zip(p["starts"], p["stops"], strict=True)) for p in params]
+    cut = [k for k in range(len(shape)) if len({s[k] for s in spans}) > 1]
+    if len(cut) != 1:
+        return None
+    (axis,) = cut
+    if any(s[k] != (0, shape[k]) for s in spans for k in range(len(shape)) if k != axis):
+        return None
+    order = sorted(range(len(pieces)), key=lambda i: spans[i][axis])
+    end = 0
+    for i in order:
+        start, stop = spans[i][axis]
+        if start != end:
+            return None
+        end = stop
+    if end != shape[axis]:
+        return None
+    G = pieces[0].graph
+    return axis, [Value(G, operands(G.nx, pieces[i].id)[0]) for i in order]
 
 
 def _label(G: nx.MultiDiGraph, ct: int, n: int, first_new: int) -> None:

@@ -49,6 +49,40 @@ def array_error(fn: str, name: str, a: np.ndarray, dtype: str, ndim: int, shape:
     return ValueError(f"{fn}(): argument {name!r} must be aligned and in native byte order")
 
 
+def int_array(fn: str, name: str, value: Any, dtype: str) -> np.ndarray:
+    """`value` for int argument `name`: its integers as a C-contiguous `dtype` array; raises
+    a clear error if it holds none (floats and bools are not indices) or they do not fit."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "iu":
+        raise TypeError(
+            f"{fn}(): argument {name!r}: expected an array of integers ({dtype}), got {a.dtype}"
+        )
+    info = np.iinfo(dtype)
+    if a.size and (a.min() < info.min or a.max() > info.max):
+        raise ValueError(
+            f"{fn}(): argument {name!r}: values from {a.min()} to {a.max()} do not fit {dtype}"
+        )
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def index_error(
+    fn: str, lo: int, hi: int, uses: tuple, arrays: dict[str, np.ndarray], symbols: dict[str, int]
+) -> Exception | None:
+    """The error for the first index outside [lo, hi) that a step would read; `uses` holds
+    each step's (description, range in words with "{}" for hi, how its indices are computed
+    from `arrays`: see ops/indexing.index_source). None when every index is in range (the
+    argument holding a bad value did not reach them)."""
+    from graphc.errors import InputError
+    from graphc.ops.indexing import evaluate_source, index_problem
+
+    for what, bound, source in uses:
+        idx = evaluate_source(source, arrays, symbols)
+        problem = index_problem(idx, lo, hi, bound.format(hi))
+        if problem:
+            return InputError(f"{fn}(): {what}: {problem}")
+    return None
+
+
 def shape_error(fn: str, name: str, shape: str, a: np.ndarray, expected: tuple) -> Exception:
     """Argument `name` does not have `shape`; `expected` gives each axis: its size, or
     (symbol, the size bound to it, the argument that bound it)."""

@@ -7,7 +7,7 @@
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_New
 from cpython.ref cimport Py_INCREF
 from cython.parallel cimport prange
-from libc.math cimport INFINITY, NAN, fabs, pow, sqrt
+from libc.math cimport INFINITY, NAN, erf, erfc, fabs, pow, sqrt
 from libc.limits cimport INT_MAX
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -117,6 +117,8 @@ cdef extern from "numpy/arrayobject.h":
         NPY_FLOAT64
         NPY_FLOAT32
         NPY_BOOL
+        NPY_INT64
+        NPY_INT32
     void* PyArray_DATA(ndarray) nogil
     npy_intp PyArray_DIM(ndarray, int) nogil
     int PyArray_NDIM(ndarray) nogil
