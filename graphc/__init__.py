@@ -8,6 +8,10 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from graphc import (
+    nn,  # layers and initialisers: gc.nn.dense, gc.nn.init_params, ...
+    optim,  # optimisers: gc.optim.SGD, gc.optim.Adam
+)
 from graphc.errors import BuildError, GraphcError, GraphError, InputError, ShapeError
 from graphc.interp import evaluate
 from graphc.ir import Graph, Value, format_graph, verify
@@ -52,6 +56,7 @@ __all__ = [
     "Graph",
     "compile",
     "load",
+    "optim",
     "GraphError",
     "GraphcError",
     "InputError",
