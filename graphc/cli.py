@@ -102,8 +102,11 @@ def _compare(got: dict, want: dict) -> float:
     return worst
 
 
-def check_compiled(m, g: gc.Graph, dtype: str, size: int, seed: int) -> tuple[bool, str]:
-    """Run `m` on random inputs; compare with the interpreter and with finite differences."""
+def check_compiled(
+    m, g: gc.Graph, dtype: str, size: int, seed: int, optimizer=None
+) -> tuple[bool, str]:
+    """Run `m` on random inputs; compare with the interpreter and with finite differences,
+    and its train_step (with `optimizer`) with the NumPy optimiser."""
     from graphc.compiler import with_dtype
     from graphc.gradcheck import check_grad
 
@@ -130,7 +133,26 @@ def check_compiled(m, g: gc.Graph, dtype: str, size: int, seed: int) -> tuple[bo
         )
     else:
         lines.append(f"check: outputs match the interpreter (max rel err {err:.1e})")
+    if optimizer is not None:
+        step_ok, line = _check_train_step(m, optimizer, inputs, tol)
+        ok &= step_ok
+        lines.append(line)
     return ok, "\n".join(lines)
+
+
+def _check_train_step(m, opt, inputs: dict, tol: float) -> tuple[bool, str]:
+    """One train_step against value_and_grad and the NumPy optimiser, on copies."""
+    params = {k: inputs[k].copy() for k in m.WRT}
+    state = m.init_state(params)
+    want_p, want_s = {k: v.copy() for k, v in params.items()}, opt.init(params)
+    m.train_step(**{**inputs, **params, **state})
+    _, grads = m.value_and_grad(**{**inputs, **want_p})
+    opt.step(want_p, grads, want_s)
+    err = max(_compare(params, want_p), _compare(state, want_s))
+    return err <= tol, (
+        f"check: train_step updates the params and state as {opt} does in NumPy "
+        f"(max rel err {err:.1e})"
+    )
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -146,6 +168,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         "memory_budget": args.memory_budget,
         "size_hint": args.size_hint,
         "fusion": args.fusion,
+        "optimizer": gc.optim.parse(args.optimizer) if args.optimizer else None,
     }
     if args.dump or args.plot_memory:
         st = run_stages(g, **options)
@@ -195,7 +218,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         f"{built.so_path} in {built.seconds:.2f} s"
     )
     if args.check:
-        ok, report = check_compiled(m, g, args.dtype, args.size, args.seed)
+        ok, report = check_compiled(m, g, args.dtype, args.size, args.seed, options["optimizer"])
         print(report)
         return 0 if ok else 1
     return 0
@@ -285,6 +308,12 @@ def parser() -> argparse.ArgumentParser:
         "--plot-memory",
         metavar="FILE.png",
         help="draw live bytes over the schedule (needs matplotlib)",
+    )
+    s.add_argument(
+        "--optimizer",
+        metavar="SPEC",
+        help="also emit train_step with this optimiser: adam, adam:lr=1e-3, "
+        "sgd:lr=0.1,momentum=0.9,weight_decay=1e-4,nesterov=1",
     )
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(run=cmd_compile)

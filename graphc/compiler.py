@@ -109,31 +109,36 @@ def run_stages(
     memory_budget: int | None = None,
     fusion: bool = True,
     optimizer: Optimizer | None = None,
+    functions: Iterable[str] | None = None,
 ) -> Stages:
     """Run the pure-Python stages, up to and including the rendered source. `memory` picks the
     planner's strategy ("best", "schedule", "size", or "naive": one buffer per value); every
     plan is checked by the independent verifier before code is generated from it. With an
-    `optimizer`, the module also has `train_step` (see passes/train.py)."""
+    `optimizer`, the module also has `train_step` (see passes/train.py). `functions` names
+    the functions to emit (default: each of forward, value_and_grad, train_step that applies);
+    leaving out one the caller does not need saves its share of the build time."""
     g = as_graph(g)
     verify(g)
     g = simplify(with_dtype(g, dtype))
     of = of or default_of(g)
     joint, grads = _differentiate(g, of, wrt)
+    wanted = _functions(functions, g, grads, optimizer)
     st = Stages(g, joint, of, grads, size_hint=size_hint)
     backward_from = g._next_id  # nodes grad added have ids from here on
-    st.programs["forward"] = _schedule_and_plan(
-        joint, list(g.outputs), backward_from, memory, size_hint, fusion
-    )
-    if grads:
-        if memory_budget is not None:
-            joint, st.checkpointing = _checkpoint(
-                joint, backward_from, memory, size_hint, memory_budget, fusion
-            )
+    if "forward" in wanted:
+        st.programs["forward"] = _schedule_and_plan(
+            joint, list(g.outputs), backward_from, memory, size_hint, fusion
+        )
+    if grads and memory_budget is not None:
+        joint, st.checkpointing = _checkpoint(
+            joint, backward_from, memory, size_hint, memory_budget, fusion
+        )
+    if "value_and_grad" in wanted:
         st.programs["value_and_grad"] = _schedule_and_plan(
             joint, list(joint.outputs), backward_from, memory, size_hint, fusion
         )
     in_place: dict[str, str] = {}
-    if optimizer is not None:
+    if "train_step" in wanted:
         train = train_graph(joint, grads, optimizer)
         st.train = train
         prog, plan = _schedule_and_plan(
@@ -148,6 +153,28 @@ def run_stages(
     )
     st.source = render(module)
     return st
+
+
+FUNCTIONS = ("forward", "value_and_grad", "train_step")
+
+
+def _functions(
+    functions: Iterable[str] | None, g: Graph, grads: dict[str, str], optimizer: Any
+) -> tuple[str, ...]:
+    """The functions to emit: those asked for, each checked to apply, or all that apply."""
+    apply = {"forward": True, "value_and_grad": bool(grads), "train_step": optimizer is not None}
+    if functions is None:
+        return tuple(f for f in FUNCTIONS if apply[f])
+    wanted = (functions,) if isinstance(functions, str) else tuple(functions)
+    for f in wanted:
+        if f not in FUNCTIONS:
+            raise GraphError(f"functions: unknown function {f!r}; choose from {FUNCTIONS}")
+        if not apply[f]:
+            why = "an optimizer=" if f == "train_step" else "params to differentiate"
+            raise GraphError(f"functions: {f} needs {why}, and graph {g.name!r} has none")
+    if not wanted:
+        raise GraphError("functions: name at least one function to emit")
+    return wanted
 
 
 def _differentiate(
@@ -273,7 +300,8 @@ class CompiledModule:
         self.path = path
         self.stages = stages
         self.built = built
-        self.forward: Callable[..., dict] = module.forward
+        if hasattr(module, "forward"):
+            self.forward: Callable[..., dict] = module.forward
         if hasattr(module, "value_and_grad"):
             self.value_and_grad: Callable[..., tuple[dict, dict]] = module.value_and_grad
         if hasattr(module, "train_step"):
@@ -311,13 +339,16 @@ def compile(
     fusion: bool = True,
     opt_level: int = 1,
     optimizer: Optimizer | None = None,
+    functions: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> CompiledModule:
     """Build `g` (and its gradient) into a native module, or fetch it from the cache.
     `opt_level` is the C compiler's -O level: 1 (the default) adds the loop optimisations of
     -O2 and builds about twice as fast; 0 builds huge graphs faster still, with slower loops.
     With an `optimizer` (graphc.optim.SGD, Adam), the module also has `train_step`: one call
-    computes the gradients and updates the params and the optimiser's state in place."""
+    computes the gradients and updates the params and the optimiser's state in place.
+    `functions` picks which of forward, value_and_grad and train_step to emit (default all
+    that apply)."""
     from graphc.runtime import BuildOptions, build_module, load_module
 
     stages = run_stages(
@@ -331,6 +362,7 @@ def compile(
         size_hint=size_hint,
         fusion=fusion,
         optimizer=optimizer,
+        functions=functions,
     )
     options = BuildOptions(opt_level=opt_level)
     built = build_module(

@@ -135,3 +135,30 @@ def _check_hyper(opt: Optimizer, **values: tuple[float, float]) -> None:
     for name, (v, low) in values.items():
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= low:
             raise GraphError(f"{type(opt).__name__}: {name} must be a number >= {low}, got {v!r}")
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}
+
+
+def parse(spec: str) -> Optimizer:
+    """An optimiser from a command-line spec: `adam`, `adam:lr=1e-3`,
+    `sgd:lr=0.1,momentum=0.9,nesterov=1`."""
+    name, _, rest = spec.partition(":")
+    kind = OPTIMIZERS.get(name.strip().lower())
+    if kind is None:
+        raise GraphError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    fields = {f for f in kind.__dataclass_fields__}
+    values: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in rest.split(","))):
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or key not in fields:
+            raise GraphError(
+                f"optimizer {spec!r}: {item!r} is not NAME=VALUE with NAME one of "
+                f"{', '.join(sorted(fields))}"
+            )
+        try:
+            values[key] = bool(int(text)) if key == "nesterov" else float(text)
+        except ValueError:
+            raise GraphError(f"optimizer {spec!r}: {key} needs a number, got {text!r}") from None
+    return kind(**values)

@@ -58,8 +58,19 @@ def test_shape_error_is_one_line_naming_the_model_line(tmp_path):
     [
         (["show", "/nonexistent/model.py"], "no model file"),
         (["show", SEED, "--graph", "nothing"], "defines no 'nothing'"),
+        (["compile", SEED, "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
+        (["compile", SEED, "--optimizer", "adam:lr=fast"], "lr needs a number"),
+        (["compile", SEED, "--optimizer", "sgd:speed=2"], "'speed=2' is not NAME=VALUE"),
     ],
 )
 def test_bad_arguments(argv, pattern, capsys):
     assert main(argv) == 2
     assert pattern in capsys.readouterr().err
+
+
+@pytest.mark.compiler
+def test_compile_with_an_optimizer_checks_train_step(tmp_path, capsys):
+    argv = ["compile", SEED, "--optimizer", "adam:lr=0.1,beta1=0.8", "--check", "--out"]
+    assert main([*argv, str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "train_step updates the params and state as Adam(lr=0.1, beta1=0.8," in out
