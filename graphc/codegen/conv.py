@@ -19,7 +19,9 @@ this kind of machine (float32, batch 32, one thread; microseconds, direct / BLAS
   32->32 3x3, 28x28 pad 1, depthwise     9      1      1804 / 6207  3084 / 8025  3910 / 8486
 
 BLAS wins once a group has both many taps and many outputs (its products are then neither
-thin nor short): from GEMM_MIN_TAPS taps and GEMM_MIN_OUT outputs per group on.
+thin nor short): from GEMM_MIN_TAPS taps and GEMM_MIN_OUT outputs per group on. The direct
+kernels and pooling share large work among the module's threads (by images, blocks of output
+channels, planes), each result computed by one thread: the same bits for any number.
 """
 
 from __future__ import annotations

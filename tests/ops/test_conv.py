@@ -308,3 +308,30 @@ def test_both_kernels_agree_with_the_interpreter(dtype: str, tmp_path) -> None:
             assert got.dtype == want.dtype and got.shape == want.shape
             scale = max(float(np.abs(want).max(initial=0.0)), 1.0)
             np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale)
+
+
+@pytest.mark.compiler
+def test_threads_change_nothing(tmp_path) -> None:
+    """Large enough, images (convolutions), blocks of output channels (weight gradients) and
+    planes (pooling) are shared among threads: the results are the same bits on one thread
+    or two, and agree with the interpreter."""
+    g = gc.Graph("threads")
+    x, w = g.param("x", shape=("N", 4, 32, 32)), g.param("w", shape=(8, 4, 3, 3))
+    h = gc.tanh(gc.conv2d(x, w, padding=1))
+    y = gc.max_pool2d(h, 3, stride=1, padding=1) + gc.avg_pool2d(h, 3, stride=1, padding=1)
+    r = g.input("r", shape=y.shape)
+    g.output("loss", gc.sum(y * r))
+    m = gc.compile(g, out_dir=tmp_path)
+    rng = np.random.default_rng(6)
+    feed = {"x": rng.standard_normal((8, 4, 32, 32)), "w": rng.standard_normal((8, 4, 3, 3)),
+            "r": rng.standard_normal((8, 8, 32, 32))}  # fmt: skip
+    runs = []
+    for threads in (1, 2):
+        m.module.set_num_threads(threads)
+        runs.append(m.value_and_grad(**feed))
+    want_outs, want_grads = gc.value_and_grad(g, feed, of="loss")
+    for name in ("x", "w"):
+        np.testing.assert_array_equal(runs[0][1][name], runs[1][1][name])
+        np.testing.assert_allclose(runs[1][1][name], want_grads[name], rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(runs[0][0]["loss"], runs[1][0]["loss"])
+    np.testing.assert_allclose(runs[1][0]["loss"], want_outs["loss"], rtol=1e-12)
