@@ -58,7 +58,7 @@ def flat_index(dims: Sequence[Dim], idx: Sequence[str | None]) -> str:
 
 
 def literal(value: np.ndarray) -> str:
-    """A scalar constant as a Cython literal that reads back to the same value."""
+    """A scalar constant as a Cython literal that reads back to the same value, of its dtype."""
     v = value.reshape(()).item()
     if isinstance(v, bool):
         return "1" if v else "0"
@@ -67,4 +67,6 @@ def literal(value: np.ndarray) -> str:
     if math.isinf(v):
         return "INFINITY" if v > 0 else "(-INFINITY)"
     text = repr(float(v))
+    if value.dtype == np.float32:  # keeps float32 arithmetic in float (and vectorised)
+        return f"(<float>{text})"
     return f"({text})" if text.startswith("-") else text

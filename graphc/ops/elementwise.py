@@ -144,7 +144,7 @@ relu = _elementwise(
     "relu",
     lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
     (lambda ct, out, x: where(x > 0, ct, 0),),
-    "({0} if not ({0} <= 0) else 0.0)",
+    "({0} if not ({0} <= 0) else 0)",
     "d relu(x) = [x > 0] dx",
 )
 sign = _elementwise(

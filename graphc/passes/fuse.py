@@ -8,7 +8,9 @@ members are
   - elementwise ops (and `broadcast_to` of a value from outside the group) whose result has the
     domain's shape, reading values of the group or any value from outside it (broadcast);
   - `sum` and `mean` of a value of the domain's shape, which accumulate over the loop and end
-    their chain: nothing in the group may read a reduction's result.
+    their chain: nothing in the group may read a reduction's result. A partial reduction over
+    the innermost axis stops the loop from vectorising, so it joins only when that saves
+    storing its operand (see `_blocks_vectors`).
 
 Fusion only merges steps that are adjacent in the schedule, so the schedule's memory order is
 kept; the last forward steps and the first backward ones may share a loop (then the forward
@@ -78,7 +80,7 @@ class _Group:
         flat = _flat_member(G, n, lambda u: True, shape)
         return cls([step], {n}, shape, flat, full_reduction(G, n))
 
-    def joins(self, G, n: int) -> bool:
+    def joins(self, G, n: int, scheduled: dict[int, int]) -> bool:
         """May n be computed in this loop? A full reduction is only ever computed in a flat
         loop, so that its terms are added in one order (kernels.fused), fused or not."""
         a = G.nodes[n]
@@ -90,6 +92,8 @@ class _Group:
         shape = G.nodes[operands(G, n)[0]]["shape"] if a["op"] in REDUCTIONS else a["shape"]
         if shape != self.shape:
             return False
+        if a["op"] in REDUCTIONS and _blocks_vectors(G, n, inside, scheduled):
+            return False
         flat = self.flat and _flat_member(G, n, lambda u: u not in self.members, shape)
         return flat or not (self.full or full_reduction(G, n))
 
@@ -99,6 +103,18 @@ class _Group:
         self.full = self.full or full_reduction(G, n)
         self.steps.append(step)
         self.members.add(n)
+
+
+def _blocks_vectors(G, n: int, inside: list[int], scheduled: dict[int, int]) -> bool:
+    """Would the partial reduction n, joining the loop computing its operand, keep that loop
+    from vectorising for nothing? It does when it reduces the innermost axis (every iteration
+    of the inner loop adds to one sum) and the operand is stored anyway for another reader:
+    the group would save only one read of it. `scheduled`: the program's steps' nodes."""
+    shape = G.nodes[operands(G, n)[0]]["shape"]
+    axes = G.nodes[n]["params"]["axis"]
+    if full_reduction(G, n) or not shape or shape[-1] == 1 or len(shape) - 1 not in axes:
+        return False
+    return any(v != n and v in scheduled for u in inside for v in G.successors(u))
 
 
 def _shape_only(G, n: int) -> bool:
@@ -120,7 +136,7 @@ def fuse(prog: Program) -> Program:
         if t in skip:
             continue
         n = step.node
-        if open_group is not None and loop_op(G, n) and open_group.joins(G, n):
+        if open_group is not None and loop_op(G, n) and open_group.joins(G, n, prog.step_of):
             open_group.add(G, step)
             continue
         open_group = _Group.of(G, step) if loop_op(G, n) else None

@@ -168,3 +168,24 @@ def test_threads_change_nothing_but_speed(tmp_path):
         np.testing.assert_allclose(results[0][1][k], ref[1][k], rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match="at least 1 thread"):
         m.module.set_num_threads(0)
+
+
+def _sum_step_is_fused(g: gc.Graph, program: str = "value_and_grad") -> bool:
+    prog, _ = run_stages(g).programs[program]
+    G = prog.graph.nx
+    (s,) = [n for n in prog.step_of if G.nodes[n]["op"] == "sum" and G.nodes[n]["shape"] != ()]
+    return bool(prog.steps[prog.step_of[s]].fused)
+
+
+@pytest.mark.parametrize("stored_anyway", [True, False])
+def test_a_partial_reduction_of_the_inner_axis_joins_only_to_save_a_store(stored_anyway):
+    """sum over the innermost axis adds into one value across the inner loop, which keeps the
+    loop from vectorising: it joins the loop of its operand only when that saves storing the
+    operand, not when another step reads the operand anyway (a ReLU's masked cotangent read by
+    a bias gradient and a weight gradient)."""
+    g = gc.Graph("inner_sum")
+    x = g.input("x", shape=("N", 8))
+    m = gc.where(x > 0, gc.exp(x), 0.0)
+    total = gc.sum(m, axis=1)
+    g.output("y", total * 2.0 + (gc.sum(m * x) if stored_anyway else 0.0))
+    assert _sum_step_is_fused(g, "forward") is not stored_anyway
