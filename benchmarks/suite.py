@@ -1,18 +1,20 @@
-"""Time of one forward+backward step on three workloads: graphc's compiled `value_and_grad`
+"""Time of one forward+backward step on four workloads: graphc's compiled `value_and_grad`
 against the same step in hand-written NumPy, PyTorch eager, `torch.compile` and JAX
 `jit(value_and_grad)`, each implementation in a fresh process of its own.
 
 Workloads: `seed`, the 3-2-2 sigmoid network of examples/seed_network.py (MSE, batch 1, float64);
 `mlp`, an MLP 784-256-256-10 (ReLU, softmax cross-entropy on one-hot labels, batch 128, float32),
-with the floor of the matrix products the step needs done by NumPy; and `chain`, the elementwise
+with the floor of the matrix products the step needs done by NumPy; `chain`, the elementwise
 `sum(tanh(x*a + b) * sigmoid(x) - exp(-x*x))` on 10**6 float64 elements, with a memory-bandwidth
-floor and a transcendental-function floor. Every implementation's loss and gradients are checked
-against graphc's before it is timed. graphc's cold-build and cache-hit compile times are reported
-for each workload.
+floor and a transcendental-function floor; and `cnn`, a small CNN on 1x28x28 images (conv 3x3 to
+8 channels with bias, ReLU, 2x2 max-pool, dense 1352 to 10, softmax cross-entropy on one-hot
+labels, batch 32, float32). Every implementation's loss and gradients are checked against
+graphc's before it is timed. graphc's cold-build and cache-hit compile times are reported for
+each workload.
 
     python -m benchmarks.suite                        # full run, a few minutes (torch.compile)
     python -m benchmarks.suite --quick                # smoke run: tiny sizes, no speed claims
-    python -m benchmarks.suite --workloads seed,chain # a subset of seed,mlp,chain
+    python -m benchmarks.suite --workloads seed,chain # a subset of seed,mlp,chain,cnn
     python -m benchmarks.suite --json out.json        # also save every number as JSON
     python -m benchmarks.suite --build-dir DIR        # graphc's build cache for the timed modules
     python -m benchmarks.suite --threads 1            # every library on one thread
@@ -58,7 +60,7 @@ PACKAGES = ("graphc", "numpy", "scipy", "Cython", "torch", "jax", "jaxlib")
 TOLERANCE = {"float64": 1e-10, "float32": 1e-3}  # see rel_error
 SEED = 0
 COPY_BYTES = 64 << 20  # the array np.copyto copies to measure the copy bandwidth
-ALL_WORKLOADS = ("seed", "mlp", "chain")
+ALL_WORKLOADS = ("seed", "mlp", "chain", "cnn")
 
 # Implementations, in table order: key -> row label. Each runs in a process of its own.
 IMPLS = {
@@ -87,6 +89,8 @@ class Ops:
     sum: Callable[[Any], Any]
     mean: Callable[[Any], Any]
     xent: Callable[[Any, Any], Any]  # softmax cross-entropy, mean over the batch
+    conv2d: Callable[[Any, Any], Any]  # NCHW input, OIHW weight, stride 1, no padding, no bias
+    max_pool2d: Callable[[Any, int], Any]  # NCHW, k x k windows, stride k, no padding
 
 
 def seed_loss(o: Ops, v: dict[str, Any]) -> Any:
@@ -104,6 +108,12 @@ def mlp_loss(o: Ops, v: dict[str, Any]) -> Any:
 def chain_loss(o: Ops, v: dict[str, Any]) -> Any:
     x = v["x"]
     return o.sum(o.tanh(x * v["a"] + v["b"]) * o.sigmoid(x) - o.exp(-x * x))
+
+
+def cnn_loss(o: Ops, v: dict[str, Any]) -> Any:
+    z = o.conv2d(v["x"], v["Wc"]) + v["bc"].reshape(1, -1, 1, 1)  # [N, 8, 26, 26]
+    h = o.max_pool2d(o.relu(z), CNN_POOL)  # [N, 8, 13, 13]
+    return o.xent(h.reshape(h.shape[0], -1) @ v["Wd"] + v["bd"], v["y"])
 
 
 @dataclass(frozen=True)
@@ -128,8 +138,24 @@ class Workload:
         return TOLERANCE[self.dtype]
 
 
-GRAPHC_OPS = Ops(gc.sigmoid, gc.tanh, gc.exp, gc.relu, gc.sum, gc.mean, gc.softmax_cross_entropy)
+GRAPHC_OPS = Ops(
+    gc.sigmoid,
+    gc.tanh,
+    gc.exp,
+    gc.relu,
+    gc.sum,
+    gc.mean,
+    gc.softmax_cross_entropy,
+    gc.conv2d,
+    gc.max_pool2d,
+)
 MLP_DIMS = (784, 256, 256, 10)
+# The CNN: images [N, 1, 28, 28]; conv 3x3 to 8 channels (no padding) -> [N, 8, 26, 26]; 2x2
+# max-pool -> [N, 8, 13, 13]; dense 8*13*13 = 1352 -> 10.
+CNN_IMAGE = (1, 28, 28)
+CNN_CHANNELS, CNN_KERNEL, CNN_POOL, CNN_CLASSES = 8, 3, 2, 10
+CNN_CONV = CNN_IMAGE[1] - CNN_KERNEL + 1  # 26
+CNN_FLAT = CNN_CHANNELS * (CNN_CONV // CNN_POOL) ** 2  # 1352
 
 
 def seed_graph() -> gc.Graph:
@@ -164,6 +190,17 @@ def mlp_arrays(n: int) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 
+def xent_numpy(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax cross-entropy of logits `z` [N, C] against labels `y` [N, C], mean over the
+    batch: the loss and its gradient with respect to `z`."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    s = e.sum(axis=1, keepdims=True)
+    n = z.shape[0]
+    loss = -np.sum(y * (shifted - np.log(s))) / n
+    return loss, (e / s * y.sum(axis=1, keepdims=True) - y) / n
+
+
 def mlp_numpy(
     x: np.ndarray,
     y: np.ndarray,
@@ -179,13 +216,7 @@ def mlp_numpy(
     h1 = np.maximum(z1, 0)
     z2 = h1 @ W2 + b2
     h2 = np.maximum(z2, 0)
-    z3 = h2 @ W3 + b3
-    shifted = z3 - z3.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    s = e.sum(axis=1, keepdims=True)
-    n = x.shape[0]
-    loss = -np.sum(y * (shifted - np.log(s))) / n
-    d3 = (e / s * y.sum(axis=1, keepdims=True) - y) / n
+    loss, d3 = xent_numpy(h2 @ W3 + b3, y)
     d2 = (d3 @ W3.T) * (z2 > 0)
     d1 = (d2 @ W2.T) * (z1 > 0)
     grads = {
@@ -225,9 +256,85 @@ def chain_numpy(
     return {"loss": loss}, {"x": dx, "a": dt * x, "b": dt}
 
 
+def cnn_graph() -> gc.Graph:
+    g = gc.Graph("suite_cnn")
+    v = {
+        "x": g.input("x", shape=("N", *CNN_IMAGE)),
+        "y": g.input("y", shape=("N", CNN_CLASSES)),
+        "Wc": g.param("Wc", shape=(CNN_CHANNELS, CNN_IMAGE[0], CNN_KERNEL, CNN_KERNEL)),
+        "bc": g.param("bc", shape=(CNN_CHANNELS,)),
+        "Wd": g.param("Wd", shape=(CNN_FLAT, CNN_CLASSES)),
+        "bd": g.param("bd", shape=(CNN_CLASSES,)),
+    }
+    g.output("loss", cnn_loss(GRAPHC_OPS, v))
+    return g
+
+
+def cnn_arrays(n: int) -> dict[str, np.ndarray]:
+    """Normal images, weights scaled by 1/sqrt(fan-in), small biases, one-hot float labels."""
+    rng = np.random.default_rng(SEED)
+    fan_in = CNN_IMAGE[0] * CNN_KERNEL * CNN_KERNEL
+    out = {
+        "x": rng.standard_normal((n, *CNN_IMAGE)),
+        "y": np.eye(CNN_CLASSES)[rng.integers(0, CNN_CLASSES, size=n)],
+        "Wc": rng.standard_normal((CNN_CHANNELS, CNN_IMAGE[0], CNN_KERNEL, CNN_KERNEL))
+        / np.sqrt(fan_in),
+        "bc": 0.1 * rng.standard_normal(CNN_CHANNELS),
+        "Wd": rng.standard_normal((CNN_FLAT, CNN_CLASSES)) / np.sqrt(CNN_FLAT),
+        "bd": 0.1 * rng.standard_normal(CNN_CLASSES),
+    }
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def cnn_numpy(
+    x: np.ndarray,
+    y: np.ndarray,
+    Wc: np.ndarray,
+    bc: np.ndarray,
+    Wd: np.ndarray,
+    bd: np.ndarray,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Forward and backward of the CNN by hand (float32 throughout), as graphc returns them.
+    The convolution is one GEMM with the im2col matrix, built transposed from a strided view of
+    the windows (row (c, i, j) holds x[n, c, i + r, j + s] for every n, r, s), so the feature
+    maps come out channels first, [C, N, H, W]: the bias, the pooling and the bias's gradient
+    then work on contiguous rows. Only the pooled maps are put in NCHW order for the dense
+    layer. The max-pool is the maximum of its p*p strided corners; its gradient goes through
+    the argmax mask (a corner equal to the window's maximum)."""
+    n, c_in, h, w = x.shape
+    c_out, _, k, _ = Wc.shape
+    ho, wo, p = h - k + 1, w - k + 1, CNN_POOL
+    hp, wp = ho // p, wo // p
+    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))  # N,C,Ho,Wo,k,k
+    cols = windows.transpose(1, 4, 5, 0, 2, 3).reshape(c_in * k * k, n * ho * wo)
+    z = (Wc.reshape(c_out, -1) @ cols + bc[:, None]).reshape(c_out, n, ho, wo)
+    a = np.maximum(z, 0)
+    corners = [(i, j) for i in range(p) for j in range(p)]
+    view = {(i, j): a[:, :, i : p * hp : p, j : p * wp : p] for i, j in corners}
+    pooled = view[0, 0]
+    for ij in corners[1:]:
+        pooled = np.maximum(pooled, view[ij])  # [C, N, Hp, Wp]
+    flat = pooled.transpose(1, 0, 2, 3).reshape(n, -1)  # NCHW order, as Wd expects
+    loss, dlogits = xent_numpy(flat @ Wd + bd, y)
+    dpooled = (dlogits @ Wd.T).reshape(n, c_out, hp, wp).transpose(1, 0, 2, 3)
+    # Ties in a window (every corner that equals the maximum gets the gradient) happen only
+    # between zeros of the ReLU, where the ReLU's own mask (z > 0) removes them.
+    da = np.zeros_like(a)
+    for i, j in corners:
+        da[:, :, i : p * hp : p, j : p * wp : p] = (view[i, j] == pooled) * dpooled
+    dz = (da * (z > 0)).reshape(c_out, -1)
+    grads = {
+        "Wc": (dz @ cols.T).reshape(Wc.shape),
+        "bc": dz.sum(axis=1),
+        "Wd": flat.T @ dlogits,
+        "bd": dlogits.sum(axis=0),
+    }
+    return {"loss": loss}, grads
+
+
 def workloads(quick: bool) -> dict[str, Workload]:
-    """The three workloads; with `quick`, smaller sizes of mlp and chain."""
-    n_mlp, n_chain = (8, 10**4) if quick else (128, 10**6)
+    """The four workloads; with `quick`, smaller sizes of mlp, chain and cnn."""
+    n_mlp, n_chain, n_cnn = (8, 10**4, 4) if quick else (128, 10**6, 32)
     wls = [
         Workload(
             "seed",
@@ -267,6 +374,22 @@ def workloads(quick: bool) -> dict[str, Workload]:
             chain_graph,
             chain_arrays,
             chain_numpy,
+        ),
+        Workload(
+            "cnn",
+            f"CNN on {'x'.join(map(str, CNN_IMAGE))} images: conv {CNN_KERNEL}x{CNN_KERNEL} to "
+            f"{CNN_CHANNELS} channels (no padding, plus bias), ReLU, {CNN_POOL}x{CNN_POOL} "
+            f"max-pool, dense {CNN_FLAT} -> {CNN_CLASSES}, softmax cross-entropy on one-hot "
+            f"labels, mean over the batch, batch {n_cnn}, float32; gradients w.r.t. Wc "
+            f"{list((CNN_CHANNELS, CNN_IMAGE[0], CNN_KERNEL, CNN_KERNEL))}, bc, Wd, bd",
+            "float32",
+            n_cnn,
+            32,
+            ("Wc", "bc", "Wd", "bd"),
+            cnn_loss,
+            cnn_graph,
+            cnn_arrays,
+            cnn_numpy,
         ),
     ]
     return {w.key: w for w in wls}
@@ -406,7 +529,10 @@ def floor_row(name: str, median_us: float, p10_us: float, calls: int, note: str)
 def setup_numpy(wl: Workload, arrays: Values, spec: dict[str, Any]) -> Setup:
     """The hand-written step, plus the workload's floors, timed in the same process."""
     case = Case(IMPLS["numpy"], wl.numpy_step, (), dict(arrays))
-    impls = [Impl(case, lambda r: values_of(wl, r), "NumPy ufuncs and @; returns the same dicts")]
+    how = "NumPy ufuncs and @"
+    if wl.key == "cnn":
+        how = "im2col rows of a strided view and @ for the conv, the argmax mask for the pool"
+    impls = [Impl(case, lambda r: values_of(wl, r), f"{how}; returns the same dicts")]
     if wl.key == "mlp":
         gemm = gemm_floor_case(wl.n, wl.dtype)
         impls.append(Impl(gemm, None, "8 np.matmul calls into preallocated outputs", "floor"))
@@ -448,7 +574,18 @@ def torch_ops(torch: Any) -> Ops:
     def xent(z: Any, y: Any) -> Any:
         return -(y * torch.log_softmax(z, dim=-1)).sum(dim=-1).mean()
 
-    return Ops(torch.sigmoid, torch.tanh, torch.exp, torch.relu, torch.sum, torch.mean, xent)
+    f = torch.nn.functional
+    return Ops(
+        torch.sigmoid,
+        torch.tanh,
+        torch.exp,
+        torch.relu,
+        torch.sum,
+        torch.mean,
+        xent,
+        f.conv2d,
+        f.max_pool2d,
+    )
 
 
 def torch_step(wl: Workload, arrays: Values, torch: Any) -> Callable[[], Any]:
@@ -519,7 +656,25 @@ def setup_jax(wl: Workload, arrays: Values, spec: dict[str, Any]) -> Setup:
     def xent(z: Any, y: Any) -> Any:
         return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(z, axis=-1), axis=-1))
 
-    ops = Ops(jax.nn.sigmoid, jnp.tanh, jnp.exp, jax.nn.relu, jnp.sum, jnp.mean, xent)
+    def conv2d(x: Any, w: Any) -> Any:
+        dims = ("NCHW", "OIHW", "NCHW")
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=dims)
+
+    def max_pool2d(x: Any, k: int) -> Any:
+        window = (1, 1, k, k)
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, window, "VALID")
+
+    ops = Ops(
+        jax.nn.sigmoid,
+        jnp.tanh,
+        jnp.exp,
+        jax.nn.relu,
+        jnp.sum,
+        jnp.mean,
+        xent,
+        conv2d,
+        max_pool2d,
+    )
     params = {k: jax.device_put(arrays[k]) for k in wl.wrt}
     data = {k: jax.device_put(a) for k, a in arrays.items() if k not in params}
     vg = jax.jit(jax.value_and_grad(lambda p, d: wl.loss(ops, {**p, **d})))
@@ -985,7 +1140,7 @@ def report(
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks.suite",
-        description="Time of one forward+backward step on three workloads: graphc against "
+        description="Time of one forward+backward step on four workloads: graphc against "
         "NumPy, PyTorch eager, torch.compile and JAX, each in a fresh process.",
     )
     ap.add_argument(
