@@ -24,7 +24,7 @@ class TrainGraph:
     optimizer: Optimizer
     updates_from: int  # the update nodes have ids from here on
     in_place: dict[str, str]  # output name -> the input it overwrites
-    state: list[str]  # the optimiser state inputs, in order
+    state: list[str]  # the optimiser's state inputs, in the order train_step takes them
 
 
 def updated_name(name: str) -> str:
@@ -54,12 +54,12 @@ def train_graph(joint: Graph, grads: dict[str, str], optimizer: Optimizer) -> Tr
     dtype = next(iter(params.values())).dtype
     in_place: dict[str, str] = {}
     with tg.at("optimizer"):
-        scalars = {s: tg.input(s, shape=(), dtype=dtype) for s in optimizer.scalars}
         slots = {
             (s, p): tg.input(f"{s}_{p}", shape=v.shape, dtype=v.dtype)
             for p, v in params.items()
             for s in optimizer.slots
         }
+        scalars = {s: tg.input(s, shape=(), dtype=dtype) for s in optimizer.scalars}
         shared = optimizer.advance(dict(scalars), sqrt)
         for s in optimizer.scalars:
             in_place[_output(tg, s, shared[s])] = s
