@@ -168,7 +168,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         "memory_budget": args.memory_budget,
         "size_hint": args.size_hint,
         "fusion": args.fusion,
-        "optimizer": gc.optim.parse(args.optimizer) if args.optimizer else None,
+        "optimizer": args.optimizer,
     }
     if args.dump or args.plot_memory:
         st = run_stages(g, **options)
@@ -311,6 +311,7 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--optimizer",
+        type=_optimizer,
         metavar="SPEC",
         help="also emit train_step with this optimiser: adam, adam:lr=1e-3, "
         "sgd:lr=0.1,momentum=0.9,weight_decay=1e-4,nesterov=1",
@@ -325,6 +326,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(run=cmd_check)
     return p
+
+
+def _optimizer(spec: str) -> gc.optim.Optimizer:
+    """--optimizer's value; a bad spec is a usage error naming what is wrong."""
+    try:
+        return gc.optim.parse(spec)
+    except GraphcError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,14 +58,27 @@ def test_shape_error_is_one_line_naming_the_model_line(tmp_path):
     [
         (["show", "/nonexistent/model.py"], "no model file"),
         (["show", SEED, "--graph", "nothing"], "defines no 'nothing'"),
-        (["compile", SEED, "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
-        (["compile", SEED, "--optimizer", "adam:lr=fast"], "lr needs a number"),
-        (["compile", SEED, "--optimizer", "sgd:speed=2"], "'speed=2' is not NAME=VALUE"),
     ],
 )
 def test_bad_arguments(argv, pattern, capsys):
     assert main(argv) == 2
     assert pattern in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "spec, pattern",
+    [
+        ("rmsprop", "unknown optimizer 'rmsprop'"),
+        ("adam:lr=fast", "lr needs a number"),
+        ("sgd:speed=2", "'speed=2' is not NAME=VALUE"),
+    ],
+)
+def test_bad_optimizer_spec_is_a_usage_error(spec, pattern, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["compile", SEED, "--optimizer", spec])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --optimizer" in err and pattern in err and "fix the model" not in err
 
 
 @pytest.mark.compiler
