@@ -13,9 +13,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import numpy as np
-from digits_mlp import load
-from training import compile_model, fit, options, plot, report
+from digits_mlp import train
+from training import options
 
 import graphc as gc
 
@@ -37,27 +36,10 @@ def build() -> gc.Graph:
     return g
 
 
-def main(argv: Sequence[str] | None = None) -> float:
+def main(argv: Sequence[str] | None = None) -> int:
     args = options(__doc__.splitlines()[0], epochs=30, argv=argv)
-    x_train, x_test, y_train, y_test = load(args.seed)
-    x_train, x_test = x_train.reshape(-1, 1, 8, 8), x_test.reshape(-1, 1, 8, 8)
-    g = build()
-    cm, params, state = compile_model(g, gc.optim.Adam(lr=2e-3), args)
-
-    def step(idx: np.ndarray) -> tuple[float, float]:
-        out = cm.train_step(x=x_train[idx], labels=y_train[idx], **params, **state)
-        return float(out["loss"]), float(np.mean(out["logits"].argmax(1) == y_train[idx]))
-
-    def accuracy() -> float:
-        logits = cm.forward(x=x_test, labels=y_test, **params)["logits"]
-        return float(np.mean(logits.argmax(1) == y_test))
-
-    rng = np.random.default_rng(args.seed)
-    h = fit(step, accuracy, len(x_train), 32, args.epochs, rng, "test accuracy", args.quick)
-    if args.plot:
-        plot(h, args.plot)
-    return report(h, TARGET, quick=args.quick)
+    return train(build(), args, (1, 8, 8), TARGET)
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() >= TARGET or "--quick" in sys.argv else 1)
+    sys.exit(main())

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-from training import compile_model, fit, options, plot, report
+from training import compile_model, finish, fit, options
 
 import graphc as gc
 
@@ -43,7 +43,7 @@ def build() -> gc.Graph:
     return g
 
 
-def main(argv: Sequence[str] | None = None) -> float:
+def main(argv: Sequence[str] | None = None) -> int:
     args = options(__doc__.splitlines()[0], epochs=8, argv=argv)
     rng = np.random.default_rng(args.seed)
     x_train, y_train = adding(20000, rng)
@@ -59,10 +59,8 @@ def main(argv: Sequence[str] | None = None) -> float:
         return float(cm.forward(x=x_test, y=y_test, **params)["loss"])
 
     h = fit(step, test_mse, len(x_train), 64, args.epochs, rng, "test MSE", args.quick)
-    if args.plot:
-        plot(h, args.plot)
-    return report(h, TARGET, higher_is_better=False, quick=args.quick)
+    return finish(h, args, TARGET, higher_is_better=False)
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() <= TARGET or "--quick" in sys.argv else 1)
+    sys.exit(main())

@@ -129,11 +129,16 @@ def plot(h: History, path: str) -> None:
     print(f"wrote {path}")
 
 
-def report(h: History, target: float, higher_is_better: bool = True, quick: bool = False) -> float:
-    """Print the final held-out metric against its target; returns the metric."""
+def finish(
+    h: History, args: argparse.Namespace, target: float, higher_is_better: bool = True
+) -> int:
+    """Plot the curves if asked (--plot), print the final held-out metric against its target;
+    returns the exit status: 0 when the target is reached (or on a --quick smoke run)."""
+    if args.plot:
+        plot(h, args.plot)
     final = h.held_out[-1]
     met = final >= target if higher_is_better else final <= target
     goal = f"{'>=' if higher_is_better else '<='} {target}"
-    status = "(smoke run: no target)" if quick else ("reached" if met else "MISSED")
+    status = "(smoke run: no target)" if args.quick else ("reached" if met else "MISSED")
     print(f"final {h.metric}: {final:.4f}  target {goal}: {status}")
-    return final
+    return 0 if met or args.quick else 1

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-from training import compile_model, fit, options, plot, report
+from training import compile_model, finish, fit, options
 
 import graphc as gc
 
@@ -34,7 +34,7 @@ def build() -> gc.Graph:
     return g
 
 
-def main(argv: Sequence[str] | None = None) -> float:
+def main(argv: Sequence[str] | None = None) -> int:
     args = options(__doc__.splitlines()[0], epochs=3, argv=argv)
     rng = np.random.default_rng(args.seed)
     x_train = rng.integers(0, VOCAB, (40000, LENGTH))
@@ -52,10 +52,8 @@ def main(argv: Sequence[str] | None = None) -> float:
         return float(np.mean(logits.argmax(-1) == y_test))
 
     h = fit(step, accuracy, len(x_train), 64, args.epochs, rng, "test token accuracy", args.quick)
-    if args.plot:
-        plot(h, args.plot)
-    return report(h, TARGET, quick=args.quick)
+    return finish(h, args, TARGET)
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() >= TARGET or "--quick" in sys.argv else 1)
+    sys.exit(main())
