@@ -45,6 +45,14 @@ def seed_reference() -> dict:
     }
 
 
+def elementwise_chain() -> gc.Graph:
+    """The elementwise benchmark: every op of the forward and backward pass is elementwise."""
+    g = gc.Graph("ew_chain")
+    x, a, b = (g.param(k, shape=("N",)) for k in "xab")
+    g.output("loss", gc.sum(gc.tanh(x * a + b) * gc.sigmoid(x) - gc.exp(-x * x)))
+    return g
+
+
 def mlp(rng: np.random.Generator, hidden: int = 5) -> tuple[gc.Graph, dict]:
     """A two-layer tanh MLP with softmax cross-entropy, and inputs for it."""
     g = gc.Graph("mlp")

@@ -36,7 +36,7 @@ _BASE_CFLAGS = (
     "-fno-math-errno",
     "-fno-trapping-math",
     "-ffp-contract=off",  # no fused multiply-add: each op rounds once, as NumPy's do
-    "-fopenmp",  # threads for large loops (prange)
+    "-pthread",  # the module's threads (templates/pool.h)
     "-shared",
     "-fPIC",
     "-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION",
@@ -133,7 +133,6 @@ def _cc_command(cc: cache.Compiler, name: str, options: BuildOptions) -> list[st
         *options.extra_link_args,
         *(f"-l{lib}" for lib in options.libraries),
         "-lm",
-        "-fopenmp",
     ]
 
 

@@ -12,16 +12,8 @@ from graphc.errors import PlanError
 from graphc.passes.fuse import full_reduction, is_flat
 from graphc.passes.memory import Storage
 from graphc.passes.verify_plan import verify_plan
-from tests.models import mlp, seed_net
+from tests.models import elementwise_chain, mlp, seed_net
 from tests.passes.test_memory import random_model
-
-
-def elementwise_chain() -> gc.Graph:
-    """The elementwise benchmark: every op of the forward and backward pass is elementwise."""
-    g = gc.Graph("ew_chain")
-    x, a, b = (g.param(k, shape=("N",)) for k in "xab")
-    g.output("loss", gc.sum(gc.tanh(x * a + b) * gc.sigmoid(x) - gc.exp(-x * x)))
-    return g
 
 
 def bias_layer() -> gc.Graph:
@@ -153,11 +145,12 @@ def test_threads_change_nothing_but_speed(tmp_path):
     rng = np.random.default_rng(3)
     inputs = {k: rng.normal(size=300_007) for k in "xab"}  # large enough to use threads
     results = []
-    assert "prange(" in m.source  # the loop is shared among threads when there are several
+    assert "_parallel(" in m.source  # the loop is shared among threads when there are several
     for n in (1, 2, 3):
         m.module.set_num_threads(n)
         assert m.module.get_num_threads() == n
         results.append(m.value_and_grad(**inputs))
+        assert m.module.thread_stats()[0] >= n - 1  # helper threads started
     for outs, grads in results[1:]:
         assert outs["loss"].tobytes() == results[0][0]["loss"].tobytes()
         for k in grads:

@@ -1,0 +1,103 @@
+"""The module's threads (templates/pool.h): helpers share large loops, concurrent callers and
+forked children get the same bits as one thread, and a helper never holds a caller up."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from tests.models import elementwise_chain
+
+pytestmark = pytest.mark.compiler
+
+N = 300_007  # above PARALLEL_MIN: the fused loops are shared among the threads
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    return gc.compile(elementwise_chain(), out_dir=tmp_path_factory.mktemp("threads"))
+
+
+def _inputs(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {k: rng.normal(size=N) for k in "xab"}
+
+
+def _same(a, b) -> bool:
+    return a[0]["loss"].tobytes() == b[0]["loss"].tobytes() and all(
+        a[1][k].tobytes() == b[1][k].tobytes() for k in a[1]
+    )
+
+
+def test_helpers_run_pieces_of_large_loops(chain):
+    inputs = _inputs(0)
+    chain.module.set_num_threads(1)
+    alone = chain.value_and_grad(**inputs)
+    chain.module.set_num_threads(2)
+    try:
+        before = chain.module.thread_stats()[1]
+        deadline = time.monotonic() + 20
+        while chain.module.thread_stats()[1] == before and time.monotonic() < deadline:
+            assert _same(chain.value_and_grad(**inputs), alone)
+        helpers, helped = chain.module.thread_stats()
+        assert helpers >= 1 and helped > before, "no helper ever took a piece of a loop"
+    finally:
+        chain.module.set_num_threads(os.cpu_count() or 1)
+
+
+def test_concurrent_callers_get_the_bits_of_one_thread(chain):
+    """Four Python threads share one module: one holds the pool, the others run alone."""
+    batches = [_inputs(k) for k in range(4)]
+    chain.module.set_num_threads(1)
+    want = [chain.value_and_grad(**b) for b in batches]
+    chain.module.set_num_threads(2)
+    errors = []
+
+    def work(k: int) -> None:
+        for _ in range(15):
+            if not _same(chain.value_and_grad(**batches[k]), want[k]):
+                errors.append(k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_a_forked_child_starts_its_own_helpers(chain):
+    """After fork() the parent's helpers do not exist in the child: it starts helpers of its own
+    (which take pieces: exit 4 if none does) and computes the same bits (exit 3 if not)."""
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        import numpy as np
+        import graphc as gc
+        m = gc.load({str(chain.built.entry_dir.parent)!r})
+        m.module.set_num_threads(2)
+        rng = np.random.default_rng(1)
+        inputs = {{k: rng.normal(size={N}) for k in "xab"}}
+        want = m.value_and_grad(**inputs)  # the parent's helper is running now
+        pid = os.fork()
+        if pid == 0:
+            import time
+            helped = m.module.thread_stats()[1]
+            deadline = time.monotonic() + 20
+            while m.module.thread_stats()[1] == helped and time.monotonic() < deadline:
+                got = m.value_and_grad(**inputs)
+                if any(got[1][k].tobytes() != want[1][k].tobytes() for k in "xab"):
+                    os._exit(3)
+            os._exit(0 if m.module.thread_stats()[1] > helped else 4)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
