@@ -3,12 +3,14 @@ machine facts and a plain-text table."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.metadata
 import itertools
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -236,3 +238,27 @@ def run_child(
             pass
     tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
     return {"error": f"exit {proc.returncode}: " + " | ".join(tail)[:400]}
+
+
+# One background loader: short-lived busy Python processes one after another, the load a test
+# suite or a build's compiler processes put on a shared machine.
+LOADER = (
+    "import subprocess, sys\n"
+    "while True:\n"
+    "    subprocess.run([sys.executable, '-c', 'sum(range(4_000_000))'])\n"
+)
+
+
+@contextlib.contextmanager
+def background_load(n: int):
+    """`n` loaders (above) running for as long as the block does."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", LOADER], start_new_session=True) for _ in range(n)
+    ]
+    try:
+        yield
+    finally:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()

@@ -24,11 +24,8 @@ each workload.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -48,6 +45,7 @@ from benchmarks._timing import (
     Case,
     Plan,
     Timing,
+    background_load,
     fmt_us,
     format_fields,
     format_table,
@@ -1145,30 +1143,6 @@ def report(
             100,
         )
     return "\n".join(lines), bad
-
-
-# One background loader: short-lived busy Python processes one after another, the load a test
-# suite or a build's compiler processes put on a shared machine.
-LOADER = (
-    "import subprocess, sys\n"
-    "while True:\n"
-    "    subprocess.run([sys.executable, '-c', 'sum(range(4_000_000))'])\n"
-)
-
-
-@contextlib.contextmanager
-def background_load(n: int):
-    """`n` loaders (above) running for as long as the block does."""
-    procs = [
-        subprocess.Popen([sys.executable, "-c", LOADER], start_new_session=True) for _ in range(n)
-    ]
-    try:
-        yield
-    finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

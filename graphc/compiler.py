@@ -1,7 +1,7 @@
 """The pipeline, stage by stage (DESIGN.md §1), and `compile`, which runs it end to end.
 
-verify -> cast to dtype -> simplify -> grad -> simplify -> schedule -> plan_memory
-       -> lower -> render -> build (cached) -> load
+verify -> cast to dtype -> simplify -> grad -> simplify -> schedule -> fuse
+       -> pair_independent -> plan_memory -> lower -> render -> build (cached) -> load
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from graphc.ir.graph import Graph, as_graph
 from graphc.ir.shapes import FLOAT_DTYPES
 from graphc.ir.verify import verify
 from graphc.optim import Optimizer
+from graphc.passes.concurrency import pair_independent
 from graphc.passes.fuse import fuse
 from graphc.passes.grad import grad, grad_name
 from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, plan_memory
@@ -278,7 +279,7 @@ def _schedule_and_plan(
     best: tuple[int, Program, MemoryPlan] | None = None
     for order in orders:
         prog = schedule(g, outputs, backward_from, order, size_hint, update_from)
-        prog = fuse(prog) if fusion else prog
+        prog = pair_independent(fuse(prog) if fusion else prog, size_hint)
         plan = plan_memory(prog, memory, size_hint)
         verify_plan(prog, plan)
         nbytes = plan.arena_bytes(_hint_sizes(prog, size_hint))

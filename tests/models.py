@@ -53,6 +53,15 @@ def elementwise_chain() -> gc.Graph:
     return g
 
 
+def two_towers(width: int = 256) -> gc.Graph:
+    """Two independent softmax kernels, each a mid-sized step on one thread."""
+    g = gc.Graph("two_towers")
+    x, y = g.input("x", shape=("N", width)), g.input("y", shape=("N", width))
+    a, c = g.param("a", shape=(width,)), g.param("c", shape=(width,))
+    g.output("loss", gc.sum(gc.softmax(x) * a) + gc.sum(gc.log_softmax(y) * c))
+    return g
+
+
 def mlp(rng: np.random.Generator, hidden: int = 5) -> tuple[gc.Graph, dict]:
     """A two-layer tanh MLP with softmax cross-entropy, and inputs for it."""
     g = gc.Graph("mlp")

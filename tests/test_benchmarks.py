@@ -46,3 +46,15 @@ def test_scaling_quick_run(tmp_path):
     assert "python s" in r.stdout and "cython s" in r.stdout and "pyx lines" in r.stdout
     assert "slope (all sizes)" in r.stdout and "FAILED" not in r.stdout
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # every build directory removed
+
+
+@pytest.mark.compiler
+def test_threads_quick_run():
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.threads", "--quick", "--background", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    for workload in ("towers", "chain", "cnn"):
+        assert f"\n{workload} " in r.stdout
+    assert "--background 1" in r.stdout

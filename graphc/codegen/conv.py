@@ -26,6 +26,7 @@ channels, planes), each result computed by one thread: the same bits for any num
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from graphc.codegen import cexpr
@@ -142,6 +143,42 @@ LOWER: dict[str, Callable[..., list[Statement]]] = {
     "max_pool2d_gather": _max_pool2d_gather,
     "avg_pool2d": _avg_pool2d,
     "avg_pool2d_grad": _avg_pool2d_grad,
+}
+
+
+def _conv_work(w: int, y: int):
+    """Work of a conv step whose weight-shaped value is args[w] (-1: the result) and whose
+    output-shaped one is args[y] (see `WORK`)."""
+
+    def work(v: Values, n: int, args: list[int], params: dict) -> str | None:
+        ws, ys = v.shape(n if w < 0 else args[w]), v.shape(n if y < 0 else args[y])
+        if tiling(ws, ys, params["groups"]) is not None:
+            return None  # im2col tiles and BLAS, which shares the products among its threads
+        return f"{cexpr.size(ys)}*{math.prod(ws[1:])}"  # one multiply-add per tap
+
+    return work
+
+
+def _pool_work(y: int):
+    """Work of a pool step whose pooled-shaped value is args[y] (-1: the result): a window's
+    cell costs about four multiply-adds (as in pool.pyx.j2's threshold)."""
+
+    def work(v: Values, n: int, args: list[int], params: dict) -> str:
+        return f"{cexpr.size(v.shape(n if y < 0 else args[y]))}*{4 * math.prod(params['kernel'])}"
+
+    return work
+
+
+# Multiply-adds of a step, as a C expression (see lower._pair_independent).
+WORK: dict[str, Callable[..., str | None]] = {
+    "conv2d": _conv_work(1, -1),
+    "conv2d_grad_input": _conv_work(1, 0),
+    "conv2d_grad_weight": _conv_work(-1, 1),
+    "max_pool2d": _pool_work(-1),
+    "max_pool2d_grad": _pool_work(0),
+    "max_pool2d_gather": _pool_work(-1),
+    "avg_pool2d": _pool_work(-1),
+    "avg_pool2d_grad": _pool_work(0),
 }
 KERNEL_TEMPLATE: dict[str, str] = {
     **dict.fromkeys(("conv2d", "conv2d_grad_input", "conv2d_grad_weight"), "conv"),

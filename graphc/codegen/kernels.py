@@ -148,6 +148,8 @@ LOWER: dict[str, Callable[..., list[Statement]]] = {
     "softmax": lambda v, n, a, p: _softmax(v, n, a, p, log=False),
     "log_softmax": lambda v, n, a, p: _softmax(v, n, a, p, log=True),
 }
+# Work (see ops.WORK): BLAS threads its products itself; `size` reads no element.
+WORK = {"matmul": lambda *_: None, "size": lambda *_: "0"}
 # The helper each op's code calls, rendered once per dtype from templates/kernels/.
 KERNEL_TEMPLATE = {"matmul": "gemm", "softmax": "softmax", "log_softmax": "softmax"}
 
@@ -166,13 +168,16 @@ class Fused:
     be shared among threads, is the body of a function `(b, lo, hi)` over part of its outer
     loop (or of its chunks), which the statements hand to `_parallel`. `locals`, `ranged_locals`:
     the (ctype, name) of the variables each uses; `partials`: the (ctype, name) of each full
-    reduction's per-chunk sums, CHUNKS values in the call's scratch memory."""
+    reduction's per-chunk sums, CHUNKS values in the call's scratch memory; `size`: the
+    elements of the loop (a C expression); `alone`: it runs on one thread whatever its size."""
 
     statements: list[Statement]
     locals: list[tuple[str, str]]
+    size: str
     ranged: list[Statement] = field(default_factory=list)
     ranged_locals: list[tuple[str, str]] = field(default_factory=list)
     partials: list[tuple[str, str]] = field(default_factory=list)
+    alone: bool = False
 
 
 def fused(v: Values, nodes: Sequence[int], stored: set[int], fn: str) -> Fused:
@@ -260,16 +265,18 @@ def fused(v: Values, nodes: Sequence[int], stored: set[int], fn: str) -> Fused:
     size = cexpr.size(domain)
     loop_vars = [("Py_ssize_t", h.var) for h in heads]
     if not heads:
-        return Fused([*before, statement((), lines), *after], scalars)
+        return Fused([*before, statement((), lines), *after], scalars, "1", alone=True)
     small = all(isinstance(d, int) for d in domain) and math.prod(domain) < PARALLEL_MIN
     if partial or (small and not full):  # one thread
-        return Fused([*before, statement(heads, lines), *after], scalars + loop_vars)
+        return Fused(
+            [*before, statement(heads, lines), *after], scalars + loop_vars, size, alone=True
+        )
     if not red:  # a map: the threads share the outermost loop, in pieces of `chunk`
         outer, *inner = heads
         chunk = MAP_CHUNK if flat else 1  # elements, or rows of a nest
         call = f"_parallel({fn}, b, {outer.extent}, {chunk}, {size})"
         ranged = statement([LoopHead("", outer.var, "lo, hi"), *inner], lines)
-        return Fused([Statement("", (), (call,))], [], [ranged], scalars + loop_vars)
+        return Fused([Statement("", (), (call,))], [], size, [ranged], scalars + loop_vars)
     assert flat, "fuse puts full reductions in flat loops only"
     # chunks of a whole number of blocks, at least one block (no division by zero when empty)
     chunk = f"max((({size} + {CHUNKS - 1}) // {CHUNKS} + {BLOCK - 1}) // {BLOCK}, 1) * {BLOCK}"
@@ -308,4 +315,4 @@ def fused(v: Values, nodes: Sequence[int], stored: set[int], fn: str) -> Fused:
         ("Py_ssize_t", "ck_len"),
     ]
     partials = [(ctype(n), f"{name(n)}_p") for n in full]
-    return Fused([*before, call, sums, *after], locals_, ranged, ranged_locals, partials)
+    return Fused([*before, call, sums, *after], locals_, size, ranged, ranged_locals, partials)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from graphc.codegen import cexpr
 from graphc.codegen.indexing import index_checks
 from graphc.codegen.kernels import CHUNKS, PARALLEL_MIN, fused
-from graphc.codegen.ops import KERNEL_TEMPLATE, lower_op
+from graphc.codegen.ops import KERNEL_TEMPLATE, lower_op, op_work
 from graphc.codegen.records import (
     Arg,
     Check,
@@ -28,6 +28,7 @@ from graphc.codegen.records import (
 from graphc.ir.graph import Graph, operands
 from graphc.ir.printer import format_params
 from graphc.ir.shapes import INT_DTYPES
+from graphc.passes.concurrency import CONCURRENT_MIN
 from graphc.passes.fuse import loop_op
 from graphc.passes.memory import ITEMSIZE, MemoryPlan
 from graphc.passes.schedule import Program
@@ -211,10 +212,10 @@ def _function(
     fields = {p.name: (k, p) for k, p in enumerate(pointers)}
     parts = []
     for title, fn, run in _runs(name, code):
-        parts += [r.with_fields(fields) for *_, r in run if r is not None]
-        stmts = [st for _, lowered, *_ in run for st in lowered]
-        local = [x for _, _, local, *_ in run for x in local]
-        uses = set().union(*(u for *_, u, _ in run))
+        parts += [r.with_fields(fields) for c in run for r in c.parts]
+        stmts = [st for c in run for st in c.statements]
+        local = [x for c in run for x in c.locals]
+        uses = set().union(*(c.uses for c in run))
         parts.append(_cfunction(fn, f"{name}: {title}", stmts, local, uses).with_fields(fields))
     groups = {"outputs": [], "grads": []}
     for o in outs:
@@ -240,22 +241,33 @@ def _function(
     )
 
 
-StepCode = tuple[str, list[Statement], list[tuple[str, str]], set[str], Part | None]
+@dataclass(frozen=True)
+class StepCode:
+    """One step's code (or two steps' run at once): its statements, their locals, the names
+    they use and the functions they call; `work` and `beside` for _pair."""
+
+    section: str
+    statements: list[Statement]
+    locals: list[tuple[str, str]]
+    uses: set[str]
+    parts: tuple[Part, ...] = ()
+    work: str = "0"  # operations (C expression); 0: never run beside another step
+    beside: bool = False  # may run at once with the next step (passes/concurrency.py)
 
 
 def _code(
     ctx: Context, prog: Program, plan: MemoryPlan, name: str
 ) -> tuple[list[StepCode], list[Pointer]]:
-    """Each step's code, in program order: (section, statements, their locals, the names they
-    use, the step's range function or None); and the pointers to the full reductions' sums
-    per chunk, which follow the buffers in the arena."""
+    """Each step's code, in program order, the steps that may run at once paired; and the
+    pointers to the full reductions' sums per chunk, which follow the buffers in the arena."""
     code: list[StepCode] = []
     partials: list[Pointer] = []
     for t, step in enumerate(prog.steps):
         prefix = "adj: " if step.section == "backward" else ""
         uses = {ctx.ptr(v) for v in (*step.nodes, *prog.reads(t))}
         comment = prefix + ctx.describe(step.node)
-        ranged = None
+        parts: tuple[Part, ...] = ()
+        a = ctx.G.nodes[step.node]
         if step.fused or loop_op(ctx.G, step.node):
             stored = {n for n in step.nodes if plan.storage[n].kind != "local"}
             f = fused(ctx, step.nodes, stored, fn=f"_{name}_loop{t}")
@@ -267,29 +279,65 @@ def _code(
                 partials.append(Pointer(partial, ctype, f"<{ctype}*>(arena + {at})"))
                 uses.add(partial)
             if f.ranged:
-                ranged = _cfunction(
-                    f"_{name}_loop{t}", comment, f.ranged, f.ranged_locals, uses, ranged=True
-                )
+                title = f"{comment}: the iterations lo to hi of its outer loop (run by _parallel)"
+                fn = f"_{name}_loop{t}"
+                parts = (_cfunction(fn, title, f.ranged, f.ranged_locals, uses, ranged=True),)
             lowered, local = f.statements, f.locals
+            work, threaded = f"{f.size}*{len(step.nodes)}", not f.alone
         elif plan.storage[step.node].kind == "alias":
             continue  # a reshape that shares its operand's bytes: nothing to compute
         else:
-            a = ctx.G.nodes[step.node]
-            lowered = lower_op(ctx, step.node, a["op"], operands(ctx.G, step.node), a["params"])
+            args = operands(ctx.G, step.node)
+            lowered = lower_op(ctx, step.node, a["op"], args, a["params"])
             local = []
+            work, threaded = op_work(ctx, step.node, a["op"], args, a["params"])
         lowered[0] = Statement(comment, lowered[0].heads, lowered[0].body)
-        code.append((step.section, lowered, local, uses, ranged))
-    return code, partials
+        if work is None:
+            work = "0"  # BLAS, which has threads of its own
+        elif not threaded:  # the step runs on one thread: worth pairing however large
+            work = f"min({work}, {PARALLEL_MIN - 1})"
+        code.append(StepCode(step.section, lowered, local, uses, parts, work, step.beside))
+    return _pair(name, code), partials
+
+
+def _pair(name: str, code: list[StepCode]) -> list[StepCode]:
+    """Each step `beside` the next (their memory is disjoint, see passes/concurrency.py) and
+    that next one become one call of `_concurrent`, which runs them at once on two threads
+    when both turn out between CONCURRENT_MIN and PARALLEL_MIN operations. A step that always
+    runs on one thread counts as at most PARALLEL_MIN - 1; a larger one shares its own loops
+    among the threads."""
+    out: list[StepCode] = []
+    k = 0
+    while k < len(code):
+        a = code[k]
+        if not a.beside or k + 1 == len(code):
+            out.append(a)
+            k += 1
+            continue
+        b = code[k + 1]
+        fns = [f"_{name}_task{len(out)}_{i}" for i in (0, 1)]
+        tasks = tuple(
+            _cfunction(fn, f"{s.statements[0].comment} (run by _concurrent)", s.statements,
+                       s.locals, s.uses, ranged=True)
+            for fn, s in zip(fns, (a, b), strict=True)
+        )  # fmt: skip
+        call = f"_concurrent({fns[0]}, {fns[1]}, b, {a.work}, {b.work})"
+        comment = "two independent steps, at once when each is mid-sized (see _concurrent)"
+        statement = Statement(comment, (), (call,))
+        parts = (*a.parts, *b.parts, *tasks)
+        out.append(StepCode(a.section, [statement], [], a.uses | b.uses, parts))
+        k += 2
+    return out
 
 
 PART_STEPS = 32  # steps per generated C function at most
 
 
-def _runs(name: str, code: list[tuple]) -> list[tuple[str, str, list[tuple]]]:
+def _runs(name: str, code: list[StepCode]) -> list[tuple[str, str, list[StepCode]]]:
     """The steps' code cut into runs of at most PART_STEPS steps of one section, each with a
     title and a function name (`_value_and_grad_backward`, `_forward_forward_2`, ...)."""
     runs = []
-    for section, group in itertools.groupby(code, key=lambda c: c[0]):
+    for section, group in itertools.groupby(code, key=lambda c: c.section):
         group = list(group)
         cuts = range(0, len(group), PART_STEPS)
         for k, start in enumerate(cuts, 1):
@@ -422,4 +470,5 @@ def lower(
             sorted({cexpr.dim(d.symbol) for c in checks for a in c for d in a.dims if d.symbol})
         ),
         parallel_min=PARALLEL_MIN,
+        concurrent_min=CONCURRENT_MIN,
     )

@@ -24,8 +24,9 @@ class Statement:
 @dataclass(frozen=True)
 class Part:
     """A generated C function of one program: either a run of at most PART_STEPS statements of
-    one section (`(b)`), or the body of one loop over a range of its outer index (`(b, lo,
-    hi)`, `ranged`), which `_parallel` runs on one or more threads. Either reads the buffers it
+    one section (`(b)`), or (`(b, lo, hi)`, `ranged`) the body of one loop over a range of its
+    outer index, which `_parallel` runs on one or more threads, or a step that `_concurrent`
+    runs beside another. Either reads the buffers it
     uses from the program's struct of pointers `b`. No function the compilers see grows with
     the model."""
 
@@ -166,3 +167,4 @@ class Module:
     checks: tuple[Check, ...]  # the first checks the model's inputs (forward, value_and_grad)
     symbols: tuple[str, ...]  # the variables holding symbolic dims (`d_N`)
     parallel_min: int  # loops over fewer elements run on the calling thread
+    concurrent_min: int  # independent steps with less work run one after the other

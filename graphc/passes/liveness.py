@@ -1,5 +1,7 @@
 """Liveness over a scheduled program: for each value, the step that defines it and the last
-step that reads it (through aliases: a reshape's readers keep the bytes it shares alive)."""
+step that reads it (through aliases: a reshape's readers keep the bytes it shares alive). Two
+steps that may run at once (`Step.beside`) count as one span: the values either defines live
+from its first step, and the values either reads until its second."""
 
 from __future__ import annotations
 
@@ -29,13 +31,15 @@ def liveness(prog: Program, alias_of: dict[int, int] | None = None) -> dict[int,
     start: dict[int, int] = {}
     end: dict[int, int] = {}
     for t, step in enumerate(prog.steps):
+        born = t - 1 if t and prog.steps[t - 1].beside else t
+        used = t + 1 if step.beside else t
         for n in step.nodes:
-            start.setdefault(n, t)
-            end.setdefault(n, t)
+            start.setdefault(n, born)
+            end.setdefault(n, used)
         for u in prog.reads(t):
             start.setdefault(u, WHOLE_CALL)
-            end[u] = max(end.get(u, t), t)
-            end[root(u)] = max(end.get(root(u), t), t)
+            end[u] = max(end.get(u, used), used)
+            end[root(u)] = max(end.get(root(u), used), used)
     last = len(prog.steps)
     for n in prog.outputs.values():
         start.setdefault(n, WHOLE_CALL)

@@ -15,11 +15,13 @@ from graphc.ir.graph import Graph, ancestors, operands, topo_order, without_gc
 class Step:
     """Compute node `node`; `section` says whether it belongs to the forward or backward pass.
     A fused step (see passes/fuse.py) computes the nodes `fused`, in order, in one loop; `node`
-    is then the last of them."""
+    is then the last of them. A step `beside` the next one may run at the same time as it
+    (see passes/concurrency.py)."""
 
     node: int
     section: str  # "forward" | "backward" | "update" (a training step's optimiser)
     fused: tuple[int, ...] = ()
+    beside: bool = False
 
     @property
     def nodes(self) -> tuple[int, ...]:

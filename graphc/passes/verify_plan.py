@@ -113,6 +113,27 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
                     f"{where(v)} needs {need} bytes at size {n}, buf{st.ref} has {have}"
                 )
 
+    # Steps that may run at once (Step.beside) touch disjoint memory: neither writes where the
+    # other reads or writes.
+    def places(vs: list[int]) -> dict[tuple, int]:
+        out = {}
+        for v in vs:
+            st = plan.storage[root(v)]
+            if st.kind not in ("local", "const"):
+                out[(st.kind, st.ref)] = v
+        return out
+
+    for t, step in enumerate(prog.steps[:-1]):
+        if not step.beside:
+            continue
+        for w, r in ((t, t + 1), (t + 1, t)):
+            written, touched = places(writes[w]), places([*reads[r], *writes[r]])
+            for key in written.keys() & touched.keys():
+                raise PlanError(
+                    f"steps {t} and {t + 1} may run at once, but step {w} writes "
+                    f"{where(written[key])} where step {r} uses {where(touched[key])}"
+                )
+
     # When is each (root) value last read?
     last_read: dict[int, int] = {}
     for t in range(len(steps)):

@@ -433,6 +433,23 @@ cdef void _parallel(gc_range_fn body, const void* b, Py_ssize_t n, Py_ssize_t ch
     task.fn, task.b, task.n, task.chunk = body, b, n, chunk
     gc_run(&task, 1, _num_threads)
 
+
+cdef Py_ssize_t _CONCURRENT_MIN = 32768
+
+
+cdef void _concurrent(gc_range_fn f, gc_range_fn g, const void* b, Py_ssize_t work_f, Py_ssize_t work_g) noexcept nogil:
+    """f(b, 0, 1) and g(b, 0, 1), two steps that touch disjoint memory, with about work_f and
+    work_g operations: at once on two threads when each is between _CONCURRENT_MIN (less is
+    not worth handing over) and _PARALLEL_MIN (more shares its own loops), else in turn."""
+    cdef gc_task tasks[2]
+    if _num_threads < 2 or not (_CONCURRENT_MIN <= work_f < _PARALLEL_MIN and _CONCURRENT_MIN <= work_g < _PARALLEL_MIN):
+        f(b, 0, 1)
+        g(b, 0, 1)
+        return
+    tasks[0].fn, tasks[0].b, tasks[0].n, tasks[0].chunk = f, b, 1, 1
+    tasks[1].fn, tasks[1].b, tasks[1].n, tasks[1].chunk = g, b, 1, 1
+    gc_run(tasks, 2, 2)
+
 # ---- kernels -----------------------------------------------------------------------------
 # Matrix products call the OpenBLAS that NumPy's wheels bundle (the library NumPy's `@` runs,
 # with 64-bit sizes) when it is there, else SciPy's BLAS (scipy.linalg.cython_blas, 32-bit

@@ -1,5 +1,6 @@
-"""The module's threads (templates/pool.h): helpers share large loops, concurrent callers and
-forked children get the same bits as one thread, and a helper never holds a caller up."""
+"""The module's threads (templates/pool.h): helpers share large loops and run independent
+steps at once, and every way of running (one thread or more, concurrent callers, a forked
+child) gives the same bits."""
 
 import os
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from tests.models import elementwise_chain
+from tests.models import elementwise_chain, two_towers
 
 pytestmark = pytest.mark.compiler
 
@@ -101,3 +102,24 @@ def test_a_forked_child_starts_its_own_helpers(chain):
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
+
+
+def test_independent_steps_run_at_once_with_the_bits_of_one_thread(tmp_path):
+    """The two softmaxes of two_towers run on two threads at once (the helper takes one)."""
+    m = gc.compile(two_towers(), out_dir=tmp_path)
+    assert "_concurrent(_forward_task" in m.source
+    rng = np.random.default_rng(2)
+    inputs = {k: rng.normal(size=(256, 256)) for k in "xy"}
+    inputs |= {k: rng.normal(size=256) for k in "ac"}
+    m.module.set_num_threads(1)
+    alone = m.value_and_grad(**inputs)
+    m.module.set_num_threads(2)
+    before = m.module.thread_stats()[1]
+    deadline = time.monotonic() + 20
+    while m.module.thread_stats()[1] == before and time.monotonic() < deadline:
+        assert _same(m.value_and_grad(**inputs), alone)
+    assert m.module.thread_stats()[1] > before, "the helper never ran a step"
+    want = gc.value_and_grad(two_towers(), inputs, of="loss", wrt=["a", "c"])
+    np.testing.assert_allclose(alone[0]["loss"], want[0]["loss"], rtol=1e-12)
+    for k in "ac":
+        np.testing.assert_allclose(alone[1][k], want[1][k], rtol=1e-10, atol=1e-14)
