@@ -155,6 +155,14 @@ def _check_train_step(m, opt, inputs: dict, tol: float) -> tuple[bool, str]:
     )
 
 
+def _emit(spec: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in spec.split(",") if x.strip())
+    bad = [x for x in names if x not in ("jvp", "hvp")]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"choose from jvp, hvp (comma-separated), not {spec!r}")
+    return names
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from graphc.compiler import compile as compile_model
     from graphc.compiler import run_stages
@@ -170,6 +178,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         "fusion": args.fusion,
         "optimizer": args.optimizer,
     }
+    if args.emit:
+        usual = ("forward", "value_and_grad", *(("train_step",) if args.optimizer else ()))
+        options["functions"] = (*usual, *args.emit)
     if args.dump or args.plot_memory:
         st = run_stages(g, **options)
         for stage in args.dump or ():
@@ -316,6 +327,14 @@ def parser() -> argparse.ArgumentParser:
         help="also emit train_step with this optimiser: adam, adam:lr=1e-3, "
         "sgd:lr=0.1,momentum=0.9,weight_decay=1e-4,nesterov=1",
     )
+    s.add_argument(
+        "--emit",
+        type=_emit,
+        default=(),
+        metavar="FUNCTIONS",
+        help="also emit these derivatives, comma-separated: jvp (forward mode: outputs and their "
+        "directional derivatives), hvp (Hessian-vector products)",
+    )
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(run=cmd_compile)
     s = model_command("show", "print a model, simplified or differentiated, one line per node")
@@ -325,7 +344,58 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=3, help="value bound to each symbolic dimension")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(run=cmd_check)
+    add_cache_command(sub)
     return p
+
+
+def _model_name(text: str) -> str:
+    """A model name argument: a module name, so never a path."""
+    if not (text.isidentifier() and text.isascii()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a model name (a Python identifier)")
+    return text
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from graphc.runtime import cache_admin
+    from graphc.runtime.build import default_build_dir
+
+    root = Path(args.build_dir).absolute() if args.build_dir else default_build_dir()
+    if args.action == "list":
+        return cache_admin.list_cache(root, sys.stdout)
+    if args.action == "verify":
+        return cache_admin.verify_cache(root, sys.stdout)
+    return cache_admin.clear_cache(root, sys.stdout, name=args.name, stale=args.stale)
+
+
+def add_cache_command(sub: argparse._SubParsersAction) -> None:
+    """`graphc cache list|verify|clear`."""
+    about = "list, verify or clear the build cache (nothing in it is imported or followed)"
+    c = sub.add_parser("cache", help=about, description=about)
+    actions = c.add_subparsers(dest="action", required=True, metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--build-dir",
+        metavar="DIR",
+        help="the build directory (default: $GRAPHC_BUILD_DIR or ./build, as for compile)",
+    )
+    actions.add_parser(
+        "list",
+        parents=[common],
+        help="each cached model and entry: key prefix, size, age, whether it verifies",
+    )
+    actions.add_parser(
+        "verify",
+        parents=[common],
+        help="check every entry's checksums and permissions; exit status 1 on any problem",
+    )
+    s = actions.add_parser("clear", parents=[common], help="remove cached builds (lock files stay)")
+    s.add_argument("name", nargs="?", type=_model_name, help="only this model's builds")
+    s.add_argument(
+        "--stale",
+        action="store_true",
+        help="only the entries, published copies and leftovers that fail verification",
+    )
+    c.set_defaults(run=cmd_cache, name=None, stale=False)
 
 
 def _optimizer(spec: str) -> gc.optim.Optimizer:

@@ -4,14 +4,17 @@ and import it."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import json
 import keyword
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -200,6 +203,8 @@ def _cythonize(pyx: Path, name: str, options: BuildOptions) -> str:
                 timestamps=False,
             )
         except Exception as e:  # Cython aborts with its own exception types on fatal errors
+            if isinstance(e, OSError) and e.errno in _UNWRITABLE:
+                raise  # the build directory is full or read-only, not the source wrong
             messages = _read_listing(listing, pyx)
             raise BuildError(
                 f"Cython failed on {name}.pyx ({cmd}, in-process):\n"
@@ -219,6 +224,10 @@ def _run_cc(argv: list[str], cwd: Path, name: str) -> str:
         raise BuildError(f"cannot run the C compiler for {name}: {shlex.join(argv)}: {e}") from e
     output = (proc.stderr + proc.stdout).strip()
     if proc.returncode != 0:
+        full = [ln for ln in output.splitlines() if "No space left on device" in ln]
+        if full:
+            # Reported as the OSError it is, so the message says the disk is full.
+            raise OSError(errno.ENOSPC, f"No space left on device (the C compiler: {full[-1]})")
         raise BuildError(
             f"the C compiler failed (exit {proc.returncode}) building {name}:\n"
             f"  {shlex.join(argv)}\n{_trim(output)}"
@@ -259,6 +268,10 @@ def _build_entry(
         for leftover in (pyx.with_suffix(".c"), pyx.with_suffix(".lis")):
             leftover.unlink(missing_ok=True)
         so = tmp / so_name(name)
+        # Explicit modes: under umask 002 they would be group-writable, which the cache
+        # refuses to import (cache.check_trusted).
+        os.chmod(so, 0o755)
+        os.chmod(pyx, 0o644)
         meta = {
             "name": name,
             "key": key,
@@ -276,21 +289,62 @@ def _build_entry(
             "key_inputs": inputs,
         }
         # No fsync: a crash may leave a truncated file, which verification rejects and rebuilds.
-        text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-        (tmp / META).write_text(text)
-        meta = json.loads(text)  # exactly what a later cache hit reads back
+        data = cache.meta_bytes(cache.seal_meta(meta))
+        (tmp / META).write_bytes(data)
+        os.chmod(tmp / META, 0o644)
+        meta = json.loads(data)  # exactly what a later cache hit reads back
         cache.publish_entry(tmp, entry)
     except BaseException:
         cache.remove_path(tmp)
         raise
+    # Builds of other keys killed midway left their temporary directories; nobody else
+    # removes those.
+    cache.sweep_leftovers(model_dir)
     return meta
 
 
+_UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+_ELSEWHERE = "set GRAPHC_BUILD_DIR (or pass out_dir= / --out) to"
+
+
+def _free_bytes(path: Path) -> str:
+    """Free space on the filesystem holding `path` (or its nearest existing parent)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return "unknown"
+    return f"{free / 1024:.0f} KiB" if free < 1 << 30 else f"{free / (1 << 30):.1f} GiB"
+
+
 def _unwritable(root: Path, e: OSError) -> BuildError:
-    """The error for a build directory that cannot be written."""
+    """The error for a build directory that cannot be written, saying why and what to do."""
+    q = shlex.quote(str(root))
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "the disk quota is used up" if e.errno == errno.EDQUOT else "the filesystem is full"
+        return BuildError(
+            f"cannot write the build directory {root}: {why} ({e}; {_free_bytes(root)} free). "
+            f"Free some space (`graphc cache clear --build-dir {q}` removes the builds cached "
+            f"there; the C compiler also writes to {tempfile.gettempdir()}) or {_ELSEWHERE} a "
+            "directory on another filesystem."
+        )
+    if e.errno == errno.EROFS:
+        return BuildError(
+            f"cannot write the build directory {root}: it is on a read-only filesystem ({e}). "
+            f"Builds already cached there still load; to build, {_ELSEWHERE} a writable "
+            "directory."
+        )
+    if e.errno in (errno.EACCES, errno.EPERM):
+        where = shlex.quote(e.filename) if isinstance(e.filename, str) else q
+        return BuildError(
+            f"cannot write the build directory {root}: permission denied ({e}). Builds already "
+            f"cached there still load; to build, make it writable (`chmod u+w {where}` as its "
+            f"owner) or {_ELSEWHERE} a directory you can write."
+        )
     return BuildError(
         f"cannot write the build directory {root}: {e}. "
-        "Set GRAPHC_BUILD_DIR (or pass out_dir / --out) to a writable directory."
+        f"{_ELSEWHERE[0].upper()}{_ELSEWHERE[1:]} a writable directory."
     )
 
 
@@ -316,11 +370,13 @@ def build_module(
     model_dir = root / name
     entry = model_dir / key[:16]
 
+    # Before anything is read, built or published there: nobody else may have written it.
+    cache.check_trusted(root, model_dir, entry, name)
     meta, _ = cache.verify_entry(entry, name, key)
     hit = meta is not None
     if meta is None:
         try:
-            model_dir.mkdir(parents=True, exist_ok=True)
+            cache.make_dirs(model_dir)
             waiting = lambda: say(f"waiting for another process building {name} ({key[:16]})")
             with cache.key_lock(model_dir, key, on_wait=waiting):
                 # Whoever held the lock before us may have just published this key.
@@ -360,6 +416,21 @@ _MISSING = object()
 def load_module(built: BuiltModule) -> types.ModuleType:
     """Import `built`'s extension module and return it; sys.modules is left as it was."""
     name = built.name
+    entry = built.entry_dir
+    # Checked again right before the import: the files may have changed since build_module.
+    cache.check_trusted(entry.parent.parent, entry.parent, entry, name)
+    if built.so_path.parent != entry or built.so_path.name != so_name(name):
+        raise BuildError(f"{built.so_path} is not the extension module of the entry {entry}")
+    try:
+        so_sha256 = cache.sha256_file(built.so_path)
+    except OSError as e:
+        raise BuildError(f"cannot read the built module {built.so_path}: {e}; rebuild") from e
+    if so_sha256 != built.meta.get("so_sha256"):
+        raise BuildError(
+            f"{built.so_path} changed since it was verified (its SHA-256 no longer matches "
+            f"{entry / META}); rebuild the model, or remove the entry with "
+            f"`graphc cache clear --stale --build-dir {shlex.quote(str(entry.parent.parent))}`"
+        )
     with _LOAD_LOCK:
         before = sys.modules.get(name, _MISSING)
         spec = importlib.util.spec_from_file_location(name, built.so_path)
@@ -387,12 +458,16 @@ def load_module(built: BuiltModule) -> types.ModuleType:
 def load(path: str | Path) -> types.ModuleType:
     """The verified build last published in a model directory such as "build/seed_net"."""
     start = time.perf_counter()
-    model_dir = Path(path)
-    meta = cache.read_meta(model_dir / META)
+    model_dir = Path(path).absolute()
+    meta, why = cache.load_meta(model_dir / META)
+    if why == "not built":
+        raise BuildError(
+            f"{model_dir} holds no published build ({META} is missing); build the model first"
+        )
     if meta is None:
         raise BuildError(
-            f"{model_dir} holds no published build ({META} is missing or unreadable); "
-            "build the model first"
+            f"{model_dir} holds no usable published build: {why}; build the model again "
+            "(gc.compile or `graphc compile`), which rewrites it"
         )
     name, key = meta.get("name"), meta.get("key")
     if not isinstance(key, str) or not isinstance(name, str):
@@ -400,6 +475,7 @@ def load(path: str | Path) -> types.ModuleType:
     _check_name(name)
     # `path` may also be a cache entry itself, whose meta.json has the same form.
     entry = model_dir if model_dir.name == key[:16] else model_dir / key[:16]
+    cache.check_trusted(entry.parent.parent, entry.parent, entry, name)
     entry_meta, why = cache.verify_entry(entry, name, key)
     if entry_meta is None:
         raise BuildError(

@@ -9,6 +9,12 @@ Layout under a build directory `out_dir`::
     out_dir/<name>/<name><EXT_SUFFIX>   for `sys.path.insert(0, "build/<name>"); import <name>`
     out_dir/<name>/meta.json            a copy of the latest entry's meta.json
     out_dir/<name>/.locks/<key[:16]>.lock   one build lock per key; publish.lock guards the copy
+
+Every byte of an entry is checked before it is used: meta.json carries a SHA-256 of its own
+content and must be exactly what graphc wrote, and it holds the SHA-256 of the .so and the .pyx.
+Nothing is imported from a directory that someone other than its owner (or root) could write:
+`check_trusted` refuses group- or world-writable directories and files, and ones owned by
+another user, before a build is used or loaded.
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import grp
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import pwd
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -53,37 +62,190 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_meta(path: Path) -> dict[str, Any] | None:
-    """The JSON object in `path`, or None when it is missing, unreadable or not an object."""
+SEAL = "meta_sha256"  # the field of meta.json holding the SHA-256 of the rest of it
+
+
+def meta_bytes(meta: dict[str, Any]) -> bytes:
+    """meta.json exactly as graphc writes it."""
+    return (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
+
+
+def seal_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """`meta` with its own checksum added, so any change to the written file is detected."""
+    body = {k: v for k, v in meta.items() if k != SEAL}
+    return {**body, SEAL: digest(body)}
+
+
+def parse_meta(data: bytes) -> tuple[dict[str, Any] | None, str]:
+    """(meta, "") when `data` is a meta.json graphc wrote and nobody changed, else (None, why)."""
     try:
-        meta = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
+        meta = json.loads(data)
+    except ValueError:
+        return None, "meta.json is not valid JSON (truncated or damaged)"
+    if not isinstance(meta, dict):
+        return None, "meta.json is not a JSON object"
+    seal = meta.get(SEAL)
+    if not isinstance(seal, str):
+        return None, "meta.json carries no checksum of itself (written by an older graphc)"
+    if seal != digest({k: v for k, v in meta.items() if k != SEAL}):
+        return None, "meta.json does not match its own checksum (damaged or edited)"
+    if data != meta_bytes(meta):
+        return None, "meta.json is not byte for byte what graphc wrote (damaged or edited)"
+    return meta, ""
+
+
+def load_meta(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """parse_meta of the file `path`; (None, "not built") when it does not exist."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, "not built"
+    except OSError as e:
+        return None, f"meta.json cannot be read ({e.strerror})"
+    return parse_meta(data)
 
 
 def verify_entry(entry: Path, name: str, key: str) -> tuple[dict[str, Any] | None, str]:
     """(meta, "") when `entry` is a complete build of `key`, else (None, why it cannot be used)."""
-    meta_path = entry / META
-    if not meta_path.exists():
-        # meta.json is written last, inside the temporary directory, so without it nothing
-        # was ever published here.
-        return None, "not built"
-    meta = read_meta(meta_path)
+    # meta.json is written last, inside the temporary directory, so without it nothing was
+    # ever published here ("not built").
+    meta, why = load_meta(entry / META)
     if meta is None:
-        return None, "meta.json is unreadable"
+        return None, why
     if meta.get("key") != key or meta.get("name") != name:
         return None, "meta.json belongs to another build"
     # File names are derived, never taken from meta.json, so a damaged meta cannot point
     # the loader at an arbitrary file.
     for fname, field in ((so_name(name), "so_sha256"), (f"{name}.pyx", "pyx_sha256")):
         try:
-            digest = sha256_file(entry / fname)
+            actual = sha256_file(entry / fname)
         except OSError:
             return None, f"{fname} is missing"
-        if digest != meta.get(field):
+        if actual != meta.get(field):
             return None, f"{fname} does not match its checksum in meta.json"
     return meta, ""
+
+
+# Who may have written what the cache imports.
+
+
+@functools.lru_cache(maxsize=64)
+def private_group(gid: int, uid: int) -> bool:
+    """True when group `gid` has exactly one member, the user `uid` (a "user private group",
+    the default on many systems with umask 002): writable by that group is writable by the
+    user alone. Groups without members are not private (setgid programs use them)."""
+    try:
+        group, user = grp.getgrgid(gid), pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    if set(group.gr_mem) - {user.pw_name}:
+        return False
+    primary = [p.pw_uid for p in pwd.getpwall() if p.pw_gid == gid]
+    if any(u != uid for u in primary):
+        return False
+    return bool(primary) or user.pw_name in group.gr_mem
+
+
+def _owner_name(uid: int) -> str:
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def trust_problem(
+    path: Path, *, follow: bool = True, regular: bool = False, sticky_ok: bool = False
+) -> str | None:
+    """Why the cache must not use `path` (None when it may, or when it does not exist): it is
+    owned by someone other than this user or root, or others (a group with other members, or
+    everyone) may write it. `follow=False` refuses symbolic links, `regular=True` anything but
+    a regular file; `sticky_ok` accepts a world-writable sticky directory such as /tmp, where
+    others cannot rename or remove what is ours."""
+    try:
+        link = os.lstat(path)
+        st = os.stat(path) if follow else link
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        return f"cannot be examined ({e.strerror})"
+    uid = os.getuid()
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link (graphc never makes one there)"
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (uid, 0):
+        # Whoever owns a link can point it elsewhere after it was checked.
+        return f"is a symbolic link owned by {_owner_name(link.st_uid)}, not by you"
+    if regular and not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_uid not in (uid, 0):
+        return f"is owned by {_owner_name(st.st_uid)}, not by you ({_owner_name(uid)})"
+    if sticky_ok and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
+        return None
+    others = st.st_mode & stat.S_IWOTH
+    group = st.st_mode & stat.S_IWGRP and not private_group(st.st_gid, st.st_uid)
+    if others or group:
+        who = "everyone" if others else f"group {_group_name(st.st_gid)}"
+        return f"is writable by {who} (mode {stat.filemode(st.st_mode)})"
+    return None
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return f"{grp.getgrgid(gid).gr_name!r}"
+    except KeyError:
+        return f"gid {gid}"
+
+
+def untrusted_error(path: Path, problem: str, root: Path) -> BuildError:
+    """The error for a cache path that others could have written."""
+    q = shlex.quote
+    if "owned by" in problem:
+        fix = (
+            "use a build directory of your own (set GRAPHC_BUILD_DIR, or pass out_dir= / --out), "
+            f"or have the owner remove {path}"
+        )
+    elif "writable by" in problem:
+        fix = (
+            f"remove what may have been planted there with `graphc cache clear --build-dir "
+            f"{q(str(root))}` and build again, or, if you are sure nobody else wrote to it, "
+            f"`chmod go-w {q(str(path))}`"
+        )
+    else:
+        fix = f"remove it (`graphc cache clear --build-dir {q(str(root))}`) and build again"
+    return BuildError(
+        f"refusing to use the build cache: {path} {problem}, so someone else could have put "
+        f"code there that graphc would import. To fix: {fix}."
+    )
+
+
+def check_trusted(root: Path, model_dir: Path, entry: Path | None = None, name: str = "") -> None:
+    """Raise BuildError unless the build root, the model directory, the entry and the entry's
+    files (those that exist) can only have been written by this user or root."""
+    checks: list[tuple[Path, dict[str, bool]]] = [
+        (root, {"sticky_ok": True}),
+        (model_dir, {}),
+    ]
+    if entry is not None:
+        checks.append((entry, {"follow": False}))
+        for fname in (so_name(name), f"{name}.pyx", META):
+            checks.append((entry / fname, {"follow": False, "regular": True}))
+    for path, how in checks:
+        problem = trust_problem(path, **how)
+        if problem is not None:
+            raise untrusted_error(path, problem, root)
+
+
+def make_dirs(path: Path) -> None:
+    """Create `path` and its missing parents as rwxr-xr-x, whatever the umask."""
+    missing = []
+    p = path
+    while not (p.exists() or p.is_symlink()) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        # mode only removes bits from 0755 through the umask (pathlib and os.makedirs give
+        # parents the default 0777 & ~umask, group-writable under umask 002).
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=0o755)
 
 
 @contextlib.contextmanager
@@ -92,10 +254,10 @@ def key_lock(
 ) -> Iterator[None]:
     """Hold an exclusive lock for one cache key (other keys build in parallel)."""
     lock_dir = model_dir / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(lock_dir)
     # Lock files are never deleted: removing a file others may be blocked on would let two
     # processes hold "the" lock on different inodes.
-    fd = os.open(lock_dir / f"{key[:16]}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(lock_dir / f"{key[:16]}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -112,11 +274,35 @@ def key_lock(
 def publish_lock(model_dir: Path) -> Iterator[None]:
     """Hold the short lock that keeps the published top-level files of one model consistent."""
     lock_dir = model_dir / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_dir / "publish.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    make_dirs(lock_dir)
+    fd = os.open(lock_dir / "publish.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def try_lock(model_dir: Path, lock_name: str) -> Iterator[bool]:
+    """Take the lock file `lock_name` of `model_dir` if nobody holds it; yields whether it was
+    taken. Never creates the lock directory (a model without one has no builder to wait for)."""
+    lock_dir = model_dir / ".locks"
+    if not lock_dir.is_dir() or lock_dir.is_symlink():
+        yield True
+        return
+    try:
+        fd = os.open(lock_dir / lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
     finally:
         os.close(fd)
 
@@ -129,9 +315,10 @@ def make_build_dir(model_dir: Path, key: str) -> Path:
 
 
 def remove_path(path: Path) -> None:
-    """Delete a file or directory tree, ignoring what is already gone."""
+    """Delete a file, link or directory tree, ignoring what is already gone; a symbolic link
+    is removed itself, never what it points to."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)  # unlinks the links inside, follows none
     else:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -144,6 +331,38 @@ def clear_stale(model_dir: Path, key: str) -> None:
     for pattern in (f".tmp-{key[:16]}-*", f".trash-{key[:16]}-*"):
         for p in model_dir.glob(pattern):
             remove_path(p)
+
+
+def leftover_key(path: Path) -> str | None:
+    """The key prefix of a build's temporary or discarded directory (.tmp-KEY-*, .trash-KEY-*),
+    else None."""
+    for prefix in (".tmp-", ".trash-"):
+        if path.name.startswith(prefix):
+            return path.name[len(prefix) : len(prefix) + 16]
+    return None
+
+
+def sweep_leftovers(model_dir: Path) -> list[Path]:
+    """Remove what interrupted builds of any key left in `model_dir` (temporary build and
+    discarded entry directories whose key nobody is building, and half-written published
+    copies); return what was removed."""
+    removed = []
+    for p in sorted(model_dir.glob(".tmp-*")) + sorted(model_dir.glob(".trash-*")):
+        k = leftover_key(p)
+        if k is None:
+            continue
+        with try_lock(model_dir, f"{k}.lock") as free:
+            if free:
+                remove_path(p)
+                removed.append(p)
+    pubs = sorted(model_dir.glob(".pub-*"))
+    if pubs:
+        with try_lock(model_dir, "publish.lock") as free:
+            if free:
+                for p in pubs:
+                    remove_path(p)
+                    removed.append(p)
+    return removed
 
 
 def publish_entry(tmp: Path, entry: Path) -> None:
@@ -182,29 +401,38 @@ def atomic_copy(src: Path, dst: Path, mode: int = 0o644) -> None:
 
 
 def atomic_write_json(dst: Path, obj: dict[str, Any]) -> None:
-    """Replace `dst` by `obj` as indented JSON, atomically."""
-    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    """Replace `dst` by `obj` as indented JSON (the form of meta.json), atomically."""
+    data = meta_bytes(obj)
     _atomic_write(dst, lambda f: f.write(data), 0o644)
 
 
-def is_published(model_dir: Path, name: str, key: str, so_sha256: str) -> bool:
-    """True when the top-level files of `model_dir` already show the build `key`."""
-    meta = read_meta(model_dir / META)
-    if meta is None or meta.get("key") != key:
-        return False
+def published_problem(model_dir: Path, name: str, meta: dict[str, Any]) -> str | None:
+    """Why the top-level files of `model_dir` are not an exact copy of the build `meta`
+    (None when they are)."""
     try:
-        return sha256_file(model_dir / so_name(name)) == so_sha256 and (
-            (model_dir / f"{name}.pyx").exists()
-        )
-    except OSError:
-        return False
+        if (model_dir / META).read_bytes() != meta_bytes(meta):
+            return f"the published {META} is not that of entry {meta['key'][:16]}"
+        for fname, field in ((so_name(name), "so_sha256"), (f"{name}.pyx", "pyx_sha256")):
+            if sha256_file(model_dir / fname) != meta[field]:
+                return f"the published {fname} does not match entry {meta['key'][:16]}"
+    except OSError as e:
+        return f"the published copy cannot be read ({e.strerror}: {e.filename})"
+    return None
+
+
+def is_published(model_dir: Path, name: str, meta: dict[str, Any]) -> bool:
+    """True when the top-level files of `model_dir` are byte for byte those of the build."""
+    return published_problem(model_dir, name, meta) is None
 
 
 def publish_latest(model_dir: Path, entry: Path, name: str, meta: dict[str, Any]) -> bool:
     """Make `entry` the model's published build; False when it already was."""
-    if is_published(model_dir, name, meta["key"], meta["so_sha256"]):
+    if is_published(model_dir, name, meta):
         return False
     with publish_lock(model_dir):
+        # A .pub-* file now is left over from a process killed while publishing.
+        for p in model_dir.glob(".pub-*"):
+            remove_path(p)
         # meta.json goes last: whoever reads it finds the entry it names complete, and
         # `load` always imports from that immutable entry, not from the top-level copy.
         atomic_copy(entry / so_name(name), model_dir / so_name(name), 0o755)
