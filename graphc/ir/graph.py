@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import gc
 import keyword
@@ -20,11 +21,42 @@ from graphc.ir.shapes import (
     Shape,
     ShapeMismatch,
     format_type,
+    is_symbol,
     normalize_shape,
+    param_problem,
 )
 from graphc.ops.registry import REGISTRY
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def clean_loc(loc: str) -> str:
+    """`loc` as text safe wherever the generated source shows it (comments and docstrings):
+    `"` becomes `'`, a backslash `/`, any other character that is not printable `?`."""
+    if loc.isprintable() and '"' not in loc and "\\" not in loc:
+        return loc
+    return "".join(
+        ("'" if c == '"' else "/" if c == "\\" else c) if c.isprintable() else "?" for c in loc
+    )
+
+
+def _here() -> str:
+    return clean_loc(user_loc())
+
+
+def graph_name_problem(name: object) -> str | None:
+    """Why `name` cannot name a graph (and so its module), or None."""
+    if not is_symbol(name) or keyword.iskeyword(name):
+        return "must be an ASCII Python identifier (it names the compiled module)"
+    if name in ("cython", "builtins") or (name.startswith("__") and name.endswith("__")):
+        return "is a name Cython keeps for itself; choose another"
+    return None
+
+
+def unknown_op(op: object) -> str:
+    """`unknown op 'tanhh'; did you mean 'tanh'?`"""
+    close = difflib.get_close_matches(op, REGISTRY, n=1) if isinstance(op, str) else []
+    return f"unknown op {op!r}" + (f"; did you mean {close[0]!r}?" if close else "")
 
 
 def describe(G: nx.MultiDiGraph, n: int) -> str:
@@ -33,7 +65,8 @@ def describe(G: nx.MultiDiGraph, n: int) -> str:
     label = f"v{n}"
     if attrs.get("name"):
         label += f" {attrs['name']!r}"
-    return f"{label} ({attrs.get('op', '?')}) at {attrs.get('loc') or '?'}"
+    loc = attrs.get("loc") or "?"
+    return f"{label} ({attrs.get('op', '?')}) at {clean_loc(loc) if isinstance(loc, str) else loc}"
 
 
 def operands(G: nx.MultiDiGraph, n: int) -> list[int]:
@@ -87,8 +120,9 @@ class Graph:
     """A model under construction: `g.nx` is the MultiDiGraph, the methods are sugar over it."""
 
     def __init__(self, name: str = "model") -> None:
-        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-            raise GraphError(f"graph name {name!r} must be a Python identifier")
+        problem = graph_name_problem(name)
+        if problem:
+            raise GraphError(f"graph name {name!r} {problem}")
         self.nx = nx.MultiDiGraph(name=name, outputs={})
         self._next_id = 0
         self._loc: str | None = None
@@ -107,11 +141,14 @@ class Graph:
         return self._leaf(name, shape, dtype, "param")
 
     def _leaf(self, name: str, shape: Sequence[Any], dtype: str, role: str) -> Value:
-        loc = self._loc or user_loc()
-        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-            raise GraphError(f"{role} name {name!r} at {loc} must be a Python identifier")
-        if name in self.input_ids():
-            raise GraphError(f"input name {name!r} at {loc} is already used")
+        loc = self._loc or _here()
+        if not is_symbol(name) or keyword.iskeyword(name):
+            raise GraphError(f"{role} name {name!r} at {loc} must be an ASCII Python identifier")
+        if name in (ids := self.input_ids()):
+            raise GraphError(
+                f"{role} name {name!r} at {loc} is already used by {describe(self.nx, ids[name])}"
+                "; give each input its own name"
+            )
         if dtype not in DTYPES:
             raise GraphError(f"{role} {name!r} at {loc}: dtype {dtype!r} is not one of {DTYPES}")
         try:
@@ -141,15 +178,15 @@ class Graph:
             shape=arr.shape,
             dtype=dtype,
             params={},
-            loc=self._loc or user_loc(),
+            loc=self._loc or _here(),
         )
         return Value(self, n)
 
     def add(self, op: str, args: Sequence[Any], params: Mapping[str, Any] | None = None) -> Value:
         """Add a node applying `op` to `args` (Values of this graph, scalars or arrays)."""
-        loc = self._loc or user_loc()
-        if op not in REGISTRY:
-            raise GraphError(f"unknown op {op!r} at {loc}")
+        loc = self._loc or _here()
+        if not isinstance(op, str) or op not in REGISTRY:
+            raise GraphError(f"{unknown_op(op)} (at {loc})")
         opdef = REGISTRY[op]
         if not opdef.takes(len(args)):
             raise GraphError(f"{op} at {loc} takes {opdef.arity_text} operands, got {len(args)}")
@@ -157,12 +194,17 @@ class Graph:
             params = opdef.full_params(params)
         except KeyError as e:
             raise GraphError(f"{op} at {loc}: {e.args[0]}") from None
+        for key, value in params.items():
+            problem = param_problem(value, opdef.params[key])
+            if problem:
+                raise GraphError(f"{op} at {loc}: parameter {key}={value!r} {problem}")
         ids = self._operand_ids(args, loc)
         nodes = self.nx._node
         try:
             shape, dtype = opdef.infer(
                 [nodes[u]["shape"] for u in ids], [nodes[u]["dtype"] for u in ids], params
             )
+            shape = normalize_shape(shape)  # within the limits on rank and size
         except ShapeMismatch:  # add it only to name it in the error, then take it out again
             n = self._new_id()
             self.nx.add_node(n, op=op, params=params, loc=loc)
@@ -207,7 +249,7 @@ class Graph:
     @contextlib.contextmanager
     def at(self, loc: str | None) -> Iterator[None]:
         """Nodes made inside this block record `loc` (used by passes that build on a graph)."""
-        saved, self._loc = self._loc, loc
+        saved, self._loc = self._loc, (clean_loc(str(loc)) if loc else None)
         try:
             yield
         finally:
@@ -216,11 +258,20 @@ class Graph:
     def output(self, name: str, value: Value) -> Value:
         """Mark `value` as the model output called `name`."""
         if not isinstance(name, str) or not name or not name.isprintable():
-            raise GraphError(f"output name {name!r} must be a non-empty printable string")
+            raise GraphError(
+                f"output name {name!r} at {_here()} must be a non-empty printable string"
+            )
         if not isinstance(value, Value) or value.graph is not self:
-            raise GraphError(f"output {name!r} must be a value of graph {self.name!r}")
+            what = f"graph {value.graph.name!r}" if isinstance(value, Value) else repr(value)
+            raise GraphError(
+                f"output {name!r} at {_here()} must be a value of graph {self.name!r}, got {what}"
+            )
         if name in self.nx.graph["outputs"]:
-            raise GraphError(f"output name {name!r} is already used")
+            n = self.nx.graph["outputs"][name]
+            raise GraphError(
+                f"output name {name!r} at {_here()} is already used by {describe(self.nx, n)}; "
+                "give each output its own name"
+            )
         self.nx.graph["outputs"][name] = value.id
         return value
 

@@ -28,11 +28,74 @@ def to_json(G: nx.MultiDiGraph) -> str:
     return json.dumps(data, sort_keys=True, indent=1)
 
 
+# The fields of each part of the JSON form; anything else is refused, so a misspelt field
+# (`"parms"`) is an error instead of a default.
+NODE_FIELDS = ("id", "op", "shape", "dtype", "params", "loc", "name", "role", "value")
+NODE_EXTRA_FIELDS = ("grad_of", "init")  # a gradient's label, a layer's init record
+EDGE_FIELDS = ("source", "target", "port", "key")
+TOP_FIELDS = ("directed", "multigraph", "graph", "nodes", "edges")
+
+
+def _schema_error(data: object) -> str | None:
+    """What keeps `data` (parsed JSON) from being a model in node-link form, or None. The
+    values themselves are checked by `verify` once the graph is built."""
+    if not isinstance(data, dict):
+        return f"the top level is a {type(data).__name__}, not an object"
+    extra = sorted(set(data) - set(TOP_FIELDS))
+    missing = [k for k in ("nodes", "edges", "graph") if k not in data]
+    if extra or missing:
+        return f"the top level must have the fields {TOP_FIELDS}; " + (
+            f"{extra} are unknown" if extra else f"{missing} are missing"
+        )
+    if data.get("directed", True) is not True or data.get("multigraph", True) is not True:
+        return "a model is a directed multigraph ('directed' and 'multigraph' are true)"
+    graph, nodes, edges = data["graph"], data["nodes"], data["edges"]
+    if not isinstance(graph, dict) or "outputs" not in graph:
+        return "'graph' must be an object with the model's 'outputs' (and 'name')"
+    if not isinstance(nodes, list) or not isinstance(edges, list):
+        return "'nodes' and 'edges' must be lists"
+    ids = set()
+    for k, node in enumerate(nodes):
+        if not isinstance(node, dict):
+            return f"nodes[{k}] is a {type(node).__name__}, not an object"
+        n = node.get("id")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            return f"nodes[{k}]: 'id' must be an int >= 0, got {n!r}"
+        if n in ids:
+            return f"nodes[{k}]: node id {n} is used twice"
+        ids.add(n)
+        extra = sorted(set(node) - set(NODE_FIELDS) - set(NODE_EXTRA_FIELDS))
+        if extra:
+            return (
+                f"node {n}: unknown field {', '.join(map(repr, extra))}; a node has {NODE_FIELDS}"
+            )
+        if "op" not in node:
+            return f"node {n}: the field 'op' is missing"
+    for k, edge in enumerate(edges):
+        if not isinstance(edge, dict):
+            return f"edges[{k}] is a {type(edge).__name__}, not an object"
+        extra = sorted(set(edge) - set(EDGE_FIELDS))
+        if extra or not {"source", "target", "port"} <= set(edge):
+            return f"edges[{k}] must have the fields 'source', 'target', 'port' (and 'key')"
+        for end in ("source", "target"):
+            if not isinstance(edge[end], int) or edge[end] not in ids:
+                return f"edges[{k}]: {end} {edge[end]!r} is not the id of a node in 'nodes'"
+    return None
+
+
 def from_json(text: str) -> nx.MultiDiGraph:
+    """The model in `text` (as `to_json` writes it): plain data only, never code; a text that
+    is not such a model raises GraphError saying what is wrong with it."""
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise GraphError(f"a model's JSON must be text, got {type(text).__name__}")
     try:
         data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"the top level is a {type(data).__name__}, not an object")
+    except (ValueError, RecursionError) as e:  # also nesting too deep, numbers too long
+        raise GraphError(f"not a graphc model: the text is not JSON ({e})") from None
+    problem = _schema_error(data)
+    if problem:
+        raise GraphError(f"not a graphc model in JSON node-link form: {problem}")
+    try:
         G = nx.node_link_graph(data, directed=True, multigraph=True, edges="edges")
     except (ValueError, KeyError, TypeError, AttributeError, nx.NetworkXError) as e:
         raise GraphError(f"not a graphc model in JSON node-link form: {e}") from None
@@ -41,13 +104,22 @@ def from_json(text: str) -> nx.MultiDiGraph:
         G.graph["outputs"] = dict(outputs)
     for n, attrs in G.nodes(data=True):
         if "value" in attrs:
-            v = attrs["value"]
-            try:
-                if v["dtype"] not in DTYPES:
-                    raise ValueError(f"dtype {v['dtype']!r}")
-                arr = np.array(v["data"], dtype=v["dtype"]).reshape(v["shape"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise GraphError(f"node {n}: const 'value' is malformed: {e}") from None
-            arr.flags.writeable = False
-            attrs["value"] = arr
+            attrs["value"] = _const_value(n, attrs["value"])
     return G
+
+
+def _const_value(n: int, v: object) -> np.ndarray:
+    """A const node's array from its JSON form {"dtype", "shape", "data"}: numbers only."""
+    try:
+        if not isinstance(v, dict) or set(v) != {"dtype", "shape", "data"}:
+            raise ValueError("it must be an object with the fields dtype, shape and data")
+        if v["dtype"] not in DTYPES:
+            raise ValueError(f"dtype {v['dtype']!r} is not one of {DTYPES}")
+        data = np.array(v["data"])
+        if data.dtype.kind not in "biuf":
+            raise ValueError(f"'data' must hold numbers, got {data.dtype}")
+        arr = np.array(v["data"], dtype=v["dtype"]).reshape(v["shape"])
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as e:
+        raise GraphError(f"node {n}: const 'value' is malformed: {e}") from None
+    arr.flags.writeable = False
+    return arr

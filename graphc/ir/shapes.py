@@ -6,6 +6,8 @@ and a symbol is never assumed equal to an int other than by binding.
 
 from __future__ import annotations
 
+import math
+import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
@@ -22,11 +24,49 @@ class ShapeMismatch(Exception):
     """Raised by the helpers here; callers turn it into a ShapeError that names nodes and lines."""
 
 
+# Limits that keep every size the generated C computes from the static dims far from overflow
+# (sizes involving symbols are checked at call time): NumPy's own limit on dimensions, and
+# 2**36 elements (512 GiB of float64) in the fixed part of one value's shape.
+MAX_RANK = 32
+MAX_ELEMENTS = 2**36
+
+
+def is_symbol(d: object) -> bool:
+    """Can `d` name a symbolic dimension? ASCII identifiers only: each becomes part of a C name."""
+    return isinstance(d, str) and d.isidentifier() and d.isascii()
+
+
+def _plain(v: object, depth: int = 0) -> bool:
+    if v is None or isinstance(v, bool):
+        return True
+    if type(v) is int:
+        return abs(v) < 2**62
+    if type(v) is float:
+        return math.isfinite(v)
+    if isinstance(v, str):
+        return is_symbol(v)
+    return isinstance(v, tuple) and depth < 3 and all(_plain(x, depth + 1) for x in v)
+
+
+def param_problem(value: object, default: object) -> str | None:
+    """Why `value` cannot be an op parameter whose default is `default`, or None. Parameters
+    are None, bools, ints, finite floats, ASCII identifiers (dtypes, symbols) and tuples of
+    these: values the generated code can spell as literals, and nothing that reads as code."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "must be True or False"
+    if _plain(value):
+        return None
+    return "must be None, a bool, an int, a finite float, an identifier or a tuple of these"
+
+
 def normalize_shape(shape: Iterable[object]) -> Shape:
     """Return `shape` as a tuple of non-negative ints and identifier-like symbol names."""
     if isinstance(shape, (int, str)):
         shape = (shape,)
+    elif not isinstance(shape, Iterable):
+        raise ShapeMismatch(f"shape {shape!r} is not a sequence of dimensions")
     out: list[Dim] = []
+    count = 1
     for d in shape:
         if isinstance(d, bool):
             raise ShapeMismatch(f"dimension {d!r} is a bool, not a size")
@@ -34,12 +74,22 @@ def normalize_shape(shape: Iterable[object]) -> Shape:
             d = int(d)  # numpy integers
             if d < 0:
                 raise ShapeMismatch(f"dimension {d} is negative")
+            count *= d
+            if d > MAX_ELEMENTS or count > MAX_ELEMENTS:
+                raise ShapeMismatch(
+                    f"dimension {d} makes the shape hold more than 2**36 elements; "
+                    "use a symbolic size (a name such as 'N') for a dimension this large"
+                )
         elif isinstance(d, str):
-            if not d.isidentifier():
-                raise ShapeMismatch(f"symbolic dimension {d!r} is not an identifier")
+            if not is_symbol(d):
+                raise ShapeMismatch(
+                    f"symbolic dimension {d!r} must be an ASCII identifier such as 'N'"
+                )
         else:
             raise ShapeMismatch(f"dimension {d!r} is neither an int nor a symbol name")
         out.append(d)
+        if len(out) > MAX_RANK:
+            raise ShapeMismatch(f"a shape has at most {MAX_RANK} dimensions")
     return tuple(out)
 
 
@@ -82,11 +132,18 @@ def normalize_axes(axis: object, ndim: int) -> tuple[int, ...]:
     """`axis` (None, an int or a sequence of ints) as a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)  # type: ignore[arg-type]
+    try:
+        axes = (axis,) if isinstance(axis, (int, str)) else tuple(axis)  # type: ignore[arg-type]
+    except TypeError:
+        axes = (axis,)  # one axis (a numpy integer too), or an error below
     out = []
     for a in axes:
-        if not isinstance(a, int) or isinstance(a, bool):
-            raise ShapeMismatch(f"axis {a!r} is not an int")
+        try:
+            if isinstance(a, (bool, str)):
+                raise TypeError
+            a = operator.index(a)  # numpy integers too
+        except TypeError:
+            raise ShapeMismatch(f"axis {a!r} is not an int") from None
         if not -ndim <= a < ndim:
             raise ShapeMismatch(f"axis {a} is out of range for {ndim} dimensions")
         out.append(a % ndim)

@@ -8,8 +8,18 @@ import networkx as nx
 import numpy as np
 
 from graphc.errors import GraphError, ShapeError
-from graphc.ir.graph import Graph, describe, infer_node, operands, topo_order, without_gc
-from graphc.ir.shapes import DTYPES, ShapeMismatch, normalize_shape
+from graphc.ir.graph import (
+    Graph,
+    clean_loc,
+    describe,
+    graph_name_problem,
+    infer_node,
+    operands,
+    topo_order,
+    unknown_op,
+    without_gc,
+)
+from graphc.ir.shapes import DTYPES, ShapeMismatch, is_symbol, normalize_shape, param_problem
 from graphc.ops.indexing import constant_index_problem
 from graphc.ops.registry import LEAF_OPS, REGISTRY, VARIADIC
 
@@ -21,6 +31,10 @@ def _tuplify(x: object) -> object:
     return x
 
 
+def _node_id(n: object) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+
+
 @without_gc
 def verify(g: Graph | nx.MultiDiGraph, fill: bool = False) -> None:
     """Raise GraphError/ShapeError on the first broken rule. With `fill`, missing inferred
@@ -28,9 +42,19 @@ def verify(g: Graph | nx.MultiDiGraph, fill: bool = False) -> None:
     G = g.nx if isinstance(g, Graph) else g
     if not isinstance(G, nx.MultiDiGraph):
         raise GraphError(f"a model must be a networkx.MultiDiGraph, got {type(G).__name__}")
+    name = G.graph.get("name", "model")
+    problem = graph_name_problem(name)
+    if problem:
+        raise GraphError(f"graph name {name!r} {problem}")
     for n in G.nodes:
-        if not isinstance(n, int) or isinstance(n, bool):
-            raise GraphError(f"node id {n!r} is not an int")
+        if not _node_id(n):
+            raise GraphError(f"node id {n!r} is not an int >= 0")
+    for u, v, port in G.edges(data="port"):
+        if not _node_id(port):
+            raise GraphError(
+                f"{describe(G, v)}: its operand edge from v{u} has port {port!r}, "
+                "which must be an int >= 0"
+            )
     if not nx.is_directed_acyclic_graph(G):
         cycle = [u for u, _, *_ in nx.find_cycle(G)]
         raise GraphError("the graph has a cycle: " + " -> ".join(describe(G, u) for u in cycle))
@@ -43,7 +67,7 @@ def verify(g: Graph | nx.MultiDiGraph, fill: bool = False) -> None:
     for name, n in outputs.items():
         if not isinstance(name, str) or not name or not name.isprintable():
             raise GraphError(f"output name {name!r} must be a non-empty printable string")
-        if n not in G:
+        if not _node_id(n) or n not in G:
             raise GraphError(f"output {name!r} refers to node {n!r}, which is not in the graph")
 
 
@@ -51,21 +75,37 @@ def _verify_node(G: nx.MultiDiGraph, n: int, names: dict[str, int], fill: bool) 
     attrs = G.nodes[n]
     where = describe(G, n)
     op = attrs.get("op")
-    if op not in REGISTRY and op not in LEAF_OPS:
-        raise GraphError(f"{where}: unknown op {op!r}")
+    if op is None:
+        raise GraphError(f"{where}: the node has no 'op' (is it named by an edge only?)")
+    if not isinstance(op, str) or (op not in REGISTRY and op not in LEAF_OPS):
+        raise GraphError(f"{where}: {unknown_op(op)}")
+    loc = attrs.get("loc")
+    if loc is not None and not isinstance(loc, str):
+        raise GraphError(f"{where}: 'loc' must be a str such as 'model.py:12', got {loc!r}")
+    if loc is not None and clean_loc(loc) != loc:
+        if not fill:  # the builder and from_networkx clean them
+            raise GraphError(
+                f"{where}: 'loc' {loc!r} holds quotes, backslashes or unprintable characters"
+            )
+        attrs["loc"] = clean_loc(loc)
+    grad_of = attrs.get("grad_of")
+    if grad_of is not None and not _node_id(grad_of):
+        raise GraphError(f"{where}: 'grad_of' must be a node id (an int >= 0), got {grad_of!r}")
     params = attrs.get("params", {})
+    if not isinstance(params, dict):
+        raise GraphError(f"{where}: 'params' must be a dict, got {type(params).__name__}")
     if fill:
-        params = {k: _tuplify(v) for k, v in (params or {}).items()}
+        params = {k: _tuplify(v) for k, v in params.items()}
         attrs["params"] = params
         for key in ("shape",):
             if key in attrs and isinstance(attrs[key], list):
                 attrs[key] = tuple(attrs[key])
-    if not isinstance(params, dict):
-        raise GraphError(f"{where}: 'params' must be a dict, got {type(params).__name__}")
-    ports = sorted(d.get("port") for _, _, d in G.in_edges(n, data=True))
+    ports = sorted(d["port"] for _, _, d in G.in_edges(n, data=True))
     if op in LEAF_OPS:
         if ports:
             raise GraphError(f"{where}: a leaf ({op}) cannot have operands")
+        if params:
+            raise GraphError(f"{where}: a leaf ({op}) takes no params, got {params!r}")
         _verify_leaf(G, n, attrs, names, where)
         return
     opdef = REGISTRY[op]
@@ -78,10 +118,14 @@ def _verify_node(G: nx.MultiDiGraph, n: int, names: dict[str, int], fill: bool) 
     if unknown:
         raise GraphError(f"{where}: {op} takes no parameter {', '.join(map(repr, unknown))}")
     if fill:
-        attrs["params"] = opdef.full_params(params)
+        attrs["params"] = params = opdef.full_params(params)
     elif set(params) != set(opdef.params):
         missing = sorted(set(opdef.params) - set(params))
         raise GraphError(f"{where}: {op} is missing parameter {', '.join(map(repr, missing))}")
+    for key, value in sorted(params.items()):
+        problem = param_problem(value, opdef.params[key])
+        if problem:
+            raise GraphError(f"{where}: parameter {key}={value!r} of {op} {problem}")
     shape, dtype = infer_node(G, n, operands(G, n))
     problem = constant_index_problem(G, n)
     if problem:
@@ -91,7 +135,9 @@ def _verify_node(G: nx.MultiDiGraph, n: int, names: dict[str, int], fill: bool) 
             attrs[key] = want
         elif attrs.get(key) != want:
             raise ShapeError(
-                f"{where}: recorded {key} {attrs.get(key)!r}, its operands give {want!r}"
+                f"{where}: recorded {key} {attrs.get(key)!r}, its operands give {want!r}; "
+                f"correct it, or leave it out and load the graph with Graph.from_networkx, "
+                "which infers it"
             )
 
 
@@ -113,8 +159,11 @@ def _verify_leaf(G, n, attrs, names, where) -> None:
     name, role = attrs.get("name"), attrs.get("role")
     if role not in ("data", "param"):
         raise GraphError(f"{where}: input role must be 'data' or 'param', got {role!r}")
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-        raise GraphError(f"{where}: input name {name!r} must be a Python identifier")
+    if not is_symbol(name) or keyword.iskeyword(name):
+        raise GraphError(f"{where}: input name {name!r} must be an ASCII Python identifier")
     if name in names:
-        raise GraphError(f"{where}: input name {name!r} is also used by v{names[name]}")
+        raise GraphError(
+            f"{where}: input name {name!r} is also used by {describe(G, names[name])}; "
+            "give each input its own name"
+        )
     names[name] = n

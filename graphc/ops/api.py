@@ -1,5 +1,12 @@
 """The builder functions users call (`gc.tanh(x)`), one per op, gathered from the op modules."""
 
+from typing import Any
+
+from graphc.errors import ShapeError
+from graphc.ir.graph import Value, clean_loc
+from graphc.ir.loc import user_loc
+from graphc.ir.shapes import ShapeMismatch, format_shape, normalize_axes, normalize_shape
+from graphc.ops import shape as _shape
 from graphc.ops.conv import avg_pool2d, conv2d, max_pool2d  # noqa: F401
 from graphc.ops.elementwise import (  # noqa: F401
     absolute,
@@ -40,7 +47,56 @@ from graphc.ops.nn import (  # noqa: F401
     softmax_cross_entropy,
 )
 from graphc.ops.reduce import max, mean, size, sum  # noqa: F401
-from graphc.ops.shape import broadcast_to, reshape, swapaxes, transpose  # noqa: F401
 
 abs = absolute  # noqa: A001
 pow = power  # noqa: A001
+
+
+# The shape functions check their arguments here, where a bad one is a ShapeError naming the
+# caller's line (the op modules' own checks name no line, and an axis out of range would
+# otherwise wrap around or raise IndexError).
+def _checked(x: Any, what: str, check: Any) -> None:
+    if not isinstance(x, Value):
+        return  # the op says what it needs
+    try:
+        check()
+    except (ShapeMismatch, TypeError, ValueError) as e:
+        loc = x.graph._loc or clean_loc(user_loc())  # as the builder records it
+        where = f"{what} of v{x.id} {format_shape(x.shape)} at {loc}"
+        raise ShapeError(f"{where}: {e}") from None
+
+
+def reshape(x: Value, shape: Any) -> Value:
+    """`x` with a new shape of the same size; one entry may be -1, symbols are allowed."""
+    target = (shape,) if isinstance(shape, int) else shape
+    _checked(x, "reshape", lambda: _shape.resolve_reshape(x.shape, tuple(target)))
+    return _shape.reshape(x, shape)
+
+
+def broadcast_to(x: Value, shape: Any) -> Value:
+    """`x` broadcast to `shape` by NumPy's rules."""
+    _checked(x, "broadcast_to", lambda: normalize_shape(shape))
+    return _shape.broadcast_to(x, shape)
+
+
+def transpose(x: Value, perm: Any = None) -> Value:
+    """Permute the axes of `x` (reverse them when `perm` is None), as `np.transpose`."""
+    if perm is not None:
+        _checked(x, "transpose", lambda: _axes(perm, x.ndim, all_of_them=True))
+    return _shape.transpose(x, perm)
+
+
+def swapaxes(x: Value, a: int = -2, b: int = -1) -> Value:
+    """`x` with axes `a` and `b` swapped, as `np.swapaxes`."""
+    _checked(x, "swapaxes", lambda: _axes((a, b), x.ndim, all_of_them=False))
+    return _shape.swapaxes(x, a, b)
+
+
+def _axes(axes: Any, ndim: int, all_of_them: bool) -> None:
+    if isinstance(axes, (int, str)) or not hasattr(axes, "__iter__"):
+        raise ShapeMismatch(f"axes {axes!r} must be a sequence of ints")
+    axes = tuple(axes)
+    for a in axes:
+        normalize_axes(a, ndim)  # an int, in range
+    if all_of_them and sorted(a % ndim for a in axes) != list(range(ndim)):
+        raise ShapeMismatch(f"axes {axes!r} are not a permutation of the {ndim} axes")

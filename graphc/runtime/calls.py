@@ -34,10 +34,37 @@ def bind(fn: str, names: tuple[str, ...], args: tuple, kwargs: dict) -> tuple:
     return tuple(values)
 
 
-def array_error(fn: str, name: str, a: np.ndarray, dtype: str, ndim: int, shape: str) -> Exception:
-    """Why `a` cannot be argument `name` (a `dtype` array of `ndim` dims, `shape`)."""
+def as_array(fn: str, name: str, value: Any, dtype: str, shape: str) -> np.ndarray:
+    """An argument that is not an ndarray (a list, a scalar) as one, or a clear error. The
+    array is read-only: it is not the caller's object, so a function that updates an argument
+    in place must refuse it rather than write into a copy nobody sees."""
+    if value is None:
+        raise TypeError(f"{fn}(): argument {name!r} is None; pass a {dtype} array of shape {shape}")
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        raise TypeError(
+            f"{fn}(): argument {name!r}: a {type(value).__name__} that is not an array "
+            f"of numbers ({e})"
+        ) from None
+    a.flags.writeable = False
+    return a
+
+
+def array_error(
+    fn: str, name: str, a: np.ndarray, dtype: str, ndim: int, shape: str, value: Any = None
+) -> Exception:
+    """Why `a` (made from `value`) cannot be argument `name`: a `dtype` array of `ndim` dims,
+    `shape`."""
     if a.dtype.type is not np.dtype(dtype).type:  # byte order is checked last, as layout
-        return TypeError(f"{fn}(): argument {name!r}: expected a {dtype} array, got {a.dtype}")
+        given = str(a.dtype)
+        if value is not None and not isinstance(value, np.ndarray):
+            kind = type(value).__name__
+            given += f" from {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+        return TypeError(
+            f"{fn}(): argument {name!r}: expected a {dtype} array, got {given}; "
+            f"convert it with np.asarray({name}, dtype={dtype!r})"
+        )
     if a.ndim != ndim:
         return ValueError(
             f"{fn}(): argument {name!r}: expected {ndim} dimensions {shape}, got shape {a.shape}"
@@ -52,17 +79,29 @@ def array_error(fn: str, name: str, a: np.ndarray, dtype: str, ndim: int, shape:
 def int_array(fn: str, name: str, value: Any, dtype: str) -> np.ndarray:
     """`value` for int argument `name`: its integers as a C-contiguous `dtype` array; raises
     a clear error if it holds none (floats and bools are not indices) or they do not fit."""
-    a = np.asarray(value)
+    if value is None:
+        raise TypeError(f"{fn}(): argument {name!r} is None; pass an array of integers ({dtype})")
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        raise TypeError(f"{fn}(): argument {name!r}: not an array of integers ({e})") from None
     if a.dtype.kind not in "iu":
         raise TypeError(
             f"{fn}(): argument {name!r}: expected an array of integers ({dtype}), got {a.dtype}"
         )
+    try:  # first a copy, as the values are read anyway: a view with zero strides may declare
+        a = np.ascontiguousarray(a)  # far more values than it holds
+    except MemoryError:
+        raise MemoryError(
+            f"{fn}(): argument {name!r}: no memory for a contiguous copy of its {a.size} values "
+            f"(shape {a.shape}, strides {a.strides})"
+        ) from None
     info = np.iinfo(dtype)
     if a.size and (a.min() < info.min or a.max() > info.max):
         raise ValueError(
             f"{fn}(): argument {name!r}: values from {a.min()} to {a.max()} do not fit {dtype}"
         )
-    return np.ascontiguousarray(a, dtype=dtype)
+    return a.astype(dtype, copy=False)
 
 
 def index_error(
@@ -130,6 +169,33 @@ def out_error(
     return ValueError(f"{fn}(): out[{key!r}] cannot be used")  # the module's checks disagree
 
 
+def out_keys_error(fn: str, out: Any, keys: tuple) -> Exception:
+    """`out=` has an array for a key the function does not return (a misspelt key would
+    otherwise be ignored); `keys` holds each (part, key) it returns, as for `out_error`."""
+    parts = sorted({part for part, _ in keys})
+    for part in parts:
+        want = [key for p, key in keys if p == part]
+        try:
+            given = list((out[part] if part >= 0 else out).keys())
+        except (KeyError, IndexError, TypeError, AttributeError):
+            given = None
+        extra = [k for k in given or () if k not in want]
+        if given is None or extra:
+            where = "out=" if part < 0 else f"out[{part}]"
+            what = f"has {extra}, which" if extra else "is not a dict; it"
+            return ValueError(f"{fn}(): {where} {what} {fn} does not return; it returns {want}")
+    return ValueError(f"{fn}(): out= does not match what {fn} returns: {keys}")
+
+
+def too_large_error(fn: str, sizes: dict[str, int]) -> Exception:
+    """The symbolic sizes of a call make its memory overflow the sizes C can compute."""
+    shown = ", ".join(f"{k}={v}" for k, v in sizes.items())
+    return MemoryError(
+        f"{fn}(): with {shown} this call would need more than 2**62 bytes of memory; check the "
+        "arguments' shapes (an array with an axis of size 0 may declare any size on the others)"
+    )
+
+
 def outs_overlap_error(fn: str, key: str, other: str) -> Exception:
     return ValueError(f"{fn}(): out[{key!r}] and out[{other!r}] share memory; pass separate arrays")
 
@@ -138,7 +204,8 @@ def written_error(fn: str, name: str, other: str | None) -> Exception:
     """An array `fn` updates in place is read-only, or shares memory with argument `other`."""
     if other is None:
         return ValueError(
-            f"{fn}(): argument {name!r} is updated in place, so it must be a writeable array"
+            f"{fn}(): argument {name!r} is updated in place, so it must be a writeable NumPy "
+            "array (not a read-only one, nor a list or a scalar, which would be a copy)"
         )
     return ValueError(
         f"{fn}(): argument {name!r} is updated in place and shares memory with {other!r}; "
@@ -147,7 +214,10 @@ def written_error(fn: str, name: str, other: str | None) -> Exception:
 
 
 def no_memory_error(fn: str, nbytes: int) -> Exception:
-    return MemoryError(f"{fn}(): cannot allocate {nbytes} bytes of scratch memory")
+    return MemoryError(
+        f"{fn}(): cannot allocate {nbytes} bytes ({nbytes / 2**30:.3g} GiB) for this call's "
+        "outputs and scratch memory; are the arguments' sizes right?"
+    )
 
 
 def threads_error(n: Any) -> Exception:
