@@ -646,14 +646,16 @@ def setup_torch_compile(wl: Workload, arrays: Values, spec: dict[str, Any]) -> S
     return Setup([Impl(Case(IMPLS["torch_compile"], compiled), torch_values(wl), note)])
 
 
-def setup_jax(wl: Workload, arrays: Values, spec: dict[str, Any]) -> Setup:
+def jax_ops(x64: bool) -> tuple[Any, Ops]:
+    """JAX (CPU, 64-bit floats if `x64`) and the workloads' ops written with it; Skip if JAX is
+    not importable."""
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     try:
         import jax
         import jax.numpy as jnp
     except Exception as exc:
         raise Skip(f"JAX not importable ({why(exc)})") from exc
-    jax.config.update("jax_enable_x64", wl.dtype == "float64")
+    jax.config.update("jax_enable_x64", x64)
 
     def xent(z: Any, y: Any) -> Any:
         return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(z, axis=-1), axis=-1))
@@ -677,6 +679,11 @@ def setup_jax(wl: Workload, arrays: Values, spec: dict[str, Any]) -> Setup:
         conv2d,
         max_pool2d,
     )
+    return jax, ops
+
+
+def setup_jax(wl: Workload, arrays: Values, spec: dict[str, Any]) -> Setup:
+    jax, ops = jax_ops(wl.dtype == "float64")
     params = {k: jax.device_put(arrays[k]) for k in wl.wrt}
     data = {k: jax.device_put(a) for k, a in arrays.items() if k not in params}
     vg = jax.jit(jax.value_and_grad(lambda p, d: wl.loss(ops, {**p, **d})))

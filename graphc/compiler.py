@@ -19,11 +19,12 @@ import graphc
 from graphc.codegen.lower import lower
 from graphc.codegen.render import render
 from graphc.errors import GraphError, InputError
-from graphc.ir.graph import Graph, as_graph
+from graphc.ir.graph import Graph, as_graph, describe
 from graphc.ir.shapes import FLOAT_DTYPES
 from graphc.ir.verify import verify
 from graphc.optim import Optimizer
 from graphc.passes.concurrency import pair_independent
+from graphc.passes.derivatives import hvp, hvp_name, jvp, tangent_name
 from graphc.passes.fuse import fuse
 from graphc.passes.grad import grad, grad_name
 from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, plan_memory
@@ -34,6 +35,20 @@ from graphc.passes.train import TrainGraph, check_in_place, train_graph
 from graphc.passes.verify_plan import verify_plan
 
 STAGES = ("graph", "grad", "schedule", "plan", "pyx")
+
+
+def _check_compilable(g: Graph) -> None:
+    """What a model needs to become a module, beyond `verify`: something to compute, and no
+    input called `out` (every compiled function takes `out=`, the arrays to fill)."""
+    if not g.outputs:
+        raise GraphError(
+            f"graph {g.name!r} has no outputs; mark what to compute with g.output(name, value)"
+        )
+    if "out" in (ids := g.input_ids()):
+        raise GraphError(
+            f"{describe(g.nx, ids['out'])}: a compiled module's functions take out= (arrays "
+            "to fill), so no input may be called 'out'; rename it"
+        )
 
 
 def default_of(g: Graph) -> str | None:
@@ -116,10 +131,12 @@ def run_stages(
     planner's strategy ("best", "schedule", "size", or "naive": one buffer per value); every
     plan is checked by the independent verifier before code is generated from it. With an
     `optimizer`, the module also has `train_step` (see passes/train.py). `functions` names
-    the functions to emit (default: each of forward, value_and_grad, train_step that applies);
+    the functions to emit (default: each of forward, value_and_grad, train_step that applies;
+    jvp and hvp, the derivatives of passes/derivatives.py, only when named);
     leaving out one the caller does not need saves its share of the build time."""
     g = as_graph(g)
     verify(g)
+    _check_compilable(g)
     g = simplify(with_dtype(g, dtype))
     of = of or default_of(g)
     joint, grads = _differentiate(g, of, wrt)
@@ -149,23 +166,57 @@ def run_stages(
         check_in_place(prog, plan, train.in_place)
         st.programs["train_step"] = (prog, plan)
         joint, in_place = train.graph, train.in_place
+    plain = {o: o for o in g.outputs}
+    returns = {
+        "forward": (plain,),
+        "value_and_grad": (plain, {grad_name(of, w): w for w in grads.values()}),
+        "train_step": (plain,),
+    }
+    for name in ("jvp", "hvp"):
+        if name in wanted:
+            joint, st.programs[name], returns[name] = _extend(
+                name, joint, g, of, list(grads.values()), backward_from, memory, size_hint,
+                fusion,
+            )  # fmt: skip
     module = lower(
-        joint, st.programs, grads, _metadata(st, dtype), source_file, graphc.__version__, in_place
-    )
+        joint, st.programs, returns, _metadata(st, dtype), source_file, graphc.__version__,
+        in_place,
+    )  # fmt: skip
     st.source = render(module)
     return st
 
 
-FUNCTIONS = ("forward", "value_and_grad", "train_step")
+FUNCTIONS = ("forward", "value_and_grad", "train_step", "jvp", "hvp")
+
+
+def _extend(
+    name: str, base: Graph, g: Graph, of: str | None, wrt: list[str], *plan_args: Any
+) -> tuple[Graph, tuple[Program, MemoryPlan], tuple[dict[str, str], ...]]:
+    """`base` with the nodes of `jvp` or `hvp` (see passes/derivatives.py) added, that
+    function's program (reading the model's inputs and the tangents or vectors), and the
+    dicts it returns."""
+    plain = {o: o for o in g.outputs}
+    if name == "jvp":
+        ext = jvp(base, of=list(g.outputs), wrt=wrt)
+        extra = {tangent_name(w): w for w in wrt}
+        returns = (plain, {tangent_name(o): o for o in g.outputs})
+    else:
+        ext = hvp(base, of=of, wrt=wrt)
+        extra = {f"{w}_v": w for w in wrt}
+        returns = (plain, {grad_name(of, w): w for w in wrt}, {hvp_name(of, w): w for w in wrt})
+    outputs = [o for keys in returns for o in keys]
+    inputs = [*g.input_ids(), *extra]
+    return ext, _schedule_and_plan(ext, outputs, *plan_args, inputs=inputs), returns
 
 
 def _functions(
     functions: Iterable[str] | None, g: Graph, grads: dict[str, str], optimizer: Any
 ) -> tuple[str, ...]:
     """The functions to emit: those asked for, each checked to apply, or all that apply."""
-    apply = {"forward": True, "value_and_grad": bool(grads), "train_step": optimizer is not None}
-    if functions is None:
-        return tuple(f for f in FUNCTIONS if apply[f])
+    apply = {"forward": True, "value_and_grad": bool(grads), "train_step": optimizer is not None,
+             "jvp": bool(grads), "hvp": bool(grads)}  # fmt: skip
+    if functions is None:  # jvp and hvp only when asked for
+        return tuple(f for f in FUNCTIONS[:3] if apply[f])
     wanted = (functions,) if isinstance(functions, str) else tuple(functions)
     for f in wanted:
         if f not in FUNCTIONS:
@@ -184,8 +235,10 @@ def _differentiate(
     """The simplified graph with gradient outputs, and gradient output name -> wrt input name;
     `g` itself and no gradients when there is nothing to differentiate."""
     params = [n for n in g.input_ids("param").values() if g.nx.nodes[n]["dtype"] in FLOAT_DTYPES]
-    if wrt is None and not params:
-        return g, {}
+    if (wrt is None and not params) or (
+        wrt is not None and not isinstance(wrt, str) and not list(wrt)
+    ):
+        return g, {}  # nothing to differentiate (wrt=() asks for no gradient)
     if of is None:
         raise InputError(
             f"graph {g.name!r}: name the scalar output to differentiate (of=...); "
@@ -225,7 +278,7 @@ def _checkpoint(
 
 def _metadata(st: Stages, dtype: str) -> dict[str, str]:
     """Module-level constants of the generated module, as Python literals."""
-    g = st.graph
+    g, wrt = st.graph, st.grads.values()
     return {
         "GRAPHC_VERSION": repr(graphc.__version__),
         "MODEL": repr(g.name),
@@ -237,6 +290,8 @@ def _metadata(st: Stages, dtype: str) -> dict[str, str]:
         "SHAPES": repr({k: tuple(g.nx.nodes[n]["shape"]) for k, n in g.input_ids().items()}),
         "STATE": repr(_state(st)),
         "OPTIMIZER": repr(repr(st.train.optimizer) if st.train else None),
+        "TANGENTS": repr({tangent_name(w): w for w in wrt} if "jvp" in st.programs else {}),
+        "VECTORS": repr({f"{w}_v": w for w in wrt} if "hvp" in st.programs else {}),
         "PLAN": repr(
             {
                 name: {"slots": len(plan.slots), "steps": len(prog.steps)}
@@ -271,14 +326,18 @@ def _schedule_and_plan(
     size_hint: int,
     fusion: bool,
     update_from: int | None = None,
+    inputs: list[str] | None = None,
 ) -> tuple[Program, MemoryPlan]:
     """Schedule in node order and, unless planning is off, also for memory; fuse elementwise
     loops (when `fusion`); keep the pair whose planned arena is smaller at the size hint. Every
-    plan is verified independently."""
+    plan is verified independently. `inputs`: the function's arguments, when not every input
+    of `g`."""
     orders = ("id",) if memory == "naive" else ("id", "memory")
     best: tuple[int, Program, MemoryPlan] | None = None
     for order in orders:
         prog = schedule(g, outputs, backward_from, order, size_hint, update_from)
+        if inputs is not None:
+            prog = dataclasses.replace(prog, inputs={k: prog.inputs[k] for k in inputs})
         prog = pair_independent(fuse(prog) if fusion else prog, size_hint)
         plan = plan_memory(prog, memory, size_hint)
         verify_plan(prog, plan)
@@ -348,8 +407,8 @@ def compile(
     -O2 and builds about twice as fast; 0 builds huge graphs faster still, with slower loops.
     With an `optimizer` (graphc.optim.SGD, Adam), the module also has `train_step`: one call
     computes the gradients and updates the params and the optimiser's state in place.
-    `functions` picks which of forward, value_and_grad and train_step to emit (default all
-    that apply)."""
+    `functions` picks which of forward, value_and_grad, train_step, jvp and hvp to emit
+    (default: the first three that apply; see passes/derivatives.py for the last two)."""
     from graphc.runtime import BuildOptions, build_module, load_module
 
     stages = run_stages(

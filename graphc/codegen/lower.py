@@ -35,7 +35,8 @@ from graphc.passes.schedule import Program
 
 
 def _comment_text(text: str) -> str:
-    """Text safe inside a one-line comment."""
+    """Text safe inside a one-line comment or a docstring: printable, no quote or backslash."""
+    text = text.replace('"', "'").replace("\\", "/")
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
@@ -132,20 +133,22 @@ def _args(ctx: Context, inputs: dict[str, int]) -> tuple[Arg, ...]:
 
 
 def _outs(
-    ctx: Context, prog: Program, grads: dict[str, str], pair: bool, in_place: dict[str, str]
+    ctx: Context, prog: Program, returns: tuple[dict[str, str], ...], in_place: dict[str, str]
 ) -> tuple[tuple[Out, ...], str]:
-    """The outputs returned (not those written over an input), and the bytes of the block
-    holding them all (each at a 64-byte boundary)."""
+    """The outputs returned (not those written over an input), each in the group of `returns`
+    (a dict per returned dict: output name -> its key there) that names it, and the bytes of
+    the block holding them all (each at a 64-byte boundary)."""
     outs, at = [], "0"
     returned = [(name, n) for name, n in prog.outputs.items() if name not in in_place]
+    group_of = {name: (k, key) for k, keys in enumerate(returns) for name, key in keys.items()}
     for k, (name, n) in enumerate(returned):
-        key, group = (grads[name], "grads") if name in grads else (name, "outputs")
+        group, key = group_of[name]
         outs.append(
             Out(
                 name,
                 key,
                 group,
-                int(group == "grads") if pair else -1,
+                group if len(returns) > 1 else -1,
                 repr(key),
                 ctx.dtype(n),
                 f"o{k}",
@@ -164,17 +167,18 @@ def _function(
     prog: Program,
     plan: MemoryPlan,
     name: str,
-    grads: dict[str, str],
+    returns: tuple[dict[str, str], ...],
     doc: str,
     in_place: dict[str, str],
     check: Check,
 ) -> Function:
-    """The records of one generated function; outputs in `in_place` (output -> input) are
-    computed straight into the input's array instead of being returned. `check` checks its
-    arguments."""
+    """The records of one generated function, returning a dict per element of `returns`
+    (output name -> key), a tuple of them when there are several; outputs in `in_place`
+    (output -> input) are computed straight into the input's array instead of being
+    returned. `check` checks its arguments."""
     args = check.args
     field_of = {a.name: a.field for a in args}
-    outs, outs_end = _outs(ctx, prog, grads, pair=name == "value_and_grad", in_place=in_place)
+    outs, outs_end = _outs(ctx, prog, returns, in_place)
     out_var = {o.name: o.var for o in outs}
     slots, start = [], "0"
     for s in plan.slots:
@@ -183,7 +187,8 @@ def _function(
         slots.append(SlotOffset(f"off_buf{s.id}", start, nbytes, f"buf{s.id}: {s.describe()}"))
         start = f"off_buf{s.id} + _aligned({nbytes})"
     pointers = []
-    for v, st in sorted(plan.storage.items()):
+    # aliases last: each is set from its root's pointer, which must be set already
+    for v, st in sorted(plan.storage.items(), key=lambda i: (i[1].kind == "alias", i[0])):
         ctype = cexpr.CTYPE[ctx.dtype(v)]
         if st.kind == "input":
             init = f"<{ctype}*>got.p_{st.ref}"
@@ -217,12 +222,8 @@ def _function(
         local = [x for c in run for x in c.locals]
         uses = set().union(*(c.uses for c in run))
         parts.append(_cfunction(fn, f"{name}: {title}", stmts, local, uses).with_fields(fields))
-    groups = {"outputs": [], "grads": []}
-    for o in outs:
-        groups[o.group].append(f"{o.key!r}: {o.var}")
-    returns = "{" + ", ".join(groups["outputs"]) + "}"
-    if name == "value_and_grad":
-        returns = f"{returns}, {{" + ", ".join(groups["grads"]) + "}"
+    dicts = ["{" + ", ".join(f"{o.key!r}: {o.var}" for o in outs if o.group == k) + "}"
+             for k in range(len(returns))]  # fmt: skip
     written = tuple(a.pos for a in args if a.name in in_place.values())
     return Function(
         name,
@@ -237,7 +238,7 @@ def _function(
         tuple(pointers),
         parts,
         tuple(copies),
-        returns,
+        ", ".join(dicts),
     )
 
 
@@ -415,14 +416,15 @@ def _consts(ctx: Context, plans: list[MemoryPlan]) -> tuple[Const, ...]:
 def lower(
     g: Graph,
     programs: dict[str, tuple[Program, MemoryPlan]],
-    grads: dict[str, str],
+    returns: dict[str, tuple[dict[str, str], ...]],
     meta: dict[str, str],
     source_file: str,
     version: str,
     in_place: dict[str, str] | None = None,
 ) -> Module:
-    """The module records: one Function per program, the constants and the kernel helpers.
-    `in_place` (output -> input) names what `train_step` writes over its inputs."""
+    """The module records: one Function per program, returning the dicts `returns` names for
+    it (output name -> key), the constants and the kernel helpers. `in_place` (output ->
+    input) names what `train_step` writes over its inputs."""
     ctx = Context(g)
     docs = {
         "forward": "forward(*inputs, out=None, **inputs) -> dict of the model's outputs. "
@@ -433,6 +435,12 @@ def lower(
         "train_step": "train_step(*inputs, out=None, **inputs) -> dict of the model's outputs "
         "before the step. Updates the params and the optimiser's state (inputs too, see STATE) "
         "in place, with one step of the optimiser (OPTIMIZER). out: as for forward.",
+        "jvp": "jvp(*inputs, out=None, **inputs) -> (outputs, tangents): also takes the tangent "
+        "of each param (TANGENTS) and returns each output's directional derivative along them, "
+        "keyed by output name. out: a pair like the one returned.",
+        "hvp": "hvp(*inputs, out=None, **inputs) -> (outputs, grads, hvps): also takes a vector "
+        "v per param (VECTORS) and returns the Hessian of OF times v, a block per param. out: a "
+        "triple like the one returned.",
     }
     checks: dict[tuple[Arg, ...], Check] = {}  # one per distinct argument list
     for name, (prog, _) in programs.items():
@@ -440,7 +448,8 @@ def lower(
         names = repr(tuple(a.name for a in args))
         checks.setdefault(args, Check("" if not checks else f"_{name}", args, names))
     functions = tuple(
-        _function(ctx, prog, plan, name, grads, docs[name], in_place or {},
+        _function(ctx, prog, plan, name, returns[name], docs[name],
+                  (in_place or {}) if name == "train_step" else {},
                   checks[_args(ctx, prog.inputs)])
         for name, (prog, plan) in programs.items()
     )  # fmt: skip

@@ -103,8 +103,8 @@ class Check:
 class Out:
     name: str  # the output's name in the graph
     key: str  # the key it is returned under
-    group: str  # "outputs" or "grads"
-    part: int  # where `out=` holds it: -1 (forward's dict), 0 or 1 (value_and_grad's pair)
+    group: int  # which of the returned dicts holds it
+    part: int  # where `out=` holds it: -1 (a function returning one dict), else `group`
     key_literal: str  # the key as a Python string literal
     dtype: str
     var: str  # the ndarray variable

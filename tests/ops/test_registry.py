@@ -26,6 +26,7 @@ from graphc.gradcheck import check_grad, numerical_grad
 from graphc.ir.graph import Value, operands
 from graphc.ir.shapes import bind_shape
 from graphc.ops.registry import REGISTRY
+from graphc.passes.derivatives import jvp, tangent_name
 from tests.domains import Gen, distinct, fine_grid, grid, nonzero, normal, positive, small_ints
 
 NAMES = ("x", "y", "z")
@@ -601,6 +602,31 @@ def test_second_order(c: Case) -> None:
     dg.output("loss2", total)
     res = check_grad(dg, feed, "loss2", c.wrt, rtol=RTOL, atol=ATOL, eps=c.eps, allow_unused=True)
     assert res.ok, str(res)
+
+
+@by_id([c for c in GRAD_CASES if not c.float32])
+def test_jvp(c: Case) -> None:
+    """Forward mode (passes/derivatives.py): the op's directional derivative along a random
+    tangent matches central finite differences of the forward pass."""
+    b = build(c)
+    rng = np.random.default_rng(zlib.crc32(c.id.encode()) + 2)
+    t = {w: rng.standard_normal(b.feed[w].shape) for w in c.wrt}
+    jg = jvp(b.g, of="out", wrt=c.wrt)
+    feed = b.feed | {tangent_name(w): t[w] for w in c.wrt}
+    got = gc.evaluate(jg, feed, outputs=["out_dot"])["out_dot"]
+
+    def at(s: float) -> np.ndarray:
+        moved = b.feed | {w: b.feed[w] + s * t[w] for w in c.wrt}
+        return gc.evaluate(b.g, moved, outputs=["out"])["out"].astype(np.float64)
+
+    finite = np.isfinite(at(0.0))  # where the value is ±inf (logsumexp of nothing) so is
+    with np.errstate(invalid="ignore"):  # every neighbour's, and the derivative is 0
+        want = np.where(finite, (at(c.eps) - at(-c.eps)) / (2 * c.eps), 0.0)
+    assert got.shape == want.shape
+    if b.out.dtype == "float32":  # a float32 result: its differences are float32-coarse
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+    else:
+        np.testing.assert_allclose(got, want, rtol=RTOL * 10, atol=ATOL * 10)
 
 
 @by_id(GRAD_F32_CASES)
