@@ -98,9 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for k in want[1]:
                     np.testing.assert_allclose(got[1][k], want[1][k], rtol=1e-9, atol=1e-12)
                 cases.append(Case("numpy", numpy_step, (), kwargs))
-            before = m.module.thread_stats()[1]
+            _, helped0, stalls0 = m.module.thread_stats()
             t = measure(cases, plan)
-            helped = m.module.thread_stats()[1] - before
+            _, helped, stalls = m.module.thread_stats()
             one, many = t["1"].median_us, t["all"].median_us
             rows.append(
                 [
@@ -109,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     fmt_us(many),
                     f"{one / many:.2f}",
                     fmt_us(t["numpy"].median_us) if "numpy" in t else "-",
-                    str(helped),
+                    str(helped - helped0),
+                    str(stalls - stalls0),
                 ]
             )
     end = load_average()
@@ -117,8 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = f"; --background {args.background}" if args.background else ""
     print(f"graphc threads: {cores} usable cores; 1-minute load average {loads}{extra}")
     header = ["workload", "1 thread µs", f"{cores} threads µs", "speed-up", "NumPy µs",
-              "pieces run by helpers"]  # fmt: skip
+              "pieces run by helpers", "stalls"]  # fmt: skip
     print(format_table(header, rows))
+    print(
+        "pieces run by helpers: pieces of loops and independent steps the helper threads took. "
+        "stalls: calls that waited for a descheduled helper so long that the module ran the "
+        "next 0.2 s of its calls on one thread (templates/pool.h)."
+    )
     return 0
 
 

@@ -6,6 +6,11 @@
    simply takes no piece, where a fork-join team (OpenMP) would wait a whole time slice for
    it at every loop. A piece is always computed the same way whichever thread runs it.
 
+   A helper the OS takes off its core in the middle of a piece still holds the caller up. When
+   a caller has waited for helpers more than twice as long as it worked itself (a busy
+   machine), the module's jobs run on the caller alone for the next GC_BACKOFF_NS: on a
+   machine without a free core, one thread is the faster choice.
+
    After a job a helper polls for the next one for GC_SPIN_NS, then sleeps on a condition
    variable; a caller wakes the sleepers. A second call while a job runs (another Python
    thread in the same module) runs its tasks on its own thread. After fork() the child starts
@@ -17,8 +22,10 @@
 
 #define GC_MAX_HELPERS 63
 #define GC_MAX_TASKS 8
-#define GC_SPIN_NS 200000   /* a helper's polling after a job, before it sleeps */
+#define GC_SPIN_NS 50000    /* a helper's polling after a job, before it sleeps */
 #define GC_YIELD_NS 50000   /* a caller's polling for running pieces before it yields */
+#define GC_STALL_NS 200000  /* waiting longer than this (and than twice the caller's work) */
+#define GC_BACKOFF_NS 200000000  /* ... makes the jobs of the next 0.2 s run alone */
 
 #if defined(__x86_64__) || defined(__i386__)
 #define GC_RELAX() __builtin_ia32_pause()
@@ -45,6 +52,8 @@ static struct {
     uint64_t next;      /* generation << 32 | the next unclaimed piece */
     uint32_t done;      /* pieces of the current job finished */
     uint64_t helped;    /* pieces run by helpers, ever (for tests and curious users) */
+    uint64_t stalls;    /* times a caller waited too long for helpers (see above) */
+    int64_t alone_until;  /* gc_now() before which jobs run on the caller alone */
 } gc_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 static int64_t gc_now(void) {
@@ -126,10 +135,11 @@ static void gc_start(int want) {
     pthread_attr_destroy(&attr);
 }
 
-/* (helper threads started, pieces they have run) */
-static void gc_stats(int* helpers, unsigned long long* helped) {
+/* (helper threads started, pieces they have run, stalls) */
+static void gc_stats(int* helpers, unsigned long long* helped, unsigned long long* stalls) {
     *helpers = gc_pool.helpers;
     *helped = __atomic_load_n(&gc_pool.helped, __ATOMIC_RELAXED);
+    *stalls = __atomic_load_n(&gc_pool.stalls, __ATOMIC_RELAXED);
 }
 
 /* Run `ntasks` tasks on up to `threads` threads (this one included); returns when all is done. */
@@ -141,6 +151,8 @@ static void gc_run(const gc_task* tasks, int ntasks, int threads) {
         job.first[t + 1] = (uint32_t)(total < UINT32_MAX ? total : UINT32_MAX);
     }
     int alone = threads <= 1 || total <= 1 || total >= UINT32_MAX || ntasks > GC_MAX_TASKS;
+    int64_t start = alone ? 0 : gc_now();
+    alone = alone || start < __atomic_load_n(&gc_pool.alone_until, __ATOMIC_RELAXED);
     int expected = 0;
     if (alone || !__atomic_compare_exchange_n(&gc_pool.busy, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
         for (int t = 0; t < ntasks; t++)
@@ -161,11 +173,16 @@ static void gc_run(const gc_task* tasks, int ntasks, int threads) {
     }
     int64_t k;
     while ((k = gc_claim(gen)) >= 0) gc_piece(&job, (uint32_t)k);
-    int64_t until = 0;
+    int64_t worked = 0, now = 0;
     while (__atomic_load_n(&gc_pool.done, __ATOMIC_ACQUIRE) < (uint32_t)total) {
         GC_RELAX();
-        if (!until) until = gc_now() + GC_YIELD_NS;
-        else if (gc_now() > until) sched_yield();  /* a helper holding a piece may need this core */
+        now = gc_now();
+        if (!worked) worked = now;
+        else if (now - worked > GC_YIELD_NS) sched_yield();  /* a helper may need this core */
+    }
+    if (worked && now - worked > GC_STALL_NS && now - worked > 2 * (worked - start)) {
+        __atomic_add_fetch(&gc_pool.stalls, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&gc_pool.alone_until, now + GC_BACKOFF_NS, __ATOMIC_RELAXED);
     }
     __atomic_store_n(&gc_pool.busy, 0, __ATOMIC_RELEASE);
 }

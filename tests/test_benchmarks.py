@@ -58,3 +58,15 @@ def test_threads_quick_run():
     for workload in ("towers", "chain", "cnn"):
         assert f"\n{workload} " in r.stdout
     assert "--background 1" in r.stdout
+
+
+@pytest.mark.compiler
+def test_derivatives_quick_run():
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.derivatives", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    for workload in ("mlp", "chain"):
+        assert f"\n{workload}  " in r.stdout
+    assert "grad/fwd" in r.stdout and "forward over reverse" in r.stdout

@@ -203,6 +203,8 @@ OF = 'loss'
 SHAPES = {'x': ('N', 2), 'w': (2,)}
 STATE = {}
 OPTIMIZER = None
+TANGENTS = {}
+VECTORS = {}
 PLAN = {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 3, 'steps': 6}}
 
 # ---- constants ---------------------------------------------------------------------------
@@ -223,6 +225,11 @@ cdef extern from *:
    simply takes no piece, where a fork-join team (OpenMP) would wait a whole time slice for
    it at every loop. A piece is always computed the same way whichever thread runs it.
 
+   A helper the OS takes off its core in the middle of a piece still holds the caller up. When
+   a caller has waited for helpers more than twice as long as it worked itself (a busy
+   machine), the module's jobs run on the caller alone for the next GC_BACKOFF_NS: on a
+   machine without a free core, one thread is the faster choice.
+
    After a job a helper polls for the next one for GC_SPIN_NS, then sleeps on a condition
    variable; a caller wakes the sleepers. A second call while a job runs (another Python
    thread in the same module) runs its tasks on its own thread. After fork() the child starts
@@ -234,8 +241,10 @@ cdef extern from *:
 
 #define GC_MAX_HELPERS 63
 #define GC_MAX_TASKS 8
-#define GC_SPIN_NS 200000   /* a helper's polling after a job, before it sleeps */
+#define GC_SPIN_NS 50000    /* a helper's polling after a job, before it sleeps */
 #define GC_YIELD_NS 50000   /* a caller's polling for running pieces before it yields */
+#define GC_STALL_NS 200000  /* waiting longer than this (and than twice the caller's work) */
+#define GC_BACKOFF_NS 200000000  /* ... makes the jobs of the next 0.2 s run alone */
 
 #if defined(__x86_64__) || defined(__i386__)
 #define GC_RELAX() __builtin_ia32_pause()
@@ -262,6 +271,8 @@ static struct {
     uint64_t next;      /* generation << 32 | the next unclaimed piece */
     uint32_t done;      /* pieces of the current job finished */
     uint64_t helped;    /* pieces run by helpers, ever (for tests and curious users) */
+    uint64_t stalls;    /* times a caller waited too long for helpers (see above) */
+    int64_t alone_until;  /* gc_now() before which jobs run on the caller alone */
 } gc_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 static int64_t gc_now(void) {
@@ -343,10 +354,11 @@ static void gc_start(int want) {
     pthread_attr_destroy(&attr);
 }
 
-/* (helper threads started, pieces they have run) */
-static void gc_stats(int* helpers, unsigned long long* helped) {
+/* (helper threads started, pieces they have run, stalls) */
+static void gc_stats(int* helpers, unsigned long long* helped, unsigned long long* stalls) {
     *helpers = gc_pool.helpers;
     *helped = __atomic_load_n(&gc_pool.helped, __ATOMIC_RELAXED);
+    *stalls = __atomic_load_n(&gc_pool.stalls, __ATOMIC_RELAXED);
 }
 
 /* Run `ntasks` tasks on up to `threads` threads (this one included); returns when all is done. */
@@ -358,6 +370,8 @@ static void gc_run(const gc_task* tasks, int ntasks, int threads) {
         job.first[t + 1] = (uint32_t)(total < UINT32_MAX ? total : UINT32_MAX);
     }
     int alone = threads <= 1 || total <= 1 || total >= UINT32_MAX || ntasks > GC_MAX_TASKS;
+    int64_t start = alone ? 0 : gc_now();
+    alone = alone || start < __atomic_load_n(&gc_pool.alone_until, __ATOMIC_RELAXED);
     int expected = 0;
     if (alone || !__atomic_compare_exchange_n(&gc_pool.busy, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
         for (int t = 0; t < ntasks; t++)
@@ -378,11 +392,16 @@ static void gc_run(const gc_task* tasks, int ntasks, int threads) {
     }
     int64_t k;
     while ((k = gc_claim(gen)) >= 0) gc_piece(&job, (uint32_t)k);
-    int64_t until = 0;
+    int64_t worked = 0, now = 0;
     while (__atomic_load_n(&gc_pool.done, __ATOMIC_ACQUIRE) < (uint32_t)total) {
         GC_RELAX();
-        if (!until) until = gc_now() + GC_YIELD_NS;
-        else if (gc_now() > until) sched_yield();  /* a helper holding a piece may need this core */
+        now = gc_now();
+        if (!worked) worked = now;
+        else if (now - worked > GC_YIELD_NS) sched_yield();  /* a helper may need this core */
+    }
+    if (worked && now - worked > GC_STALL_NS && now - worked > 2 * (worked - start)) {
+        __atomic_add_fetch(&gc_pool.stalls, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&gc_pool.alone_until, now + GC_BACKOFF_NS, __ATOMIC_RELAXED);
     }
     __atomic_store_n(&gc_pool.busy, 0, __ATOMIC_RELEASE);
 }
@@ -393,7 +412,7 @@ static void gc_run(const gc_task* tasks, int ntasks, int threads) {
         const void* b
         Py_ssize_t n, chunk
     void gc_run(const gc_task* tasks, int ntasks, int threads) noexcept nogil
-    void gc_stats(int* helpers, unsigned long long* helped) noexcept nogil
+    void gc_stats(int* helpers, unsigned long long* helped, unsigned long long* stalls) noexcept nogil
 
 
 def set_num_threads(n):
@@ -409,11 +428,12 @@ def get_num_threads():
 
 
 def thread_stats():
-    """(helper threads started, pieces of loops they have run) in this process."""
+    """(helper threads started, pieces of loops they have run, times a call waited so long for
+    a descheduled helper that the next 0.2 s of calls ran on one thread) in this process."""
     cdef int helpers
-    cdef unsigned long long helped
-    gc_stats(&helpers, &helped)
-    return helpers, helped
+    cdef unsigned long long helped, stalls
+    gc_stats(&helpers, &helped, &stalls)
+    return helpers, helped, stalls
 
 
 _env = os.environ.get("GRAPHC_NUM_THREADS", "").strip()
@@ -539,11 +559,12 @@ cdef object _calls():
 
 
 cdef ndarray _array(str fn, str name, object value, int typenum, str dtype, int ndim, str shape):
-    """`value` as an ndarray the kernels may read through a raw pointer, or a clear error."""
-    cdef ndarray a = <ndarray>value if isinstance(value, ndarray) else np.asarray(value)
+    """`value` as an ndarray the kernels may read through a raw pointer, or a clear error. A
+    value that is not an ndarray becomes a read-only one (see calls.as_array)."""
+    cdef ndarray a = <ndarray>value if isinstance(value, ndarray) else _calls().as_array(fn, name, value, dtype, shape)
     if (PyArray_TYPE(a) != typenum or PyArray_NDIM(a) != ndim or not PyArray_IS_C_CONTIGUOUS(a)
             or not PyArray_ISBEHAVED_RO(a)):
-        raise _calls().array_error(fn, name, a, dtype, ndim, shape)
+        raise _calls().array_error(fn, name, a, dtype, ndim, shape, value)
     return a
 
 
@@ -612,6 +633,19 @@ cdef bint _overlap(ndarray a, ndarray b):
     return pa < pb + PyArray_NBYTES(b) and pb < pa + PyArray_NBYTES(a) and PyArray_NBYTES(a) > 0 and PyArray_NBYTES(b) > 0
 
 
+cdef int _out_keys(str fn, object out, int part, Py_ssize_t count, tuple keys) except -1:
+    """`out=` (its dict `part`, as for _out_array) holds as many arrays as are filled from
+    it, so a misspelt key is an error instead of being ignored."""
+    cdef Py_ssize_t n = -1
+    try:
+        n = len(out if part < 0 else out[part])
+    except TypeError:
+        pass
+    if n != count:
+        raise _calls().out_keys_error(fn, out, keys)
+    return 0
+
+
 cdef int _distinct_outs(str fn, tuple outs, tuple keys) except -1:
     cdef Py_ssize_t i, j
     for i in range(len(outs)):
@@ -623,6 +657,16 @@ cdef int _distinct_outs(str fn, tuple outs, tuple keys) except -1:
 
 cdef inline Py_ssize_t _aligned(Py_ssize_t nbytes) noexcept nogil:
     return (nbytes + 63) & ~63
+
+
+# A call's sizes are products of its symbols' values, which arrays with an axis of size 0 can
+# make as large as they like: each function computes its sizes in floating point first (no
+# overflow there) and refuses a call whose memory would reach _MAX_BYTES.
+cdef double _MAX_BYTES = 4611686018427387904.0  # 2**62
+
+
+cdef inline double _aligned_f(double nbytes) noexcept nogil:
+    return nbytes + 64
 
 
 cdef struct _forward_buffers:  # where each value forward keeps in memory is, per call
@@ -696,19 +740,32 @@ cdef void _forward_forward(const _forward_buffers* b) noexcept nogil:
     v4[0] = v4_
 
 
+cdef bint _forward_fits(double d_N) noexcept nogil:
+    """Are forward's outputs and arena, at these sizes, below _MAX_BYTES? The offsets of
+    the call below, in floating point."""
+    cdef double at_o0 = 0
+    cdef double off_buf0 = 0
+    cdef double off_buf1 = off_buf0 + _aligned_f(d_N*2*8)
+    cdef double off_partials = off_buf1 + _aligned_f(d_N*8)
+    return at_o0 + _aligned_f(1*8) < _MAX_BYTES and off_partials + 512 < _MAX_BYTES
+
+
 def forward(*args, out=None, **kwargs):
     """forward(*inputs, out=None, **inputs) -> dict of the model's outputs. out: a dict like the one returned, whose arrays are filled instead of new ones."""
     cdef _Inputs got
     cdef tuple arrays = _check("forward", args, kwargs, &got)
     cdef Py_ssize_t d_N = got.d_N
+    if not _forward_fits(d_N):
+        raise _calls().too_large_error("forward", {"N": d_N})
     # outputs: in one block of memory (see _block), or the caller's arrays (out=)
     cdef Py_ssize_t at_o0 = 0
     cdef char* data = NULL
     block = _block("forward", at_o0 + _aligned(1*8), &data) if out is None else None
-    cdef npy_intp dims[8]
+    cdef npy_intp dims[8]  # the outputs' ranks
     cdef ndarray o0 = _output(block, data + at_o0, 0, dims, NPY_FLOAT64) if out is None else _out_array("forward", out, -1, 'loss', NPY_FLOAT64, "float64", 0, dims, arrays)  # loss
     if out is not None:
         _distinct_outs("forward", (o0, ), ('loss', ))
+        _out_keys("forward", out, -1, 1, ((-1, 'loss'), ))
     # arena: scratch memory of this call only (on the stack when small), so concurrent calls
     # never share it
     cdef Py_ssize_t off_buf0 = 0  # buf0: float64[N,2]
@@ -746,9 +803,9 @@ cdef struct _value_and_grad_buffers:  # where each value value_and_grad keeps in
     double* v3
     double* v4
     double* g3
-    double* v9
     double* v10
     double* g1
+    double* v9
     double* v4_p
 
 
@@ -821,9 +878,9 @@ cdef void _value_and_grad_backward(const _value_and_grad_buffers* b) noexcept no
     """value_and_grad: backward"""
     cdef Py_ssize_t d_N = b.d_N
     cdef double* v2 = b.v2
-    cdef double* v9 = b.v9
     cdef double* v10 = b.v10
     cdef double* g1 = b.g1
+    cdef double* v9 = b.v9
     cdef Py_ssize_t i
     # adj: v10 = matmul[transpose_a=True](v2, v9)   [tiny.py:5]
     _gemm_d(1, 0, 2, 1, d_N, v2, v9, v10)
@@ -832,22 +889,38 @@ cdef void _value_and_grad_backward(const _value_and_grad_buffers* b) noexcept no
         g1[i] = v10[i]
 
 
+cdef bint _value_and_grad_fits(double d_N) noexcept nogil:
+    """Are value_and_grad's outputs and arena, at these sizes, below _MAX_BYTES? The offsets of
+    the call below, in floating point."""
+    cdef double at_o0 = 0
+    cdef double at_o1 = at_o0 + _aligned_f(1*8)
+    cdef double off_buf0 = 0
+    cdef double off_buf1 = off_buf0 + _aligned_f(d_N*2*8)
+    cdef double off_buf2 = off_buf1 + _aligned_f(max(d_N*8, 2*8))
+    cdef double off_partials = off_buf2 + _aligned_f(d_N*8)
+    return at_o1 + _aligned_f(2*8) < _MAX_BYTES and off_partials + 512 < _MAX_BYTES
+
+
 def value_and_grad(*args, out=None, **kwargs):
     """value_and_grad(*inputs, out=None, **inputs) -> (outputs, grads): grads keyed by the names of the inputs differentiated. out: a pair like the one returned, whose arrays are filled instead of new ones."""
     cdef _Inputs got
     cdef tuple arrays = _check("value_and_grad", args, kwargs, &got)
     cdef Py_ssize_t d_N = got.d_N
+    if not _value_and_grad_fits(d_N):
+        raise _calls().too_large_error("value_and_grad", {"N": d_N})
     # outputs: in one block of memory (see _block), or the caller's arrays (out=)
     cdef Py_ssize_t at_o0 = 0
     cdef Py_ssize_t at_o1 = at_o0 + _aligned(1*8)
     cdef char* data = NULL
     block = _block("value_and_grad", at_o1 + _aligned(2*8), &data) if out is None else None
-    cdef npy_intp dims[8]
+    cdef npy_intp dims[8]  # the outputs' ranks
     cdef ndarray o0 = _output(block, data + at_o0, 0, dims, NPY_FLOAT64) if out is None else _out_array("value_and_grad", out, 0, 'loss', NPY_FLOAT64, "float64", 0, dims, arrays)  # loss
     dims[0] = 2
     cdef ndarray o1 = _output(block, data + at_o1, 1, dims, NPY_FLOAT64) if out is None else _out_array("value_and_grad", out, 1, 'w', NPY_FLOAT64, "float64", 1, dims, arrays)  # dloss/dw
     if out is not None:
         _distinct_outs("value_and_grad", (o0, o1, ), ('loss', 'w', ))
+        _out_keys("value_and_grad", out, 0, 1, ((0, 'loss'), (1, 'w'), ))
+        _out_keys("value_and_grad", out, 1, 1, ((0, 'loss'), (1, 'w'), ))
     # arena: scratch memory of this call only (on the stack when small), so concurrent calls
     # never share it
     cdef Py_ssize_t off_buf0 = 0  # buf0: float64[N,2]
@@ -871,9 +944,9 @@ def value_and_grad(*args, out=None, **kwargs):
     b.v3 = <double*>(arena + off_buf1)
     b.v4 = <double*>PyArray_DATA(o0)
     b.g3 = <double*>(arena + off_buf2)
-    b.v9 = b.g3
     b.v10 = <double*>(arena + off_buf1)
     b.g1 = <double*>PyArray_DATA(o1)
+    b.v9 = b.g3
     b.v4_p = <double*>(arena + off_partials + 0)
     # Nothing below can raise (plain C loops and noexcept kernels), so the arena always returns.
     with nogil:
