@@ -1,9 +1,10 @@
 """Cost accounting of derivatives: for the MLP and the elementwise chain of benchmarks.suite,
 the time of graphc's forward, value_and_grad, jvp and hvp (one module, passes/derivatives.py)
 and the ratios gradient / forward, JVP / forward and HVP / gradient, with JAX's jit-compiled
-counterparts (jax.value_and_grad, jax.jvp, and jvp of grad for the HVP) when installed, all
-timed interleaved in one process. Also the two ways graphc can build an HVP, reverse over
-reverse and forward over reverse, each compiled as a model of its own.
+counterparts (jax.value_and_grad, jax.jvp, and jvp of grad for the HVP) when installed. Each
+library runs in a fresh process of its own (two thread pools in one process slow each other
+down), its four functions timed interleaved there. Also the two ways graphc can build an HVP,
+reverse over reverse and forward over reverse, each compiled as a model of its own.
 
 The cheap-gradient principle bounds gradient / forward near 3-4 in operation counts (Baur and
 Strassen; Griewank and Walther); graphc's targets are gradient <= 3x forward and HVP < 4x
@@ -16,6 +17,7 @@ gradient.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -26,7 +28,16 @@ import numpy as np
 
 import graphc as gc
 from benchmarks import suite
-from benchmarks._timing import FULL, QUICK, Case, fmt_us, format_table, load_average, measure
+from benchmarks._timing import (
+    FULL,
+    QUICK,
+    Case,
+    fmt_us,
+    format_table,
+    load_average,
+    measure,
+    run_child,
+)
 from graphc.passes.derivatives import hvp, hvp_name, tangent_name
 
 WORKLOADS = ("mlp", "chain")
@@ -96,32 +107,45 @@ def jax_cases(wl: suite.Workload, arrays: dict, extra: Any) -> list[Case]:
     return cases
 
 
+def child(spec: dict) -> dict[str, float]:
+    """Median µs of each function of one implementation (spec: workload, impl, quick, dir)."""
+    wl = suite.workloads(spec["quick"])[spec["workload"]]
+    arrays = wl.arrays(wl.n)
+    out = Path(spec["dir"])
+    cases, extra = graphc_cases(wl, arrays, out / "graphc")
+    if spec["impl"] == "jax":
+        cases = jax_cases(wl, arrays, extra)
+    elif spec["impl"] == "modes":
+        cases = hvp_mode_cases(wl, arrays, out / "modes")
+    times = measure(cases, QUICK if spec["quick"] else FULL)
+    return {name.removeprefix("jax "): t.median_us for name, t in times.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.derivatives", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    ap.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    plan = QUICK if args.quick else FULL
+    if args.child is not None:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
     start = load_average()
-    rows, modes = [], []
-    wls = suite.workloads(args.quick)
+    rows, modes, failed = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for key in WORKLOADS:
-            wl = wls[key]
-            arrays = wl.arrays(wl.n)
-            cases, extra = graphc_cases(wl, arrays, Path(tmp) / key)
-            jax = jax_cases(wl, arrays, extra)
-            t = measure([*cases, *jax], plan)
-            for who, prefix in (("graphc", ""), ("JAX jit", "jax ")):
-                if f"{prefix}forward" not in t:
-                    continue
-                us = {n: t[f"{prefix}{n}"].median_us for n in ("forward", "grad", "jvp", "hvp")}
-                rows.append(
-                    [key, who, *(fmt_us(us[n]) for n in us),
-                     f"{us['grad'] / us['forward']:.2f}", f"{us['jvp'] / us['forward']:.2f}",
-                     f"{us['hvp'] / us['grad']:.2f}"]
-                )  # fmt: skip
-            tm = measure(hvp_mode_cases(wl, arrays, Path(tmp) / f"{key}-modes"), plan)
-            modes.append([key, *(fmt_us(x.median_us) for x in tm.values())])
+            for impl, who in (("graphc", "graphc"), ("jax", "JAX jit"), ("modes", None)):
+                spec = {"workload": key, "impl": impl, "quick": args.quick, "dir": tmp}
+                us = run_child("benchmarks.derivatives", spec)
+                if "error" in us:
+                    failed.append(f"{key} {impl}: {us['error']}")
+                elif impl == "modes":
+                    modes.append([key, *(fmt_us(x) for x in us.values())])
+                elif us:  # empty: JAX not installed
+                    rows.append(
+                        [key, who, *(fmt_us(us[n]) for n in ("forward", "grad", "jvp", "hvp")),
+                         f"{us['grad'] / us['forward']:.2f}", f"{us['jvp'] / us['forward']:.2f}",
+                         f"{us['hvp'] / us['grad']:.2f}"]
+                    )  # fmt: skip
     end = load_average()
     loads = "unknown" if start is None else f"{start:.2f} at the start, {end:.2f} at the end"
     print(f"derivative costs (median µs per call); 1-minute load average {loads}")
@@ -131,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("graphc's HVP built two ways, each compiled as a model of its own (median µs):")
     print(format_table(["workload", "reverse over reverse", "forward over reverse"], modes))
-    return 0
+    for line in failed:
+        print("FAILED", line)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
