@@ -169,6 +169,23 @@ def compare_all(
     return problems
 
 
+def aliases_set_too_early(source: str) -> list[str]:
+    """Lines `b.vA = b.vB` (a view's pointer) of the generated source that come before b.vB
+    itself is set."""
+    first: dict[str, int] = {}
+    lines = [line.strip() for line in source.splitlines()]
+    for k, line in enumerate(lines):
+        m = re.match(r"b\.(\w+) = ", line)
+        if m:
+            first.setdefault(m.group(1), k)
+    early = []
+    for k, line in enumerate(lines):
+        m = re.fullmatch(r"b\.\w+ = b\.(\w+)", line)
+        if m and first.get(m.group(1), -1) > k:
+            early.append(line)
+    return early
+
+
 class Crashed(AssertionError):
     """A call into a compiled module killed its process."""
 

@@ -9,7 +9,6 @@ bugs read through a wild pointer and may crash.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 import graphc as gc
 from graphc.compiler import run_stages
 from graphc.ops._build import apply
-from tests.fuzz.checks import compare_all, isolated, model_scales
+from tests.fuzz.checks import aliases_set_too_early, compare_all, isolated, model_scales
 
 
 def value_and_grad(m: Any, feed: dict[str, np.ndarray]) -> tuple[dict, dict]:
@@ -36,23 +35,6 @@ def compiled_problems(
     return compare_all("output", outs, want_outs, rtol, scales) + compare_all(
         "gradient", grads, want_grads, rtol, scales
     )
-
-
-def aliases_set_too_early(source: str) -> list[str]:
-    """Lines `b.vA = b.vB` (a view's pointer) of the generated source that come before b.vB
-    itself is set."""
-    first: dict[str, int] = {}
-    lines = [line.strip() for line in source.splitlines()]
-    for k, line in enumerate(lines):
-        m = re.match(r"b\.(\w+) = ", line)
-        if m:
-            first.setdefault(m.group(1), k)
-    early = []
-    for k, line in enumerate(lines):
-        m = re.fullmatch(r"b\.\w+ = b\.(\w+)", line)
-        if m and first.get(m.group(1), -1) > k:
-            early.append(line)
-    return early
 
 
 # ---- checkpointing ------------------------------------------------------------------------------
