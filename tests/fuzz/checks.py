@@ -22,6 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import graphc as gc
 from graphc.ir.graph import Value, operands
+from tests.models import central_diff
 
 KINK_UNARY = {"relu", "abs", "sign"}
 KINK_BINARY = {"maximum", "minimum", "less", "less_equal", "greater", "greater_equal", "equal",
@@ -75,21 +76,6 @@ def near_kinks(g: gc.Graph, feed: Mapping[str, np.ndarray], margin: float) -> li
             if close.any():
                 found.append(f"v{n} ({a['op']}): {float(dist[close].min()):.3g} from a kink")
     return found
-
-
-def central_diff(f, x: np.ndarray, eps: float) -> np.ndarray:
-    """d f / d x by central differences, f a scalar function of the float64 array x."""
-    x = np.array(x, dtype=np.float64)
-    out = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        hi = f(x)
-        x[i] = old - eps
-        lo = f(x)
-        x[i] = old
-        out[i] = (hi - lo) / (2 * eps)
-    return out
 
 
 def finite_difference_grads(
