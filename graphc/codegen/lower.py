@@ -132,6 +132,21 @@ def _args(ctx: Context, inputs: dict[str, int]) -> tuple[Arg, ...]:
     return tuple(replace(a, index_checks=found.get(a.name, ())) for a in args)
 
 
+def _arg_tables(ctx: Context, args: tuple[Arg, ...], symbols: list[str]) -> tuple[str, tuple]:
+    """What the generic argument check reads (args.h): a Python literal of each argument's
+    (name, dtype, shape, sizes with symbols by name, integer) for the messages, and the rows
+    of its C table: type number, rank and sizes, a symbol s as -1 - s."""
+    spec, rows = [], []
+    for a in args:
+        sizes = tuple(int(d.expected) if d.symbol is None else d.symbol for d in a.dims)
+        spec.append((a.name, a.dtype, a.shape, sizes, a.integer))
+        cells = [a.typenum, str(a.ndim)]
+        cells += [str(d) if isinstance(d, int) else str(-1 - symbols.index(d)) for d in sizes]
+        comment = _comment_text(f"{a.name}: {a.dtype} {a.shape}").replace("*/", "* /")
+        rows.append(", ".join(cells) + f",  /* {comment} */")
+    return repr(tuple(spec)), tuple(rows)
+
+
 def _outs(
     ctx: Context, prog: Program, returns: tuple[dict[str, str], ...], in_place: dict[str, str]
 ) -> tuple[tuple[Out, ...], str]:
@@ -239,6 +254,7 @@ def _function(
         parts,
         tuple(copies),
         ", ".join(dicts),
+        repr(tuple((o.part, o.key, o.dtype, o.ndim) for o in outs)),
     )
 
 
@@ -442,15 +458,20 @@ def lower(
         "v per param (VECTORS) and returns the Hessian of OF times v, a block per param. out: a "
         "triple like the one returned.",
     }
+    arg_lists = {name: _args(ctx, prog.inputs) for name, (prog, _) in programs.items()}
+    dims = [d for args in arg_lists.values() for a in args for d in a.dims]
+    symbols = sorted({d.symbol for d in dims if d.symbol})
     checks: dict[tuple[Arg, ...], Check] = {}  # one per distinct argument list
-    for name, (prog, _) in programs.items():
-        args = _args(ctx, prog.inputs)
-        names = repr(tuple(a.name for a in args))
-        checks.setdefault(args, Check("" if not checks else f"_{name}", args, names))
+    for name, args in arg_lists.items():
+        if args not in checks:
+            suffix = "" if not checks else f"_{name}"
+            checks[args] = Check(
+                suffix, args, repr(tuple(a.name for a in args)), *_arg_tables(ctx, args, symbols)
+            )
     functions = tuple(
         _function(ctx, prog, plan, name, returns[name], docs[name],
                   (in_place or {}) if name == "train_step" else {},
-                  checks[_args(ctx, prog.inputs)])
+                  checks[arg_lists[name]])
         for name, (prog, plan) in programs.items()
     )  # fmt: skip
     kernels = sorted(
@@ -475,9 +496,7 @@ def lower(
         consts=_consts(ctx, [p for _, p in programs.values()]),
         functions=functions,
         checks=tuple(checks.values()),
-        symbols=tuple(
-            sorted({cexpr.dim(d.symbol) for c in checks for a in c for d in a.dims if d.symbol})
-        ),
+        symbols=tuple(cexpr.dim(d) for d in symbols),
         parallel_min=PARALLEL_MIN,
         concurrent_min=CONCURRENT_MIN,
     )

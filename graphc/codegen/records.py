@@ -97,6 +97,8 @@ class Check:
     suffix: str
     args: tuple[Arg, ...]
     arg_names: str  # a Python tuple literal
+    spec: str  # Python literal: each argument's (name, dtype, shape, sizes, integer)
+    table: tuple[str, ...]  # rows of the C table gc_check_args reads, one per argument
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class Function:
     parts: tuple[Part, ...]
     copies: tuple[Statement, ...]  # outputs that are inputs, constants or repeated
     returns: str  # the Python expression returned
+    outs_spec: str  # Python literal: each output's (part, key, dtype, rank), for out=
 
 
 @dataclass(frozen=True)

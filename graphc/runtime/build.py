@@ -40,6 +40,7 @@ _BASE_CFLAGS = (
     "-fno-trapping-math",
     "-ffp-contract=off",  # no fused multiply-add: each op rounds once, as NumPy's do
     "-pthread",  # the module's threads (templates/pool.h)
+    "-pipe",  # the assembler runs beside the compiler instead of after it
     "-shared",
     "-fPIC",
     "-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION",

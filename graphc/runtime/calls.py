@@ -1,11 +1,13 @@
 """The slow paths of a generated module's argument checks: binding arguments given by name,
-and the message of every error a bad call gets.
+converting lists and other integer types, and the message of every error a bad call gets.
 
-A generated module checks a call in C and comes here only when the call is unusual (names
-given) or wrong, so the messages are written once, in Python, instead of as C in every module
-(which made each module slower to compile). Each `*_error` function returns the exception for
-the module to raise. A module imports this only when it needs it, so a correct call never pays
-for importing graphc.
+A generated module checks a call in C (templates/args.h, reading a table per function) and
+comes here only when the call is unusual (names mixed with positions, values to convert) or
+wrong: this looks at the call again, in the order the C checks go, and words what it finds,
+so the messages are written once, in Python, instead of as C in every module (which made each
+module slower to compile). Each `*_error` and `*_failure` function returns the exception for
+the module to raise. A module imports this only when it needs it, so a correct call never
+pays for importing graphc.
 """
 
 from __future__ import annotations
@@ -32,6 +34,58 @@ def bind(fn: str, names: tuple[str, ...], args: tuple, kwargs: dict) -> tuple:
         s = "s" if len(missing) > 1 else ""
         raise TypeError(f"{fn}() is missing argument{s} {', '.join(missing)}")
     return tuple(values)
+
+
+def check_args(fn: str, spec: tuple, given: tuple) -> tuple:
+    """The arguments `given` (in order) as the arrays the module's C checks accept: lists and
+    scalars made arrays, int arguments converted to their dtype; or the error for the first
+    argument that is wrong. `spec` holds each argument's (name, dtype, shape as people write
+    it, sizes: an int or a symbol's name, integer). Every argument's dtype, rank and layout is
+    checked before any size, as in the module."""
+    arrays = []
+    for (name, dtype, shape, sizes, integer), value in zip(spec, given, strict=True):
+        a = value
+        if integer and not _fits(value, dtype, len(sizes), ndim_too=False):
+            a = int_array(fn, name, value, dtype)
+        if not isinstance(a, np.ndarray):
+            a = as_array(fn, name, a, dtype, shape)
+        if not _fits(a, dtype, len(sizes)):
+            raise array_error(fn, name, a, dtype, len(sizes), shape, value)
+        arrays.append(a)
+    bound: dict[str, tuple[int, str]] = {}  # symbol -> (its size, the argument binding it)
+    for (name, _, shape, sizes, _), a in zip(spec, arrays, strict=True):
+        expected = []
+        for axis, size in enumerate(sizes):
+            if isinstance(size, str):
+                bound.setdefault(size, (a.shape[axis], name))
+                expected.append((size, *bound[size]))
+            else:
+                expected.append(size)
+        want = [e[1] if isinstance(e, tuple) else e for e in expected]
+        if list(a.shape) != want:
+            raise shape_error(fn, name, shape, a, tuple(expected))
+    return tuple(arrays)
+
+
+def _fits(a: Any, dtype: str, ndim: int, ndim_too: bool = True) -> bool:
+    """Would the module's C check take `a` as an argument of `dtype` and rank `ndim`?"""
+    return (
+        isinstance(a, np.ndarray)
+        and a.dtype.num == np.dtype(dtype).num
+        and (a.ndim == ndim or not ndim_too)
+        and a.flags.c_contiguous
+        and a.flags.aligned
+        and a.dtype.isnative
+    )
+
+
+def checks_disagree(fn: str, spec: tuple, given: tuple) -> Exception:
+    """The module's C checks refuse arguments that check_args took: a bug, said plainly."""
+    shown = ", ".join(
+        f"{name}: {type(v).__name__} {getattr(v, 'dtype', '')} {getattr(v, 'shape', '')}"
+        for (name, *_), v in zip(spec, given, strict=True)
+    )
+    return RuntimeError(f"{fn}(): the module refused arguments graphc's checks took ({shown})")
 
 
 def as_array(fn: str, name: str, value: Any, dtype: str, shape: str) -> np.ndarray:
@@ -137,11 +191,32 @@ def shape_error(fn: str, name: str, shape: str, a: np.ndarray, expected: tuple) 
     return ValueError(f"{fn}(): argument {name!r}: expected shape {shape}, got {a.shape}")
 
 
+def out_failure(fn: str, out: Any, outs: tuple, sizes: list, inputs: tuple) -> Exception:
+    """Why the module's C check refused `out`: `outs` holds each output's (part, key, dtype,
+    rank), `sizes` their sizes one after the other. Looks in the order the module used to:
+    each output's array, then outputs sharing memory, then keys out= should not have."""
+    shapes, at = [], 0
+    for *_, ndim in outs:
+        shapes.append(tuple(sizes[at : at + ndim]))
+        at += ndim
+    arrays = []
+    for (part, key, dtype, _), shape in zip(outs, shapes, strict=True):
+        problem = out_error(fn, out, part, key, dtype, shape, inputs)
+        if problem is not None:
+            return problem
+        arrays.append((out[part] if part >= 0 else out)[key])
+    for i, a in enumerate(arrays):
+        for j in range(i):
+            if np.shares_memory(a, arrays[j]):
+                return outs_overlap_error(fn, outs[i][1], outs[j][1])
+    return out_keys_error(fn, out, tuple((part, key) for part, key, *_ in outs))
+
+
 def out_error(
     fn: str, out: Any, part: int, key: str, dtype: str, shape: tuple, inputs: tuple
-) -> Exception:
+) -> Exception | None:
     """Why `out` does not hold a usable array for output `key` (where `part` says: -1 for
-    forward's dict, 0/1 for value_and_grad's pair), of `dtype` and `shape`."""
+    forward's dict, 0/1 for value_and_grad's pair), of `dtype` and `shape`; None if it does."""
     try:
         value = (out[part] if part >= 0 else out)[key]
     except (KeyError, IndexError, TypeError):
@@ -151,7 +226,7 @@ def out_error(
         )
     if not isinstance(value, np.ndarray):
         return TypeError(f"{fn}(): out[{key!r}] must be a NumPy array, got {type(value).__name__}")
-    if value.dtype.type is not np.dtype(dtype).type or value.shape != shape:
+    if value.dtype.num != np.dtype(dtype).num or value.shape != shape:
         return ValueError(
             f"{fn}(): out[{key!r}] must be a {dtype} array of shape {shape}, "
             f"got {value.dtype} {value.shape}"
@@ -166,7 +241,7 @@ def out_error(
         return ValueError(
             f"{fn}(): out[{key!r}] shares memory with an input; pass a separate array"
         )
-    return ValueError(f"{fn}(): out[{key!r}] cannot be used")  # the module's checks disagree
+    return None
 
 
 def out_keys_error(fn: str, out: Any, keys: tuple) -> Exception:

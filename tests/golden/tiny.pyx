@@ -5,7 +5,8 @@
 # and the model line it computes. Backward statements are marked `adj:`.
 
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_New
-from cpython.ref cimport Py_INCREF
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.math cimport INFINITY, NAN, erf, erfc, fabs, pow, sqrt
 from libc.limits cimport INT_MAX
 from libc.stdlib cimport free, malloc
@@ -478,7 +479,7 @@ cdef bint _blas64 = False
 BLAS = None  # which library the module's matrix products call, once it has any
 
 
-def _numpy_blas(str name):
+cdef object _numpy_blas(str name):
     """The address of `name` in NumPy's bundled OpenBLAS (symbol scipy_<name>_64_), or 0."""
     import ctypes, glob
 
@@ -551,24 +552,184 @@ cdef void _gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
         dgemm(&transb, &transa, &s32[0], &s32[1], &s32[2], &one, <double*>b, &s32[3], <double*>a, &s32[4], &zero, c, &s32[5])
 
 # ---- argument checking: one place for every function ------------------------------------
-# The checks are C; a call that is unusual (arguments by name) or wrong goes on to Python
-# (graphc.runtime.calls), which binds the names or words the error.
+# The checks are C over a table per function (args.h); a call that is unusual (arguments by
+# name, lists to convert) or wrong goes on to Python (graphc.runtime.calls), which binds the
+# names, converts, or words the error.
 cdef object _calls():
     from graphc.runtime import calls
     return calls
 
 
-cdef ndarray _array(str fn, str name, object value, int typenum, str dtype, int ndim, str shape):
-    """`value` as an ndarray the kernels may read through a raw pointer, or a clear error. A
-    value that is not an ndarray becomes a read-only one (see calls.as_array)."""
-    cdef ndarray a = <ndarray>value if isinstance(value, ndarray) else _calls().as_array(fn, name, value, dtype, shape)
-    if (PyArray_TYPE(a) != typenum or PyArray_NDIM(a) != ndim or not PyArray_IS_C_CONTIGUOUS(a)
-            or not PyArray_ISBEHAVED_RO(a)):
-        raise _calls().array_error(fn, name, a, dtype, ndim, shape, value)
-    return a
+cdef extern from *:
+    """
+/* The checks of a call's arguments and of its out= arrays, shared by every function of the
+   module. They read tables (one per function, made by graphc) instead of being written out
+   for each argument, which keeps the C that the compiler must optimise small. Each answers
+   only whether a call is fine: when it is not, graphc.runtime.calls looks at the call again
+   in Python, converts what it can (lists, other integer types) and words the error. */
+#include <numpy/arrayobject.h>
+
+/* An argument's entry in a table: its type number and rank, then a size for each axis: a
+   size >= 0 is fixed, -1 - s is symbol s (bound by the first argument that has it). */
+
+/* The arguments given all by name, in the order of `names` (a tuple of str): a new tuple, or
+   NULL (and no error) when `kwargs` lacks one of them (or there is no memory: binding them in
+   Python then says so). */
+static PyObject* gc_by_name(PyObject* kwargs, PyObject* names) {
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    PyObject* given = PyTuple_New(n);
+    if (given == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject* v = PyDict_GetItem(kwargs, PyTuple_GET_ITEM(names, i));  /* borrowed */
+        if (v == NULL) {
+            Py_DECREF(given);
+            return NULL;
+        }
+        Py_INCREF(v);
+        PyTuple_SET_ITEM(given, i, v);
+    }
+    return given;
+}
+
+/* Do the objects of the tuple `given` fit the table `spec`: each an ndarray of its type and
+   rank, C-contiguous, aligned and in native byte order, with its sizes? Fills data[i] and
+   sym[s] and returns -1 if so, else returns the position of the first argument that does
+   not fit. */
+static int gc_check_args(PyObject* given, const long long* spec, void** data, Py_ssize_t* sym,
+                         int nsym) {
+    int n = (int)PyTuple_GET_SIZE(given);
+    for (int s = 0; s < nsym; s++) sym[s] = -1;
+    for (int i = 0; i < n; i++) {
+        PyObject* o = PyTuple_GET_ITEM(given, i);
+        int typenum = (int)*spec++, ndim = (int)*spec++;
+        const long long* dims = spec;
+        spec += ndim;
+        if (!PyArray_Check(o)) return i;
+        PyArrayObject* a = (PyArrayObject*)o;
+        if (PyArray_TYPE(a) != typenum || PyArray_NDIM(a) != ndim ||
+            !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISBEHAVED_RO(a))
+            return i;
+        for (int k = 0; k < ndim; k++) {
+            npy_intp size = PyArray_DIM(a, k);
+            long long d = dims[k];
+            if (d >= 0) {
+                if (size != d) return i;
+            } else if (sym[-1 - d] < 0) {
+                sym[-1 - d] = size;
+            } else if (sym[-1 - d] != size) {
+                return i;
+            }
+        }
+        data[i] = PyArray_DATA(a);
+    }
+    return -1;
+}
+
+/* Do arrays a and b share a byte? */
+static int gc_overlap(PyArrayObject* a, PyArrayObject* b) {
+    char* pa = (char*)PyArray_DATA(a);
+    char* pb = (char*)PyArray_DATA(b);
+    npy_intp na = PyArray_NBYTES(a), nb = PyArray_NBYTES(b);
+    return na > 0 && nb > 0 && pa < pb + nb && pb < pa + na;
+}
+
+/* out=, for a function whose outputs are `outs`, a tuple of (part, key, ...): part -1 when
+   out= is one dict, else the position in out= (a tuple of dicts) of the dict that holds the
+   key. `spec` holds each output's type number and rank, `dims` their sizes one after the
+   other. Returns 0 and sets *arrays to a new tuple of the caller's arrays when each is an
+   ndarray of its type and sizes, C-contiguous, aligned, writeable and in native byte order,
+   sharing no memory with an input (the tuple `inputs`) or another output, and out= holds no
+   other key; 1 (and no error) when that is not so; -1 when Python failed (an error is set). */
+#define GC_MAX_PARTS 8
+static int gc_out_arrays(PyObject* out, PyObject* outs, const int* spec, const npy_intp* dims,
+                         PyObject* inputs, PyObject** arrays) {
+    Py_ssize_t n = PyTuple_GET_SIZE(outs), held[GC_MAX_PARTS], want[GC_MAX_PARTS];
+    for (int p = 0; p < GC_MAX_PARTS; p++) held[p] = want[p] = 0;
+    PyObject* got = PyTuple_New(n);
+    if (got == NULL) return -1;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject* entry = PyTuple_GET_ITEM(outs, k);
+        long part = PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
+        int slot = part < 0 ? 0 : (int)part;
+        if (slot >= GC_MAX_PARTS) goto bad;
+        PyObject* where = part < 0 ? (Py_INCREF(out), out) : PySequence_GetItem(out, part);
+        if (where == NULL) goto bad;
+        if (want[slot]++ == 0) held[slot] = PyObject_Length(where);
+        PyObject* value = held[slot] < 0 ? NULL : PyObject_GetItem(where, PyTuple_GET_ITEM(entry, 1));
+        Py_DECREF(where);
+        if (value == NULL) goto bad;
+        PyTuple_SET_ITEM(got, k, value);
+        int typenum = spec[2 * k], ndim = spec[2 * k + 1];
+        if (!PyArray_Check(value)) goto bad;
+        PyArrayObject* a = (PyArrayObject*)value;
+        if (PyArray_TYPE(a) != typenum || PyArray_NDIM(a) != ndim ||
+            !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISBEHAVED(a))
+            goto bad;
+        for (int d = 0; d < ndim; d++)
+            if (PyArray_DIM(a, d) != dims[d]) goto bad;
+        dims += ndim;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(inputs); i++)
+            if (gc_overlap(a, (PyArrayObject*)PyTuple_GET_ITEM(inputs, i))) goto bad;
+        for (Py_ssize_t j = 0; j < k; j++)
+            if (gc_overlap(a, (PyArrayObject*)PyTuple_GET_ITEM(got, j))) goto bad;
+    }
+    /* each dict holds as many arrays as are filled from it: a misspelt key is not ignored */
+    for (int p = 0; p < GC_MAX_PARTS; p++)
+        if (held[p] != want[p]) goto bad;
+    *arrays = got;
+    return 0;
+bad:
+    Py_DECREF(got);
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError) && !PyErr_ExceptionMatches(PyExc_IndexError) &&
+            !PyErr_ExceptionMatches(PyExc_TypeError))
+            return -1;
+        PyErr_Clear();
+    }
+    return 1;
+}
+    """
+    PyObject* gc_by_name(dict kwargs, tuple names)
+    int gc_check_args(tuple given, const long long* spec, void** data, Py_ssize_t* sym, int nsym)
+    int gc_overlap(ndarray a, ndarray b)
+    int gc_out_arrays(object out, tuple outs, const int* spec, const npy_intp* dims, tuple inputs, PyObject** arrays) except -1
+
+
+cdef tuple _bind(str fn, tuple args, dict kwargs, tuple names):
+    """The arguments in the order of `names`, given all by position or all by name; else
+    Python binds them or says what is wrong."""
+    cdef PyObject* by_name
+    if not kwargs and len(args) == len(names):
+        return args
+    if not args and len(kwargs) == len(names):
+        by_name = gc_by_name(kwargs, names)
+        if by_name != NULL:
+            given = <tuple>by_name
+            Py_DECREF(given)
+            return given
+    return _calls().bind(fn, names, args, kwargs)
+
+
+cdef list _sizes(const npy_intp* dims, int n):
+    return [dims[k] for k in range(n)]
 
 
 cdef tuple _ARG_NAMES = ('x', 'w')
+# each argument's (name, dtype, shape, sizes, integer), for the messages of calls.check_args
+cdef tuple _ARGS = (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False))
+
+cdef extern from *:
+    """
+    /* type number, rank, sizes (-1 - s: symbol s) of each argument (see gc_check_args) */
+    static const long long gc_args[] = {
+        NPY_FLOAT64, 2, -1, 2,  /* x: float64 (N, 2) */
+        NPY_FLOAT64, 1, 2,  /* w: float64 (2,) */
+    };
+    """
+    const long long* gc_args
 
 
 cdef struct _Inputs:  # what the checks found: data pointers and the symbolic sizes
@@ -577,82 +738,21 @@ cdef struct _Inputs:  # what the checks found: data pointers and the symbolic si
     Py_ssize_t d_N
 
 
-cdef tuple _bind(str fn, tuple args, dict kwargs):
-    """The arguments in declaration order, from positions (or all by name)."""
-    if not kwargs and len(args) == 2:
-        return args
-    if not args and len(kwargs) == 2:
-        try:
-            return (kwargs['x'], kwargs['w'], )
-        except KeyError:
-            pass  # an unknown name: bind names it
-    return _calls().bind(fn, _ARG_NAMES, args, kwargs)
-
-
 cdef tuple _check(str fn, tuple args, dict kwargs, _Inputs* got):
     """Check every argument (names, dtype, rank, sizes against the symbols, layout) and fill
     `got`; returns the arrays, which keeps any that were converted alive for the call."""
-    cdef tuple given = _bind(fn, args, kwargs)
-    cdef ndarray a_x = _array(fn, 'x', given[0], NPY_FLOAT64, "float64", 2, "(N, 2)")
-    cdef ndarray a_w = _array(fn, 'w', given[1], NPY_FLOAT64, "float64", 1, "(2,)")
-    got.d_N = PyArray_DIM(a_x, 0)
-    if PyArray_DIM(a_x, 1) != 2:
-        raise _calls().shape_error(fn, 'x', "(N, 2)", a_x, (("N", got.d_N, "x"), 2))
-    got.p_x = PyArray_DATA(a_x)
-    if PyArray_DIM(a_w, 0) != 2:
-        raise _calls().shape_error(fn, 'w', "(2,)", a_w, (2,))
-    got.p_w = PyArray_DATA(a_w)
-    return (a_x, a_w, )
-
-
-cdef ndarray _out_array(str fn, object out, int part, str key, int typenum, str dtype, int ndim, npy_intp* dims, tuple arrays):
-    """The caller's array for output `key` from `out=`, checked as thoroughly as an input and
-    not overlapping any input (the kernels would read what they had just written)."""
-    cdef ndarray a
-    cdef int k
-    try:
-        value = (out[part] if part >= 0 else out)[key]
-    except (KeyError, IndexError, TypeError):
-        value = None
-    cdef bint fits = isinstance(value, ndarray)
-    if fits:
-        a = <ndarray>value
-        fits = PyArray_TYPE(a) == typenum and PyArray_NDIM(a) == ndim and PyArray_IS_C_CONTIGUOUS(a) and PyArray_ISBEHAVED(a)
-        for k in range(ndim):
-            fits = fits and PyArray_DIM(a, k) == dims[k]
-        for x in arrays:
-            fits = fits and not _overlap(a, <ndarray>x)
-    if not fits:
-        raise _calls().out_error(fn, out, part, key, dtype, tuple([dims[k] for k in range(ndim)]), arrays)
-    return a
-
-
-cdef bint _overlap(ndarray a, ndarray b):
-    cdef char* pa = <char*>PyArray_DATA(a)
-    cdef char* pb = <char*>PyArray_DATA(b)
-    return pa < pb + PyArray_NBYTES(b) and pb < pa + PyArray_NBYTES(a) and PyArray_NBYTES(a) > 0 and PyArray_NBYTES(b) > 0
-
-
-cdef int _out_keys(str fn, object out, int part, Py_ssize_t count, tuple keys) except -1:
-    """`out=` (its dict `part`, as for _out_array) holds as many arrays as are filled from
-    it, so a misspelt key is an error instead of being ignored."""
-    cdef Py_ssize_t n = -1
-    try:
-        n = len(out if part < 0 else out[part])
-    except TypeError:
-        pass
-    if n != count:
-        raise _calls().out_keys_error(fn, out, keys)
-    return 0
-
-
-cdef int _distinct_outs(str fn, tuple outs, tuple keys) except -1:
-    cdef Py_ssize_t i, j
-    for i in range(len(outs)):
-        for j in range(i):
-            if _overlap(<ndarray>outs[i], <ndarray>outs[j]):
-                raise _calls().outs_overlap_error(fn, keys[i], keys[j])
-    return 0
+    cdef tuple given = _bind(fn, args, kwargs, _ARG_NAMES)
+    cdef void* data[2]
+    cdef Py_ssize_t sym[1]
+    if gc_check_args(given, gc_args, data, sym, 1) >= 0:
+        # a wrong argument, or one to convert (a list, another integer type)
+        given = _calls().check_args(fn, _ARGS, given)
+        if gc_check_args(given, gc_args, data, sym, 1) >= 0:
+            raise _calls().checks_disagree(fn, _ARGS, given)
+    got.p_x = data[0]
+    got.p_w = data[1]
+    got.d_N = sym[0]
+    return given
 
 
 cdef inline Py_ssize_t _aligned(Py_ssize_t nbytes) noexcept nogil:
@@ -750,6 +850,16 @@ cdef bint _forward_fits(double d_N) noexcept nogil:
     return at_o0 + _aligned_f(1*8) < _MAX_BYTES and off_partials + 512 < _MAX_BYTES
 
 
+# each output's (part of out=, key, dtype, rank) (see gc_out_arrays and calls.out_failure)
+cdef tuple _OUTS_forward = ((-1, 'loss', 'float64', 0),)
+
+cdef extern from *:
+    """
+    static const int gc_outs_forward[] = {NPY_FLOAT64, 0};  /* type number and rank of each */
+    """
+    const int* gc_outs_forward
+
+
 def forward(*args, out=None, **kwargs):
     """forward(*inputs, out=None, **inputs) -> dict of the model's outputs. out: a dict like the one returned, whose arrays are filled instead of new ones."""
     cdef _Inputs got
@@ -758,14 +868,20 @@ def forward(*args, out=None, **kwargs):
     if not _forward_fits(d_N):
         raise _calls().too_large_error("forward", {"N": d_N})
     # outputs: in one block of memory (see _block), or the caller's arrays (out=)
+    cdef npy_intp dims[1]  # each output's sizes, one after another
     cdef Py_ssize_t at_o0 = 0
     cdef char* data = NULL
-    block = _block("forward", at_o0 + _aligned(1*8), &data) if out is None else None
-    cdef npy_intp dims[8]  # the outputs' ranks
-    cdef ndarray o0 = _output(block, data + at_o0, 0, dims, NPY_FLOAT64) if out is None else _out_array("forward", out, -1, 'loss', NPY_FLOAT64, "float64", 0, dims, arrays)  # loss
-    if out is not None:
-        _distinct_outs("forward", (o0, ), ('loss', ))
-        _out_keys("forward", out, -1, 1, ((-1, 'loss'), ))
+    cdef PyObject* given = NULL
+    cdef ndarray o0
+    if out is None:
+        block = _block("forward", at_o0 + _aligned(1*8), &data)
+        o0 = _output(block, data + at_o0, 0, &dims[0], NPY_FLOAT64)  # loss
+    else:
+        if gc_out_arrays(out, _OUTS_forward, gc_outs_forward, dims, arrays, &given):
+            raise _calls().out_failure("forward", out, _OUTS_forward, _sizes(dims, 0), arrays)
+        outs = <tuple>given
+        Py_DECREF(outs)
+        o0 = <ndarray>outs[0]
     # arena: scratch memory of this call only (on the stack when small), so concurrent calls
     # never share it
     cdef Py_ssize_t off_buf0 = 0  # buf0: float64[N,2]
@@ -901,6 +1017,16 @@ cdef bint _value_and_grad_fits(double d_N) noexcept nogil:
     return at_o1 + _aligned_f(2*8) < _MAX_BYTES and off_partials + 512 < _MAX_BYTES
 
 
+# each output's (part of out=, key, dtype, rank) (see gc_out_arrays and calls.out_failure)
+cdef tuple _OUTS_value_and_grad = ((0, 'loss', 'float64', 0), (1, 'w', 'float64', 1))
+
+cdef extern from *:
+    """
+    static const int gc_outs_value_and_grad[] = {NPY_FLOAT64, 0, NPY_FLOAT64, 1};  /* type number and rank of each */
+    """
+    const int* gc_outs_value_and_grad
+
+
 def value_and_grad(*args, out=None, **kwargs):
     """value_and_grad(*inputs, out=None, **inputs) -> (outputs, grads): grads keyed by the names of the inputs differentiated. out: a pair like the one returned, whose arrays are filled instead of new ones."""
     cdef _Inputs got
@@ -909,18 +1035,25 @@ def value_and_grad(*args, out=None, **kwargs):
     if not _value_and_grad_fits(d_N):
         raise _calls().too_large_error("value_and_grad", {"N": d_N})
     # outputs: in one block of memory (see _block), or the caller's arrays (out=)
+    cdef npy_intp dims[1]  # each output's sizes, one after another
+    dims[0] = 2  # dloss/dw
     cdef Py_ssize_t at_o0 = 0
     cdef Py_ssize_t at_o1 = at_o0 + _aligned(1*8)
     cdef char* data = NULL
-    block = _block("value_and_grad", at_o1 + _aligned(2*8), &data) if out is None else None
-    cdef npy_intp dims[8]  # the outputs' ranks
-    cdef ndarray o0 = _output(block, data + at_o0, 0, dims, NPY_FLOAT64) if out is None else _out_array("value_and_grad", out, 0, 'loss', NPY_FLOAT64, "float64", 0, dims, arrays)  # loss
-    dims[0] = 2
-    cdef ndarray o1 = _output(block, data + at_o1, 1, dims, NPY_FLOAT64) if out is None else _out_array("value_and_grad", out, 1, 'w', NPY_FLOAT64, "float64", 1, dims, arrays)  # dloss/dw
-    if out is not None:
-        _distinct_outs("value_and_grad", (o0, o1, ), ('loss', 'w', ))
-        _out_keys("value_and_grad", out, 0, 1, ((0, 'loss'), (1, 'w'), ))
-        _out_keys("value_and_grad", out, 1, 1, ((0, 'loss'), (1, 'w'), ))
+    cdef PyObject* given = NULL
+    cdef ndarray o0
+    cdef ndarray o1
+    if out is None:
+        block = _block("value_and_grad", at_o1 + _aligned(2*8), &data)
+        o0 = _output(block, data + at_o0, 0, &dims[0], NPY_FLOAT64)  # loss
+        o1 = _output(block, data + at_o1, 1, &dims[0], NPY_FLOAT64)  # dloss/dw
+    else:
+        if gc_out_arrays(out, _OUTS_value_and_grad, gc_outs_value_and_grad, dims, arrays, &given):
+            raise _calls().out_failure("value_and_grad", out, _OUTS_value_and_grad, _sizes(dims, 1), arrays)
+        outs = <tuple>given
+        Py_DECREF(outs)
+        o0 = <ndarray>outs[0]
+        o1 = <ndarray>outs[1]
     # arena: scratch memory of this call only (on the stack when small), so concurrent calls
     # never share it
     cdef Py_ssize_t off_buf0 = 0  # buf0: float64[N,2]

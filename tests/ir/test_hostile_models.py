@@ -433,7 +433,7 @@ def test_keyword_names_compile_and_run(tmp_path):
     """Input and symbol names that are C or Cython keywords, or names the generated code uses
     itself, are only ever parts of longer names there; with a hostile loc and output name the
     module builds and computes what the interpreter does. An output of rank 12 (more than the
-    8 dims the generated code used to have room for) comes back whole."""
+    8 dims the generated code once had room for) comes back whole."""
     g = gc.Graph("int")
     with g.at(EVIL):
         a = g.input("double", shape=("int", 2))
@@ -445,7 +445,7 @@ def test_keyword_names_compile_and_run(tmp_path):
         g.output(EVIL_OUT, gc.sum(rows * rows))
         g.output("deep", gc.tanh(a.reshape(("int",) + (1,) * 10 + (2,))))
     m = gc.compile(g, out_dir=tmp_path, functions=["value_and_grad"])
-    assert "cdef npy_intp dims[12]" in m.source
+    assert "cdef npy_intp dims[14]" in m.source  # every output's sizes: 0 + 12 + 1 + 1
     inputs = {
         "double": np.array([[0.5, -1.0], [2.0, 0.25], [1.0, 1.0]]),
         "cdef": np.array([0.3, -0.7]),
