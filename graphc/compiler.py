@@ -253,7 +253,7 @@ def _checkpoint(
     joint: Graph, backward_from: int, memory: str, size_hint: int, budget: int, fusion: bool
 ) -> tuple[Graph, Checkpointing]:
     """Checkpoint `joint` to fit `budget`; the report quotes final plans, not the quick ones
-    the search compares candidates with."""
+    the search compares candidates with (see choose_checkpoints)."""
     outputs = list(joint.outputs)
 
     def quick_arena(h: Graph) -> tuple[int, int]:
@@ -264,16 +264,11 @@ def _checkpoint(
             s.section == "forward" for s in prog.steps
         )
 
-    chosen, report = choose_checkpoints(joint, backward_from, budget, quick_arena)
-
     def arena(h: Graph) -> int:
         prog, plan = _schedule_and_plan(h, outputs, backward_from, memory, size_hint, fusion)
         return plan.arena_bytes(_hint_sizes(prog, size_hint))
 
-    final = arena(chosen)
-    return chosen, dataclasses.replace(
-        report, arena_bytes=final, unbudgeted_arena_bytes=arena(joint), fits=final <= budget
-    )
+    return choose_checkpoints(joint, backward_from, budget, quick_arena, arena)
 
 
 def _metadata(st: Stages, dtype: str) -> dict[str, str]:

@@ -109,24 +109,45 @@ def choose_checkpoints(
     backward_from: int,
     budget: int,
     arena_of: Callable[[Graph], tuple[int, int]],
+    final_of: Callable[[Graph], int],
+    finalists: int = 3,
 ) -> tuple[Graph, Checkpointing]:
-    """The graph with the least recomputation whose planned arena fits `budget` bytes;
-    `arena_of(graph)` plans a graph and returns (arena bytes, forward steps)."""
+    """The graph with the least recomputation whose arena fits `budget` bytes. The search
+    compares quick plans, `arena_of(graph)` -> (arena bytes, forward steps); when no candidate
+    fits, the `finalists` smallest of them and `g` itself are planned for real (`final_of`)
+    and the smallest of those is kept, so checkpointing never makes the arena larger."""
     saved = saved_values(g, backward_from)
     base, fwd_steps = arena_of(g)
-    best = (base, 1, g, 0, len(saved))
+    candidates = [(base, 1, g, 0, len(saved))]  # (quick arena, every, graph, recomputed, kept)
     if base > budget and saved:
         limit = max(2, math.isqrt(len(saved)) * 2)
         for every in range(2, limit + 1):
             keep = set(saved[every - 1 :: every])
             h, recomputed = rematerialize(g, backward_from, keep)
-            arena, _ = arena_of(h)
-            if arena < best[0]:
-                best = (arena, every, h, recomputed, len(keep))
-            if arena <= budget:
-                best = (arena, every, h, recomputed, len(keep))
+            candidates.append((arena_of(h)[0], every, h, recomputed, len(keep)))
+            if candidates[-1][0] <= budget:
                 break
-    arena, every, h, recomputed, kept = best
+    finals: dict[int, int] = {}  # id of a candidate's graph -> its final arena
+
+    def final(c: tuple) -> int:
+        if id(c[2]) not in finals:
+            finals[id(c[2])] = final_of(c[2])
+        return finals[id(c[2])]
+
+    chosen = candidates[-1]
+    if chosen[0] > budget:
+        ranked = sorted(candidates[1:], key=lambda c: c[0])[:finalists] + candidates[:1]
+        chosen = min(ranked, key=lambda c: (final(c), c[3]))
+    _, every, h, recomputed, kept = chosen
+    arena = final(chosen)
     return h, Checkpointing(
-        every, kept, len(saved), recomputed, fwd_steps, arena, base, budget, arena <= budget
+        every,
+        kept,
+        len(saved),
+        recomputed,
+        fwd_steps,
+        arena,
+        final(candidates[0]),
+        budget,
+        arena <= budget,
     )

@@ -87,14 +87,10 @@ def chain_beside_data() -> gc.Graph:
     return g
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="checkpointing with an unreachable budget ranks its candidates by quick plans "
-    "(strategy 'schedule', id order) and keeps the smallest of those, whose final plan can "
-    "be larger than the unbudgeted one (here 189056 bytes against 188544; every=5 gives 155968)",
-)
 def test_checkpointing_never_grows_the_arena() -> None:
     """With a budget it cannot meet, checkpointing keeps "the smallest found": never a plan
-    larger than no checkpointing at all, which is one of the candidates."""
+    larger than no checkpointing at all, which is one of the candidates. It used to rank its
+    candidates by quick plans only and keep the smallest of those, whose final plan was larger
+    than the unbudgeted one here (189056 bytes against 188544; every=5 gives 155968)."""
     c = run_stages(chain_beside_data(), memory_budget=1, functions=["value_and_grad"]).checkpointing
     assert c.arena_bytes <= c.unbudgeted_arena_bytes, str(c)
