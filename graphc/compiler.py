@@ -24,7 +24,7 @@ from graphc.ir.shapes import FLOAT_DTYPES
 from graphc.ir.verify import verify
 from graphc.optim import Optimizer
 from graphc.passes.concurrency import pair_independent
-from graphc.passes.derivatives import hvp, hvp_name, jvp, tangent_name
+from graphc.passes.derivatives import hvp, hvp_name, jvp, tangent_name, vector_name
 from graphc.passes.fuse import fuse
 from graphc.passes.grad import grad, grad_name
 from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, plan_memory
@@ -202,7 +202,7 @@ def _extend(
         returns = (plain, {tangent_name(o): o for o in g.outputs})
     else:
         ext = hvp(base, of=of, wrt=wrt)
-        extra = {f"{w}_v": w for w in wrt}
+        extra = {vector_name(w): w for w in wrt}
         returns = (plain, {grad_name(of, w): w for w in wrt}, {hvp_name(of, w): w for w in wrt})
     outputs = [o for keys in returns for o in keys]
     inputs = [*g.input_ids(), *extra]
@@ -286,7 +286,7 @@ def _metadata(st: Stages, dtype: str) -> dict[str, str]:
         "STATE": repr(_state(st)),
         "OPTIMIZER": repr(repr(st.train.optimizer) if st.train else None),
         "TANGENTS": repr({tangent_name(w): w for w in wrt} if "jvp" in st.programs else {}),
-        "VECTORS": repr({f"{w}_v": w for w in wrt} if "hvp" in st.programs else {}),
+        "VECTORS": repr({vector_name(w): w for w in wrt} if "hvp" in st.programs else {}),
         "PLAN": repr(
             {
                 name: {"slots": len(plan.slots), "steps": len(prog.steps)}

@@ -15,7 +15,7 @@ or forward over reverse (`mode="forward"`, the JVP of the gradient); both are ex
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -31,6 +31,12 @@ def tangent_name(name: str) -> str:
     """The input holding the tangent of input `name`, or the output holding the directional
     derivative of output `name`: `x_dot`, `loss_dot`."""
     return f"{name}_dot"
+
+
+def vector_name(name: str) -> str:
+    """The input holding the vector v that multiplies the Hessian, for the block of input
+    `name`: `W1_v`."""
+    return f"{name}_v"
 
 
 def hvp_name(of: str, w: str) -> str:
@@ -137,11 +143,11 @@ def hvp(
 ) -> Graph:
     """A new graph with the outputs of `g`, the gradient of `of` (outputs `grad_name(of, w)`)
     and, for each w in `wrt` (default: the params), the block `hvp_name(of, w)` of H v, where
-    H is the Hessian of `of` and v is given as inputs `vectors[w]` (default `w + "_v"`).
+    H is the Hessian of `of` and v is given as inputs `vectors[w]` (default `vector_name(w)`).
     `mode`: "reverse" (reverse over reverse) or "forward" (forward over reverse)."""
     g = as_graph(g)
     targets = _select_wrt(g, wrt)
-    vectors = {w: (vectors or {}).get(w, f"{w}_v") for w in targets}
+    vectors = {w: (vectors or {}).get(w, vector_name(w)) for w in targets}
     grads = {w: grad_name(of, w) for w in targets}
     have = all(name in g.outputs for name in grads.values())  # e.g. a compiler's joint graph
     d = g.copy() if have else grad(g, of=of, wrt=list(targets))
@@ -212,52 +218,55 @@ def jacobian(g: Graph, of: str | Iterable[str], wrt: str | Iterable[str] | None 
     n_out = {o: _static_size(g, g.outputs[o], f"output {o!r}") for o in outs}
     forward = sum(n_in.values()) < sum(n_out.values())
     h = g.copy()
-    blocks: dict[str, int] = {}
-    if forward:
+    if forward:  # a column of every block per input element: t = that basis vector
         base = jvp(g, of=outs, wrt=list(targets))
-        t_ids = {w: base.input_ids()[tangent_name(w)] for w in targets}
-        columns: dict[tuple[str, str], list[Value]] = {(o, w): [] for o in outs for w in targets}
-        for w in targets:
-            for k in range(n_in[w]):
-                bind = {}
-                for v in targets:
-                    e = np.zeros(n_in[v])
-                    if v == w:
-                        e[k] = 1.0
-                    a = g.nx.nodes[targets[v]]
-                    bind[t_ids[v]] = h.const(e.reshape(a["shape"]), a["dtype"]).id
-                for o in outs:
-                    col = _instantiate(h, base, base.outputs[tangent_name(o)], bind)
-                    columns[(o, w)].append(api.reshape(Value(h, col), (n_out[o], 1)))
-        for (o, w), cols in columns.items():
-            joined = cols[0] if len(cols) == 1 else api.concat(cols, axis=1)
-            shape = (*g.nx.nodes[g.outputs[o]]["shape"], *g.nx.nodes[targets[w]]["shape"])
-            blocks[grad_name(o, w)] = api.reshape(joined, shape).id
-        passes = sum(n_in.values())
-    else:
+        seeds = {w: (base.input_ids()[tangent_name(w)], targets[w], n_in[w]) for w in targets}
+        read = lambda w: [((o, w), base.outputs[tangent_name(o)], (n_out[o], 1)) for o in outs]
+    else:  # a row of every block per output element: the cotangent = that basis vector
         base, names = _linear_in(g, outs, targets)
-        c_ids = {o: base.input_ids()[names[o]] for o in outs}
-        rows: dict[tuple[str, str], list[Value]] = {(o, w): [] for o in outs for w in targets}
-        for o in outs:
-            for k in range(n_out[o]):
-                bind = {}
-                for p in outs:
-                    e = np.zeros(n_out[p])
-                    if p == o:
-                        e[k] = 1.0
-                    a = g.nx.nodes[g.outputs[p]]
-                    bind[c_ids[p]] = h.const(e.reshape(a["shape"]), a["dtype"]).id
-                for w in targets:
-                    row = _instantiate(h, base, base.outputs[grad_name(names["of"], w)], bind)
-                    rows[(o, w)].append(api.reshape(Value(h, row), (1, n_in[w])))
-        for (o, w), rs in rows.items():
-            joined = rs[0] if len(rs) == 1 else api.concat(rs, axis=0)
+        seeds = {o: (base.input_ids()[names[o]], g.outputs[o], n_out[o]) for o in outs}
+        of = names["of"]
+        read = lambda o: [((o, w), base.outputs[grad_name(of, w)], (1, n_in[w])) for w in targets]
+    parts = _basis_passes(h, g, base, seeds, read)
+    blocks: dict[str, int] = {}
+    for o in outs:
+        for w in targets:
+            got = parts[(o, w)]
+            joined = got[0] if len(got) == 1 else api.concat(got, axis=1 if forward else 0)
             shape = (*g.nx.nodes[g.outputs[o]]["shape"], *g.nx.nodes[targets[w]]["shape"])
             blocks[grad_name(o, w)] = api.reshape(joined, shape).id
-        passes = sum(n_out.values())
+    passes = sum(n_in.values()) if forward else sum(n_out.values())
     result = _finish(h, {**g.outputs, **blocks})
     result.nx.graph["jacobian"] = {"mode": "forward" if forward else "reverse", "passes": passes}
     return result
+
+
+def _basis_passes(
+    h: Graph,
+    g: Graph,
+    base: Graph,
+    seeds: dict[str, tuple[int, int, int]],
+    read: Callable[[str], list[tuple[tuple[str, str], int, tuple[int, int]]]],
+) -> dict[tuple[str, str], list[Value]]:
+    """One copy of linear `base` in `h` per element k of each seed s: base's seed inputs
+    (`seeds`: name -> (its input in base, the node of g with its shape and dtype, its size))
+    bound to constants, the k-th basis vector for s and zero for the others. Each copy's
+    outputs `read(s)` -> (key, output in base, shape) are reshaped and listed under key, in
+    order of k."""
+    got: dict[tuple[str, str], list[Value]] = {}
+    for s, (_, _, size) in seeds.items():
+        for k in range(size):
+            bind = {}
+            for t, (seed, node, n) in seeds.items():
+                e = np.zeros(n)
+                if t == s:
+                    e[k] = 1.0
+                a = g.nx.nodes[node]
+                bind[seed] = h.const(e.reshape(a["shape"]), a["dtype"]).id
+            for key, out, shape in read(s):
+                value = Value(h, _instantiate(h, base, out, bind))
+                got.setdefault(key, []).append(api.reshape(value, shape))
+    return got
 
 
 def hessian(g: Graph, of: str, wrt: str | Iterable[str] | None = None) -> Graph:
