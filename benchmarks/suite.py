@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import textwrap
@@ -813,13 +814,40 @@ def compile_once(wl: Workload, out_dir: Path, opt_level: int | None) -> tuple[An
     return module, time.perf_counter() - t0
 
 
+def cold_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """In a fresh process: one cold build of a workload into the new directory `spec["dir"]`,
+    as `graphc compile` would do it (Cython started in this process, nothing cached)."""
+    wl = workloads(spec["quick"])[spec["cold"]]
+    module, seconds = compile_once(wl, Path(spec["dir"]), spec["opt_level"])
+    meta = getattr(module.built, "meta", {}) or {}
+    return {"seconds": seconds, "stages": meta.get("build_seconds", {})}
+
+
 def build(
-    wl: Workload, build_dir: Path, fresh: Path | None, opt_level: int | None = None
+    wl: Workload,
+    build_dir: Path,
+    fresh: Path | None,
+    opt_level: int | None = None,
+    cold_builds: int = 0,
 ) -> dict[str, Any]:
     """graphc's compile times for `wl` and the cache entry the children load. With `fresh` (a
     new, empty directory), the first compile there is a cold build; else the first compile is
     into `build_dir`, cold only if the module is not cached there yet. Either way a second
-    compile into the same directory is the cache hit."""
+    compile into the same directory is the cache hit. With `fresh`, `cold_builds` more cold
+    builds each run in a fresh process (their first use of Cython included) into
+    directories of their own under it."""
+    colds = [
+        run_child(
+            "benchmarks.suite",
+            {
+                "cold": wl.key,
+                "quick": False,
+                "opt_level": opt_level,
+                "dir": str(fresh / f"fresh-{k}"),
+            },
+        )  # fmt: skip
+        for k in range(cold_builds if fresh is not None else 0)
+    ]
     first_dir = fresh if fresh is not None else build_dir
     module, first = compile_once(wl, first_dir, opt_level)
     again, hit = compile_once(wl, first_dir, opt_level)
@@ -836,6 +864,8 @@ def build(
         "stage_seconds": meta.get("build_seconds", {}),
         "pyx_lines": again.source.count("\n"),
         "so_bytes": meta.get("so_bytes"),
+        "fresh_cold_s": [c["seconds"] for c in colds if "seconds" in c],
+        "fresh_cold_errors": [c["error"] for c in colds if "error" in c],
     }
 
 
@@ -972,10 +1002,16 @@ def builds_table(results: Sequence[WorkloadResult]) -> str:
     for res in results:
         b = res.build
         if not b:
-            rows.append([res.workload.key, "failed", "-", "-", "-", "-", "-"])
+            rows.append([res.workload.key, "failed", "-", "-", "-", "-", "-", "-"])
             continue
         st = b["stage_seconds"] if not b["first_was_cache_hit"] else {}
         first = b["first_compile_s"]
+        colds = b.get("fresh_cold_s") or []
+        fresh = (
+            f"{statistics.median(colds):.2f} ({', '.join(f'{c:.2f}' for c in colds)})"
+            if colds
+            else "-"
+        )
         rows.append(
             [
                 res.workload.key,
@@ -983,6 +1019,7 @@ def builds_table(results: Sequence[WorkloadResult]) -> str:
                 f"{first:.2f}" if first >= 1 else f"{first:.3f}",
                 f"{st['cython']:.2f}" if "cython" in st else "-",
                 f"{st['cc']:.2f}" if "cc" in st else "-",
+                fresh,
                 f"{b['cache_hit_s'] * 1e3:.1f}" + ("" if b["second_was_cache_hit"] else " (MISS)"),
                 str(b["pyx_lines"]),
             ]
@@ -993,6 +1030,7 @@ def builds_table(results: Sequence[WorkloadResult]) -> str:
         "seconds",
         "Cython s",
         "cc s",
+        "cold builds, fresh processes: median (each) s",
         "cache hit ms",
         "pyx lines",
     ]
@@ -1202,6 +1240,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="time everything under load: N processes each running short-lived busy Python "
         "processes one after another, as a test suite or a build would (default 0)",
     )
+    ap.add_argument(
+        "--cold-builds",
+        type=int,
+        default=3,
+        metavar="K",
+        help="also time K cold builds of each workload, each in a fresh process, and report "
+        "their median (default 3; not in --quick runs)",
+    )
     ap.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     unknown = set(args.workloads) - set(ALL_WORKLOADS)
@@ -1217,7 +1263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child is not None:
         try:
-            print(json.dumps(child(json.loads(args.child))))
+            spec = json.loads(args.child)
+            print(json.dumps(cold_child(spec) if "cold" in spec else child(spec)))
         except Exception:
             traceback.print_exc()
             return 1
@@ -1235,7 +1282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[{wl.key}] building graphc's module ...", file=sys.stderr, flush=True)
             fresh = None if args.quick else Path(tmp) / f"cold-{wl.key}"
             try:
-                facts = build(wl, args.build_dir, fresh, args.opt_level)
+                facts = build(wl, args.build_dir, fresh, args.opt_level, args.cold_builds)
             except Exception as exc:  # graphc could not build it: report, go on with the rest
                 traceback.print_exc()
                 results.append(WorkloadResult(wl, {}, failed={"graphc build": why(exc)}))

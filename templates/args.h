@@ -5,9 +5,6 @@
    in Python, converts what it can (lists, other integer types) and words the error. */
 #include <numpy/arrayobject.h>
 
-/* An argument's entry in a table: its type number and rank, then a size for each axis: a
-   size >= 0 is fixed, -1 - s is symbol s (bound by the first argument that has it). */
-
 /* The arguments given all by name, in the order of `names` (a tuple of str): a new tuple, or
    NULL (and no error) when `kwargs` lacks one of them (or there is no memory: binding them in
    Python then says so). */
@@ -31,9 +28,10 @@ static PyObject* gc_by_name(PyObject* kwargs, PyObject* names) {
 }
 
 /* Do the objects of the tuple `given` fit the table `spec`: each an ndarray of its type and
-   rank, C-contiguous, aligned and in native byte order, with its sizes? Fills data[i] and
-   sym[s] and returns -1 if so, else returns the position of the first argument that does
-   not fit. */
+   rank, C-contiguous, aligned and in native byte order, with its sizes? An argument's entry
+   in the table is its type number and rank, then a size for each axis: a size >= 0 is fixed,
+   -1 - s is symbol s (bound by the first argument that has it). Fills data[i] and sym[s] and
+   returns -1 if they fit, else the position of the first argument that does not. */
 static int gc_check_args(PyObject* given, const long long* spec, void** data, Py_ssize_t* sym,
                          int nsym) {
     int n = (int)PyTuple_GET_SIZE(given);
@@ -94,7 +92,8 @@ static int gc_out_arrays(PyObject* out, PyObject* outs, const int* spec, const n
         PyObject* where = part < 0 ? (Py_INCREF(out), out) : PySequence_GetItem(out, part);
         if (where == NULL) goto bad;
         if (want[slot]++ == 0) held[slot] = PyObject_Length(where);
-        PyObject* value = held[slot] < 0 ? NULL : PyObject_GetItem(where, PyTuple_GET_ITEM(entry, 1));
+        PyObject* key = PyTuple_GET_ITEM(entry, 1);
+        PyObject* value = held[slot] < 0 ? NULL : PyObject_GetItem(where, key);
         Py_DECREF(where);
         if (value == NULL) goto bad;
         PyTuple_SET_ITEM(got, k, value);

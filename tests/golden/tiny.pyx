@@ -4,13 +4,36 @@
 # Compile it again with `graphc compile` instead; each statement below names the node
 # and the model line it computes. Backward statements are marked `adj:`.
 
-from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_New
-from cpython.object cimport PyObject
-from cpython.ref cimport Py_DECREF, Py_INCREF
-from libc.math cimport INFINITY, NAN, erf, erfc, fabs, pow, sqrt
-from libc.limits cimport INT_MAX
-from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memset
+# The C the module calls, declared here rather than cimported from Cython's declarations of
+# the C library and the Python C-API: Cython would read those files at every build.
+cdef extern from "Python.h":
+    ctypedef struct PyObject
+    void Py_INCREF(object)
+    void Py_DECREF(object)
+    ctypedef void (*PyCapsule_Destructor)(object) noexcept
+    object PyCapsule_New(void* pointer, const char* name, PyCapsule_Destructor destructor)
+    void* PyCapsule_GetPointer(object capsule, const char* name) except? NULL
+    const char* PyCapsule_GetName(object capsule) except? NULL
+
+cdef extern from "<math.h>" nogil:
+    const double INFINITY
+    const double NAN
+    double erf(double)
+    double erfc(double)
+    double fabs(double)
+    double pow(double, double)
+    double sqrt(double)
+
+cdef extern from "<limits.h>":
+    const int INT_MAX
+
+cdef extern from "<stdlib.h>" nogil:
+    void* malloc(size_t)
+    void free(void*)
+
+cdef extern from "<string.h>" nogil:
+    void* memcpy(void*, const void*, size_t)
+    void* memset(void*, int, size_t)
 
 # exp, log and tanh as straight-line C (no branches, no calls, no tables) that the C compiler
 # vectorises like any other arithmetic. Because the same instructions run in every vector lane
@@ -569,9 +592,6 @@ cdef extern from *:
    in Python, converts what it can (lists, other integer types) and words the error. */
 #include <numpy/arrayobject.h>
 
-/* An argument's entry in a table: its type number and rank, then a size for each axis: a
-   size >= 0 is fixed, -1 - s is symbol s (bound by the first argument that has it). */
-
 /* The arguments given all by name, in the order of `names` (a tuple of str): a new tuple, or
    NULL (and no error) when `kwargs` lacks one of them (or there is no memory: binding them in
    Python then says so). */
@@ -595,9 +615,10 @@ static PyObject* gc_by_name(PyObject* kwargs, PyObject* names) {
 }
 
 /* Do the objects of the tuple `given` fit the table `spec`: each an ndarray of its type and
-   rank, C-contiguous, aligned and in native byte order, with its sizes? Fills data[i] and
-   sym[s] and returns -1 if so, else returns the position of the first argument that does
-   not fit. */
+   rank, C-contiguous, aligned and in native byte order, with its sizes? An argument's entry
+   in the table is its type number and rank, then a size for each axis: a size >= 0 is fixed,
+   -1 - s is symbol s (bound by the first argument that has it). Fills data[i] and sym[s] and
+   returns -1 if they fit, else the position of the first argument that does not. */
 static int gc_check_args(PyObject* given, const long long* spec, void** data, Py_ssize_t* sym,
                          int nsym) {
     int n = (int)PyTuple_GET_SIZE(given);
@@ -658,7 +679,8 @@ static int gc_out_arrays(PyObject* out, PyObject* outs, const int* spec, const n
         PyObject* where = part < 0 ? (Py_INCREF(out), out) : PySequence_GetItem(out, part);
         if (where == NULL) goto bad;
         if (want[slot]++ == 0) held[slot] = PyObject_Length(where);
-        PyObject* value = held[slot] < 0 ? NULL : PyObject_GetItem(where, PyTuple_GET_ITEM(entry, 1));
+        PyObject* key = PyTuple_GET_ITEM(entry, 1);
+        PyObject* value = held[slot] < 0 ? NULL : PyObject_GetItem(where, key);
         Py_DECREF(where);
         if (value == NULL) goto bad;
         PyTuple_SET_ITEM(got, k, value);
