@@ -76,6 +76,19 @@ def test_float32_build(out_dir):
         m.forward(**INPUTS)
 
 
+def test_a_model_without_inputs(out_dir):
+    """Constants alone: the module takes no arguments (and refuses any), and fills out= too."""
+    g = gc.Graph("no_inputs")
+    g.output("y", gc.sum(gc.tanh(g.const(np.array([1.0, -2.0, 0.5])))))
+    m = gc.compile(g, out_dir=out_dir)
+    want = np.tanh([1.0, -2.0, 0.5]).sum()
+    np.testing.assert_allclose(m.forward()["y"], want, rtol=1e-15)
+    out = {"y": np.zeros(())}
+    assert m.forward(out=out)["y"] is out["y"] and out["y"] == m.forward()["y"]
+    with pytest.raises(TypeError, match=r"forward\(\) takes 0 arguments"):
+        m.forward(np.zeros(3))
+
+
 def test_mlp_with_softmax_cross_entropy(out_dir):
     g, inputs = mlp(np.random.default_rng(2), hidden=7)
     m = gc.compile(g, out_dir=out_dir)
