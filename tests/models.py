@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import graphc as gc
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_REFERENCE = ROOT.parent / "shared" / "reference" / "seed_network.json"
+
+# For tests that build modules themselves rather than through gc.compile.
+NEEDS_CC = pytest.mark.skipif(
+    not (os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")),
+    reason="needs a C compiler",
+)
 
 
 def seed_net() -> gc.Graph:
@@ -43,6 +52,11 @@ def seed_reference() -> dict:
         "forward": {"loss": ref["loss"]},
         "gradients": {k: ref[k] for k in ("W1", "b1", "W2", "b2")},
     }
+
+
+def seed_inputs() -> dict[str, np.ndarray]:
+    """The published seed-network inputs as float64 arrays."""
+    return {k: np.array(v, dtype=np.float64) for k, v in seed_reference()["inputs"].items()}
 
 
 def elementwise_chain() -> gc.Graph:

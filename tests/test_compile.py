@@ -13,11 +13,11 @@ import pytest
 import graphc as gc
 from graphc.cli import main
 from graphc.compiler import run_stages
-from tests.models import ROOT, mlp, seed_net, seed_reference
+from tests.models import ROOT, mlp, seed_inputs, seed_net, seed_reference
 
 pytestmark = pytest.mark.compiler
 REF = seed_reference()
-INPUTS = {k: np.array(v, dtype=np.float64) for k, v in REF["inputs"].items()}
+INPUTS = seed_inputs()
 GOLDEN = Path(__file__).parent / "golden" / "tiny.pyx"
 
 

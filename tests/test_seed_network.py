@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from tests.models import ROOT, SHARED_REFERENCE, seed_net, seed_reference
+from tests.models import ROOT, SHARED_REFERENCE, seed_inputs, seed_net, seed_reference
 
 REF = seed_reference()
-INPUTS = {k: np.array(v, dtype=np.float64) for k, v in REF["inputs"].items()}
+INPUTS = seed_inputs()
 TOL = {"rtol": 1e-12, "atol": 1e-15}
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from tests.models import ROOT
+from tests.models import ROOT, seed_inputs
 
 README = ROOT / "README.md"
 SGD = gc.optim.SGD(lr=0.1, momentum=0.9)
@@ -39,14 +39,7 @@ def seed_net(name: str = "seed_net") -> gc.Graph:
     return g
 
 
-INPUTS = {
-    "x": np.array([[0.2, 0.1, 0.3]]),
-    "y": np.array([[0.7, 0.3]]),
-    "W1": np.array([[0.1, 0.3, 0.5], [0.2, 0.4, 0.6]]),
-    "b1": np.array([0.1, 0.2]),
-    "W2": np.array([[0.2, 0.4], [0.3, 0.1]]),
-    "b2": np.array([0.0]),
-}
+INPUTS = seed_inputs()
 
 
 def read_only(a: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ k-th saved value, with k from 1 (keep everything) up, until the plan fits the bu
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,27 +128,17 @@ def choose_checkpoints(
             candidates.append((arena_of(h)[0], every, h, recomputed, len(keep)))
             if candidates[-1][0] <= budget:
                 break
-    finals: dict[int, int] = {}  # id of a candidate's graph -> its final arena
 
-    def final(c: tuple) -> int:
-        if id(c[2]) not in finals:
-            finals[id(c[2])] = final_of(c[2])
-        return finals[id(c[2])]
+    @functools.cache
+    def final(k: int) -> int:  # candidate k's arena, planned for real
+        return final_of(candidates[k][2])
 
-    chosen = candidates[-1]
-    if chosen[0] > budget:
-        ranked = sorted(candidates[1:], key=lambda c: c[0])[:finalists] + candidates[:1]
-        chosen = min(ranked, key=lambda c: (final(c), c[3]))
-    _, every, h, recomputed, kept = chosen
-    arena = final(chosen)
+    k = len(candidates) - 1
+    if candidates[k][0] > budget:
+        ranked = sorted(range(1, len(candidates)), key=lambda i: candidates[i][0])
+        k = min([*ranked[:finalists], 0], key=lambda i: (final(i), candidates[i][3]))
+    _, every, h, recomputed, kept = candidates[k]
     return h, Checkpointing(
-        every,
-        kept,
-        len(saved),
-        recomputed,
-        fwd_steps,
-        arena,
-        final(candidates[0]),
-        budget,
-        arena <= budget,
-    )
+        every, kept, len(saved), recomputed, fwd_steps, final(k), final(0), budget,
+        final(k) <= budget,
+    )  # fmt: skip

@@ -45,7 +45,7 @@ def check_args(fn: str, spec: tuple, given: tuple) -> tuple:
     arrays = []
     for (name, dtype, shape, sizes, integer), value in zip(spec, given, strict=True):
         a = value
-        if integer and not _fits(value, dtype, len(sizes), ndim_too=False):
+        if integer and not _fits(value, dtype):
             a = int_array(fn, name, value, dtype)
         if not isinstance(a, np.ndarray):
             a = as_array(fn, name, a, dtype, shape)
@@ -67,12 +67,12 @@ def check_args(fn: str, spec: tuple, given: tuple) -> tuple:
     return tuple(arrays)
 
 
-def _fits(a: Any, dtype: str, ndim: int, ndim_too: bool = True) -> bool:
-    """Would the module's C check take `a` as an argument of `dtype` and rank `ndim`?"""
+def _fits(a: Any, dtype: str, ndim: int | None = None) -> bool:
+    """Would the module's C check take `a` as an argument of `dtype` (and rank `ndim`)?"""
     return (
         isinstance(a, np.ndarray)
         and a.dtype.num == np.dtype(dtype).num
-        and (a.ndim == ndim or not ndim_too)
+        and ndim in (None, a.ndim)
         and a.flags.c_contiguous
         and a.flags.aligned
         and a.dtype.isnative

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,14 +24,9 @@ from graphc.runtime import (
     load_module,
 )
 from graphc.runtime.cache import EXT_SUFFIX
+from tests.models import NEEDS_CC
 
-pytestmark = [
-    pytest.mark.compiler,
-    pytest.mark.skipif(
-        not (os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")),
-        reason="needs a C compiler",
-    ),
-]
+pytestmark = [pytest.mark.compiler, NEEDS_CC]
 
 TINY = "def twice(double x):\n    return 2 * x\n"
 TINY2 = TINY + "\n\ndef thrice(double x):\n    return 3 * x\n"

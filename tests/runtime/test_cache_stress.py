@@ -29,15 +29,9 @@ from graphc.cli import main
 from graphc.errors import BuildError
 from graphc.runtime import BuiltModule, build_module, cache, load, load_module
 from graphc.runtime.cache import EXT_SUFFIX, META
-from tests.models import ROOT, seed_reference
+from tests.models import NEEDS_CC, ROOT, seed_reference
 
-pytestmark = [
-    pytest.mark.compiler,
-    pytest.mark.skipif(
-        not (os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")),
-        reason="needs a C compiler",
-    ),
-]
+pytestmark = [pytest.mark.compiler, NEEDS_CC]
 
 TINY = "def twice(double x):\n    return 2 * x\n"
 # Imported, it leaves a mark: the proof that a planted module ran.

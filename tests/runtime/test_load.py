@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from tests.models import elementwise_chain, seed_net, seed_reference
+from tests.models import elementwise_chain, seed_inputs, seed_net, seed_reference
 
 pytestmark = pytest.mark.compiler
 
 REF = seed_reference()
-INPUTS = {k: np.array(v, dtype=np.float64) for k, v in REF["inputs"].items()}
+INPUTS = seed_inputs()
 MODES = ("value_and_grad", "positional", "forward", "value_and_grad_out", "forward_out")
 
 
