@@ -175,8 +175,8 @@ def run_stages(
     for name in ("jvp", "hvp"):
         if name in wanted:
             joint, st.programs[name], returns[name] = _extend(
-                name, joint, g, of, list(grads.values()), backward_from, memory, size_hint,
-                fusion,
+                name, joint, g, of, returns["value_and_grad"], backward_from, memory,
+                size_hint, fusion,
             )  # fmt: skip
     module = lower(
         joint, st.programs, returns, _metadata(st, dtype), source_file, graphc.__version__,
@@ -190,12 +190,18 @@ FUNCTIONS = ("forward", "value_and_grad", "train_step", "jvp", "hvp")
 
 
 def _extend(
-    name: str, base: Graph, g: Graph, of: str | None, wrt: list[str], *plan_args: Any
+    name: str,
+    base: Graph,
+    g: Graph,
+    of: str | None,
+    value_and_grad: tuple[dict[str, str], dict[str, str]],
+    *plan_args: Any,
 ) -> tuple[Graph, tuple[Program, MemoryPlan], tuple[dict[str, str], ...]]:
     """`base` with the nodes of `jvp` or `hvp` (see passes/derivatives.py) added, that
     function's program (reading the model's inputs and the tangents or vectors), and the
-    dicts it returns."""
-    plain = {o: o for o in g.outputs}
+    dicts it returns; `value_and_grad`: the dicts value_and_grad returns."""
+    plain, grads = value_and_grad
+    wrt = list(grads.values())
     if name == "jvp":
         ext = jvp(base, of=list(g.outputs), wrt=wrt)
         extra = {tangent_name(w): w for w in wrt}
@@ -203,7 +209,7 @@ def _extend(
     else:
         ext = hvp(base, of=of, wrt=wrt)
         extra = {vector_name(w): w for w in wrt}
-        returns = (plain, {grad_name(of, w): w for w in wrt}, {hvp_name(of, w): w for w in wrt})
+        returns = (plain, grads, {hvp_name(of, w): w for w in wrt})
     outputs = [o for keys in returns for o in keys]
     inputs = [*g.input_ids(), *extra]
     return ext, _schedule_and_plan(ext, outputs, *plan_args, inputs=inputs), returns
