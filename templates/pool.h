@@ -15,10 +15,13 @@
    variable; a caller wakes the sleepers. A second call while a job runs (another Python
    thread in the same module) runs its tasks on its own thread. After fork() the child starts
    with no helpers and makes new ones when it needs them. */
+#include <ctype.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #define GC_MAX_HELPERS 63
 #define GC_MAX_TASKS 8
@@ -185,4 +188,23 @@ static void gc_run(const gc_task* tasks, int ntasks, int threads) {
         __atomic_store_n(&gc_pool.alone_until, now + GC_BACKOFF_NS, __ATOMIC_RELAXED);
     }
     __atomic_store_n(&gc_pool.busy, 0, __ATOMIC_RELEASE);
+}
+
+/* The threads a module starts with: $GRAPHC_NUM_THREADS when it is set (-1 when it is not a
+   whole number), else the cores this process may run on. */
+static int gc_default_threads(void) {
+    const char* s = getenv("GRAPHC_NUM_THREADS");
+    while (s != NULL && isspace((unsigned char)*s)) s++;
+    if (s != NULL && *s) {
+        long n = 0;
+        for (; *s >= '0' && *s <= '9'; s++) n = n < 100000 ? n * 10 + (*s - '0') : n;
+        while (isspace((unsigned char)*s)) s++;
+        return *s ? -1 : (int)n;
+    }
+#ifdef CPU_COUNT
+    cpu_set_t cores;
+    if (sched_getaffinity(0, sizeof cores, &cores) == 0) return CPU_COUNT(&cores);
+#endif
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 1;
 }

@@ -50,21 +50,27 @@ _BASE_CFLAGS = (
 # or identical, never partly overlapping) and use its full cost model.
 _GCC_VECTOR_FLAGS = ("-fvect-cost-model=dynamic", "--param=vect-max-version-for-alias-checks=64")
 _NATIVE_FLAGS = ("-march=native", "-mtune=native", "-mcpu=native")
-# The default build is -O1 plus the -O2 optimisations the generated loops need: vectorising,
-# inlining the small math functions, type-based alias analysis. The loops run as fast as at
-# -O2 and gcc takes about half the time (`python -m benchmarks.suite --opt-level 2` against the
-# default; most of the C is Cython's Python-facing code, which -O2 gains little on).
+# The default build gives the kernels (the loops, and the math and helpers they inline; the
+# templates mark them GC_KERNEL) -O1 plus the -O2 optimisations the loops need: vectorising,
+# inlining the small math functions, type-based alias analysis. The loops run as fast as at -O2
+# and gcc takes about half the time (`python -m benchmarks.suite --opt-level 2` against the
+# default). Most of the C is Cython's Python-facing code, which gains little from -O1 over
+# -Og, so with gcc the module is built at -Og and GC_KERNEL raises the kernels to -O1 (the
+# optimize attribute: as if "-O1" came last on the command line, so the flags below hold for
+# them too). That takes a third off gcc's time on small models; clang has no such attribute
+# and builds everything at -O1.
 _LOOP_FLAGS = {
     "gcc": ("-ftree-vectorize", "-fstrict-aliasing", "-finline-small-functions"),
     "clang": ("-fvectorize", "-fslp-vectorize", "-fstrict-aliasing"),
 }
+_GCC_KERNEL = '-DGC_KERNEL=__attribute__((optimize("O1")))'
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     """Compiler settings for one build; every field is part of the cache key."""
 
-    opt_level: int = 1  # -O level; at 1 with the loop flags of -O2 (_LOOP_FLAGS)
+    opt_level: int = 1  # -O level; 1: kernels at -O1 with the loop flags of -O2 (_LOOP_FLAGS)
     # -march=native: AVX2 and FMA where the machine has them (the key then names the CPU)
     extra_compile_args: tuple[str, ...] = ("-march=native",)
     extra_link_args: tuple[str, ...] = ()
@@ -123,9 +129,10 @@ def _cc_command(cc: cache.Compiler, name: str, options: BuildOptions) -> list[st
     """The compile-and-link command, run inside the build directory."""
     incs = [f"-I{d}" for d in [*cache.environment()["include_dirs"], *options.include_dirs]]
     clang = "clang" in cc.version.lower()
+    level = ("-Og", _GCC_KERNEL) if options.opt_level == 1 and not clang else ()
     return [
         *cc.argv,
-        f"-O{options.opt_level}",
+        *(level or (f"-O{options.opt_level}",)),
         *(_LOOP_FLAGS["clang" if clang else "gcc"] if options.opt_level == 1 else ()),
         *_BASE_CFLAGS,
         *(() if clang else _GCC_VECTOR_FLAGS),

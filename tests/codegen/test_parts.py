@@ -25,10 +25,10 @@ def long_chain(blocks: int) -> gc.Graph:
 
 
 def functions(source: str) -> dict[str, list[str]]:
-    """Each top-level `cdef void` / `def` function of the source, with its lines."""
+    """Each top-level kernel (`cdef gc_kernel`) and `def` function of the source, with its lines."""
     out, name = {}, None
     for line in source.splitlines():
-        m = re.match(r"(?:cdef void|def) (\w+)\(", line)
+        m = re.match(r"(?:cdef gc_kernel|def) (\w+)\(", line)
         if m:
             name = m.group(1)
             out[name] = []

@@ -35,6 +35,29 @@ cdef extern from "<string.h>" nogil:
     void* memcpy(void*, const void*, size_t)
     void* memset(void*, int, size_t)
 
+# Kernels, the functions that do the arithmetic, are declared `gc_kernel` (C: GC_KERNEL void)
+# or GC_KERNEL: the build may optimise them harder than the Python-facing rest of the module,
+# which is most of the C (graphc/runtime/build.py says how).
+cdef extern from *:
+    """
+    #ifndef GC_KERNEL
+    #define GC_KERNEL
+    #endif
+    /* The first output index t (clamped to [0, n_out]) whose tap t*s + off is >= 0, and one
+       past the last whose tap is < n_in (convolution and pooling windows). */
+    static inline GC_KERNEL Py_ssize_t gc_first(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_out) {
+        Py_ssize_t t = off >= 0 ? 0 : (-off + s - 1) / s;
+        return t < n_out ? t : n_out;
+    }
+    static inline GC_KERNEL Py_ssize_t gc_end(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_in, Py_ssize_t n_out) {
+        Py_ssize_t t = n_in - off <= 0 ? 0 : (n_in - off + s - 1) / s;
+        return t < n_out ? t : n_out;
+    }
+    """
+    ctypedef void gc_kernel "GC_KERNEL void"
+    Py_ssize_t gc_first(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_out) noexcept nogil
+    Py_ssize_t gc_end(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil
+
 # exp, log and tanh as straight-line C (no branches, no calls, no tables) that the C compiler
 # vectorises like any other arithmetic. Because the same instructions run in every vector lane
 # and in a loop's scalar remainder, an element's value never depends on its position, the
@@ -53,23 +76,23 @@ cdef extern from *:
     #include <stdint.h>
     #include <string.h>
     #include <math.h>
-    static inline int64_t gc_bits(double d) { int64_t i; memcpy(&i, &d, 8); return i; }
-    static inline double gc_from_bits(int64_t i) { double d; memcpy(&d, &i, 8); return d; }
+    static inline GC_KERNEL int64_t gc_bits(double d) { int64_t i; memcpy(&i, &d, 8); return i; }
+    static inline GC_KERNEL double gc_from_bits(int64_t i) { double d; memcpy(&d, &i, 8); return d; }
     #define GC_SHIFT 0x1.8p52  /* adding it rounds to an integer held in the low bits */
     /* 2^k for an integer-valued k in [-1022, 1023] */
-    static inline double gc_pow2(double k) {
+    static inline GC_KERNEL double gc_pow2(double k) {
         return gc_from_bits((gc_bits(k + GC_SHIFT) - gc_bits(GC_SHIFT) + 1023) << 52);
     }
     #define GC_LN2_HI 6.93147180369123816490e-01
     #define GC_LN2_LO 1.90821492927058770002e-10
     #define GC_INV_LN2 1.44269504088896338700e+00
-    static inline double gc_exp_c(double r) {
+    static inline GC_KERNEL double gc_exp_c(double r) {
         double t = r * r;
         return r - t * (1.66666666666666019037e-01 + t * (-2.77777777770155933842e-03
             + t * (6.61375632143793436117e-05 + t * (-1.65339022054652515390e-06
             + t * 4.13813679705723846039e-08))));
     }
-    static inline double gc_exp(double x) {
+    static inline GC_KERNEL double gc_exp(double x) {
         double xc = x > 709.8 ? 709.8 : x;
         xc = xc < -745.2 ? -745.2 : xc;  /* NaN passes both */
         double k = (xc * GC_INV_LN2 + GC_SHIFT) - GC_SHIFT;
@@ -82,7 +105,7 @@ cdef extern from *:
         return y * gc_pow2(k1) * gc_pow2(k - k1);
     }
     /* expm1(y) for 0 <= y <= 700 */
-    static inline double gc_expm1_pos(double y) {
+    static inline GC_KERNEL double gc_expm1_pos(double y) {
         double k = (y * GC_INV_LN2 + GC_SHIFT) - GC_SHIFT;
         double hi = y - k * GC_LN2_HI;
         double lo = k * GC_LN2_LO;
@@ -92,13 +115,13 @@ cdef extern from *:
         double p = gc_pow2(k);
         return p * em + (p - 1.0);
     }
-    static inline double gc_tanh(double x) {
+    static inline GC_KERNEL double gc_tanh(double x) {
         double a = fabs(x);
         double m = gc_expm1_pos(a > 20.0 ? 40.0 : 2.0 * a);  /* tanh(20) rounds to 1 */
         double t = a < 0.55 ? m / (m + 2.0) : 1.0 - 2.0 / (m + 2.0);
         return copysign(t, x);
     }
-    static inline double gc_log(double x) {
+    static inline GC_KERNEL double gc_log(double x) {
         double xs = x < 0x1p-1022 ? x * 0x1p54 : x;  /* subnormals scaled up */
         double ks = x < 0x1p-1022 ? 54.0 : 0.0;
         int64_t b = gc_bits(xs);
@@ -126,6 +149,7 @@ cdef extern from *:
     double tanh "gc_tanh" (double) nogil
 
 import os
+from ast import literal_eval
 
 import numpy as np
 
@@ -217,19 +241,23 @@ cdef ndarray _output(object block, char* data, int ndim, npy_intp* dims, int typ
     PyArray_SetBaseObject(a, block)
     return a
 
-GRAPHC_VERSION = '0.1.0'
-MODEL = 'tiny'
-DTYPE = 'float64'
-INPUTS = ('x', 'w')
-OUTPUTS = ('loss',)
-WRT = ('w',)
-OF = 'loss'
-SHAPES = {'x': ('N', 2), 'w': (2,)}
-STATE = {}
-OPTIMIZER = None
-TANGENTS = {}
-VECTORS = {}
-PLAN = {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 3, 'steps': 6}}
+# What the module is, for graphc's loader: read from one string at import (written as Python
+# literals, each value would be C code to build, and the module slower to compile).
+globals().update(literal_eval(r"""{
+    'GRAPHC_VERSION': '0.1.0',
+    'MODEL': 'tiny',
+    'DTYPE': 'float64',
+    'INPUTS': ('x', 'w'),
+    'OUTPUTS': ('loss',),
+    'WRT': ('w',),
+    'OF': 'loss',
+    'SHAPES': {'x': ('N', 2), 'w': (2,)},
+    'STATE': {},
+    'OPTIMIZER': None,
+    'TANGENTS': {},
+    'VECTORS': {},
+    'PLAN': {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 3, 'steps': 6}},
+}"""))
 
 # ---- constants ---------------------------------------------------------------------------
 
@@ -258,10 +286,13 @@ cdef extern from *:
    variable; a caller wakes the sleepers. A second call while a job runs (another Python
    thread in the same module) runs its tasks on its own thread. After fork() the child starts
    with no helpers and makes new ones when it needs them. */
+#include <ctype.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #define GC_MAX_HELPERS 63
 #define GC_MAX_TASKS 8
@@ -429,6 +460,25 @@ static void gc_run(const gc_task* tasks, int ntasks, int threads) {
     }
     __atomic_store_n(&gc_pool.busy, 0, __ATOMIC_RELEASE);
 }
+
+/* The threads a module starts with: $GRAPHC_NUM_THREADS when it is set (-1 when it is not a
+   whole number), else the cores this process may run on. */
+static int gc_default_threads(void) {
+    const char* s = getenv("GRAPHC_NUM_THREADS");
+    while (s != NULL && isspace((unsigned char)*s)) s++;
+    if (s != NULL && *s) {
+        long n = 0;
+        for (; *s >= '0' && *s <= '9'; s++) n = n < 100000 ? n * 10 + (*s - '0') : n;
+        while (isspace((unsigned char)*s)) s++;
+        return *s ? -1 : (int)n;
+    }
+#ifdef CPU_COUNT
+    cpu_set_t cores;
+    if (sched_getaffinity(0, sizeof cores, &cores) == 0) return CPU_COUNT(&cores);
+#endif
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 1;
+}
     """
     ctypedef void (*gc_range_fn)(const void* b, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
     ctypedef struct gc_task:
@@ -437,6 +487,7 @@ static void gc_run(const gc_task* tasks, int ntasks, int threads) {
         Py_ssize_t n, chunk
     void gc_run(const gc_task* tasks, int ntasks, int threads) noexcept nogil
     void gc_stats(int* helpers, unsigned long long* helped, unsigned long long* stalls) noexcept nogil
+    int gc_default_threads() noexcept
 
 
 def set_num_threads(n):
@@ -460,10 +511,9 @@ def thread_stats():
     return helpers, helped, stalls
 
 
-_env = os.environ.get("GRAPHC_NUM_THREADS", "").strip()
-if _env and not _env.isdigit():
-    raise _calls().threads_env_error(_env)
-set_num_threads(_env or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+if gc_default_threads() < 0:
+    raise _calls().threads_env_error(os.environ["GRAPHC_NUM_THREADS"].strip())
+set_num_threads(gc_default_threads())
 
 
 cdef void _parallel(gc_range_fn body, const void* b, Py_ssize_t n, Py_ssize_t chunk, Py_ssize_t size) noexcept nogil:
@@ -502,24 +552,55 @@ cdef bint _blas64 = False
 BLAS = None  # which library the module's matrix products call, once it has any
 
 
-cdef object _numpy_blas(str name):
-    """The address of `name` in NumPy's bundled OpenBLAS (symbol scipy_<name>_64_), or 0."""
-    import ctypes, glob
-
-    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "libscipy_openblas64_*.so"))
-    if not libs or os.environ.get("GRAPHC_BLAS", "").strip().lower() == "scipy":
-        return 0
-    fn = getattr(ctypes.CDLL(libs[0]), "scipy_" + name + "_64_", None)
-    return ctypes.cast(fn, ctypes.c_void_p).value if fn is not None else 0
+cdef extern from *:
+    """
+    #include <ctype.h>
+    #include <stdio.h>
+    #include <stdlib.h>
+    #include <strings.h>
+    #ifdef __linux__
+    #include <dlfcn.h>
+    #include <link.h>
+    static int gc_find_openblas(struct dl_phdr_info* info, size_t size, void* path) {
+        (void)size;
+        if (strstr(info->dlpi_name, "/numpy.libs/libscipy_openblas64_") == NULL) return 0;
+        *(const char**)path = info->dlpi_name;
+        return 1;
+    }
+    #endif
+    /* The routine scipy_<name>_64_ of the OpenBLAS that NumPy's wheels bundle (NumPy has
+       loaded it), or NULL: when there is none, or $GRAPHC_BLAS is "scipy". */
+    static void* gc_numpy_blas(const char* name) {
+        const char* choice = getenv("GRAPHC_BLAS");
+        while (choice != NULL && isspace((unsigned char)*choice)) choice++;
+        if (choice != NULL && strncasecmp(choice, "scipy", 5) == 0) {
+            for (choice += 5; isspace((unsigned char)*choice); choice++) {}
+            if (!*choice) return NULL;
+        }
+    #ifdef __linux__
+        const char* path = NULL;
+        char symbol[64];
+        dl_iterate_phdr(gc_find_openblas, &path);
+        void* lib = path != NULL ? dlopen(path, RTLD_LAZY | RTLD_NOLOAD) : NULL;
+        snprintf(symbol, sizeof symbol, "scipy_%s_64_", name);
+        return lib != NULL ? dlsym(lib, symbol) : NULL;
+    #else
+        (void)name;
+        return NULL;
+    #endif
+    }
+    """
+    void* gc_numpy_blas(const char* name) noexcept
 
 
 cdef void* _blas(str name) except NULL:
     """The BLAS routine `name` (see above); sets _blas64 when it takes 64-bit sizes."""
     global _blas64, BLAS
-    cdef size_t address = _numpy_blas(name)
-    if address:
+    cdef bytes c_name = name.encode()
+    cdef void* f = gc_numpy_blas(c_name)
+    if f != NULL:
         _blas64, BLAS = True, "NumPy's OpenBLAS (64-bit sizes)"
-        return <void*>address
+        return f
     BLAS = "scipy.linalg.cython_blas"
     from scipy.linalg import cython_blas
 
@@ -533,7 +614,7 @@ ctypedef void (*_dgemm_t)(char*, char*, void*, void*, void*, double*, double*, v
 cdef _dgemm_t dgemm = <_dgemm_t>_blas("dgemm")
 
 
-cdef void _small_gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+cdef gc_kernel _small_gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                     const double* a, const double* b, double* c) noexcept nogil:
     cdef Py_ssize_t i, j, p
     cdef double s
@@ -545,7 +626,7 @@ cdef void _small_gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t
             c[i * n + j] = s
 
 
-cdef void _gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+cdef gc_kernel _gemm_d(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                     const double* a, const double* b, double* c) noexcept nogil:
     """c[m,n] = op(a) @ op(b), all row-major; op transposes a stored operand when its flag is set.
 
@@ -801,7 +882,7 @@ cdef struct _forward_buffers:  # where each value forward keeps in memory is, pe
     double* v4_p
 
 
-cdef void _forward_loop0(const void* p, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+cdef gc_kernel _forward_loop0(const void* p, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     """v2 = tanh(v0)   [tiny.py:5]: the iterations lo to hi of its outer loop (run by _parallel)"""
     cdef const _forward_buffers* b = <const _forward_buffers*>p
     cdef Py_ssize_t d_N = b.d_N
@@ -814,7 +895,7 @@ cdef void _forward_loop0(const void* p, Py_ssize_t lo, Py_ssize_t hi) noexcept n
         v2[i] = v2_
 
 
-cdef void _forward_loop2(const void* p, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+cdef gc_kernel _forward_loop2(const void* p, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     """v4 = sum[axis=(0,)](v3)   [tiny.py:6]: the iterations lo to hi of its outer loop (run by _parallel)"""
     cdef const _forward_buffers* b = <const _forward_buffers*>p
     cdef Py_ssize_t d_N = b.d_N
@@ -838,7 +919,7 @@ cdef void _forward_loop2(const void* p, Py_ssize_t lo, Py_ssize_t hi) noexcept n
         v4_p[ck] = v4_a
 
 
-cdef void _forward_forward(const _forward_buffers* b) noexcept nogil:
+cdef gc_kernel _forward_forward(const _forward_buffers* b) noexcept nogil:
     """forward: forward"""
     cdef Py_ssize_t d_N = b.d_N
     cdef double* v0 = b.v0
@@ -947,7 +1028,7 @@ cdef struct _value_and_grad_buffers:  # where each value value_and_grad keeps in
     double* v4_p
 
 
-cdef void _value_and_grad_loop0(const void* p, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+cdef gc_kernel _value_and_grad_loop0(const void* p, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     """v2 = tanh(v0)   [tiny.py:5]: the iterations lo to hi of its outer loop (run by _parallel)"""
     cdef const _value_and_grad_buffers* b = <const _value_and_grad_buffers*>p
     cdef Py_ssize_t d_N = b.d_N
@@ -960,7 +1041,7 @@ cdef void _value_and_grad_loop0(const void* p, Py_ssize_t lo, Py_ssize_t hi) noe
         v2[i] = v2_
 
 
-cdef void _value_and_grad_loop2(const void* p, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+cdef gc_kernel _value_and_grad_loop2(const void* p, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     """fused loop: 2 ops, v4, g3 stored: the iterations lo to hi of its outer loop (run by _parallel)"""
     cdef const _value_and_grad_buffers* b = <const _value_and_grad_buffers*>p
     cdef Py_ssize_t d_N = b.d_N
@@ -987,7 +1068,7 @@ cdef void _value_and_grad_loop2(const void* p, Py_ssize_t lo, Py_ssize_t hi) noe
         v4_p[ck] = v4_a
 
 
-cdef void _value_and_grad_forward(const _value_and_grad_buffers* b) noexcept nogil:
+cdef gc_kernel _value_and_grad_forward(const _value_and_grad_buffers* b) noexcept nogil:
     """value_and_grad: forward"""
     cdef Py_ssize_t d_N = b.d_N
     cdef double* v0 = b.v0
@@ -1012,7 +1093,7 @@ cdef void _value_and_grad_forward(const _value_and_grad_buffers* b) noexcept nog
     v4[0] = v4_
 
 
-cdef void _value_and_grad_backward(const _value_and_grad_buffers* b) noexcept nogil:
+cdef gc_kernel _value_and_grad_backward(const _value_and_grad_buffers* b) noexcept nogil:
     """value_and_grad: backward"""
     cdef Py_ssize_t d_N = b.d_N
     cdef double* v2 = b.v2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -91,7 +92,9 @@ def test_build_then_hit(tiny: BuiltModule, build_root: Path) -> None:
     assert meta == json.loads((tiny.entry_dir / "meta.json").read_text()) == tiny.meta
     assert meta["key"] == tiny.key
     cc = meta["commands"]["cc"]
-    assert "-O1" in cc and "-fstrict-aliasing" in cc and "-fno-math-errno" in cc
+    # -Og for the Python-facing code, -O1 for the kernels (GC_KERNEL), the loop flags for both
+    assert "-Og" in cc and '-DGC_KERNEL=__attribute__((optimize("O1")))' in cc
+    assert "-fstrict-aliasing" in cc and "-fno-math-errno" in cc
     assert "-g" not in meta["commands"]["cc"] and "-ffast-math" not in meta["commands"]["cc"]
     assert not [p for p in model_dir.iterdir() if p.name.startswith((".tmp", ".trash", ".pub"))]
 
@@ -142,7 +145,7 @@ def test_changed_source_or_flag_misses_and_republishes(
     b2 = build_module("tiny_mod", TINY2, out_dir=out, progress=messages.append)
     assert not b2.cache_hit and b2.key != tiny.key
     assert "cythonizing tiny_mod.pyx" in messages
-    assert any(m.startswith("compiling with ") and "-O1" in m for m in messages)
+    assert any(m.startswith("compiling with ") and "-Og" in m for m in messages)
     assert (model_dir / "tiny_mod.pyx").read_text() == TINY2
     assert load(model_dir).thrice(2.0) == 6.0
     assert "tiny_mod" not in sys.modules
@@ -222,7 +225,7 @@ def test_c_error_shows_command_and_compiler_output(tmp_path: Path) -> None:
         build_module("c_bad_mod", source, out_dir=tmp_path)
     message = str(info.value)
     assert "graphc_deliberate_c_error" in message
-    assert "-O1" in message and "c_bad_mod.c" in message
+    assert "-Og" in message and "c_bad_mod.c" in message
 
 
 def test_missing_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -324,3 +327,16 @@ def test_a_version_change_changes_the_key(
     changed = dict(cache.environment(), **{package: "0.0.0-other"})
     monkeypatch.setattr(cache, "environment", lambda: changed)
     assert cache_key("tiny_mod", TINY) != tiny.key
+
+
+def test_kernels_are_marked_for_the_kernel_optimisation_level() -> None:
+    """A default build gives only GC_KERNEL functions the loop optimisations (-Og elsewhere):
+    every function of the kernel templates is one (args.pyx.j2 is argument checking)."""
+    templates = Path(__file__).resolve().parents[2] / "templates"
+    kernels = [p for p in (templates / "kernels").glob("*.pyx.j2") if p.name != "args.pyx.j2"]
+    for path in [*kernels, templates / "function.pyx.j2"]:
+        text = path.read_text()
+        assert not re.search(r"^cdef (void|inline) ", text, re.M), path.name
+        for c_function in re.findall(r"^ +static .*\(.*\{", text, re.M):
+            assert "GC_KERNEL" in c_function, (path.name, c_function)
+    assert "cdef gc_kernel " in (templates / "function.pyx.j2").read_text()
