@@ -1,4 +1,4 @@
-"""Build a rendered Cython module into a native extension (Cython in-process, then the C
+"""Build a rendered Cython module into a native extension (Cython in a worker process, then the C
 compiler directly), cache it on disk under a key that covers everything the binary depends on,
 and import it."""
 
@@ -27,6 +27,7 @@ from typing import Any
 from graphc.errors import BuildError
 from graphc.runtime import cache
 from graphc.runtime.cache import META, so_name
+from graphc.runtime.translate import translate
 
 # Bump when the build recipe changes in a way the recorded commands do not show.
 _SCHEMA = 1
@@ -120,7 +121,7 @@ def _check_name(name: str) -> None:
 
 
 def _cython_command(name: str, options: BuildOptions) -> list[str]:
-    """The `cython` command line equivalent to the in-process translation."""
+    """The `cython` command line equivalent to the worker's translation (translate.py)."""
     incs = [f"-I{d}" for d in options.include_dirs]
     return ["cython", "-3", *incs, "-o", f"{name}.c", f"{name}.pyx"]
 
@@ -179,9 +180,6 @@ def _trim(text: str, max_lines: int = 60, max_chars: int = 6000) -> str:
     return out if len(out) <= max_chars else out[:max_chars] + "\n... (trimmed)"
 
 
-_CYTHON_LOCK = threading.Lock()  # the Cython compiler keeps module-level state
-
-
 def _read_listing(listing: Path, pyx: Path) -> str:
     """Cython's messages, naming the source by its file name, not the temporary build path."""
     if not listing.exists():
@@ -192,35 +190,20 @@ def _read_listing(listing: Path, pyx: Path) -> str:
 
 def _cythonize(pyx: Path, name: str, options: BuildOptions) -> str:
     """Translate `pyx` into `<name>.c` beside it; return Cython's warnings."""
-    from Cython.Compiler import Main  # heavy import, paid only on a cache miss
-
     cmd = shlex.join(_cython_command(name, options))
-    listing = pyx.with_suffix(".lis")
-    with _CYTHON_LOCK:
-        try:
-            # Messages go to <name>.lis instead of sys.stderr: thread-local, nothing to redirect.
-            result = Main.compile(
-                str(pyx),
-                full_module_name=name,
-                language_level=3,
-                output_file=str(pyx.with_suffix(".c")),
-                include_path=list(options.include_dirs),
-                errors_to_stderr=False,
-                use_listing_file=True,
-                cache=False,
-                timestamps=False,
-            )
-        except Exception as e:  # Cython aborts with its own exception types on fatal errors
-            if isinstance(e, OSError) and e.errno in _UNWRITABLE:
-                raise  # the build directory is full or read-only, not the source wrong
-            messages = _read_listing(listing, pyx)
-            raise BuildError(
-                f"Cython failed on {name}.pyx ({cmd}, in-process):\n"
-                f"{_trim(messages)}\n{type(e).__name__}: {e}"
-            ) from e
+    c, listing = pyx.with_suffix(".c"), pyx.with_suffix(".lis")
+    reply = translate(pyx, c, name, list(options.include_dirs))
     messages = _read_listing(listing, pyx)
-    if result.num_errors or not pyx.with_suffix(".c").exists():
-        raise BuildError(f"Cython failed on {name}.pyx ({cmd}, in-process):\n{_trim(messages)}")
+    if "exception" in reply:
+        if reply["errno"] in _UNWRITABLE:
+            # the build directory is full or read-only, not the source wrong
+            raise OSError(reply["errno"], reply["message"])
+        raise BuildError(
+            f"Cython failed on {name}.pyx ({cmd}):\n"
+            f"{_trim(messages)}\n{reply['exception']}: {reply['message']}"
+        )
+    if reply["errors"] or not c.exists():
+        raise BuildError(f"Cython failed on {name}.pyx ({cmd}):\n{_trim(messages)}")
     return messages.strip()
 
 
@@ -289,7 +272,7 @@ def _build_entry(
             "so_bytes": so.stat().st_size,
             "pyx_sha256": cache.sha256_file(pyx),
             "options": asdict(options),
-            # Cython runs in-process; "cython" is the equivalent command line.
+            # Cython runs in a worker process; "cython" is the equivalent command line.
             "commands": {"cython": inputs["cython_command"], "cc": argv},
             "build_seconds": {"cython": round(t1 - t0, 3), "cc": round(t2 - t1, 3)},
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),

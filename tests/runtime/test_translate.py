@@ -1,0 +1,96 @@
+"""Cython's worker process (graphc/runtime/translate.py): the C it writes, sources that are not
+ASCII, a worker that dies, and the user's process left without Cython."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from graphc.compiler import run_stages
+from graphc.errors import BuildError
+from graphc.runtime import build_module, load_module, translate
+from tests.models import NEEDS_CC, seed_net
+
+pytestmark = [pytest.mark.compiler, NEEDS_CC]
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = "def twice(double x):\n    return 2 * x\n"
+
+
+def test_the_ascii_worker_writes_the_c_cython_writes_in_process(tmp_path: Path) -> None:
+    """Its lexer knows only ASCII identifiers; on graphc's sources that changes nothing."""
+    from Cython.Compiler import Main
+
+    source = run_stages(seed_net()).source
+    assert source.isascii()
+    for where in ("worker", "here"):
+        (tmp_path / where).mkdir()
+        (tmp_path / where / "seed_net.pyx").write_text(source)
+    reply = translate.translate(
+        tmp_path / "worker/seed_net.pyx", tmp_path / "worker/seed_net.c", "seed_net", []
+    )
+    assert reply == {"errors": 0}
+    result = Main.compile(
+        str(tmp_path / "here/seed_net.pyx"),
+        full_module_name="seed_net",
+        language_level=3,
+        output_file=str(tmp_path / "here/seed_net.c"),
+        cache=False,
+        timestamps=False,
+    )
+    assert result.num_errors == 0
+    worker_c = (tmp_path / "worker/seed_net.c").read_text()
+    assert worker_c == (tmp_path / "here/seed_net.c").read_text()
+
+
+def test_a_source_that_is_not_ascii_builds(tmp_path: Path) -> None:
+    source = '# données d\'entraînement\ndef label():\n    return "température"\n' + TINY
+    module = load_module(build_module("not_ascii", source, out_dir=tmp_path))
+    assert module.label() == "température" and module.twice(2.0) == 4.0
+    assert False in translate._WORKERS  # the worker with Cython's full lexer took it
+
+
+def test_a_source_with_a_non_ascii_identifier_is_refused_clearly(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="Cython failed on bad_name.pyx"):
+        build_module("bad_name", "def f(x):\n    déjà = x\n    return déjà +\n", out_dir=tmp_path)
+
+
+def test_a_worker_that_died_is_replaced(tmp_path: Path) -> None:
+    build_module("before", TINY, out_dir=tmp_path)
+    worker = translate._WORKERS[True]
+    worker.proc.kill()
+    worker.proc.wait()
+    module = load_module(build_module("after", TINY, out_dir=tmp_path))
+    assert module.twice(1.5) == 3.0
+    assert translate._WORKERS[True] is not worker
+
+
+def test_a_worker_that_dies_mid_request_is_a_build_error(tmp_path: Path) -> None:
+    worker = translate._Worker(True)
+    worker.proc.kill()
+    worker.proc.wait()
+    (tmp_path / "m.pyx").write_text(TINY)
+    job = {"pyx": str(tmp_path / "m.pyx"), "c": str(tmp_path / "m.c"), "name": "m"}
+    with pytest.raises(BuildError, match=r"Cython's worker process ended \(exit -9\).*m\.pyx"):
+        worker.ask({**job, "include_path": []})
+    worker.close()
+
+
+def test_the_users_process_never_imports_cython_compiler(tmp_path: Path) -> None:
+    script = (
+        "import json, sys\n"
+        "import graphc as gc\n"
+        "from tests.models import seed_net\n"
+        f"m = gc.compile(seed_net(), out_dir={str(tmp_path)!r})\n"
+        "print(json.dumps([not m.built.cache_hit,"
+        " sorted(k for k in sys.modules if k.startswith('Cython.Compiler'))]))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [True, []]
