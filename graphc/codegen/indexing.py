@@ -179,7 +179,8 @@ def index_checks(
             if a["op"] == "input":
                 count = "*".join(got(d) for d in a["shape"]) or "1"
                 data = f"<const {cexpr.CTYPE[a['dtype']]}*>PyArray_DATA({var[a['name']]})"
-                fails.append(f"not gc_within_{INDEX_SUFFIX[a['dtype']]}({data}, {count}, {lo}, {hi})")
+                within = f"gc_within_{INDEX_SUFFIX[a['dtype']]}"
+                fails.append(f"not {within}({data}, {count}, {lo}, {hi})")
             elif a["value"].size:
                 fails.append(f"{a['value'].min()} < {lo} or {a['value'].max()} >= {hi}")
         if fails:
