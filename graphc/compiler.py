@@ -411,7 +411,10 @@ def compile(
     `functions` picks which of forward, value_and_grad, train_step, jvp and hvp to emit
     (default: the first three that apply; see passes/derivatives.py for the last two)."""
     from graphc.runtime import BuildOptions, build_module, load_module
+    from graphc.runtime.build import identify_compiler_soon
 
+    options = BuildOptions(opt_level=opt_level)
+    identify_compiler_soon(options)  # two short compiler runs, beside the passes
     stages = run_stages(
         g,
         of=of,
@@ -425,7 +428,6 @@ def compile(
         optimizer=optimizer,
         functions=functions,
     )
-    options = BuildOptions(opt_level=opt_level)
     built = build_module(
         stages.graph.name, stages.source, out_dir=out_dir, options=options, progress=progress
     )

@@ -152,7 +152,6 @@ def _key_inputs(
     name: str, source: str, options: BuildOptions, cc: cache.Compiler
 ) -> dict[str, Any]:
     """Everything the cache key covers, as plain JSON data (it is stored in meta.json)."""
-    native = tuple(a for a in options.extra_compile_args if a.startswith(_NATIVE_FLAGS))
     return {
         "schema": _SCHEMA,
         "name": name,
@@ -161,8 +160,18 @@ def _key_inputs(
         "compiler": {"argv": list(cc.argv), "path": cc.path, "version": cc.version},
         "cython_command": _cython_command(name, options),
         "cc_command": _cc_command(cc, name, options),
-        "cpu_target": cache.cpu_target(cc.argv, native),
+        "cpu_target": cache.cpu_target(cc.argv, _native(options)),
     }
+
+
+def _native(options: BuildOptions) -> tuple[str, ...]:
+    return tuple(a for a in options.extra_compile_args if a.startswith(_NATIVE_FLAGS))
+
+
+def identify_compiler_soon(options: BuildOptions = DEFAULT_OPTIONS) -> None:
+    """Start identifying the C compiler a build with `options` needs for its key, on a thread
+    (cache.identify_soon), so that it overlaps what the caller does before building."""
+    cache.identify_soon(_native(options))
 
 
 def cache_key(name: str, source: str, options: BuildOptions = DEFAULT_OPTIONS) -> str:

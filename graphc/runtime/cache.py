@@ -36,6 +36,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -487,12 +488,41 @@ def _resolve_compiler(cc_env: str | None, path_env: str | None) -> Compiler:
 
 def find_compiler() -> Compiler:
     """The C compiler for builds started now; raises BuildError when there is none."""
+    _identified()
     return _resolve_compiler(os.environ.get("CC"), os.environ.get("PATH"))
 
 
-@functools.lru_cache(maxsize=16)
 def cpu_target(cc: tuple[str, ...], native: tuple[str, ...]) -> str:
     """What the generated machine code is specialised for, as a string for the key."""
+    _identified()
+    return _cpu_target(cc, native)
+
+
+_IDENTIFYING: list[threading.Thread] = []
+
+
+def identify_soon(native: tuple[str, ...]) -> None:
+    """Identify the C compiler and its CPU target (find_compiler, cpu_target: two short runs
+    of the compiler) on a thread, while the caller renders its source; the key then finds
+    them done. An error is left for find_compiler to raise."""
+
+    def identify() -> None:
+        with contextlib.suppress(BuildError):
+            cc = _resolve_compiler(os.environ.get("CC"), os.environ.get("PATH"))
+            _cpu_target(cc.argv, native)
+
+    thread = threading.Thread(target=identify, name="graphc-identify-cc", daemon=True)
+    thread.start()
+    _IDENTIFYING.append(thread)
+
+
+def _identified() -> None:
+    while _IDENTIFYING:
+        _IDENTIFYING.pop().join()
+
+
+@functools.lru_cache(maxsize=16)
+def _cpu_target(cc: tuple[str, ...], native: tuple[str, ...]) -> str:
     machine = platform.machine()
     if not native:
         # Without -march/-mtune=native gcc emits the architecture's baseline ISA, so the

@@ -24,6 +24,7 @@ from graphc.runtime import (
     load,
     load_module,
 )
+from graphc.runtime.build import identify_compiler_soon
 from graphc.runtime.cache import EXT_SUFFIX
 from tests.models import NEEDS_CC
 
@@ -230,6 +231,10 @@ def test_c_error_shows_command_and_compiler_output(tmp_path: Path) -> None:
 
 def test_missing_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CC", "/nonexistent/cc")
+    with pytest.raises(BuildError, match=r"/nonexistent/cc.*\bCC\b"):
+        build_module("tiny_mod", TINY, out_dir=tmp_path)
+    # gc.compile starts identifying the compiler on a thread; the error still comes, once asked
+    identify_compiler_soon()
     with pytest.raises(BuildError, match=r"/nonexistent/cc.*\bCC\b"):
         build_module("tiny_mod", TINY, out_dir=tmp_path)
 
