@@ -488,9 +488,6 @@ def lower(
         "Compile it again with `graphc compile` instead; each statement below names the node",
         "and the model line it computes. Backward statements are marked `adj:`.",
     )
-    # The module reads these from one r"""...""" string (templates/module.pyx.j2); they are
-    # reprs of names, sizes and numbers, none of which can hold three quotes in a row.
-    assert not any('"""' in v for v in meta.values()), meta
     return Module(
         name=g.name,
         header=tuple(_comment_text(h) for h in header),

@@ -149,7 +149,6 @@ cdef extern from *:
     double tanh "gc_tanh" (double) nogil
 
 import os
-from ast import literal_eval
 
 import numpy as np
 
@@ -241,23 +240,19 @@ cdef ndarray _output(object block, char* data, int ndim, npy_intp* dims, int typ
     PyArray_SetBaseObject(a, block)
     return a
 
-# What the module is, for graphc's loader: read from one string at import (written as Python
-# literals, each value would be C code to build, and the module slower to compile).
-globals().update(literal_eval(r"""{
-    'GRAPHC_VERSION': '0.1.0',
-    'MODEL': 'tiny',
-    'DTYPE': 'float64',
-    'INPUTS': ('x', 'w'),
-    'OUTPUTS': ('loss',),
-    'WRT': ('w',),
-    'OF': 'loss',
-    'SHAPES': {'x': ('N', 2), 'w': (2,)},
-    'STATE': {},
-    'OPTIMIZER': None,
-    'TANGENTS': {},
-    'VECTORS': {},
-    'PLAN': {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 3, 'steps': 6}},
-}"""))
+GRAPHC_VERSION = '0.1.0'
+MODEL = 'tiny'
+DTYPE = 'float64'
+INPUTS = ('x', 'w')
+OUTPUTS = ('loss',)
+WRT = ('w',)
+OF = 'loss'
+SHAPES = {'x': ('N', 2), 'w': (2,)}
+STATE = {}
+OPTIMIZER = None
+TANGENTS = {}
+VECTORS = {}
+PLAN = {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 3, 'steps': 6}}
 
 # ---- constants ---------------------------------------------------------------------------
 
