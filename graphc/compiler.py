@@ -410,27 +410,34 @@ def compile(
     computes the gradients and updates the params and the optimiser's state in place.
     `functions` picks which of forward, value_and_grad, train_step, jvp and hvp to emit
     (default: the first three that apply; see passes/derivatives.py for the last two)."""
-    from graphc.runtime import BuildOptions, build_module, load_module
+    from graphc.runtime import BuildOptions, build_module, load_module, translate
     from graphc.runtime.build import identify_compiler_soon
 
     options = BuildOptions(opt_level=opt_level)
-    identify_compiler_soon(options)  # two short compiler runs, beside the passes
-    stages = run_stages(
-        g,
-        of=of,
-        wrt=wrt,
-        dtype=dtype,
-        source_file=source_file,
-        memory=memory,
-        memory_budget=memory_budget,
-        size_hint=size_hint,
-        fusion=fusion,
-        optimizer=optimizer,
-        functions=functions,
-    )
-    built = build_module(
-        stages.graph.name, stages.source, out_dir=out_dir, options=options, progress=progress
-    )
+    # Beside the passes: two short compiler runs for the cache key, and Cython's start-up in
+    # its worker (stopped again if the module is cached; see runtime/translate.py).
+    identify_compiler_soon(options)
+    started = translate.start_soon()
+    try:
+        stages = run_stages(
+            g,
+            of=of,
+            wrt=wrt,
+            dtype=dtype,
+            source_file=source_file,
+            memory=memory,
+            memory_budget=memory_budget,
+            size_hint=size_hint,
+            fusion=fusion,
+            optimizer=optimizer,
+            functions=functions,
+        )
+        built = build_module(
+            stages.graph.name, stages.source, out_dir=out_dir, options=options, progress=progress
+        )
+    finally:
+        if started:
+            translate.stop_unused()
     module = load_module(built)
     return CompiledModule(module, stages.source, built.entry_dir.parent, stages, built)
 

@@ -1,5 +1,7 @@
 """Cython's translation of a .pyx into C, for builds: done by a worker process
 (graphc/runtime/cython_worker.py) that this process starts at its first build and keeps.
+gc.compile starts it before its passes (start_soon), so that Cython starts up beside them,
+and stops it again when the module was cached after all (stop_unused).
 
 Cython takes about a second to start (its lexer's state machine, its builtins), paid once per
 worker as it would be once per process in-process. In a process of its own it can start
@@ -12,6 +14,7 @@ goes to a second worker with Cython's full lexer.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import subprocess
@@ -30,6 +33,7 @@ class _Worker:
     """One worker process and its pipes; `ask` sends a request and waits for the reply."""
 
     def __init__(self, ascii_only: bool) -> None:
+        self.served = 0  # requests sent to it
         self.stderr: IO[bytes] = tempfile.TemporaryFile()
         # -P: the script's directory (graphc/runtime) does not go on the worker's sys.path
         argv = [sys.executable, "-P", str(_SCRIPT), *(["--ascii"] if ascii_only else [])]
@@ -47,6 +51,7 @@ class _Worker:
 
     def ask(self, job: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.served += 1
         try:
             self.proc.stdin.write(json.dumps(job) + "\n")
             self.proc.stdin.flush()
@@ -64,18 +69,50 @@ class _Worker:
         return json.loads(line)
 
     def close(self) -> None:
+        """Stop the worker (it keeps nothing worth a tidy exit, and may be starting up)."""
         if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()  # type: ignore[union-attr]  # the worker ends at EOF
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        self.stderr.close()
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.stderr):
+            with contextlib.suppress(OSError):  # a request the worker never read
+                if f is not None:
+                    f.close()
 
 
 _LOCK = threading.Lock()  # one request at a time per worker
 _WORKERS: dict[bool, _Worker] = {}
+
+
+def _live_worker(ascii_only: bool) -> _Worker:
+    """The worker for sources that are (not) all ASCII, started if need be; hold _LOCK."""
+    worker = _WORKERS.get(ascii_only)
+    if worker is None or worker.proc.poll() is not None:
+        worker = _WORKERS[ascii_only] = _Worker(ascii_only)
+    return worker
+
+
+def start_soon() -> bool:
+    """Start the (ASCII) worker now if there is none, so that Cython starts up while the
+    caller renders its source; True if this started it. See stop_unused. A worker that cannot
+    start is left for the build, if there is one, to report."""
+    with _LOCK:
+        if True in _WORKERS and _WORKERS[True].proc.poll() is None:
+            return False
+        try:
+            _live_worker(True)
+        except BuildError:
+            return False
+        return True
+
+
+def stop_unused() -> None:
+    """Stop the workers that have translated nothing (started by start_soon for a build that
+    then hit the cache), so that they do not take a core from what the caller does next."""
+    with _LOCK:
+        for key, worker in list(_WORKERS.items()):
+            if not worker.served:
+                del _WORKERS[key]
+                worker.close()
 
 
 def translate(pyx: Path, c: Path, name: str, include_path: list[str]) -> dict[str, Any]:
@@ -85,16 +122,13 @@ def translate(pyx: Path, c: Path, name: str, include_path: list[str]) -> dict[st
     ascii_only = pyx.read_bytes().isascii()
     job = {"pyx": str(pyx), "c": str(c), "name": name, "include_path": include_path}
     with _LOCK:
-        worker = _WORKERS.get(ascii_only)
-        if worker is None or worker.proc.poll() is not None:
-            worker = _WORKERS[ascii_only] = _Worker(ascii_only)
+        worker = _live_worker(ascii_only)
         try:
             return worker.ask(job)
         except BaseException:
             # A reply may still be on its way (an interrupt), or the worker is gone: the next
             # build starts a new one.
             del _WORKERS[ascii_only]
-            worker.proc.kill()
             worker.close()
             raise
 

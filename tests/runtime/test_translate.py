@@ -94,3 +94,25 @@ def test_the_users_process_never_imports_cython_compiler(tmp_path: Path) -> None
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == [True, []]
+
+
+def test_the_worker_starts_with_compile_and_stays_only_if_it_built(tmp_path: Path) -> None:
+    """gc.compile starts Cython's worker before its passes; a cache hit stops it again, so it
+    takes no core from what follows, and a build keeps it for the next one."""
+    script = (
+        "import json\n"
+        "import graphc as gc\n"
+        "from graphc.runtime import translate\n"
+        "from tests.models import seed_net\n"
+        f"m = gc.compile(seed_net(), out_dir={str(tmp_path)!r})\n"
+        "alive = [w.proc.poll() is None for w in translate._WORKERS.values()]\n"
+        "print(json.dumps([m.built.cache_hit, alive]))\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
+        for _ in range(2)
+    ]
+    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    assert [json.loads(r.stdout) for r in runs] == [[False, [True]], [True, []]]
