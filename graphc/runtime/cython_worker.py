@@ -17,6 +17,7 @@ is untouched.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 
@@ -37,6 +38,8 @@ def _ascii_identifiers() -> None:
 
 
 def main() -> None:
+    # Ctrl-C reaches the whole process group; the calling process decides what it stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if "--ascii" in sys.argv[1:]:
         _ascii_identifiers()
     from Cython.Compiler import Main

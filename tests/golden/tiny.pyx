@@ -506,9 +506,10 @@ def thread_stats():
     return helpers, helped, stalls
 
 
-if gc_default_threads() < 0:
+_num_threads = gc_default_threads()
+if _num_threads < 0:
     raise _calls().threads_env_error(os.environ["GRAPHC_NUM_THREADS"].strip())
-set_num_threads(gc_default_threads())
+set_num_threads(_num_threads)  # which refuses 0
 
 
 cdef void _parallel(gc_range_fn body, const void* b, Py_ssize_t n, Py_ssize_t chunk, Py_ssize_t size) noexcept nogil:
