@@ -64,6 +64,9 @@ _LOOP_FLAGS = {
     "gcc": ("-ftree-vectorize", "-fstrict-aliasing", "-finline-small-functions"),
     "clang": ("-fvectorize", "-fslp-vectorize", "-fstrict-aliasing"),
 }
+# -Og's early inliner alone leaves small functions of Python's headers (Py_DECREF) as calls;
+# this limit lets it inline them, for a few percent less call overhead at the same build time.
+_GCC_GLUE = ("-Og", "--param=early-inlining-insns=14")
 _GCC_KERNEL = '-DGC_KERNEL=__attribute__((optimize("O1")))'
 
 
@@ -130,7 +133,7 @@ def _cc_command(cc: cache.Compiler, name: str, options: BuildOptions) -> list[st
     """The compile-and-link command, run inside the build directory."""
     incs = [f"-I{d}" for d in [*cache.environment()["include_dirs"], *options.include_dirs]]
     clang = "clang" in cc.version.lower()
-    level = ("-Og", _GCC_KERNEL) if options.opt_level == 1 and not clang else ()
+    level = (*_GCC_GLUE, _GCC_KERNEL) if options.opt_level == 1 and not clang else ()
     return [
         *cc.argv,
         *(level or (f"-O{options.opt_level}",)),

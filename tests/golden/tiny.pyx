@@ -680,8 +680,10 @@ static PyObject* gc_by_name(PyObject* kwargs, PyObject* names) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject* v = PyDict_GetItem(kwargs, PyTuple_GET_ITEM(names, i));  /* borrowed */
+        /* borrowed; unlike PyDict_GetItem, no saving and restoring of the error state */
+        PyObject* v = PyDict_GetItemWithError(kwargs, PyTuple_GET_ITEM(names, i));
         if (v == NULL) {
+            PyErr_Clear();
             Py_DECREF(given);
             return NULL;
         }
