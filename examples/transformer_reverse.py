@@ -21,7 +21,8 @@ import graphc as gc
 LENGTH, VOCAB, WIDTH, HEADS, FF, TARGET = 10, 16, 64, 4, 128, 0.99
 
 
-def build() -> gc.Graph:
+def graph() -> gc.Graph:
+    """The model, as `graphc compile examples/transformer_reverse.py` builds it."""
     g = gc.Graph("transformer_reverse")
     tokens = g.input("tokens", shape=("N", LENGTH), dtype="int64")
     target = g.input("target", shape=("N", LENGTH), dtype="int64")
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     x_train = rng.integers(0, VOCAB, (40000, LENGTH))
     x_test = rng.integers(0, VOCAB, (2000, LENGTH))
     y_train, y_test = x_train[:, ::-1].copy(), x_test[:, ::-1].copy()
-    g = build()
+    g = graph()
     cm, params, state = compile_model(g, gc.optim.Adam(lr=1e-3), args)
 
     def step(idx: np.ndarray) -> tuple[float, float]:

@@ -20,11 +20,12 @@ from graphc.codegen.lower import lower
 from graphc.codegen.render import render
 from graphc.errors import GraphError, InputError
 from graphc.ir.graph import Graph, as_graph, describe
-from graphc.ir.shapes import FLOAT_DTYPES
+from graphc.ir.shapes import FLOAT_DTYPES, dtype_name
 from graphc.ir.verify import verify
 from graphc.optim import Optimizer
 from graphc.passes.concurrency import pair_independent
 from graphc.passes.derivatives import hvp, hvp_name, jvp, tangent_name, vector_name
+from graphc.passes.dtype import with_dtype
 from graphc.passes.fuse import fuse
 from graphc.passes.grad import grad, grad_name
 from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, plan_memory
@@ -57,27 +58,6 @@ def default_of(g: Graph) -> str | None:
         return "loss"
     scalars = [k for k, n in g.outputs.items() if g.nx.nodes[n]["shape"] == ()]
     return scalars[0] if len(scalars) == 1 else None
-
-
-def with_dtype(g: Graph, dtype: str) -> Graph:
-    """`g` with every float input, constant and cast in `dtype` (shapes and dtypes re-inferred)."""
-    if dtype not in FLOAT_DTYPES:
-        raise GraphError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
-    H = g.nx.copy()
-    H.graph["outputs"] = dict(g.outputs)
-    for _, a in H.nodes(data=True):
-        if a["op"] == "input" and a["dtype"] in FLOAT_DTYPES:
-            a["dtype"] = dtype
-        elif a["op"] == "const" and a["dtype"] in FLOAT_DTYPES:
-            a["value"] = np.asarray(a["value"], dtype=dtype)
-            a["value"].flags.writeable = False
-            a["dtype"] = dtype
-        elif a["op"] not in ("input", "const"):
-            if a["op"] == "cast" and a["params"]["dtype"] in FLOAT_DTYPES:
-                a["params"] = dict(a["params"], dtype=dtype)
-            a.pop("shape", None)
-            a.pop("dtype", None)
-    return Graph.from_networkx(H)
 
 
 @dataclass
@@ -137,6 +117,7 @@ def run_stages(
     g = as_graph(g)
     verify(g)
     _check_compilable(g)
+    dtype = dtype_name(dtype)
     g = simplify(with_dtype(g, dtype))
     of = of or default_of(g)
     joint, grads = _differentiate(g, of, wrt)

@@ -51,6 +51,22 @@ def test_smoke_run(name: str, tmp_path: Path) -> None:
     assert plot.stat().st_size > 1000
 
 
+MODELS = sorted(p.stem for p in (ROOT / "examples").glob("*.py") if "Graph(" in p.read_text())
+
+
+@pytest.mark.compiler
+@pytest.mark.parametrize("name", MODELS)
+def test_compile_check_passes(name: str, tmp_path: Path) -> None:
+    """`graphc compile examples/NAME.py --check`, as the README shows it: the module agrees
+    with the interpreter and the gradients with finite differences, and says so."""
+    cmd = [sys.executable, "-m", "graphc.cli", "compile", f"examples/{name}.py", "--check",
+           "--out", str(tmp_path)]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stdout + p.stderr
+    verdicts = [ln for ln in p.stdout.splitlines() if ln.startswith("check: ")]
+    assert len(verdicts) == 2 and all(": ok (worst at" in ln for ln in verdicts), p.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.compiler
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
