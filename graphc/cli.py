@@ -247,8 +247,20 @@ def parser() -> argparse.ArgumentParser:
         return s
 
     s = model_command("compile", "build MODEL and its gradient into a native module")
-    s.add_argument("--out", help="output directory (default: $GRAPHC_BUILD_DIR or ./build)")
-    s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    s.add_argument(
+        "--build-dir",
+        "--out",
+        dest="out",
+        metavar="DIR",
+        help="where builds are cached and published (default: $GRAPHC_BUILD_DIR or ./build; "
+        "as for `graphc cache`)",
+    )
+    s.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="the precision of every float input and value (default float64)",
+    )
     s.add_argument(
         "--dump",
         action="append",
@@ -260,7 +272,15 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the module on random inputs against the interpreter and finite differences",
     )
-    s.add_argument("--size", type=int, default=3, help="symbolic dim size used by --check")
+    s.add_argument(
+        "--dim",
+        "--size",
+        dest="size",
+        type=int,
+        default=3,
+        metavar="N",
+        help="the size of every symbolic dimension in --check's random inputs (default 3)",
+    )
     s.add_argument(
         "--memory",
         choices=("best", "schedule", "size", "naive"),
@@ -271,7 +291,9 @@ def parser() -> argparse.ArgumentParser:
         "--size-hint",
         type=int,
         default=256,
-        help="size of each symbolic dim for ranking plans and for --dump plan",
+        metavar="N",
+        help="the size each symbolic dimension is assumed to have when plans are compared, "
+        "and in --dump plan and --memory-budget (default 256)",
     )
     s.add_argument(
         "--memory-budget",
@@ -319,13 +341,21 @@ def parser() -> argparse.ArgumentParser:
         help="also emit these derivatives, comma-separated: jvp (forward mode: outputs and their "
         "directional derivatives), hvp (Hessian-vector products)",
     )
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of --check's random inputs")
     s.set_defaults(run=cmd_compile)
     s = model_command("show", "print a model, simplified or differentiated, one line per node")
     s.add_argument("--stage", choices=("graph", "simplified", "grad"), default="graph")
     s.set_defaults(run=cmd_show)
     s = model_command("check", "compare interpreter gradients with central finite differences")
-    s.add_argument("--size", type=int, default=3, help="value bound to each symbolic dimension")
+    s.add_argument(
+        "--dim",
+        "--size",
+        dest="size",
+        type=int,
+        default=3,
+        metavar="N",
+        help="the size of every symbolic dimension in the random inputs (default 3)",
+    )
     s.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     s.add_argument(
         "--samples",

@@ -404,10 +404,15 @@ def build_module(
     out_dir: str | Path | None = None,
     options: BuildOptions = DEFAULT_OPTIONS,
     progress: Callable[[str], None] | None = None,
+    folder: str | None = None,
 ) -> BuiltModule:
-    """A verified build of `source` as module `name` (compiled only on a miss), now published."""
+    """A verified build of `source` as module `name` (compiled only on a miss), now published
+    in `out_dir/folder` (default: `out_dir/name`; a float32 model's folder is `name_float32`,
+    so that its build and its float64 one are both published)."""
     start = time.perf_counter()
     _check_name(name)
+    folder = folder or name
+    _check_name(folder)
     if not isinstance(source, str):
         raise TypeError(f"source must be str, got {type(source).__name__}")
     options = options or DEFAULT_OPTIONS
@@ -416,7 +421,7 @@ def build_module(
     cc = cache.find_compiler()
     inputs = _key_inputs(name, source, options, cc)
     key = cache.digest(inputs)
-    model_dir = root / name
+    model_dir = root / folder
     entry = model_dir / key[:16]
 
     # Before anything is read, built or published there: nobody else may have written it.

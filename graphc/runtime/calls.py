@@ -16,12 +16,16 @@ from typing import Any
 
 import numpy as np
 
+_MISSING = object()
 
-def bind(fn: str, names: tuple[str, ...], args: tuple, kwargs: dict) -> tuple:
-    """The arguments in declaration order, from positions and names; errors name the problem."""
+
+def bind(fn: str, names: tuple[str, ...], args: tuple, kwargs: dict, defaults: tuple = ()) -> tuple:
+    """The arguments in declaration order, from positions and names, those not given taken
+    from `defaults` (None or a default per name; empty: none has one); errors name the
+    problem."""
     if len(args) > len(names):
         raise TypeError(f"{fn}() takes {len(names)} arguments {names}, got {len(args)}")
-    values: list[Any] = list(args) + [None] * (len(names) - len(args))
+    values: list[Any] = list(args) + [_MISSING] * (len(names) - len(args))
     for name, value in kwargs.items():
         if name not in names:
             raise TypeError(f"{fn}() got an unknown argument {name!r}; it takes {names}")
@@ -29,7 +33,10 @@ def bind(fn: str, names: tuple[str, ...], args: tuple, kwargs: dict) -> tuple:
         if k < len(args):
             raise TypeError(f"{fn}() got argument {name!r} both by position and by name")
         values[k] = value
-    missing = [n for n, v in zip(names, values, strict=True) if v is None]
+    for k, d in enumerate(defaults):
+        if values[k] is _MISSING and d is not None:
+            values[k] = d
+    missing = [n for n, v in zip(names, values, strict=True) if v is _MISSING]
     if missing:
         s = "s" if len(missing) > 1 else ""
         raise TypeError(f"{fn}() is missing argument{s} {', '.join(missing)}")
