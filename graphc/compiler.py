@@ -19,13 +19,13 @@ from graphc.codegen.lower import lower
 from graphc.codegen.render import render
 from graphc.compiled import ABSENT, CompiledModule, load  # noqa: F401  (gc.compile's)
 from graphc.errors import BuildError, GraphError, InputError
-from graphc.ir.graph import Graph, as_graph, describe
+from graphc.ir.graph import Graph, as_graph, describe, freeze, without_gc
 from graphc.ir.shapes import FLOAT_DTYPES, dtype_name
 from graphc.ir.verify import verify
 from graphc.optim import Optimizer
 from graphc.passes.concurrency import pair_independent
 from graphc.passes.derivatives import hvp, hvp_name, jvp, tangent_name, vector_name
-from graphc.passes.dtype import with_dtype
+from graphc.passes.dtype import in_dtype, with_dtype
 from graphc.passes.fuse import fuse
 from graphc.passes.grad import grad, grad_name
 from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, plan_memory
@@ -95,6 +95,7 @@ class Stages:
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
 
 
+@without_gc
 def run_stages(
     g: Graph | nx.MultiDiGraph,
     *,
@@ -123,7 +124,8 @@ def run_stages(
     verify(g)
     _check_compilable(g)
     dtype = dtype_name(dtype)
-    g = simplify(with_dtype(g, dtype))
+    same = dtype in FLOAT_DTYPES and in_dtype(g, dtype)
+    g = simplify(g if same else with_dtype(g, dtype))  # simplify makes a new graph
     of = of or default_of(g)
     joint, grads = _differentiate(g, of, wrt)
     wanted = _functions(functions, g, grads, optimizer)
@@ -336,19 +338,24 @@ def _schedule_and_plan(
     loops (when `fusion`); keep the pair whose planned arena is smaller at the size hint. Every
     plan is verified independently. `inputs`: the function's arguments, when not every input
     of `g`."""
+    freeze(g)
     orders = ("id",) if memory == "naive" else ("id", "memory")
     best: tuple[int, Program, MemoryPlan] | None = None
+    tried = []
     for order in orders:
         prog = schedule(g, outputs, backward_from, order, size_hint, update_from)
+        if prog.steps in tried:
+            continue  # the same order again: the same program and plan
+        tried.append(prog.steps)
         if inputs is not None:
             prog = dataclasses.replace(prog, inputs={k: prog.inputs[k] for k in inputs})
         prog = pair_independent(fuse(prog) if fusion else prog, size_hint)
         plan = plan_memory(prog, memory, size_hint)
-        verify_plan(prog, plan)
         nbytes = plan.arena_bytes(_hint_sizes(prog, size_hint))
         if best is None or nbytes < best[0]:
             best = (nbytes, prog, plan)
     assert best is not None
+    verify_plan(best[1], best[2])
     return best[1], best[2]
 
 

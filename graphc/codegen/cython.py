@@ -10,6 +10,7 @@ C would have grouped an unparenthesised expression.
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Callable, Iterable, Iterator
 from types import SimpleNamespace
@@ -331,6 +332,22 @@ def _python(x: object) -> str:
     return repr(x)
 
 
+LONG = 1000  # characters: a longer Python literal is written as a string read at import
+
+
+def _value(text: str) -> str:
+    """Python literal `text` as the module writes it: itself, or when long (thousands of
+    arguments' specs), a string that `_data` (ast.literal_eval) reads at import -- C builds a
+    long literal with code the compiler takes seconds over, and a string with none."""
+    if len(text) <= LONG:
+        return text
+    try:
+        ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # float('nan') and the like: only as code
+    return f"_data({text!r})"
+
+
 def _function_view(f: Function) -> SimpleNamespace:
     """What module.pyx.j2 lays out for function `f`: its C tables, each led by its number of
     rows (the program's by its number of entries), and the Python data of its messages."""
@@ -357,21 +374,21 @@ def _function_view(f: Function) -> SimpleNamespace:
         doc=f.doc,
         tables=tables,
         nparts=f.nparts,
-        names=_python(f.names),
+        names=_value(_python(f.names)),
         defaults="(" + "".join(d + ", " for d in defaults) + ")",
-        spec=_python(f.spec),
-        outspec=_python(f.outspec),
-        out_keys=_python(f.keys),
-        checks=_python(f.checks),
+        spec=_value(_python(f.spec)),
+        outspec=_value(_python(f.outspec)),
+        out_keys=_value(_python(f.keys)),
+        checks=_value(_python(f.checks)),
     )
 
 
 def module_view(m: Module, runtime_key: str, runtime_options: dict) -> SimpleNamespace:
     """What templates/module.pyx.j2 lays out for module `m`, built against the runtime
     `runtime_key` (made with `runtime_options`, should it have to be built again)."""
-    return SimpleNamespace(
+    view = SimpleNamespace(
         header=m.header,
-        meta=m.meta,
+        meta=[(k, _value(v)) for k, v in m.meta],
         symbols=_python(m.symbols),
         runtime_key=repr(runtime_key),
         runtime_options=_python(runtime_options),
@@ -395,3 +412,8 @@ def module_view(m: Module, runtime_key: str, runtime_options: dict) -> SimpleNam
         nkernels=max(1, len(m.kernels) + len(m.runtime)),
         functions=[_function_view(f) for f in m.functions],
     )
+    texts = [v for _, v in view.meta] + [
+        x for f in view.functions for x in (f.names, f.spec, f.outspec, f.out_keys, f.checks)
+    ]
+    view.data = any(t.startswith("_data(") for t in texts)  # the module imports _data
+    return view

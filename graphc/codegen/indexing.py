@@ -26,7 +26,7 @@ def index_checks(v: Any, inputs: dict[str, int], t: Any) -> tuple[tuple[Row, ...
     message. Indices from constants alone with a known bound are checked now."""
     G = v.G
     position = {n: k for k, n in enumerate(inputs.values())}
-    bound_symbols = {d for n in inputs.values() for d in G.nodes[n]["shape"] if isinstance(d, str)}
+    bound_symbols = {d for n in inputs.values() for d in G._node[n]["shape"] if isinstance(d, str)}
     groups: dict[tuple, list] = {}  # (leaves, wraps, size) -> the uses it checks
     seen = set()  # take_grad reads the indices its take does
     for n in sorted(G.nodes):
@@ -35,8 +35,8 @@ def index_checks(v: Any, inputs: dict[str, int], t: Any) -> tuple[tuple[Row, ...
             continue
         seen.add(use[:3])
         idx, wraps, size, bound = use
-        leaves = [u for u in sorted(ancestors(G, [idx])) if G.nodes[u]["op"] in ("input", "const")]
-        args = [u for u in leaves if G.nodes[u]["op"] == "input"]
+        leaves = [u for u in sorted(ancestors(G, [idx])) if G._node[u]["op"] in ("input", "const")]
+        args = [u for u in leaves if G._node[u]["op"] == "input"]
         if any(u not in position for u in args) or not (
             isinstance(size, int) or size in bound_symbols
         ):
@@ -47,14 +47,14 @@ def index_checks(v: Any, inputs: dict[str, int], t: Any) -> tuple[tuple[Row, ...
                 raise ShapeError(f"{describe(G, n)}: {problem}")
             continue
         checked = tuple(
-            (position[u],) if G.nodes[u]["op"] == "input"
-            else (-1, int(G.nodes[u]["value"].min()), int(G.nodes[u]["value"].max()))
+            (position[u],) if G._node[u]["op"] == "input"
+            else (-1, int(G._node[u]["value"].min()), int(G._node[u]["value"].max()))
             for u in leaves
-            if G.nodes[u]["op"] == "input" or G.nodes[u]["value"].size
+            if G._node[u]["op"] == "input" or G._node[u]["value"].size
         )  # fmt: skip
         if checked:
             key = (checked, wraps, size)
-            names = tuple(G.nodes[u]["name"] for u in args)
+            names = tuple(G._node[u]["name"] for u in args)
             groups.setdefault(key, []).append((n, bound, index_source(G, idx), names))
     rows, data = [], []
     for (checked, wraps, size), uses in groups.items():

@@ -52,7 +52,7 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
     G = v.G
     kb = KernelBuilder(v)
     mine = set(nodes)
-    red = [n for n in nodes if G.nodes[n]["op"] in ("sum", "mean")]
+    red = [n for n in nodes if G._node[n]["op"] in ("sum", "mean")]
     first = nodes[0]
     domain = v.shape(operands(G, first)[0]) if first in red else v.shape(first)
     full = [n for n in red if all(d == 1 for d in v.shape(n))]
@@ -87,7 +87,7 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
         return local[u] if u in mine else kb.read(u, index(u))
 
     def count(n: int) -> Expr:
-        axes = G.nodes[n]["params"]["axis"]
+        axes = G._node[n]["params"]["axis"]
         dims = [d for k, d in enumerate(v.shape(operands(G, n)[0])) if k in axes]
         return Cast(v.dtype(n), kb.extent(dims))
 
@@ -96,7 +96,7 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
     body: list[Stmt] = []  # the body of the (innermost) loop
     terms: dict[int, Expr] = {}  # each full reduction's term
     for n in nodes:
-        a = G.nodes[n]
+        a = G._node[n]
         args = operands(G, n)
         if n in full:
             if heads:  # the term is read here, before any store of the element (in place)
@@ -138,7 +138,7 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
             stmts = [Loop(var, Lit(0), ext, tuple(stmts))]
         return stmts
 
-    ops = [G.nodes[n]["op"] for n in nodes]
+    ops = [G._node[n]["op"] for n in nodes]
     what = f"{len(nodes)} ops ({', '.join(ops)})" if len(nodes) > 1 else ops[0]
     size = SizeExpr.of(domain)
     work = SizeExpr(size.coef * len(nodes), size.symbols)

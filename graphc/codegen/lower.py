@@ -47,6 +47,8 @@ DOCS = {
 def comment_text(text: str) -> str:
     """Text safe inside a one-line comment or a docstring: printable, no quote or backslash."""
     text = text.replace('"', "'").replace("\\", "/")
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
@@ -66,36 +68,60 @@ class Context:
             taken.add(self.names[n])
 
     def shape(self, n: int) -> tuple:
-        return self.G.nodes[n]["shape"]
+        return self.G._node[n]["shape"]
 
     def dtype(self, n: int) -> str:
-        return self.G.nodes[n]["dtype"]
+        return self.G._node[n]["dtype"]
 
     def literal(self, n: int) -> Lit | None:
         """A one-element float or bool constant as a literal, when every step reading it can
         take one (loops over elements, reshape, max, size); else None: an array."""
         if n not in self._literals:
-            a = self.G.nodes[n]
+            a = self.G._node[n]
             inline = (
                 a["op"] == "const"
                 and a["value"].size == 1
                 and a["dtype"] not in INT_DTYPES
                 and all(
-                    loop_op(self.G, s) or self.G.nodes[s]["op"] in ("reshape", "max", "size")
+                    loop_op(self.G, s) or self.G._node[s]["op"] in ("reshape", "max", "size")
                     for s in self.G.successors(n)
                 )
             )
             self._literals[n] = _literal(a["value"]) if inline else None
         return self._literals[n]
 
+    def step_key(self, nodes: Sequence[int], stored: Sequence[bool]) -> tuple[tuple, list[int]]:
+        """What the lowering of a step computing `nodes` (storing those `stored`) reads of the
+        graph, with the values it reads from outside numbered in order of first use; and the
+        step's values: `nodes`, then those it reads."""
+        nodes_ = self.G._node
+        values = list(nodes)
+        number = {n: k for k, n in enumerate(nodes)}
+        key = []
+        for n, keep in zip(nodes, stored, strict=True):
+            a = nodes_[n]
+            args = []
+            for u in operands(self.G, n):
+                if u not in number:
+                    number[u] = len(values)
+                    values.append(u)
+                    b = nodes_[u]
+                    args.append((number[u], b["shape"], b["dtype"], self.literal(u)))
+                else:
+                    args.append(number[u])
+            params = a["params"]
+            shown = repr(sorted(params.items())) if params else ""
+            key.append((a["op"], shown, a["shape"], a["dtype"], keep, tuple(args)))
+        return tuple(key), values
+
     def name(self, n: int) -> str:
         """`v12`, or `g12` for the gradient of node 12, with an input's name: `v0 'x'`."""
-        a = self.G.nodes[n]
+        a = self.G._node[n]
         return self.names[n] + (f" {a['name']!r}" if a["op"] == "input" else "")
 
     def describe(self, n: int) -> str:
         """`g13 = mul(g14, v30)   [model.py:14]`."""
-        a = self.G.nodes[n]
+        a = self.G._node[n]
         params = format_params(a["op"], a["params"])
         args = ", ".join(_shown(self.literal(u)) or self.names[u] for u in operands(self.G, n))
         call = f"{a['op']}[{params}]({args})" if params else f"{a['op']}({args})"
@@ -148,29 +174,33 @@ def lower(
     version: str,
     in_place: dict[str, str] | None = None,
     defaults: dict[str, float] | None = None,
+    share: bool = True,
 ) -> Module:
     """The module records: one Function per program, returning the dicts `returns` names for
     it (output name -> key). `in_place` (output -> input) names what train_step writes over
     its inputs; `defaults` the values of the arguments a call may leave out (train_step's
-    hyperparameters, its last arguments)."""
+    hyperparameters, its last arguments). `share`: lower the steps that are the same up to
+    their values once (the records are the same either way; tests compare)."""
     ctx = Context(g)
     symbols = sorted(
         {d for prog, _ in programs.values() for n in prog.inputs.values()
          for d in ctx.shape(n) if isinstance(d, str)}
     )  # fmt: skip
     consts: dict[int, int] = {}  # node -> module constant
-    lowered = {name: _steps(ctx, prog, plan) for name, (prog, plan) in programs.items()}
+    memo: dict | None = {} if share else None
+    lowered = {name: _steps(ctx, prog, plan, memo) for name, (prog, plan) in programs.items()}
     kernels: dict[Kernel, int] = {}
     runtime: dict[str, int] = {}
+    ids: dict[int, int] = {}  # id(step.kernel) -> its number (a shared kernel is hashed once)
     for steps in lowered.values():
         for step in steps:
-            if isinstance(step.kernel, Kernel):
-                kernels.setdefault(step.kernel, len(kernels))
+            if isinstance(step.kernel, Kernel) and id(step.kernel) not in ids:
+                ids[id(step.kernel)] = kernels.setdefault(step.kernel, len(kernels))
     for steps in lowered.values():
         for step in steps:
-            if isinstance(step.kernel, Runtime):
-                runtime.setdefault(step.kernel.name, len(kernels) + len(runtime))
-    ids = {**{k: i for k, i in kernels.items()}, **{Runtime(k): i for k, i in runtime.items()}}
+            if isinstance(step.kernel, Runtime) and id(step.kernel) not in ids:
+                name = step.kernel.name
+                ids[id(step.kernel)] = runtime.setdefault(name, len(kernels) + len(runtime))
     functions = tuple(
         _function(ctx, name, prog, plan, returns[name], lowered[name], ids, symbols, consts,
                   (in_place or {}) if name == "train_step" else {}, defaults or {})
@@ -195,25 +225,37 @@ def lower(
     )
 
 
-def _steps(ctx: Context, prog: Program, plan: MemoryPlan) -> list[Step]:
-    """The kernel-IR steps of `prog`, in order."""
+def _steps(ctx: Context, prog: Program, plan: MemoryPlan, memo: dict | None) -> list[Step]:
+    """The kernel-IR steps of `prog`, in order. Steps whose nodes are the same up to their
+    values (`ctx.shape_key`) are lowered once, when `memo` (shared by the functions) is given:
+    the same kernels bound to other values."""
     out = []
     for step in prog.steps:
-        a = ctx.G.nodes[step.node]
-        e = Emit(ctx, step.node)
-        if step.fused or loop_op(ctx.G, step.node):
-            stored = {n for n in step.nodes if plan.storage[n].kind != "local"}
-            fused(e, step.nodes, stored)
-        elif plan.storage[step.node].kind == "alias":
+        G = ctx.G
+        loop = bool(step.fused) or loop_op(G, step.node)
+        if not loop and plan.storage[step.node].kind == "alias":
             continue  # a reshape that shares its operand's bytes: nothing to compute
+        stored = tuple(plan.storage[n].kind != "local" for n in step.nodes)
+        key, values = ctx.step_key(step.nodes, stored)
+        if memo is None or key not in memo:
+            e = Emit(ctx, step.node)
+            if loop:
+                fused(e, step.nodes, {n for n, s in zip(step.nodes, stored, strict=True) if s})
+            else:
+                a = G._node[step.node]
+                REGISTRY[a["op"]].lower(e, step.node, operands(G, step.node), a["params"])
+            lowered = e.steps
+            if memo is not None:
+                at = {v: k for k, v in enumerate(values)}
+                memo[key] = [replace(s, buffers=tuple(at[b] for b in s.buffers)) for s in lowered]
         else:
-            REGISTRY[a["op"]].lower(e, step.node, operands(ctx.G, step.node), a["params"])
+            lowered = [replace(s, buffers=tuple(values[b] for b in s.buffers)) for s in memo[key]]
         what = tuple(
             ("adj: " if section == "backward" else "") + ctx.describe(n)
             for n, section in zip(step.nodes, step.sections_of_nodes(), strict=True)
         )
-        assert len(e.steps) == 1 or not step.beside, "a step run beside another is one kernel"
-        for k, s in enumerate(e.steps):
+        assert len(lowered) == 1 or not step.beside, "a step run beside another is one kernel"
+        for k, s in enumerate(lowered):
             out.append(replace(s, what=what if k == 0 else (), section=step.section,
                                beside=step.beside))  # fmt: skip
     return out
@@ -226,7 +268,7 @@ def _function(
     plan: MemoryPlan,
     returns: tuple[dict[str, str], ...],
     steps: list[Step],
-    ids: dict,
+    ids: dict[int, int],
     symbols: list[str],
     consts: dict[int, int],
     in_place: dict[str, str],
@@ -297,12 +339,12 @@ def _function(
         ops += [t.float(f) for f in s.floats]
         flags = "|".join(("alone",) * s.alone + ("beside",) * s.beside) or 0
         work = -1 if s.work is None else t.size(s.work)
-        program.append(Row((ids[s.kernel], len(ops), work, flags, *ops), s.what))
+        program.append(Row((ids[id(s.kernel)], len(ops), work, flags, *ops), s.what))
     for prog_step in prog.steps:
         n = prog_step.node
-        if ctx.G.nodes[n]["op"] == "max":
+        if ctx.G._node[n]["op"] == "max":
             x = operands(ctx.G, n)[0]
-            reduced = [ctx.shape(x)[k] for k in ctx.G.nodes[n]["params"]["axis"]]
+            reduced = [ctx.shape(x)[k] for k in ctx.G._node[n]["params"]["axis"]]
             if any(isinstance(d, str) for d in reduced):
                 nonempty.append(Row((t.size_of(reduced),), (ctx.describe(n),)))
                 empty_messages.append(f"{ctx.describe(n)}: max over an axis of size 0 has no value")
@@ -349,7 +391,7 @@ def _arg_rows(ctx: Context, prog: Program, symbols: list[str]) -> tuple[tuple[Ro
 
 
 def _const(ctx: Context, n: int, k: int) -> Const:
-    a = ctx.G.nodes[n]
+    a = ctx.G._node[n]
     kind = int if a["dtype"] in INT_DTYPES else float
     values = tuple(kind(x) for x in np.asarray(a["value"]).ravel())
     return Const(f"_c{k}", a["dtype"], tuple(a["shape"]), values,

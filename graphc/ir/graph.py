@@ -72,10 +72,29 @@ def describe(G: nx.MultiDiGraph, n: int) -> str:
 
 def operands(G: nx.MultiDiGraph, n: int) -> list[int]:
     """The operand node ids of `n`, ordered by edge `port`."""
+    known = G.__dict__.get("_operands")  # a frozen graph's (see `freeze`)
+    if known is not None:
+        got = known.get(n)
+        if got is None:
+            got = known[n] = _operands(G, n)
+        return list(got)
+    return list(_operands(G, n))
+
+
+def _operands(G: nx.MultiDiGraph, n: int) -> tuple[int, ...]:
     # G._pred is networkx's adjacency dict; the public views cost ~10x more per call, and every
     # pass calls this once per node.
     edges = sorted((d["port"], u) for u, keys in G._pred[n].items() for d in keys.values())
-    return [u for _, u in edges]
+    return tuple(u for _, u in edges)
+
+
+def freeze(g: Graph) -> Graph:
+    """`g`, made unchangeable (networkx raises on any change): the passes after scheduling
+    read a graph many times over, and `operands` then remembers each node's."""
+    if not nx.is_frozen(g.nx):
+        nx.freeze(g.nx)
+        g.nx._operands = {}
+    return g
 
 
 def ancestors(G: nx.MultiDiGraph, nodes: Iterable[int]) -> set[int]:

@@ -28,11 +28,11 @@ def pair_independent(prog: Program, size_hint: int, least: int = CONCURRENT_MIN)
     G = prog.graph.nx
 
     def elements(v: int) -> int:
-        return math.prod(d if isinstance(d, int) else size_hint for d in G.nodes[v]["shape"])
+        return math.prod(d if isinstance(d, int) else size_hint for d in G._node[v]["shape"])
 
     def worth(t: int) -> bool:
         s = prog.steps[t]
-        if G.nodes[s.node]["op"] in NEVER or s.section == "update":
+        if G._node[s.node]["op"] in NEVER or s.section == "update":
             return False
         return sum(map(elements, (*s.nodes, *prog.reads(t)))) >= least
 

@@ -9,6 +9,16 @@ from graphc.ir.graph import Graph
 from graphc.ir.shapes import FLOAT_DTYPES, dtype_name
 
 
+def in_dtype(g: Graph, dtype: str) -> bool:
+    """Is `g` in `dtype` already: every float input, constant and cast?"""
+    return all(
+        a["dtype"] == dtype if a["op"] in ("input", "const") and a["dtype"] in FLOAT_DTYPES
+        else a["op"] != "cast" or a["params"]["dtype"] not in FLOAT_DTYPES
+        or a["params"]["dtype"] == dtype
+        for a in g.nx._node.values()
+    )  # fmt: skip
+
+
 def with_dtype(g: Graph, dtype: str) -> Graph:
     """`g` with every float input, constant and cast in `dtype` (shapes and dtypes re-inferred)."""
     dtype = dtype_name(dtype)

@@ -31,23 +31,27 @@ from graphc.passes.schedule import Program, Step
 
 REDUCTIONS = ("sum", "mean")
 MAX_SUMS = 32  # full reductions one loop computes at most (GC_MAX_SUMS of the runtime)
+# Ops one loop computes at most: a longer run is cut into loops of this many, which a repeated
+# model (a chain of the same block) makes the same kernel over and over -- emitted once, and
+# compiled in a time that does not grow with the run. A cut stores one value and loads it again.
+MAX_OPS = 64
 
 
 def loop_op(G, n: int) -> bool:
     """Is n computed by a loop over elements (alone or fused): elementwise, broadcast, sum?"""
-    op = G.nodes[n]["op"]
+    op = G._node[n]["op"]
     return REGISTRY[op].elementwise or op in ("broadcast_to", *REDUCTIONS)
 
 
 def domain(G, nodes: Sequence[int]) -> tuple:
     """The shape a group's loop runs over."""
     n = nodes[0]
-    a = G.nodes[n]
-    return G.nodes[operands(G, n)[0]]["shape"] if a["op"] in REDUCTIONS else a["shape"]
+    a = G._node[n]
+    return G._node[operands(G, n)[0]]["shape"] if a["op"] in REDUCTIONS else a["shape"]
 
 
 def full_reduction(G, n: int) -> bool:
-    return G.nodes[n]["op"] in REDUCTIONS and all(d == 1 for d in G.nodes[n]["shape"])
+    return G._node[n]["op"] in REDUCTIONS and all(d == 1 for d in G._node[n]["shape"])
 
 
 def is_flat(G, nodes: Sequence[int]) -> bool:
@@ -59,8 +63,8 @@ def is_flat(G, nodes: Sequence[int]) -> bool:
 
 def _flat_member(G, n: int, outside: Callable[[int], bool], shape: tuple) -> bool:
     """Can n be computed at a flat index over `shape`?"""
-    return (G.nodes[n]["op"] not in REDUCTIONS or full_reduction(G, n)) and all(
-        G.nodes[u]["shape"] == shape or all(d == 1 for d in G.nodes[u]["shape"])
+    return (G._node[n]["op"] not in REDUCTIONS or full_reduction(G, n)) and all(
+        G._node[u]["shape"] == shape or all(d == 1 for d in G._node[u]["shape"])
         for u in operands(G, n)
         if outside(u)
     )
@@ -84,13 +88,15 @@ class _Group:
     def joins(self, G, n: int, scheduled: dict[int, int]) -> bool:
         """May n be computed in this loop? A full reduction is only ever computed in a flat
         loop, so that its terms are added in one order (kernels.fused), fused or not."""
-        a = G.nodes[n]
+        if len(self.steps) >= MAX_OPS:
+            return False
+        a = G._node[n]
         inside = [u for u in operands(G, n) if u in self.members]
-        if any(G.nodes[u]["op"] in REDUCTIONS for u in inside):
+        if any(G._node[u]["op"] in REDUCTIONS for u in inside):
             return False  # a reduction's result is known only after the loop
         if a["op"] == "broadcast_to" and inside:
             return False
-        shape = G.nodes[operands(G, n)[0]]["shape"] if a["op"] in REDUCTIONS else a["shape"]
+        shape = G._node[operands(G, n)[0]]["shape"] if a["op"] in REDUCTIONS else a["shape"]
         if shape != self.shape:
             return False
         if a["op"] in REDUCTIONS and _blocks_vectors(G, n, inside, scheduled):
@@ -113,15 +119,15 @@ def _blocks_vectors(G, n: int, inside: list[int], scheduled: dict[int, int]) -> 
     from vectorising for nothing? It does when it reduces the innermost axis (every iteration
     of the inner loop adds to one sum) and the operand is stored anyway for another reader:
     the group would save only one read of it. `scheduled`: the program's steps' nodes."""
-    shape = G.nodes[operands(G, n)[0]]["shape"]
-    axes = G.nodes[n]["params"]["axis"]
+    shape = G._node[operands(G, n)[0]]["shape"]
+    axes = G._node[n]["params"]["axis"]
     if full_reduction(G, n) or not shape or shape[-1] == 1 or len(shape) - 1 not in axes:
         return False
     return any(v != n and v in scheduled for u in inside for v in G.successors(u))
 
 
 def _shape_only(G, n: int) -> bool:
-    return G.nodes[n]["op"] == "size" and all(G.nodes[u]["op"] == "input" for u in operands(G, n))
+    return G._node[n]["op"] == "size" and all(G._node[u]["op"] == "input" for u in operands(G, n))
 
 
 @without_gc
@@ -168,7 +174,7 @@ def internal_values(prog: Program) -> set[int]:
         for n in s.nodes:
             if (
                 n not in outputs
-                and G.nodes[n]["op"] not in REDUCTIONS
+                and G._node[n]["op"] not in REDUCTIONS
                 and all(v in mine for v in G.successors(n) if v in prog.step_of)
             ):
                 out.add(n)

@@ -81,8 +81,8 @@ def grad(
     dg = g.copy()
     G = dg.nx
     root = dg.outputs[of]
-    if G.nodes[root]["shape"] != ():
-        a = G.nodes[root]
+    if G._node[root]["shape"] != ():
+        a = G._node[root]
         raise ShapeError(
             f"of={of!r} must be a scalar to differentiate, but {describe(G, root)} is "
             f"{format_type(a['shape'], a['dtype'])}; reduce it first, e.g. with gc.sum"
@@ -99,8 +99,8 @@ def grad(
     topo = [n for n in topo_order(G) if n in reaches_root]
     active = set(targets.values())
     for n in topo:
-        op = G.nodes[n]["op"]
-        if n in active or op in ("input", "const") or G.nodes[n]["dtype"] not in FLOAT_DTYPES:
+        op = G._node[n]["op"]
+        if n in active or op in ("input", "const") or G._node[n]["dtype"] not in FLOAT_DTYPES:
             continue
         args = operands(G, n)
         rules = REGISTRY[op].rules(len(args))
@@ -111,12 +111,12 @@ def grad(
     # is freed early), except slices put back in place, which wait until the value is reached.
     first_new = dg._next_id
     cts: dict[int, list[Value]] = {}  # the running sum (first, if any), then the pieces
-    with dg.at(G.nodes[root]["loc"]):
-        cts[root] = [dg.const(1.0, dtype=G.nodes[root]["dtype"])]
+    with dg.at(G._node[root]["loc"]):
+        cts[root] = [dg.const(1.0, dtype=G._node[root]["dtype"])]
     for n in reversed(topo):
-        if n not in cts or n not in active or G.nodes[n]["op"] in ("input", "const"):
+        if n not in cts or n not in active or G._node[n]["op"] in ("input", "const"):
             continue
-        attrs = G.nodes[n]
+        attrs = G._node[n]
         dg._loc = attrs["loc"]  # adjoint nodes are attributed to the line of their forward node
         ct = _total(cts[n])
         op = REGISTRY[attrs["op"]]
@@ -138,10 +138,10 @@ def grad(
                     f"{of!r} does not depend on {name!r} (through a differentiable "
                     "path); pass allow_unused=True to get zeros"
                 )
-            a = G.nodes[n]
+            a = G._node[n]
             with dg.at(a["loc"]):
                 cts[n] = [broadcast_to(dg.const(0.0, dtype=a["dtype"]), a["shape"])]
-        with dg.at(G.nodes[n]["loc"]):
+        with dg.at(G._node[n]["loc"]):
             total = _total(cts[n])
         _label(G, total.id, n, first_new)
         dg.output(grad_name(of, name), total)
@@ -208,4 +208,4 @@ def _label(G: nx.MultiDiGraph, ct: int, n: int, first_new: int) -> None:
     """Record on a cotangent node made by grad that it is d(of)/d(v{n}), so generated code can
     call it g{n}. Nodes of the forward graph keep their own names."""
     if ct >= first_new:
-        G.nodes[ct].setdefault("grad_of", n)
+        G._node[ct].setdefault("grad_of", n)

@@ -91,7 +91,7 @@ def _fixed_storage(prog: Program) -> tuple[dict[int, Storage], dict[str, int], d
         storage[n] = Storage("input", name)
     extra: dict[str, int] = {}
     for name, n in prog.outputs.items():
-        if G.nodes[n]["op"] == "const":
+        if G._node[n]["op"] == "const":
             storage[n] = Storage("const", n)
         if n in storage:
             extra[name] = n  # an input, a constant or a value returned twice: copied out
@@ -102,9 +102,9 @@ def _fixed_storage(prog: Program) -> tuple[dict[int, Storage], dict[str, int], d
         storage[v] = Storage("local", prog.step_of[v])
     for t, s in enumerate(prog.steps):
         for u in prog.reads(t):
-            if G.nodes[u]["op"] == "const":
+            if G._node[u]["op"] == "const":
                 storage[u] = Storage("const", u)
-        if s.node not in storage and G.nodes[s.node]["op"] == "reshape":
+        if s.node not in storage and G._node[s.node]["op"] == "reshape":
             (src,) = operands(G, s.node)
             storage[s.node] = Storage("alias", src)
             alias_of[s.node] = src
@@ -114,7 +114,7 @@ def _fixed_storage(prog: Program) -> tuple[dict[int, Storage], dict[str, int], d
 def _can_overwrite(prog: Program, v: int, x: int) -> bool:
     """May v's step write v over x, which it reads (at the same index it writes v)?"""
     G = prog.graph.nx
-    a, b = G.nodes[v], G.nodes[x]
+    a, b = G._node[v], G._node[x]
     return REGISTRY[a["op"]].elementwise and a["shape"] == b["shape"] and a["dtype"] == b["dtype"]
 
 
@@ -299,9 +299,9 @@ def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT)
     storage, extra, alias_of = _fixed_storage(prog)
     iv = liveness(prog, alias_of)
     values = [n for s in prog.steps for n in s.nodes if n not in storage]
-    symbols = {d for v in values for d in G.nodes[v]["shape"] if isinstance(d, str)}
+    symbols = {d for v in values for d in G._node[v]["shape"] if isinstance(d, str)}
     sizes = dict.fromkeys(symbols, hint)
-    nbytes = {v: value_bytes(G.nodes[v]["shape"], G.nodes[v]["dtype"], sizes) for v in values}
+    nbytes = {v: value_bytes(G._node[v]["shape"], G._node[v]["dtype"], sizes) for v in values}
 
     def overwrite(v: int, x: int) -> bool:
         return x in nbytes and _can_overwrite(prog, v, x)
@@ -325,7 +325,7 @@ def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT)
     slots = []
     for k, members in enumerate(chosen):
         layouts = dict.fromkeys(
-            (G.nodes[m]["shape"], G.nodes[m]["dtype"])
+            (G._node[m]["shape"], G._node[m]["dtype"])
             for m in sorted(members, key=lambda m: -nbytes[m])
         )
         slots.append(Slot(k, tuple(layouts)))

@@ -107,7 +107,7 @@ def schedule(
             raise GraphError(f"graph {g.name!r} has no output {name!r}")
     targets = {all_outputs[name] for name in outputs}
     needed = ancestors(G, targets)
-    nodes = [n for n in topo_order(G) if n in needed and G.nodes[n]["op"] not in ("input", "const")]
+    nodes = [n for n in topo_order(G) if n in needed and G._node[n]["op"] not in ("input", "const")]
 
     def section(n: int) -> str:
         if update_from is not None and n >= update_from:
@@ -154,8 +154,8 @@ def _memory_order(G, nodes: list[int], keep: set[int], section, size_hint: int) 
     from graphc.passes.memory import value_bytes
 
     in_steps = set(nodes)
-    sizes = {d: size_hint for n in nodes for d in G.nodes[n]["shape"] if isinstance(d, str)}
-    nbytes = {n: value_bytes(G.nodes[n]["shape"], G.nodes[n]["dtype"], sizes) for n in nodes}
+    sizes = {d: size_hint for n in nodes for d in G._node[n]["shape"] if isinstance(d, str)}
+    nbytes = {n: value_bytes(G._node[n]["shape"], G._node[n]["dtype"], sizes) for n in nodes}
     args = {n: [u for u in dict.fromkeys(operands(G, n)) if u in in_steps] for n in nodes}
     users: dict[int, list[int]] = {n: [] for n in nodes}
     for n in nodes:

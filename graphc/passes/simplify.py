@@ -65,7 +65,7 @@ class _Builder:
         return self.uniform[n] == value
 
     def op(self, n: int) -> str:
-        return self.G.nodes[n]["op"]
+        return self.G._node[n]["op"]
 
     def const(self, value: np.ndarray, loc: str, keep_id: int | None = None) -> int:
         value = np.array(value)
@@ -86,9 +86,11 @@ class _Builder:
         return self.table[key]
 
     def emit(
-        self, op: str, args: list[int], params: dict[str, Any], loc: str, keep_id: int | None = None
-    ) -> int:
-        """The id of a node computing `op(args)`: folded, rewritten, shared or new."""
+        self, op: str, args: list[int], params: dict[str, Any], loc: str,
+        keep_id: int | None = None, typed: tuple | None = None,
+    ) -> int:  # fmt: skip
+        """The id of a node computing `op(args)`: folded, rewritten, shared or new. `typed`:
+        its (shape, dtype) when known (a source node's: every rewrite keeps both)."""
         opdef = REGISTRY[op]
         params = opdef.full_params(params)
         key = (op, tuple(args), tuple(sorted(params.items())))
@@ -98,13 +100,13 @@ class _Builder:
         self.G.add_node(n, op=op, params=params, loc=loc)
         for port, u in enumerate(args):
             self.G.add_edge(u, n, port=port)
-        shape, dtype = infer_node(self.G, n, args)
-        self.G.nodes[n].update(shape=shape, dtype=dtype)
+        shape, dtype = typed or infer_node(self.G, n, args)
+        self.G._node[n].update(shape=shape, dtype=dtype)
         fresh_from = self.g._next_id
         replacement = self._fold(n, op, args, params, loc)
         for fn in RULES.get(op, ()) if replacement is None else ():
             r = fn(self, args, dict(params, _loc=loc))
-            if r is not None and (self.G.nodes[r]["shape"], self.G.nodes[r]["dtype"]) == (
+            if r is not None and (self.G._node[r]["shape"], self.G._node[r]["dtype"]) == (
                 shape,
                 dtype,
             ):
@@ -120,7 +122,7 @@ class _Builder:
 
     def _take_id(self, r: int, n: int) -> int:
         """Move node `r`, made just now and not yet used, to the free id `n`."""
-        attrs = self.G.nodes[r]
+        attrs = self.G._node[r]
         preds = [(u, d["port"]) for u, _, d in self.G.in_edges(r, data=True)]
         self.G.remove_node(r)
         self.G.add_node(n, **attrs)
@@ -132,7 +134,7 @@ class _Builder:
         return n
 
     def _fold(self, n: int, op: str, args: list[int], params: dict, loc: str) -> int | None:
-        shape = self.G.nodes[n]["shape"]
+        shape = self.G._node[n]["shape"]
         if not args or not all(self.is_const(u) for u in args):
             return None
         if (
@@ -141,8 +143,8 @@ class _Builder:
         ):
             return None
         with np.errstate(all="ignore"):
-            value = REGISTRY[op].ref(*(self.G.nodes[u]["value"] for u in args), **params)
-        return self.const(np.asarray(value, dtype=self.G.nodes[n]["dtype"]), loc)
+            value = REGISTRY[op].ref(*(self.G._node[u]["value"] for u in args), **params)
+        return self.const(np.asarray(value, dtype=self.G._node[n]["dtype"]), loc)
 
     def _fresh(self) -> int:
         n = self.g._next_id
@@ -166,9 +168,10 @@ def simplify(g: Graph | nx.MultiDiGraph) -> Graph:
             new[n] = b.const(a["value"], a["loc"], keep_id=n)
         else:
             args = [new[u] for u in operands(src.nx, n)]
-            new[n] = b.emit(a["op"], args, a["params"], a["loc"], keep_id=n)
+            typed = (a["shape"], a["dtype"]) if "dtype" in a else None
+            new[n] = b.emit(a["op"], args, a["params"], a["loc"], keep_id=n, typed=typed)
             if new[n] == n and "grad_of" in a:  # a kept node keeps its label
-                b.G.nodes[n]["grad_of"] = a["grad_of"]
+                b.G._node[n]["grad_of"] = a["grad_of"]
     b.G.graph["outputs"] = {name: new[n] for name, n in src.outputs.items()}
     live = ancestors(b.G, b.G.graph["outputs"].values())
     b.G.remove_nodes_from(
@@ -237,14 +240,14 @@ def _transpose(b: _Builder, args, params):
     if perm == tuple(range(len(perm))):
         return x
     if b.op(x) == "transpose":
-        inner = b.G.nodes[x]["params"]["perm"]
+        inner = b.G._node[x]["params"]["perm"]
         composed = tuple(inner[q] for q in perm)
         return b.emit("transpose", operands(b.G, x), {"perm": composed}, params["_loc"])
     return None
 
 
 def _is_swap_last(b: _Builder, n: int) -> bool:
-    a = b.G.nodes[n]
+    a = b.G._node[n]
     k = len(a["shape"])
     return (
         a["op"] == "transpose" and k >= 2 and a["params"]["perm"] == (*range(k - 2), k - 1, k - 2)
@@ -257,7 +260,7 @@ def _matmul_of_transpose(b: _Builder, args, params):
     x, y = args
     flags = {"transpose_a": params["transpose_a"], "transpose_b": params["transpose_b"]}
     for i, (v, flag) in enumerate(((x, "transpose_a"), (y, "transpose_b"))):
-        if _is_swap_last(b, v) and b.G.nodes[operands(b.G, v)[0]]["shape"] is not None:
+        if _is_swap_last(b, v) and b.G._node[operands(b.G, v)[0]]["shape"] is not None:
             new = list(args)
             new[i] = operands(b.G, v)[0]
             return b.emit("matmul", new, dict(flags, **{flag: not flags[flag]}), params["_loc"])
@@ -268,7 +271,7 @@ def _matmul_of_transpose(b: _Builder, args, params):
 def _same_shape(b: _Builder, args, params):
     """reshape(x, x.shape) -> x;  broadcast_to(x, x.shape) -> x"""
     (x,) = args
-    return x if b.G.nodes[x]["shape"] == params["shape"] else None
+    return x if b.G._node[x]["shape"] == params["shape"] else None
 
 
 @rule("reshape")
@@ -289,13 +292,13 @@ def _reduce_nothing(b: _Builder, args, params):
 @rule("cast")
 def _cast_same(b: _Builder, args, params):
     """cast(x, x.dtype) -> x"""
-    return args[0] if b.G.nodes[args[0]]["dtype"] == params["dtype"] else None
+    return args[0] if b.G._node[args[0]]["dtype"] == params["dtype"] else None
 
 
 @rule("size")
 def _size_static(b: _Builder, args, params):
     """size(x, axis) -> its value, when those dims of x are known ints"""
-    a = b.G.nodes[args[0]]
+    a = b.G._node[args[0]]
     dims = [a["shape"][i] for i in params["axis"]]
     if not all(isinstance(d, int) for d in dims):
         return None
@@ -308,9 +311,9 @@ def _size_of_input(b: _Builder, args, params):
     shape, and an input is alive anyway: x need not be kept for it)"""
     if b.op(args[0]) == "input":
         return None
-    dims = [b.G.nodes[args[0]]["shape"][i] for i in params["axis"]]
+    dims = [b.G._node[args[0]]["shape"][i] for i in params["axis"]]
     for n, a in b.G.nodes(data=True):
-        if a["op"] != "input" or a["dtype"] != b.G.nodes[args[0]]["dtype"]:
+        if a["op"] != "input" or a["dtype"] != b.G._node[args[0]]["dtype"]:
             continue
         free = list(enumerate(a["shape"]))
         axes = []

@@ -95,14 +95,14 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
     slot_of_id: dict[int | str, Slot] = {}
     for slot in plan.slots:
         slot_of_id.setdefault(slot.id, slot)  # the first slot with an id, if ids repeat
-    symbols = {d for n in G for d in G.nodes[n].get("shape", ()) if isinstance(d, str)}
+    symbols = {d for n in G for d in G._node[n].get("shape", ()) if isinstance(d, str)}
     envs = {n: dict.fromkeys(symbols, n) for n in sizes}
     for v, st in plan.storage.items():
         if st.kind != "arena":
             continue
         if st.ref not in slot_of_id:
             raise PlanError(f"{where(v)} is in buf{st.ref}, which the plan does not have")
-        a = G.nodes[v]
+        a = G._node[v]
         for n in sizes:
             env = envs[n]
             need = math.prod(d if isinstance(d, int) else env[d] for d in a["shape"])
@@ -161,7 +161,7 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
                         else "buffer was never written"
                     )
                 )
-            if st.kind in ("arena", "output") and r not in written and G.nodes[r]["op"] != "const":
+            if st.kind in ("arena", "output") and r not in written and G._node[r]["op"] != "const":
                 raise PlanError(
                     f"step {t}: {where(steps[t][-1])} reads {where(u)} before it is computed"
                 )
@@ -177,7 +177,7 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
                 if prev is not None and last_read.get(prev, -1) == t:
                     # Only an elementwise result may replace an operand of its own shape that its
                     # step reads, at the same index (a fused loop loads before it stores).
-                    a, b = G.nodes[v], G.nodes[prev]
+                    a, b = G._node[v], G._node[prev]
                     reads_prev = prev in read_roots
                     same = a["shape"] == b["shape"] and a["dtype"] == b["dtype"]
                     if not (REGISTRY[a["op"]].elementwise and same and reads_prev):
