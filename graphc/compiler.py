@@ -7,6 +7,7 @@ verify -> cast to dtype -> simplify -> grad -> simplify -> schedule -> fuse
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,6 +111,7 @@ def run_stages(
     optimizer: Optimizer | None = None,
     functions: Iterable[str] | None = None,
     build: Any = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Stages:
     """Run the pure-Python stages, up to and including the rendered source, which names the
     runtime (runtime/shared.py) that a build with options `build` (a BuildOptions; default:
@@ -119,18 +121,27 @@ def run_stages(
     `optimizer`, the module also has `train_step` (see passes/train.py). `functions` names
     the functions to emit (default: each of forward, value_and_grad, train_step that applies;
     jvp and hvp, the derivatives of passes/derivatives.py, only when named);
-    leaving out one the caller does not need saves its share of the build time."""
+    leaving out one the caller does not need saves its share of the build time. A graph of
+    PROGRESS_NODES nodes or more has each stage announced to `progress` as it starts; one of
+    more than max_nodes() is refused."""
     g = as_graph(g)
+    size = g.nx.number_of_nodes()
+    _check_size(g, size)
+    say = progress if progress is not None and size >= PROGRESS_NODES else _quiet
+    say(f"checking {size:,} nodes")
     verify(g)
     _check_compilable(g)
     dtype = dtype_name(dtype)
     same = dtype in FLOAT_DTYPES and in_dtype(g, dtype)
+    say("simplifying")
     g = simplify(g if same else with_dtype(g, dtype))  # simplify makes a new graph
     of = of or default_of(g)
+    say(f"differentiating {g.nx.number_of_nodes():,} nodes")
     joint, grads = _differentiate(g, of, wrt)
     wanted = _functions(functions, g, grads, optimizer)
     st = Stages(g, joint, of, grads, size_hint=size_hint)
     backward_from = g._next_id  # nodes grad added have ids from here on
+    say(f"scheduling and planning memory over {joint.nx.number_of_nodes():,} nodes")
     if "forward" in wanted:
         st.programs["forward"] = _schedule_and_plan(
             joint, list(g.outputs), backward_from, memory, size_hint, fusion
@@ -167,14 +178,48 @@ def run_stages(
                 name, joint, g, of, returns["value_and_grad"], backward_from, memory,
                 size_hint, fusion,
             )  # fmt: skip
+    steps = sum(len(prog.steps) for prog, _ in st.programs.values())
+    say(f"lowering {steps:,} steps of {len(st.programs)} functions")
     module = lower(
         joint, st.programs, returns, _metadata(st, dtype), source_file, graphc.__version__,
         in_place, defaults,
     )  # fmt: skip
+    say(f"writing the source of {len(module.kernels)} kernels")
     build = build or DEFAULT_OPTIONS
     st.module = module
     st.source = render(module, _runtime_key(build), asdict(build))
     return st
+
+
+PROGRESS_NODES = 2_000  # a graph this large has each stage announced (see run_stages)
+MAX_NODES = 200_000  # the default of max_nodes()
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def max_nodes() -> int:
+    """The most nodes a graph may have: $GRAPHC_MAX_NODES, else MAX_NODES. The passes take
+    about 30 KiB and 1 ms per node (differentiation makes 4 or 5 nodes of each), so the
+    default is about 6 GiB and a few minutes."""
+    text = os.environ.get("GRAPHC_MAX_NODES", "").strip()
+    if not text:
+        return MAX_NODES
+    try:
+        return int(text)
+    except ValueError:
+        raise GraphError(f"GRAPHC_MAX_NODES must be a number of nodes, got {text!r}") from None
+
+
+def _check_size(g: Graph, size: int) -> None:
+    limit = max_nodes()
+    if size > limit:
+        raise GraphError(
+            f"graph {g.name!r} has {size:,} nodes, more than graphc compiles ({limit:,}: "
+            "about 30 KiB of memory per node); build a repeated part once and loop over it, "
+            "or raise the limit with GRAPHC_MAX_NODES"
+        )
 
 
 def _runtime_key(build: Any) -> str:
@@ -396,6 +441,7 @@ def compile(
         shared.ensure(options, progress)
         stages = run_stages(
             g,
+            progress=progress,
             of=of,
             wrt=wrt,
             dtype=dtype,

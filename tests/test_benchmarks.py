@@ -76,3 +76,22 @@ def test_derivatives_quick_run():
         assert "skipped JAX jit: JAX not importable" in r.stdout
     else:
         assert "JAX jit" in r.stdout and "skipped JAX" not in r.stdout
+
+
+@pytest.mark.compiler
+def test_compile_time_quick_run(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compile_time", "--quick", "--build-dir", str(tmp_path),
+         "--json", str(tmp_path / "compile_time.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "graphc's runtime for this machine" in r.stdout
+    for model in ("seed", "chain200"):
+        assert f"\n{model} " in r.stdout
+    assert "build s" in r.stdout and "pyx lines" in r.stdout and "kernels" in r.stdout
+    import json
+
+    got = json.loads((tmp_path / "compile_time.json").read_text())["models"]
+    assert got["seed"]["runs"][0]["cache_hit"] is False  # a cold build, every time
+    assert got["seed"]["runs"][0]["pyx_lines"] <= 250

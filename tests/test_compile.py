@@ -495,3 +495,48 @@ def test_graphc_num_threads_is_read_on_import(seed, value, expect):
         cwd=ROOT,
     )
     assert r.returncode == 0 and expect in r.stdout, r.stdout + r.stderr
+
+
+# ---- large graphs ------------------------------------------------------------------------
+def _chain(steps: int) -> gc.Graph:
+    g = gc.Graph("long_chain")
+    h = g.input("x", shape=("N", 4))
+    w = g.param("w", shape=(4,))
+    for _ in range(steps):
+        h = gc.tanh(h * w)
+    g.output("loss", gc.sum(h))
+    return g
+
+
+def test_a_large_graph_announces_each_stage_as_it_starts(monkeypatch):
+    import graphc.compiler as compiler
+
+    heard: list[str] = []
+    real_verify = compiler.verify
+
+    def verify(g):  # the first message comes before the first pass
+        heard.append("(verify runs)")
+        return real_verify(g)
+
+    monkeypatch.setattr(compiler, "verify", verify)
+    g = _chain(compiler.PROGRESS_NODES // 2)
+    run_stages(g, progress=heard.append)
+    assert heard[0] == f"checking {g.nx.number_of_nodes():,} nodes" and heard[1] == "(verify runs)"
+    stages = [m.split(" ")[0] for m in heard[2:]]
+    assert stages == ["simplifying", "differentiating", "scheduling", "lowering", "writing"]
+    heard.clear()
+    run_stages(seed_net(), progress=heard.append)
+    assert heard == ["(verify runs)"]  # a small graph builds in a moment, unannounced
+
+
+def test_a_graph_past_the_size_limit_is_refused_before_any_work(monkeypatch):
+    g = _chain(50)
+    monkeypatch.setenv("GRAPHC_MAX_NODES", "100")
+    with pytest.raises(gc.GraphError, match=r"'long_chain' has 103 nodes, more than graphc "
+                       r"compiles \(100: .*GRAPHC_MAX_NODES"):  # fmt: skip
+        run_stages(g)
+    monkeypatch.setenv("GRAPHC_MAX_NODES", "lots")
+    with pytest.raises(gc.GraphError, match="GRAPHC_MAX_NODES must be a number of nodes"):
+        run_stages(g)
+    monkeypatch.setenv("GRAPHC_MAX_NODES", "103")
+    assert run_stages(g).module.functions

@@ -1,0 +1,89 @@
+"""`lower` (codegen/lower.py): kernels that are the same are one kernel, however many steps run
+them, and lowering each distinct step once gives the records lowering every step gives."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+import graphc as gc
+import graphc.compiler
+from graphc.codegen.lower import lower
+from graphc.codegen.pyrender import PyModule
+from graphc.compiler import run_stages
+from graphc.passes.fuse import MAX_OPS
+from tests.codegen.test_compiled_ops import VALUE_KEYS, model
+from tests.models import mlp, seed_net
+
+
+def chain(steps: int, own_params: bool = False) -> gc.Graph:
+    """`steps` blocks h = tanh(h * w) and loss = sum(h): one w (4,) with a matmul by W after
+    every fourth block, or a scalar param w_i per block and nothing else."""
+    g = gc.Graph(f"chain{steps}")
+    h = g.input("x", shape=("N", 4))
+    if own_params:
+        for i in range(steps):
+            h = gc.tanh(h * g.param(f"w{i}", shape=()))
+    else:
+        w, W = g.param("w", shape=(4,)), g.param("W", shape=(4, 4))
+        for i in range(steps):
+            h = gc.tanh(h * w)
+            h = gc.matmul(h, W) if i % 4 == 3 else h
+    g.output("loss", gc.sum(h))
+    return g
+
+
+def _without_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graphc.compiler, "lower", functools.partial(lower, share=False))
+
+
+MODELS = {
+    "seed": lambda: (seed_net(), {}),
+    "mlp_adam": lambda: (mlp(np.random.default_rng(0))[0], {"optimizer": gc.optim.Adam()}),
+    "chain": lambda: (chain(24), {}),
+    "own_params": lambda: (chain(3 * MAX_OPS, own_params=True), {"dtype": "float32"}),
+    **{
+        f"{n}_{d}": (lambda n=n, d=d: (model(n, d).graph_in(d), {"dtype": d}))
+        for n, d in VALUE_KEYS
+    },
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_lowering_each_distinct_step_once_gives_the_same_records(name, monkeypatch) -> None:
+    g, kw = MODELS[name]()
+    shared = run_stages(g, **kw).module
+    _without_sharing(monkeypatch)
+    assert run_stages(g, **kw).module == shared
+
+
+def test_a_longer_chain_has_the_same_kernels() -> None:
+    """The C grows with the distinct kernels: ten times the blocks, not one kernel more."""
+    short, long = run_stages(chain(40)).module, run_stages(chain(400)).module
+    assert long.kernels == short.kernels
+    assert len(long.functions[1].program) > 9 * len(short.functions[1].program)
+
+
+def test_a_long_elementwise_run_is_cut_into_loops_of_the_same_kernel() -> None:
+    steps = 5 * MAX_OPS
+    module = run_stages(chain(steps, own_params=True)).module
+    fused_ops = [len(r.comment) for f in module.functions for r in f.program]
+    assert max(fused_ops) <= MAX_OPS
+    assert len(module.kernels) <= 12  # first, middle, last loops of each function
+    program = module.functions[0].program  # forward: x -> 2 * steps ops -> sum
+    assert len(program) == -(-(2 * steps + 1) // MAX_OPS)
+    assert len({row.cells[0] for row in program[1:-1]}) == 1  # the middle loops: one kernel
+
+
+def test_a_cut_loop_computes_what_the_interpreter_does() -> None:
+    g = chain(MAX_OPS + 5, own_params=True)
+    rng = np.random.default_rng(5)
+    inputs = {"x": rng.normal(size=(3, 4)) * 0.5}
+    inputs |= {k: np.array(rng.normal() * 0.9 + 0.1) for k in g.input_ids("param")}
+    outs, grads = PyModule(run_stages(g).module).value_and_grad(**inputs)
+    want_outs, want_grads = gc.value_and_grad(g, inputs, of="loss")
+    np.testing.assert_allclose(outs["loss"], want_outs["loss"], rtol=1e-12)
+    for k in want_grads:
+        np.testing.assert_allclose(grads[k], want_grads[k], rtol=1e-10, atol=1e-14, err_msg=k)
