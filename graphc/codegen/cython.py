@@ -11,6 +11,7 @@ C would have grouped an unparenthesised expression.
 from __future__ import annotations
 
 import ast
+import base64
 import math
 from collections.abc import Callable, Iterable, Iterator
 from types import SimpleNamespace
@@ -332,23 +333,38 @@ def _python(x: object) -> str:
     return repr(x)
 
 
-LONG = 1000  # characters: a longer Python literal is written as a string read at import
+LONG = 1000  # characters: a longer Python literal goes to the module's data string
 
 
-def _value(text: str) -> str:
-    """Python literal `text` as the module writes it: itself, or when long (thousands of
-    arguments' specs), a string that `_data` (ast.literal_eval) reads at import -- C builds a
-    long literal with code the compiler takes seconds over, and a string with none."""
-    if len(text) <= LONG:
-        return text
-    try:
-        ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text  # float('nan') and the like: only as code
-    return f"_data({text!r})"
+class _Data:
+    """The module's long Python literals (the specs of thousands of arguments): each is
+    `_D[k]`, element k of one tuple the module reads at import from a C string (base64, then
+    ast.literal_eval). Cython writes a literal tuple as code that builds it, and a string
+    constant three times over (compressed two ways, and as an array of characters): C the
+    compiler takes seconds over, where a C string is one token."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def value(self, text: str) -> str:
+        if len(text) <= LONG:
+            return text
+        try:
+            ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text  # float('nan') and the like: only as code
+        self.texts.append(text)
+        return f"_D[{len(self.texts) - 1}]"
+
+    def lines(self, width: int = 4000) -> list[str]:
+        """The tuple of the texts in base64 (nothing to escape), as C string pieces of `width`
+        characters."""
+        whole = "(" + "".join(t + ", " for t in self.texts) + ")"
+        coded = base64.b64encode(whole.encode()).decode()
+        return [f'"{coded[k : k + width]}"' for k in range(0, len(coded), width)]
 
 
-def _function_view(f: Function) -> SimpleNamespace:
+def _function_view(f: Function, data: _Data) -> SimpleNamespace:
     """What module.pyx.j2 lays out for function `f`: its C tables, each led by its number of
     rows (the program's by its number of entries), and the Python data of its messages."""
     floats = tuple(Row((x,)) for x in f.floats)
@@ -374,21 +390,22 @@ def _function_view(f: Function) -> SimpleNamespace:
         doc=f.doc,
         tables=tables,
         nparts=f.nparts,
-        names=_value(_python(f.names)),
+        names=data.value(_python(f.names)),
         defaults="(" + "".join(d + ", " for d in defaults) + ")",
-        spec=_value(_python(f.spec)),
-        outspec=_value(_python(f.outspec)),
-        out_keys=_value(_python(f.keys)),
-        checks=_value(_python(f.checks)),
+        spec=data.value(_python(f.spec)),
+        outspec=data.value(_python(f.outspec)),
+        out_keys=data.value(_python(f.keys)),
+        checks=data.value(_python(f.checks)),
     )
 
 
 def module_view(m: Module, runtime_key: str, runtime_options: dict) -> SimpleNamespace:
     """What templates/module.pyx.j2 lays out for module `m`, built against the runtime
     `runtime_key` (made with `runtime_options`, should it have to be built again)."""
+    data = _Data()
     view = SimpleNamespace(
         header=m.header,
-        meta=[(k, _value(v)) for k, v in m.meta],
+        meta=[(k, data.value(v)) for k, v in m.meta],
         symbols=_python(m.symbols),
         runtime_key=repr(runtime_key),
         runtime_options=_python(runtime_options),
@@ -410,10 +427,7 @@ def module_view(m: Module, runtime_key: str, runtime_options: dict) -> SimpleNam
         numpy=bool(m.consts) or any(d is not None for f in m.functions for d in f.defaults),
         runtime=m.runtime,
         nkernels=max(1, len(m.kernels) + len(m.runtime)),
-        functions=[_function_view(f) for f in m.functions],
+        functions=[_function_view(f, data) for f in m.functions],
     )
-    texts = [v for _, v in view.meta] + [
-        x for f in view.functions for x in (f.names, f.spec, f.outspec, f.out_keys, f.checks)
-    ]
-    view.data = any(t.startswith("_data(") for t in texts)  # the module imports _data
+    view.data = data.lines() if data.texts else []
     return view

@@ -56,7 +56,8 @@ class KernelBuilder:
         self.buffers: dict[int, int] = {}  # node -> operand
         self.dtypes: list[str] = []
         self.writes: set[int] = set()
-        self.dims: dict[Dim, int] = {}  # symbol -> size operand
+        self.dims: dict[Dim | tuple, int] = {}  # symbol, or ("offset", k) -> size operand
+        self.offsets: dict[tuple, int] = {}  # ("offset", k) -> its value
         self.count = 0
 
     def ref(self, n: int, write: bool = False) -> Buf:
@@ -80,6 +81,14 @@ class KernelBuilder:
         if d not in self.dims:
             self.dims[d] = len(self.dims)
         return Size(self.dims[d])
+
+    def offset(self, value: int) -> Expr:
+        """A size operand holding the int `value` (an offset): kernels that differ only in
+        such values are one kernel."""
+        key = ("offset", len(self.dims))
+        self.offsets[key] = value
+        self.dims[key] = len(self.dims)
+        return Size(self.dims[key])
 
     def extent(self, dims: Sequence[Dim]) -> Expr:
         """The product of `dims`, ints folded: `z0*6`, or `1` when empty."""
@@ -108,7 +117,10 @@ class KernelBuilder:
         bound: list[Any] = [None] * len(self.dtypes)
         for n, k in self.buffers.items():
             bound[k] = n
-        sizes = tuple(SizeExpr.of([d]) for d in self.dims)
+        sizes = tuple(
+            SizeExpr(self.offsets[d]) if d in self.offsets else SizeExpr.of([d])  # type: ignore[list-item]
+            for d in self.dims
+        )
         return kernel, (tuple(bound), sizes)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from graphc.codegen.emit import Emit, flat_index, flat_loop, loop_nest
+from graphc.codegen.emit import Emit, KernelBuilder, flat_index, flat_loop, loop_nest
 from graphc.codegen.kir import Assign, Expr, Lit, Store
 from graphc.errors import GraphError, ShapeError
 from graphc.ir.graph import Value
@@ -20,17 +20,22 @@ from graphc.ops.registry import VARIADIC, OpDef, register
 from graphc.ops.shape import reshape
 
 
-def _box_index(starts: Sequence[int], steps: Sequence[int], idx: Sequence[Expr | None]) -> list:
-    """The index along each axis of a sliced value of the element at `idx` of the slice."""
+def _box_index(
+    kb: KernelBuilder, starts: Sequence[int], steps: Sequence[int], idx: Sequence[Expr | None]
+) -> list:
+    """The index along each axis of a sliced value of the element at `idx` of the slice; the
+    starts are operands, so that the boxes of one shape at other places share a kernel."""
     out: list[Expr | None] = []
     for a, c, i in zip(starts, steps, idx, strict=True):
+        start = kb.offset(a) if a else None
         if i is None:
-            out.append(Lit(a) if a else None)
-        elif (a, c) == (0, 1):
+            out.append(start)
+        elif start is None and c == 1:
             out.append(i)
         else:
             term = i if abs(c) == 1 else Lit(abs(c)) * i
-            out.append(Lit(a) - term if c < 0 else Lit(a) + term)
+            base = start if start is not None else Lit(0)
+            out.append(base - term if c < 0 else base + term)
     return out
 
 
@@ -40,7 +45,7 @@ def _lower_slice(e: Emit, n: int, args: list[int], params: dict) -> None:
     out = kb.ref(n, write=True)
 
     def body(idx: list) -> list:
-        at = _box_index(params["starts"], params["steps"], idx)
+        at = _box_index(kb, params["starts"], params["steps"], idx)
         read = kb.read(x, flat_index(kb, shape(x), at))
         return [Assign(Store(out, flat_index(kb, shape(n), idx)), read)]
 
@@ -54,7 +59,7 @@ def _lower_slice_grad(e: Emit, n: int, args: list[int], params: dict) -> None:
     zeros = flat_loop(kb, shape(n), lambda i: [Assign(Store(out, i), Lit(0))])
 
     def body(idx: list) -> list:
-        at = flat_index(kb, shape(n), _box_index(params["starts"], params["steps"], idx))
+        at = flat_index(kb, shape(n), _box_index(kb, params["starts"], params["steps"], idx))
         return [Assign(Store(out, at), kb.read(ct, flat_index(kb, shape(ct), idx)))]
 
     e.kernel(kb, "b0 = 0, then b1 put in a box of it", [*zeros, *loop_nest(kb, shape(ct), body)])

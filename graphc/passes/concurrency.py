@@ -13,6 +13,7 @@ an optimiser's update, which write over their inputs (see passes/train.py check_
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 from graphc.passes.schedule import Program
@@ -30,6 +31,7 @@ def pair_independent(prog: Program, size_hint: int, least: int = CONCURRENT_MIN)
     def elements(v: int) -> int:
         return math.prod(d if isinstance(d, int) else size_hint for d in G._node[v]["shape"])
 
+    @functools.cache  # asked up to LOOKAHEAD times per step
     def worth(t: int) -> bool:
         s = prog.steps[t]
         if G._node[s.node]["op"] in NEVER or s.section == "update":

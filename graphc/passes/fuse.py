@@ -87,7 +87,7 @@ class _Group:
 
     def joins(self, G, n: int, scheduled: dict[int, int]) -> bool:
         """May n be computed in this loop? A full reduction is only ever computed in a flat
-        loop, so that its terms are added in one order (kernels.fused), fused or not."""
+        loop, so that its terms are added in one order (codegen/loops.py), fused or not."""
         if len(self.steps) >= MAX_OPS:
             return False
         a = G._node[n]

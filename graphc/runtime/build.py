@@ -35,7 +35,7 @@ from graphc.runtime.translate import translate
 # Bump when the build recipe changes in a way the recorded commands do not show.
 _SCHEMA = 1
 # -fno-math-errno and -fno-trapping-math let gcc inline sqrt and turn the branch-free selects
-# of the math functions (templates/kernels/vecmath.pyx.j2) into vector blends; unlike
+# of the math functions (templates/runtime/graphc_rt.h) into vector blends; unlike
 # -ffast-math they keep NaN/Inf semantics and the order of every operation.
 # NPY_NO_DEPRECATED_API silences NumPy's deprecation #warning, which would otherwise be the only
 # compiler output.
@@ -43,7 +43,7 @@ _BASE_CFLAGS = (
     "-fno-math-errno",
     "-fno-trapping-math",
     "-ffp-contract=off",  # no fused multiply-add: each op rounds once, as NumPy's do
-    "-pthread",  # the module's threads (templates/pool.h)
+    "-pthread",  # the runtime's threads (templates/runtime/pool.h)
     "-pipe",  # the assembler runs beside the compiler instead of after it
     "-shared",
     "-fPIC",

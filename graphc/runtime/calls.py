@@ -1,7 +1,7 @@
 """The slow paths of a generated module's argument checks: binding arguments given by name,
 converting lists and other integer types, and the message of every error a bad call gets.
 
-A generated module checks a call in C (templates/args.h, reading a table per function) and
+A generated module checks a call in C (templates/runtime/args.h, reading a table per function) and
 comes here only when the call is unusual (names mixed with positions, values to convert) or
 wrong: this looks at the call again, in the order the C checks go, and words what it finds,
 so the messages are written once, in Python, instead of as C in every module (which made each

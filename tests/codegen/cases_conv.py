@@ -38,7 +38,7 @@ CONV: list[tuple[str, tuple, tuple, dict[str, Any]]] = [
     ("1x1", ("N", 5, 3, 4), (6, 5, 1, 1), {}),
     ("4x4,stride", ("N", 4, 7, 7), (4, 4, 3, 2), {"stride": (1, 2), "padding": 1}),  # 4 at once
     ("wide", (2, 2, 3, 70), (5, 2, 2, 3), {"padding": (0, 1)}),  # a row longer than a block
-    # im2col tiles and BLAS (codegen/conv.py: tiling): 36 and 576 taps (then in channel chunks)
+    # im2col tiles and BLAS (graphc/ops/conv.py: tiling): 36 and 576 taps (then in channel chunks)
     ("blas", ("N", 4, 6, 5), (16, 4, 3, 3), {"padding": 1}),
     ("blas,s,p,d,g", ("N", 8, 7, 8), (32, 4, 3, 3), {"stride": (2, 1), "padding": (1, 2),
                                                       "dilation": (1, 2), "groups": 2}),

@@ -87,3 +87,22 @@ def test_a_cut_loop_computes_what_the_interpreter_does() -> None:
     np.testing.assert_allclose(outs["loss"], want_outs["loss"], rtol=1e-12)
     for k in want_grads:
         np.testing.assert_allclose(grads[k], want_grads[k], rtol=1e-10, atol=1e-14, err_msg=k)
+
+
+@pytest.mark.compiler
+def test_a_module_of_many_arguments_reads_its_long_literals_at_import(tmp_path) -> None:
+    """Their specs go to one base64 string (codegen/cython.py _Data) read at import."""
+    g = chain(400, own_params=True)
+    m = gc.compile(g, out_dir=tmp_path)
+    assert "_D = literal_eval(b64decode(gc_data).decode())" in m.source
+    assert m.INPUTS == tuple(g.input_ids()) and m.SHAPES["w399"] == () and m.WRT[-1] == "w399"
+    rng = np.random.default_rng(2)
+    inputs = {"x": rng.normal(size=(2, 4))} | {f"w{i}": np.array(0.9) for i in range(400)}
+    outs, grads = m.value_and_grad(**inputs)
+    want_outs, want_grads = gc.value_and_grad(g, inputs, of="loss")
+    np.testing.assert_allclose(outs["loss"], want_outs["loss"], rtol=1e-12)
+    np.testing.assert_allclose(grads["w123"], want_grads["w123"], rtol=1e-10)
+    with pytest.raises(
+        ValueError, match=r"argument 'w7': expected 0 dimensions \(\), got shape \(1,\)"
+    ):
+        m.forward(**(inputs | {"w7": np.ones(1)}))
