@@ -58,6 +58,7 @@ class StepTiming:
     update: float = 0.0  # the optimiser's update on the client
     total: float = 0.0
     workers: int = 0
+    rows: list[int] = field(default_factory=list)  # each shard's rows, in the order added
     bytes: dict[str, int] = field(default_factory=dict)  # sizes of the arrays moved
 
 
@@ -118,6 +119,7 @@ class DataParallel:
             "key": self.key,
             "key_inputs": self.module.built.meta["key_inputs"],
             "graph": g.to_json(),
+            "outputs": list(g.outputs),
             "of": self.plan.of,
             "wrt": list(self.wrt),
             "dtype": dtype,
@@ -201,6 +203,7 @@ class DataParallel:
         t0 = time.perf_counter()
         shared, shards, rows, timing.workers = self._distribute(params, data, n)
         timing.scatter = time.perf_counter() - t0
+        timing.rows = rows
         leaves = [
             self.client.submit(worker.shard_grads, self.key, shared[0], s, shared[1],
                                self.plan.of, self.plan.weight(self._loss_kind, r, n), pure=False)
