@@ -32,6 +32,8 @@ def local_client(processes: bool) -> Any:
             cluster = distributed.LocalCluster(
                 n_workers=WORKERS, threads_per_worker=1, processes=processes,
                 dashboard_address=None, worker_dashboard_address=None,
+                # the scheduler's HTTP server on a free port, not 8787 (which may be taken)
+                scheduler_kwargs={"dashboard_address": ":0"},
             )  # fmt: skip
         try:
             with distributed.Client(cluster, timeout=60) as client:
