@@ -1,6 +1,6 @@
 """DataParallel: a graphc model trained and evaluated on a Dask cluster, one shard per worker.
 
-A step: the params go to every worker (one scatter, replicated by Dask as a tree); each
+A step: the params go to every worker (see placement.distribute); each
 worker runs the compiled `value_and_grad` on its shard of the batch and scales its loss and
 gradients by its share of the rows (for a mean loss); the shards' results are added up by tasks
 in a fixed tree order (`shards.tree`); the client gathers the sum and applies the optimiser's

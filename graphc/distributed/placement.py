@@ -17,6 +17,11 @@ from graphc.distributed.shards import bind_symbols, is_dask_array, split_rows
 from graphc.errors import InputError
 from graphc.ir import Graph
 
+# From this many workers on, the params are replicated by Dask as a tree (each holder sends to
+# two more) before the shards run; below it they go to one worker and the others fetch them
+# from it when their shard starts, which saves the replication's round trips.
+TREE_FROM = 5
+
 
 class WorkerLost(Exception):
     """A worker went away while data was being sent to it."""
@@ -35,23 +40,22 @@ def distribute(
     dict of input futures per shard, and the shards' row counts. NumPy shards: one per worker,
     or more of at most `batch_size` rows."""
     replicated = {k: np.asarray(data[k]) for k in plan.replicated}
-    shared = client.scatter([params, replicated], broadcast=True, hash=False)
     batched = {k: data[k] for k in plan.batched}
-    if any(is_dask_array(v) for v in batched.values()):
-        shards, rows = dask_shards(client, plan, batched)
-        return shared, shards, rows
-    pieces = len(workers)
-    if batch_size is not None:
-        pieces = max(pieces, -(-n // batch_size))
-    ranges = split_rows(n, pieces)
-    slices = [{k: v[a:b] for k, v in batched.items()} for a, b in ranges]
-    try:  # shard i on worker i (round robin when there are more shards than workers)
-        shards = [
-            client.scatter([s], workers=[workers[i % len(workers)]], hash=False)[0]
-            for i, s in enumerate(slices)
-        ]
-    except (TimeoutError, OSError) as e:  # the worker went away since it was listed
-        raise WorkerLost(f"sending a shard failed: {e}") from e
+    try:
+        shared = client.scatter([params, replicated], broadcast=len(workers) >= TREE_FROM,
+                                hash=False)  # fmt: skip
+        if any(is_dask_array(v) for v in batched.values()):
+            shards, rows = dask_shards(client, plan, batched)
+            return shared, shards, rows
+        pieces = len(workers)
+        if batch_size is not None:
+            pieces = max(pieces, -(-n // batch_size))
+        ranges = split_rows(n, pieces)
+        slices = [{k: v[a:b] for k, v in batched.items()} for a, b in ranges]
+        # one call: Dask hands them out round robin, so each worker gets one (or its share)
+        shards = client.scatter(slices, workers=workers, hash=False)
+    except (TimeoutError, OSError) as e:  # a worker went away since it was listed
+        raise WorkerLost(f"sending data to the workers failed: {e}") from e
     return shared, shards, [b - a for a, b in ranges]
 
 
