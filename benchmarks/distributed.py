@@ -6,12 +6,12 @@ Workloads: `seed`, the 3-2-2 sigmoid network of examples/seed_network.py (batch 
 compute-heavy CNN (1x28x28 images, conv 3x3 to 16 channels, ReLU, 2x2 max-pool, conv 3x3 to 32,
 ReLU, 2x2 max-pool, dense 1568 to 10, batch 512, float32). Each step is Adam's.
 
-Rows: `one process` is `value_and_grad` on the whole batch and `opt.step` in this process, with
-graphc's and BLAS's default threads; `N workers` is `DataParallel.train_step` on a
-LocalCluster of N worker processes with one thread each (GRAPHC_NUM_THREADS and the BLAS
-thread counts set to 1 in the workers). Before anything is timed, one step from the same
-params is taken both ways and the params compared (`max rel err`; MISMATCH beyond 1e-12 in
-float64, 1e-5 in float32).
+Rows: `one process` is `value_and_grad` on the whole batch and `opt.step` in a process of its
+own, with graphc's and BLAS's default threads (`1 thread`: with one thread each); `N workers`
+is `DataParallel.train_step` on a LocalCluster of N worker processes with one thread each
+(GRAPHC_NUM_THREADS and the BLAS thread counts set to 1 in the workers). Before anything is
+timed, one step from the same params is taken every way and the params compared with the
+first row's (`max rel err`; MISMATCH beyond 1e-12 in float64, 1e-5 in float32).
 
     python -m benchmarks.distributed              # full run, a few minutes
     python -m benchmarks.distributed --quick      # smoke run: small batches, a few steps
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 import graphc as gc
-from benchmarks._timing import format_table, load_average, machine_info
+from benchmarks._timing import format_table, load_average, machine_info, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLIT = ("scatter", "shards", "compute", "reduce", "update")
@@ -175,11 +175,19 @@ def run(args: argparse.Namespace) -> tuple[list[dict], bool]:
     results, ok = [], True
     with tempfile.TemporaryDirectory() as tmp:
         build_dir = Path(args.build_dir or tmp).absolute()
-        ref = {k: one_process(wls[k], build_dir, steps) for k in chosen}
+        ref = {}
         for k in chosen:
-            first, t = ref[k]
-            results.append({"workload": k, "config": "one process", "rel_err": 0.0,
-                            **{s: t.get(s, []) for s in ("total", *SPLIT)}})  # fmt: skip
+            for config, env in (("one process", {}), ("one process, 1 thread", ONE_THREAD)):
+                spec = {"workload": k, "quick": args.quick, "dir": str(build_dir), "steps": steps}
+                out = run_child("benchmarks.distributed", spec, env)
+                if "error" in out:
+                    raise SystemExit(f"{k}, {config}: {out['error']}")
+                first = {p: np.array(v, dtype=wls[k].dtype) for p, v in out["first"].items()}
+                ref.setdefault(k, first)
+                ok &= _rel(first, ref[k]) <= (1e-12 if wls[k].dtype == "float64" else 1e-5)
+                times = {s: out["times"].get(s, []) for s in ("total", *SPLIT)}
+                results.append({"workload": k, "config": config, "rel_err": _rel(first, ref[k]),
+                                **times})  # fmt: skip
         for workers in (1, 2):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, env=ONE_THREAD,
                                    dashboard_address=None,
@@ -188,7 +196,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], bool]:
                 client.wait_for_workers(workers, timeout=120)
                 for k in chosen:
                     first, timings = data_parallel(wls[k], client, build_dir, steps)
-                    err = _rel(first, ref[k][0])
+                    err = _rel(first, ref[k])
                     ok &= err <= (1e-12 if wls[k].dtype == "float64" else 1e-5)
                     row = {s: [getattr(t, s) for t in timings] for s in ("total", *SPLIT)}
                     config = f"{workers} worker" + "s" * (workers > 1)
@@ -224,7 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=20, help="timed steps per row (20)")
     ap.add_argument("--build-dir", help="graphc's build cache (default: a temporary directory)")
     ap.add_argument("--json", help="also write every number to this file")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:  # one process's steps, in a process of its own (see run)
+        spec = json.loads(args.child)
+        wl = workloads(spec["quick"])[spec["workload"]]
+        first, times = one_process(wl, Path(spec["dir"]), spec["steps"])
+        print(json.dumps({"first": {k: v.tolist() for k, v in first.items()}, "times": times}))
+        return 0
     try:
         import distributed  # noqa: F401
     except ImportError:

@@ -334,7 +334,11 @@ class DataParallel:
         """A DataParallel for `g` resumed from the checkpoint at `path`: its `params`, `state`
         and `step` are the saved ones (the other arguments as for DataParallel)."""
         dp = cls(g, client, **kwargs)
-        dp.params, dp.state, dp.step = checkpoint.load(path, dp._fingerprint())
+        try:
+            dp.params, dp.state, dp.step = checkpoint.load(path, dp._fingerprint())
+        except BaseException:
+            dp.close()
+            raise
         return dp
 
     def _fingerprint(self) -> dict[str, str]:

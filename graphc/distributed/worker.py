@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,9 @@ from distributed.diagnostics.plugin import WorkerPlugin
 import graphc as gc
 from graphc.errors import BuildError
 
-# Per worker process: the specs the plugins delivered and the modules built from them, by the
-# client's cache key. Several workers of one process (LocalCluster(processes=False)) share them.
+# Per worker process: the specs the plugins delivered (by plugin name: two DataParallel objects
+# of one model each have their own) and the modules built from them (by the client's cache key).
+# Several workers of one process (LocalCluster(processes=False)) share them.
 _SPECS: dict[str, dict[str, Any]] = {}
 _MODULES: dict[str, Any] = {}
 _LOCK = threading.Lock()
@@ -32,16 +34,18 @@ class ModelPlugin(WorkerPlugin):
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
-        self.name = f"graphc-model-{spec['key'][:16]}"
+        self.name = f"graphc-model-{spec['key'][:16]}-{uuid.uuid4().hex[:8]}"
 
     def setup(self, worker: Any) -> None:
         with _LOCK:
-            _SPECS[self.spec["key"]] = self.spec
+            _SPECS[self.name] = self.spec
 
     def teardown(self, worker: Any) -> None:
+        key = self.spec["key"]
         with _LOCK:
-            _SPECS.pop(self.spec["key"], None)
-            _MODULES.pop(self.spec["key"], None)
+            _SPECS.pop(self.name, None)
+            if not any(s["key"] == key for s in _SPECS.values()):
+                _MODULES.pop(key, None)
 
 
 def key_difference(mine: dict[str, Any], theirs: dict[str, Any]) -> str:
@@ -94,7 +98,7 @@ def module(key: str) -> Any:
         m = _MODULES.get(key)
         if m is not None:
             return m
-        spec = _SPECS.get(key)
+        spec = next((s for s in _SPECS.values() if s["key"] == key), None)
         lock = _BUILDING.setdefault(key, threading.Lock())
     if spec is None:
         raise BuildError(

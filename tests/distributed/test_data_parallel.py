@@ -199,3 +199,14 @@ def test_every_worker_built_the_clients_key(client, build_dir, model) -> None:
         assert len(dp.builds) == WORKERS
         assert {b["key"] for b in dp.builds.values()} == {dp.key}
         assert dp.key == dp.module.built.key
+
+
+def test_two_data_parallels_of_one_model_are_independent(client, build_dir, model) -> None:
+    params, batch = _params(model), _batch()
+    first = DataParallel(model, client, optimizer=gc.optim.SGD(lr=0.1), build_dir=build_dir)
+    with DataParallel(model, client, optimizer=gc.optim.SGD(lr=0.1), build_dir=build_dir) as dp:
+        first.close()  # removes its own model from the workers, not the other's
+        _, after, _ = dp.train_step(params, dp.init_state(params), **batch)
+    assert _relative(after, params) > 0
+    with pytest.raises(gc.BuildError, match="has no graphc model with key"):
+        first.train_step(params, first.init_state(params), **batch)
