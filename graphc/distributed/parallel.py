@@ -129,7 +129,11 @@ class DataParallel:
         }
         self._plugin = worker.ModelPlugin(spec)
         self.client.register_plugin(self._plugin)
-        self.builds = self.build_on_workers()
+        try:
+            self.builds = self.build_on_workers()
+        except BaseException:
+            self.close()
+            raise
 
     # ---- setup ---------------------------------------------------------------------------------
     def build_on_workers(self) -> dict[str, dict[str, Any]]:
@@ -172,7 +176,7 @@ class DataParallel:
         """Fresh optimiser state for `params` (zeros); remembered, with them, for `save`."""
         opt = self._need_optimizer("init_state")
         self.params = {k: np.array(v) for k, v in params.items()}
-        self.state = opt.init(self.params)
+        self.state = opt.init({k: self.params[k] for k in self.wrt if k in self.params})
         return {k: v.copy() for k, v in self.state.items()}
 
     # ---- training -------------------------------------------------------------------------------
@@ -186,11 +190,13 @@ class DataParallel:
         n = check_inputs(self.plan, params, data, "train_step")
         params, data = as_arrays(params), as_arrays(data)
         t0 = time.perf_counter()
-        result, timing = self._redo_on_loss(lambda: self._step(params, data, n))
+        result, timing = self._redo_on_loss(
+            f"step {self.step + 1}", lambda: self._step(params, data, n)
+        )
         t1 = time.perf_counter()
         new_params = {k: np.array(v) for k, v in params.items()}
         new_state = {k: np.array(v) for k, v in state.items()}
-        opt.step(new_params, result["grads"], new_state)
+        opt.step({k: new_params[k] for k in self.wrt}, result["grads"], new_state)
         timing.update = time.perf_counter() - t1
         timing.total = time.perf_counter() - t0
         self.timings.append(timing)
@@ -248,7 +254,9 @@ class DataParallel:
             raise InputError(f"map_batches: batch_size must be an int > 0, got {batch_size!r}")
         n = check_inputs(self.plan, params, data, "map_batches")
         params, data = as_arrays(params), as_arrays(data)
-        return self._redo_on_loss(lambda: self._map(function, params, data, n, batch_size))
+        return self._redo_on_loss(
+            f"map_batches({function!r})", lambda: self._map(function, params, data, n, batch_size)
+        )
 
     def _map(self, function: str, params: dict, data: dict, n: int, batch_size: int | None):
         shared, shards, rows, _ = self._distribute(params, data, n, batch_size)
@@ -300,7 +308,7 @@ class DataParallel:
         self._wait(futures, what)
         return self.client.gather(futures)
 
-    def _redo_on_loss(self, attempt: Any) -> Any:
+    def _redo_on_loss(self, what: str, attempt: Any) -> Any:
         """`attempt()`, done again (up to `retries` times) on the remaining workers when a
         worker is lost during it."""
         for tries in range(self.retries + 1):
@@ -308,8 +316,8 @@ class DataParallel:
                 return attempt()
             except LOST as e:
                 why = (str(e).splitlines() or [""])[0]
-                message = (f"step {self.step + 1}: a worker was lost ({type(e).__name__}: "
-                           f"{why}); redoing it on the workers that remain")  # fmt: skip
+                message = (f"{what}: a worker was lost ({type(e).__name__}: {why}); redoing "
+                           "it on the workers that remain")  # fmt: skip
                 if tries == self.retries:
                     raise GraphcError(f"{message}: gave up after {self.retries} retries") from e
                 log.warning(message)

@@ -210,3 +210,17 @@ def test_two_data_parallels_of_one_model_are_independent(client, build_dir, mode
     assert _relative(after, params) > 0
     with pytest.raises(gc.BuildError, match="has no graphc model with key"):
         first.train_step(params, first.init_state(params), **batch)
+
+
+def test_params_outside_wrt_stay_as_they_are(client, build_dir, model) -> None:
+    params, batches = _params(model), [_batch(seed) for seed in range(3)]
+    opt = gc.optim.Adam(lr=1e-2)
+    with DataParallel(model, client, optimizer=opt, wrt=["W1"], build_dir=build_dir) as dp:
+        _, trained = _train(dp, params, batches)
+        assert set(dp.state) == {"m_W1", "v_W1", "step"}
+    m = gc.compile(model, wrt=["W1"], out_dir=build_dir)
+    want, state = {"W1": params["W1"].copy()}, opt.init({"W1": params["W1"]})
+    for b in batches:
+        opt.step(want, m.value_and_grad(**b, **params | want)[1], state)
+    assert _relative({"W1": trained["W1"]}, want) < 1e-12
+    assert all(np.array_equal(trained[k], params[k]) for k in ("b1", "W2"))
