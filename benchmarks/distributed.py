@@ -67,9 +67,9 @@ def _seed_batch(n: int) -> dict[str, np.ndarray]:
 
 def _digits_mlp() -> gc.Graph:
     sys.path.insert(0, str(ROOT / "examples"))
-    from digits_mlp import build  # type: ignore[import-not-found]
+    from digits_mlp import graph  # type: ignore[import-not-found]
 
-    return build()
+    return graph()
 
 
 def _digits_batch(n: int) -> dict[str, np.ndarray]:

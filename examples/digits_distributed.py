@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from digits_cnn import TARGET, build
+from digits_cnn import TARGET, graph
 from digits_mlp import load
 from training import finish, fit, need, options
 
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     x_train, x_test, y_train, y_test = load(args.seed)
     x_train, x_test = (a.reshape(-1, 1, 8, 8) for a in (x_train, x_test))
-    g = build()
+    g = graph()
     cluster = LocalCluster(n_workers=WORKERS, threads_per_worker=1, dashboard_address=None,
                            scheduler_kwargs={"dashboard_address": ":0"})  # fmt: skip
     with cluster, Client(cluster) as client:
