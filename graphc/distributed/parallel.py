@@ -119,7 +119,6 @@ class DataParallel:
             "key": self.key,
             "key_inputs": self.module.built.meta["key_inputs"],
             "graph": g.to_json(),
-            "outputs": list(g.outputs),
             "of": self.plan.of,
             "wrt": list(self.wrt),
             "dtype": dtype,

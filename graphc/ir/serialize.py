@@ -22,6 +22,9 @@ def to_json(G: nx.MultiDiGraph) -> str:
                 "data": v.ravel().tolist(),
             }
     data = nx.node_link_data(H, edges="edges")
+    # The outputs as [name, id] pairs: their order is the model's (forward returns them so),
+    # and sort_keys would sort an object's keys.
+    data["graph"]["outputs"] = [[k, v] for k, v in G.graph["outputs"].items()]
     # Canonical order, so the same graph always gives the same text whatever its insertion order.
     data["nodes"].sort(key=lambda d: d["id"])
     data["edges"].sort(key=lambda d: (d["target"], d["port"], d["source"]))
@@ -52,6 +55,12 @@ def _schema_error(data: object) -> str | None:
     graph, nodes, edges = data["graph"], data["nodes"], data["edges"]
     if not isinstance(graph, dict) or "outputs" not in graph:
         return "'graph' must be an object with the model's 'outputs' (and 'name')"
+    outputs = graph["outputs"]
+    pairs = outputs.items() if isinstance(outputs, dict) else outputs
+    if not isinstance(pairs, list | type({}.items())) or not all(
+        isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[0], str) for p in pairs
+    ):
+        return "'outputs' must be a list of [name, node id] pairs"
     if not isinstance(nodes, list) or not isinstance(edges, list):
         return "'nodes' and 'edges' must be lists"
     ids = set()
@@ -99,9 +108,8 @@ def from_json(text: str) -> nx.MultiDiGraph:
         G = nx.node_link_graph(data, directed=True, multigraph=True, edges="edges")
     except (ValueError, KeyError, TypeError, AttributeError, nx.NetworkXError) as e:
         raise GraphError(f"not a graphc model in JSON node-link form: {e}") from None
-    outputs = G.graph.get("outputs")
-    if isinstance(outputs, dict):
-        G.graph["outputs"] = dict(outputs)
+    outputs = G.graph["outputs"]
+    G.graph["outputs"] = dict(outputs.items() if isinstance(outputs, dict) else outputs)
     for n, attrs in G.nodes(data=True):
         if "value" in attrs:
             attrs["value"] = _const_value(n, attrs["value"])

@@ -130,7 +130,7 @@ MALFORMED = {
     ),
     "outputs a list": (
         edited(lambda d: d["graph"].update(outputs=[17])),
-        r"'outputs' must be a dict from output name to node id",
+        r"'outputs' must be a list of \[name, node id\] pairs",
     ),
     # ops and structure
     "unknown op": (edited(lambda d: node(d, 9).update(op="system")), r"unknown op 'system'"),
@@ -413,7 +413,9 @@ def test_hostile_text_reaches_the_source_only_escaped(via):
         d = json.loads(text_model(PLAIN_LOC, PLAIN_OUT).to_json())
         for x in d["nodes"]:
             x["loc"] = EVIL
-        d["graph"]["outputs"] = {EVIL_OUT: d["graph"]["outputs"][PLAIN_OUT]}
+        ((name, node),) = d["graph"]["outputs"]
+        assert name == PLAIN_OUT
+        d["graph"]["outputs"] = [[EVIL_OUT, node]]
         g = gc.Graph.from_json(json.dumps(d))
     evil_file = 'f"""\n__import__("os").system("echo pwned")\n\\x.py'
     evil = run_stages(g, source_file=evil_file).source

@@ -60,7 +60,7 @@ def test_malformed_json_is_a_graph_error(text, pattern):
 def test_json_is_plain_data():
     data = json.loads(seed_net().to_json())
     assert {"nodes", "edges", "graph"} <= set(data)
-    assert data["graph"]["outputs"] == {"loss": 17}
+    assert data["graph"]["outputs"] == [["loss", 17]]  # pairs: the outputs keep their order
 
 
 def test_printer_format():
@@ -71,3 +71,17 @@ def test_printer_format():
     assert "# models.py:" in lines[1]
     assert any(line.strip().startswith("v7:f64[N,2] = matmul v0 v6") for line in lines)
     assert lines[-2] == "  return loss=v17"
+
+
+def test_the_outputs_keep_their_order_through_json():
+    g = gc.Graph("ordered")
+    x = g.input("x", shape=(2,))
+    g.output("zeta", gc.tanh(x))
+    g.output("alpha", gc.sum(x))
+    assert list(gc.Graph.from_json(g.to_json()).outputs) == ["zeta", "alpha"]
+    data = json.loads(g.to_json())
+    data["graph"]["outputs"] = {"alpha": 2, "zeta": 1}  # a file from before: an object
+    old = json.dumps(data)
+    assert gc.Graph.from_json(old).outputs == {"alpha": 2, "zeta": 1}
+    with pytest.raises(gc.GraphError, match="'outputs' must be a list of"):
+        gc.Graph.from_json(g.to_json().replace('"zeta"', "7"))
