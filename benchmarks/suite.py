@@ -19,6 +19,11 @@ each workload.
     python -m benchmarks.suite --build-dir DIR        # graphc's build cache for the timed modules
     python -m benchmarks.suite --threads 1            # every library on one thread
     python -m benchmarks.suite --background 4         # under load: 4 busy process loops
+    python -m benchmarks.suite --baseline ../old      # also graphc of another checkout, in turn
+
+With `--baseline DIR` (a checkout of another commit of graphc: `git worktree add ../old REV`),
+that graphc builds each workload too and its module is timed beside this one's, each in its
+own process and again at the end, its results checked against this one's.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ from typing import Any
 
 import numpy as np
 
-import graphc as gc
+if os.environ.get("GRAPHC_SUITE_TREE"):  # a --baseline child: that checkout's graphc
+    sys.path.insert(0, os.environ["GRAPHC_SUITE_TREE"])
+import graphc as gc  # noqa: E402
 from benchmarks._timing import (
     FULL,
     QUICK,
@@ -68,6 +75,7 @@ ALL_WORKLOADS = ("seed", "mlp", "chain", "cnn")
 # Implementations, in table order: key -> row label. Each runs in a process of its own.
 IMPLS = {
     "graphc": "graphc value_and_grad",
+    "baseline": "graphc baseline (--baseline)",
     "numpy": "NumPy by hand (no autodiff)",
     "torch": "PyTorch eager",
     "torch_compile": "torch.compile(step)",
@@ -460,7 +468,7 @@ def setup_graphc(wl: Workload, arrays: Values, spec: dict[str, Any]) -> Setup:
     if m.DTYPE != wl.dtype:
         raise RuntimeError(f"{spec['entry']} is a {m.DTYPE} module, expected {wl.dtype}")
     kwargs = {k: arrays[k] for k in m.INPUTS}
-    case = Case(IMPLS["graphc"], m.value_and_grad, (), kwargs)
+    case = Case(IMPLS[spec["impl"]], m.value_and_grad, (), kwargs)
     return Setup([Impl(case, lambda r: values_of(wl, r), "keyword args, NumPy in and out")])
 
 
@@ -713,6 +721,7 @@ def setup_jax(wl: Workload, arrays: Values, spec: dict[str, Any]) -> Setup:
 
 SETUP: dict[str, Callable[[Workload, Values, dict[str, Any]], Setup]] = {
     "graphc": setup_graphc,
+    "baseline": setup_graphc,
     "numpy": setup_numpy,
     "torch": setup_torch,
     "torch_compile": setup_torch_compile,
@@ -820,7 +829,16 @@ def cold_child(spec: dict[str, Any]) -> dict[str, Any]:
     wl = workloads(spec["quick"])[spec["cold"]]
     module, seconds = compile_once(wl, Path(spec["dir"]), spec["opt_level"])
     meta = getattr(module.built, "meta", {}) or {}
-    return {"seconds": seconds, "stages": meta.get("build_seconds", {})}
+    return {
+        "seconds": seconds,
+        "stages": meta.get("build_seconds", {}),
+        "entry": str(module.built.entry_dir),
+    }
+
+
+def baseline_env(tree: Path | None) -> dict[str, str]:
+    """The environment of a child that runs the graphc of checkout `tree`."""
+    return {"GRAPHC_SUITE_TREE": str(tree.resolve())} if tree is not None else {}
 
 
 def build(
@@ -881,20 +899,27 @@ class WorkloadResult:
     failed: dict[str, str] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
     again: dict[str, Any] | None = None  # graphc timed again at the end
+    baseline_again: dict[str, Any] | None = None  # and the baseline's, with --baseline
     loads: list[float | None] = field(default_factory=list)
 
 
 def run_workload(
-    wl: Workload, build_facts: dict[str, Any], quick: bool, tmp: Path, env: dict[str, str]
-) -> WorkloadResult:
+    wl: Workload, build_facts: dict[str, Any], quick: bool, tmp: Path, env: dict[str, str],
+    baseline: Path | None = None,
+) -> WorkloadResult:  # fmt: skip
     """Every implementation of `wl`, one fresh process each, graphc first (its loss and
-    gradients are the reference) and, in a full run, graphc once more at the end."""
+    gradients are the reference) and, in a full run, graphc once more at the end (and the
+    baseline's graphc after each, with `baseline`)."""
     res = WorkloadResult(wl, build_facts)
     ref = tmp / f"{wl.key}-graphc.npz"
-    order = list(IMPLS) + ([] if quick else ["graphc"])
+    order = [k for k in IMPLS if k != "baseline" or baseline is not None]
+    order += [] if quick else ["graphc", *(["baseline"] if baseline is not None else [])]
     for i, impl in enumerate(order):
-        last = i == len(order) - 1 and impl == "graphc"
+        last = i >= len(IMPLS) - (baseline is None)
         label = IMPLS[impl] + (" (again)" if last else "")
+        if impl == "baseline" and "baseline_entry" not in build_facts:
+            res.failed[label] = build_facts.get("baseline_error", "the baseline did not build")
+            continue
         if impl == "torch_compile" and quick:
             res.skipped[label] = "not run with --quick (compiling takes tens of seconds)"
             continue
@@ -906,15 +931,18 @@ def run_workload(
             "workload": wl.key,
             "quick": quick,
             "impl": impl,
-            "entry": build_facts["entry"],
+            "entry": build_facts["baseline_entry" if impl == "baseline" else "entry"],
             "ref": None if impl == "graphc" and not last else str(ref),
             "save": str(ref) if impl == "graphc" and not last else None,
         }
-        rec = run_child("benchmarks.suite", spec, env)
+        child_env = env | (baseline_env(baseline) if impl == "baseline" else {})
+        rec = run_child("benchmarks.suite", spec, child_env)
         if "error" in rec:
             res.failed[label] = rec["error"]
         elif "skipped" in rec:
             res.skipped[label] = rec["skipped"]
+        elif last and impl == "baseline":
+            res.baseline_again = rec["rows"][0]
         elif last:
             res.again = rec["rows"][0]
         else:
@@ -1137,6 +1165,19 @@ def report(
                 "the first (how much two processes timing the same thing differ here)",
                 100,
             )
+        base = row_named(res, IMPLS["baseline"])
+        if base is not None and base["median_us"] is not None:
+            g = row_named(res, IMPLS["graphc"])
+            new = [r["median_us"] for r in (g, res.again) if r and r["median_us"] is not None]
+            old = [r["median_us"] for r in (base, res.baseline_again)
+                   if r and r["median_us"] is not None]  # fmt: skip
+            lines += textwrap.wrap(
+                f"against the baseline (--baseline {args.baseline}), each timed twice in turn: "
+                f"graphc {' and '.join(map(fmt_us, new))} µs, the baseline "
+                f"{' and '.join(map(fmt_us, old))} µs: "
+                f"{statistics.mean(new) / statistics.mean(old):.3f} × the baseline",
+                100,
+            )
         notes = [item(r["implementation"], r["note"]) for r in res.rows if r.get("note")]
         if notes:
             lines += ["notes:", *notes]
@@ -1248,8 +1289,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also time K cold builds of each workload, each in a fresh process, and report "
         "their median (default 3; not in --quick runs)",
     )
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="a checkout of another commit of graphc, whose modules are timed beside this "
+        "one's (git worktree add DIR REV)",
+    )
     ap.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.baseline is not None and not (args.baseline / "graphc" / "__init__.py").is_file():
+        ap.error(f"--baseline {args.baseline}: not a checkout of graphc (no graphc/__init__.py)")
     unknown = set(args.workloads) - set(ALL_WORKLOADS)
     if unknown:
         ap.error(f"unknown workloads: {', '.join(sorted(unknown))}")
@@ -1287,7 +1338,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 traceback.print_exc()
                 results.append(WorkloadResult(wl, {}, failed={"graphc build": why(exc)}))
                 continue
-            results.append(run_workload(wl, facts, args.quick, Path(tmp), env))
+            if args.baseline is not None:
+                print(f"[{wl.key}] building the baseline's module ...", file=sys.stderr)
+                spec = {"cold": wl.key, "quick": args.quick, "opt_level": args.opt_level,
+                        "dir": str(Path(tmp) / f"baseline-{wl.key}")}  # fmt: skip
+                got = run_child("benchmarks.suite", spec, baseline_env(args.baseline))
+                if "entry" in got:
+                    facts["baseline_entry"] = got["entry"]
+                else:
+                    facts["baseline_error"] = got.get("error", "no module")
+            results.append(run_workload(wl, facts, args.quick, Path(tmp), env, args.baseline))
     floor = harness_floor_us(plan)
     info["loadavg_1min_end"] = load_average()
     text, bad = report(info, results, plan, args, floor)

@@ -87,9 +87,9 @@ def module_options(options: Any) -> Any:
 
 def options_for(options: Any) -> Any:
     """The runtime's build options for a model built with `options`: the model's own flags
-    (-march and the rest) at the default optimisation, since its kernels are the ones every
-    model calls."""
-    return dataclasses.replace(module_options(options), opt_level=1)
+    (-march and the rest), all of it at -O2 (built once, it is worth the compiler's time: the
+    loops that check a call and run its program are generic, where a module's are not)."""
+    return dataclasses.replace(module_options(options), opt_level=2)
 
 
 _LOADED: dict[str, types.ModuleType] = {}

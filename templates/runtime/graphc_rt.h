@@ -92,6 +92,7 @@ typedef struct {
     PyObject* symbols;  /* the symbols' names */
     PyObject* checks;   /* per index check (uses, argument names); per nonempty size, the
                            message */
+    void* sized;        /* the runtime's: the sizes of the last call's symbols (see _setup) */
 } gc_function;
 
 /* A module's function `f` from its tables gc_f_args, gc_f_written, ..., each led by its number

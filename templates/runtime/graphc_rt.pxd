@@ -51,6 +51,7 @@ cdef extern from "graphc_rt.h" nogil:
         PyObject* consts
         PyObject* symbols
         PyObject* checks
+        void* sized
 
     ctypedef struct gc_api:
         int abi
