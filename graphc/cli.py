@@ -345,6 +345,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(run=cmd_check)
     add_cache_command(sub)
+    from graphc.viz.cli import add_commands as add_viz_commands
+
+    add_viz_commands(model_command)  # draw, report
     return p
 
 

@@ -1,0 +1,286 @@
+"""The HTML report: one self-contained page (no network) with the graph and gradient graph, the
+schedule and its fused loops, the memory timeline, the generated source, and the build and
+check results, all linked by node: a click on a node shows its statements, its buffer and its
+model line; a click on a source line selects its node.
+
+The page is `templates/report/report.html.j2` with its script and style (shipped in the wheel)
+inlined; everything it shows is prepared here, from the compiler's own records (DESIGN.md §8).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+import graphc
+from graphc.ir.shapes import format_type
+from graphc.passes.plan_report import default_sizes
+from graphc.viz.draw import AUTO_COLLAPSE, LIMIT, StageGraph, from_stages, views
+from graphc.viz.groups import ROOT, group_tree
+from graphc.viz.layout import layout
+from graphc.viz.model import NodeValues, build, full_value
+from graphc.viz.sourcemap import SourceMap, source_map, value_names
+from graphc.viz.svg import to_svg
+from graphc.viz.timeline import marks, timeline
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+FULL = "*"  # the view of every node, for graphs small enough to draw whole
+
+
+def report_dir() -> Path:
+    """`graphc/templates/report` in an installed wheel; the repository's when editable."""
+    for base in (_PACKAGE / "templates", _PACKAGE.parent / "templates"):
+        if (base / "report" / "report.html.j2").is_file():
+            return base / "report"
+    raise FileNotFoundError(f"graphc's report templates are missing (looked beside {_PACKAGE})")
+
+
+@dataclass
+class View:
+    stage: str
+    id: str
+    parent: str | None
+    label: str
+    svg: str
+
+
+def stage_views(
+    stage: str, sg: StageGraph, values: Mapping[int, NodeValues] | None, limit: int = LIMIT
+) -> list[View]:
+    """Every drawing of one stage: the whole graph when it is small, and the collapsed views
+    (the top level and the inside of each group) when it has groups."""
+    G = sg.graph.nx
+    out = []
+    kw = dict(backward_from=sg.backward_from, of=sg.of, fused=sg.fused, values=values)
+    if len(G) <= AUTO_COLLAPSE:
+        d = build(G, title=f"{sg.graph.name}: {stage}", **kw)
+        out.append(View(stage, FULL, None, "all nodes", to_svg(d, layout(d), f"{stage}0", False)))
+    tree = group_tree(G, sg.backward_from, limit)
+    if len(tree.groups) > 1 or not out:
+        for k, gid in enumerate(views(tree)):
+            g = tree.groups[gid]
+            d = build(G, title=g.label, tree=tree, view=gid, **kw)
+            svg = to_svg(d, layout(d), f"{stage}{k + 1}", False)
+            label = "collapsed" if gid == ROOT else g.label
+            out.append(View(stage, gid, g.parent, label, svg))
+    return out
+
+
+def _storage_text(plan: Any, prog: Any, n: int) -> str:
+    st = plan.storage.get(n)
+    if st is None:
+        return ""
+    if st.kind == "arena":
+        return f"buf{st.ref}"
+    if st.kind == "local":
+        return f"a scalar of fused loop {st.ref}"
+    if st.kind == "alias":
+        return f"the bytes of v{st.ref}"
+    return {"input": f"input {st.ref}", "output": f"output {st.ref}"}.get(st.kind, st.kind)
+
+
+def _node_data(G, names: dict[str, int], smap: SourceMap, programs, values, backward_from):
+    name_of = {n: k for k, n in names.items()}
+    outs: dict[int, list[str]] = {}
+    for k, n in G.graph.get("outputs", {}).items():
+        outs.setdefault(n, []).append(k)
+    from graphc.ir.graph import operands
+
+    data = {}
+    for n, a in G.nodes(data=True):
+        rec = {
+            "name": name_of.get(n, f"v{n}"),
+            "op": a["op"] if a["op"] != "input" else f"{a.get('role', 'data')} {a['name']}",
+            "type": format_type(a["shape"], a["dtype"]),
+            "loc": a.get("loc") or "?",
+            "section": "backward" if backward_from is not None and n >= backward_from else
+            "forward",
+            "gradOf": a.get("grad_of") if isinstance(a.get("grad_of"), int) else None,
+            "operands": operands(G, n),
+            "users": sorted(set(G.successors(n))),
+            "outputs": outs.get(n, []),
+            "lines": smap.nodes.get(n, []),
+            "storage": {f: _storage_text(plan, prog, n) for f, (prog, plan) in programs.items()
+                        if n in plan.storage},
+            "step": {f: prog.step_of[n] for f, (prog, _) in programs.items() if n in prog.step_of},
+        }  # fmt: skip
+        v = values.get(n) if values else None
+        if v is not None and v.value is not None:
+            rec["value"] = full_value(v.value)
+        if v is not None and v.adjoint is not None:
+            rec["adjoint"] = full_value(v.adjoint)
+        data[str(n)] = rec
+    return data
+
+
+def _schedule_html(fn: str, prog: Any, plan: Any, mark: dict[int, str]) -> str:
+    """One function's steps as table rows; fused loops list their ops."""
+    G = prog.graph.nx
+    rows = []
+    for k, s in enumerate(prog.steps):
+        cells = []
+        for n in s.nodes:
+            a = G.nodes[n]
+            tag = f' <span class="mark {mark[n]}">{mark[n]}</span>' if n in mark else ""
+            typ = escape(format_type(a["shape"], a["dtype"]))
+            where = escape(_storage_text(plan, prog, n))
+            cells.append(
+                f'<div class="op" data-node="{n}"><a class="nref" data-node="{n}">v{n}</a> '
+                f"{escape(a['op'])} <span class=type>{typ}</span> <span class=where>{where}</span>"
+                f"{tag}</div>"
+            )
+        kind = f"fused loop: {len(s.nodes)} ops" if s.fused else ""
+        beside = " ∥ next" if s.beside else ""
+        rows.append(
+            f'<tr class="{s.section}{" fused" if s.fused else ""}" '
+            f'data-nodes="{" ".join(map(str, s.nodes))}"><td class=num>{k}</td>'
+            f"<td>{s.section}{beside}</td><td>{kind}{''.join(cells)}</td></tr>"
+        )
+    return (
+        f'<table class="schedule" data-fn="{escape(fn)}"><thead><tr><th>step</th><th>section'
+        f"</th><th>computes</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _source_html(source: str, smap: SourceMap) -> str:
+    out = []
+    for i, text in enumerate(source.splitlines(), start=1):
+        code, hash_, comment = text.partition("#")
+        body = escape(code) + (f'<span class="c">#{escape(comment)}</span>' if hash_ else "")
+        cls = "l m" if i in smap.lines else "l"
+        if i in smap.backward:
+            cls += " adj"
+        out.append(f'<div class="{cls}" data-l="{i}"><i>{i}</i>{body or " "}</div>')
+    return "\n".join(out)
+
+
+def _model_html(text: str | None) -> str:
+    if text is None:
+        return ""
+    return "\n".join(
+        f'<div class="l" data-l="{i}"><i>{i}</i>{escape(t) or " "}</div>'
+        for i, t in enumerate(text.splitlines(), start=1)
+    )
+
+
+def report_html(
+    st: Any,
+    *,
+    built: Any = None,
+    check: tuple[bool, str] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    model_file: str | Path | None = None,
+) -> str:
+    """The report page of the passes' results `st` (a compiler.Stages). `built`: the build
+    (graphc.runtime's BuiltModule) when there was one; `check`: (ok, text) of a check;
+    `inputs`: to show each node's value; `model_file`: the model's source, for its lines."""
+    programs = st.programs
+    main = next(f for f in ("value_and_grad", "train_step", "forward") if f in programs)
+    backward_from = st.graph.next_id
+    big = max((prog.graph for prog, _ in programs.values()), key=len)
+    G = big.nx
+    names = value_names(G)
+    smap = source_map(st.source, names)
+    fwd = programs.get("forward")
+    graph_sg = StageGraph(st.graph, None, [s.fused for s in fwd[0].steps if s.fused] if fwd
+                          else [], st.of)  # fmt: skip
+    stages = {"graph": graph_sg}
+    if st.grads and main != "forward":
+        stages["grad"] = from_stages(st, main)
+    vals: dict[str, dict[int, NodeValues]] = {}
+    if inputs is not None:
+        from graphc.viz.values import node_values
+
+        vals["graph"] = node_values(st.graph, inputs, st.of)
+        if "grad" in stages:
+            vals["grad"] = node_values(stages["grad"].graph, inputs)
+    all_views = [v for s, sg in stages.items() for v in stage_views(s, sg, vals.get(s))]
+    merged = {**vals.get("grad", {}), **vals.get("graph", {})}
+    node_data = _node_data(G, names, smap, programs, merged, backward_from)
+    sizes = {f: default_sizes(prog, st.size_hint) for f, (prog, _) in programs.items()}
+    timelines, schedules = {}, {}
+    for f, (prog, plan) in programs.items():
+        mark = marks(prog, backward_from, st.checkpointing is not None)
+        timelines[f] = timeline(prog, plan, sizes[f], mark)
+        schedules[f] = _schedule_html(f, prog, plan, mark)
+    model_text, model_name = None, None
+    if model_file is not None and Path(model_file).is_file():
+        model_text = Path(model_file).read_text(encoding="utf-8", errors="replace")
+        model_name = Path(model_file).name
+    data = {
+        "nodes": node_data,
+        "lines": {str(k): v for k, v in smap.lines.items()},
+        "stages": list(stages),
+        "views": {
+            s: [
+                {"id": v.id, "parent": v.parent, "label": v.label}
+                for v in all_views
+                if v.stage == s
+            ]
+            for s in stages
+        },  # fmt: skip
+        "functions": list(programs),
+        "main": main,
+        "modelFile": model_name,
+    }
+    meta = {
+        "model": st.graph.name,
+        "version": graphc.__version__,
+        "dtype": next(
+            iter(st.graph.nx.nodes[n]["dtype"] for n in st.graph.input_ids().values()), "-"
+        )
+        if st.graph.input_ids()
+        else "-",  # fmt: skip
+        "of": st.of or "-",
+        "wrt": ", ".join(st.grads.values()) or "-",
+        "nodes": len(st.graph),
+        "joint": len(G),
+        "source_lines": len(st.source.splitlines()),
+        "checkpointing": str(st.checkpointing) if st.checkpointing else "",
+    }
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(report_dir())),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    here = report_dir()
+    return env.get_template("report.html.j2").render(
+        meta=meta,
+        built=_built(built),
+        check=check,
+        views=all_views,
+        stage_names=list(stages),
+        timelines=timelines,
+        schedules=schedules,
+        source_html=_source_html(st.source, smap),
+        model_html=_model_html(model_text),
+        model_name=model_name,
+        data_json=json.dumps(data, separators=(",", ":")).replace("</", "<\\/"),
+        style=(here / "report.css").read_text(encoding="utf-8"),
+        script=(here / "report.js").read_text(encoding="utf-8").replace("</", "<\\/"),
+        main=main,
+    )
+
+
+def _built(built: Any) -> dict[str, str] | None:
+    if built is None:
+        return None
+    return {
+        "how": "cache hit" if built.cache_hit else "built",
+        "seconds": f"{built.seconds:.2f}",
+        "so": str(built.so_path),
+        "key": built.key[:16],
+    }
+
+
+def write_report(st: Any, path: str | Path, **kwargs: Any) -> Path:
+    """Write `report_html(st, **kwargs)` to `path` (UTF-8)."""
+    path = Path(path)
+    path.write_text(report_html(st, **kwargs), encoding="utf-8")
+    return path
