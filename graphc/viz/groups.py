@@ -113,29 +113,42 @@ def node_paths(G: nx.MultiDiGraph, backward_from: int | None = None) -> dict[int
 def _propagate(
     G: nx.MultiDiGraph, nodes: Sequence[int], anchors: dict[int, Path], known: dict[int, Path]
 ) -> dict[int, Path]:
-    """Paths of `nodes` (in topological order): its anchor, else the common scope of the
-    operand computed last and the nearest anchored node downstream."""
+    """Paths of `nodes` (in topological order): a node's anchor; else the scope it shares with
+    the operand computed last (up) and the nearest anchored node downstream (down); else, when
+    they share none, the nearer of the two (up on a tie: an activation stays with the layer
+    before it); and the top level after the last layer (down is nowhere)."""
     mine = set(nodes)
-    down: dict[int, Path | None] = {}
+    down: dict[int, tuple[Path, int] | None] = {}
     for n in reversed(nodes):
         if n in anchors:
-            down[n] = anchors[n]
+            down[n] = (anchors[n], 0)
             continue
         users = sorted(v for v in G.successors(n) if v in mine)
-        down[n] = down[users[0]] if users else None
+        below = down[users[0]] if users else None
+        down[n] = None if below is None else (below[0], below[1] + 1)
     paths = dict(known)
+    up_dist: dict[int, int] = {}
     for n in nodes:
         a = G.nodes[n]
         if n in anchors:
-            paths[n] = anchors[n]
+            paths[n], up_dist[n] = anchors[n], 0
         elif a["op"] == "input":
             paths[n] = ()
         elif a["op"] == "const":
             continue  # placed with its reader
         else:
             ops = [u for u in operands(G, n) if u in paths and G.nodes[u]["op"] != "input"]
-            up = paths[max(ops)] if ops else None
-            paths[n] = _common(up, down[n]) or ()
+            last = max(ops) if ops else None
+            up = None if last is None else (paths[last], up_dist.get(last, 0) + 1)
+            up_dist[n] = up[1] if up else 0
+            below = down[n]
+            if below is None:
+                paths[n] = ()
+            elif up is None:
+                paths[n] = below[0]
+            else:
+                shared = _common(up[0], below[0])
+                paths[n] = shared or (up[0] if up[1] <= below[1] else below[0])
     return paths
 
 
@@ -284,22 +297,52 @@ def _split(tree: GroupTree, gid: str, limit: int) -> None:
     items = tree.items(gid)
     if len(items) <= limit:
         return
+    # First the nodes that lie between groups, each run of them one box: the groups stay.
+    k = 0
+    for run in _node_runs(items):
+        if 1 < len(run) < len(items):
+            _wrap(tree, gid, run, f"{gid}~{k}")
+            k += 1
+    items = tree.items(gid)
+    for c in tree.groups[gid].children:
+        if "~" in c.rsplit("/", 1)[-1]:
+            _split(tree, c, limit)
+    if len(items) <= limit:
+        return
     runs = min(limit, math.ceil(len(items) / limit))
     size = math.ceil(len(items) / runs)
-    g.members, g.children = [], []
     for k in range(0, len(items), size):
-        run = items[k : k + size]
-        nodes = [n for x in run for n in ([x] if isinstance(x, int) else tree.nodes_in(x))]
-        first, last = min(nodes, key=tree.position.get), max(nodes, key=tree.position.get)
         cid = f"{gid}#{k // size}"
-        label = f"v{first} … v{last}"
-        tree.groups[cid] = Group(cid, label, gid)
-        g.children.append(cid)
-        for x in run:
-            if isinstance(x, int):
-                tree.groups[cid].members.append(x)
-                tree.group_of[x] = cid
-            else:
-                tree.groups[cid].children.append(x)
-                tree.groups[x].parent = cid
+        _wrap(tree, gid, items[k : k + size], cid)
         _split(tree, cid, limit)
+
+
+def _node_runs(items: list[str | int]) -> list[list[int]]:
+    """The maximal runs of consecutive nodes (not groups) among `items`."""
+    runs: list[list[int]] = [[]]
+    for x in items:
+        if isinstance(x, int):
+            runs[-1].append(x)
+        elif runs[-1]:
+            runs.append([])
+    return [r for r in runs if r]
+
+
+def _wrap(tree: GroupTree, gid: str, run: Sequence[str | int], cid: str) -> None:
+    """Put the items `run` of group `gid` in a new child group `cid`, named by its first and
+    last node."""
+    nodes = [n for x in run for n in ([x] if isinstance(x, int) else tree.nodes_in(x))]
+    first, last = min(nodes, key=tree.position.get), max(nodes, key=tree.position.get)
+    g = tree.groups[gid]
+    new = tree.groups[cid] = Group(cid, f"v{first} … v{last}", gid)
+    at = min((g.children.index(x) for x in run if isinstance(x, str)), default=len(g.children))
+    for x in run:
+        if isinstance(x, int):
+            g.members.remove(x)
+            new.members.append(x)
+            tree.group_of[x] = cid
+        else:
+            g.children.remove(x)
+            new.children.append(x)
+            tree.groups[x].parent = cid
+    g.children.insert(min(at, len(g.children)), cid)

@@ -225,8 +225,8 @@ def build(
         iv = item(v)
         for u in operands(G, v) if iv is not None else ():
             iu = item(u)
-            if iu == iv:
-                continue
+            if iu == iv or (tree is not None and G.nodes[u]["op"] == "const" and iu != u):
+                continue  # a constant inside a group is drawn there, not wired to every reader
             if iu is None:  # from outside the view: draw what it comes from, faded
                 iu = tree.context(u, view)  # type: ignore[union-attr]
                 _add_context(context, G, tree, iu, back, outs, of)
