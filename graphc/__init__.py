@@ -28,8 +28,8 @@ def compile(g, **kwargs):  # noqa: A001  (gc.compile, as the package's verb)
 
 
 def draw(g, stage="graph", path=None, **kwargs):
-    """Draw `g` ("graph") or its gradient ("grad") as SVG, PNG or DOT (see graphc.viz.draw)."""
-    from graphc.viz.draw import draw as draw_
+    """Draw `g` ("graph") or its gradient ("grad") as SVG, PNG or DOT (see graphc.viz.drawing)."""
+    from graphc.viz.drawing import draw as draw_
 
     return draw_(g, stage, path, **kwargs)
 

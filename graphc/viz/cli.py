@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from graphc.errors import DrawError, InputError
-from graphc.viz.draw import ENGINES, STAGES, draw
+from graphc.viz.drawing import ENGINES, STAGES, draw
 
 
 def read_inputs(path: str) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ from html import escape
 from typing import Any
 
 from graphc.ir.graph import Graph
-from graphc.viz.draw import picture
+from graphc.viz.drawing import picture
 
 
 def graph_svg(g: Graph) -> str:

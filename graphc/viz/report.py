@@ -21,7 +21,7 @@ import jinja2
 import graphc
 from graphc.ir.shapes import format_type
 from graphc.passes.plan_report import default_sizes
-from graphc.viz.draw import AUTO_COLLAPSE, LIMIT, StageGraph, from_stages, views
+from graphc.viz.drawing import AUTO_COLLAPSE, LIMIT, StageGraph, from_stages, views
 from graphc.viz.groups import ROOT, group_tree
 from graphc.viz.layout import layout
 from graphc.viz.model import NodeValues, build, full_value

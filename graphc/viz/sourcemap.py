@@ -68,18 +68,22 @@ def source_map(source: str, names: Mapping[str, int]) -> SourceMap:
 
     for i, text in enumerate(source.splitlines(), start=1):
         stripped = text.strip()
-        code, _, comment = text.partition("#")
-        comment = "#" + comment if _ else ""
+        code, hash_, comment = text.partition("#")
+        comment = hash_ + comment
         nodes: list[int] = []
         adj = False
         if m := _STATEMENT.search(comment):
             nodes, adj = resolve([m.group(2)]), bool(m.group(1))
         elif m := _FUSED.search(text):
             nodes, adj = resolve(re.findall(_NAME, m.group(2))), bool(m.group(1))
+        if block is not None and stripped and _indent(text) < block[1]:
+            block = None  # a line left of the block's comment ends it
         if nodes and not code.strip():  # a comment alone on its line: it heads a block
             block = (nodes, _indent(text), adj)
+        elif nodes and block is not None:
+            adj = adj or block[2]  # a statement of a backward block is backward too
         elif not nodes and block is not None:  # a line of the block, or the block's end
-            if not stripped or stripped.startswith("#") or _indent(text) < block[1]:
+            if not stripped or stripped.startswith("#"):
                 block = None
             else:
                 nodes, adj = block[0], block[2]

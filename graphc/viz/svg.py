@@ -13,7 +13,7 @@ from graphc.viz.model import Drawing
 STYLE = """
 .gc-drawing { font-family: 'DejaVu Sans Mono', Menlo, Consolas, monospace; font-size: 11px; }
 .gc-drawing .node rect { stroke-width: 1.2; }
-.gc-drawing .node text { fill: #1d2630; }
+.gc-drawing .node text { fill: #1d2630; white-space: pre; }
 .gc-drawing .node .t0 { font-weight: bold; }
 .gc-drawing .node .loc { fill: #5a6570; }
 .gc-drawing .node .val { fill: #0b5394; }
@@ -139,7 +139,7 @@ def to_svg(d: Drawing, lay: Layout, id_prefix: str = "gc", standalone: bool = Tr
             f'<rect class="body" x="{x:.1f}" y="{y:.1f}" width="{bw:.1f}" height="{bh:.1f}" '
             f'rx="{min(rx, 12):.1f}"/>'
         )
-        out.append("<text>")
+        spans = []  # no text between the spans: preserved, it would be drawn at the origin
         for i, line in enumerate(b.lines):
             cls_line = f"t{i}"
             if i == 2 and b.kind != "group":
@@ -149,9 +149,10 @@ def to_svg(d: Drawing, lay: Layout, id_prefix: str = "gc", standalone: bool = Tr
             elif line.startswith("δ = "):
                 cls_line += " adj"
             ty = y + PAD_Y + LINE_H * (i + 1) - 3.5
-            out.append(
+            spans.append(
                 f'<tspan class="{cls_line}" x="{x + PAD_X:.1f}" y="{ty:.1f}">{escape(line)}</tspan>'
             )
-        out.append("</text></g>")
+        out.append('<text xml:space="preserve">' + "".join(spans) + "</text>")
+        out.append("</g>")
     out.append("</g></svg>")
     return "\n".join(out)
