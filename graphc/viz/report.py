@@ -26,7 +26,7 @@ from graphc.viz.groups import ROOT, group_tree
 from graphc.viz.layout import layout
 from graphc.viz.model import NodeValues, build, full_value
 from graphc.viz.sourcemap import SourceMap, source_map, value_names
-from graphc.viz.svg import to_svg
+from graphc.viz.svg import STYLE, to_svg
 from graphc.viz.timeline import marks, timeline
 
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -60,13 +60,14 @@ def stage_views(
     kw = dict(backward_from=sg.backward_from, of=sg.of, fused=sg.fused, values=values)
     if len(G) <= AUTO_COLLAPSE:
         d = build(G, title=f"{sg.graph.name}: {stage}", **kw)
-        out.append(View(stage, FULL, None, "all nodes", to_svg(d, layout(d), f"{stage}0", False)))
+        svg = to_svg(d, layout(d), f"{stage}0", standalone=False, style=False)
+        out.append(View(stage, FULL, None, "all nodes", svg))
     tree = group_tree(G, sg.backward_from, limit)
     if len(tree.groups) > 1 or not out:
         for k, gid in enumerate(views(tree)):
             g = tree.groups[gid]
             d = build(G, title=g.label, tree=tree, view=gid, **kw)
-            svg = to_svg(d, layout(d), f"{stage}{k + 1}", False)
+            svg = to_svg(d, layout(d), f"{stage}{k + 1}", standalone=False, style=False)
             label = "collapsed" if gid == ROOT else g.label
             out.append(View(stage, gid, g.parent, label, svg))
     return out
@@ -232,13 +233,10 @@ def report_html(
     meta = {
         "model": st.graph.name,
         "version": graphc.__version__,
-        "dtype": next(
-            iter(st.graph.nx.nodes[n]["dtype"] for n in st.graph.input_ids().values()), "-"
-        )
-        if st.graph.input_ids()
-        else "-",  # fmt: skip
+        "dtype": st.graph.nx.nodes[next(iter(st.graph.outputs.values()))]["dtype"],
         "of": st.of or "-",
-        "wrt": ", ".join(st.grads.values()) or "-",
+        "wrt": _few(list(st.grads.values()), "params"),
+        "wrt_all": ", ".join(st.grads.values()),
         "nodes": len(st.graph),
         "joint": len(G),
         "source_lines": len(st.source.splitlines()),
@@ -262,10 +260,17 @@ def report_html(
         model_html=_model_html(model_text),
         model_name=model_name,
         data_json=json.dumps(data, separators=(",", ":")).replace("</", "<\\/"),
-        style=(here / "report.css").read_text(encoding="utf-8"),
+        style=(here / "report.css").read_text(encoding="utf-8") + STYLE,
         script=(here / "report.js").read_text(encoding="utf-8").replace("</", "<\\/"),
         main=main,
     )
+
+
+def _few(names: list[str], what: str, most: int = 6) -> str:
+    """`a, b, c`, or `24 params` when there are more than `most`."""
+    if not names:
+        return "-"
+    return ", ".join(names) if len(names) <= most else f"{len(names)} {what}"
 
 
 def _built(built: Any) -> dict[str, str] | None:

@@ -67,9 +67,12 @@ def _tie(a: tuple, b: tuple) -> str:
     )
 
 
-def to_svg(d: Drawing, lay: Layout, id_prefix: str = "gc", standalone: bool = True) -> str:
+def to_svg(
+    d: Drawing, lay: Layout, id_prefix: str = "gc", standalone: bool = True, style: bool = True
+) -> str:
     """SVG text of drawing `d` laid out as `lay`. `id_prefix` keeps element ids apart when
-    several drawings share one page; `standalone` adds the XML declaration."""
+    several drawings share one page; `standalone` adds the XML declaration; without `style`
+    the page holding the drawing styles it (with STYLE)."""
     w, h = lay.width, lay.height
     out = []
     if standalone:
@@ -79,7 +82,8 @@ def to_svg(d: Drawing, lay: Layout, id_prefix: str = "gc", standalone: bool = Tr
         f'height="{h:.0f}" viewBox="0 0 {w:.1f} {h:.1f}" data-view="{escape(d.view)}">'
     )
     out.append(f"<title>{escape(d.title)}</title>")
-    out.append(f"<style>{STYLE}</style>")
+    if style:
+        out.append(f"<style>{STYLE}</style>")
     out.append(
         f'<defs><marker id="{id_prefix}-arrow" viewBox="0 0 10 10" refX="9" refY="5" '
         'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
