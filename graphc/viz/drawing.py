@@ -171,7 +171,15 @@ def picture(
     fold = collapse is True or (collapse == "auto" and len(G) > AUTO_COLLAPSE) or view != ROOT
     tree = group_tree(G, sg.backward_from, limit) if fold else None
     if tree is not None and view not in tree.groups:
-        raise DrawError(f"no group {view!r} in graph {sg.graph.name!r}")
+        named = [gid for gid, grp in tree.groups.items() if grp.label == view]
+        if len(named) != 1:
+            top = [grp.label for grp in tree.groups.values() if grp.parent == ROOT]
+            some = ", ".join(sorted(top))
+            raise DrawError(
+                f"no group {view!r} in graph {sg.graph.name!r}; its top-level groups are "
+                f"{some[:300] or 'none'}"
+            )
+        view = named[0]
     drawing = build(
         G,
         title=_title(sg, tree, view),

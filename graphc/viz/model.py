@@ -220,7 +220,8 @@ def build(
         return f"n{x}" if isinstance(x, int) else f"grp:{x}"
 
     counted: Counter[tuple[str, str, str, int]] = Counter()
-    context: dict[str, Box] = {}
+    context: dict[str, Box] = {}  # what the view's items read from outside it, then what
+    after: dict[str, Box] = {}  # reads them: drawn above and below the view's items
     for v in G.nodes:
         iv = item(v)
         for u in operands(G, v) if iv is not None else ():
@@ -241,7 +242,7 @@ def build(
             for w in G.successors(v):
                 if item(w) is None:
                     iw = tree.context(w, view)
-                    _add_context(context, G, tree, iw, back, outs, of)
+                    _add_context(after, G, tree, iw, back, outs, of)
                     counted[(key(iv), key(iw), "", 0)] += 1
     edges = []
     for (s, d, label, ports), k in counted.items():
@@ -251,7 +252,8 @@ def build(
             edges.append(Edge(s, d, f"×{k}" if k > 1 and tree is not None else ""))
             if k > 1 and tree is None:
                 edges += [Edge(s, d) for _ in range(k - 1)]
-    all_boxes = {**boxes, **context}
+    after = {k: b for k, b in after.items() if k not in context}
+    all_boxes = {**context, **boxes, **after}
     for b in boxes.values():  # a gradient node is tied to the node it differentiates
         if b.grad_of is not None and f"n{b.grad_of}" in all_boxes:
             edges.append(Edge(b.key, f"n{b.grad_of}", "", "tie"))
@@ -262,7 +264,7 @@ def build(
             section = "backward" if all(n >= back for n in members) else "forward"
             label = f"fused loop {k}: {len(members)} ops"
             loops.append(Loop(f"loop{k}", label, keys, section))
-    return Drawing(title, [*boxes.values(), *context.values()], edges, loops, view)
+    return Drawing(title, list(all_boxes.values()), edges, loops, view)
 
 
 def _add_context(context, G, tree, x, back, outs, of) -> None:
