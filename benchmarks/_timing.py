@@ -112,6 +112,8 @@ def measure(cases: Sequence[Case], plan: Plan) -> dict[str, Timing]:
     """Time every case: warm-up, calibration, then `plan.batches` rounds in which each case
     runs one batch, the order rotating each round so that drift in the machine's speed is
     shared out evenly."""
+    if not cases:
+        return {}
     sizes = {c.name: calibrate(c, plan.batch_ns, warm_up(c, plan.warmup_ns)) for c in cases}
     out = {c.name: Timing(sizes[c.name], []) for c in cases}
     for r in range(plan.batches):

@@ -76,10 +76,8 @@ def hvp_mode_cases(wl: suite.Workload, arrays: dict, out: Path) -> list[Case]:
 
 
 def jax_cases(wl: suite.Workload, arrays: dict, extra: Any) -> list[Case]:
-    try:
-        jax, ops = suite.jax_ops(wl.dtype == "float64")
-    except suite.Skip:
-        return []
+    """JAX's jit of each function; suite.Skip (with the reason) when JAX cannot run here."""
+    jax, ops = suite.jax_ops(wl.dtype == "float64")
     _, _, t, v = extra
     params = {k: jax.device_put(arrays[k]) for k in wl.wrt}
     data = {k: jax.device_put(a) for k, a in arrays.items() if k not in params}
@@ -107,14 +105,18 @@ def jax_cases(wl: suite.Workload, arrays: dict, extra: Any) -> list[Case]:
     return cases
 
 
-def child(spec: dict) -> dict[str, float]:
-    """Median µs of each function of one implementation (spec: workload, impl, quick, dir)."""
+def child(spec: dict) -> dict[str, Any]:
+    """Median µs of each function of one implementation (spec: workload, impl, quick, dir),
+    or {"skipped": why} when it cannot run here (JAX not installed)."""
     wl = suite.workloads(spec["quick"])[spec["workload"]]
     arrays = wl.arrays(wl.n)
     out = Path(spec["dir"])
     cases, extra = graphc_cases(wl, arrays, out / "graphc")
     if spec["impl"] == "jax":
-        cases = jax_cases(wl, arrays, extra)
+        try:
+            cases = jax_cases(wl, arrays, extra)
+        except suite.Skip as exc:
+            return {"skipped": str(exc)}
     elif spec["impl"] == "modes":
         cases = hvp_mode_cases(wl, arrays, out / "modes")
     times = measure(cases, QUICK if spec["quick"] else FULL)
@@ -130,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(child(json.loads(args.child))))
         return 0
     start = load_average()
-    rows, modes, failed = [], [], []
+    rows, modes, failed, skipped = [], [], [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for key in WORKLOADS:
             for impl, who in (("graphc", "graphc"), ("jax", "JAX jit"), ("modes", None)):
@@ -138,9 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 us = run_child("benchmarks.derivatives", spec)
                 if "error" in us:
                     failed.append(f"{key} {impl}: {us['error']}")
+                elif "skipped" in us:
+                    skipped[who] = us["skipped"]
                 elif impl == "modes":
                     modes.append([key, *(fmt_us(x) for x in us.values())])
-                elif us:  # empty: JAX not installed
+                else:
                     rows.append(
                         [key, who, *(fmt_us(us[n]) for n in ("forward", "grad", "jvp", "hvp")),
                          f"{us['grad'] / us['forward']:.2f}", f"{us['jvp'] / us['forward']:.2f}",
@@ -155,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("graphc's HVP built two ways, each compiled as a model of its own (median µs):")
     print(format_table(["workload", "reverse over reverse", "forward over reverse"], modes))
+    for who, why in skipped.items():
+        print(f"skipped {who}: {why}")
     for line in failed:
         print("FAILED", line)
     return 1 if failed else 0

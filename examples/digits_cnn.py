@@ -21,7 +21,8 @@ import graphc as gc
 TARGET = 0.98
 
 
-def build() -> gc.Graph:
+def graph() -> gc.Graph:
+    """The model, as `graphc compile examples/digits_cnn.py` builds it."""
     g = gc.Graph("digits_cnn")
     x = g.input("x", shape=("N", 1, 8, 8), dtype="float32")
     labels = g.input("labels", shape=("N",), dtype="int64")
@@ -38,7 +39,7 @@ def build() -> gc.Graph:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = options(__doc__.splitlines()[0], epochs=30, argv=argv)
-    return train(build(), args, (1, 8, 8), TARGET)
+    return train(graph(), args, (1, 8, 8), TARGET)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import graphc as gc
 TARGET = 0.97
 
 
-def build() -> gc.Graph:
+def graph() -> gc.Graph:
+    """The model, as `graphc compile examples/digits_mlp.py` builds it."""
     g = gc.Graph("digits_mlp")
     x = g.input("x", shape=("N", 64), dtype="float32")
     labels = g.input("labels", shape=("N",), dtype="int64")
@@ -70,7 +71,7 @@ def train(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = options(__doc__.splitlines()[0], epochs=40, argv=argv)
-    return train(build(), args, (64,), TARGET)
+    return train(graph(), args, (64,), TARGET)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ def adding(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return x, y[:, None]
 
 
-def build() -> gc.Graph:
+def graph() -> gc.Graph:
+    """The model, as `graphc compile examples/lstm_adding.py` builds it."""
     g = gc.Graph("lstm_adding")
     x = g.input("x", shape=("N", T, 2), dtype="float32")
     y = g.input("y", shape=("N", 1), dtype="float32")
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     x_train, y_train = adding(20000, rng)
     x_test, y_test = adding(2000, rng)
-    g = build()
+    g = graph()
     cm, params, state = compile_model(g, gc.optim.Adam(lr=3e-3), args)
 
     def step(idx: np.ndarray) -> tuple[float, None]:

@@ -14,6 +14,7 @@ import graphc as gc
 
 
 def build() -> gc.Graph:
+    """The seed network (`graph` below is one built by this function)."""
     g = gc.Graph("seed_net")
     x = g.input("x", shape=("N", 3))
     y = g.input("y", shape=("N", 2))

@@ -8,6 +8,7 @@ Each example builds its model with graphc.nn, compiles it with an optimiser into
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +33,8 @@ def options(description: str, epochs: int, argv: Sequence[str] | None) -> argpar
     p.add_argument(
         "--quick", action="store_true", help="a smoke run: a few steps, no accuracy target"
     )
-    p.add_argument("--out", default=str(BUILD), help="where the compiled module goes")
+    p.add_argument("--build-dir", "--out", dest="out", default=str(BUILD), metavar="DIR",
+                   help="where the compiled module is cached (default: build/)")  # fmt: skip
     args = p.parse_args(argv)
     if args.quick:
         args.epochs = 1
@@ -66,6 +68,19 @@ def batches(n: int, size: int, rng: np.random.Generator) -> Iterator[np.ndarray]
         yield order[start : start + size]
 
 
+def warmup_cosine(peak: float, warmup: int, total: int) -> Callable[[int], float]:
+    """The learning rate of step k: a linear warm-up from 0 to `peak` over `warmup` steps,
+    then a cosine decay to 0 at step `total` (the schedule of most Transformer recipes)."""
+
+    def lr(k: int) -> float:
+        if k < warmup:
+            return peak * (k + 1) / warmup
+        done = min(1.0, (k - warmup) / max(1, total - warmup))
+        return 0.5 * peak * (1.0 + math.cos(math.pi * done))
+
+    return lr
+
+
 @dataclass
 class History:
     metric: str  # the held-out metric's name, e.g. "test accuracy"
@@ -73,6 +88,8 @@ class History:
     loss: list[float] = field(default_factory=list)
     train: list[float] = field(default_factory=list)  # training accuracy (or None)
     held_out: list[float] = field(default_factory=list)
+    at: list[float] = field(default_factory=list)  # each step, in epochs (1.5: half way on)
+    step_loss: list[float] = field(default_factory=list)  # each step's training loss
 
 
 def fit(
@@ -102,6 +119,8 @@ def fit(
         )  # fmt: skip
         for k, idx in enumerate(batches(n, batch, rng)):
             loss, acc = step(idx)
+            h.at.append(epoch - 1 + (seen + len(idx)) / n)
+            h.step_loss.append(loss)
             losses.append(loss * len(idx))
             accs.append(None if acc is None else acc * len(idx))
             seen += len(idx)
@@ -132,8 +151,10 @@ def plot(h: History, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(h.epochs, h.loss, marker="o")
+    a.plot(h.at, h.step_loss, lw=0.6, alpha=0.5, label="each step")
+    a.plot(h.epochs, h.loss, marker="o", label="epoch mean")
     a.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
+    a.legend()
     if any(t is not None for t in h.train):
         b.plot(h.epochs, h.train, marker="o", label="train accuracy")
     b.plot(h.epochs, h.held_out, marker="o", label=h.metric)

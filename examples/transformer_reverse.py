@@ -4,8 +4,9 @@
 
 Token embeddings plus sinusoidal positions, two pre-norm encoder blocks (4 heads, width 64,
 feed-forward 128), a dense layer to the 16 classes at every position; softmax cross-entropy
-against the reversed sequence, Adam, compiled into one `train_step`. Target: at least 99% of
-the tokens of held-out sequences right.
+against the reversed sequence, Adam, compiled into one `train_step`, its learning rate warmed
+up then decayed along a cosine (passed to each step: `train_step(..., lr=...)`, no rebuild).
+Target: at least 99% of the tokens of held-out sequences right.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-from training import compile_model, finish, fit, options
+from training import compile_model, finish, fit, options, warmup_cosine
 
 import graphc as gc
 
 LENGTH, VOCAB, WIDTH, HEADS, FF, TARGET = 10, 16, 64, 4, 128, 0.99
+BATCH, PEAK_LR = 64, 2e-3
 
 
-def build() -> gc.Graph:
+def graph() -> gc.Graph:
+    """The model, as `graphc compile examples/transformer_reverse.py` builds it."""
     g = gc.Graph("transformer_reverse")
     tokens = g.input("tokens", shape=("N", LENGTH), dtype="int64")
     target = g.input("target", shape=("N", LENGTH), dtype="int64")
@@ -40,18 +43,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     x_train = rng.integers(0, VOCAB, (40000, LENGTH))
     x_test = rng.integers(0, VOCAB, (2000, LENGTH))
     y_train, y_test = x_train[:, ::-1].copy(), x_test[:, ::-1].copy()
-    g = build()
-    cm, params, state = compile_model(g, gc.optim.Adam(lr=1e-3), args)
+    g = graph()
+    cm, params, state = compile_model(g, gc.optim.Adam(lr=PEAK_LR), args)
+    steps = args.epochs * -(-len(x_train) // BATCH)
+    lr = warmup_cosine(PEAK_LR, warmup=steps // 20, total=steps)
+    done = [0]
 
     def step(idx: np.ndarray) -> tuple[float, float]:
-        out = cm.train_step(tokens=x_train[idx], target=y_train[idx], **params, **state)
+        out = cm.train_step(tokens=x_train[idx], target=y_train[idx], **params, **state,
+                            lr=lr(done[0]))  # fmt: skip
+        done[0] += 1
         return float(out["loss"]), float(np.mean(out["logits"].argmax(-1) == y_train[idx]))
 
     def accuracy() -> float:
         logits = cm.forward(tokens=x_test, target=y_test, **params)["logits"]
         return float(np.mean(logits.argmax(-1) == y_test))
 
-    h = fit(step, accuracy, len(x_train), 64, args.epochs, rng, "test token accuracy", args.quick)
+    h = fit(step, accuracy, len(x_train), BATCH, args.epochs, rng, "test token accuracy",
+            args.quick)  # fmt: skip
     return finish(h, args, TARGET)
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import runpy
+import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -13,31 +14,9 @@ import numpy as np
 
 import graphc as gc
 from graphc.errors import GraphcError, InputError
-from graphc.ir.shapes import bind_shape
-
-
-def load_model(path: str, graph: str | None = None) -> gc.Graph:
-    """The model in `path`: a `.json` file, or a Python file defining `graph` (a Graph) or a
-    function named `graph` that returns one."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"no model file {path!r}")
-    if p.suffix == ".json":
-        return gc.Graph.from_json(p.read_text())
-    namespace = runpy.run_path(str(p), run_name="graphc_model")
-    name = graph or "graph"
-    if name not in namespace:
-        found = sorted(k for k, v in namespace.items() if isinstance(v, gc.Graph) or callable(v))
-        raise InputError(
-            f"{path} defines no {name!r}; pass --graph NAME (candidates: "
-            f"{', '.join(found[:8]) or 'none'})"
-        )
-    obj = namespace[name]
-    if callable(obj) and not isinstance(obj, gc.Graph):
-        obj = obj()
-    if not isinstance(obj, gc.Graph):
-        raise InputError(f"{path}: {name!r} is a {type(obj).__name__}, not a graphc.Graph")
-    return obj
+from graphc.ir.shapes import FLOAT_DTYPES, bind_shape
+from graphc.modelfile import load_model
+from graphc.passes.dtype import with_dtype
 
 
 def default_of(g: gc.Graph) -> str:
@@ -52,16 +31,22 @@ def default_of(g: gc.Graph) -> str:
 
 
 def random_inputs(g: gc.Graph, size: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs for every input of `g`, each symbolic dimension bound to `size`."""
+    """Random inputs for every input of `g`, each symbolic dimension bound to `size`: params
+    made by a gc.nn layer from its initialiser, other floats uniform in [0.1, 0.9], bools at
+    random, and ints 0 (a valid label or index of any axis that is not empty)."""
     rng = np.random.default_rng(seed)
-    out = {}
+    out = gc.nn.init_params(g, seed=seed)
     for name, n in g.input_ids().items():
         a = g.nx.nodes[n]
+        if name in out:
+            continue
         shape = bind_shape(a["shape"], {d: size for d in a["shape"] if isinstance(d, str)})
         if a["dtype"] == "bool":
             out[name] = rng.random(shape) < 0.5
-        else:
+        elif a["dtype"] in FLOAT_DTYPES:
             out[name] = rng.uniform(0.1, 0.9, shape).astype(a["dtype"])
+        else:
+            out[name] = np.zeros(shape, dtype=a["dtype"])
     return out
 
 
@@ -77,82 +62,81 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from graphc.gradcheck import check_grad
-
-    g = load_model(args.model, args.graph)
-    of = args.of or default_of(g)
-    result = check_grad(g, random_inputs(g, args.size, args.seed), of=of)
-    print(result)
-    return 0 if result.ok else 1
-
-
 def _kib(nbytes: int) -> str:
     return f"{nbytes / 1024:.1f} KiB"
 
 
-def _compare(got: dict, want: dict) -> float:
-    """Max relative error of `got` against `want`, key by key (0/0 and inf/inf agree)."""
-    worst = 0.0
-    for k, w in want.items():
-        a, b = np.asarray(got[k], dtype=np.float64), np.asarray(w, dtype=np.float64)
-        same = (a == b) | (np.isnan(a) & np.isnan(b))
-        err = np.where(same, 0.0, np.abs(a - b) / np.maximum(np.abs(b), 1e-300))
-        worst = max(worst, float(np.max(err, initial=0.0)))
-    return worst
+FD_SAMPLES = 32  # elements of each param whose finite difference a check computes
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from graphc.gradcheck import check_grad
+
+    g = with_dtype(load_model(args.model, args.graph), "float64")
+    of = args.of or default_of(g)
+    samples = args.samples or None
+    result = check_grad(g, random_inputs(g, args.size, args.seed), of=of, samples=samples)
+    print(result)
+    return 0 if result.ok else 1
+
+
+def _verdict(what: str, results: list) -> tuple[bool, list[str]]:
+    """One line saying whether every comparison of `results` holds, then each that does not."""
+    ok = all(r.ok for r in results)
+    worst = max((r.ratio for r in results), default=0.0)
+    line = f"check: {what}: {'ok' if ok else 'FAILED'} (worst at {worst:.2g} of the tolerance)"
+    return ok, [line, *(f"  {r}" for r in results if not r.ok)]
 
 
 def check_compiled(
     m, g: gc.Graph, dtype: str, size: int, seed: int, optimizer=None
 ) -> tuple[bool, str]:
-    """Run `m` on random inputs; compare with the interpreter and with finite differences,
-    and its train_step (with `optimizer`) with the NumPy optimiser."""
-    from graphc.compiler import with_dtype
-    from graphc.gradcheck import check_grad
+    """Run `m` on random inputs; compare it with the interpreter (in `dtype`), the model's
+    gradients (in float64) with finite differences, and its train_step (with `optimizer`) with
+    the NumPy optimiser. Every comparison follows graphc.gradcheck's rule; the verdict is True
+    when all hold."""
+    from graphc.gradcheck import TOLERANCE, check_grad, compare
 
     ref_graph = with_dtype(g, dtype)
     inputs = random_inputs(ref_graph, size, seed)
-    tol = 1e-10 if dtype == "float64" else 1e-4
-    lines, ok = [], True
-    outs = m.forward(**inputs)
-    err = _compare(outs, gc.evaluate(ref_graph, inputs))
-    ok &= err <= tol
+    tol = TOLERANCE[dtype]
+    rule = f"max |a-b| <= {tol.atol:g} + {tol.rtol:g} * max |ref| per array"
+    want = gc.evaluate(ref_graph, inputs)
+    results = [compare(k, v, want[k], tol) for k, v in m.forward(**inputs).items()]
+    checks = []
     if hasattr(m, "value_and_grad") and m.WRT:
-        outs, grads = m.value_and_grad(**inputs)
-        _, want = gc.value_and_grad(ref_graph, inputs, of=m.OF, wrt=list(m.WRT))
-        err = max(err, _compare(grads, want))
-        ok &= err <= tol
-        fd = check_grad(
-            with_dtype(g, "float64"), random_inputs(g, size, seed), of=m.OF, wrt=list(m.WRT)
-        )
-        ok &= fd.ok
-        lines.append(f"check: outputs and gradients match the interpreter (max rel err {err:.1e})")
-        lines.append(
-            f"check: gradients match central finite differences "
-            f"({'ok' if fd.ok else 'MISMATCH'}, max error measure {fd.max_error:.1e})"
-        )
+        _, grads = m.value_and_grad(**inputs)
+        _, want_grads = gc.value_and_grad(ref_graph, inputs, of=m.OF, wrt=list(m.WRT))
+        results += [compare(f"d{m.OF}/d{k}", v, want_grads[k], tol) for k, v in grads.items()]
+        checks.append(_verdict(f"outputs and gradients agree with the interpreter ({rule})",
+                               results))  # fmt: skip
+        g64 = with_dtype(g, "float64")
+        fd = check_grad(g64, random_inputs(g64, size, seed), of=m.OF, wrt=list(m.WRT),
+                        samples=FD_SAMPLES, seed=seed)  # fmt: skip
+        checks.append(_verdict(
+            f"float64 gradients agree with central finite differences (up to {FD_SAMPLES} "
+            "elements of each)", list(fd.inputs.values())
+        ))  # fmt: skip
     else:
-        lines.append(f"check: outputs match the interpreter (max rel err {err:.1e})")
+        checks.append(_verdict(f"outputs agree with the interpreter ({rule})", results))
     if optimizer is not None:
-        step_ok, line = _check_train_step(m, optimizer, inputs, tol)
-        ok &= step_ok
-        lines.append(line)
-    return ok, "\n".join(lines)
+        checks.append(_check_train_step(m, optimizer, inputs, tol))
+    return all(ok for ok, _ in checks), "\n".join(line for _, lines in checks for line in lines)
 
 
-def _check_train_step(m, opt, inputs: dict, tol: float) -> tuple[bool, str]:
+def _check_train_step(m, opt, inputs: dict, tol) -> tuple[bool, list[str]]:
     """One train_step against value_and_grad and the NumPy optimiser, on copies."""
+    from graphc.gradcheck import compare
+
     params = {k: inputs[k].copy() for k in m.WRT}
     state = m.init_state(params)
     want_p, want_s = {k: v.copy() for k, v in params.items()}, opt.init(params)
     m.train_step(**{**inputs, **params, **state})
     _, grads = m.value_and_grad(**{**inputs, **want_p})
     opt.step(want_p, grads, want_s)
-    err = max(_compare(params, want_p), _compare(state, want_s))
-    return err <= tol, (
-        f"check: train_step updates the params and state as {opt} does in NumPy "
-        f"(max rel err {err:.1e})"
-    )
+    results = [compare(k, params[k], want_p[k], tol) for k in params]
+    results += [compare(k, state[k], want_s[k], tol) for k in state]
+    return _verdict(f"train_step updates the params and state as {opt} does in NumPy", results)
 
 
 def _emit(spec: str) -> tuple[str, ...]:
@@ -263,8 +247,20 @@ def parser() -> argparse.ArgumentParser:
         return s
 
     s = model_command("compile", "build MODEL and its gradient into a native module")
-    s.add_argument("--out", help="output directory (default: $GRAPHC_BUILD_DIR or ./build)")
-    s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    s.add_argument(
+        "--build-dir",
+        "--out",
+        dest="out",
+        metavar="DIR",
+        help="where builds are cached and published (default: $GRAPHC_BUILD_DIR or ./build; "
+        "as for `graphc cache`)",
+    )
+    s.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="the precision of every float input and value (default float64)",
+    )
     s.add_argument(
         "--dump",
         action="append",
@@ -276,7 +272,15 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the module on random inputs against the interpreter and finite differences",
     )
-    s.add_argument("--size", type=int, default=3, help="symbolic dim size used by --check")
+    s.add_argument(
+        "--dim",
+        "--size",
+        dest="size",
+        type=int,
+        default=3,
+        metavar="N",
+        help="the size of every symbolic dimension in --check's random inputs (default 3)",
+    )
     s.add_argument(
         "--memory",
         choices=("best", "schedule", "size", "naive"),
@@ -287,7 +291,9 @@ def parser() -> argparse.ArgumentParser:
         "--size-hint",
         type=int,
         default=256,
-        help="size of each symbolic dim for ranking plans and for --dump plan",
+        metavar="N",
+        help="the size each symbolic dimension is assumed to have when plans are compared, "
+        "and in --dump plan and --memory-budget (default 256)",
     )
     s.add_argument(
         "--memory-budget",
@@ -335,14 +341,28 @@ def parser() -> argparse.ArgumentParser:
         help="also emit these derivatives, comma-separated: jvp (forward mode: outputs and their "
         "directional derivatives), hvp (Hessian-vector products)",
     )
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of --check's random inputs")
     s.set_defaults(run=cmd_compile)
     s = model_command("show", "print a model, simplified or differentiated, one line per node")
     s.add_argument("--stage", choices=("graph", "simplified", "grad"), default="graph")
     s.set_defaults(run=cmd_show)
     s = model_command("check", "compare interpreter gradients with central finite differences")
-    s.add_argument("--size", type=int, default=3, help="value bound to each symbolic dimension")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--dim",
+        "--size",
+        dest="size",
+        type=int,
+        default=3,
+        metavar="N",
+        help="the size of every symbolic dimension in the random inputs (default 3)",
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    s.add_argument(
+        "--samples",
+        type=int,
+        default=FD_SAMPLES,
+        help=f"elements of each param to difference (default {FD_SAMPLES}; 0: all of them)",
+    )
     s.set_defaults(run=cmd_check)
     add_cache_command(sub)
     from graphc.viz.cli import add_commands as add_viz_commands
@@ -409,15 +429,24 @@ def _optimizer(spec: str) -> gc.optim.Optimizer:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+_NAMES_A_LINE = re.compile(r"\.py:\d+")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
+    except KeyboardInterrupt:
+        print("graphc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `graphc ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except GraphcError as e:
         if args.debug:
             traceback.print_exc()
         print(f"graphc: error: {e}", file=sys.stderr)
-        if not args.debug:
+        if not args.debug and _NAMES_A_LINE.search(str(e)):
             print(
                 "hint: fix the model at the line named above; --debug shows the traceback",
                 file=sys.stderr,

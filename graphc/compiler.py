@@ -13,18 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import numpy as np
 
 import graphc
 from graphc.codegen.lower import lower
 from graphc.codegen.render import render
+from graphc.compiled import CompiledModule, load  # noqa: F401  (gc.compile's result)
 from graphc.errors import GraphError, InputError
 from graphc.ir.graph import Graph, as_graph, describe
-from graphc.ir.shapes import FLOAT_DTYPES
+from graphc.ir.shapes import FLOAT_DTYPES, dtype_name
 from graphc.ir.verify import verify
 from graphc.optim import Optimizer
 from graphc.passes.concurrency import pair_independent
 from graphc.passes.derivatives import hvp, hvp_name, jvp, tangent_name, vector_name
+from graphc.passes.dtype import with_dtype
 from graphc.passes.fuse import fuse
 from graphc.passes.grad import grad, grad_name
 from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, plan_memory
@@ -57,27 +58,6 @@ def default_of(g: Graph) -> str | None:
         return "loss"
     scalars = [k for k, n in g.outputs.items() if g.nx.nodes[n]["shape"] == ()]
     return scalars[0] if len(scalars) == 1 else None
-
-
-def with_dtype(g: Graph, dtype: str) -> Graph:
-    """`g` with every float input, constant and cast in `dtype` (shapes and dtypes re-inferred)."""
-    if dtype not in FLOAT_DTYPES:
-        raise GraphError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
-    H = g.nx.copy()
-    H.graph["outputs"] = dict(g.outputs)
-    for _, a in H.nodes(data=True):
-        if a["op"] == "input" and a["dtype"] in FLOAT_DTYPES:
-            a["dtype"] = dtype
-        elif a["op"] == "const" and a["dtype"] in FLOAT_DTYPES:
-            a["value"] = np.asarray(a["value"], dtype=dtype)
-            a["value"].flags.writeable = False
-            a["dtype"] = dtype
-        elif a["op"] not in ("input", "const"):
-            if a["op"] == "cast" and a["params"]["dtype"] in FLOAT_DTYPES:
-                a["params"] = dict(a["params"], dtype=dtype)
-            a.pop("shape", None)
-            a.pop("dtype", None)
-    return Graph.from_networkx(H)
 
 
 @dataclass
@@ -137,6 +117,7 @@ def run_stages(
     g = as_graph(g)
     verify(g)
     _check_compilable(g)
+    dtype = dtype_name(dtype)
     g = simplify(with_dtype(g, dtype))
     of = of or default_of(g)
     joint, grads = _differentiate(g, of, wrt)
@@ -156,6 +137,7 @@ def run_stages(
             joint, list(joint.outputs), backward_from, memory, size_hint, fusion
         )
     in_place: dict[str, str] = {}
+    defaults: dict[str, float] = {}
     if "train_step" in wanted:
         train = train_graph(joint, grads, optimizer)
         st.train = train
@@ -165,7 +147,7 @@ def run_stages(
         )  # fmt: skip
         check_in_place(prog, plan, train.in_place)
         st.programs["train_step"] = (prog, plan)
-        joint, in_place = train.graph, train.in_place
+        joint, in_place, defaults = train.graph, train.in_place, train.hyper
     plain = {o: o for o in g.outputs}
     returns = {
         "forward": (plain,),
@@ -180,7 +162,7 @@ def run_stages(
             )  # fmt: skip
     module = lower(
         joint, st.programs, returns, _metadata(st, dtype), source_file, graphc.__version__,
-        in_place,
+        in_place, defaults,
     )  # fmt: skip
     st.source = render(module)
     return st
@@ -291,6 +273,7 @@ def _metadata(st: Stages, dtype: str) -> dict[str, str]:
         "SHAPES": repr({k: tuple(g.nx.nodes[n]["shape"]) for k, n in g.input_ids().items()}),
         "STATE": repr(_state(st)),
         "OPTIMIZER": repr(repr(st.train.optimizer) if st.train else None),
+        "HYPERPARAMETERS": repr(st.train.hyper if st.train else {}),
         "TANGENTS": repr({tangent_name(w): w for w in wrt} if "jvp" in st.programs else {}),
         "VECTORS": repr({vector_name(w): w for w in wrt} if "hvp" in st.programs else {}),
         "PLAN": repr(
@@ -349,49 +332,6 @@ def _schedule_and_plan(
     return best[1], best[2]
 
 
-class CompiledModule:
-    """A built model: `forward` and `value_and_grad` are the extension module's own functions
-    (no wrapper on the call path); `source` is the generated Cython; `stages` what made it."""
-
-    def __init__(
-        self, module: Any, source: str, path: Path, stages: Stages | None = None, built: Any = None
-    ) -> None:
-        self.module = module
-        self.source = source
-        self.path = path
-        self.stages = stages
-        self.built = built
-        if hasattr(module, "forward"):
-            self.forward: Callable[..., dict] = module.forward
-        if hasattr(module, "value_and_grad"):
-            self.value_and_grad: Callable[..., tuple[dict, dict]] = module.value_and_grad
-        if hasattr(module, "train_step"):
-            self.train_step: Callable[..., dict] = module.train_step
-
-    def init_state(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Fresh optimiser state (zeros) for train_step, for the arrays `params`."""
-        missing = [p for p in dict.fromkeys(self.module.STATE.values()) if p and p not in params]
-        if missing:
-            raise InputError(f"init_state needs the param arrays {missing}")
-        dtype = np.dtype(self.module.DTYPE)
-        return {
-            k: np.zeros_like(params[p], dtype=dtype) if p else np.zeros((), dtype=dtype)
-            for k, p in self.module.STATE.items()
-        }
-
-    def __getattr__(self, name: str) -> Any:  # INPUTS, OUTPUTS, WRT, SHAPES, DTYPE, PLAN, ...
-        return getattr(self.module, name)
-
-    def __repr__(self) -> str:
-        return f"<graphc.CompiledModule {self.module.MODEL!r} from {self.path}>"
-
-    def _repr_html_(self) -> str:
-        """For Jupyter: the summary and the report inline (see graphc.viz)."""
-        from graphc.viz.notebook import module_html
-
-        return module_html(self)
-
-
 def compile(
     g: Graph | nx.MultiDiGraph,
     *,
@@ -409,7 +349,8 @@ def compile(
     functions: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> CompiledModule:
-    """Build `g` (and its gradient) into a native module, or fetch it from the cache.
+    """Build `g` (and its gradient) into a native module, or fetch it from the cache (the
+    keyword arguments are those of `run_stages`, and of `BuildOptions`).
     `opt_level` is the C compiler's -O level: 1 (the default) adds the loop optimisations of
     -O2 and builds about twice as fast; 0 builds huge graphs faster still, with slower loops.
     With an `optimizer` (graphc.optim.SGD, Adam), the module also has `train_step`: one call
@@ -438,21 +379,20 @@ def compile(
             optimizer=optimizer,
             functions=functions,
         )
+        name = stages.graph.name
         built = build_module(
-            stages.graph.name, stages.source, out_dir=out_dir, options=options, progress=progress
-        )
+            name, stages.source, out_dir=out_dir, options=options, progress=progress,
+            folder=name if dtype_name(dtype) == "float64" else f"{name}_{dtype_name(dtype)}",
+        )  # fmt: skip
     finally:
         if started:
             translate.stop_unused()
     module = load_module(built)
-    return CompiledModule(module, stages.source, built.entry_dir.parent, stages, built)
-
-
-def load(path: str | Path) -> CompiledModule:
-    """The most recently built module in a model directory such as `build/seed_net`."""
-    from graphc.runtime import load as load_built
-
-    path = Path(path)
-    module = load_built(path)
-    pyx = path / f"{path.name}.pyx"
-    return CompiledModule(module, pyx.read_text() if pyx.is_file() else "", path)
+    recipe = (g.to_json() if isinstance(g, Graph) else Graph.from_networkx(g).to_json(), {
+        "of": of, "wrt": wrt if wrt is None or isinstance(wrt, str) else tuple(wrt),
+        "dtype": dtype, "out_dir": str(built.entry_dir.parent.parent), "source_file": source_file,
+        "memory": memory, "memory_budget": memory_budget, "size_hint": size_hint,
+        "fusion": fusion, "opt_level": opt_level, "optimizer": optimizer,
+        "functions": functions if functions is None else tuple(functions),
+    })  # fmt: skip
+    return CompiledModule(module, stages.source, built.entry_dir.parent, stages, built, recipe)

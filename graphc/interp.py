@@ -11,8 +11,9 @@ import numpy as np
 
 from graphc.errors import InputError
 from graphc.ir.graph import Graph, as_graph, describe, operands, topo_order, without_gc
-from graphc.ir.shapes import INT_DTYPES, bind_shape, format_shape
+from graphc.ir.shapes import bind_shape, format_shape
 from graphc.ops.registry import REGISTRY
+from graphc.runtime.calls import convert, dtype_problem
 
 
 def bind_inputs(
@@ -42,28 +43,27 @@ def bind_inputs(
     symbols: dict[str, int] = {}
     bound_by: dict[str, str] = {}
     for name, n in declared.items():
-        arr = np.asarray(inputs[name])
-        problem = _check_input(g.nx.nodes[n], arr, symbols, bound_by, name)
+        dtype = g.nx.nodes[n]["dtype"]
+        if inputs[name] is None:
+            raise InputError(f"input {name!r} is None; pass an array of {dtype} "
+                             f"(declared at {line(name)})")  # fmt: skip
+        try:
+            arr = convert(name, inputs[name], dtype)  # the rule of compiled modules
+        except (TypeError, ValueError, MemoryError) as e:
+            problem = str(e)
+        else:
+            problem = dtype_problem(name, arr, dtype) or _check_shape(
+                g.nx.nodes[n]["shape"], arr, symbols, bound_by, name
+            )
         if problem:
             raise InputError(f"input {name!r}: {problem} (declared at {line(name)})")
-        values[n] = arr.astype(g.nx.nodes[n]["dtype"], copy=False)
+        values[n] = arr
     return values, symbols
 
 
-def _check_input(attrs: dict, arr: np.ndarray, symbols: dict, bound_by: dict, name: str) -> str:
-    """What is wrong with `arr` as the input declared by `attrs` ('' if nothing); binds the
-    symbols it is the first to name."""
-    want, dtype = attrs["shape"], attrs["dtype"]
-    if dtype in INT_DTYPES:
-        if arr.dtype.kind not in "iu":
-            return f"expected integers ({dtype}), got {arr.dtype}"
-        info = np.iinfo(dtype)
-        if arr.size and (arr.min() < info.min or arr.max() > info.max):
-            return f"values from {arr.min()} to {arr.max()} do not fit {dtype}"
-    elif arr.dtype.kind not in "biuf" or (
-        arr.dtype != dtype and not np.can_cast(arr.dtype, dtype, "same_kind")
-    ):
-        return f"expected dtype {dtype}, got {arr.dtype}"
+def _check_shape(want: tuple, arr: np.ndarray, symbols: dict, bound_by: dict, name: str) -> str:
+    """What is wrong with the shape of `arr` as an input of shape `want` ('' if nothing);
+    binds the symbols it is the first to name."""
     if arr.ndim != len(want):
         return f"expected {len(want)} dimensions {format_shape(want)}, got shape {arr.shape}"
     for axis, (d, got) in enumerate(zip(want, arr.shape, strict=True)):

@@ -5,10 +5,17 @@ The rule is plain arithmetic on its operands, so the same function updates NumPy
 `gc.compile(g, optimizer=...)` emits, see `train_graph`). State lives in arrays the caller
 owns, named by slot and parameter (`m_W1`, `v_W1`, ...) plus scalars shared by all parameters
 (Adam's `step`): `init` makes them, both forms update them in place.
+
+The hyperparameters (`hyperparameters`: the learning rate, Adam's betas, ...) are arguments of
+the rule, not constants in it: NumPy's `step` and the compiled `train_step` both take new values
+at every step (`lr=...`), so a schedule (warm-up, cosine decay) needs no rebuild. A term whose
+hyperparameter is 0 when the optimiser is made (weight decay, SGD's momentum) is left out of
+the rule altogether, and so cannot be scheduled: make the optimiser with a nonzero value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +34,7 @@ class Optimizer:
 
     slots = ()
     scalars = ()
+    optional = ()  # hyperparameters whose term is left out of the rule when they are 0
 
     def state_names(self, params: Mapping[str, Any]) -> list[str]:
         """The state's names, in the order `train_step` takes them."""
@@ -38,34 +46,65 @@ class Optimizer:
         dtype = next(iter(params.values())).dtype if params else np.float64
         return state | {s: np.zeros((), dtype=dtype) for s in self.scalars}
 
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        """The values a step may be given instead of the optimiser's own (`lr=...`): each
+        number field that is in the rule (see the module doc), with its value."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.type in ("float", float) and (f.name not in self.optional or getattr(self, f.name))
+        }
+
     def step(
         self,
         params: Mapping[str, np.ndarray],
         grads: Mapping[str, np.ndarray],
         state: dict[str, np.ndarray],
+        **hyper: float,
     ) -> None:
-        """One update of `params` and `state` in place, from `grads` (NumPy)."""
+        """One update of `params` and `state` in place, from `grads` (NumPy); `hyper` gives
+        hyperparameters of this step other than the optimiser's (`lr=1e-4`)."""
         missing = [p for p in params if p not in grads]
         if missing:
             raise InputError(f"no gradient for parameter{'s' * (len(missing) > 1)} {missing}")
-        shared = self.advance({s: state[s] for s in self.scalars}, np.sqrt)
+        h = self.with_hyperparameters(hyper)
+        shared = self.advance({s: state[s] for s in self.scalars}, np.sqrt, h)
         for s in self.scalars:
             state[s][...] = shared[s]
         for p, a in params.items():
             slots = {s: state[f"{s}_{p}"] for s in self.slots}
-            new, new_slots = self.rule(a, grads[p], slots, shared, np.sqrt)
+            new, new_slots = self.rule(a, grads[p], slots, shared, np.sqrt, h)
             a[...] = new
             for s, v in new_slots.items():
                 slots[s][...] = v
 
-    def advance(self, scalars: dict[str, Any], sqrt: Sqrt) -> dict[str, Any]:
+    def with_hyperparameters(self, hyper: Mapping[str, Any]) -> dict[str, Any]:
+        """The hyperparameters with `hyper` in place of the optimiser's own values."""
+        own = self.hyperparameters
+        unknown = sorted(set(hyper) - set(own))
+        if unknown:
+            raise InputError(
+                f"{type(self).__name__} takes no hyperparameter {', '.join(map(repr, unknown))}"
+                f" at a step; it takes {', '.join(own)}"
+            )
+        return own | dict(hyper)
+
+    def advance(self, scalars: dict[str, Any], sqrt: Sqrt, h: dict[str, Any]) -> dict[str, Any]:
         """The shared scalars of this step, from last step's (with any derived ones)."""
         return scalars
 
     def rule(
-        self, p: Any, g: Any, slots: dict[str, Any], shared: dict[str, Any], sqrt: Sqrt
+        self,
+        p: Any,
+        g: Any,
+        slots: dict[str, Any],
+        shared: dict[str, Any],
+        sqrt: Sqrt,
+        h: dict[str, Any],
     ) -> tuple[Any, dict[str, Any]]:
-        """The new value of parameter `p` with gradient `g`, and its new slots."""
+        """The new value of parameter `p` with gradient `g`, and its new slots, with the
+        hyperparameters `h`."""
         raise NotImplementedError
 
 
@@ -79,6 +118,8 @@ class SGD(Optimizer):
     weight_decay: float = 0.0
     nesterov: bool = False
 
+    optional = ("momentum", "weight_decay")
+
     def __post_init__(self) -> None:
         _check_hyper(self, lr=(self.lr, 0), momentum=(self.momentum, 0))
         _check_hyper(self, weight_decay=(self.weight_decay, 0))
@@ -89,14 +130,14 @@ class SGD(Optimizer):
     def slots(self) -> tuple[str, ...]:  # type: ignore[override]
         return ("velocity",) if self.momentum else ()
 
-    def rule(self, p, g, slots, shared, sqrt):
+    def rule(self, p, g, slots, shared, sqrt, h):
         if self.weight_decay:
-            g = g + self.weight_decay * p
+            g = g + h["weight_decay"] * p
         if not self.momentum:
-            return p - self.lr * g, {}
-        b = self.momentum * slots["velocity"] + g
-        d = g + self.momentum * b if self.nesterov else b
-        return p - self.lr * d, {"velocity": b}
+            return p - h["lr"] * g, {}
+        b = h["momentum"] * slots["velocity"] + g
+        d = g + h["momentum"] * b if self.nesterov else b
+        return p - h["lr"] * d, {"velocity": b}
 
 
 @dataclass(frozen=True)
@@ -112,6 +153,7 @@ class Adam(Optimizer):
 
     slots = ("m", "v")
     scalars = ("step",)
+    optional = ("weight_decay",)
 
     def __post_init__(self) -> None:
         _check_hyper(self, lr=(self.lr, 0), eps=(self.eps, 0), weight_decay=(self.weight_decay, 0))
@@ -119,16 +161,17 @@ class Adam(Optimizer):
             if not 0 <= b < 1:
                 raise GraphError(f"Adam: {name} must be in [0, 1), got {b!r}")
 
-    def advance(self, scalars, sqrt):
+    def advance(self, scalars, sqrt, h):
         t = scalars["step"] + 1.0
-        return {"step": t, "lr_t": self.lr / (1 - self.beta1**t), "bc2": sqrt(1 - self.beta2**t)}
+        return {"step": t, "lr_t": h["lr"] / (1 - h["beta1"] ** t),
+                "bc2": sqrt(1 - h["beta2"] ** t)}  # fmt: skip
 
-    def rule(self, p, g, slots, shared, sqrt):
+    def rule(self, p, g, slots, shared, sqrt, h):
         if self.weight_decay:
-            g = g + self.weight_decay * p
-        m = self.beta1 * slots["m"] + (1 - self.beta1) * g
-        v = self.beta2 * slots["v"] + (1 - self.beta2) * (g * g)
-        return p - shared["lr_t"] * m / (sqrt(v) / shared["bc2"] + self.eps), {"m": m, "v": v}
+            g = g + h["weight_decay"] * p
+        m = h["beta1"] * slots["m"] + (1 - h["beta1"]) * g
+        v = h["beta2"] * slots["v"] + (1 - h["beta2"]) * (g * g)
+        return p - shared["lr_t"] * m / (sqrt(v) / shared["bc2"] + h["eps"]), {"m": m, "v": v}
 
 
 def _check_hyper(opt: Optimizer, **values: tuple[float, float]) -> None:

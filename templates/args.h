@@ -5,11 +5,12 @@
    in Python, converts what it can (lists, other integer types) and words the error. */
 #include <numpy/arrayobject.h>
 
-/* The arguments given all by name, in the order of `names` (a tuple of str): a new tuple, or
-   NULL (and no error) when `kwargs` lacks one of them (or there is no memory: binding them in
-   Python then says so). */
-static PyObject* gc_by_name(PyObject* kwargs, PyObject* names) {
-    Py_ssize_t n = PyTuple_GET_SIZE(names);
+/* The arguments given all by name, in the order of `names` (a tuple of str), those missing
+   taken from `defaults` (a tuple of None or a default per name; empty: none has one): a new
+   tuple, or NULL (and no error) when `kwargs` lacks one without a default or holds a name
+   that is not in `names` (or there is no memory: binding them in Python then says so). */
+static PyObject* gc_by_name(PyObject* kwargs, PyObject* names, PyObject* defaults) {
+    Py_ssize_t n = PyTuple_GET_SIZE(names), found = 0;
     PyObject* given = PyTuple_New(n);
     if (given == NULL) {
         PyErr_Clear();
@@ -18,13 +19,22 @@ static PyObject* gc_by_name(PyObject* kwargs, PyObject* names) {
     for (Py_ssize_t i = 0; i < n; i++) {
         /* borrowed; unlike PyDict_GetItem, no saving and restoring of the error state */
         PyObject* v = PyDict_GetItemWithError(kwargs, PyTuple_GET_ITEM(names, i));
-        if (v == NULL) {
+        if (v != NULL) {
+            found++;
+        } else {
             PyErr_Clear();
-            Py_DECREF(given);
-            return NULL;
+            v = PyTuple_GET_SIZE(defaults) ? PyTuple_GET_ITEM(defaults, i) : Py_None;
+            if (v == Py_None) {
+                Py_DECREF(given);
+                return NULL;
+            }
         }
         Py_INCREF(v);
         PyTuple_SET_ITEM(given, i, v);
+    }
+    if (found != PyDict_GET_SIZE(kwargs)) { /* a name the function does not take */
+        Py_DECREF(given);
+        return NULL;
     }
     return given;
 }

@@ -1,5 +1,7 @@
-"""The benchmark suite runs (a smoke run: nothing is asserted about speed)."""
+"""The benchmark suite runs (a smoke run: nothing is asserted about speed), with or without
+the peers (PyTorch, JAX), which it skips with a reason when they are not installed."""
 
+import importlib.util
 import subprocess
 import sys
 
@@ -70,3 +72,7 @@ def test_derivatives_quick_run():
     for workload in ("mlp", "chain"):
         assert f"\n{workload}  " in r.stdout
     assert "grad/fwd" in r.stdout and "forward over reverse" in r.stdout
+    if importlib.util.find_spec("jax") is None:
+        assert "skipped JAX jit: JAX not importable" in r.stdout
+    else:
+        assert "JAX jit" in r.stdout and "skipped JAX" not in r.stdout

@@ -43,12 +43,28 @@ def final_metric(out: str, metric: str) -> float:
 def test_smoke_run(name: str, tmp_path: Path) -> None:
     """A few training steps: progress lines, a finite metric, a plot file, exit status 0."""
     plot = tmp_path / "curves.png"
-    p = run(name, "--quick", "--out", str(tmp_path), "--plot", str(plot), timeout=600)
+    p = run(name, "--quick", "--build-dir", str(tmp_path), "--plot", str(plot), timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     assert re.search(r"epoch +1 +loss [0-9.]+ .* examples/s", p.stdout), p.stdout
     metric = EXAMPLES[name][1]
     assert final_metric(p.stdout, metric) >= 0
     assert plot.stat().st_size > 1000
+
+
+MODELS = sorted(p.stem for p in (ROOT / "examples").glob("*.py") if "Graph(" in p.read_text())
+
+
+@pytest.mark.compiler
+@pytest.mark.parametrize("name", MODELS)
+def test_compile_check_passes(name: str, tmp_path: Path) -> None:
+    """`graphc compile examples/NAME.py --check`, as the README shows it: the module agrees
+    with the interpreter and the gradients with finite differences, and says so."""
+    cmd = [sys.executable, "-m", "graphc.cli", "compile", f"examples/{name}.py", "--check",
+           "--build-dir", str(tmp_path)]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stdout + p.stderr
+    verdicts = [ln for ln in p.stdout.splitlines() if ln.startswith("check: ")]
+    assert len(verdicts) == 2 and all(": ok (worst at" in ln for ln in verdicts), p.stdout
 
 
 @pytest.mark.slow
@@ -57,6 +73,6 @@ def test_smoke_run(name: str, tmp_path: Path) -> None:
 def test_full_run_reaches_its_target(name: str, tmp_path: Path) -> None:
     """The whole training run, as `python examples/NAME.py`: it exits 0 only when the held-out
     metric reaches the issue's target, within the 3 minutes allowed."""
-    p = run(name, "--out", str(tmp_path), timeout=180)
+    p = run(name, "--build-dir", str(tmp_path), timeout=180)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "reached" in p.stdout

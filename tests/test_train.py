@@ -108,10 +108,13 @@ def test_train_graph_matches_numpy_optimizer(opt) -> None:
     state = opt.init(params)
     assert list(state) == tg.state
     ref_p, ref_s = copy(params), copy(state)
-    for _ in range(3):
-        outs = gc.evaluate(tg.graph, {**batch, **params, **state})
+    assert tg.hyper == opt.hyperparameters
+    for k in range(3):
+        lr = opt.lr / (k + 1)  # a schedule: each step's learning rate is an input
+        hyper = {**tg.hyper, "lr": lr}
+        outs = gc.evaluate(tg.graph, {**batch, **params, **state, **hyper})
         _, dg = gc.value_and_grad(g, {**batch, **ref_p}, of="loss")
-        opt.step(ref_p, dg, ref_s)
+        opt.step(ref_p, dg, ref_s, lr=lr)
         for out, name in tg.in_place.items():
             target = params if name in params else state
             target[name] = outs[out]
@@ -226,3 +229,44 @@ def test_train_step_in_float32(tmp_path) -> None:
         opt.step(ref, grads, ref_s)
     for name in ref:
         np.testing.assert_allclose(p32[name], ref[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.compiler
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=repr)
+def test_hyperparameters_are_arguments_of_each_step(modules: dict, opt, monkeypatch) -> None:
+    """A warm-up and decay of the learning rate (and, for Adam, a changed beta1) passed at
+    each call equal the NumPy optimiser given the same values; left out, they are the
+    optimiser's own. Binding them runs in the module's C, not in graphc's Python."""
+    cm = modules[repr(opt)]
+    assert cm.HYPERPARAMETERS == opt.hyperparameters
+    params, batch = data()
+    ref_p = copy(params)
+    state, ref_s = cm.init_state(params), opt.init(ref_p)
+    from graphc.runtime import calls
+
+    monkeypatch.setattr(calls, "bind", lambda *a: pytest.fail(f"bound in Python: {a[0]}"))
+    for k, lr in enumerate([opt.lr / 4, opt.lr / 2, opt.lr, opt.lr * 0.7, None]):
+        hyper = {} if lr is None else {"lr": lr}
+        if isinstance(opt, Adam) and k == 2:
+            hyper["beta1"] = 0.5
+        cm.train_step(**batch, **params, **state, **hyper)
+        _, grads = cm.value_and_grad(**batch, **ref_p)
+        opt.step(ref_p, grads, ref_s, **hyper)
+    for name in ref_p:
+        np.testing.assert_allclose(params[name], ref_p[name], rtol=1e-12, atol=1e-15)
+    # by position: the hyperparameters come last, in the order HYPERPARAMETERS lists them
+    positional = [*batch.values(), *params.values(), *state.values()]
+    cm.train_step(*positional, *[v / 2 for v in cm.HYPERPARAMETERS.values()][:1])
+    opt.step(ref_p, cm.value_and_grad(**batch, **ref_p)[1], ref_s, lr=opt.lr / 2)
+    for name in ref_p:
+        np.testing.assert_allclose(params[name], ref_p[name], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.compiler
+def test_an_unknown_hyperparameter_is_refused(modules: dict) -> None:
+    cm = modules[repr(OPTIMIZERS[2])]  # plain SGD: lr only
+    params, batch = data()
+    with pytest.raises(TypeError, match="unknown argument 'momentum'"):
+        cm.train_step(**batch, **params, lr=0.1, momentum=0.9)
+    with pytest.raises(gc.InputError, match="takes no hyperparameter 'momentum'"):
+        OPTIMIZERS[2].step(params, params, {}, momentum=0.9)

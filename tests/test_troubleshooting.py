@@ -175,7 +175,7 @@ TRIGGERS: dict[str, Callable[[Env], None]] = {
     "No C compiler": no_c_compiler,
     "`$CC` names no compiler": missing_cc,
     "A float32 array for a float64 input": call("forward", x=INPUTS["x"].astype(np.float32)),
-    "A list of ints for a float input": call("forward", x=[[1, 0, 2]]),
+    "A list of bools for a float input": call("forward", x=[[True, False, True]]),
     "A missing input": call("forward", W2=None),
     "`None` for an input": call("forward", None, *list(INPUTS.values())[1:]),
     "A misspelt keyword argument": call("forward", x=None, X=INPUTS["x"]),

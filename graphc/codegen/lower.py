@@ -437,10 +437,12 @@ def lower(
     source_file: str,
     version: str,
     in_place: dict[str, str] | None = None,
+    defaults: dict[str, float] | None = None,
 ) -> Module:
     """The module records: one Function per program, returning the dicts `returns` names for
     it (output name -> key), the constants and the kernel helpers. `in_place` (output ->
-    input) names what `train_step` writes over its inputs."""
+    input) names what `train_step` writes over its inputs; `defaults` the values of the
+    arguments a call may leave out (train_step's hyperparameters, its last arguments)."""
     ctx = Context(g)
     docs = {
         "forward": "forward(*inputs, out=None, **inputs) -> dict of the model's outputs. "
@@ -465,9 +467,16 @@ def lower(
     for name, args in arg_lists.items():
         if args not in checks:
             suffix = "" if not checks else f"_{name}"
-            checks[args] = Check(
-                suffix, args, repr(tuple(a.name for a in args)), *_arg_tables(ctx, args, symbols)
+            given = tuple(
+                f"np.array({float(defaults[a.name])!r}, dtype=np.{a.dtype})"
+                if a.name in (defaults or {})
+                else None
+                for a in args
             )
+            checks[args] = Check(
+                suffix, args, repr(tuple(a.name for a in args)), *_arg_tables(ctx, args, symbols),
+                given if any(given) else (),
+            )  # fmt: skip
     functions = tuple(
         _function(ctx, prog, plan, name, returns[name], docs[name],
                   (in_place or {}) if name == "train_step" else {},

@@ -99,6 +99,7 @@ class Check:
     arg_names: str  # a Python tuple literal
     spec: str  # Python literal: each argument's (name, dtype, shape, sizes, integer)
     table: tuple[str, ...]  # rows of the C table gc_check_args reads, one per argument
+    defaults: tuple[str | None, ...] = ()  # each argument's default (Python) or None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from graphc.ir.shapes import (
     FLOAT_DTYPES,
     Shape,
     ShapeMismatch,
+    dtype_name,
     format_type,
     is_symbol,
     normalize_shape,
@@ -149,6 +150,7 @@ class Graph:
                 f"{role} name {name!r} at {loc} is already used by {describe(self.nx, ids[name])}"
                 "; give each input its own name"
             )
+        dtype = dtype_name(dtype)
         if dtype not in DTYPES:
             raise GraphError(f"{role} {name!r} at {loc}: dtype {dtype!r} is not one of {DTYPES}")
         try:
@@ -165,6 +167,7 @@ class Graph:
         """A constant array; Python scalars and integer arrays default to float64 (indices
         ask for an int dtype)."""
         arr = np.asarray(value)
+        dtype = dtype_name(dtype)
         if dtype is None:
             keep = arr.dtype.kind in "fb" and arr.dtype.name in DTYPES
             dtype = arr.dtype.name if keep else "float64"

@@ -20,6 +20,21 @@ INT_DTYPES = ("int64", "int32")  # labels and indices: inputs and constants only
 SHORT_DTYPE = {"float64": "f64", "float32": "f32", "bool": "bool", "int64": "i64", "int32": "i32"}
 
 
+def dtype_name(dtype: object) -> object:
+    """A dtype given as NumPy spells it (np.float32, np.dtype("int64"), "f4") as graphc's name
+    for it ("float32"); anything NumPy does not know comes back unchanged, for the caller's
+    error to name."""
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return dtype
+    try:
+        import numpy as np
+
+        name = np.dtype(dtype).name  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return dtype
+    return name if dtype is not None else dtype
+
+
 class ShapeMismatch(Exception):
     """Raised by the helpers here; callers turn it into a ShapeError that names nodes and lines."""
 

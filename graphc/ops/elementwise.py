@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from graphc.ir.graph import Value
-from graphc.ir.shapes import DTYPES, INT_DTYPES, broadcast_shapes
+from graphc.ir.shapes import DTYPES, INT_DTYPES, broadcast_shapes, dtype_name
 from graphc.ops._build import apply, float_dtype
 from graphc.ops.registry import OpDef, VjpRule, register
 
@@ -303,4 +303,5 @@ register(
 
 def cast(x: Value, dtype: str) -> Value:
     """`x` converted to `dtype` (a bool mask to 0.0/1.0, float32 to float64, ...)."""
+    dtype = dtype_name(dtype)
     return x if x.dtype == dtype else apply("cast", x, dtype=dtype)

@@ -2,7 +2,9 @@
 
 The optimiser's state arrays become inputs; the updated parameters and state become outputs,
 each written back over the input it replaces (`TrainGraph.in_place`), and the gradient outputs
-are dropped: nothing but the model's own outputs goes back to Python.
+are dropped: nothing but the model's own outputs goes back to Python. The optimiser's
+hyperparameters become scalar inputs too, the last ones, whose defaults are the optimiser's
+values (`TrainGraph.hyper`): `train_step(..., lr=1e-4)` sets a step's learning rate.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class TrainGraph:
     updates_from: int  # the update nodes have ids from here on
     in_place: dict[str, str]  # output name -> the input it overwrites
     state: list[str]  # the optimiser's state inputs, in the order train_step takes them
+    hyper: dict[str, float]  # the hyperparameter inputs (after the state) and their defaults
 
 
 def updated_name(name: str) -> str:
@@ -44,10 +47,11 @@ def train_graph(joint: Graph, grads: dict[str, str], optimizer: Optimizer) -> Tr
     inputs = tg.input_ids()
     params = {p: Value(tg, inputs[p]) for p in grads.values()}
     names = optimizer.state_names(params)
-    clash = [n for n in names if n in inputs]
+    hyper = optimizer.hyperparameters
+    clash = [n for n in (*names, *hyper) if n in inputs]
     if clash:
         raise GraphError(
-            f"the optimiser's state input{'s' * (len(clash) > 1)} {', '.join(clash)} "
+            f"the optimiser's input{'s' * (len(clash) > 1)} {', '.join(clash)} "
             f"would clash with the model's input{'s' * (len(clash) > 1)} of that name: "
             "rename them"
         )
@@ -60,20 +64,21 @@ def train_graph(joint: Graph, grads: dict[str, str], optimizer: Optimizer) -> Tr
             for s in optimizer.slots
         }
         scalars = {s: tg.input(s, shape=(), dtype=dtype) for s in optimizer.scalars}
-        shared = optimizer.advance(dict(scalars), sqrt)
+        h = {k: tg.input(k, shape=(), dtype=dtype) for k in hyper}
+        shared = optimizer.advance(dict(scalars), sqrt, h)
         for s in optimizer.scalars:
             in_place[_output(tg, s, shared[s])] = s
         for grad_out, p in grads.items():
             g = tg[grad_out]
             new, new_slots = optimizer.rule(
-                params[p], g, {s: slots[s, p] for s in optimizer.slots}, shared, sqrt
+                params[p], g, {s: slots[s, p] for s in optimizer.slots}, shared, sqrt, h
             )
             in_place[_output(tg, p, new)] = p
             for s, v in new_slots.items():
                 in_place[_output(tg, f"{s}_{p}", v)] = f"{s}_{p}"
     for grad_out in grads:
         del tg.nx.graph["outputs"][grad_out]
-    return TrainGraph(tg, optimizer, start, in_place, names)
+    return TrainGraph(tg, optimizer, start, in_place, names, hyper)
 
 
 def _output(tg: Graph, name: str, value: Value) -> str:

@@ -4,14 +4,17 @@ and import it."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import importlib.util
 import json
 import keyword
 import os
+import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -219,13 +222,52 @@ def _cythonize(pyx: Path, name: str, options: BuildOptions) -> str:
     return messages.strip()
 
 
+def _descendants(pid: int) -> list[int]:
+    """The live processes descended from `pid` (Linux's /proc; none found elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+        if state != "Z":
+            children.setdefault(int(ppid), []).append(int(d.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
 def _run_cc(argv: list[str], cwd: Path, name: str) -> str:
-    """Run the C compiler; return its (warning) output or raise BuildError with it."""
+    """Run the C compiler; return its (warning) output or raise BuildError with it. When the
+    caller is interrupted (Ctrl-C, which a notebook sends to its kernel alone), the compiler
+    and the programs it started (cc1, as) are killed, not left running."""
     try:
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, errors="replace")
+        proc = subprocess.Popen(
+            argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            errors="replace",
+        )  # fmt: skip
     except OSError as e:
         raise BuildError(f"cannot run the C compiler for {name}: {shlex.join(argv)}: {e}") from e
-    output = (proc.stderr + proc.stdout).strip()
+    try:
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        # the compiler's children first, while they are still its own (the compiler may start
+        # another meanwhile: look again until there is none), then the compiler
+        for _ in range(100):
+            kids = _descendants(proc.pid)
+            if not kids:
+                break
+            for pid in kids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        proc.wait()
+        raise
+    output = (stderr + stdout).strip()
     if proc.returncode != 0:
         full = [ln for ln in output.splitlines() if "No space left on device" in ln]
         if full:
@@ -238,9 +280,13 @@ def _run_cc(argv: list[str], cwd: Path, name: str) -> str:
     return output
 
 
-def _short(argv: list[str]) -> str:
-    """A command line without its -I paths, for progress messages."""
-    return shlex.join([a for a in argv if not a.startswith("-I")])
+def _short(argv: list[str], name: str) -> str:
+    """What a compile command does, for progress messages (meta.json records the whole
+    command): the compiler and its optimisation level."""
+    levels = [a for a in argv if a.startswith("-O")]
+    split = "GC_KERNEL=" in " ".join(argv)
+    how = "kernels at -O1, the rest at -Og" if split else ", ".join(levels)
+    return f"{name}.c with {Path(argv[0]).name} ({how})"
 
 
 def _build_entry(
@@ -265,7 +311,7 @@ def _build_entry(
         cython_messages = _cythonize(pyx, name, options)
         t1 = time.perf_counter()
         argv = _cc_command(cc, name, options)
-        say(f"compiling with {_short(argv)}")
+        say(f"compiling {_short(argv, name)}")
         cc_output = _run_cc(argv, tmp, name)
         t2 = time.perf_counter()
         for leftover in (pyx.with_suffix(".c"), pyx.with_suffix(".lis")):
@@ -358,10 +404,15 @@ def build_module(
     out_dir: str | Path | None = None,
     options: BuildOptions = DEFAULT_OPTIONS,
     progress: Callable[[str], None] | None = None,
+    folder: str | None = None,
 ) -> BuiltModule:
-    """A verified build of `source` as module `name` (compiled only on a miss), now published."""
+    """A verified build of `source` as module `name` (compiled only on a miss), now published
+    in `out_dir/folder` (default: `out_dir/name`; a float32 model's folder is `name_float32`,
+    so that its build and its float64 one are both published)."""
     start = time.perf_counter()
     _check_name(name)
+    folder = folder or name
+    _check_name(folder)
     if not isinstance(source, str):
         raise TypeError(f"source must be str, got {type(source).__name__}")
     options = options or DEFAULT_OPTIONS
@@ -370,7 +421,7 @@ def build_module(
     cc = cache.find_compiler()
     inputs = _key_inputs(name, source, options, cc)
     key = cache.digest(inputs)
-    model_dir = root / name
+    model_dir = root / folder
     entry = model_dir / key[:16]
 
     # Before anything is read, built or published there: nobody else may have written it.
@@ -412,6 +463,7 @@ def build_module(
     )
 
 
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")
 _LOAD_LOCK = threading.Lock()
 _MISSING = object()
 
@@ -473,8 +525,10 @@ def load(path: str | Path) -> types.ModuleType:
             "(gc.compile or `graphc compile`), which rewrites it"
         )
     name, key = meta.get("name"), meta.get("key")
-    if not isinstance(key, str) or not isinstance(name, str):
-        raise BuildError(f"{model_dir / META} is not a graphc build record")
+    if not isinstance(name, str) or not (isinstance(key, str) and _HEX_KEY.fullmatch(key)):
+        # the key names the entry's directory: a path there would escape the checks below
+        raise BuildError(f"{model_dir / META} is not a graphc build record (its key is not a "
+                         "SHA-256 digest)")  # fmt: skip
     _check_name(name)
     # `path` may also be a cache entry itself, whose meta.json has the same form.
     entry = model_dir if model_dir.name == key[:16] else model_dir / key[:16]

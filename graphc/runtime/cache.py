@@ -20,6 +20,7 @@ another user, before a build is used or loaded.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import grp
@@ -249,16 +250,42 @@ def make_dirs(path: Path) -> None:
             d.mkdir(mode=0o755)
 
 
+def _lock_file(model_dir: Path, lock_name: str) -> int:
+    """An open descriptor of lock file `lock_name` in `model_dir/.locks`, made if missing.
+    Neither the lock directory nor the file may be a symbolic link (one planted there would
+    make graphc create or lock a file elsewhere): both are opened without following links."""
+    lock_dir = model_dir / ".locks"
+    make_dirs(lock_dir)
+    try:
+        dfd = os.open(lock_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            what = "a symbolic link" if lock_dir.is_symlink() else "a file"
+            raise BuildError(
+                f"{lock_dir} is {what}, not a directory; graphc keeps its lock files there: "
+                "remove it"
+            ) from e
+        raise
+    try:
+        return os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise BuildError(
+                f"{lock_dir / lock_name} is a symbolic link, not a lock file: remove it"
+            ) from e
+        raise
+    finally:
+        os.close(dfd)
+
+
 @contextlib.contextmanager
 def key_lock(
     model_dir: Path, key: str, on_wait: Callable[[], None] | None = None
 ) -> Iterator[None]:
     """Hold an exclusive lock for one cache key (other keys build in parallel)."""
-    lock_dir = model_dir / ".locks"
-    make_dirs(lock_dir)
     # Lock files are never deleted: removing a file others may be blocked on would let two
     # processes hold "the" lock on different inodes.
-    fd = os.open(lock_dir / f"{key[:16]}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _lock_file(model_dir, f"{key[:16]}.lock")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -274,9 +301,7 @@ def key_lock(
 @contextlib.contextmanager
 def publish_lock(model_dir: Path) -> Iterator[None]:
     """Hold the short lock that keeps the published top-level files of one model consistent."""
-    lock_dir = model_dir / ".locks"
-    make_dirs(lock_dir)
-    fd = os.open(lock_dir / "publish.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _lock_file(model_dir, "publish.lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -293,7 +318,11 @@ def try_lock(model_dir: Path, lock_name: str) -> Iterator[bool]:
         yield True
         return
     try:
-        fd = os.open(lock_dir / lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        dfd = os.open(lock_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            fd = os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
+        finally:
+            os.close(dfd)
     except OSError:
         yield False
         return

@@ -16,12 +16,16 @@ from typing import Any
 
 import numpy as np
 
+_MISSING = object()
 
-def bind(fn: str, names: tuple[str, ...], args: tuple, kwargs: dict) -> tuple:
-    """The arguments in declaration order, from positions and names; errors name the problem."""
+
+def bind(fn: str, names: tuple[str, ...], args: tuple, kwargs: dict, defaults: tuple = ()) -> tuple:
+    """The arguments in declaration order, from positions and names, those not given taken
+    from `defaults` (None or a default per name; empty: none has one); errors name the
+    problem."""
     if len(args) > len(names):
         raise TypeError(f"{fn}() takes {len(names)} arguments {names}, got {len(args)}")
-    values: list[Any] = list(args) + [None] * (len(names) - len(args))
+    values: list[Any] = list(args) + [_MISSING] * (len(names) - len(args))
     for name, value in kwargs.items():
         if name not in names:
             raise TypeError(f"{fn}() got an unknown argument {name!r}; it takes {names}")
@@ -29,7 +33,10 @@ def bind(fn: str, names: tuple[str, ...], args: tuple, kwargs: dict) -> tuple:
         if k < len(args):
             raise TypeError(f"{fn}() got argument {name!r} both by position and by name")
         values[k] = value
-    missing = [n for n, v in zip(names, values, strict=True) if v is None]
+    for k, d in enumerate(defaults):
+        if values[k] is _MISSING and d is not None:
+            values[k] = d
+    missing = [n for n, v in zip(names, values, strict=True) if v is _MISSING]
     if missing:
         s = "s" if len(missing) > 1 else ""
         raise TypeError(f"{fn}() is missing argument{s} {', '.join(missing)}")
@@ -37,20 +44,23 @@ def bind(fn: str, names: tuple[str, ...], args: tuple, kwargs: dict) -> tuple:
 
 
 def check_args(fn: str, spec: tuple, given: tuple) -> tuple:
-    """The arguments `given` (in order) as the arrays the module's C checks accept: lists and
-    scalars made arrays, int arguments converted to their dtype; or the error for the first
-    argument that is wrong. `spec` holds each argument's (name, dtype, shape as people write
-    it, sizes: an int or a symbol's name, integer). Every argument's dtype, rank and layout is
-    checked before any size, as in the module."""
+    """The arguments `given` (in order) as the arrays the module's C checks accept, converted
+    by `convert`; or the error for the first argument that is wrong. `spec` holds each
+    argument's (name, dtype, shape as people write it, sizes: an int or a symbol's name,
+    integer). Every argument's dtype, rank and layout is checked before any size, as in the
+    module."""
     arrays = []
-    for (name, dtype, shape, sizes, integer), value in zip(spec, given, strict=True):
-        a = value
-        if integer and not _fits(value, dtype):
-            a = int_array(fn, name, value, dtype)
-        if not isinstance(a, np.ndarray):
-            a = as_array(fn, name, a, dtype, shape)
+    for (name, dtype, shape, sizes, _), value in zip(spec, given, strict=True):
+        if value is None:
+            raise TypeError(
+                f"{fn}(): argument {name!r} is None; pass {_a(dtype)} array of shape {shape}"
+            )
+        try:
+            a = convert(name, value, dtype)
+        except (TypeError, ValueError, MemoryError) as e:
+            raise type(e)(f"{fn}(): argument {name!r}: {e}") from None
         if not _fits(a, dtype, len(sizes)):
-            raise array_error(fn, name, a, dtype, len(sizes), shape, value)
+            raise array_error(fn, name, a, dtype, len(sizes), shape)
         arrays.append(a)
     bound: dict[str, tuple[int, str]] = {}  # symbol -> (its size, the argument binding it)
     for (name, _, shape, sizes, _), a in zip(spec, arrays, strict=True):
@@ -65,6 +75,59 @@ def check_args(fn: str, spec: tuple, given: tuple) -> tuple:
         if list(a.shape) != want:
             raise shape_error(fn, name, shape, a, tuple(expected))
     return tuple(arrays)
+
+
+# The kinds of number a value without a dtype of its own (a Python number or list) may hold
+# to be converted to an input of each kind: float inputs take ints and floats, int inputs ints.
+_KINDS = {"f": "iuf", "i": "iu", "b": "b"}
+
+
+def convert(name: str, value: Any, dtype: str) -> np.ndarray:
+    """The array for input `name` of `dtype`, by the one rule of compiled modules and the
+    interpreter alike (TypeError, ValueError or MemoryError saying what is wrong otherwise):
+
+    - a NumPy array (or scalar) must be of `dtype` itself, except that an int input takes any
+      integer array whose values fit (indices come in many integer types); it is used as it
+      is, or as a converted copy;
+    - a Python number or (nested) list has no dtype of its own: it is converted to `dtype`
+      when it holds the kind of number the input takes (floats and ints for a float input,
+      ints for an int input, bools for a bool one), as a read-only copy, since it is not the
+      caller's array: a function updating an argument in place must refuse it.
+    """
+    want = np.dtype(dtype)
+    if isinstance(value, np.ndarray | np.generic):
+        a = np.asarray(value)
+        if want.kind == "i" and a.dtype.kind in "iu" and not _fits(a, dtype):
+            return _int_copy(a, dtype)
+        return a  # of another dtype: `array_error` says so, after the other checks
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        raise TypeError(f"a {type(value).__name__} that is not an array of numbers ({e})") from None
+    if a.dtype.kind not in _KINDS.get(want.kind, ""):
+        raise TypeError(
+            f"expected {_a(dtype)} array, got {a.dtype} from {_a(type(value).__name__)}; "
+            f"convert it with np.asarray({name}, dtype={dtype!r})"
+        )
+    a = _int_copy(a, dtype) if want.kind == "i" else np.array(a, dtype=want)
+    a.flags.writeable = False
+    return a
+
+
+def _int_copy(a: np.ndarray, dtype: str) -> np.ndarray:
+    """Integer array `a` as a C-contiguous `dtype` copy (ValueError when its values do not
+    fit, MemoryError when there is no room for the copy)."""
+    try:  # first a copy, as the values are read anyway: a view with zero strides may declare
+        a = np.array(a, order="C")  # far more values than it holds
+    except MemoryError:
+        raise MemoryError(
+            f"no memory for a contiguous copy of its {a.size} values (shape {a.shape}, "
+            f"strides {a.strides})"
+        ) from None
+    info = np.iinfo(dtype)
+    if a.size and (a.min() < info.min or a.max() > info.max):
+        raise ValueError(f"values from {a.min()} to {a.max()} do not fit {dtype}")
+    return a.astype(dtype, copy=False)
 
 
 def _fits(a: Any, dtype: str, ndim: int | None = None) -> bool:
@@ -88,37 +151,26 @@ def checks_disagree(fn: str, spec: tuple, given: tuple) -> Exception:
     return RuntimeError(f"{fn}(): the module refused arguments graphc's checks took ({shown})")
 
 
-def as_array(fn: str, name: str, value: Any, dtype: str, shape: str) -> np.ndarray:
-    """An argument that is not an ndarray (a list, a scalar) as one, or a clear error. The
-    array is read-only: it is not the caller's object, so a function that updates an argument
-    in place must refuse it rather than write into a copy nobody sees."""
-    if value is None:
-        raise TypeError(f"{fn}(): argument {name!r} is None; pass a {dtype} array of shape {shape}")
-    try:
-        a = np.asarray(value)
-    except (ValueError, TypeError, OverflowError, RecursionError) as e:
-        raise TypeError(
-            f"{fn}(): argument {name!r}: a {type(value).__name__} that is not an array "
-            f"of numbers ({e})"
-        ) from None
-    a.flags.writeable = False
-    return a
+def dtype_problem(name: str, a: np.ndarray, dtype: str) -> str | None:
+    """Why array `a` cannot be input `name` of `dtype` (see `convert`), or None."""
+    if a.dtype.type is np.dtype(dtype).type:  # byte order is checked last, as layout
+        return None
+    return (
+        f"expected {_a(dtype)} array, got {a.dtype}; convert it with "
+        f"np.asarray({name}, dtype={dtype!r})"
+    )
 
 
-def array_error(
-    fn: str, name: str, a: np.ndarray, dtype: str, ndim: int, shape: str, value: Any = None
-) -> Exception:
-    """Why `a` (made from `value`) cannot be argument `name`: a `dtype` array of `ndim` dims,
-    `shape`."""
-    if a.dtype.type is not np.dtype(dtype).type:  # byte order is checked last, as layout
-        given = str(a.dtype)
-        if value is not None and not isinstance(value, np.ndarray):
-            kind = type(value).__name__
-            given += f" from {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
-        return TypeError(
-            f"{fn}(): argument {name!r}: expected a {dtype} array, got {given}; "
-            f"convert it with np.asarray({name}, dtype={dtype!r})"
-        )
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def array_error(fn: str, name: str, a: np.ndarray, dtype: str, ndim: int, shape: str) -> Exception:
+    """Why array `a` cannot be argument `name`: a `dtype` array of `ndim` dims, `shape` (its
+    dtype first)."""
+    problem = dtype_problem(name, a, dtype)
+    if problem:
+        return TypeError(f"{fn}(): argument {name!r}: {problem}")
     if a.ndim != ndim:
         return ValueError(
             f"{fn}(): argument {name!r}: expected {ndim} dimensions {shape}, got shape {a.shape}"
@@ -128,34 +180,6 @@ def array_error(
             f"{fn}(): argument {name!r} must be C-contiguous; pass np.ascontiguousarray({name})"
         )
     return ValueError(f"{fn}(): argument {name!r} must be aligned and in native byte order")
-
-
-def int_array(fn: str, name: str, value: Any, dtype: str) -> np.ndarray:
-    """`value` for int argument `name`: its integers as a C-contiguous `dtype` array; raises
-    a clear error if it holds none (floats and bools are not indices) or they do not fit."""
-    if value is None:
-        raise TypeError(f"{fn}(): argument {name!r} is None; pass an array of integers ({dtype})")
-    try:
-        a = np.asarray(value)
-    except (ValueError, TypeError, OverflowError, RecursionError) as e:
-        raise TypeError(f"{fn}(): argument {name!r}: not an array of integers ({e})") from None
-    if a.dtype.kind not in "iu":
-        raise TypeError(
-            f"{fn}(): argument {name!r}: expected an array of integers ({dtype}), got {a.dtype}"
-        )
-    try:  # first a copy, as the values are read anyway: a view with zero strides may declare
-        a = np.ascontiguousarray(a)  # far more values than it holds
-    except MemoryError:
-        raise MemoryError(
-            f"{fn}(): argument {name!r}: no memory for a contiguous copy of its {a.size} values "
-            f"(shape {a.shape}, strides {a.strides})"
-        ) from None
-    info = np.iinfo(dtype)
-    if a.size and (a.min() < info.min or a.max() > info.max):
-        raise ValueError(
-            f"{fn}(): argument {name!r}: values from {a.min()} to {a.max()} do not fit {dtype}"
-        )
-    return a.astype(dtype, copy=False)
 
 
 def index_error(

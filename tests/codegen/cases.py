@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 import graphc as gc
-from graphc.compiler import with_dtype
 from graphc.ir.graph import Value
 from graphc.ir.shapes import bind_shape
+from graphc.passes.dtype import with_dtype
 from tests.domains import Gen, distinct, grid, mask, nonzero, normal, small_ints, uniform
 
 NAN, INF = math.nan, math.inf

@@ -157,12 +157,18 @@ def test_evaluate_errors_name_the_input():
         ),
         (dict(ok, b1=np.ones((2, 1))), r"input 'b1': expected 1 dimensions"),
         (dict(ok, y=np.ones((3, 2))), r"input 'y': axis 0 is N=3, but 'x' bound N=2"),
-        (dict(ok, x=np.ones((2, 3), dtype=complex)), r"input 'x': expected dtype float64"),
-        (dict(ok, x=np.array([["a"] * 3] * 2)), r"input 'x': expected dtype float64"),
+        (dict(ok, x=np.ones((2, 3), dtype=complex)), r"input 'x': expected a float64 array, got c"),
+        (dict(ok, x=np.array([["a"] * 3] * 2)), r"input 'x': expected a float64 array, got <U1"),
+        (
+            dict(ok, x=np.ones((2, 3), dtype=np.int64)),
+            r"input 'x': expected a float64 array, got i",
+        ),
+        (dict(ok, x=[[True] * 3] * 2), r"'x': expected a float64 array, got bool from a list"),
     ]
     for inputs, pattern in bad:
         with pytest.raises(gc.InputError, match=pattern):
             gc.evaluate(g, inputs)
     with pytest.raises(gc.InputError, match="no output 'nope'"):
         gc.evaluate(g, ok, outputs=["nope"])
-    assert gc.evaluate(g, dict(ok, x=np.ones((2, 3), dtype=np.int64)))["loss"].dtype == np.float64
+    # Python numbers have no dtype of their own: converted (as compiled modules do)
+    assert gc.evaluate(g, dict(ok, x=[[1, 2, 3]] * 2))["loss"].dtype == np.float64

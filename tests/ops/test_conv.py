@@ -289,7 +289,7 @@ def test_each_layer_gets_the_kernel_that_is_faster_for_it() -> None:
 def test_both_kernels_agree_with_the_interpreter(dtype: str, tmp_path) -> None:
     """Sums of many float32 terms differ from the interpreter's (exact, then rounded) by
     float32 rounding: judged against the largest magnitude there."""
-    from graphc.compiler import with_dtype
+    from graphc.passes.dtype import with_dtype
 
     g = _layers(dtype)
     m = gc.compile(g, dtype=dtype, out_dir=tmp_path)

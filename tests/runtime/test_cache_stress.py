@@ -866,3 +866,77 @@ def test_list_and_verify_without_a_build_dir(tmp_path: Path) -> None:
     assert status == 0 and "nothing is cached" in text
     status, text = cli("cache", "verify", "--build-dir", str(tmp_path / "none"))
     assert status == 0 and "0 entries of 0 models" in text
+
+
+def test_a_published_key_that_is_not_a_digest_is_refused(
+    good: BuiltModule, evil: BuiltModule, tmp_path: Path, marker: Path
+) -> None:
+    """gc.load takes the entry's directory from the key in meta.json: a key that is a path
+    (here the absolute path of another build) would swap the directory whose trust was
+    checked for one that never was."""
+    root, model_dir, _ = good_copy(good, tmp_path)
+    meta = cache.seal_meta(dict(good.meta, key=str(evil.entry_dir)))
+    (model_dir / META).write_bytes(cache.meta_bytes(meta))
+    with pytest.raises(BuildError, match="its key is not a SHA-256 digest"):
+        load(model_dir)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("what", ["lock directory", "lock file"])
+def test_a_planted_link_in_the_locks_is_refused(good: BuiltModule, tmp_path: Path, what: str):
+    root, model_dir, entry = good_copy(good, tmp_path)
+    shutil.rmtree(entry)  # so that the next build_module takes the key's lock
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    locks = model_dir / ".locks"
+    if what == "lock directory":
+        shutil.rmtree(locks, ignore_errors=True)
+        locks.symlink_to(elsewhere)
+        message = "is a symbolic link, not a directory"
+    else:
+        locks.mkdir(exist_ok=True)
+        lock = locks / f"{good.key[:16]}.lock"
+        lock.unlink(missing_ok=True)
+        lock.symlink_to(elsewhere / "victim")
+        message = "is a symbolic link, not a lock file"
+    with pytest.raises(BuildError, match=message):
+        build_module("tiny_mod", TINY, out_dir=root)
+    assert list(elsewhere.iterdir()) == []  # nothing created through the link
+
+
+CHAIN_MODEL = """
+import graphc as gc
+graph = gc.Graph("interrupted")
+h = graph.input("x", shape=("N", 8))
+for k in range(400):
+    h = gc.tanh(h * graph.param(f"w{k}", shape=(8,)))
+graph.output("loss", gc.sum(h))
+"""
+
+
+def test_ctrl_c_during_the_c_compile_stops_the_compiler_and_says_so(tmp_path: Path) -> None:
+    """SIGINT to graphc alone (as a notebook interrupts its kernel, not the whole process
+    group): graphc exits 130 saying it was interrupted, no traceback, and kills the compiler
+    and what it started (cc1, as), which would otherwise run on orphaned."""
+    (tmp_path / "model.py").write_text(CHAIN_MODEL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graphc.cli", "compile", "model.py", "--out", str(tmp_path / "b")],
+        cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not {"cc1", "as"} & set(_group_processes(proc.pid).values()):
+            assert proc.poll() is None and time.monotonic() < deadline, "no compiler ran"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "graphc: interrupted" in err and "Traceback" not in err
+    deadline = time.monotonic() + 1  # killed, not left to finish its seconds of work
+    while C_COMPILER & set(_group_processes(proc.pid).values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not C_COMPILER & set(_group_processes(proc.pid).values())

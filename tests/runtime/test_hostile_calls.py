@@ -173,12 +173,12 @@ CASES: dict[str, Case] = {
     "idx float": Case(
         F,
         edit(lambda a: dict(a, idx=a["idx"].astype(float))),
-        R("TypeError", "argument 'idx': expected an array of integers (int64), got float64"),
+        R("TypeError", "argument 'idx': expected an int64 array, got float64; convert it with"),
     ),
     "idx bool": Case(
         F,
         edit(lambda a: dict(a, idx=a["idx"] > 0)),
-        R("TypeError", "argument 'idx': expected an array of integers (int64), got bool"),
+        R("TypeError", "argument 'idx': expected an int64 array, got bool; convert it with"),
     ),
     "idx int32 is converted": Case(V, edit(lambda a: dict(a, idx=a["idx"].astype(np.int32))), SAME),
     "idx uint64 too big": Case(
@@ -393,7 +393,7 @@ CASES: dict[str, Case] = {
     "idx None": Case(
         F,
         given(idx=None),
-        R("TypeError", "argument 'idx' is None; pass an array of integers (int64)"),
+        R("TypeError", "argument 'idx' is None; pass an int64 array of shape (B,)"),
     ),
     "None by position": Case(
         F,
@@ -405,15 +405,15 @@ CASES: dict[str, Case] = {
     "x a list": Case(F, edit(lambda a: dict(a, x=a["x"].tolist())), SAME),
     "idx a list": Case(V, given(idx=[0, 1, 2, 3, -4]), SAME),
     "c a float": Case(V, given(c=0.3), SAME),
-    "c an int": Case(
+    "c a bool": Case(
         F,
-        given(c=1),
-        R("TypeError", "argument 'c': expected a float64 array, got int64 from an int"),
+        given(c=True),
+        R("TypeError", "argument 'c': expected a float64 array, got bool from a bool"),
     ),
-    "x a list of ints": Case(
+    "x a list of bools": Case(
         F,
-        given(x=[[1, 2, 3]]),
-        R("TypeError", "argument 'x': expected a float64 array, got int64 from a list"),
+        given(x=[[True, False, True]]),
+        R("TypeError", "argument 'x': expected a float64 array, got bool from a list"),
     ),
     "x a ragged list": Case(
         F,

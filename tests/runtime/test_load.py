@@ -309,3 +309,16 @@ def test_many_calls_leak_nothing(seed):
 @pytest.mark.slow
 def test_a_million_calls_leak_nothing(seed):
     _leak_check(seed, 10**6)
+
+
+@pytest.mark.compiler
+def test_float32_and_float64_builds_are_published_side_by_side(tmp_path) -> None:
+    m64 = gc.compile(seed_net(), out_dir=tmp_path)
+    m32 = gc.compile(seed_net(), out_dir=tmp_path, dtype="float32")
+    assert m64.path == tmp_path / "seed_net" and m32.path == tmp_path / "seed_net_float32"
+    for m in (m64, m32):
+        assert (m.path / "seed_net.pyx").read_text() == m.source
+        loaded = gc.load(m.path)
+        assert loaded.DTYPE == m.DTYPE and loaded.source == m.source
+    feed = {k: v.astype(np.float32) for k, v in seed_inputs().items()}
+    assert gc.load(m32.path)(**feed)["loss"].dtype == np.float32

@@ -1,0 +1,31 @@
+"""`with_dtype`: a model in another floating-point precision."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.errors import GraphError
+from graphc.ir.graph import Graph
+from graphc.ir.shapes import FLOAT_DTYPES, dtype_name
+
+
+def with_dtype(g: Graph, dtype: str) -> Graph:
+    """`g` with every float input, constant and cast in `dtype` (shapes and dtypes re-inferred)."""
+    dtype = dtype_name(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise GraphError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
+    H = g.nx.copy()
+    H.graph["outputs"] = dict(g.outputs)
+    for _, a in H.nodes(data=True):
+        if a["op"] == "input" and a["dtype"] in FLOAT_DTYPES:
+            a["dtype"] = dtype
+        elif a["op"] == "const" and a["dtype"] in FLOAT_DTYPES:
+            a["value"] = np.asarray(a["value"], dtype=dtype)
+            a["value"].flags.writeable = False
+            a["dtype"] = dtype
+        elif a["op"] not in ("input", "const"):
+            if a["op"] == "cast" and a["params"]["dtype"] in FLOAT_DTYPES:
+                a["params"] = dict(a["params"], dtype=dtype)
+            a.pop("shape", None)
+            a.pop("dtype", None)
+    return Graph.from_networkx(H)
