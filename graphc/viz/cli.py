@@ -36,15 +36,9 @@ def read_inputs(path: str) -> dict[str, np.ndarray]:
     if not isinstance(obj, dict) or not obj:
         raise InputError(f"inputs file {path!r} must hold an object of input name -> array")
     try:
-        return {str(k): np.asarray(v, dtype=np.float64 if _floats(v) else None)
-                for k, v in obj.items()}  # fmt: skip
+        return {str(k): np.asarray(v) for k, v in obj.items()}
     except (TypeError, ValueError) as e:
         raise InputError(f"inputs file {path!r}: {e}") from None
-
-
-def _floats(v: Any) -> bool:
-    arr = np.asarray(v)
-    return arr.dtype.kind in "f"
 
 
 def model_inputs(args: argparse.Namespace, g: Any) -> Mapping[str, Any]:

@@ -18,6 +18,7 @@ GAP_X, GAP_Y = 22.0, 42.0
 DUMMY_W = 8.0
 MARGIN = 20.0
 SWEEPS = 8
+TRANSPOSE_MAX = 600  # boxes and edge points: above this the swaps cost more than they help
 
 
 def box_size(lines: list[str]) -> tuple[float, float]:
@@ -37,6 +38,7 @@ class Layout:
     edges: list[list[tuple[float, float]] | None]
     loops: dict[str, list[list[tuple[float, float]]]] = field(default_factory=dict)
     layer: dict[str, int] = field(default_factory=dict)
+    crossings: int = 0  # edge crossings between layers (edges through dummy points)
 
 
 def layout(d: Drawing) -> Layout:
@@ -49,7 +51,7 @@ def layout(d: Drawing) -> Layout:
     links = [(s, t) if rank[s] < rank[t] else (t, s) for s, t in data]
     layer = _layers(keys, links)
     nodes, chains = _dummies(links, layer)
-    order = _order(keys + nodes, layer, chains, d, rank)
+    order, crossings = _order(keys + nodes, layer, chains, d, rank)
     for k in nodes:
         size[k] = (DUMMY_W, 0.0)
     xs = _positions(order, chains, size)
@@ -72,7 +74,7 @@ def layout(d: Drawing) -> Layout:
     edges = _routes(d, boxes, chains, links)
     loops = {lp.key: _outline(lp.members, boxes, layer) for lp in d.loops}
     real = {k: boxes[k] for k in keys}
-    return Layout(max(width, 2 * MARGIN), height, real, edges, loops, layer)
+    return Layout(max(width, 2 * MARGIN), height, real, edges, loops, layer, crossings)
 
 
 def _layers(keys: list[str], links: list[tuple[str, str]]) -> dict[str, int]:
@@ -111,7 +113,7 @@ def _dummies(
 
 def _order(
     keys: list[str], layer: dict[str, int], chains: list[list[str]], d: Drawing, rank
-) -> list[list[str]]:
+) -> tuple[list[list[str]], int]:
     """Each layer's keys left to right: barycenter sweeps down and up, keeping the order with
     the fewest crossings; a fused loop's boxes stay together."""
     depth = max(layer.values(), default=-1) + 1
@@ -149,16 +151,44 @@ def _order(
             )
 
     best, best_cross = [list(r) for r in rows], _crossings(rows, down)
-    if best_cross == 0:
-        return best
-    for s in range(SWEEPS):
+    for s in range(SWEEPS if best_cross else 0):
         sweep(rows, downward=s % 2 == 0)
         c = _crossings(rows, down)
         if c < best_cross:
             best, best_cross = [list(r) for r in rows], c
             if c == 0:
                 break
-    return best
+    if best_cross and len(keys) <= TRANSPOSE_MAX:
+        best_cross = _transpose(best, up, down, loop_of, best_cross)
+    return best, best_cross
+
+
+def _pair_crossings(a: str, b: str, ref: dict[str, int], near: dict[str, list[str]]) -> int:
+    """Crossings between the edges of a and of b (a left of b) to the layer whose positions
+    are `ref`."""
+    return sum(1 for x in near[a] if x in ref for y in near[b] if y in ref and ref[y] < ref[x])
+
+
+def _transpose(rows, up, down, loop_of, crossings: int) -> int:
+    """Swap neighbours in a layer while that removes crossings (counted with both adjacent
+    layers), keeping a fused loop's boxes together; returns the crossings left."""
+    improved = True
+    while improved:
+        improved = False
+        for i, row in enumerate(rows):
+            above = {k: p for p, k in enumerate(rows[i - 1])} if i else {}
+            below = {k: p for p, k in enumerate(rows[i + 1])} if i + 1 < len(rows) else {}
+            for j in range(len(row) - 1):
+                a, b = row[j], row[j + 1]
+                if loop_of.get(a, a) != loop_of.get(b, b) and (a in loop_of or b in loop_of):
+                    continue
+                now = _pair_crossings(a, b, above, up) + _pair_crossings(a, b, below, down)
+                swapped = _pair_crossings(b, a, above, up) + _pair_crossings(b, a, below, down)
+                if swapped < now:
+                    row[j], row[j + 1] = b, a
+                    crossings -= now - swapped
+                    improved = True
+    return crossings
 
 
 def _crossings(rows: list[list[str]], down: dict[str, list[str]]) -> int:

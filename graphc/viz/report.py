@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 
 import graphc
+from graphc.ir.graph import operands
 from graphc.ir.shapes import format_type
 from graphc.passes.plan_report import default_sizes
 from graphc.viz.drawing import AUTO_COLLAPSE, LIMIT, StageGraph, from_stages, views
@@ -73,7 +74,7 @@ def stage_views(
     return out
 
 
-def _storage_text(plan: Any, prog: Any, n: int) -> str:
+def _storage_text(plan: Any, n: int) -> str:
     st = plan.storage.get(n)
     if st is None:
         return ""
@@ -91,8 +92,6 @@ def _node_data(G, names: dict[str, int], smap: SourceMap, programs, values, back
     outs: dict[int, list[str]] = {}
     for k, n in G.graph.get("outputs", {}).items():
         outs.setdefault(n, []).append(k)
-    from graphc.ir.graph import operands
-
     data = {}
     for n, a in G.nodes(data=True):
         rec = {
@@ -107,7 +106,7 @@ def _node_data(G, names: dict[str, int], smap: SourceMap, programs, values, back
             "users": sorted(set(G.successors(n))),
             "outputs": outs.get(n, []),
             "lines": smap.nodes.get(n, []),
-            "storage": {f: _storage_text(plan, prog, n) for f, (prog, plan) in programs.items()
+            "storage": {f: _storage_text(plan, n) for f, (_, plan) in programs.items()
                         if n in plan.storage},
             "step": {f: prog.step_of[n] for f, (prog, _) in programs.items() if n in prog.step_of},
         }  # fmt: skip
@@ -130,7 +129,7 @@ def _schedule_html(fn: str, prog: Any, plan: Any, mark: dict[int, str]) -> str:
             a = G.nodes[n]
             tag = f' <span class="mark {mark[n]}">{mark[n]}</span>' if n in mark else ""
             typ = escape(format_type(a["shape"], a["dtype"]))
-            where = escape(_storage_text(plan, prog, n))
+            where = escape(_storage_text(plan, n))
             cells.append(
                 f'<div class="op" data-node="{n}"><a class="nref" data-node="{n}">v{n}</a> '
                 f"{escape(a['op'])} <span class=type>{typ}</span> <span class=where>{where}</span>"
