@@ -167,18 +167,25 @@ class Group:
 
 @dataclass
 class GroupTree:
+    """The groups of a graph. Built by `group_tree` and not changed after: what is asked of it
+    is remembered (`_chains`, `_inside`)."""
+
     groups: dict[str, Group]
     group_of: dict[int, str]  # node -> the innermost group holding it
     position: dict[int, int]  # node -> its place in the drawing order
+    _chains: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _inside: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    memo: dict[str, dict] = field(default_factory=dict, repr=False)  # for the drawings made
+
+    def forget(self) -> None:
+        """Drop what was remembered (while the tree is being built)."""
+        self._chains.clear()
+        self._inside.clear()
+        self.memo.clear()
 
     def chain(self, n: int) -> list[str]:
         """The groups holding node n, from the root in."""
-        out = []
-        g: str | None = self.group_of[n]
-        while g is not None:
-            out.append(g)
-            g = self.groups[g].parent
-        return out[::-1]
+        return self.chain_of_group(self.group_of[n])
 
     def item(self, n: int, view: str) -> str | int | None:
         """What stands for node n in the drawing of group `view`: n itself, the child group
@@ -199,21 +206,23 @@ class GroupTree:
         return n if k == len(chain) else chain[k]
 
     def chain_of_group(self, view: str) -> list[str]:
-        out = []
-        g: str | None = view
-        while g is not None:
-            out.append(g)
-            g = self.groups[g].parent
-        return out[::-1]
+        """The groups holding group `view`, from the root in, ending with `view`."""
+        if view not in self._chains:
+            parent = self.groups[view].parent
+            up = [] if parent is None else self.chain_of_group(parent)
+            self._chains[view] = [*up, view]
+        return self._chains[view]
 
     def nodes_in(self, gid: str) -> list[int]:
-        """Every node inside group `gid`, at any depth."""
-        out, stack = [], [gid]
-        while stack:
-            g = self.groups[stack.pop()]
-            out.extend(g.members)
-            stack.extend(g.children)
-        return sorted(out, key=self.position.__getitem__)
+        """Every node inside group `gid`, at any depth, in drawing order."""
+        if gid not in self._inside:
+            out, stack = [], [gid]
+            while stack:
+                g = self.groups[stack.pop()]
+                out.extend(g.members)
+                stack.extend(g.children)
+            self._inside[gid] = sorted(out, key=self.position.__getitem__)
+        return self._inside[gid]
 
     def items(self, view: str) -> list[str | int]:
         """The items drawn in the view of group `view`, in order."""
@@ -260,6 +269,7 @@ def group_tree(G: nx.MultiDiGraph, backward_from: int | None = None, limit: int 
     tree = GroupTree(groups, group_of, position)
     _dissolve(tree)
     _split(tree, ROOT, limit)
+    tree.forget()
     for g in tree.groups.values():
         g.size = len(tree.nodes_in(g.id))
     return tree
@@ -286,6 +296,7 @@ def _dissolve(tree: GroupTree) -> None:
                 for n in g.members:
                     tree.group_of[n] = parent.id
                 del tree.groups[gid]
+                tree.forget()
                 changed = True
 
 
@@ -346,3 +357,4 @@ def _wrap(tree: GroupTree, gid: str, run: Sequence[str | int], cid: str) -> None
             new.children.append(x)
             tree.groups[x].parent = cid
     g.children.insert(min(at, len(g.children)), cid)
+    tree.forget()

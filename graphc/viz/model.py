@@ -5,6 +5,7 @@ code is generated from (DESIGN.md §8), so the picture is what runs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from graphc.viz.groups import GroupTree
 # Ops whose operands may be swapped: their edges carry no operand number.
 COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum", "equal", "not_equal"})
 MAX_LABEL = 44  # characters of one line of a box
+FANOUT = 8  # in a collapsed view, a box feeding more boxes than this gets a note, not edges
 
 
 @dataclass
@@ -167,7 +169,15 @@ def node_box(
 
 
 def group_box(G: nx.MultiDiGraph, tree: GroupTree, gid: str, backward_from: float) -> Box:
-    """The box of a collapsed group: its name, size and commonest ops."""
+    """The box of a collapsed group: its name, size and commonest ops (a fresh copy of the one
+    made the first time it is asked for)."""
+    memo = tree.memo.setdefault("group_box", {})
+    if gid not in memo:
+        memo[gid] = _group_box(G, tree, gid, backward_from)
+    return dataclasses.replace(memo[gid])
+
+
+def _group_box(G: nx.MultiDiGraph, tree: GroupTree, gid: str, backward_from: float) -> Box:
     g = tree.groups[gid]
     nodes = tree.nodes_in(gid)
     ops = Counter(G.nodes[n]["op"] for n in nodes if G.nodes[n]["op"] not in ("input", "const"))
@@ -215,6 +225,7 @@ def build(
             boxes[f"n{x}"] = node_box(G, x, back, outs, of, values.get(x))
         else:
             boxes[f"grp:{x}"] = group_box(G, tree, x, back)  # type: ignore[arg-type]
+    mine = G.nodes if tree is None else tree.nodes_in(view)
 
     def key(x: str | int) -> str:
         return f"n{x}" if isinstance(x, int) else f"grp:{x}"
@@ -222,7 +233,7 @@ def build(
     counted: Counter[tuple[str, str, str, int]] = Counter()
     context: dict[str, Box] = {}  # what the view's items read from outside it, then what
     after: dict[str, Box] = {}  # reads them: drawn above and below the view's items
-    for v in G.nodes:
+    for v in mine:
         iv = item(v)
         for u in operands(G, v) if iv is not None else ():
             iu = item(u)
@@ -244,6 +255,13 @@ def build(
                     iw = tree.context(w, view)
                     _add_context(after, G, tree, iw, back, outs, of)
                     counted[(key(iv), key(iw), "", 0)] += 1
+    if tree is not None:  # a box feeding many others (a shared weight): a note, no edges
+        fan: Counter[str] = Counter(s for s, _, _, _ in counted)
+        for src, k in fan.items():
+            if k > FANOUT:
+                holder = boxes.get(src) or context.get(src) or after[src]
+                holder.lines.append(_short(f"→ {k} boxes here (edges not drawn)"))
+                counted = Counter({e: c for e, c in counted.items() if e[0] != src})
     edges = []
     for (s, d, label, ports), k in counted.items():
         if label:  # one edge per operand number
@@ -257,10 +275,17 @@ def build(
     for b in boxes.values():  # a gradient node is tied to the node it differentiates
         if b.grad_of is not None and f"n{b.grad_of}" in all_boxes:
             edges.append(Edge(b.key, f"n{b.grad_of}", "", "tie"))
-    loops = []
+    loop_of: dict[int, int] = {}
     for k, members in enumerate(fused):
-        keys = [f"n{n}" for n in members if f"n{n}" in boxes]
+        loop_of.update(dict.fromkeys(members, k))
+    drawn: dict[int, list[str]] = {}
+    for b in boxes.values():
+        if b.kind != "group" and b.nodes[0] in loop_of:
+            drawn.setdefault(loop_of[b.nodes[0]], []).append(b.key)
+    loops = []
+    for k, keys in sorted(drawn.items()):
         if len(keys) > 1:
+            members = fused[k]
             section = "backward" if all(n >= back for n in members) else "forward"
             label = f"fused loop {k}: {len(members)} ops"
             loops.append(Loop(f"loop{k}", label, keys, section))

@@ -53,9 +53,10 @@ class View:
 
 def stage_views(
     stage: str, sg: StageGraph, values: Mapping[int, NodeValues] | None, limit: int = LIMIT
-) -> list[View]:
+) -> tuple[list[View], dict[str, Any]]:
     """Every drawing of one stage: the whole graph when it is small, and the collapsed views
-    (the top level and the inside of each group) when it has groups."""
+    (the top level and the inside of each group) when it has groups; and the groups, as the
+    page's script needs them (each node's innermost group, each group's parent)."""
     G = sg.graph.nx
     out = []
     kw = dict(backward_from=sg.backward_from, of=sg.of, fused=sg.fused, values=values)
@@ -71,7 +72,11 @@ def stage_views(
             svg = to_svg(d, layout(d), f"{stage}{k + 1}", standalone=False, style=False)
             label = "collapsed" if gid == ROOT else g.label
             out.append(View(stage, gid, g.parent, label, svg))
-    return out
+    groups = {
+        "groupOf": {str(n): gid for n, gid in tree.group_of.items()},
+        "parent": {gid: g.parent for gid, g in tree.groups.items()},
+    }
+    return out, groups
 
 
 def _storage_text(plan: Any, n: int) -> str:
@@ -142,10 +147,16 @@ def _schedule_html(fn: str, prog: Any, plan: Any, mark: dict[int, str]) -> str:
             f'data-nodes="{" ".join(map(str, s.nodes))}"><td class=num>{k}</td>'
             f"<td>{s.section}{beside}</td><td>{kind}{''.join(cells)}</td></tr>"
         )
+    bodies = "".join(
+        f"<tbody>{''.join(rows[k : k + CHUNK])}</tbody>" for k in range(0, len(rows), CHUNK)
+    )
     return (
         f'<table class="schedule" data-fn="{escape(fn)}"><thead><tr><th>step</th><th>section'
-        f"</th><th>computes</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"</th><th>computes</th></tr></thead>{bodies}</table>"
     )
+
+
+CHUNK = 200  # lines (or steps) per block that the browser lays out only when it is in view
 
 
 def _source_html(source: str, smap: SourceMap) -> str:
@@ -157,7 +168,10 @@ def _source_html(source: str, smap: SourceMap) -> str:
         if i in smap.backward:
             cls += " adj"
         out.append(f'<div class="{cls}" data-l="{i}"><i>{i}</i>{body or " "}</div>')
-    return "\n".join(out)
+    return "".join(
+        '<div class="chunk">' + "\n".join(out[k : k + CHUNK]) + "</div>"
+        for k in range(0, len(out), CHUNK)
+    )
 
 
 def _model_html(text: str | None) -> str:
@@ -200,7 +214,10 @@ def report_html(
         vals["graph"] = node_values(st.graph, inputs, st.of)
         if "grad" in stages:
             vals["grad"] = node_values(stages["grad"].graph, inputs)
-    all_views = [v for s, sg in stages.items() for v in stage_views(s, sg, vals.get(s))]
+    all_views, groups = [], {}
+    for s, sg in stages.items():
+        views_s, groups[s] = stage_views(s, sg, vals.get(s))
+        all_views += views_s
     merged = {**vals.get("grad", {}), **vals.get("graph", {})}
     node_data = _node_data(G, names, smap, programs, merged, backward_from)
     sizes = {f: default_sizes(prog, st.size_hint) for f, (prog, _) in programs.items()}
@@ -225,6 +242,7 @@ def report_html(
             ]
             for s in stages
         },  # fmt: skip
+        "groups": groups,
         "functions": list(programs),
         "main": main,
         "modelFile": model_name,

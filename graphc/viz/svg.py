@@ -41,11 +41,11 @@ def _path(points: list[tuple[float, float]]) -> str:
     """A smooth path through `points`: straight when two, else a curve with vertical
     tangents at each point (the edges of a layered drawing run up and down)."""
     (x0, y0), *rest = points
-    out = [f"M{x0:.1f},{y0:.1f}"]
+    out = [f"M{x0:.0f},{y0:.0f}"]
     px, py = x0, y0
     for x, y in rest:
         dy = (y - py) / 2
-        out.append(f"C{px:.1f},{py + dy:.1f} {x:.1f},{y - dy:.1f} {x:.1f},{y:.1f}")
+        out.append(f"C{px:.0f},{py + dy:.0f} {x:.0f},{y - dy:.0f} {x:.0f},{y:.0f}")
         px, py = x, y
     return " ".join(out)
 
@@ -128,10 +128,9 @@ def to_svg(
         if b.context:
             cls.append("context")
         extra = f' data-grad-of="n{b.grad_of}"' if b.grad_of is not None else ""
-        out.append(
-            f'<g class="{" ".join(cls)}" data-key="{escape(b.key)}" '
-            f'data-nodes="{" ".join(map(str, b.nodes))}"{extra}>'
-        )
+        # a group names its size, not its nodes (which the tree's data name once)
+        nodes = f'data-size="{len(b.nodes)}"' if b.kind == "group" else f'data-nodes="{b.nodes[0]}"'
+        out.append(f'<g class="{" ".join(cls)}" data-key="{escape(b.key)}" {nodes}{extra}>')
         out.append(f"<title>{escape(b.tooltip)}</title>")
         if b.kind == "group":
             out.append(

@@ -16,8 +16,23 @@
     const vs = viewsOf(stage);
     return vs.some((v) => v.id === FULL) ? FULL : (vs.length ? vs[0].id : null);
   }
+  // Each view is a <template> until it is first shown (a large graph has hundreds of views:
+  // the page stays light), then a <div class="view"> holding its SVG.
+  const made = new Map();
   function viewDiv(stage, id) {
-    return $$(".view", canvas).find((d) => d.dataset.stage === stage && d.dataset.view === id);
+    const key = stage + "\u0000" + id;
+    if (made.has(key)) return made.get(key);
+    const src = $$("template.view-src", canvas).find((t) => t.dataset.stage === stage && t.dataset.view === id);
+    if (!src) return undefined;
+    const div = document.createElement("div");
+    div.className = "view";
+    div.dataset.stage = stage;
+    div.dataset.view = id;
+    div.hidden = true;
+    div.append(src.content.cloneNode(true));
+    canvas.append(div);
+    made.set(key, div);
+    return div;
   }
   function svgOf(div) { return div ? $("svg", div) : null; }
 
@@ -51,9 +66,10 @@
 
   function show(stage, id) {
     if (!viewDiv(stage, id)) return;
+    const div = viewDiv(stage, id);
     state.stage = stage;
     state.view[stage] = id;
-    $$(".view", canvas).forEach((d) => { d.hidden = !(d.dataset.stage === stage && d.dataset.view === id); });
+    made.forEach((d) => { d.hidden = d !== div; });
     $$("button.tab").forEach((b) => b.classList.toggle("on", b.dataset.stage === stage));
     const svg = current();
     if (!state.boxes.has(svg)) fit(svg);
@@ -127,20 +143,31 @@
   }));
 
   // ---- selection ------------------------------------------------------------------------
-  function nodesOf(el) { return (el.dataset.nodes || "").split(" ").filter(Boolean).map(Number); }
 
-  function markDrawing(n) {
-    $$(".gc-drawing .node.sel, .gc-drawing .node.sel-in, .gc-drawing .node.partner").forEach((e) =>
+  // the groups of the stage shown that hold node n, innermost first
+  function groupsHolding(n) {
+    const g = data.groups[state.stage];
+    const out = [];
+    let id = g ? g.groupOf[n] : undefined;
+    while (id !== undefined && id !== null) { out.push(id); id = g.parent[id]; }
+    return out;
+  }
+
+  function markDrawing(n) {  // in the view shown (show() marks a view when it is shown)
+    const root = viewDiv(state.stage, state.view[state.stage]);
+    if (!root) return;
+    $$(".node.sel, .node.sel-in, .node.partner", canvas).forEach((e) =>
       e.classList.remove("sel", "sel-in", "partner"));
-    $$(".gc-drawing .edge.hl").forEach((e) => e.classList.remove("hl"));
+    $$(".edge.hl", canvas).forEach((e) => e.classList.remove("hl"));
     const rec = data.nodes[n];
-    $$(".gc-drawing .node").forEach((e) => {
+    const holding = new Set(groupsHolding(n).map((id) => "grp:" + id));
+    $$(".node", root).forEach((e) => {
       if (e.dataset.key === "n" + n) e.classList.add("sel");
-      else if (e.classList.contains("kind-group") && nodesOf(e).includes(n)) e.classList.add("sel-in");
+      else if (holding.has(e.dataset.key)) e.classList.add("sel-in");
       else if (rec && rec.gradOf !== null && e.dataset.key === "n" + rec.gradOf) e.classList.add("partner");
       else if (e.dataset.gradOf === "n" + n) e.classList.add("partner");
     });
-    $$(".gc-drawing .edge").forEach((e) => {
+    $$(".edge", root).forEach((e) => {
       if (e.dataset.src === "n" + n || e.dataset.dst === "n" + n) e.classList.add("hl");
     });
   }
@@ -204,10 +231,11 @@
       const here = viewDiv(state.stage, state.view[state.stage]);
       const shown = (div) => div && $$(".node", div).some((e) =>
         !e.classList.contains("context") && (e.dataset.key === "n" + n));
-      if (!shown(here)) {
+      if (!shown(here)) {  // this view, every node, or the innermost group holding it
         const stages = rec.section === "backward" ? ["grad"] : [state.stage, ...data.stages];
         outer: for (const s of stages) {
-          const order = [state.view[s], FULL, ...viewsOf(s).map((v) => v.id)];
+          const g = data.groups[s];
+          const order = [state.view[s], FULL, g ? g.groupOf[n] : undefined];
           for (const id of order) {
             if (id !== undefined && shown(viewDiv(s, id))) { show(s, id); break outer; }
           }
@@ -226,8 +254,10 @@
     if (first && !(opts && opts.fromSource)) scrollInto($("#source"), first);
     // the schedule and the memory timeline
     $$("table.schedule tr.hl, table.schedule .op.hl").forEach((e) => e.classList.remove("hl"));
-    $$("table.schedule tr").forEach((tr) => { if (nodesOf(tr).includes(n)) tr.classList.add("hl"); });
-    $$(`table.schedule .op[data-node="${n}"]`).forEach((e) => e.classList.add("hl"));
+    $$(`table.schedule .op[data-node="${n}"]`).forEach((e) => {
+      e.classList.add("hl");
+      e.closest("tr").classList.add("hl");
+    });
     $$(".gc-timeline .bar.hl, .gc-timeline .slot.hl").forEach((e) => e.classList.remove("hl"));
     $$(`.gc-timeline .bar[data-node="${n}"]`).forEach((e) => {
       e.classList.add("hl");

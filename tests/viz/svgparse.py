@@ -13,6 +13,7 @@ class SvgBox:
     key: str
     classes: set[str]
     nodes: list[int]
+    size: int  # the nodes it stands for: 1, or a group's size
     lines: list[str]
     tooltip: str
 
@@ -39,7 +40,8 @@ def boxes(svg: str) -> list[SvgBox]:
             lines = ["".join(t.itertext()).strip() for t in g.iter(f"{NS}text")]
         title = g.find(f"{NS}title")
         tip = "" if title is None else (title.text or "")
-        out.append(SvgBox(key, cls, nodes, lines, tip))
+        size = int(g.get("data-size") or len(nodes))
+        out.append(SvgBox(key, cls, nodes, size, lines, tip))
     return out
 
 

@@ -74,7 +74,7 @@ def test_transformer_collapses_into_its_blocks():
     svg = picture(g, engine="builtin").svg()
     got = svgparse.boxes(svg)
     assert len(got) <= LIMIT
-    assert sum(len(b.nodes) for b in got) == len(G)  # every node counted once
+    assert sum(b.size for b in got) == len(G)  # every node counted once
 
 
 def test_transformer_gradient_mirrors_its_blocks():
@@ -103,7 +103,7 @@ def test_a_20000_node_chain_stays_readable():
     assert pic.tree is not None
     check_tree(pic.tree, G)
     got = svgparse.boxes(pic.svg())
-    assert len(got) <= LIMIT and sum(len(b.nodes) for b in got) == len(G)
+    assert len(got) <= LIMIT and sum(b.size for b in got) == len(G)
     deepest = max(views(pic.tree), key=lambda v: len(pic.tree.chain_of_group(v)))
     inner = picture(g, engine="builtin", view=deepest)
     assert 0 < len([b for b in inner.drawing.boxes if not b.context]) <= LIMIT
@@ -116,4 +116,4 @@ def test_small_graphs_are_drawn_whole_unless_asked():
     folded = picture(g, collapse=True, engine="builtin")
     assert folded.tree is not None
     got = svgparse.boxes(folded.svg())
-    assert sum(len(b.nodes) for b in got) == len(g) and len(got) < len(g)
+    assert sum(b.size for b in got) == len(g) and len(got) < len(g)

@@ -38,7 +38,7 @@ class Page(HTMLParser):
             if k in a:
                 self.links.append(a[k])
         cls = (a.get("class") or "").split()
-        if tag == "div" and "view" in cls:
+        if tag == "template" and "view-src" in cls:  # a view, until the page shows it
             self.views.append({"stage": a["data-stage"], "view": a["data-view"], "nodes": 0})
         if tag == "g" and "node" in cls and "context" not in cls and self.views:
             self.views[-1]["nodes"] += len((a.get("data-nodes") or "").split())
