@@ -32,6 +32,7 @@ from graphc.viz.timeline import marks, timeline
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 FULL = "*"  # the view of every node, for graphs small enough to draw whole
+BOX_BUDGET = 12_000  # boxes drawn per stage: deeper views of a larger graph are left out
 
 
 def report_dir() -> Path:
@@ -65,16 +66,23 @@ def stage_views(
         svg = to_svg(d, layout(d), f"{stage}0", standalone=False, style=False)
         out.append(View(stage, FULL, None, "all nodes", svg))
     tree = group_tree(G, sg.backward_from, limit)
+    drawn, left_out = 0, []
     if len(tree.groups) > 1 or not out:
-        for k, gid in enumerate(views(tree)):
+        for k, gid in enumerate(views(tree)):  # outermost first, while the budget lasts
             g = tree.groups[gid]
             d = build(G, title=g.label, tree=tree, view=gid, **kw)
+            if drawn + len(d.boxes) > BOX_BUDGET and gid != ROOT:
+                left_out.append(gid)
+                continue
+            drawn += len(d.boxes)
             svg = to_svg(d, layout(d), f"{stage}{k + 1}", standalone=False, style=False)
             label = "collapsed" if gid == ROOT else g.label
             out.append(View(stage, gid, g.parent, label, svg))
     groups = {
         "groupOf": {str(n): gid for n, gid in tree.group_of.items()},
         "parent": {gid: g.parent for gid, g in tree.groups.items()},
+        "label": {gid: g.label for gid, g in tree.groups.items()},
+        "leftOut": left_out,
     }
     return out, groups
 
@@ -243,6 +251,7 @@ def report_html(
             for s in stages
         },  # fmt: skip
         "groups": groups,
+        "boxBudget": BOX_BUDGET,
         "functions": list(programs),
         "main": main,
         "modelFile": model_name,

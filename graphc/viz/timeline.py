@@ -79,7 +79,8 @@ def timeline(
     """The timeline SVG of one function's plan at `sizes` (each bar: `data-node`)."""
     G = prog.graph.nx
     steps = len(prog.steps)
-    step_w = min(48.0, max(10.0, WIDTH / max(steps, 1)))
+    # each step 10 to 48 px wide, and narrower when there are many: at most ~3000 px in all
+    step_w = min(48.0, max(WIDTH / max(steps, 1), min(10.0, 3000.0 / max(steps, 1))))
     t = totals(prog, plan, sizes)
     live = live_bytes(prog, plan, sizes)
     offsets, at = {}, 0
@@ -92,12 +93,16 @@ def timeline(
         f'<svg xmlns="http://www.w3.org/2000/svg" class="gc-timeline" width="{width:.0f}" '
         f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}">'
     ]
-    for k, s in enumerate(prog.steps):  # sections shaded apart
-        x = LEFT + step_w * k
+    k = 0
+    while k < steps:  # sections shaded apart, one band per run of steps
+        section, first = prog.steps[k].section, k
+        while k < steps and prog.steps[k].section == section:
+            k += 1
         out.append(
-            f'<rect class="sec {s.section}" x="{x:.1f}" y="{TOP - CHART_H - 8:.1f}" '
-            f'width="{step_w:.1f}" height="{CHART_H + 8 + ROW_H * len(plan.slots):.1f}">'
-            f"<title>step {k} ({s.section})</title></rect>"
+            f'<rect class="sec {section}" x="{LEFT + step_w * first:.1f}" '
+            f'y="{TOP - CHART_H - 8:.1f}" width="{step_w * (k - first):.1f}" '
+            f'height="{CHART_H + 8 + ROW_H * len(plan.slots):.1f}">'
+            f"<title>steps {first} to {k - 1}: {section}</title></rect>"
         )
     top = max([t.arena_bytes, *live, 1])
     pts = " ".join(

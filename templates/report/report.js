@@ -80,6 +80,15 @@
     btn.textContent = id === FULL ? "collapse" : "expand";
     if (state.selected !== null) markDrawing(state.selected);
   }
+  function leftOut(id) {  // a group whose inside the page does not hold (a very large graph)
+    const g = data.groups[state.stage];
+    const note = document.createElement("span");
+    note.className = "note";
+    note.textContent = ` · the inside of ${g.label[id]} is not in this page (it draws at most ` +
+      `${data.boxBudget} boxes per graph): graphc draw MODEL --view '${g.label[id]}' draws it`;
+    $("#crumbs").append(note);
+  }
+
   function crumbs() {
     const nav = $("#crumbs");
     nav.textContent = "";
@@ -239,6 +248,13 @@
           for (const id of order) {
             if (id !== undefined && shown(viewDiv(s, id))) { show(s, id); break outer; }
           }
+          // its own group's view is left out: the innermost view there is (its group is marked)
+          let id = g ? g.groupOf[n] : undefined;
+          while (id !== undefined && id !== null && !viewDiv(s, id)) id = g.parent[id];
+          if (id !== undefined && id !== null && (s === state.stage || rec.section === "backward")) {
+            show(s, id);
+            break;
+          }
         }
       }
     }
@@ -284,6 +300,7 @@
     if (key.startsWith("grp:")) {
       const id = key.slice(4);
       if (viewDiv(state.stage, id)) show(state.stage, id);
+      else leftOut(id);
       return;
     }
     select(Number(key.slice(1)), { fromDrawing: !g.classList.contains("context") });

@@ -137,3 +137,22 @@ def test_compiled_module_shows_its_report_inline(tmp_path):
     html = m._repr_html_()
     assert "seed_net" in html and "<iframe srcdoc=" in html
     assert "value_and_grad" in html and ("cache hit in" in html or "built in" in html)
+
+
+def test_a_very_large_graph_keeps_its_outer_views_within_the_budget(monkeypatch):
+    import graphc.viz.report as report
+    from tests.viz.test_groups import chain
+
+    monkeypatch.setattr(report, "BOX_BUDGET", 150)
+    st = run_stages(chain(400), functions=("value_and_grad",))
+    html = report_html(st)
+    page = parse(html)
+    data = json.loads(page.data_text.replace("<\\/", "</"))
+    for stage in ("graph", "grad"):
+        shown = {v["view"] for v in page.views if v["stage"] == stage}
+        left = set(data["groups"][stage]["leftOut"])
+        parents = data["groups"][stage]["parent"]
+        assert left and "" in shown and not (left & shown)
+        assert shown | left == set(parents)  # every group: drawn, or named as left out
+        for gid in left:  # what is left out lies deeper than what is drawn
+            assert parents[gid] in shown or parents[gid] in left

@@ -221,3 +221,21 @@ def test_graphc_report_check_values_in_the_browser(browser, tmp_path):
     assert any("0.5744" in t for t in page.texts(".view:not([hidden]) tspan.val"))  # a1
     not_blank(page.page.screenshot())
     assert not page.errors
+
+
+def test_a_group_left_out_of_a_large_report_says_how_to_draw_it(browser, tmp_path, monkeypatch):
+    import graphc.viz.report as report
+    from tests.viz.test_groups import chain
+
+    monkeypatch.setattr(report, "BOX_BUDGET", 150)
+    st = run_stages(chain(400), functions=("value_and_grad",))
+    path = tmp_path / "chain.html"
+    write_report(st, path)
+    page = Opened(browser, path)
+    left = page.page.evaluate("graphcReport.data.groups.graph.leftOut")
+    parents = page.page.evaluate("graphcReport.data.groups.graph.parent")
+    gid = next(g for g in left if parents[g] is not None and parents[g] not in left)
+    page.page.evaluate(f"graphcReport.show('graph', {parents[gid]!r})")
+    page.click_node(f"grp:{gid}")
+    assert "graphc draw MODEL --view" in page.page.inner_text("#crumbs")
+    assert not page.errors
