@@ -142,10 +142,11 @@ def timeline(
             + (f" ({mark[v]})" if v in mark else "")
             + (" (written over its operand in place)" if v in plan.in_place else "")
         )
+        inset = min(1.0, w / 4)  # bars of neighbouring values apart, however narrow a step
         out.append(
             f'<g class="{" ".join(cls)}" data-node="{v}" data-slot="{slot}">'
-            f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{w - 2:.1f}" height="{ROW_H - 4:.1f}" '
-            f'rx="3"/><title>{escape(tip)}</title>'
+            f'<rect x="{x + inset:.2f}" y="{y:.1f}" width="{w - 2 * inset:.2f}" '
+            f'height="{ROW_H - 4:.1f}" rx="{min(3.0, w / 4):.1f}"/><title>{escape(tip)}</title>'
         )
         if w > 8 * len(name):
             out.append(f'<text x="{x + 4:.1f}" y="{y + 10:.1f}">{name}</text>')

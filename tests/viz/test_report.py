@@ -156,3 +156,17 @@ def test_a_very_large_graph_keeps_its_outer_views_within_the_budget(monkeypatch)
         assert shown | left == set(parents)  # every group: drawn, or named as left out
         for gid in left:  # what is left out lies deeper than what is drawn
             assert parents[gid] in shown or parents[gid] in left
+
+
+def test_timeline_of_a_long_program_stays_narrow_and_valid():
+    from graphc.viz.timeline import marks, timeline
+    from tests.viz.test_groups import chain
+
+    st = run_stages(chain(1200), functions=("value_and_grad",))
+    prog, plan = st.programs["value_and_grad"]
+    sizes = default_sizes(prog, st.size_hint)
+    t = timeline(prog, plan, sizes, marks(prog, st.graph.next_id, False))
+    width = float(re.search(r'width="([0-9.]+)"', t.svg).group(1))
+    assert len(prog.steps) > 1000 and width < 3200
+    widths = [float(w) for w in re.findall(r'<rect [^>]*width="([-0-9.]+)"', t.svg)]
+    assert widths and min(widths) > 0
