@@ -174,7 +174,8 @@ def group_box(G: nx.MultiDiGraph, tree: GroupTree, gid: str, backward_from: floa
     memo = tree.memo.setdefault("group_box", {})
     if gid not in memo:
         memo[gid] = _group_box(G, tree, gid, backward_from)
-    return dataclasses.replace(memo[gid])
+    box = memo[gid]
+    return dataclasses.replace(box, lines=list(box.lines), values=dict(box.values))
 
 
 def _group_box(G: nx.MultiDiGraph, tree: GroupTree, gid: str, backward_from: float) -> Box:

@@ -117,3 +117,20 @@ def test_small_graphs_are_drawn_whole_unless_asked():
     assert folded.tree is not None
     got = svgparse.boxes(folded.svg())
     assert sum(b.size for b in got) == len(g) and len(got) < len(g)
+
+
+def test_a_box_feeding_many_gets_one_note_in_every_view():
+    from graphc.compiler import run_stages
+    from graphc.viz.drawing import from_stages
+    from graphc.viz.model import build
+
+    sg = from_stages(run_stages(chain(2000), functions=("value_and_grad",)), "value_and_grad")
+    tree = group_tree(sg.graph.nx, sg.backward_from)
+    notes = 0
+    for gid in views(tree):  # one tree for every view, as the report draws them
+        d = build(sg.graph.nx, title=gid, backward_from=sg.backward_from, tree=tree, view=gid)
+        for b in d.boxes:
+            k = sum("edges not drawn" in line for line in b.lines)
+            assert k <= 1, (gid, b.key, b.lines)
+            notes += k
+    assert notes  # the shared weight w feeds every run of the chain
