@@ -10,6 +10,9 @@ import numpy as np
 
 from graphc.errors import InputError
 
+# What a module without train_step, jvp or hvp leaves out of its constants, and means.
+ABSENT = {"STATE": {}, "OPTIMIZER": None, "HYPERPARAMETERS": {}, "TANGENTS": {}, "VECTORS": {}}
+
 
 class CompiledModule:
     """A built model: `forward` and `value_and_grad` are the extension module's own functions
@@ -46,13 +49,13 @@ class CompiledModule:
 
     def init_state(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Fresh optimiser state (zeros) for train_step, for the arrays `params`."""
-        missing = [p for p in dict.fromkeys(self.module.STATE.values()) if p and p not in params]
+        missing = [p for p in dict.fromkeys(self.STATE.values()) if p and p not in params]
         if missing:
             raise InputError(f"init_state needs the param arrays {missing}")
         dtype = np.dtype(self.module.DTYPE)
         return {
             k: np.zeros_like(params[p], dtype=dtype) if p else np.zeros((), dtype=dtype)
-            for k, p in self.module.STATE.items()
+            for k, p in self.STATE.items()
         }
 
     def __reduce__(self) -> tuple:
@@ -63,6 +66,8 @@ class CompiledModule:
     def __getattr__(self, name: str) -> Any:  # INPUTS, OUTPUTS, WRT, SHAPES, DTYPE, PLAN, ...
         if name == "module":  # not set yet: unpickling, or a failed __init__
             raise AttributeError(name)
+        if name in ABSENT:
+            return getattr(self.module, name, ABSENT[name])
         return getattr(self.module, name)
 
     def __repr__(self) -> str:

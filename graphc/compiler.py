@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ import networkx as nx
 import graphc
 from graphc.codegen.lower import lower
 from graphc.codegen.render import render
-from graphc.compiled import CompiledModule, load  # noqa: F401  (gc.compile's result)
-from graphc.errors import GraphError, InputError
+from graphc.compiled import ABSENT, CompiledModule, load  # noqa: F401  (gc.compile's)
+from graphc.errors import BuildError, GraphError, InputError
 from graphc.ir.graph import Graph, as_graph, describe
 from graphc.ir.shapes import FLOAT_DTYPES, dtype_name
 from graphc.ir.verify import verify
@@ -34,6 +34,7 @@ from graphc.passes.schedule import Program, schedule
 from graphc.passes.simplify import simplify
 from graphc.passes.train import TrainGraph, check_in_place, train_graph
 from graphc.passes.verify_plan import verify_plan
+from graphc.runtime.build import DEFAULT_OPTIONS
 
 STAGES = ("graph", "grad", "schedule", "plan", "pyx")
 
@@ -70,6 +71,7 @@ class Stages:
     grads: dict[str, str]  # gradient output name -> wrt input name
     programs: dict[str, tuple[Program, MemoryPlan]] = field(default_factory=dict)
     source: str = ""
+    module: Any = None  # the module's records (codegen/records.py), which the source renders
     size_hint: int = DEFAULT_HINT
     checkpointing: Checkpointing | None = None
     train: TrainGraph | None = None  # the training step's graph, with an optimizer
@@ -106,8 +108,11 @@ def run_stages(
     fusion: bool = True,
     optimizer: Optimizer | None = None,
     functions: Iterable[str] | None = None,
+    build: Any = None,
 ) -> Stages:
-    """Run the pure-Python stages, up to and including the rendered source. `memory` picks the
+    """Run the pure-Python stages, up to and including the rendered source, which names the
+    runtime (runtime/shared.py) that a build with options `build` (a BuildOptions; default:
+    gc.compile's) uses. `memory` picks the
     planner's strategy ("best", "schedule", "size", or "naive": one buffer per value); every
     plan is checked by the independent verifier before code is generated from it. With an
     `optimizer`, the module also has `train_step` (see passes/train.py). `functions` names
@@ -164,8 +169,21 @@ def run_stages(
         joint, st.programs, returns, _metadata(st, dtype), source_file, graphc.__version__,
         in_place, defaults,
     )  # fmt: skip
-    st.source = render(module)
+    build = build or DEFAULT_OPTIONS
+    st.module = module
+    st.source = render(module, _runtime_key(build), asdict(build))
     return st
+
+
+def _runtime_key(build: Any) -> str:
+    """The key of the runtime a build with options `build` uses; zeros when there is no C
+    compiler to tell (the source is then only for reading)."""
+    from graphc.runtime import shared
+
+    try:
+        return shared.key(build)
+    except BuildError:
+        return "0" * 64
 
 
 FUNCTIONS = ("forward", "value_and_grad", "train_step", "jvp", "hvp")
@@ -260,9 +278,10 @@ def _checkpoint(
 
 
 def _metadata(st: Stages, dtype: str) -> dict[str, str]:
-    """Module-level constants of the generated module, as Python literals."""
+    """Module-level constants of the generated module, as Python literals (those of a
+    function the module lacks left out: see compiled.ABSENT)."""
     g, wrt = st.graph, st.grads.values()
-    return {
+    meta = {
         "GRAPHC_VERSION": repr(graphc.__version__),
         "MODEL": repr(g.name),
         "DTYPE": repr(dtype),
@@ -283,6 +302,7 @@ def _metadata(st: Stages, dtype: str) -> dict[str, str]:
             }
         ),
     }
+    return {k: v for k, v in meta.items() if k not in ABSENT or v != repr(ABSENT[k])}
 
 
 def _state(st: Stages) -> dict[str, str | None]:
@@ -357,7 +377,7 @@ def compile(
     computes the gradients and updates the params and the optimiser's state in place.
     `functions` picks which of forward, value_and_grad, train_step, jvp and hvp to emit
     (default: the first three that apply; see passes/derivatives.py for the last two)."""
-    from graphc.runtime import BuildOptions, build_module, load_module, translate
+    from graphc.runtime import BuildOptions, build_module, load_module, shared, translate
     from graphc.runtime.build import identify_compiler_soon
 
     options = BuildOptions(opt_level=opt_level)
@@ -366,6 +386,7 @@ def compile(
     identify_compiler_soon(options)
     started = translate.start_soon()
     try:
+        shared.ensure(options, progress)
         stages = run_stages(
             g,
             of=of,
@@ -378,10 +399,12 @@ def compile(
             fusion=fusion,
             optimizer=optimizer,
             functions=functions,
+            build=options,
         )
         name = stages.graph.name
         built = build_module(
-            name, stages.source, out_dir=out_dir, options=options, progress=progress,
+            name, stages.source, out_dir=out_dir, options=shared.module_options(options),
+            progress=progress,
             folder=name if dtype_name(dtype) == "float64" else f"{name}_{dtype_name(dtype)}",
         )  # fmt: skip
     finally:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jinja2
 
+from graphc.codegen.cython import module_view
 from graphc.codegen.records import Module
 
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ def _template_cache() -> TemplateCache | None:
 
 
 @functools.cache
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir())),
         undefined=jinja2.StrictUndefined,
@@ -56,9 +57,10 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render(module: Module) -> str:
-    """The Cython source of `module`."""
-    text = _environment().get_template("module.pyx.j2").render(module=module)
+def render(module: Module, runtime_key: str, runtime_options: dict) -> str:
+    """The Cython source of `module`, built against the runtime `runtime_key`."""
+    view = module_view(module, runtime_key, runtime_options)
+    text = environment().get_template("module.pyx.j2").render(m=view)
     lines = [line.rstrip() for line in text.splitlines()]
     while lines and not lines[-1]:
         lines.pop()

@@ -409,8 +409,8 @@ class Value:
         raise TypeError("a graphc Value has no truth value while the graph is built; use gc.where")
 
     def __getitem__(self, key: Any) -> Value:
-        """Basic indexing as NumPy's: ints, slices, `...` and None (see ops/indexing.py)."""
-        from graphc.ops.indexing import getitem
+        """Basic indexing as NumPy's: ints, slices, `...` and None (see ops/slicing.py)."""
+        from graphc.ops.slicing import getitem
 
         return getitem(self, key)
 

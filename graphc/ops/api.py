@@ -7,7 +7,7 @@ from graphc.ir.graph import Value, clean_loc
 from graphc.ir.loc import user_loc
 from graphc.ir.shapes import ShapeMismatch, format_shape, normalize_axes, normalize_shape
 from graphc.ops import shape as _shape
-from graphc.ops.conv import avg_pool2d, conv2d, max_pool2d  # noqa: F401
+from graphc.ops.conv import conv2d  # noqa: F401
 from graphc.ops.elementwise import (  # noqa: F401
     absolute,
     add,
@@ -36,7 +36,7 @@ from graphc.ops.elementwise import (  # noqa: F401
     tanh,
     where,
 )
-from graphc.ops.indexing import concat, one_hot, take  # noqa: F401
+from graphc.ops.indexing import one_hot, take  # noqa: F401
 from graphc.ops.linalg import matmul  # noqa: F401
 from graphc.ops.nn import (  # noqa: F401
     layer_norm,
@@ -46,7 +46,9 @@ from graphc.ops.nn import (  # noqa: F401
     softmax,
     softmax_cross_entropy,
 )
+from graphc.ops.pool import avg_pool2d, max_pool2d  # noqa: F401
 from graphc.ops.reduce import max, mean, size, sum  # noqa: F401
+from graphc.ops.slicing import concat  # noqa: F401
 
 abs = absolute  # noqa: A001
 pow = power  # noqa: A001

@@ -1,4 +1,4 @@
-"""2-D convolution and pooling over NCHW values, with the gradient ops they need.
+"""2-D convolution over NCHW values, with the gradient ops it needs (pooling: ops/pool.py).
 
 Layouts as PyTorch's: x is [N, C, H, W], a convolution weight [C_out, C_in/groups, kH, kW];
 convolution is cross-correlation with zero padding, and an output side is
@@ -10,149 +10,99 @@ set is closed under differentiation and `grad(grad(g))` works:
   conv2d(x, w)               -> dx: conv2d_grad_input(ct, w), dw: conv2d_grad_weight(x, ct)
   conv2d_grad_input(ct, w)   -> dct: conv2d(c, w),      dw: conv2d_grad_weight(c, ct)
   conv2d_grad_weight(x, ct)  -> dx: conv2d_grad_input(ct, c), dct: conv2d(x, c)
-  max_pool2d(x)              -> dx: max_pool2d_grad(ct, x)
-  max_pool2d_grad(ct, x)     -> dct: max_pool2d_gather(c, x)   (x: none, the argmax is
-  max_pool2d_gather(v, x)    -> dv: max_pool2d_grad(c, x)       piecewise constant)
-  avg_pool2d(x) <-> avg_pool2d_grad(ct): each the other's VJP (both linear).
-Max pooling sends a window's gradient to its first maximum in row-major order, as PyTorch does
-(to the first NaN, if the window has one); where windows overlap, their gradients add up.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from graphc.errors import ShapeError
+from graphc.codegen.emit import Emit
+from graphc.codegen.kir import SizeExpr
 from graphc.ir.graph import Value
-from graphc.ir.loc import user_loc
-from graphc.ir.shapes import ShapeMismatch, format_shape
+from graphc.ir.shapes import ShapeMismatch
 from graphc.ops._build import apply, float_dtype
+from graphc.ops._window import (
+    _conv_params,
+    _groups,
+    _in_float64,
+    _nchw,
+    _out_hw,
+    _pad,
+    _pair,
+    _pair_param,
+    _same_batch,
+    _scatter_windows,
+    _windows,
+)
 from graphc.ops.registry import OpDef, register
 
 _CONV = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1}
-_POOL = {"kernel": None, "stride": None, "padding": (0, 0)}  # stride None: the kernel's
 
 
-# ---- geometry ---------------------------------------------------------------------------------
-def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+# ---- lowering: direct loops or im2col tiles and BLAS, per layer (templates/runtime/conv.pyx.j2)
+# A convolution (or either of its gradients) runs one of two runtime kernels, chosen per layer
+# from its geometry: direct loops along output rows, or im2col of tiles of output positions (on
+# the stack) multiplied by BLAS, whose inner dimension is the layer's taps per group,
+# C_in/groups * kH * kW. Measured on this kind of machine (float32, batch 32, one thread;
+# microseconds, direct / BLAS):
+#
+#   layer (C_in->C_out kernel, input)   taps  out/group  forward      grad_input   grad_weight
+#   1->8 3x3, 28x28                        9      8       221 / 316    607 / 369    315 / 417
+#   8->8 1x1, 28x28                        8      8       214 / 264    169 / 287    277 / 217
+#   1->8 5x5, 28x28 pad 2                 25      8       585 / 987   1054 / 1022   914 / 774
+#   4->16 3x3, 28x28 pad 1                36     16      1905 / 1311  2552 / 1986  1932 / 1439
+#   16->32 3x3, 28x28 pad 1              144     32     14161 / 6585 12838 / 7981 15075 / 10340
+#   32->8 3x3, 14x14 pad 1               288      8      2780 / 6244  2717 / 3080  4583 / 3204
+#   64->16 3x3, 14x14 pad 1, groups 4    144      4      4394 / 5755  3697 / 5644  3304 / 10643
+#   64->64 3x3, 14x14 pad 1, groups 4    144     16     16674 / 7015 19273 / 8639 23349 / 13416
+#   32->32 3x3, 28x28 pad 1, depthwise     9      1      1804 / 6207  3084 / 8025  3910 / 8486
+#
+# BLAS wins once a group has both many taps and many outputs (its products are then neither
+# thin nor short): from GEMM_MIN_TAPS taps and GEMM_MIN_OUT outputs per group on. The direct
+# kernels share large work among the module's threads (by images, blocks of output channels),
+# each result computed by one thread: the same bits for any number.
+TILE = 8192  # elements of the im2col tile, on the stack (_CONV_TILE in conv.pyx.j2)
+GEMM_MIN_TAPS, GEMM_MIN_OUT = 32, 16  # im2col + BLAS from here on (see above)
+INT32_MAX = 2**31 - 1  # BLAS may take 32-bit sizes
+WHICH = {"conv2d": 0, "conv2d_grad_input": 1, "conv2d_grad_weight": 2}  # conv2d_tiled's
 
 
-def _pair_param(op: str, params, name: str, least: int) -> tuple[int, int]:
-    v = params[name]
-    if not (isinstance(v, tuple) and len(v) == 2 and all(_int(d) and d >= least for d in v)):
-        raise ShapeMismatch(f"{op}: {name} must be a pair of ints >= {least}, got {v!r}")
-    return v
+def tiling(w_shape: tuple, y_shape: tuple, groups: int) -> tuple[int, int] | None:
+    """(positions per tile, input channels per tile) of the im2col + BLAS kernel for a layer
+    with weight `w_shape` and output `y_shape`, or None for direct loops: these win while a
+    group has fewer than GEMM_MIN_TAPS taps or GEMM_MIN_OUT output channels."""
+    cig, (kh, kw), cog = w_shape[1], w_shape[2:], w_shape[0] // groups
+    taps, positions = cig * kh * kw, y_shape[2] * y_shape[3]
+    if taps < GEMM_MIN_TAPS or cog < GEMM_MIN_OUT or kh * kw * 16 > TILE:
+        return None
+    if max(cog, taps, positions) > INT32_MAX:
+        return None
+    tile = max(16, TILE // taps)
+    return tile, min(cig, TILE // (kh * kw * tile))
 
 
-_CONV_LOW = (("stride", 1), ("padding", 0), ("dilation", 1))  # the least value of each
-
-
-def _conv_params(op: str, params) -> tuple[tuple[int, int], ...]:
-    """(stride, padding, dilation), checked; groups is checked against the channels."""
-    if not (_int(params["groups"]) and params["groups"] >= 1):
-        raise ShapeMismatch(f"{op}: groups must be an int >= 1, got {params['groups']!r}")
-    return tuple(_pair_param(op, params, k, low) for k, low in _CONV_LOW)
-
-
-def _pool_params(op: str, params) -> tuple[tuple[int, int], ...]:
-    """(kernel, stride, padding), checked; padding at most half the kernel, as PyTorch's."""
-    kernel = _pair_param(op, params, "kernel", 1)
-    stride = kernel if params["stride"] is None else _pair_param(op, params, "stride", 1)
-    padding = _pair_param(op, params, "padding", 0)
-    if any(2 * p > k for p, k in zip(padding, kernel, strict=True)):
-        raise ShapeMismatch(f"{op}: padding {padding} is more than half the kernel {kernel}")
-    return kernel, stride, padding
-
-
-def _nchw(op: str, shape: tuple, what: str, layout: str, batch: bool = True) -> tuple:
-    """`shape` checked to be 4-d with int dims >= 1 (the first may be a symbol or 0 if
-    `batch`)."""
-    if len(shape) != 4:
-        raise ShapeMismatch(f"{op}: {what} must be 4-d {layout}, got {format_shape(shape)}")
-    names = layout.strip("[]").split(", ")
-    for k, (d, name) in enumerate(zip(shape, names, strict=True)):
-        if batch and k == 0:
-            continue
-        if not _int(d):
-            raise ShapeMismatch(
-                f"{op}: {name} of {what} is the symbol {d!r}; only the batch N may be symbolic"
-            )
-        if d < 1:
-            raise ShapeMismatch(f"{op}: {name} of {what} is {d}; it must be at least 1")
-    return shape
-
-
-def _out_side(n: int, k: int, s: int, p: int, d: int) -> int:
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _out_hw(op: str, hw, kernel, stride, padding, dilation=(1, 1)) -> tuple[int, int]:
-    out = tuple(map(_out_side, hw, kernel, stride, padding, dilation))
-    if min(out) < 1:
-        span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
-        raise ShapeMismatch(
-            f"{op}: a {span[0]}x{span[1]} window does not fit in the {hw[0]}x{hw[1]} input "
-            f"padded by {padding}"
-        )
-    return out
-
-
-def _groups(op: str, c_in: int, c_out: int, groups: int) -> None:
-    for name, c in (("C_in", c_in), ("C_out", c_out)):
-        if c % groups:
-            raise ShapeMismatch(f"{op}: {name} = {c} is not a multiple of groups = {groups}")
-
-
-def _same_batch(op: str, a: tuple, b: tuple) -> None:
-    if a[0] != b[0]:
-        raise ShapeMismatch(f"{op}: batch sizes {a[0]} and {b[0]} differ")
-
-
-# ---- NumPy helpers ----------------------------------------------------------------------------
-def _in_float64(ref: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-    """`ref` computed on float64 copies of its arrays, its result rounded to their dtype: a
-    float32 result is the float64 one rounded once, whatever order NumPy adds in."""
-
-    @functools.wraps(ref)
-    def run(*arrays: np.ndarray, **params: Any) -> np.ndarray:
-        dtype = np.result_type(*arrays)
-        out = ref(*(np.asarray(a, np.float64) for a in arrays), **params)
-        return np.ascontiguousarray(out, dtype=dtype)
-
-    return run
-
-
-def _pad(x: np.ndarray, padding, value: float = 0.0) -> np.ndarray:
-    (ph, pw) = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
-
-
-def _windows(xp: np.ndarray, kernel, stride, dilation=(1, 1)) -> np.ndarray:
-    """The view [N, C, H_out, W_out, kH, kW] of the windows of padded `xp`."""
-    span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
-    win = sliding_window_view(xp, span, axis=(2, 3))
-    return win[:, :, :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
-
-
-def _scatter_windows(parts, shape, dtype, kernel, stride, padding, dilation=(1, 1)):
-    """The adjoint of `_windows` on a padded input: parts(i, j) [N, C, H_out, W_out] added at
-    tap (i, j) of every window, the padding cut off; `shape` is the unpadded [N, C, H, W]."""
-    n, c, h, w = shape
-    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
-    out = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype)
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            p = parts(i, j)
-            rows = slice(i * dh, i * dh + (p.shape[2] - 1) * sh + 1, sh)
-            cols = slice(j * dw, j * dw + (p.shape[3] - 1) * sw + 1, sw)
-            out[:, :, rows, cols] += p
-    return out[:, :, ph : ph + h, pw : pw + w]
+def _lower_conv(e: Emit, n: int, args: list[int], params: dict) -> None:
+    """The kernel of conv2d or a gradient of it, with its operands `args` and the geometry of
+    the convolution (x [N, C_in, H, W], weight w, output y) it belongs to."""
+    op = e.values.G.nodes[n]["op"]
+    shape = e.values.shape
+    a, b = args
+    x, w, y = {  # the shapes of the convolution's x, weight and output
+        "conv2d": (shape(a), shape(b), shape(n)),
+        "conv2d_grad_input": (shape(n), shape(b), shape(a)),
+        "conv2d_grad_weight": (shape(a), shape(n), shape(b)),
+    }[op]  # (every entry has both operands)
+    g = params["groups"]
+    geometry = [x[0], g, w[1], w[0] // g, *x[2:], *w[2:], *y[2:], *params["stride"],
+                *params["padding"], *params["dilation"]]  # fmt: skip
+    tiles = tiling(w, y, g)
+    if tiles is None:  # direct loops: one multiply-add per tap
+        work = SizeExpr.of([*y, *w[1:]])
+        e.runtime(f"{op}_{e.suffix}", [a, b, n], geometry, work=work, alone=False)
+    else:  # im2col tiles and BLAS, which shares the products among its own threads
+        e.runtime(f"conv2d_tiled_{e.suffix}", [a, b, n], [WHICH[op], *geometry, *tiles], work=None)
 
 
 # ---- conv2d -----------------------------------------------------------------------------------
@@ -192,6 +142,7 @@ register(
             lambda ct, out, x, w, **p: conv2d_grad_weight(x, ct, w.shape[2:], **p),
         ),
         params=_CONV,
+        lower=_lower_conv,
         formula="dx = conv2d_grad_input(dy, w), dw = conv2d_grad_weight(x, dy)",
     )
 )
@@ -246,6 +197,7 @@ register(
             lambda c, out, ct, w, size, **p: conv2d_grad_weight(c, ct, w.shape[2:], **p),
         ),
         params={**_CONV, "size": None},
+        lower=_lower_conv,
         formula="dct = conv2d(dy, w), dw = conv2d_grad_weight(dy, ct)",
     )
 )
@@ -290,174 +242,13 @@ register(
             lambda c, out, x, ct, kernel, **p: conv2d(x, c, **p),
         ),
         params={**_CONV, "kernel": None},
+        lower=_lower_conv,
         formula="dx = conv2d_grad_input(ct, dy), dct = conv2d(x, dy)",
     )
 )
 
 
-# ---- max pooling ------------------------------------------------------------------------------
-def _pooled(op: str, x: tuple, params) -> tuple:
-    kernel, stride, padding = _pool_params(op, params)
-    return (*x[:2], *_out_hw(op, x[2:], kernel, stride, padding))
-
-
-def _infer_max_pool(shapes, dtypes, params):
-    x = _nchw("max_pool2d", shapes[0], "x", "[N, C, H, W]")
-    return _pooled("max_pool2d", x, params), float_dtype(dtypes, "max_pool2d")
-
-
-def _infer_pool_pair(op: str, first: str, shapes, dtypes, params):
-    """(ct, x) -> x's shape for the scatter, (v, x) -> the pooled shape for the gather."""
-    x = _nchw(op, shapes[1], "x", "[N, C, H, W]")
-    pooled = _pooled(op, x, params)
-    want = pooled if first == "ct" else x
-    if tuple(shapes[0]) != tuple(want):
-        raise ShapeMismatch(f"{op}: {first} must be {format_shape(want)} for this x")
-    return (x if first == "ct" else pooled), float_dtype(dtypes, op)
-
-
-def _argmax(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
-    """Per window, the flat index in its [H, W] plane of the first maximum in row-major order
-    (the first NaN if any; the first cell when every cell is -inf); never a padding cell."""
-    n, c, h, w = x.shape
-    stride = stride or kernel
-    win = _windows(_pad(x, padding, -np.inf), kernel, stride)
-    ho, wo = win.shape[2:4]
-    win = win.reshape(n, c, ho, wo, kernel[0] * kernel[1])
-    real = _windows(_pad(np.ones((1, 1, h, w), bool), padding, False), kernel, stride)
-    real = real.reshape(1, 1, ho, wo, kernel[0] * kernel[1])
-    k = np.argmax(win, axis=-1)
-    k = np.where(np.take_along_axis(real, k[..., None], -1)[..., 0], k, np.argmax(real, -1))
-    rows = np.arange(ho)[:, None] * stride[0] + k // kernel[1] - padding[0]
-    cols = np.arange(wo)[None, :] * stride[1] + k % kernel[1] - padding[1]
-    return rows * w + cols
-
-
-def _plane_index(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """`idx`, per-plane indices of x's [N, C] planes, as flat indices into x."""
-    n, c, h, w = x.shape
-    return idx + (np.arange(n * c).reshape(n, c, 1, 1) * (h * w))
-
-
-def _max_pool_ref(x, kernel, stride, padding):
-    win = _windows(_pad(x, padding, -np.inf), kernel, stride or kernel)
-    return np.max(win, axis=(4, 5))
-
-
-@_in_float64
-def _max_pool_grad_ref(ct, x, kernel, stride, padding):
-    dx = np.zeros(x.shape, np.result_type(ct, x))
-    np.add.at(dx.reshape(-1), _plane_index(x, _argmax(x, kernel, stride, padding)), ct)
-    return dx
-
-
-def _max_pool_gather_ref(v, x, kernel, stride, padding):
-    flat = _plane_index(x, _argmax(x, kernel, stride, padding))
-    return v.reshape(-1)[flat].astype(np.result_type(v, x), copy=False)
-
-
-# d max_pool2d(x) = dy sent to each window's first maximum
-register(
-    OpDef(
-        "max_pool2d",
-        1,
-        _infer_max_pool,
-        _max_pool_ref,
-        (lambda ct, out, x, **p: max_pool2d_grad(ct, x, **p),),
-        params=_POOL,
-        formula="dx = dy at each window's first maximum, summed where windows overlap",
-    )
-)
-# A scatter of ct to the argmax of x's windows: linear in ct (its VJP gathers the cotangent
-# there); piecewise constant in x.
-register(
-    OpDef(
-        "max_pool2d_grad",
-        2,
-        lambda s, d, p: _infer_pool_pair("max_pool2d_grad", "ct", s, d, p),
-        _max_pool_grad_ref,
-        (lambda c, out, ct, x, **p: max_pool2d_gather(c, x, **p), None),
-        params=_POOL,
-        formula="dct = dy gathered at the argmax of x's windows; x: none",
-    )
-)
-register(
-    OpDef(
-        "max_pool2d_gather",
-        2,
-        lambda s, d, p: _infer_pool_pair("max_pool2d_gather", "v", s, d, p),
-        _max_pool_gather_ref,
-        (lambda c, out, v, x, **p: max_pool2d_grad(c, x, **p), None),
-        params=_POOL,
-        formula="dv = dy scattered to the argmax of x's windows; x: none",
-    )
-)
-
-
-# ---- average pooling (count_include_pad: always divided by kH kW) -----------------------------
-def _infer_avg_pool(shapes, dtypes, params):
-    x = _nchw("avg_pool2d", shapes[0], "x", "[N, C, H, W]")
-    return _pooled("avg_pool2d", x, params), float_dtype(dtypes, "avg_pool2d")
-
-
-def _infer_avg_pool_grad(shapes, dtypes, params):
-    op = "avg_pool2d_grad"
-    ct = _nchw(op, shapes[0], "ct", "[N, C, H_out, W_out]")
-    size = _pair_param(op, params, "size", 1)
-    pooled = _pooled(op, (*ct[:2], *size), params)
-    if pooled != tuple(ct):
-        raise ShapeMismatch(f"{op}: an input of size {size} pools to {pooled[2:]}, not {ct[2:]}")
-    return (*ct[:2], *size), float_dtype(dtypes, op)
-
-
-@_in_float64
-def _avg_pool_ref(x, kernel, stride, padding):
-    win = _windows(_pad(x, padding), kernel, stride or kernel)
-    return np.sum(win, axis=(4, 5)) / (kernel[0] * kernel[1])
-
-
-@_in_float64
-def _avg_pool_grad_ref(ct, kernel, stride, padding, size):
-    share = ct / (kernel[0] * kernel[1])
-    shape = (*ct.shape[:2], *size)
-    dx = _scatter_windows(lambda i, j: share, shape, ct.dtype, kernel, stride or kernel, padding)
-    return np.ascontiguousarray(dx)
-
-
-register(
-    OpDef(
-        "avg_pool2d",
-        1,
-        _infer_avg_pool,
-        _avg_pool_ref,
-        (lambda ct, out, x, **p: avg_pool2d_grad(ct, x.shape[2:], **p),),
-        params=_POOL,
-        formula="dx = dy / (kH kW) spread over each window",
-    )
-)
-register(
-    OpDef(
-        "avg_pool2d_grad",
-        1,
-        _infer_avg_pool_grad,
-        _avg_pool_grad_ref,
-        (lambda c, out, ct, size, **p: avg_pool2d(c, **p),),
-        params={**_POOL, "size": None},
-        formula="dct = avg_pool2d(dy)",
-    )
-)
-
-
 # ---- builders ---------------------------------------------------------------------------------
-def _pair(op: str, name: str, v: Any) -> tuple:
-    """An int or a pair as a pair (NumPy ints as ints); the op's shape rule checks values."""
-    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
-        return (int(v), int(v))
-    if isinstance(v, (tuple, list)) and len(v) == 2:
-        return tuple(int(d) if isinstance(d, np.integer) else d for d in v)
-    raise ShapeError(f"{op} at {user_loc()}: {name} must be an int or a pair of ints, got {v!r}")
-
-
 def _conv_kw(op: str, stride, padding, dilation, groups) -> dict[str, Any]:
     if isinstance(groups, np.integer):
         groups = int(groups)
@@ -505,48 +296,3 @@ def conv2d_grad_weight(
     kw = _conv_kw("conv2d_grad_weight", stride, padding, dilation, groups)
     op = "conv2d_grad_weight"
     return apply(op, x, ct, kernel=_pair(op, "kernel", kernel), **kw)
-
-
-def _pool_kw(op: str, kernel, stride, padding) -> dict[str, Any]:
-    kernel = _pair(op, "kernel", kernel)
-    return {
-        "kernel": kernel,
-        "stride": kernel if stride is None else _pair(op, "stride", stride),
-        "padding": _pair(op, "padding", padding),
-    }
-
-
-def max_pool2d(x: Value, kernel: Any, stride: Any = None, padding: Any = 0) -> Value:
-    """Maximum over kH x kW windows of x [N, C, H, W] (stride: the kernel by default; padding
-    counts as -inf and is at most half the kernel); NaN propagates as in np.max. The gradient
-    goes to each window's first maximum in row-major order."""
-    return apply("max_pool2d", x, **_pool_kw("max_pool2d", kernel, stride, padding))
-
-
-def max_pool2d_grad(
-    ct: Value, x: Value, kernel: Any, stride: Any = None, padding: Any = 0
-) -> Value:
-    """`ct` (max_pool2d(x)'s shape) added at the first maximum of each window of x."""
-    return apply("max_pool2d_grad", ct, x, **_pool_kw("max_pool2d_grad", kernel, stride, padding))
-
-
-def max_pool2d_gather(
-    v: Value, x: Value, kernel: Any, stride: Any = None, padding: Any = 0
-) -> Value:
-    """`v` (x's shape) read at the first maximum of each window of x."""
-    kw = _pool_kw("max_pool2d_gather", kernel, stride, padding)
-    return apply("max_pool2d_gather", v, x, **kw)
-
-
-def avg_pool2d(x: Value, kernel: Any, stride: Any = None, padding: Any = 0) -> Value:
-    """Mean over kH x kW windows of x [N, C, H, W], zero padding included in every mean
-    (divided by kH kW always, as PyTorch's default count_include_pad=True)."""
-    return apply("avg_pool2d", x, **_pool_kw("avg_pool2d", kernel, stride, padding))
-
-
-def avg_pool2d_grad(
-    ct: Value, size: Any, kernel: Any, stride: Any = None, padding: Any = 0
-) -> Value:
-    """The gradient of avg_pool2d(x) in x of spatial `size` (H, W), for cotangent `ct`."""
-    kw = _pool_kw("avg_pool2d_grad", kernel, stride, padding)
-    return apply("avg_pool2d_grad", ct, size=_pair("avg_pool2d_grad", "size", size), **kw)

@@ -1,7 +1,9 @@
-"""Elementwise ops: NumPy broadcasting, a Cython expression each, derivatives via the builder.
+"""Elementwise ops: NumPy broadcasting, a scalar rule each, derivatives via the builder.
 
-Fragments are Cython expressions over C scalars ({0}, {1}, ...) that keep NumPy's semantics,
-NaN propagation included (np.maximum propagates NaN; C's fmax would not).
+A scalar rule builds a kernel-IR expression (graphc/codegen/kir.py) of its operands'; rules keep
+NumPy's semantics, NaN propagation included (np.maximum propagates NaN; C's fmax would not).
+Literals written as Python floats (`1.0`) are computed in double whatever the dtype, as NumPy's
+float32 ufuncs compute in float only their operands' own arithmetic.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from graphc.codegen import kir
 from graphc.ir.graph import Value
 from graphc.ir.shapes import DTYPES, INT_DTYPES, broadcast_shapes, dtype_name
 from graphc.ops._build import apply, float_dtype
@@ -30,12 +33,12 @@ def _elementwise(
     name: str,
     ref: Callable[..., Any],
     vjp: tuple[VjpRule, ...],
-    fragment: str,
+    scalar: Callable[..., kir.Expr],
     formula: str,
     infer=_infer_float,
 ) -> Callable[..., Value]:
     register(
-        OpDef(name, len(vjp), infer, ref, vjp, elementwise=True, fragment=fragment, formula=formula)
+        OpDef(name, len(vjp), infer, ref, vjp, elementwise=True, scalar=scalar, formula=formula)
     )
 
     def build(*args: Any) -> Value:
@@ -50,21 +53,21 @@ add = _elementwise(
     "add",
     np.add,
     (lambda ct, out, x, y: ct, lambda ct, out, x, y: ct),
-    "({0} + {1})",
+    lambda x, y: x + y,
     "d(x+y) = dx + dy",
 )
 sub = _elementwise(
     "sub",
     np.subtract,
     (lambda ct, out, x, y: ct, lambda ct, out, x, y: -ct),
-    "({0} - {1})",
+    lambda x, y: x - y,
     "d(x-y) = dx - dy",
 )
 mul = _elementwise(
     "mul",
     np.multiply,
     (lambda ct, out, x, y: ct * y, lambda ct, out, x, y: ct * x),
-    "({0} * {1})",
+    lambda x, y: x * y,
     "d(x*y) = y dx + x dy",
 )
 # d(x/y)/dy = -x/y^2 = -out/y
@@ -72,34 +75,32 @@ div = _elementwise(
     "div",
     np.divide,
     (lambda ct, out, x, y: ct / y, lambda ct, out, x, y: -(ct * out) / y),
-    "({0} / {1})",
+    lambda x, y: x / y,
     "d(x/y) = dx/y - (x/y) dy/y",
 )
-neg = _elementwise("neg", np.negative, (lambda ct, out, x: -ct,), "(-{0})", "d(-x) = -dx")
+neg = _elementwise("neg", np.negative, (lambda ct, out, x: -ct,), lambda x: -x, "d(-x) = -dx")
 # d(x^y) = y x^(y-1) dx + log(x) x^y dy
 power = _elementwise(
     "pow",
     np.power,
     (lambda ct, out, x, y: ct * (y * x ** (y - 1)), lambda ct, out, x, y: ct * (out * log(x))),
-    "pow({0}, {1})",
+    lambda x, y: kir.call("pow", x, y),
     "d(x^y) = y x^(y-1) dx + log(x) x^y dy",
 )
-exp = _elementwise(
-    "exp", np.exp, (lambda ct, out, x: ct * out,), "exp({0})", "d exp(x) = exp(x) dx"
-)
-log = _elementwise("log", np.log, (lambda ct, out, x: ct / x,), "log({0})", "d log(x) = dx / x")
+exp = _elementwise("exp", np.exp, (lambda ct, out, x: ct * out,), kir.exp, "d exp(x) = exp(x) dx")
+log = _elementwise("log", np.log, (lambda ct, out, x: ct / x,), kir.log, "d log(x) = dx / x")
 sqrt = _elementwise(
     "sqrt",
     np.sqrt,
     (lambda ct, out, x: ct * 0.5 / out,),
-    "sqrt({0})",
+    kir.sqrt,
     "d sqrt(x) = dx / (2 sqrt(x))",
 )
 tanh = _elementwise(
     "tanh",
     np.tanh,
     (lambda ct, out, x: ct * (1 - out * out),),
-    "tanh({0})",
+    kir.tanh,
     "d tanh(x) = (1 - tanh(x)^2) dx",
 )
 
@@ -121,7 +122,7 @@ erf = _elementwise(
     "erf",
     _erf,
     (lambda ct, out, x: ct * (_TWO_OVER_SQRT_PI * exp(-(x * x))),),
-    "erf({0})",
+    lambda x: kir.call("erf", x),
     "d erf(x) = 2/sqrt(pi) exp(-x^2) dx",
 )
 
@@ -137,25 +138,29 @@ sigmoid = _elementwise(
     "sigmoid",
     _expit,
     (lambda ct, out, x: ct * (out * (1 - out)),),
-    "(1.0 / (1.0 + exp(-{0})))",
+    lambda x: 1.0 / (1.0 + kir.exp(-x)),
     "d s(x) = s(x) (1 - s(x)) dx",
 )
 relu = _elementwise(
     "relu",
     lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
     (lambda ct, out, x: where(x > 0, ct, 0),),
-    "({0} if not ({0} <= 0) else 0)",
+    lambda x: kir.select(x <= 0, 0, x),
     "d relu(x) = [x > 0] dx",
 )
 sign = _elementwise(
     "sign",
     np.sign,
     (None,),
-    "(<double>(({0} > 0) - ({0} < 0)) if {0} == {0} else {0})",
+    lambda x: kir.select(x.eq(x), kir.Cast("float64", (x > 0) - (x < 0)), x),
     "sign is piecewise constant: no gradient",
 )
 absolute = _elementwise(
-    "abs", np.abs, (lambda ct, out, x: ct * sign(x),), "fabs({0})", "d |x| = sign(x) dx"
+    "abs",
+    np.abs,
+    (lambda ct, out, x: ct * sign(x),),
+    lambda x: kir.call("fabs", x),
+    "d |x| = sign(x) dx",
 )
 # Ties split the cotangent evenly between the operands, as a subgradient.
 maximum = _elementwise(
@@ -165,7 +170,7 @@ maximum = _elementwise(
         lambda ct, out, x, y: where(x > y, ct, where(x < y, 0, ct * 0.5)),
         lambda ct, out, x, y: where(y > x, ct, where(y < x, 0, ct * 0.5)),
     ),
-    "({0} if ({0} >= {1} or {0} != {0}) else {1})",
+    lambda x, y: kir.select(kir.Bin("or", x >= y, x.ne(x)), x, y),
     "d max(x,y) = [x>y] dx + [y>x] dy, ties halve",
 )
 minimum = _elementwise(
@@ -175,7 +180,7 @@ minimum = _elementwise(
         lambda ct, out, x, y: where(x < y, ct, where(x > y, 0, ct * 0.5)),
         lambda ct, out, x, y: where(y < x, ct, where(y > x, 0, ct * 0.5)),
     ),
-    "({0} if ({0} <= {1} or {0} != {0}) else {1})",
+    lambda x, y: kir.select(kir.Bin("or", x <= y, x.ne(x)), x, y),
     "d min(x,y) = [x<y] dx + [y<x] dy, ties halve",
 )
 
@@ -204,11 +209,10 @@ def _gelu_vjp(ct, out, x, approximate):
     return ct * (cdf + x * (_INV_SQRT_2PI * exp(-0.5 * (x * x))))
 
 
-def _gelu_fragment(params) -> str:
-    if params["approximate"] == "tanh":
-        return (f"(0.5 * {{0}} * (1.0 + tanh({_SQRT_2_OVER_PI!r} * "
-                f"({{0}} + {_GELU_C!r} * ({{0}} * {{0}} * {{0}})))))")  # fmt: skip
-    return f"(0.5 * {{0}} * erfc(-{_SQRT_HALF!r} * {{0}}))"
+def _gelu_scalar(x: kir.Expr, approximate: str) -> kir.Expr:
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + kir.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x * x * x))))
+    return 0.5 * x * kir.call("erfc", -kir.Lit(_SQRT_HALF) * x)
 
 
 def _infer_gelu(shapes, dtypes, params):
@@ -228,7 +232,7 @@ register(
         (_gelu_vjp,),
         params={"approximate": "none"},
         elementwise=True,
-        fragment=_gelu_fragment,
+        scalar=_gelu_scalar,
         formula="d gelu(x) = Phi(x) + x phi(x) (or the tanh form's derivative)",
     )
 )
@@ -240,19 +244,22 @@ def gelu(x: Value, approximate: str = "none") -> Value:
 
 
 _NO_GRAD = (None, None)
-less = _elementwise("less", np.less, _NO_GRAD, "({0} < {1})", "no gradient", _infer_compare)
+less = _elementwise("less", np.less, _NO_GRAD, lambda x, y: x < y, "no gradient", _infer_compare)
 less_equal = _elementwise(
-    "less_equal", np.less_equal, _NO_GRAD, "({0} <= {1})", "no gradient", _infer_compare
+    "less_equal", np.less_equal, _NO_GRAD, lambda x, y: x <= y, "no gradient", _infer_compare
 )
 greater = _elementwise(
-    "greater", np.greater, _NO_GRAD, "({0} > {1})", "no gradient", _infer_compare
+    "greater", np.greater, _NO_GRAD, lambda x, y: x > y, "no gradient", _infer_compare
 )
 greater_equal = _elementwise(
-    "greater_equal", np.greater_equal, _NO_GRAD, "({0} >= {1})", "no gradient", _infer_compare
+    "greater_equal", np.greater_equal, _NO_GRAD, lambda x, y: x >= y, "no gradient",
+    _infer_compare,
+)  # fmt: skip
+equal = _elementwise(
+    "equal", np.equal, _NO_GRAD, lambda x, y: x.eq(y), "no gradient", _infer_compare
 )
-equal = _elementwise("equal", np.equal, _NO_GRAD, "({0} == {1})", "no gradient", _infer_compare)
 not_equal = _elementwise(
-    "not_equal", np.not_equal, _NO_GRAD, "({0} != {1})", "no gradient", _infer_compare
+    "not_equal", np.not_equal, _NO_GRAD, lambda x, y: x.ne(y), "no gradient", _infer_compare
 )
 
 
@@ -268,7 +275,7 @@ where = _elementwise(
     "where",
     np.where,
     (None, lambda ct, out, c, x, y: where(c, ct, 0), lambda ct, out, c, x, y: where(c, 0, ct)),
-    "({1} if {0} else {2})",
+    kir.select,
     "d where(c,x,y) = [c] dx + [not c] dy",
     _infer_where,
 )
@@ -295,7 +302,7 @@ register(
         (lambda ct, out, x, dtype: cast(ct, x.dtype),),
         params={"dtype": "float64"},
         elementwise=True,
-        fragment=lambda p: "({0} != 0)" if p["dtype"] == "bool" else "(<{dtype}>{0})",
+        scalar=lambda x, dtype: x.ne(0) if dtype == "bool" else kir.Cast(dtype, x),
         formula="d cast(x) = cast(dx) back to x's dtype",
     )
 )

@@ -1,5 +1,5 @@
-"""Indexing: gathers (`take`, its gradient `take_grad`), `one_hot`, static slices (`slice`, its
-gradient `slice_grad`), `concat`, and NumPy's basic indexing on Values (`x[:, 1:3]`).
+"""Gathers: `take`, its gradient `take_grad`, and `one_hot`; where a model reads indices, and
+the checks of them (static slices and `concat`: ops/slicing.py).
 
 Int values (indices, labels) come only from int inputs and constants, through ops that move
 elements (reshape, transpose, broadcast_to, slice, concat); no op computes them. So every index a
@@ -12,12 +12,13 @@ holds.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import networkx as nx
 import numpy as np
 
+from graphc.codegen.emit import Emit, flat_loop
+from graphc.codegen.kir import Assign, Bin, Expr, If, Lit, Store
 from graphc.errors import GraphError, ShapeError
 from graphc.ir.graph import Value, ancestors, operands
 from graphc.ir.loc import user_loc
@@ -28,13 +29,11 @@ from graphc.ir.shapes import (
     ShapeMismatch,
     bind_shape,
     format_shape,
-    format_type,
     normalize_shape,
 )
 from graphc.ops._build import apply, float_dtype
 from graphc.ops.elementwise import cast
-from graphc.ops.registry import REGISTRY, VARIADIC, OpDef, register
-from graphc.ops.shape import reshape
+from graphc.ops.registry import REGISTRY, OpDef, register
 
 
 def index_problem(idx: np.ndarray, lo: int, hi: int, bound: str) -> str | None:
@@ -75,6 +74,37 @@ def _axis_of(axis: object, ndim: int) -> int:
 
 
 # ---- take: gather along one axis -------------------------------------------------------------
+INDEX_SUFFIX = {"int64": "l", "int32": "i"}  # the runtime kernels' index type: long long, int
+
+
+def _lower_gather(e: Emit, n: int, args: list[int], params: dict) -> None:
+    """take: out[o, k, i] = x[o, idx[k], i]; take_grad: out[o, idx[k], i] += ct[o, k, i], x
+    seen as [outer, n, inner] around the axis (templates/runtime/take.pyx.j2). Both skip an
+    index out of range, as one_hot does (the argument checks refuse those before a call
+    runs), so no index ever makes a kernel read or write outside an array."""
+    src, idx = args
+    op = e.values.G.nodes[n]["op"]
+    shape = e.values.shape(n) if op == "take_grad" else e.values.shape(src)  # gathered from
+    axis = params["axis"]
+    name = f"{op}_{e.suffix}_{INDEX_SUFFIX[e.values.dtype(idx)]}"
+    ints = [shape[:axis], shape[axis], e.values.shape(idx), shape[axis + 1 :]]
+    e.runtime(name, [src, idx, n], ints)
+
+
+def _lower_one_hot(e: Emit, n: int, args: list[int], params: dict) -> None:
+    """out[k, c] = (idx[k] == c); an index out of range sets nothing."""
+    (idx,) = args
+    kb, shape, depth = e.builder(), e.values.shape, params["depth"]
+    out = kb.ref(n, write=True)
+    zeros = flat_loop(kb, shape(n), lambda i: [Assign(Store(out, i), Lit(0))])
+
+    def body(k: Expr) -> list:
+        j = kb.read(idx, k)
+        return [If(Bin("and", j >= 0, j < depth), (Assign(Store(out, k * depth + j), Lit(1)),))]
+
+    e.kernel(kb, f"b0 = one_hot(b1, depth={depth})", [*zeros, *flat_loop(kb, shape(idx), body)])
+
+
 def _gathered(shape: tuple, idx: tuple, axis: int) -> tuple:
     return (*shape[:axis], *idx, *shape[axis + 1 :])
 
@@ -121,6 +151,7 @@ register(
         _take_ref,
         (lambda ct, out, x, idx, axis: take_grad(ct, idx, x.shape, axis), None),
         params={"axis": 0},
+        lower=_lower_gather,
         formula="dx = take_grad(dy): dy added at the rows taken (indices get no gradient)",
     )
 )
@@ -133,6 +164,7 @@ register(
         (lambda ct, out, c, idx, shape, axis: take(ct, idx, axis), None),
         params={"shape": (), "axis": 0},
         shape_params=("shape",),
+        lower=_lower_gather,
         formula="take_grad is linear in its cotangent: its own VJP is take",
     )
 )
@@ -201,6 +233,7 @@ register(
         _one_hot_ref,
         (None,),
         params={"depth": 0},
+        lower=_lower_one_hot,
         formula="labels are discrete: no gradient",
     )
 )
@@ -218,152 +251,6 @@ def one_hot(indices: Value, depth: int, dtype: str = "float64") -> Value:
     _check_const(indices, 0, depth, one_hot_bound(depth), "one_hot")
     mask = apply("one_hot", indices, depth=int(depth))
     return mask if dtype == "bool" else cast(mask, dtype)
-
-
-# ---- slice: a strided box of a value ----------------------------------------------------------
-# Per axis (start, stop, step) as `slice.indices` gives them for the axis's size: a range of
-# positions, with stop -1 meaning "down to 0 included" for a negative step. An axis of symbolic
-# size can only be taken whole: (0, its symbol, 1).
-def _sliced_shape(shape: tuple, starts, stops, steps) -> tuple:
-    if not all(isinstance(p, tuple) and len(p) == len(shape) for p in (starts, stops, steps)):
-        raise ShapeMismatch(f"starts, stops and steps need one entry per axis of {len(shape)}")
-    out = []
-    for d, a, b, c in zip(shape, starts, stops, steps, strict=True):
-        if isinstance(d, str):
-            if (a, b, c) != (0, d, 1):
-                raise ShapeMismatch(f"axis of symbolic size {d} can only be sliced whole")
-            out.append(d)
-            continue
-        ok = all(isinstance(p, int) and not isinstance(p, bool) for p in (a, b, c)) and c != 0
-        if ok and c > 0:
-            ok = 0 <= a <= d and 0 <= b <= d
-        elif ok:
-            ok = -1 <= a <= d - 1 and -1 <= b <= d - 1
-        if not ok:
-            raise ShapeMismatch(f"({a}, {b}, {c}) is not a normalised slice of an axis of {d}")
-        out.append(len(range(a, b, c)))
-    return tuple(out)
-
-
-def _infer_slice(shapes, dtypes, params):
-    return _sliced_shape(shapes[0], params["starts"], params["stops"], params["steps"]), dtypes[0]
-
-
-def _slices(starts, stops, steps) -> tuple[slice, ...]:
-    return tuple(
-        slice(a, None if b < 0 else b, c) for a, b, c in zip(starts, stops, steps, strict=True)
-    )
-
-
-def _infer_slice_grad(shapes, dtypes, params):
-    shape = params["shape"]
-    want = _sliced_shape(shape, params["starts"], params["stops"], params["steps"])
-    if shapes[0] != want:
-        raise ShapeMismatch(f"the cotangent must be {format_shape(want)}")
-    return shape, float_dtype(dtypes, "slice_grad")
-
-
-def _slice_grad_ref(ct, starts, stops, steps, shape):
-    out = np.zeros(shape, dtype=ct.dtype)
-    out[_slices(starts, stops, steps)] = ct
-    return out
-
-
-_BOX = {"starts": (), "stops": (), "steps": ()}
-register(
-    OpDef(
-        "slice",
-        1,
-        _infer_slice,
-        lambda x, starts, stops, steps: x[_slices(starts, stops, steps)].copy(),
-        (lambda ct, out, x, **box: apply("slice_grad", ct, shape=x.shape, **box),),
-        params=_BOX,
-        shape_params=("stops",),
-        formula="dx = slice_grad(dy): dy in its place, zeros elsewhere",
-    )
-)
-register(
-    OpDef(
-        "slice_grad",
-        1,
-        _infer_slice_grad,
-        _slice_grad_ref,
-        (lambda ct, out, c, shape, **box: apply("slice", ct, **box),),
-        params={**_BOX, "shape": ()},
-        shape_params=("stops", "shape"),
-        formula="slice_grad is linear: its own VJP is slice",
-    )
-)
-
-
-def _slice_axis(x: Value, axis: int, start: int, stop: int) -> Value:
-    """x[..., start:stop, ...] on `axis` (a step of 1)."""
-    box = [(0, d, 1) for d in x.shape]
-    box[axis] = (start, stop, 1)
-    starts, stops, steps = (tuple(p) for p in zip(*box, strict=True))
-    return apply("slice", x, starts=starts, stops=stops, steps=steps)
-
-
-def getitem(x: Value, key: Any) -> Value:
-    """x[key] with NumPy's basic indexing: ints, slices, `...` and None. An axis of symbolic
-    size can be kept whole (`:`) only."""
-    loc = user_loc()
-    key = key if isinstance(key, tuple) else (key,)
-    for k in key:
-        if not (k is None or k is Ellipsis or isinstance(k, slice) or _is_int(k)):
-            hint = "; use gc.take for an array of indices" if not isinstance(k, bool) else ""
-            raise ShapeError(f"indexing v{x.id} at {loc}: {k!r} is not an int, slice, ... or "
-                             f"None{hint}")  # fmt: skip
-    if sum(k is Ellipsis for k in key) > 1:
-        raise ShapeError(f"indexing v{x.id} at {loc}: more than one '...'")
-    used = sum(1 for k in key if k is not None and k is not Ellipsis)
-    if used > x.ndim:
-        raise ShapeError(f"indexing v{x.id} {format_type(x.shape, x.dtype)} at {loc}: "
-                         f"{used} indices for {x.ndim} dimensions")  # fmt: skip
-    if Ellipsis not in key:
-        key = (*key, Ellipsis)
-    at = key.index(Ellipsis)
-    key = (*key[:at], *([slice(None)] * (x.ndim - used)), *key[at + 1 :])
-    starts, stops, steps, shape = [], [], [], []  # shape: the result's, None marking new axes
-    axis = 0
-    for k in key:
-        if k is None:
-            shape.append(None)
-            continue
-        d = x.shape[axis]
-        if _is_int(k):
-            i = int(k)
-            if isinstance(d, str):
-                raise ShapeError(f"indexing v{x.id} at {loc}: axis {axis} has symbolic size {d}; "
-                                 "only ':' can take it")  # fmt: skip
-            if not -d <= i < d:
-                raise ShapeError(f"indexing v{x.id} at {loc}: index {i} is out of bounds "
-                                 f"{take_bound(axis, d)}")  # fmt: skip
-            box = (i % d, i % d + 1, 1)
-        elif isinstance(d, str):
-            if k.step not in (None, 1) or k.start not in (None, 0) or k.stop is not None:
-                raise ShapeError(f"indexing v{x.id} at {loc}: axis {axis} has symbolic size {d}; "
-                                 "only ':' can take it")  # fmt: skip
-            box = (0, d, 1)
-            shape.append(d)
-        else:
-            if k.step == 0:
-                raise ShapeError(f"indexing v{x.id} at {loc}: slice step cannot be zero")
-            box = k.indices(d)
-            shape.append(len(range(*box)))
-        for p, v in zip((starts, stops, steps), box, strict=True):
-            p.append(v)
-        axis += 1
-    out = x
-    box = (tuple(starts), tuple(stops), tuple(steps))
-    if any((a, b, c) != (0, d, 1) for a, b, c, d in zip(*box, x.shape, strict=True)):
-        out = apply("slice", x, starts=box[0], stops=box[1], steps=box[2])
-    target = tuple(1 if d is None else d for d in shape)
-    return out if target == out.shape else reshape(out, target)
-
-
-def _is_int(k: object) -> bool:
-    return isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
 
 
 # ---- where indices are read: for the checks of verify and of generated modules ----------------
@@ -417,62 +304,3 @@ def constant_index_problem(G: nx.MultiDiGraph, n: int) -> str | None:
         return None
     values = evaluate_source(index_source(G, idx), {}, {})
     return index_problem(values, -size if wraps else 0, size, bound.format(size))
-
-
-# ---- concat -----------------------------------------------------------------------------------
-def _infer_concat(shapes, dtypes, params):
-    first, axis = shapes[0], params["axis"]
-    _axis_of(axis, len(first))
-    for s in shapes[1:]:
-        if len(s) != len(first) or any(
-            d != e for k, (d, e) in enumerate(zip(s, first, strict=True)) if k != axis
-        ):
-            raise ShapeMismatch(f"operands differ in shape off axis {axis}")
-    sizes = [s[axis] for s in shapes]
-    if len(sizes) > 1 and not all(isinstance(d, int) for d in sizes):
-        raise ShapeMismatch(f"cannot concatenate along axis {axis} of symbolic size")
-    if all(d in FLOAT_DTYPES for d in dtypes):
-        dtype = float_dtype(dtypes, "concat")
-    elif all(d in INT_DTYPES for d in dtypes):
-        dtype = np.result_type(*dtypes).name
-    elif all(d == "bool" for d in dtypes):
-        dtype = "bool"
-    else:
-        raise ShapeMismatch(f"concat needs operands of one kind, got {', '.join(dtypes)}")
-    total = sum(sizes) if len(sizes) > 1 else sizes[0]
-    return (*first[:axis], total, *first[axis + 1 :]), dtype
-
-
-def _concat_vjp(ct, out, *xs, axis, port):
-    # d concat(x0, x1, ...) = (dy[x0's part], dy[x1's part], ...) along the axis
-    if len(xs) == 1:
-        return ct
-    start = sum(x.shape[axis] for x in xs[:port])
-    return _slice_axis(ct, axis, start, start + xs[port].shape[axis])
-
-
-register(
-    OpDef(
-        "concat",
-        VARIADIC,
-        _infer_concat,
-        lambda *xs, axis: np.concatenate(xs, axis=axis),
-        (_concat_vjp,),
-        params={"axis": 0},
-        formula="each operand's gradient is its part of dy",
-    )
-)
-
-
-def concat(values: Sequence[Value], axis: int = 0) -> Value:
-    """The values joined along `axis`, as `np.concatenate` (one copy of each)."""
-    values = list(values)
-    first = next((v for v in values if isinstance(v, Value)), None)
-    if first is None:
-        raise GraphError(f"concat at {user_loc()} needs at least one graphc Value")
-    if not -first.ndim <= axis < first.ndim:
-        raise ShapeError(f"concat at {user_loc()}: axis {axis} is out of range for "
-                         f"{first.ndim} dims")  # fmt: skip
-    if len(values) == 1:
-        return first
-    return apply("concat", *values, axis=axis % first.ndim)

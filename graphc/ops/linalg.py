@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphc.codegen.emit import Emit
 from graphc.ir.graph import Value
 from graphc.ir.shapes import ShapeMismatch, broadcast_shapes
 from graphc.ops._build import apply, float_dtype
@@ -90,6 +91,33 @@ def _dy(ct, out, x, y, transpose_a, transpose_b):
     return swapaxes(g) if transpose_b else g
 
 
+def _lower_matmul(e: Emit, n: int, args: list[int], params: dict) -> None:
+    """One runtime `gemm` (BLAS, or a plain loop for tiny products) per element of the output's
+    batch; each operand's batch axes have stride 0 where it is broadcast."""
+    a, b = args
+    shape = e.values.shape
+    ta, tb = params["transpose_a"], params["transpose_b"]
+    sa, sb = shape(a), shape(b)
+    ea = (*sa[:-2], sa[-1], sa[-2]) if ta else sa
+    eb = (*sb[:-2], sb[-1], sb[-2]) if tb else sb
+    m = ea[-2] if len(ea) > 1 else 1
+    k = ea[-1]
+    n_ = eb[-1] if len(eb) > 1 else 1
+    out_batch = shape(n)[: len(shape(n)) - (len(sa) > 1) - (len(sb) > 1)]
+
+    def strides(batch: tuple) -> list[list]:
+        """Each output batch axis's stride in `batch`'s matrices (0: broadcast)."""
+        off = len(out_batch) - len(batch)
+        return [[0] if j < off or batch[j - off] == 1 else list(batch[j - off + 1 :])
+                for j in range(len(out_batch))]  # fmt: skip
+
+    batch = []
+    for d, stride_a, stride_b in zip(out_batch, strides(sa[:-2]), strides(sb[:-2]), strict=True):
+        batch += [d, stride_a, stride_b]
+    ints = [int(ta), int(tb), m, n_, k, len(out_batch), *batch]
+    e.runtime(f"gemm_{e.suffix}", [a, b, n], ints, work=None)  # BLAS shares its own work
+
+
 register(
     OpDef(
         "matmul",
@@ -98,6 +126,7 @@ register(
         _ref,
         (_dx, _dy),
         params={"transpose_a": False, "transpose_b": False},
+        lower=_lower_matmul,
         formula="d(A@B) = dA @ B + A @ dB",
     )
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphc.codegen.emit import Emit
 from graphc.errors import ShapeError
 from graphc.ir.graph import Value
 from graphc.ir.loc import user_loc
@@ -34,6 +35,17 @@ def _log_softmax_ref(x, axis):
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
+def _rows(shape: tuple, axes: tuple) -> list[list]:
+    """`shape` seen as [outer, length, inner] around the adjacent `axes`."""
+    lo, hi = (axes[0], axes[-1] + 1) if axes else (len(shape), len(shape))
+    return [list(shape[:lo]), list(shape[lo:hi]), list(shape[hi:])]
+
+
+def _lower_softmax(e: Emit, n: int, args: list[int], params: dict, log: bool) -> None:
+    rows = _rows(e.values.shape(args[0]), (params["axis"],))
+    e.runtime(f"softmax_{e.suffix}", [args[0], n], [*rows, int(log)])
+
+
 # d softmax: ds = s * (dy - sum(dy * s)) along the axis.
 register(
     OpDef(
@@ -43,6 +55,7 @@ register(
         _softmax_ref,
         (lambda ct, out, x, axis: out * (ct - sum(ct * out, axis, keepdims=True)),),
         params={"axis": -1},
+        lower=lambda e, n, a, p: _lower_softmax(e, n, a, p, log=False),
         formula="ds = s * (dy - sum(dy * s))",
     )
 )
@@ -55,6 +68,7 @@ register(
         _log_softmax_ref,
         (lambda ct, out, x, axis: ct - exp(out) * sum(ct, axis, keepdims=True),),
         params={"axis": -1},
+        lower=lambda e, n, a, p: _lower_softmax(e, n, a, p, log=True),
         formula="dx = dy - exp(out) * sum(dy)",
     )
 )
@@ -106,6 +120,12 @@ register(
         _layer_norm_ref,
         (_layer_norm_vjp,),
         params={"axis": -1, "eps": 1e-5},
+        lower=lambda e, n, a, p: e.runtime(
+            f"layer_norm_{e.suffix}",
+            [a[0], n],
+            _rows(e.values.shape(a[0]), (p["axis"],)),
+            [p["eps"]],
+        ),  # fmt: skip
         formula="dx = r (dy - mean(dy) - y mean(dy y)), r = 1/sqrt(var(x) + eps)",
     )
 )
@@ -151,6 +171,9 @@ register(
             ),
         ),
         params={"axis": (), "keepdims": False},
+        lower=lambda e, n, a, p: e.runtime(
+            f"logsumexp_{e.suffix}", [a[0], n], _rows(e.values.shape(a[0]), p["axis"])
+        ),
         formula="dx = dy exp(x - out)",
     )
 )

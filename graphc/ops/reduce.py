@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from graphc.codegen.emit import Emit, flat_index, flat_loop, loop_nest
+from graphc.codegen.kir import Assign, Bin, Cast, Lit, Load, Store, select
 from graphc.errors import ShapeError
 from graphc.ir.graph import Value
 from graphc.ir.loc import user_loc
@@ -59,6 +61,31 @@ def _max_vjp(ct, out, x, axis, keepdims):
     return _spread(ct, x, axis, keepdims) * hit / sum(hit, axis, keepdims=True)
 
 
+def _lower_max(e: Emit, n: int, args: list[int], params: dict) -> None:
+    """max over axes; NaN wins and stays, as in np.max (sum and mean are loops: loops.fused)."""
+    (x,) = args
+    kb, axes, shape = e.builder(), params["axis"], e.values.shape
+    out = kb.ref(n, write=True)
+    init = flat_loop(kb, shape(n), lambda i: [Assign(Store(out, i), Lit(float("-inf")))])
+    kept = tuple(1 if k in axes else d for k, d in enumerate(shape(x)))  # keepdims layout
+
+    def body(idx: list) -> list:
+        at = flat_index(kb, kept, [None if k in axes else j for k, j in enumerate(idx)])
+        r, o = kb.read(x, flat_index(kb, shape(x), idx)), Load(out, at)
+        return [Assign(Store(out, at), select(Bin("or", r > o, r.ne(r)), r, o))]
+
+    e.kernel(kb, f"b0 = max(b1, axis={axes}), NaN winning", [*init, *loop_nest(kb, shape(x), body)])
+
+
+def _lower_size(e: Emit, n: int, args: list[int], params: dict) -> None:
+    kb = e.builder()
+    count = kb.extent([e.values.shape(args[0])[k] for k in params["axis"]])
+    out = kb.ref(n, write=True)
+    e.kernel(
+        kb, "b0 = an element count", [Assign(Store(out, Lit(0)), Cast(e.values.dtype(n), count))]
+    )
+
+
 _AXIS = {"axis": (), "keepdims": False}
 register(
     OpDef(
@@ -90,6 +117,7 @@ register(
         lambda x, axis, keepdims: np.max(x, axis, keepdims=keepdims),
         (_max_vjp,),
         params=_AXIS,
+        lower=_lower_max,
         formula="d max(x) = dx at the maximum (ties share evenly)",
     )
 )
@@ -108,6 +136,7 @@ register(
         lambda x, axis: np.asarray(math.prod(x.shape[a] for a in axis), dtype=x.dtype),
         (None,),
         params={"axis": ()},
+        lower=_lower_size,
         formula="the element count of x over `axis`: depends on shape only",
     )
 )

@@ -27,9 +27,12 @@ class OpDef:
     params: Mapping[str, Any] = field(default_factory=dict)  # allowed parameters and defaults
     shape_params: tuple[str, ...] = ()  # params holding shapes that may name symbols
     elementwise: bool = False
-    # Cython expression for elementwise ops, operands {0}, {1}, ... (or a function of the
-    # op's params returning one, when the expression depends on them)
-    fragment: str | Callable[[Mapping[str, Any]], str] | None = None
+    # Elementwise ops: the scalar rule, scalar(*operands, **params) -> a kernel-IR expression
+    # (codegen/kir.py) of the operands' expressions, which codegen/loops.py fuses into loops.
+    scalar: Callable[..., Any] | None = None
+    # Other ops: lower(emit, node, operands, params) adds the node's steps to `emit`
+    # (codegen/emit.py): kernels it builds, or runtime kernels it calls.
+    lower: Callable[..., None] | None = None
     formula: str = ""  # the derivative, for people reading the registry and the generated code
 
     def __post_init__(self) -> None:

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from graphc.codegen.emit import Emit, flat_index, flat_loop, loop_nest
+from graphc.codegen.kir import Assign, Store
 from graphc.ir.graph import Value
 from graphc.ir.shapes import (
     ShapeMismatch,
@@ -16,6 +18,30 @@ from graphc.ir.shapes import (
 )
 from graphc.ops._build import apply
 from graphc.ops.registry import OpDef, register
+
+
+def _lower_transpose(e: Emit, n: int, args: list[int], params: dict) -> None:
+    """out[idx] = x[idx permuted back], one loop per axis of out."""
+    (x,) = args
+    kb, perm, shape = e.builder(), params["perm"], e.values.shape
+    out = kb.ref(n, write=True)
+
+    def body(idx: list) -> list:
+        x_idx: list = [None] * len(perm)
+        for j, p in enumerate(perm):
+            x_idx[p] = idx[j]
+        read = kb.read(x, flat_index(kb, shape(x), x_idx))
+        return [Assign(Store(out, flat_index(kb, shape(n), idx)), read)]
+
+    e.kernel(kb, f"b0 = transpose(b1, perm={perm})", loop_nest(kb, shape(n), body))
+
+
+def _lower_reshape(e: Emit, n: int, args: list[int], params: dict) -> None:
+    """A copy: reached only when the plan could not alias the bytes (an output array)."""
+    kb = e.builder()
+    out = kb.ref(n, write=True)
+    body = flat_loop(kb, e.values.shape(n), lambda i: [Assign(Store(out, i), kb.read(args[0], i))])
+    e.kernel(kb, "b0 = b1, element by element", body)
 
 
 def _infer_transpose(shapes, dtypes, params):
@@ -34,6 +60,7 @@ register(
         lambda x, perm: np.transpose(x, perm),
         (lambda ct, out, x, perm: transpose(ct, tuple(np.argsort(perm).tolist())),),
         params={"perm": ()},
+        lower=_lower_transpose,
         formula="d transpose(x, p) = transpose(dx, p^-1)",
     )
 )
@@ -70,6 +97,7 @@ register(
         (lambda ct, out, x, shape: reshape(ct, x.shape),),
         params={"shape": ()},
         shape_params=("shape",),
+        lower=_lower_reshape,
         formula="d reshape(x) = reshape(dx) back",
     )
 )

@@ -30,6 +30,7 @@ from graphc.ops.registry import REGISTRY
 from graphc.passes.schedule import Program, Step
 
 REDUCTIONS = ("sum", "mean")
+MAX_SUMS = 32  # full reductions one loop computes at most (GC_MAX_SUMS of the runtime)
 
 
 def loop_op(G, n: int) -> bool:
@@ -71,14 +72,14 @@ class _Group:
     members: set[int]
     shape: tuple
     flat: bool
-    full: bool  # has a full reduction
+    full: int  # its full reductions
 
     @classmethod
     def of(cls, G, step: Step) -> _Group:
         n = step.node
         shape = domain(G, [n])
         flat = _flat_member(G, n, lambda u: True, shape)
-        return cls([step], {n}, shape, flat, full_reduction(G, n))
+        return cls([step], {n}, shape, flat, int(full_reduction(G, n)))
 
     def joins(self, G, n: int, scheduled: dict[int, int]) -> bool:
         """May n be computed in this loop? A full reduction is only ever computed in a flat
@@ -94,13 +95,15 @@ class _Group:
             return False
         if a["op"] in REDUCTIONS and _blocks_vectors(G, n, inside, scheduled):
             return False
+        if full_reduction(G, n) and self.full >= MAX_SUMS:
+            return False
         flat = self.flat and _flat_member(G, n, lambda u: u not in self.members, shape)
         return flat or not (self.full or full_reduction(G, n))
 
     def add(self, G, step: Step) -> None:
         n = step.node
         self.flat = self.flat and _flat_member(G, n, lambda u: u not in self.members, self.shape)
-        self.full = self.full or full_reduction(G, n)
+        self.full += full_reduction(G, n)
         self.steps.append(step)
         self.members.add(n)
 
@@ -141,10 +144,14 @@ def fuse(prog: Program) -> Program:
             continue
         open_group = _Group.of(G, step) if loop_op(G, n) else None
         groups.append(open_group.steps if open_group else [step])
-    steps = tuple(
-        g[0] if len(g) == 1 else Step(g[-1].node, g[0].section, tuple(s.node for s in g))
-        for g in groups
-    )
+
+    def merged(g: list[Step]) -> Step:
+        if len(g) == 1:
+            return g[0]
+        nodes = tuple(s.node for s in g)
+        return Step(g[-1].node, g[0].section, nodes, sections=tuple(s.section for s in g))
+
+    steps = tuple(merged(g) for g in groups)
     return dataclasses.replace(prog, steps=steps)
 
 

@@ -10,10 +10,10 @@ from graphc.errors import GraphError, ShapeError
 from graphc.ir.graph import Graph, Value, as_graph, describe, operands, topo_order, without_gc
 from graphc.ir.shapes import FLOAT_DTYPES, can_broadcast_to, format_type
 from graphc.ops.elementwise import cast
-from graphc.ops.indexing import concat
 from graphc.ops.reduce import sum as reduce_sum
 from graphc.ops.registry import REGISTRY
 from graphc.ops.shape import broadcast_to, reshape
+from graphc.ops.slicing import concat
 
 
 def grad_name(of: str, wrt: str) -> str:

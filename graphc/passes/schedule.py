@@ -15,17 +15,22 @@ from graphc.ir.graph import Graph, ancestors, operands, topo_order, without_gc
 class Step:
     """Compute node `node`; `section` says whether it belongs to the forward or backward pass.
     A fused step (see passes/fuse.py) computes the nodes `fused`, in order, in one loop; `node`
-    is then the last of them. A step `beside` the next one may run at the same time as it
-    (see passes/concurrency.py)."""
+    is then the last of them, and `sections` their sections. A step `beside` the next one may
+    run at the same time as it (see passes/concurrency.py)."""
 
     node: int
     section: str  # "forward" | "backward" | "update" (a training step's optimiser)
     fused: tuple[int, ...] = ()
     beside: bool = False
+    sections: tuple[str, ...] = ()
 
     @property
     def nodes(self) -> tuple[int, ...]:
         return self.fused or (self.node,)
+
+    def sections_of_nodes(self) -> tuple[str, ...]:
+        """The section of each of `nodes`."""
+        return self.sections or (self.section,) * len(self.nodes)
 
 
 @dataclass(frozen=True)

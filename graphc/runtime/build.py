@@ -405,10 +405,11 @@ def build_module(
     options: BuildOptions = DEFAULT_OPTIONS,
     progress: Callable[[str], None] | None = None,
     folder: str | None = None,
+    publish: bool = True,
 ) -> BuiltModule:
     """A verified build of `source` as module `name` (compiled only on a miss), now published
     in `out_dir/folder` (default: `out_dir/name`; a float32 model's folder is `name_float32`,
-    so that its build and its float64 one are both published)."""
+    so that its build and its float64 one are both published; `publish` False: only cached)."""
     start = time.perf_counter()
     _check_name(name)
     folder = folder or name
@@ -445,7 +446,8 @@ def build_module(
         except OSError as e:
             raise _unwritable(root, e) from e
     try:
-        cache.publish_latest(model_dir, entry, name, meta)
+        if publish:
+            cache.publish_latest(model_dir, entry, name, meta)
     except OSError as e:
         if not hit:
             raise _unwritable(root, e) from e
@@ -464,7 +466,7 @@ def build_module(
 
 
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
-_LOAD_LOCK = threading.Lock()
+_LOAD_LOCK = threading.RLock()  # a module being imported may import the runtime (shared.py)
 _MISSING = object()
 
 

@@ -200,6 +200,14 @@ def index_error(
     return None
 
 
+def empty_error(fn: str, message: str) -> Exception:
+    """A step that has no value on these sizes (a max over an axis of size 0), as the
+    interpreter refuses it."""
+    from graphc.errors import InputError
+
+    return InputError(f"{fn}(): {message}")
+
+
 def shape_error(fn: str, name: str, shape: str, a: np.ndarray, expected: tuple) -> Exception:
     """Argument `name` does not have `shape`; `expected` gives each axis: its size, or
     (symbol, the size bound to it, the argument that bound it)."""

@@ -17,13 +17,8 @@ import numpy as np
 
 import graphc as gc
 from graphc.ir.graph import Value
-from graphc.ops.conv import (
-    avg_pool2d_grad,
-    conv2d_grad_input,
-    conv2d_grad_weight,
-    max_pool2d_gather,
-    max_pool2d_grad,
-)
+from graphc.ops.conv import conv2d_grad_input, conv2d_grad_weight
+from graphc.ops.pool import avg_pool2d_grad, max_pool2d_gather, max_pool2d_grad
 from tests.codegen.cases import In, Model, fixed
 from tests.domains import distinct, small_ints
 

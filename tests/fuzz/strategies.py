@@ -37,14 +37,9 @@ import graphc as gc
 from graphc.ir.graph import Value, operands
 from graphc.ir.shapes import ShapeMismatch, bind_shape, broadcast_shapes
 from graphc.ops._build import apply
-from graphc.ops.conv import (
-    avg_pool2d_grad,
-    conv2d_grad_input,
-    conv2d_grad_weight,
-    max_pool2d_gather,
-    max_pool2d_grad,
-)
+from graphc.ops.conv import conv2d_grad_input, conv2d_grad_weight
 from graphc.ops.indexing import take_grad
+from graphc.ops.pool import avg_pool2d_grad, max_pool2d_gather, max_pool2d_grad
 from graphc.ops.registry import REGISTRY
 
 BUILD_SIZES = {"N": 3}  # the size of N the strategy evaluates models at while drawing them

@@ -422,7 +422,8 @@ def test_hostile_text_reaches_the_source_only_escaped(via):
     header = evil_file.replace('"', "'").replace("\\", "/")  # as in every comment
     header = "".join(c if c.isprintable() else "?" for c in header)
     assert comments(evil) == comments(plain, dict(escaped, **{"plain.py": header}))
-    assert PLAIN_LOC in plain and clean_loc(EVIL) in evil and EVIL_OUT in evil
+    assert PLAIN_LOC in plain and clean_loc(EVIL) in evil
+    assert ("STRING", EVIL_OUT) in tokens(evil)  # only ever a string literal
     # nothing of the payload is outside a string literal or a comment
     code = [t for t in tokens(evil) if t[0] != "STRING"]
     assert ("NAME", "__import__") not in code and ("NAME", "system") not in code
@@ -445,7 +446,6 @@ def test_keyword_names_compile_and_run(tmp_path):
         g.output(EVIL_OUT, gc.sum(rows * rows))
         g.output("deep", gc.tanh(a.reshape(("int",) + (1,) * 10 + (2,))))
     m = gc.compile(g, out_dir=tmp_path, functions=["value_and_grad"])
-    assert "cdef npy_intp dims[14]" in m.source  # every output's sizes: 0 + 12 + 1 + 1
     inputs = {
         "double": np.array([[0.5, -1.0], [2.0, 0.25], [1.0, 1.0]]),
         "cdef": np.array([0.3, -0.7]),

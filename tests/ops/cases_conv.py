@@ -15,13 +15,8 @@ from typing import Any
 import numpy as np
 
 import graphc as gc
-from graphc.ops.conv import (
-    avg_pool2d_grad,
-    conv2d_grad_input,
-    conv2d_grad_weight,
-    max_pool2d_gather,
-    max_pool2d_grad,
-)
+from graphc.ops.conv import conv2d_grad_input, conv2d_grad_weight
+from graphc.ops.pool import avg_pool2d_grad, max_pool2d_gather, max_pool2d_grad
 from tests.domains import distinct, normal, small_ints
 
 

@@ -10,7 +10,8 @@ import pytest
 import graphc as gc
 from graphc.errors import ShapeError
 from graphc.gradcheck import check_grad
-from graphc.ops.conv import conv2d_grad_input, conv2d_grad_weight, max_pool2d_grad
+from graphc.ops.conv import conv2d_grad_input, conv2d_grad_weight
+from graphc.ops.pool import max_pool2d_grad
 from tests.ops.cases_conv import Geometry, np_conv2d, pair, pool_out
 
 NAN, INF = np.nan, np.inf
@@ -270,18 +271,22 @@ def _layers(dtype: str) -> gc.Graph:
 
 
 def test_each_layer_gets_the_kernel_that_is_faster_for_it() -> None:
-    from graphc.codegen.conv import tiling
     from graphc.compiler import run_stages
+    from graphc.ops.conv import tiling
 
-    source = run_stages(_layers("float64"), dtype="float64").source
+    module = run_stages(_layers("float64"), dtype="float64").module
     assert tiling((32, 4, 3, 3), ("N", 32, 5, 8), 1) is not None
     assert tiling((3, 32, 1, 1), ("N", 3, 5, 8), 1) is None  # 32 taps, but 3 outputs
     assert tiling((32, 1, 3, 3), ("N", 32, 5, 8), 32) is None  # depthwise: 9 taps
-    calls = {ln.strip().split(", ")[0] for ln in source.splitlines() if "_conv2d" in ln}
+    (vg,) = [f for f in module.functions if f.name == "value_and_grad"]
+    kernel = {len(module.kernels) + k: name for k, name in enumerate(module.runtime)}
+    steps = [(kernel.get(r.cells[0]), r.comment[0]) for r in vg.program]
     # the wide layer's forward, grad_input and grad_weight by BLAS, the narrow one's directly
-    assert {"_conv2d_tiled_d(0", "_conv2d_tiled_d(1", "_conv2d_tiled_d(2"} <= calls
-    direct = {"_conv2d_d(", "_conv2d_grad_input_d(", "_conv2d_grad_weight_d("}
-    assert all(any(c.startswith(d) for c in calls) for d in direct)
+    tiled = [what for name, what in steps if name == "conv2d_tiled_d"]
+    ops = sorted(w.split(" = ")[1].split("[")[0] for w in tiled)
+    assert ops == ["conv2d", "conv2d_grad_input", "conv2d_grad_weight"]
+    direct = {"conv2d_d", "conv2d_grad_input_d", "conv2d_grad_weight_d"}
+    assert direct <= {name for name, _ in steps}
 
 
 @pytest.mark.compiler

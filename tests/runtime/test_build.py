@@ -339,12 +339,22 @@ def test_a_version_change_changes_the_key(
 
 def test_kernels_are_marked_for_the_kernel_optimisation_level() -> None:
     """A default build gives only GC_KERNEL functions the loop optimisations (-Og elsewhere):
-    every function of the kernel templates is one (args.pyx.j2 is argument checking)."""
-    templates = Path(__file__).resolve().parents[2] / "templates"
-    kernels = [p for p in (templates / "kernels").glob("*.pyx.j2") if p.name != "args.pyx.j2"]
-    for path in [*kernels, templates / "function.pyx.j2"]:
+    every function of the runtime's kernel templates is one (runtime.pyx.j2 and call.pyx.j2
+    are glue, but for a Reduce's loops), and so is every kernel a model module has."""
+    from graphc.compiler import run_stages
+    from tests.models import elementwise_chain, mlp
+
+    runtime = Path(__file__).resolve().parents[2] / "templates" / "runtime"
+    glue = ("runtime.pyx.j2", "call.pyx.j2")
+    for path in [p for p in runtime.glob("*.pyx.j2") if p.name not in glue]:
         text = path.read_text()
         assert not re.search(r"^cdef (void|inline) ", text, re.M), path.name
-        for c_function in re.findall(r"^ +static .*\(.*\{", text, re.M):
+    for path in [runtime / "graphc_rt.h", *runtime.glob("*.pyx.j2")]:
+        for c_function in re.findall(r"^ +static inline .*\(.*\{", path.read_text(), re.M):
             assert "GC_KERNEL" in c_function, (path.name, c_function)
-    assert "cdef gc_kernel " in (templates / "function.pyx.j2").read_text()
+    text = (runtime / "runtime.pyx.j2").read_text()
+    assert re.search(r"^cdef gc_kernel _reduce_chunks_", text, re.M)
+    for g in (elementwise_chain(), mlp(np.random.default_rng(0))[0]):
+        source = run_stages(g).source
+        functions = re.findall(r"^cdef (\w+) (_k\w+)\(", source, re.M)
+        assert functions and all(kind == "gc_kernel" for kind, _ in functions)

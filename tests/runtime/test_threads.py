@@ -107,7 +107,7 @@ def test_a_forked_child_starts_its_own_helpers(chain):
 def test_independent_steps_run_at_once_with_the_bits_of_one_thread(tmp_path):
     """The two softmaxes of two_towers run on two threads at once (the helper takes one)."""
     m = gc.compile(two_towers(), out_dir=tmp_path)
-    assert "_concurrent(_forward_task" in m.source
+    assert "GC_ALONE | GC_BESIDE" in m.source  # a step of the program run beside the next
     rng = np.random.default_rng(2)
     inputs = {k: rng.normal(size=(256, 256)) for k in "xy"}
     inputs |= {k: rng.normal(size=256) for k in "ac"}

@@ -12,7 +12,7 @@ import pytest
 
 from graphc.compiler import run_stages
 from graphc.errors import BuildError
-from graphc.runtime import build_module, load_module, translate
+from graphc.runtime import build_module, load_module, shared, translate
 from tests.models import NEEDS_CC, seed_net
 
 pytestmark = [pytest.mark.compiler, NEEDS_CC]
@@ -30,8 +30,9 @@ def test_the_ascii_worker_writes_the_c_cython_writes_in_process(tmp_path: Path) 
     for where in ("worker", "here"):
         (tmp_path / where).mkdir()
         (tmp_path / where / "seed_net.pyx").write_text(source)
+    include = [str(shared.header_dir())]
     reply = translate.translate(
-        tmp_path / "worker/seed_net.pyx", tmp_path / "worker/seed_net.c", "seed_net", []
+        tmp_path / "worker/seed_net.pyx", tmp_path / "worker/seed_net.c", "seed_net", include
     )
     assert reply == {"errors": 0}
     result = Main.compile(
@@ -41,6 +42,7 @@ def test_the_ascii_worker_writes_the_c_cython_writes_in_process(tmp_path: Path) 
         output_file=str(tmp_path / "here/seed_net.c"),
         cache=False,
         timestamps=False,
+        include_path=include,
     )
     assert result.num_errors == 0
     worker_c = (tmp_path / "worker/seed_net.c").read_text()

@@ -84,13 +84,14 @@ static int gc_overlap(PyArrayObject* a, PyArrayObject* b) {
 
 /* out=, for a function whose outputs are `outs`, a tuple of (part, key, ...): part -1 when
    out= is one dict, else the position in out= (a tuple of dicts) of the dict that holds the
-   key. `spec` holds each output's type number and rank, `dims` their sizes one after the
-   other. Returns 0 and sets *arrays to a new tuple of the caller's arrays when each is an
-   ndarray of its type and sizes, C-contiguous, aligned, writeable and in native byte order,
-   sharing no memory with an input (the tuple `inputs`) or another output, and out= holds no
-   other key; 1 (and no error) when that is not so; -1 when Python failed (an error is set). */
+   key. `table` holds each output's type number, rank and part, then a size per axis (see
+   graphc_rt.h), `dims` their sizes one after the other. Returns 0 and sets *arrays to a new
+   tuple of the caller's arrays when each is an ndarray of its type and sizes, C-contiguous,
+   aligned, writeable and in native byte order, sharing no memory with an input (the tuple
+   `inputs`) or another output, and out= holds no other key; 1 (and no error) when that is
+   not so; -1 when Python failed (an error is set). */
 #define GC_MAX_PARTS 8
-static int gc_out_arrays(PyObject* out, PyObject* outs, const int* spec, const npy_intp* dims,
+static int gc_out_arrays(PyObject* out, PyObject* outs, const int32_t* table, const npy_intp* dims,
                          PyObject* inputs, PyObject** arrays) {
     Py_ssize_t n = PyTuple_GET_SIZE(outs), held[GC_MAX_PARTS], want[GC_MAX_PARTS];
     for (int p = 0; p < GC_MAX_PARTS; p++) held[p] = want[p] = 0;
@@ -109,7 +110,8 @@ static int gc_out_arrays(PyObject* out, PyObject* outs, const int* spec, const n
         Py_DECREF(where);
         if (value == NULL) goto bad;
         PyTuple_SET_ITEM(got, k, value);
-        int typenum = spec[2 * k], ndim = spec[2 * k + 1];
+        int typenum = table[0], ndim = table[1];
+        table += 3 + ndim;
         if (!PyArray_Check(value)) goto bad;
         PyArrayObject* a = (PyArrayObject*)value;
         if (PyArray_TYPE(a) != typenum || PyArray_NDIM(a) != ndim ||
@@ -137,4 +139,19 @@ bad:
         PyErr_Clear();
     }
     return 1;
+}
+
+/* Are the elements of int array `a` (int64 or int32, as its argument's check made it) all in
+   [lo, hi)? One pass, no branch: a vectorised loop. */
+static GC_KERNEL int gc_within(PyArrayObject* a, Py_ssize_t lo, Py_ssize_t hi) {
+    Py_ssize_t n = PyArray_SIZE(a);
+    int ok = 1;
+    if (PyArray_TYPE(a) == NPY_INT64) {
+        const long long* p = (const long long*)PyArray_DATA(a);
+        for (Py_ssize_t i = 0; i < n; i++) ok &= (p[i] >= lo) & (p[i] < hi);
+    } else {
+        const int* p = (const int*)PyArray_DATA(a);
+        for (Py_ssize_t i = 0; i < n; i++) ok &= (p[i] >= lo) & (p[i] < hi);
+    }
+    return ok;
 }

@@ -1,0 +1,226 @@
+"""The runtime of the Python renderer (codegen/pyrender.py): a call of a module's function run
+from its tables, as graphc's runtime runs a native module (templates/runtime/call.pyx.j2), and
+the runtime's kernels (templates/runtime/steps.pyx.j2) as NumPy over the same operands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from graphc.codegen.records import Function
+
+ITEMSIZE = {"float64": 8, "float32": 4, "bool": 1, "int64": 8, "int32": 4}
+SUFFIX = {"d": "float64", "s": "float32"}
+INDEX = {"l": "int64", "i": "int32"}
+
+
+def call(pm: Any, f: Function, kwargs: dict) -> Any:
+    """f(**kwargs) of Python module `pm` (a PyModule)."""
+    names = f.names
+    args = []
+    for k, name in enumerate(names):
+        if name in kwargs:
+            value = kwargs[name]
+        elif f.defaults and f.defaults[k] is not None:
+            value = f.defaults[k][1]
+        else:
+            raise TypeError(f"{f.name}() is missing argument {name}")
+        args.append(np.ascontiguousarray(value, dtype=f.args[k].cells[0]))
+    sym: dict[int, int] = {}
+    for row, a in zip(f.args, args, strict=True):
+        for axis, d in enumerate(row.cells[2:]):
+            if d < 0:
+                sym.setdefault(-1 - d, a.shape[axis])
+    z = []
+    for row in f.sizes:
+        coef, div, n, *syms = row.cells
+        x = coef
+        for s in syms[:n]:
+            x *= sym[s]
+        z.append(x // div)
+    outs = []
+    for row in f.outs:
+        dtype, rank, _part, *dims = row.cells
+        outs.append(np.zeros([z[d] for d in dims[:rank]], dtype=dtype))
+    at, total = [], 0
+    for row in f.slots:
+        layouts = row.cells[1:]
+        nbytes = max(z[layouts[j]] * layouts[j + 1] for j in range(0, len(layouts), 2))
+        at.append(total)
+        total += -(-nbytes // 64) * 64
+    arena = np.zeros(total + 64, np.uint8)
+    v: list[np.ndarray] = []
+    for row in f.values:
+        kind, ref = row.cells
+        if kind == "arg":
+            v.append(args[ref].reshape(-1).view(np.uint8))
+        elif kind == "out":
+            v.append(outs[ref].reshape(-1).view(np.uint8))
+        elif kind == "slot":
+            v.append(arena[at[ref] :])
+        elif kind == "const":
+            v.append(pm.consts[ref].reshape(-1).view(np.uint8))
+        else:  # alias
+            v.append(v[ref])
+    program = [c for row in f.program for c in row.cells]
+    floats = list(f.floats)
+    p = 0
+    with np.errstate(all="ignore"):
+        while p < len(program):
+            kernel, nops = program[p], program[p + 1]
+            pm.kernels[kernel](v, z, floats, program[p + 4 : p + 4 + nops])
+            p += 4 + nops
+    for row in f.copies:
+        o, value, size, itemsize = row.cells
+        outs[o].reshape(-1).view(np.uint8)[: z[size] * itemsize] = v[value][: z[size] * itemsize]
+    parts = [{} for _ in range(f.nparts)]
+    for row, key, o in zip(f.outs, f.keys, outs, strict=True):
+        parts[row.cells[2]][key] = o
+    return parts[0] if f.nparts == 1 else tuple(parts)
+
+
+def _flat(v: np.ndarray, dtype: str) -> np.ndarray:
+    n = len(v) // ITEMSIZE[dtype]
+    return v[: n * ITEMSIZE[dtype]].view(dtype)
+
+
+# ---- the runtime's kernels ---------------------------------------------------------------------
+def _gemm(dtype: str) -> Callable:
+    def step(v, z, f, a):
+        A, B, C = (_flat(v[a[k]], dtype) for k in range(3))
+        ta, tb, m, n, k, r = (z[a[j]] for j in range(3, 9))
+        batch = [(z[a[9 + 3 * d]], z[a[10 + 3 * d]], z[a[11 + 3 * d]]) for d in range(r)]
+        for t, idx in enumerate(np.ndindex(*(e for e, _, _ in batch))):
+            oa = sum(i * sa for i, (_, sa, _) in zip(idx, batch, strict=True))
+            ob = sum(i * sb for i, (_, _, sb) in zip(idx, batch, strict=True))
+            x = A[oa * m * k : (oa + 1) * m * k].reshape((k, m) if ta else (m, k))
+            y = B[ob * k * n : (ob + 1) * k * n].reshape((n, k) if tb else (k, n))
+            out = (x.T if ta else x) @ (y.T if tb else y)
+            C[t * m * n : (t + 1) * m * n] = out.reshape(-1)
+
+    return step
+
+
+def _rows(dtype: str, fn: Callable) -> Callable:
+    """A step over x seen as [outer, length, inner] around an axis: out = fn(x, *floats)."""
+
+    def step(v, z, f, a):
+        x, out = _flat(v[a[0]], dtype), _flat(v[a[1]], dtype)
+        outer, length, inner = (z[a[j]] for j in range(2, 5))
+        rest = [z[a[j]] for j in range(5, len(a))] if fn is not _layer_norm else [f[a[5]]]
+        shaped = x[: outer * length * inner].reshape(outer, length, inner)
+        got = np.asarray(fn(shaped, *rest), dtype=dtype)
+        out[: got.size] = got.reshape(-1)
+
+    return step
+
+
+def _softmax(x: np.ndarray, log: int) -> np.ndarray:
+    top = np.max(x, axis=1, keepdims=True, initial=-np.inf)
+    if log:
+        return (x - top) - np.log(np.sum(np.exp(x - top), axis=1, keepdims=True))
+    e = np.exp(x - top)
+    return e / np.sum(e, axis=1, keepdims=True)
+
+
+def _layer_norm(x: np.ndarray, eps: float) -> np.ndarray:
+    x64 = x.astype(np.float64)
+    d = x64 - x64.mean(axis=1, keepdims=True)
+    return d / np.sqrt((d * d).mean(axis=1, keepdims=True) + eps)
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    top = np.max(x, axis=1, keepdims=True, initial=-np.inf)
+    top = np.where(np.isfinite(top), top, 0)
+    return np.log(np.sum(np.exp(x - top), axis=1)) + top[:, 0]
+
+
+def _take(dtype: str, itype: str, grad: bool) -> Callable:
+    def step(v, z, f, a):
+        src, idx, out = _flat(v[a[0]], dtype), _flat(v[a[1]], itype), _flat(v[a[2]], dtype)
+        outer, n, m, inner = (z[a[j]] for j in range(3, 7))
+        j = idx[:m].astype(np.int64)
+        j = np.where(j < 0, j + n, j)
+        ok = (j >= 0) & (j < n)
+        if not grad:
+            x = src[: outer * n * inner].reshape(outer, n, inner)
+            got = np.zeros((outer, m, inner), dtype)
+            got[:, ok] = x[:, j[ok]]
+            out[: got.size] = got.reshape(-1)
+        else:
+            ct = src[: outer * m * inner].reshape(outer, m, inner)
+            got = np.zeros((outer, n, inner), dtype)
+            for k in np.flatnonzero(ok):
+                got[:, j[k]] += ct[:, k]
+            out[: got.size] = got.reshape(-1)
+
+    return step
+
+
+def _conv(dtype: str, op: str | None) -> Callable:
+    """conv2d or a gradient of it (`op`; None: conv2d_tiled, whose first int says which)."""
+    from graphc.ops import conv
+
+    ops = ("conv2d", "conv2d_grad_input", "conv2d_grad_weight")
+
+    def step(v, z, f, a):
+        ints = [z[j] for j in a[3:]]
+        which = op or ops[ints.pop(0)]
+        n, g, cig, cog, h, w, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw = ints[:16]
+        xs, ws, ys = (n, g * cig, h, w), (g * cog, cig, kh, kw), (n, g * cog, ho, wo)
+        p = {"stride": (sh, sw), "padding": (ph, pw), "dilation": (dh, dw), "groups": g}
+        shapes = {"conv2d": (xs, ws, ys), "conv2d_grad_input": (ys, ws, xs),
+                  "conv2d_grad_weight": (xs, ys, ws)}[which]  # fmt: skip
+        x, y = (
+            _flat(v[a[k]], dtype)[: int(np.prod(s))].reshape(s) for k, s in enumerate(shapes[:2])
+        )
+        if which == "conv2d":
+            got = conv._conv2d_ref(x, y, **p)
+        elif which == "conv2d_grad_input":
+            got = conv._grad_input_ref(x, y, size=(h, w), **p)
+        else:
+            got = conv._grad_weight_ref(x, y, kernel=(kh, kw), **p)
+        _flat(v[a[2]], dtype)[: got.size] = got.reshape(-1)
+
+    return step
+
+
+def _pool(dtype: str, op: str) -> Callable:
+    from graphc.ops import pool
+
+    refs = {"max_pool2d": pool._max_pool_ref, "max_pool2d_grad": pool._max_pool_grad_ref,
+            "max_pool2d_gather": pool._max_pool_gather_ref, "avg_pool2d": pool._avg_pool_ref,
+            "avg_pool2d_grad": pool._avg_pool_grad_ref}  # fmt: skip
+    arity = {"max_pool2d_grad": 2, "max_pool2d_gather": 2}.get(op, 1)
+
+    def step(v, z, f, a):
+        nc, h, w, kh, kw, ho, wo, sh, sw, ph, pw = (z[j] for j in a[arity + 1 :])
+        p = {"kernel": (kh, kw), "stride": (sh, sw), "padding": (ph, pw)}
+        xs, ys = (1, nc, h, w), (1, nc, ho, wo)
+        shapes = {"max_pool2d": [xs], "max_pool2d_grad": [ys, xs], "max_pool2d_gather": [xs, xs],
+                  "avg_pool2d": [xs], "avg_pool2d_grad": [ys]}[op]  # fmt: skip
+        ins = [_flat(v[a[k]], dtype)[: int(np.prod(s))].reshape(s) for k, s in enumerate(shapes)]
+        extra = {"size": (h, w)} if op == "avg_pool2d_grad" else {}
+        got = refs[op](*ins, **p, **extra)
+        _flat(v[a[arity]], dtype)[: got.size] = got.reshape(-1)
+
+    return step
+
+
+STEPS: dict[str, Callable] = {}
+for _s, _dtype in SUFFIX.items():
+    STEPS[f"gemm_{_s}"] = _gemm(_dtype)
+    STEPS[f"softmax_{_s}"] = _rows(_dtype, _softmax)
+    STEPS[f"layer_norm_{_s}"] = _rows(_dtype, _layer_norm)
+    STEPS[f"logsumexp_{_s}"] = _rows(_dtype, _logsumexp)
+    for _i, _itype in INDEX.items():
+        STEPS[f"take_{_s}_{_i}"] = _take(_dtype, _itype, False)
+        STEPS[f"take_grad_{_s}_{_i}"] = _take(_dtype, _itype, True)
+    for _op in ("conv2d", "conv2d_grad_input", "conv2d_grad_weight"):
+        STEPS[f"{_op}_{_s}"] = _conv(_dtype, _op)
+    STEPS[f"conv2d_tiled_{_s}"] = _conv(_dtype, None)
+    for _op in ("max_pool2d", "max_pool2d_grad", "max_pool2d_gather", "avg_pool2d",
+                "avg_pool2d_grad"):  # fmt: skip
+        STEPS[f"{_op}_{_s}"] = _pool(_dtype, _op)

@@ -1,0 +1,229 @@
+/* graphc's runtime ABI: what the runtime (one extension, built once per graphc version,
+   compiler, flags and CPU) and every model module share. A model module holds only its own
+   code: its kernels, and each function's tables (arguments, outputs, memory, program). It
+   takes the runtime's `gc_api` from a capsule when it is imported, and its functions hand
+   their tables to `api->call`, which checks the arguments, lays out the call's memory, runs
+   the program's steps and returns the outputs.
+
+   A step's kernel gets `gc_args`: the call's values (a pointer per value), sizes and floats,
+   and the step's operands, indices into those three, in the order the kernel documents. */
+#ifndef GRAPHC_RT_H
+#define GRAPHC_RT_H
+
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define GC_ABI 1 /* raised whenever anything below changes meaning */
+
+/* Kernels, the functions that do the arithmetic, are GC_KERNEL: a build may optimise them
+   harder than the Python-facing rest (graphc/runtime/build.py says how). */
+#ifndef GC_KERNEL
+#define GC_KERNEL
+#endif
+
+typedef struct {
+    void* const* v;       /* the call's values */
+    const Py_ssize_t* z;  /* the call's sizes */
+    const double* f;      /* the function's float constants */
+    const int32_t* a;     /* this step's operands: indices into v, then z, then f */
+} gc_args;
+typedef void (*gc_kernel_fn)(const gc_args* x);
+typedef void (*gc_range_fn)(const void* ctx, Py_ssize_t lo, Py_ssize_t hi); /* the pool's */
+/* A kernel's parallel loop: its iterations lo to hi. */
+typedef void (*gc_loop_fn)(const gc_args* x, Py_ssize_t lo, Py_ssize_t hi);
+/* A Reduce's block: elements lo to hi (at most GC_BLOCK), their terms of sum k stored at
+   terms[k * GC_BLOCK + i - lo]. */
+typedef void (*gc_block_d_fn)(const gc_args* x, Py_ssize_t lo, Py_ssize_t hi, double* terms);
+typedef void (*gc_block_s_fn)(const gc_args* x, Py_ssize_t lo, Py_ssize_t hi, float* terms);
+
+/* What a value of a function is, per call: `kind` and `ref` in its table of values. */
+enum {
+    GC_ARG = 0,   /* argument ref's array */
+    GC_OUT = 1,   /* output ref's array */
+    GC_SLOT = 2,  /* slot ref of the arena */
+    GC_CONST = 3, /* constant ref of the module (an array) */
+    GC_ALIAS = 4  /* the bytes of value ref (a reshape): set after ref */
+};
+/* A step of a program, in its int32 table: kernel, operand count, work (a size index; -1:
+   never run beside another step), flags, then the operands. */
+enum { GC_ALONE = 1, GC_BESIDE = 2 }; /* one thread whatever its size; runs beside the next */
+
+#define GC_CHUNKS 64   /* a Reduce runs as this many chunks */
+#define GC_BLOCK 64    /* elements whose terms are stored, then added in order */
+#define GC_MAX_SUMS 32 /* sums of one Reduce at most */
+
+/* A function of a model module (forward, value_and_grad, ...): what `api->call` reads. The
+   size expressions are rows `coef, div, n, s1 .. sn`: coef * sym[s1] * .. * sym[sn] / div. */
+typedef struct {
+    const char* name;
+    int nargs, nsym, nparts; /* nparts: the dicts returned (1: one dict, not a tuple) */
+    const long long* args;   /* gc_check_args's table */
+    int nwritten;
+    const int32_t* written;  /* the arguments the function writes over (train_step) */
+    int nout;
+    const int32_t* outs;     /* per output: type number, rank, part, then a size per axis */
+    int nsizes;
+    const int64_t* sizes;
+    const double* floats;
+    int nslots;
+    const int32_t* slots;    /* per slot: layouts, then (size, itemsize) per layout */
+    int nvalues;
+    const int32_t* values;   /* per value: kind, ref */
+    int ncopies;
+    const int32_t* copies;   /* per copy: output, value, size, itemsize (an output that is an
+                                input, a constant, or another output) */
+    int nindex;
+    const int64_t* index;    /* per index check: leaves, lo size, hi size, then per leaf the
+                                argument (>= 0), or -1 and a constant's min and max */
+    int nnonempty;
+    const int32_t* nonempty; /* sizes that must not be 0 (a max over them) */
+    int nprogram;
+    const int32_t* program;
+    const gc_kernel_fn* kernels; /* the module's, then the runtime's it uses */
+    /* Python data, set when the module is imported (references the module keeps) */
+    PyObject* names;    /* the arguments' names */
+    PyObject* defaults; /* a default (or None) per argument, or () */
+    PyObject* spec;     /* each argument's (name, dtype, shape, sizes, integer): messages */
+    PyObject* outspec;  /* each output's (part, key, dtype, rank): messages */
+    PyObject* keys;     /* each output's key */
+    PyObject* consts;   /* the constants' arrays */
+    PyObject* symbols;  /* the symbols' names */
+    PyObject* checks;   /* per index check (uses, argument names); per nonempty size, the
+                           message */
+} gc_function;
+
+/* A module's function `f` from its tables gc_f_args, gc_f_written, ..., each led by its number
+   of rows (the program by its number of entries); `api->setup` reads the counts when the
+   module is imported, and sets the rest. */
+#define GC_FUNCTION(f)                                                                          \
+    {.name = #f, .args = gc_##f##_args, .written = gc_##f##_written, .outs = gc_##f##_outs,      \
+     .sizes = gc_##f##_sizes, .floats = gc_##f##_floats, .slots = gc_##f##_slots,               \
+     .values = gc_##f##_values, .copies = gc_##f##_copies, .index = gc_##f##_index,             \
+     .nonempty = gc_##f##_nonempty, .program = gc_##f##_program}
+
+typedef struct {
+    int abi;
+    /* fn(*args, out=out, **kwargs) */
+    PyObject* (*call)(gc_function* fn, PyObject* args, PyObject* kwargs, PyObject* out);
+    /* fn(x, lo, hi) over 0 <= lo < hi <= n, in pieces of `chunk` shared among the threads
+       when `work` (elements) is large */
+    void (*parallel)(gc_loop_fn fn, const gc_args* x, Py_ssize_t n, Py_ssize_t chunk,
+                     Py_ssize_t work);
+    /* The sums of a Reduce over n elements (graphc/codegen/kir.py), by blocks `fn` */
+    void (*reduce_d)(gc_block_d_fn fn, const gc_args* x, Py_ssize_t n, int nsums, double* sums);
+    void (*reduce_s)(gc_block_s_fn fn, const gc_args* x, Py_ssize_t n, int nsums, float* sums);
+    /* Function `fn`'s counts from its tables, its Python data (nparts, names, defaults, spec,
+       outspec, keys, checks, consts, symbols) and its kernels; -1 with an error set */
+    int (*setup)(gc_function* fn, PyObject* data, const gc_kernel_fn* kernels);
+    /* kernels[first + k] = the runtime kernel names[k], for each; -1 (an ImportError) when
+       this runtime has not one of them */
+    int (*link)(gc_kernel_fn* kernels, int first, PyObject* names);
+} gc_api;
+
+/* The runtime's API from its capsule, or NULL with an ImportError set. */
+static const gc_api* gc_api_of(PyObject* capsule) {
+    const gc_api* api = (const gc_api*)PyCapsule_GetPointer(capsule, "graphc.runtime.api");
+    if (api != NULL && api->abi != GC_ABI) {
+        PyErr_Format(PyExc_ImportError, "graphc's runtime has ABI %d, this module %d: build "
+                     "the module again", api->abi, GC_ABI);
+        return NULL;
+    }
+    return api;
+}
+
+/* ---- exp, log and tanh as straight-line C (no branches, no calls, no tables) that the C
+   compiler vectorises like any other arithmetic. Because the same instructions run in every
+   vector lane and in a loop's scalar remainder, an element's value never depends on its
+   position, the number of threads, or how loops were fused. Measured against long double
+   references (tests/codegen/test_vecmath.py): exp and log within 1 ulp, tanh within 2 ulp.
+
+   exp: x = k ln2 + r with |r| <= ln2/2 (Cody and Waite's two-part ln2, so k ln2 is exact);
+     exp(r) = 1 + r + r c / (2 - c), c = r - r^2 P(r^2) (the Remez polynomial of fdlibm's e_exp);
+     2^k applied as two exact powers of two, so results that are subnormal round once.
+   log: x = 2^k m with m in [sqrt(2)/2, sqrt(2)), f = m - 1, s = f / (2 + f),
+     log(m) = f - s (f - R(s^2)) arranged as in fdlibm's e_log (its Remez polynomial R).
+   tanh: with m = expm1(2|x|) = 2^k (1 + expm1(r)) - 1, expm1(r) = r + r c / (2 - c) (no
+     cancellation), tanh|x| = m / (m + 2) below 0.55 and 1 - 2 / (m + 2) above. */
+static inline GC_KERNEL int64_t gc_bits(double d) { int64_t i; memcpy(&i, &d, 8); return i; }
+static inline GC_KERNEL double gc_from_bits(int64_t i) { double d; memcpy(&d, &i, 8); return d; }
+#define GC_SHIFT 0x1.8p52 /* adding it rounds to an integer held in the low bits */
+/* 2^k for an integer-valued k in [-1022, 1023] */
+static inline GC_KERNEL double gc_pow2(double k) {
+    return gc_from_bits((gc_bits(k + GC_SHIFT) - gc_bits(GC_SHIFT) + 1023) << 52);
+}
+#define GC_LN2_HI 6.93147180369123816490e-01
+#define GC_LN2_LO 1.90821492927058770002e-10
+#define GC_INV_LN2 1.44269504088896338700e+00
+static inline GC_KERNEL double gc_exp_c(double r) {
+    double t = r * r;
+    return r - t * (1.66666666666666019037e-01 + t * (-2.77777777770155933842e-03
+        + t * (6.61375632143793436117e-05 + t * (-1.65339022054652515390e-06
+        + t * 4.13813679705723846039e-08))));
+}
+static inline GC_KERNEL double gc_exp(double x) {
+    double xc = x > 709.8 ? 709.8 : x;
+    xc = xc < -745.2 ? -745.2 : xc; /* NaN passes both */
+    double k = (xc * GC_INV_LN2 + GC_SHIFT) - GC_SHIFT;
+    double hi = xc - k * GC_LN2_HI; /* exact */
+    double lo = k * GC_LN2_LO;
+    double r = hi - lo;
+    double c = gc_exp_c(r);
+    double y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
+    double k1 = (k * 0.5 + GC_SHIFT) - GC_SHIFT;
+    return y * gc_pow2(k1) * gc_pow2(k - k1);
+}
+/* expm1(y) for 0 <= y <= 700 */
+static inline GC_KERNEL double gc_expm1_pos(double y) {
+    double k = (y * GC_INV_LN2 + GC_SHIFT) - GC_SHIFT;
+    double hi = y - k * GC_LN2_HI;
+    double lo = k * GC_LN2_LO;
+    double r = hi - lo;
+    double c = gc_exp_c(r);
+    double em = r + (((hi - r) - lo) + (r * c) / (2.0 - c));
+    double p = gc_pow2(k);
+    return p * em + (p - 1.0);
+}
+static inline GC_KERNEL double gc_tanh(double x) {
+    double a = fabs(x);
+    double m = gc_expm1_pos(a > 20.0 ? 40.0 : 2.0 * a); /* tanh(20) rounds to 1 */
+    double t = a < 0.55 ? m / (m + 2.0) : 1.0 - 2.0 / (m + 2.0);
+    return copysign(t, x);
+}
+static inline GC_KERNEL double gc_log(double x) {
+    double xs = x < 0x1p-1022 ? x * 0x1p54 : x; /* subnormals scaled up */
+    double ks = x < 0x1p-1022 ? 54.0 : 0.0;
+    int64_t b = gc_bits(xs);
+    double e = gc_from_bits((int64_t)(((uint64_t)b >> 52) & 0x7ff) | gc_bits(GC_SHIFT)) - GC_SHIFT;
+    double m = gc_from_bits((b & 0x000fffffffffffffLL) | 0x3ff0000000000000LL); /* [1, 2) */
+    double big = m > 1.4142135623730951 ? 1.0 : 0.0;
+    m = big > 0.0 ? m * 0.5 : m;
+    double k = e - 1023.0 - ks + big;
+    double f = m - 1.0;
+    double s = f / (2.0 + f);
+    double z = s * s;
+    double w = z * z;
+    double t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01
+        + w * 1.531383769920937332e-01));
+    double t2 = z * (6.666666666666735130e-01 + w * (2.857142874366239149e-01
+        + w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
+    double R = t2 + t1;
+    double hfsq = 0.5 * f * f;
+    double y = k * GC_LN2_HI - ((hfsq - (s * (hfsq + R) + k * GC_LN2_LO)) - f);
+    return x > 0.0 && x < INFINITY ? y : (x == 0.0 ? -INFINITY : (x > 0.0 ? x : (x == x ? NAN : x)));
+}
+
+/* The first output index t (clamped to [0, n_out]) whose tap t*s + off is >= 0, and one past
+   the last whose tap is < n_in (convolution and pooling windows). */
+static inline GC_KERNEL Py_ssize_t gc_first(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_out) {
+    Py_ssize_t t = off >= 0 ? 0 : (-off + s - 1) / s;
+    return t < n_out ? t : n_out;
+}
+static inline GC_KERNEL Py_ssize_t gc_end(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_in,
+                                          Py_ssize_t n_out) {
+    Py_ssize_t t = n_in - off <= 0 ? 0 : (n_in - off + s - 1) / s;
+    return t < n_out ? t : n_out;
+}
+
+#endif
