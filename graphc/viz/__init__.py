@@ -4,7 +4,8 @@ HTML report of a compiled program, all read from the records the code is made fr
 - `draw(g, stage, path)` / `picture(...)`: graphc/viz/drawing.py
 - the drawing model, groups and layout: model.py, groups.py, layout.py (svg.py, dot.py, png.py)
 - values and adjoints on each node: values.py
-- generated source lines -> nodes: sourcemap.py (the one reader of the source's comments)
+- generated source lines -> nodes and kernels: sourcemap.py (the one reader of the source's
+  comments)
 - the report: report.py, timeline.py, templates/report/; the commands: cli.py
 """
 
