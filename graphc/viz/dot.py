@@ -66,6 +66,8 @@ def to_dot(d: Drawing) -> str:
     for k, lp in enumerate(d.loops):
         out.append(f"  subgraph cluster_{k} {{")
         out.append(f'    id={_quote(lp.key)}; label={_quote(lp.label)}; style="dashed,rounded";')
+        if lp.tooltip:
+            out.append(f"    tooltip={_quote(lp.tooltip)};")
         out.append('    color="#7a5cc8"; fontcolor="#5b3fa8"; fontsize=9;')
         out += ["  " + _node(d.box(m)) for m in lp.members]
         out.append("  }")

@@ -2,7 +2,9 @@
 
 stage="graph" draws the model as built; stage="grad" runs the compiler's passes (no build)
 and draws the graph its gradient is generated from, forward and backward coloured apart, with
-the fused loops of its value_and_grad program boxed.
+each fused step of its value_and_grad program outlined: a row of the generated program whose
+comment lists several statements, labelled with its step and the kernel it calls (which other
+steps computing the same loop call too).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from graphc.ir.graph import Graph, as_graph
 from graphc.viz import dot as dotlib
 from graphc.viz.groups import ROOT, GroupTree, group_tree
 from graphc.viz.layout import Layout, layout
-from graphc.viz.model import Drawing, NodeValues, build
+from graphc.viz.model import Drawing, FusedStep, NodeValues, build
+from graphc.viz.sourcemap import SourceMap, aligned, source_map, value_names
 from graphc.viz.svg import to_svg
 
 STAGES = ("graph", "grad")
@@ -32,12 +35,12 @@ LIMIT = 40  # items in one view of a collapsed drawing
 
 @dataclass
 class StageGraph:
-    """What a stage draws: the graph, where its backward part starts, its fused loops, and the
+    """What a stage draws: the graph, where its backward part starts, its fused steps, and the
     output differentiated."""
 
     graph: Graph
     backward_from: int | None = None
-    fused: list[tuple[int, ...]] = field(default_factory=list)
+    fused: list[FusedStep] = field(default_factory=list)
     of: str | None = None
 
 
@@ -60,12 +63,48 @@ def stage_graph(
     return from_stages(st, "value_and_grad")
 
 
-def from_stages(st: Any, function: str) -> StageGraph:
-    """The graph of compiled function `function` of `st` (a compiler.Stages), fused loops and
-    all."""
+def from_stages(st: Any, function: str, smap: SourceMap | None = None) -> StageGraph:
+    """The graph of compiled function `function` of `st` (a compiler.Stages), fused steps and
+    all; `smap`: the source map of `st.source`, when the caller has it."""
     prog, _ = st.programs[function]
-    fused = [s.fused for s in prog.steps if s.fused]
-    return StageGraph(prog.graph, st.graph.next_id, fused, st.of)
+    return StageGraph(prog.graph, st.graph.next_id, fused_steps(st, function, smap), st.of)
+
+
+def stages_map(st: Any) -> SourceMap:
+    """The source map of `st.source`, named after the graph the module was generated from
+    (the largest of its programs' graphs: each extends the one before)."""
+    big = max((prog.graph for prog, _ in st.programs.values()), key=len)
+    return source_map(st.source, value_names(big.nx))
+
+
+def fused_steps(st: Any, function: str, smap: SourceMap | None = None) -> list[FusedStep]:
+    """The steps of `function`'s program in the generated source that compute several nodes
+    in one loop, each labelled with its number in the schedule and the kernel it calls."""
+    if function not in st.programs:
+        return []
+    smap = smap or stages_map(st)
+    number = {id(s): (f, k) for f, (prog, _) in st.programs.items()
+              for k, s in aligned(prog, smap.program(f)).items()}  # fmt: skip
+    out = []
+    for s in smap.program(function):
+        if len(s.computed) < 2 or id(s) not in number:
+            continue
+        k = number[id(s)][1]
+        kernels = ", ".join(smap.kernels[x].name for x in s.kernels)
+        shared = sum(len(smap.callers(x)) for x in s.kernels) - len(s.kernels)
+        others = [
+            "{} step {}".format(*number[id(c)])
+            for x in s.kernels
+            for c in smap.callers(x)[:7]
+            if c is not s and id(c) in number
+        ][:6]
+        tip = f"step {k} of {function}: {len(s.computed)} ops in one loop, kernel {kernels}"
+        if shared:
+            more = f" and {shared - len(others)} more" if shared > len(others) else ""
+            tip += f" (also run by {', '.join(others)}{more})"
+        label = f"step {k}: {kernels}, {len(s.computed)} ops" + (" (shared)" if shared else "")
+        out.append(FusedStep(tuple(s.computed), label, tip))
+    return out
 
 
 @dataclass

@@ -51,12 +51,24 @@ class Edge:
 
 @dataclass
 class Loop:
-    """A fused loop: its boxes are computed in one loop."""
+    """A fused step: its boxes are computed in one loop, by one row of the program."""
 
     key: str
     label: str
     members: list[str]
     section: str
+    tooltip: str = ""
+
+
+@dataclass(frozen=True)
+class FusedStep:
+    """A step of a program computing the nodes `nodes` in one loop (one row of the generated
+    program, its comment listing a statement per node): `label` names the step and the kernel
+    it calls, `tooltip` says more (the other steps calling the same kernel)."""
+
+    nodes: tuple[int, ...]
+    label: str
+    tooltip: str = ""
 
 
 @dataclass
@@ -202,13 +214,13 @@ def build(
     title: str,
     backward_from: int | None = None,
     of: str | None = None,
-    fused: Sequence[Sequence[int]] = (),
+    fused: Sequence[FusedStep] = (),
     values: Mapping[int, NodeValues] | None = None,
     tree: GroupTree | None = None,
     view: str = "",
 ) -> Drawing:
     """The drawing of G: every node, or with `tree` the items of group `view` (and, faded,
-    what they connect to outside it). `fused`: the node lists of fused loops; `values`: what
+    what they connect to outside it). `fused`: the fused steps to outline; `values`: what
     `--values` shows per node."""
     back = float("inf") if backward_from is None else backward_from
     outs: dict[int, list[str]] = {}
@@ -277,8 +289,8 @@ def build(
         if b.grad_of is not None and f"n{b.grad_of}" in all_boxes:
             edges.append(Edge(b.key, f"n{b.grad_of}", "", "tie"))
     loop_of: dict[int, int] = {}
-    for k, members in enumerate(fused):
-        loop_of.update(dict.fromkeys(members, k))
+    for k, step in enumerate(fused):
+        loop_of.update(dict.fromkeys(step.nodes, k))
     drawn: dict[int, list[str]] = {}
     for b in boxes.values():
         if b.kind != "group" and b.nodes[0] in loop_of:
@@ -286,10 +298,9 @@ def build(
     loops = []
     for k, keys in sorted(drawn.items()):
         if len(keys) > 1:
-            members = fused[k]
-            section = "backward" if all(n >= back for n in members) else "forward"
-            label = f"fused loop {k}: {len(members)} ops"
-            loops.append(Loop(f"loop{k}", label, keys, section))
+            step = fused[k]
+            section = "backward" if all(n >= back for n in step.nodes) else "forward"
+            loops.append(Loop(f"loop{k}", step.label, keys, section, step.tooltip))
     return Drawing(title, list(all_boxes.values()), edges, loops, view)
 
 

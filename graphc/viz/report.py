@@ -22,11 +22,19 @@ import graphc
 from graphc.ir.graph import operands
 from graphc.ir.shapes import format_type
 from graphc.passes.plan_report import default_sizes
-from graphc.viz.drawing import AUTO_COLLAPSE, LIMIT, StageGraph, from_stages, views
+from graphc.viz.drawing import (
+    AUTO_COLLAPSE,
+    LIMIT,
+    StageGraph,
+    from_stages,
+    fused_steps,
+    stages_map,
+    views,
+)
 from graphc.viz.groups import ROOT, group_tree
 from graphc.viz.layout import layout
 from graphc.viz.model import NodeValues, build, full_value
-from graphc.viz.sourcemap import SourceMap, source_map, value_names
+from graphc.viz.sourcemap import SourceMap, value_names
 from graphc.viz.svg import STYLE, to_svg
 from graphc.viz.timeline import marks, timeline
 
@@ -208,13 +216,10 @@ def report_html(
     big = max((prog.graph for prog, _ in programs.values()), key=len)
     G = big.nx
     names = value_names(G)
-    smap = source_map(st.source, names)
-    fwd = programs.get("forward")
-    graph_sg = StageGraph(st.graph, None, [s.fused for s in fwd[0].steps if s.fused] if fwd
-                          else [], st.of)  # fmt: skip
-    stages = {"graph": graph_sg}
+    smap = stages_map(st)
+    stages = {"graph": StageGraph(st.graph, None, fused_steps(st, "forward", smap), st.of)}
     if st.grads and main != "forward":
-        stages["grad"] = from_stages(st, main)
+        stages["grad"] = from_stages(st, main, smap)
     vals: dict[str, dict[int, NodeValues]] = {}
     if inputs is not None:
         from graphc.viz.values import node_values

@@ -94,7 +94,8 @@ def to_svg(
         shapes = lay.loops[lp.key]
         out.append(
             f'<g class="loop {lp.section}" data-loop="{lp.key}" '
-            f'data-members="{" ".join(lp.members)}"><title>{escape(lp.label)}</title>'
+            f'data-members="{" ".join(lp.members)}">'
+            f"<title>{escape(lp.tooltip or lp.label)}</title>"
         )
         for pts in shapes:
             out.append('<polygon points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')

@@ -69,9 +69,17 @@ def port_labels(svg: str) -> list[tuple[str, str, str]]:
 
 
 def loops(svg: str) -> list[set[str]]:
-    """The member keys of each fused-loop outline."""
-    return [
-        set((g.get("data-members") or "").split())
-        for g in parse(svg).iter(f"{NS}g")
-        if "loop" in _classes(g)
-    ]
+    """The member keys of each fused-step outline."""
+    return [members for members, _, _ in loop_texts(svg)]
+
+
+def loop_texts(svg: str) -> list[tuple[set[str], str, str]]:
+    """(member keys, label, tooltip) of each fused-step outline."""
+    out = []
+    for g in parse(svg).iter(f"{NS}g"):
+        if "loop" in _classes(g):
+            label, title = g.find(f"{NS}text"), g.find(f"{NS}title")
+            out.append((set((g.get("data-members") or "").split()),
+                        "" if label is None else label.text or "",
+                        "" if title is None else title.text or ""))  # fmt: skip
+    return out

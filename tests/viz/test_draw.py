@@ -95,6 +95,33 @@ def test_gradient_drawing_colours_sections_ties_gradients_and_boxes_fused_loops(
     assert sorted(map(sorted, svgparse.loops(svg))) == sorted(map(sorted, fused)) and fused
 
 
+@pytest.mark.parametrize("model", ["seed", "chain"])
+def test_fused_outlines_name_their_step_and_the_kernel_its_row_calls(model):
+    from tests.viz.test_groups import chain
+    from tests.viz.test_sourcemap import row_kernels
+
+    g = seed_net() if model == "seed" else chain(20)
+    st = run_stages(g, functions=("value_and_grad",))
+    prog, _ = st.programs["value_and_grad"]
+    kernels = row_kernels(st, "value_and_grad")
+    calls: dict[str, int] = {}
+    for names in kernels.values():
+        for name in names:
+            calls[name] = calls.get(name, 0) + 1
+    step_of = {frozenset(f"n{n}" for n in s.nodes): k for k, s in enumerate(prog.steps)}
+    outlines = svgparse.loop_texts(picture(g, "grad", engine="builtin").svg())
+    assert outlines
+    for members, label, tip in outlines:
+        k = step_of[frozenset(members)]  # each outline is one step of the program
+        (name,) = kernels[k]
+        shared = " (shared)" if calls[name] > 1 else ""
+        assert label == f"step {k}: {name}, {len(members)} ops{shared}"
+        assert tip.startswith(f"step {k} of value_and_grad: {len(members)} ops")
+        assert ("also run by" in tip) == bool(shared)
+    if model == "chain":  # alike layers: one kernel for their loops
+        assert any(label.endswith("(shared)") for _, label, _ in outlines)
+
+
 def test_gradient_labels_name_what_they_differentiate():
     svg = picture(seed_net(), "grad", engine="builtin").svg()
     for b in svgparse.boxes(svg):
