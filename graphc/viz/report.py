@@ -1,7 +1,9 @@
 """The HTML report: one self-contained page (no network) with the graph and gradient graph, the
-schedule and its fused loops, the memory timeline, the generated source, and the build and
-check results, all linked by node: a click on a node shows its statements, its buffer and its
-model line; a click on a source line selects its node.
+schedule with its fused steps and the kernel each step calls, the memory timeline, the
+generated source, and the build and check results, all linked by node: a click on a node
+shows its statements and rows in each program (strongly), the kernel it runs (shared by every
+step computing the same loop, apart), its buffer and its model line; a click on a statement
+or a row selects its nodes, and a click on a kernel's line the nodes of every step calling it.
 
 The page is `templates/report/report.html.j2` with its script and style (shipped in the wheel)
 inlined; everything it shows is prepared here, from the compiler's own records (DESIGN.md §8).
@@ -34,7 +36,7 @@ from graphc.viz.drawing import (
 from graphc.viz.groups import ROOT, group_tree
 from graphc.viz.layout import layout
 from graphc.viz.model import NodeValues, build, full_value
-from graphc.viz.sourcemap import SourceMap, value_names
+from graphc.viz.sourcemap import SourceMap, StepLines, aligned, value_names
 from graphc.viz.svg import STYLE, to_svg
 from graphc.viz.timeline import marks, timeline
 
@@ -102,7 +104,7 @@ def _storage_text(plan: Any, n: int) -> str:
     if st.kind == "arena":
         return f"buf{st.ref}"
     if st.kind == "local":
-        return f"a scalar of fused loop {st.ref}"
+        return f"a scalar inside step {st.ref}'s loop"
     if st.kind == "alias":
         return f"the bytes of v{st.ref}"
     return {"input": f"input {st.ref}", "output": f"output {st.ref}"}.get(st.kind, st.kind)
@@ -127,6 +129,7 @@ def _node_data(G, names: dict[str, int], smap: SourceMap, programs, values, back
             "users": sorted(set(G.successors(n))),
             "outputs": outs.get(n, []),
             "lines": smap.nodes.get(n, []),
+            "kernels": smap.kernels_of(n),
             "storage": {f: _storage_text(plan, n) for f, (_, plan) in programs.items()
                         if n in plan.storage},
             "step": {f: prog.step_of[n] for f, (prog, _) in programs.items() if n in prog.step_of},
@@ -140,10 +143,14 @@ def _node_data(G, names: dict[str, int], smap: SourceMap, programs, values, back
     return data
 
 
-def _schedule_html(fn: str, prog: Any, plan: Any, mark: dict[int, str]) -> str:
-    """One function's steps as table rows; fused loops list their ops."""
+def _schedule_html(
+    fn: str, prog: Any, plan: Any, mark: dict[int, str], rows: Mapping[int, StepLines],
+    smap: SourceMap,
+) -> str:  # fmt: skip
+    """One function's steps as table rows: the kernel each calls (as its row in the source
+    says; a kernel several steps call is marked shared), and the nodes it computes."""
     G = prog.graph.nx
-    rows = []
+    out = []
     for k, s in enumerate(prog.steps):
         cells = []
         for n in s.nodes:
@@ -156,19 +163,33 @@ def _schedule_html(fn: str, prog: Any, plan: Any, mark: dict[int, str]) -> str:
                 f"{escape(a['op'])} <span class=type>{typ}</span> <span class=where>{where}</span>"
                 f"{tag}</div>"
             )
-        kind = f"fused loop: {len(s.nodes)} ops" if s.fused else ""
+        row = rows.get(k)
+        kernels = row.kernels if row is not None else []
+        runs = []
+        for x in kernels:
+            kern = smap.kernels[x]
+            notes = ["runtime"] if kern.runtime else []
+            if len(smap.callers(x)) > 1:
+                notes.append(f"{len(smap.callers(x))} steps")
+            note = f' <span class="shared">{", ".join(notes)}</span>' if notes else ""
+            runs.append(f'<a class="kref" data-k="{x}">{escape(kern.name)}</a>{note}')
+        alias = getattr(plan.storage.get(s.node), "kind", None) == "alias"
+        none = "none: it shares its operand's bytes" if alias else "none"
+        run = "<br>".join(runs) or f"<span class=where>{none}</span>"
+        kind = f'<div class="what">fused: {len(s.nodes)} ops in one loop</div>' if s.fused else ""
         beside = " ∥ next" if s.beside else ""
-        rows.append(
-            f'<tr class="{s.section}{" fused" if s.fused else ""}" '
+        ks = " ".join(map(str, kernels))
+        out.append(
+            f'<tr class="{s.section}{" fused" if s.fused else ""}" data-k="{ks}" '
             f'data-nodes="{" ".join(map(str, s.nodes))}"><td class=num>{k}</td>'
-            f"<td>{s.section}{beside}</td><td>{kind}{''.join(cells)}</td></tr>"
+            f"<td>{s.section}{beside}</td><td>{run}</td><td>{kind}{''.join(cells)}</td></tr>"
         )
     bodies = "".join(
-        f"<tbody>{''.join(rows[k : k + CHUNK])}</tbody>" for k in range(0, len(rows), CHUNK)
+        f"<tbody>{''.join(out[k : k + CHUNK])}</tbody>" for k in range(0, len(out), CHUNK)
     )
     return (
         f'<table class="schedule" data-fn="{escape(fn)}"><thead><tr><th>step</th><th>section'
-        f"</th><th>computes</th></tr></thead>{bodies}</table>"
+        f"</th><th>kernel</th><th>computes</th></tr></thead>{bodies}</table>"
     )
 
 
@@ -176,18 +197,57 @@ CHUNK = 200  # lines (or steps) per block that the browser lays out only when it
 
 
 def _source_html(source: str, smap: SourceMap) -> str:
+    """The source's lines: those computing nodes (statements, rows, constants) marked `m`,
+    the lines of the steps' comments styled as comments, and each line of a kernel's
+    functions marked `k` with the kernel's number."""
     out = []
     for i, text in enumerate(source.splitlines(), start=1):
-        code, hash_, comment = text.partition("#")
-        body = escape(code) + (f'<span class="c">#{escape(comment)}</span>' if hash_ else "")
+        if i in smap.comments:
+            body = f'<span class="c">{escape(text)}</span>'
+        else:
+            code, hash_, comment = text.partition("#")
+            body = escape(code) + (f'<span class="c">#{escape(comment)}</span>' if hash_ else "")
         cls = "l m" if i in smap.lines else "l"
         if i in smap.backward:
             cls += " adj"
-        out.append(f'<div class="{cls}" data-l="{i}"><i>{i}</i>{body or " "}</div>')
+        k = smap.kernel_at.get(i)
+        attrs = (
+            f'class="{cls}" data-l="{i}"'
+            if k is None
+            else f'class="{cls} k" data-l="{i}" data-k="{k}"'
+        )
+        out.append(f"<div {attrs}><i>{i}</i>{body or ' '}</div>")
     return "".join(
         '<div class="chunk">' + "\n".join(out[k : k + CHUNK]) + "</div>"
         for k in range(0, len(out), CHUNK)
     )
+
+
+def _spans(lines: list[int]) -> list[list[int]]:
+    """Sorted line numbers as [first, last] runs."""
+    out: list[list[int]] = []
+    for i in lines:
+        if out and out[-1][1] == i - 1:
+            out[-1][1] = i
+        else:
+            out.append([i, i])
+    return out
+
+
+def _kernel_data(smap: SourceMap, number: Mapping[int, tuple[str, int]]) -> dict[str, Any]:
+    """Per kernel, what the page needs: its name and doc, its lines (as runs), the steps that
+    call it (function, step number) and their nodes."""
+    return {
+        str(k): {
+            "name": kern.name,
+            "runtime": kern.runtime,
+            "doc": kern.doc,
+            "spans": _spans(kern.lines),
+            "steps": [list(number[id(s)]) for s in smap.callers(k) if id(s) in number],
+            "nodes": smap.kernel_nodes(k),
+        }
+        for k, kern in smap.kernels.items()
+    }
 
 
 def _model_html(text: str | None) -> str:
@@ -217,6 +277,8 @@ def report_html(
     G = big.nx
     names = value_names(G)
     smap = stages_map(st)
+    rows = {f: aligned(prog, smap.program(f)) for f, (prog, _) in programs.items()}
+    number = {id(s): (f, k) for f, r in rows.items() for k, s in r.items()}
     stages = {"graph": StageGraph(st.graph, None, fused_steps(st, "forward", smap), st.of)}
     if st.grads and main != "forward":
         stages["grad"] = from_stages(st, main, smap)
@@ -238,7 +300,7 @@ def report_html(
     for f, (prog, plan) in programs.items():
         mark = marks(prog, backward_from, st.checkpointing is not None)
         timelines[f] = timeline(prog, plan, sizes[f], mark)
-        schedules[f] = _schedule_html(f, prog, plan, mark)
+        schedules[f] = _schedule_html(f, prog, plan, mark, rows[f], smap)
     model_text, model_name = None, None
     if model_file is not None and Path(model_file).is_file():
         model_text = Path(model_file).read_text(encoding="utf-8", errors="replace")
@@ -246,6 +308,7 @@ def report_html(
     data = {
         "nodes": node_data,
         "lines": {str(k): v for k, v in smap.lines.items()},
+        "kernels": _kernel_data(smap, number),
         "stages": list(stages),
         "views": {
             s: [

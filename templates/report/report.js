@@ -152,6 +152,9 @@
   }));
 
   // ---- selection ------------------------------------------------------------------------
+  // One node, or the nodes of a step's row, or those of every step calling a kernel: the
+  // nodes' own lines of the source (statements and rows) are lit strongly ("hl"), the lines
+  // of the kernels they run, which other steps share, apart ("hk").
 
   // the groups of the stage shown that hold node n, innermost first
   function groupsHolding(n) {
@@ -162,22 +165,42 @@
     return out;
   }
 
-  function markDrawing(n) {  // in the view shown (show() marks a view when it is shown)
+  // elements by a data attribute, indexed once: a large page has hundreds of thousands
+  const indexes = new Map();
+  function byData(selector, attr, value) {
+    if (!indexes.has(selector)) {
+      const m = new Map();
+      $$(selector).forEach((e) => {
+        const k = e.getAttribute(attr);
+        if (!m.has(k)) m.set(k, []);
+        m.get(k).push(e);
+      });
+      indexes.set(selector, m);
+    }
+    return indexes.get(selector).get(String(value)) || [];
+  }
+
+  function markDrawing(sel) {  // in the view shown (show() marks a view when it is shown)
     const root = viewDiv(state.stage, state.view[state.stage]);
-    if (!root) return;
+    if (!root || !sel) return;
     $$(".node.sel, .node.sel-in, .node.partner", canvas).forEach((e) =>
       e.classList.remove("sel", "sel-in", "partner"));
     $$(".edge.hl", canvas).forEach((e) => e.classList.remove("hl"));
-    const rec = data.nodes[n];
-    const holding = new Set(groupsHolding(n).map((id) => "grp:" + id));
+    const keys = new Set(sel.nodes.map((n) => "n" + n));
+    const holding = new Set();
+    sel.nodes.forEach((n) => groupsHolding(n).forEach((id) => holding.add("grp:" + id)));
+    const one = sel.nodes.length === 1 ? sel.nodes[0] : null;
+    const rec = one === null ? null : data.nodes[one];
     $$(".node", root).forEach((e) => {
-      if (e.dataset.key === "n" + n) e.classList.add("sel");
-      else if (holding.has(e.dataset.key)) e.classList.add("sel-in");
-      else if (rec && rec.gradOf !== null && e.dataset.key === "n" + rec.gradOf) e.classList.add("partner");
-      else if (e.dataset.gradOf === "n" + n) e.classList.add("partner");
+      const key = e.dataset.key;
+      if (keys.has(key)) e.classList.add("sel");
+      else if (holding.has(key)) e.classList.add("sel-in");
+      else if (rec && rec.gradOf !== null && key === "n" + rec.gradOf) e.classList.add("partner");
+      else if (one !== null && e.dataset.gradOf === "n" + one) e.classList.add("partner");
     });
+    if (one === null) return;
     $$(".edge", root).forEach((e) => {
-      if (e.dataset.src === "n" + n || e.dataset.dst === "n" + n) e.classList.add("hl");
+      if (e.dataset.src === "n" + one || e.dataset.dst === "n" + one) e.classList.add("hl");
     });
   }
 
@@ -186,62 +209,98 @@
     return m ? { file: m[1], line: Number(m[2]) } : null;
   }
 
-  function details(n) {
-    const r = data.nodes[n];
-    const box = $("#details");
-    box.textContent = "";
-    if (!r) return;
+  function table(rows) {
     const t = document.createElement("table");
-    const row = (k, v) => {
+    rows.forEach(([k, v]) => {
       const tr = t.insertRow();
       const th = document.createElement("th");
       th.textContent = k;
       tr.append(th);
       const td = tr.insertCell();
       if (v instanceof Node) td.append(v); else td.textContent = v;
-    };
-    const refs = (ids) => {
-      const span = document.createElement("span");
-      ids.forEach((u, k) => {
-        if (k) span.append(", ");
-        const a = document.createElement("a");
-        a.className = "nref";
-        a.dataset.node = u;
-        a.textContent = data.nodes[u] ? data.nodes[u].name : "v" + u;
-        span.append(a);
-      });
-      if (!ids.length) span.textContent = "none";
-      return span;
-    };
-    row("node", `${r.name} (v${n})`);
-    row("op", r.op);
-    row("type", r.type);
-    row("model line", r.loc);
-    row("section", r.section);
-    if (r.gradOf !== null) row("gradient of", refs([r.gradOf]));
-    row("operands", refs(r.operands));
-    row("used by", refs(r.users));
-    if (r.outputs.length) row("output", r.outputs.join(", "));
-    Object.entries(r.step).forEach(([f, k]) => row("step in " + f, String(k)));
-    Object.entries(r.storage).forEach(([f, s]) => row("storage in " + f, s));
-    row("source lines", r.lines.length ? r.lines.join(", ") : "none (no statement of its own)");
-    if (r.value !== undefined) row("value", r.value);
-    if (r.adjoint !== undefined) row("adjoint δ", r.adjoint);
-    box.append(t);
+    });
+    return t;
+  }
+  function refs(ids, most) {
+    const span = document.createElement("span");
+    const shown = most ? ids.slice(0, most) : ids;
+    shown.forEach((u, k) => {
+      if (k) span.append(", ");
+      const a = document.createElement("a");
+      a.className = "nref";
+      a.dataset.node = u;
+      a.textContent = data.nodes[u] ? data.nodes[u].name : "v" + u;
+      span.append(a);
+    });
+    if (shown.length < ids.length) span.append(` … and ${ids.length - shown.length} more`);
+    if (!ids.length) span.textContent = "none";
+    return span;
+  }
+  function krefs(ks) {
+    const span = document.createElement("span");
+    ks.forEach((k, i) => {
+      if (i) span.append(", ");
+      const a = document.createElement("a");
+      a.className = "kref";
+      a.dataset.k = k;
+      const kern = data.kernels[k];
+      a.textContent = kern ? (kern.runtime ? "runtime " : "") + kern.name : "kernel " + k;
+      span.append(a);
+      if (kern && kern.steps.length > 1) span.append(` (shared by ${kern.steps.length} steps)`);
+    });
+    if (!ks.length) span.textContent = "none";
+    return span;
   }
 
-  function select(n, opts) {
-    n = Number(n);
-    if (!(String(n) in data.nodes)) return;
-    state.selected = n;
-    const rec = data.nodes[n];
+  function details(n) {
+    const r = data.nodes[n];
+    const box = $("#details");
+    box.textContent = "";
+    if (!r) return;
+    const rows = [["node", `${r.name} (v${n})`], ["op", r.op], ["type", r.type],
+      ["model line", r.loc], ["section", r.section]];
+    if (r.gradOf !== null) rows.push(["gradient of", refs([r.gradOf])]);
+    rows.push(["operands", refs(r.operands)], ["used by", refs(r.users)]);
+    if (r.outputs.length) rows.push(["output", r.outputs.join(", ")]);
+    Object.entries(r.step).forEach(([f, k]) => rows.push(["step in " + f, String(k)]));
+    Object.entries(r.storage).forEach(([f, s]) => rows.push(["storage in " + f, s]));
+    rows.push(["source lines", r.lines.length ? r.lines.join(", ") : "none (no statement of its own)"]);
+    rows.push(["runs kernel", krefs(r.kernels)]);
+    if (r.value !== undefined) rows.push(["value", r.value]);
+    if (r.adjoint !== undefined) rows.push(["adjoint δ", r.adjoint]);
+    box.append(table(rows));
+  }
+
+  function kernelDetails(k) {
+    const kern = data.kernels[k];
+    const box = $("#details");
+    box.textContent = "";
+    if (!kern) return;
+    const lines = kern.spans.map(([a, b]) => a === b ? String(a) : `${a}–${b}`).join(", ");
+    const steps = kern.steps.map(([f, s]) => `${f} step ${s}`).join(", ");
+    box.append(table([
+      ["kernel", (kern.runtime ? "runtime " : "") + kern.name],
+      ["does", kern.doc || (kern.runtime ? "graphc's runtime (graphc_rt.h)" : "")],
+      ["source lines", lines || "none (in graphc's runtime)"],
+      [`called by ${kern.steps.length} step${kern.steps.length === 1 ? "" : "s"}`, steps || "none"],
+      ["their nodes", refs(kern.nodes, 200)],
+    ]));
+  }
+
+  // A selection: `nodes`, shown by its first (the drawing's view, the details) unless a
+  // kernel is named; `kernels`: the kernels lit apart.
+  function choose(sel, opts) {
+    const n = sel.nodes[0];
+    state.selected = sel;
+    // a selection with a backward node is shown in the gradient's drawing, which has them all
+    const back = sel.nodes.some((u) => data.nodes[u].section === "backward");
     // the drawing: switch to a stage and view that shows the node, when this one does not
     if (!(opts && opts.fromDrawing)) {
       const here = viewDiv(state.stage, state.view[state.stage]);
-      const shown = (div) => div && $$(".node", div).some((e) =>
-        !e.classList.contains("context") && (e.dataset.key === "n" + n));
+      const shown = (div) => div && (!back || div.dataset.stage === "grad") &&
+        $$(".node", div).some((e) => !e.classList.contains("context") && (e.dataset.key === "n" + n));
       if (!shown(here)) {  // this view, every node, or the innermost group holding it
-        const stages = rec.section === "backward" ? ["grad"] : [state.stage, ...data.stages];
+        const stages = back ? ["grad"] : [state.stage, ...data.stages];
         outer: for (const s of stages) {
           const g = data.groups[s];
           const order = [state.view[s], FULL, g ? g.groupOf[n] : undefined];
@@ -251,45 +310,86 @@
           // its own group's view is left out: the innermost view there is (its group is marked)
           let id = g ? g.groupOf[n] : undefined;
           while (id !== undefined && id !== null && !viewDiv(s, id)) id = g.parent[id];
-          if (id !== undefined && id !== null && (s === state.stage || rec.section === "backward")) {
+          if (id !== undefined && id !== null && (s === state.stage || back)) {
             show(s, id);
             break;
           }
         }
       }
     }
-    markDrawing(n);
-    details(n);
-    // the generated source
-    $$("#source .l.hl").forEach((e) => e.classList.remove("hl"));
+    markDrawing(sel);
+    if (sel.kernel !== undefined) kernelDetails(sel.kernel); else details(n);
+    // the generated source: the nodes' own lines, then their kernels' lines
+    $$("#source .l.hl, #source .l.hk").forEach((e) => e.classList.remove("hl", "hk"));
     let first = null;
-    rec.lines.forEach((l) => {
-      const e = $(`#source .l[data-l="${l}"]`);
-      if (e) { e.classList.add("hl"); first = first || e; }
-    });
-    if (first && !(opts && opts.fromSource)) scrollInto($("#source"), first);
+    sel.nodes.forEach((u) => (data.nodes[u] ? data.nodes[u].lines : []).forEach((l) => {
+      byData("#source .l", "data-l", l).forEach((e) => {
+        e.classList.add("hl");
+        if (!first || Number(e.dataset.l) < Number(first.dataset.l)) first = e;
+      });
+    }));
+    let kfirst = null;
+    sel.kernels.forEach((k) => byData("#source .l.k", "data-k", k).forEach((e) => {
+      e.classList.add("hk");
+      kfirst = kfirst || e;
+    }));
+    const to = sel.kernel !== undefined ? kfirst || first : first || kfirst;
+    if (to && !(opts && opts.fromSource)) scrollInto($("#source"), to);
     // the schedule and the memory timeline
-    $$("table.schedule tr.hl, table.schedule .op.hl").forEach((e) => e.classList.remove("hl"));
-    $$(`table.schedule .op[data-node="${n}"]`).forEach((e) => {
+    $$("table.schedule tr.hl, table.schedule tr.hk, table.schedule .op.hl").forEach((e) =>
+      e.classList.remove("hl", "hk"));
+    sel.nodes.forEach((u) => byData("table.schedule .op", "data-node", u).forEach((e) => {
       e.classList.add("hl");
       e.closest("tr").classList.add("hl");
+    }));
+    const ks = new Set(sel.kernels.map(String));
+    $$("table.schedule tr[data-k]").forEach((tr) => {
+      if (tr.dataset.k.split(" ").some((k) => ks.has(k))) tr.classList.add("hk");
     });
     $$(".gc-timeline .bar.hl, .gc-timeline .slot.hl").forEach((e) => e.classList.remove("hl"));
-    $$(`.gc-timeline .bar[data-node="${n}"]`).forEach((e) => {
+    const slots = new Set();  // each timeline's rows of the buffers lit
+    sel.nodes.forEach((u) => byData(".gc-timeline .bar", "data-node", u).forEach((e) => {
       e.classList.add("hl");
-      const svg = e.ownerSVGElement;
-      $$(`.slot[data-slot="${e.dataset.slot}"]`, svg).forEach((s) => s.classList.add("hl"));
+      slots.add(e.closest(".fn").dataset.fn + " " + e.dataset.slot);
+    }));
+    $$(".gc-timeline .slot").forEach((e) => {
+      if (slots.has(e.closest(".fn").dataset.fn + " " + e.dataset.slot)) e.classList.add("hl");
     });
-    // the model's line
+    // the model's lines
     $$("#model .l.hl-model").forEach((e) => e.classList.remove("hl-model"));
-    const at = locLine(rec.loc);
-    if (at && data.modelFile && at.file === data.modelFile) {
-      const e = $(`#model .l[data-l="${at.line}"]`);
-      if (e) { e.classList.add("hl-model"); scrollInto($("#model"), e); }
-    }
+    const at = new Set();
+    sel.nodes.forEach((u) => {
+      const m = locLine(data.nodes[u] && data.nodes[u].loc);
+      if (m && data.modelFile && m.file === data.modelFile) at.add(m.line);
+    });
+    let mfirst = null;
+    Array.from(at).sort((a, b) => a - b).forEach((l) => byData("#model .l", "data-l", l).forEach((e) => {
+      e.classList.add("hl-model");
+      mfirst = mfirst || e;
+    }));
+    if (mfirst) scrollInto($("#model"), mfirst);
   }
-  function scrollInto(box, el) {
-    box.scrollTop = Math.max(0, el.offsetTop - box.offsetTop - box.clientHeight / 3);
+  function select(n, opts) {
+    n = Number(n);
+    if (!(String(n) in data.nodes)) return;
+    choose({ nodes: [n], kernels: data.nodes[n].kernels }, opts);
+  }
+  function selectKernel(k, opts) {
+    const kern = data.kernels[k];
+    const nodes = kern ? kern.nodes.filter((u) => String(u) in data.nodes) : [];
+    if (!nodes.length) return;
+    choose({ nodes: nodes, kernels: [Number(k)], kernel: Number(k) }, opts);
+  }
+  function selectLine(l, opts) {  // a statement: its node; a row: its step's nodes
+    const nodes = (data.lines[l] || []).filter((u) => String(u) in data.nodes);
+    if (!nodes.length) return;
+    const kernels = new Set();
+    nodes.forEach((u) => data.nodes[u].kernels.forEach((k) => kernels.add(k)));
+    choose({ nodes: nodes, kernels: Array.from(kernels) }, opts);
+  }
+  function scrollInto(box, el) {  // el a third of the way down box
+    const at = el.getBoundingClientRect().top - box.getBoundingClientRect().top + box.scrollTop;
+    box.scrollTop = Math.max(0, at - box.clientHeight / 3);
   }
 
   canvas.addEventListener("click", (ev) => {
@@ -308,10 +408,12 @@
   $("#source").addEventListener("click", (ev) => {
     const line = ev.target.closest(".l");
     if (!line) return;
-    const nodes = data.lines[line.dataset.l];
-    if (nodes && nodes.length) select(nodes[0], { fromSource: true });
+    if (data.lines[line.dataset.l]) selectLine(line.dataset.l, { fromSource: true });
+    else if (line.dataset.k !== undefined) selectKernel(line.dataset.k, { fromSource: true });
   });
   document.addEventListener("click", (ev) => {
+    const k = ev.target.closest("a.kref");
+    if (k) { selectKernel(k.dataset.k); return; }
     const a = ev.target.closest("a.nref, table.schedule .op, .gc-timeline .bar");
     if (a && a.dataset.node !== undefined) select(a.dataset.node);
   });
@@ -320,6 +422,7 @@
     $$(".fn", panel).forEach((d) => { d.hidden = d.dataset.fn !== s.value; });
   }));
 
-  window.graphcReport = { select: select, show: show, data: data };
+  window.graphcReport = { select: select, selectKernel: selectKernel, selectLine: selectLine,
+    show: show, data: data };
   show(state.stage, defaultView(state.stage));
 })();

@@ -24,6 +24,8 @@ class Page(HTMLParser):
         super().__init__()
         self.views: list[dict] = []
         self.source: dict[int, str] = {}
+        self.source_attrs: dict[int, dict] = {}
+        self.steps: list[dict] = []  # the schedules' rows
         self.bars: list[dict] = []
         self.links: list[str] = []
         self._line: int | None = None
@@ -46,9 +48,12 @@ class Page(HTMLParser):
             self._fn = a["data-fn"]
         if tag == "g" and "bar" in cls:
             self.bars.append({**a, "fn": self._fn})
+        if tag == "tr" and "data-nodes" in a:
+            self.steps.append({**a, "fn": self._fn})
         if tag == "div" and "l" in cls and self._line is None and "data-l" in a:
             self._line, self._depth = int(a["data-l"]), 0
             self.source.setdefault(self._line, "")
+            self.source_attrs[self._line] = a
         elif self._line is not None and tag == "div":
             self._depth += 1
         if tag == "script" and a.get("id") == "graphc-data":
@@ -76,6 +81,10 @@ def parse(html: str) -> Page:
     return p
 
 
+def page_data(page: Page) -> dict:
+    return json.loads(page.data_text.replace("<\\/", "</"))
+
+
 def test_report_is_one_self_contained_page():
     st = run_stages(seed_net(), source_file="seed_network.py")
     html = report_html(st, inputs=seed_inputs(), model_file=ROOT / "examples" / "seed_network.py")
@@ -100,8 +109,57 @@ def test_report_draws_every_node_and_lists_the_source():
     assert len(page.source) == len(lines)
     for i, text in enumerate(lines, start=1):  # each line: its number, then its text
         assert page.source[i] == f"{i}{text or ' '}"
-    data = json.loads(page.data_text.replace("<\\/", "</"))
+    data = page_data(page)
     assert set(data["nodes"]) == {str(n) for n in prog.graph.nx.nodes}
+
+
+@pytest.mark.parametrize("model", ["seed", "mlp", "chain"])
+def test_steps_nodes_and_source_lines_name_the_kernels_the_records_call(model):
+    """The page's kernels against the module records: each step of each schedule names the
+    kernels its rows call, each kernel's lines are its rendered functions, and a kernel's nodes
+    (what a click on it selects) are those of every step calling it."""
+    from graphc.codegen.cython import kernel_source
+    from tests.viz.test_groups import chain
+    from tests.viz.test_sourcemap import row_kernels
+
+    g = {"seed": seed_net, "mlp": lambda: mlp(np.random.default_rng(0))[0],
+         "chain": lambda: chain(20)}[model]()  # fmt: skip
+    st = run_stages(g)
+    page = parse(report_html(st))
+    data = page_data(page)
+    number = {k["name"]: int(x) for x, k in data["kernels"].items()}
+    callers: dict[str, list[tuple[str, int]]] = {}
+    of_node: dict[int, set[str]] = {}
+    for fn, (prog, _) in st.programs.items():
+        want = row_kernels(st, fn)
+        rows = [r for r in page.steps if r["fn"] == fn]
+        assert [r["data-nodes"] for r in rows] == [" ".join(map(str, s.nodes)) for s in prog.steps]
+        for k, r in enumerate(rows):
+            assert [data["kernels"][x]["name"] for x in r["data-k"].split()] == want.get(k, [])
+        for k, names in want.items():
+            for name in names:
+                callers.setdefault(name, []).append((fn, k))
+                for n in prog.steps[k].nodes:
+                    of_node.setdefault(n, set()).add(name)
+    assert set(number) == set(callers)
+    lines = st.source.splitlines()
+    own = len(st.module.kernels)
+    for name, k in number.items():
+        kern = data["kernels"][str(k)]
+        shown = sorted(i for i, a in page.source_attrs.items() if a.get("data-k") == str(k))
+        if k < own:
+            text = kernel_source(k, st.module.kernels[k])
+            assert [lines[i - 1] for i in shown] == [t for t in text.splitlines() if t.strip()]
+            assert kern["spans"][0][0] == shown[0] and kern["spans"][-1][1] == shown[-1]
+        else:
+            assert not shown and kern["runtime"] and name == st.module.runtime[k - own]
+        assert sorted(map(tuple, kern["steps"])) == sorted(callers[name])
+        nodes = [n for fn, j in callers[name] for n in st.programs[fn][0].steps[j].nodes]
+        assert kern["nodes"] == list(dict.fromkeys(nodes))
+    for n, rec in data["nodes"].items():
+        assert {data["kernels"][str(k)]["name"] for k in rec["kernels"]} == of_node.get(
+            int(n), set()
+        )
 
 
 @pytest.mark.parametrize("model", ["seed", "mlp"])

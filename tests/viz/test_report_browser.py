@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -13,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from graphc.codegen.cython import kernel_source
 from graphc.compiler import run_stages
 from graphc.viz.report import write_report
-from graphc.viz.sourcemap import source_map, value_names
+from graphc.viz.sourcemap import aligned, source_map, value_names
 from tests.models import ROOT, seed_inputs
+from tests.viz.test_sourcemap import row_kernels
 
 CHROMIUM = os.environ.get("GRAPHC_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -106,18 +109,45 @@ def not_blank(png: bytes) -> None:
 
 
 def arena_node(st) -> int:
-    """A forward value of value_and_grad that has a buffer of its own and statements: its
-    lowest such node."""
+    """A forward value of value_and_grad that has a buffer of its own and is computed by a
+    kernel of the module's own (the records say): its lowest such node."""
     prog, plan = st.programs["value_and_grad"]
-    sm = source_map(st.source, value_names(prog.graph.nx))
+    kernels = row_kernels(st, "value_and_grad")
     return min(
         n
         for n, s in plan.storage.items()
-        if s.kind == "arena" and n in sm.nodes and n < st.graph.next_id
+        if s.kind == "arena"
+        and n < st.graph.next_id
+        and any(x.startswith("_k") for x in kernels.get(prog.step_of[n], []))
     )
 
 
-def test_clicking_a_node_highlights_its_statements_buffer_and_model_line(browser, seed, tmp_path):
+def kernel_lines(page: Opened) -> dict[str, list[int]]:
+    """The lines of the source lit as a kernel's, by kernel number."""
+    got = page.page.eval_on_selector_all(
+        "#source .l.hk", "els => els.map(e => [e.dataset.k, Number(e.dataset.l)])"
+    )
+    out: dict[str, list[int]] = {}
+    for k, line in got:
+        out.setdefault(k, []).append(line)
+    return out
+
+
+def check_kernels_lit(page: Opened, st, names: set[str]) -> None:
+    """The kernels lit apart are the module's own kernels named `names`, each whole: its
+    lines are the functions the records render for it."""
+    lines = st.source.splitlines()
+    lit = kernel_lines(page)
+    data = page.page.evaluate("graphcReport.data.kernels")
+    assert {data[k]["name"] for k in lit} == {x for x in names if x.startswith("_k")}
+    for k, got in lit.items():
+        text = kernel_source(int(k), st.module.kernels[int(k)])
+        assert [lines[i - 1] for i in sorted(got)] == [t for t in text.splitlines() if t.strip()]
+
+
+def test_clicking_a_node_highlights_its_statements_kernel_buffer_and_model_line(
+    browser, seed, tmp_path
+):
     st, path = seed
     prog, plan = st.programs["value_and_grad"]
     G = prog.graph.nx
@@ -126,15 +156,28 @@ def test_clicking_a_node_highlights_its_statements_buffer_and_model_line(browser
     page = Opened(browser, path)
     page.page.click("button.tab[data-stage=grad]")
     page.click_node(f"n{n}")
-    # the source: every highlighted line is the node's statement or in its block, and one of
-    # them is the statement's own comment
-    lit = [int(x) for x in page.texts("#source .l.hl", "data-l")]
+    # the source, strongly: the node's statement in each program computing it, and the row
+    # of data under each
+    lit = sorted(int(x) for x in page.texts("#source .l.hl", "data-l"))
     lines = st.source.splitlines()
-    assert lit and any(f"# {name} = {op}" in lines[i - 1] or f"{name} = {op}(" in lines[i - 1]
-                       or ("fused loop" in lines[i - 1] and name in lines[i - 1])
-                       for i in lit)  # fmt: skip
-    own = source_map(st.source, value_names(G)).nodes[n]
-    assert sorted(lit) == sorted(own)
+    said = [i for i in lit if re.search(rf"\b{name} = {op}[\[(]", lines[i - 1])]
+    computing = [f for f, (p, _) in st.programs.items() if any(n in s.nodes for s in p.steps)]
+    assert len(said) == len(computing) >= 1
+    for i in said:  # its row: the first line after the comment closes
+        row = next(j for j in range(i, len(lines)) if lines[j - 1].rstrip().endswith("*/")) + 1
+        assert row in lit and re.fullmatch(
+            r"\s*(-?\d+|GC_\w+( \| GC_\w+)*)(, \S.*)?,", lines[row - 1]
+        )
+    assert len(lit) == 2 * len(said)
+    # apart: the kernel the step computing it calls, in each program, as the records say
+    names = {
+        x
+        for f in computing
+        for k, called in row_kernels(st, f).items()
+        if n in st.programs[f][0].steps[k].nodes
+        for x in called
+    }
+    check_kernels_lit(page, st, names)
     # the timeline: the node's bar in value_and_grad's plan, and its buffer's row
     bars = page.page.eval_on_selector_all(
         '.fn[data-fn="value_and_grad"] .gc-timeline .bar.hl',
@@ -150,7 +193,8 @@ def test_clicking_a_node_highlights_its_statements_buffer_and_model_line(browser
     assert page.texts("#model .l.hl-model")[0].endswith(model_text)
     # the drawing and the details
     assert page.texts(".view:not([hidden]) .node.sel", "data-key") == [f"n{n}"]
-    assert f"{name} (v{n})" in page.page.inner_text("#details")
+    details = page.page.inner_text("#details")
+    assert f"{name} (v{n})" in details and all(x in details for x in names)
     page.page.screenshot(path=str(tmp_path / "seed-selected.png"))
     assert not page.errors and all(u.startswith("file:") for u in page.requests)
 
@@ -159,13 +203,69 @@ def test_clicking_a_source_line_selects_its_node(browser, seed):
     st, path = seed
     G = st.programs["value_and_grad"][0].graph.nx
     lines = st.source.splitlines()
-    i = next(k for k, t in enumerate(lines, start=1) if "# adj: g" in t and "matmul" in t)
-    n = value_names(G)[lines[i - 1].split("# adj: ")[1].split(" =")[0]]
+    i = next(k for k, t in enumerate(lines, start=1) if "adj: g" in t and "= matmul" in t)
+    n = value_names(G)[lines[i - 1].split("adj: ")[1].split(" =")[0]]
     page = Opened(browser, path)
     page.page.click(f'#source .l[data-l="{i}"]')
     assert page.texts(".view:not([hidden])", "data-stage") == ["grad"]  # a backward node
     assert page.texts(".view:not([hidden]) .node.sel", "data-key") == [f"n{n}"]
     assert str(i) in page.texts("#source .l.hl", "data-l")
+    assert not page.errors
+
+
+def test_clicking_a_row_selects_its_steps_nodes(browser, seed):
+    """A row of a fused step: every node its statements compute (forward and backward ones
+    alike, so in the gradient's drawing)."""
+    st, path = seed
+    prog, _ = st.programs["value_and_grad"]
+    k, step = max(enumerate(prog.steps), key=lambda ks: len(ks[1].nodes))
+    sm = source_map(st.source, value_names(prog.graph.nx))
+    row = next(r for j, r in aligned(prog, sm.program("value_and_grad")).items() if j == k)
+    page = Opened(browser, path)
+    page.page.click(f'#source .l[data-l="{row.rows[0]}"]')
+    assert page.texts(".view:not([hidden])", "data-stage") == ["grad"]
+    keys = page.texts(".view:not([hidden]) .node.sel", "data-key")
+    assert sorted(keys) == sorted(f"n{n}" for n in step.nodes) and len(keys) > 1
+    tr = page.page.locator('.fn[data-fn="value_and_grad"] table.schedule tr.hl')
+    assert tr.count() == 1 and tr.get_attribute("data-nodes") == " ".join(map(str, step.nodes))
+    assert not page.errors
+
+
+@pytest.mark.parametrize("which", ["shared", "runtime's"])
+def test_clicking_a_kernel_selects_the_nodes_of_every_step_calling_it(browser, seed, which):
+    st, path = seed
+    calls: dict[str, list[tuple[str, int]]] = {}
+    for f in st.programs:
+        for k, names in row_kernels(st, f).items():
+            for x in names:
+                calls.setdefault(x, []).append((f, k))
+    # a kernel of the module's own that steps of both programs call
+    name = next(x for x, c in calls.items() if x.startswith("_k") and len({f for f, _ in c}) > 1)
+    nodes = {n for f, k in calls[name] for n in st.programs[f][0].steps[k].nodes}
+    page = Opened(browser, path)
+    if which == "shared":  # a line of its function in the source
+        line = next(i for i, t in enumerate(st.source.splitlines(), 1)
+                    if t.startswith(f"cdef gc_kernel {name}("))  # fmt: skip
+        page.page.click(f'#source .l[data-l="{line + 2}"]')
+    else:  # the runtime's gemm_d, from the schedule: it has no lines here
+        name = next(x for x in calls if not x.startswith("_k"))
+        nodes = {n for f, k in calls[name] for n in st.programs[f][0].steps[k].nodes}
+        page.page.click(f'.fn:not([hidden]) table.schedule a.kref:text-is("{name}")')
+    keys = set(page.texts(".view:not([hidden]) .node.sel", "data-key"))
+    assert keys == {f"n{n}" for n in nodes}
+    check_kernels_lit(page, st, {name})
+    # the steps calling it, in each schedule; the statements of their nodes, strongly
+    for f in st.programs:
+        marked = page.texts(f'.fn[data-fn="{f}"] table.schedule tr.hk', "data-nodes")
+        want = [
+            " ".join(map(str, st.programs[f][0].steps[k].nodes)) for g, k in calls[name] if g == f
+        ]
+        assert marked == want
+    lit = {int(x) for x in page.texts("#source .l.hl", "data-l")}
+    sm = source_map(st.source, value_names(st.programs["value_and_grad"][0].graph.nx))
+    assert lit == {i for n in nodes for i in sm.nodes[n]}
+    details = page.page.inner_text("#details")
+    assert name in details and f"called by {len(calls[name])} step" in details
     assert not page.errors
 
 
