@@ -103,10 +103,20 @@ def fit(
     quick: bool = False,
 ) -> History:
     """Run `epochs` passes; `step(indices)` trains on one batch and returns (loss, accuracy or
-    None); `held_out()` gives the metric after each epoch. Prints one line per epoch."""
+    None); `held_out()` gives the metric after each epoch. Prints one line per epoch, and in a
+    terminal a progress bar with the batch loss and examples/s during it (when tqdm is
+    installed: the `examples` extra)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
     h = History(metric)
     for epoch in range(1, epochs + 1):
         t0, seen, losses, accs = time.perf_counter(), 0, [], []
+        bar = None if tqdm is None else tqdm(
+            total=n, desc=f"epoch {epoch}", unit=" examples", unit_scale=True, leave=False,
+            disable=None,  # only in a terminal
+        )  # fmt: skip
         for k, idx in enumerate(batches(n, batch, rng)):
             loss, acc = step(idx)
             h.at.append(epoch - 1 + (seen + len(idx)) / n)
@@ -114,8 +124,13 @@ def fit(
             losses.append(loss * len(idx))
             accs.append(None if acc is None else acc * len(idx))
             seen += len(idx)
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                bar.update(len(idx))
             if quick and k == 4:
                 break
+        if bar is not None:
+            bar.close()
         rate = seen / (time.perf_counter() - t0)
         h.epochs.append(epoch)
         h.loss.append(sum(losses) / seen)

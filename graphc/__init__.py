@@ -27,6 +27,13 @@ def compile(g, **kwargs):  # noqa: A001  (gc.compile, as the package's verb)
     return compile_(g, **kwargs)
 
 
+def draw(g, stage="graph", path=None, **kwargs):
+    """Draw `g` ("graph") or its gradient ("grad") as SVG, PNG or DOT (see graphc.viz.drawing)."""
+    from graphc.viz.drawing import draw as draw_
+
+    return draw_(g, stage, path, **kwargs)
+
+
 def load(path):
     """The most recently built module in a model directory such as `build/seed_net`."""
     from graphc.compiler import load as load_
@@ -55,6 +62,7 @@ __all__ = [
     "BuildError",
     "Graph",
     "compile",
+    "draw",
     "load",
     "optim",
     "GraphError",

@@ -365,6 +365,9 @@ def parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(run=cmd_check)
     add_cache_command(sub)
+    from graphc.viz.cli import add_commands as add_viz_commands
+
+    add_viz_commands(model_command)  # draw, report
     return p
 
 

@@ -73,6 +73,12 @@ class CompiledModule:
     def __repr__(self) -> str:
         return f"<graphc.CompiledModule {self.module.MODEL!r} from {self.path}>"
 
+    def _repr_html_(self) -> str:
+        """For Jupyter: the summary and the report inline (see graphc.viz)."""
+        from graphc.viz.notebook import module_html
+
+        return module_html(self)
+
 
 def _rebuild(graph_json: str, options: dict[str, Any]) -> CompiledModule:
     """A pickled CompiledModule: its graph compiled with the same options (a cache hit when

@@ -23,3 +23,8 @@ class BuildError(GraphcError, RuntimeError):
 
 class PlanError(GraphcError, AssertionError):
     """A memory plan would let a kernel read a value after its bytes were overwritten."""
+
+
+class DrawError(GraphcError, ValueError):
+    """A drawing or report cannot be made as asked: an unknown stage or file type, or a missing
+    optional tool (the message says what to install)."""

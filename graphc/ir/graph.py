@@ -318,6 +318,12 @@ class Graph:
             if d.get("op") == "input" and (role is None or d.get("role") == role)
         }
 
+    @property
+    def next_id(self) -> int:
+        """The id the next node will get: the nodes a pass adds to a copy of this graph (the
+        adjoint nodes `grad` adds, say) have ids from here on."""
+        return self._next_id
+
     def __len__(self) -> int:
         return self.nx.number_of_nodes()
 
@@ -328,6 +334,17 @@ class Graph:
         from graphc.ir.printer import format_graph
 
         return format_graph(self)
+
+    def _repr_svg_(self) -> str:
+        """The graph drawn, for Jupyter (large graphs collapsed into layers; see graphc.viz)."""
+        from graphc.viz.notebook import graph_svg
+
+        return graph_svg(self)
+
+    def _repr_html_(self) -> str:
+        from graphc.viz.notebook import graph_html
+
+        return graph_html(self)
 
     # ---- conversion ---------------------------------------------------------------------
     def copy(self) -> Graph:
