@@ -35,7 +35,7 @@ def random_inputs(g: gc.Graph, size: int = 3, seed: int = 0) -> dict[str, np.nda
     made by a gc.nn layer from its initialiser, other floats uniform in [0.1, 0.9], bools at
     random, and ints 0 (a valid label or index of any axis that is not empty)."""
     rng = np.random.default_rng(seed)
-    out = gc.nn.init_params(g, seed=seed)
+    out = gc.nn.init_params(g, seed=seed, missing="skip")
     for name, n in g.input_ids().items():
         a = g.nx.nodes[n]
         if name in out:

@@ -40,6 +40,7 @@ from graphc.codegen.kir import (
     Stmt,
     Store,
     Var,
+    single,
 )
 from graphc.ir.graph import operands
 from graphc.ops.registry import REGISTRY
@@ -126,7 +127,8 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
             body.append(Assign(local[n], read(args[0])))
         else:
             rule = REGISTRY[a["op"]].scalar
-            body.append(Assign(local[n], rule(*(read(u) for u in args), **a["params"])))
+            value = rule(*(read(u) for u in args), **a["params"])
+            body.append(Assign(local[n], single(value) if v.dtype(n) == "float32" else value))
     body += [
         Assign(Store(kb.ref(n, write=True), at), local[n])
         for n in nodes
