@@ -220,6 +220,22 @@ def single(e: Expr) -> Expr:
     return e  # loads, locals, sizes, casts: of their own types
 
 
+TRANSCENDENTAL = frozenset(("exp", "log", "tanh", "erf", "erfc", "expf", "erff", "erfcf", "pow"))
+
+
+def calls(e: Expr) -> int:
+    """How many calls of transcendental functions `e` makes (a measure of its cost)."""
+    if isinstance(e, Call):
+        return (e.fn in TRANSCENDENTAL) + sum(calls(a) for a in e.args)
+    if isinstance(e, Bin):
+        return calls(e.a) + calls(e.b)
+    if isinstance(e, Neg | Cast):
+        return calls(e.a)
+    if isinstance(e, Select):
+        return calls(e.cond) + calls(e.a) + calls(e.b)
+    return 0
+
+
 def call(fn: str, *args: Any) -> Expr:
     assert fn in FUNCTIONS, fn
     return Call(fn, tuple(lit(a) for a in args))

@@ -40,11 +40,14 @@ from graphc.codegen.kir import (
     Stmt,
     Store,
     Var,
+    calls,
     single,
 )
 from graphc.ir.graph import operands
 from graphc.ops.registry import REGISTRY
 from graphc.passes.fuse import is_flat
+
+CALL_COST = 16  # operations a call of exp, erf, ... is worth, in a loop's work (about)
 
 
 def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
@@ -155,7 +158,10 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
     if not red:  # a map: the threads share the outermost loop, in pieces of `chunk`
         (outer, outer_extent), inner = heads[0], heads[1:]
         chunk = Lit(MAP_CHUNK if flat else 1)  # elements, or rows of a nest
-        par = Parallel(outer, outer_extent, chunk, extent, tuple(nest(inner, body)))
+        # its work: operations, a function call (exp, erf, ...) counting as CALL_COST
+        cost = len(nodes) + CALL_COST * sum(calls(s.value) for s in body if isinstance(s, Assign))
+        par = Parallel(outer, outer_extent, chunk, extent * Lit(cost) if cost > 1 else extent,
+                       tuple(nest(inner, body)))  # fmt: skip
         doc = f"{what} over {shape}, its outer loop shared among threads"
         return e.kernel(kb, doc, [par], work, alone=False)
     assert flat, "fuse puts full reductions in flat loops only"
