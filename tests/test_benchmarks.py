@@ -24,12 +24,12 @@ def test_call_overhead_quick_run(tmp_path):
 @pytest.mark.compiler
 def test_suite_quick_run(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "benchmarks.suite", "--quick", "--workloads", "seed,chain,cnn",
+        [sys.executable, "-m", "benchmarks.suite", "--quick", "--workloads", "seed,chain,cnn,gpt2",
          "--build-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
-    for key in ("seed", "chain", "cnn"):
+    for key in ("seed", "chain", "cnn", "gpt2"):
         assert f"== {key} ==" in r.stdout
     assert "== mlp ==" not in r.stdout
     assert "graphc value_and_grad" in r.stdout and "NumPy by hand" in r.stdout

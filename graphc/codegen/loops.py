@@ -151,15 +151,15 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
         doc = f"{what} of one element"
         return e.kernel(kb, doc, [*before, *body, *after], work, alone=True)
     shape = "[" + ", ".join(map(str, domain)) + "]"
-    small = all(isinstance(d, int) for d in domain) and math.prod(domain) < PARALLEL_MIN
+    # its work: operations, a function call (exp, erf, ...) counting as CALL_COST
+    cost = len(nodes) + CALL_COST * sum(calls(s.value) for s in body if isinstance(s, Assign))
+    small = all(isinstance(d, int) for d in domain) and math.prod(domain) * cost < PARALLEL_MIN
     if partial or (small and not full):  # one thread
         doc = f"{what} over {shape}, on one thread"
         return e.kernel(kb, doc, [*before, *nest(heads, body), *after], work, alone=True)
     if not red:  # a map: the threads share the outermost loop, in pieces of `chunk`
         (outer, outer_extent), inner = heads[0], heads[1:]
         chunk = Lit(MAP_CHUNK if flat else 1)  # elements, or rows of a nest
-        # its work: operations, a function call (exp, erf, ...) counting as CALL_COST
-        cost = len(nodes) + CALL_COST * sum(calls(s.value) for s in body if isinstance(s, Assign))
         par = Parallel(outer, outer_extent, chunk, extent * Lit(cost) if cost > 1 else extent,
                        tuple(nest(inner, body)))  # fmt: skip
         doc = f"{what} over {shape}, its outer loop shared among threads"
