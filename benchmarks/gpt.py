@@ -101,4 +101,9 @@ def arrays(cfg: Config, n: int) -> dict[str, np.ndarray]:
 
 
 def wrt(cfg: Config) -> tuple[str, ...]:
-    return tuple(gc.nn.init_params(graph(cfg)))
+    """The params, named as `graph`'s gc.nn layers name them (written out, not read from the
+    graph: the suite lists its workloads also for a --baseline graphc without these layers)."""
+    block = ("ln1_g", "ln1_b", *(f"attn_{s}_{p}" for s in "qkvo" for p in "wb"),
+             "ln2_g", "ln2_b", "ff1_w", "ff1_b", "ff2_w", "ff2_b")  # fmt: skip
+    layers = (f"h{k}_{name}" for k in range(cfg.layers) for name in block)
+    return ("wte_w", "wpe_w", *layers, "ln_f_g", "ln_f_b")

@@ -95,3 +95,10 @@ def test_compile_time_quick_run(tmp_path):
     got = json.loads((tmp_path / "compile_time.json").read_text())["models"]
     assert got["seed"]["runs"][0]["cache_hit"] is False  # a cold build, every time
     assert got["seed"]["runs"][0]["pyx_lines"] <= 250
+
+
+def test_gpt_workload_names_every_param_its_graph_has():
+    from benchmarks import gpt
+
+    for cfg in gpt.CONFIGS.values():
+        assert gpt.wrt(cfg) == tuple(gc.nn.init_params(gpt.graph(cfg)))
