@@ -98,6 +98,7 @@ def test_compile_time_quick_run(tmp_path):
 
 
 def test_gpt_workload_names_every_param_its_graph_has():
+    import graphc as gc
     from benchmarks import gpt
 
     for cfg in gpt.CONFIGS.values():

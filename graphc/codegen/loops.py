@@ -174,8 +174,11 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
     if partial or (small and not full):  # one thread
         doc = f"{what} over {shape}, on one thread"
         inner = [a["params"]["axis"] for a in (G._node[n] for n in partial)]
-        if inner and all(axes == (len(domain) - 1,) for axes in inner) and len(heads) > 1 and (
-            heads[-1][0] is idx[-1]
+        if (
+            inner
+            and all(axes == (len(domain) - 1,) for axes in inner)
+            and len(heads) > 1
+            and (heads[-1][0] is idx[-1])
         ):  # sums along the innermost axis: rows advanced together
             doc = f"{what} over {shape}, on one thread, {ROWS} rows at a time"
             return e.kernel(kb, doc, [*before, *interleaved(heads, body), *after], work, alone=True)

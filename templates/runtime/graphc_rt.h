@@ -231,8 +231,8 @@ static inline GC_KERNEL double gc_log(double x) {
    with t = 2 / (2 + a), erfc(a) = t exp(-a^2 + Q(4t - 2)), one polynomial Q for the whole
    range (as Numerical Recipes' erfc), -a^2 + Q summed exactly as z + dz: t exp(z) (1 + dz).
    erf = 1 - erfc and erfc = 1 - erf where the difference loses nothing; odd, or reflected,
-   for negative arguments. Fits by tests/codegen/fit_erf.py; measured against mpmath
-   (tests/codegen/test_vecmath.py): erf within 2.5 ulp, erfc within 3.5. */
+   for negative arguments. Fits by tests/codegen/fit_vecmath.py; measured against long double
+   (tests/codegen/test_vecmath_erf.py): erf within 3 ulp, erfc within 6. */
 static const double GC_ERF_SMALL[10] = {
     1.0830752376761712, -0.04364205888669792, 0.0016130716680617073, -4.7623369344685e-05,
     1.1516037795233155e-06, -2.3472291634930292e-08, 4.12702515200825e-10,
@@ -297,11 +297,19 @@ static inline GC_KERNEL GC_INLINE double gc_erfc(double x) {
 }
 
 /* ---- float versions for float32 kernels: the same methods in float arithmetic, with
-   polynomials of float accuracy, so a vector holds twice the elements. Measured against
-   mpmath: expf within 1 ulp (float), erff within 2, erfcf within 3. */
-static const float GC_ERF_SMALL_F[5] = {
-    1.0830752849578857f, -0.04364205151796341f, 0.0016130718868225813f,
-    -4.7652712964918464e-05f, 1.1517498705870821e-06f,
+   polynomials of float accuracy, so a vector holds twice the elements. erf needs no erfc of
+   relative accuracy: from 0.75 on it is 1 - exp(-a^2) R(a), R a polynomial in a (no division,
+   no exact -a^2), and below, a P(a^2) as for double. Measured against long double
+   (tests/codegen/test_vecmath_erf.py): expf within 1 ulp (float), erff within 2.1, erfcf 6. */
+static const float GC_ERF_SMALL_F[7] = {
+    1.03095281124115f, -0.08960376679897308f, 0.007314485032111406f, -0.0004808710655197501f,
+    2.5991688744397834e-05f, -1.1894074987139902e-06f, 4.6815312515491314e-08f,
+};
+static const float GC_ERF_TAIL_F[12] = {
+    0.2237904667854309f, -0.13199511170387268f, 0.07370305806398392f, -0.039220746606588364f,
+    0.019981402903795242f, -0.00981335062533617f, 0.0047159940004348755f,
+    -0.002132658613845706f, 0.0008115895907394588f, -0.00038167386082932353f,
+    0.000285684218397364f, -0.0001058617199305445f,
 };
 #define GC_ERFC_MID_F -0.07999999999999985f
 #define GC_ERFC_INV_HALF_F 0.78125f
@@ -334,10 +342,21 @@ static inline GC_KERNEL GC_INLINE float gc_expf(float x) {
     float k1 = (k * 0.5f + GC_SHIFTF) - GC_SHIFTF;
     return y * gc_pow2f(k1) * gc_pow2f(k - k1);
 }
-static inline GC_KERNEL GC_INLINE float gc_erff_small(float a) { /* erf(a), 0 <= a < 0.5 */
+static inline GC_KERNEL GC_INLINE float gc_erff_small(float a) { /* erf(a), 0 <= a < 0.75 */
     const float* c = GC_ERF_SMALL_F;
-    float u = (a * a - 0.125f) * 8.0f;
-    return a * ((((c[4] * u + c[3]) * u + c[2]) * u + c[1]) * u + c[0]);
+    float u = (a * a - 0.28125f) * 3.5555555555555554f;
+    return a * ((((((c[6] * u + c[5]) * u + c[4]) * u + c[3]) * u + c[2]) * u + c[1]) * u + c[0]);
+}
+static inline GC_KERNEL GC_INLINE float gc_erff_tail(float a) { /* erf(a), a >= 0.75 */
+    float b = a < 3.92f ? a : 3.92f; /* erf(3.92) rounds to 1; NaN: the caller selects it out */
+    b = b > 0.75f ? b : 0.75f;
+    const float* c = GC_ERF_TAIL_F;
+    float u = (b - 2.335f) * 0.6309148264984227f;
+    float u2 = u * u, u4 = u2 * u2, u8 = u4 * u4;
+    float r = ((c[0] + c[1] * u) + (c[2] + c[3] * u) * u2)
+        + ((c[4] + c[5] * u) + (c[6] + c[7] * u) * u2) * u4
+        + ((c[8] + c[9] * u) + (c[10] + c[11] * u) * u2) * u8;
+    return 1.0f - gc_expf(-(a * a)) * r;
 }
 static inline GC_KERNEL GC_INLINE float gc_erfcf_big(float a) { /* erfc(a), a >= 0.5 */
     float x = a < 10.5f ? a : 10.5f; /* erfc(10.5) underflows; NaN: the caller selects it out */
@@ -360,7 +379,7 @@ static inline GC_KERNEL GC_INLINE float gc_erfcf_big(float a) { /* erfc(a), a >=
 }
 static inline GC_KERNEL GC_INLINE float gc_erff(float x) {
     float a = fabsf(x);
-    float r = a < 0.5f ? gc_erff_small(a) : 1.0f - gc_erfcf_big(a);
+    float r = a < 0.75f ? gc_erff_small(a) : gc_erff_tail(a);
     return x == x ? copysignf(r, x) : x;
 }
 static inline GC_KERNEL GC_INLINE float gc_erfcf(float x) {

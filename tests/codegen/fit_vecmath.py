@@ -8,7 +8,9 @@ erf(a) = a P(a^2) below 0.5, P in u = (a^2 - 0.125) / 0.125. From 0.5 on, as in 
 Recipes' erfc: with t = 2 / (2 + a), erfc(a) = t exp(-a^2 + Q(ty)), ty = 4t - 2, Q a
 polynomial in u = (ty - mid) / half over the ty of a from 0.5 to 28 (erfc underflows by 28):
 one polynomial for the whole range, so the C has no table to look up, and vectorises.
-tests/codegen/test_vecmath.py measures the results in ulp against mpmath.
+In float, erf(a) from 0.75 on is 1 - exp(-a^2) R(a), R a polynomial in u = (a - mid) / half
+on [0.75, 3.92] (erf rounds to 1 beyond), and a P(a^2) below 0.75.
+tests/codegen/test_vecmath_erf.py measures the results in ulp against long double.
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ def main() -> None:
     print(table("GC_ERFC_BIG", fit(big, TY_LO, TY_HI, BIG_DEGREE, relative=False)))
     # float: erf, erfc to 10.5 (erfc underflows by then), exp's (exp(r) - 1 - r) / r^2
     f32 = lambda cs: [float(np.float32(float(c))) for c in cs]  # noqa: E731
-    print(table("GC_ERF_SMALL_F", f32(_fit(small, 0.0, 0.25, 4, 200, True)), "float"))
+    print(table("GC_ERF_SMALL_F", f32(_fit(small, 0.0, 0.5625, 6, 200, True)), "float"))
+    tail = lambda a: mp.erfc(a) * mp.exp(a * a)  # noqa: E731  (erf = 1 - exp(-a^2) tail)
+    print(table("GC_ERF_TAIL_F", f32(_fit(tail, 0.75, 3.92, 11, 200, True)), "float"))
     lo, hi = 4 * 2 / (2 + 10.5) - 2, TY_HI
     print(f"#define GC_ERFC_MID_F {(lo + hi) / 2!r}f")
     print(f"#define GC_ERFC_INV_HALF_F {2 / (hi - lo)!r}f")
