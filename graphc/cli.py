@@ -35,7 +35,7 @@ def random_inputs(g: gc.Graph, size: int = 3, seed: int = 0) -> dict[str, np.nda
     made by a gc.nn layer from its initialiser, other floats uniform in [0.1, 0.9], bools at
     random, and ints 0 (a valid label or index of any axis that is not empty)."""
     rng = np.random.default_rng(seed)
-    out = gc.nn.init_params(g, seed=seed)
+    out = gc.nn.init_params(g, seed=seed, missing="skip")
     for name, n in g.input_ids().items():
         a = g.nx.nodes[n]
         if name in out:
@@ -210,11 +210,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
         f"wrote {m.path / (st.graph.name + '.pyx')} (readable source), {how} "
         f"{built.so_path} in {built.seconds:.2f} s"
     )
+    ok = True
     if args.check:
         ok, report = check_compiled(m, g, args.dtype, args.size, args.seed, options["optimizer"])
         print(report)
-        return 0 if ok else 1
-    return 0
+    if args.profile:
+        inputs = random_inputs(with_dtype(g, args.dtype), args.size, args.seed)
+        print(m.profile(**{k: inputs[k] for k in m.INPUTS}, repeat=args.profile))
+    return 0 if ok else 1
 
 
 def _bytes(text: str) -> int:
@@ -339,7 +342,16 @@ def parser() -> argparse.ArgumentParser:
         help="also emit these derivatives, comma-separated: jvp (forward mode: outputs and their "
         "directional derivatives), hvp (Hessian-vector products)",
     )
-    s.add_argument("--seed", type=int, default=0, help="seed of --check's random inputs")
+    s.add_argument(
+        "--profile",
+        type=int,
+        nargs="?",
+        const=20,
+        metavar="CALLS",
+        help="time value_and_grad (else forward) on random inputs over CALLS calls (default 20) "
+        "and print the steps and model lines taking the most time; sizes as --dim",
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of --check's and --profile's inputs")
     s.set_defaults(run=cmd_compile)
     s = model_command("show", "print a model, simplified or differentiated, one line per node")
     s.add_argument("--stage", choices=("graph", "simplified", "grad"), default="graph")

@@ -58,6 +58,17 @@ class CompiledModule:
             for k, p in self.STATE.items()
         }
 
+    def profile(self, *args: Any, function: str = "value_and_grad", repeat: int = 20,
+                **kwargs: Any) -> Any:  # fmt: skip
+        """Time `function` (default value_and_grad, else forward) on these inputs, each step
+        of its program apart: a graphc.profile.Profile, which prints the steps and the model
+        lines that take the most time."""
+        from graphc.profile import profile
+
+        if function == "value_and_grad" and not hasattr(self, "value_and_grad"):
+            function = "forward"
+        return profile(self, function, args, kwargs, repeat)
+
     def __reduce__(self) -> tuple:
         if self.recipe is not None:
             return _rebuild, self.recipe

@@ -24,12 +24,12 @@ def test_call_overhead_quick_run(tmp_path):
 @pytest.mark.compiler
 def test_suite_quick_run(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "benchmarks.suite", "--quick", "--workloads", "seed,chain,cnn",
+        [sys.executable, "-m", "benchmarks.suite", "--quick", "--workloads", "seed,chain,cnn,gpt2",
          "--build-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
-    for key in ("seed", "chain", "cnn"):
+    for key in ("seed", "chain", "cnn", "gpt2"):
         assert f"== {key} ==" in r.stdout
     assert "== mlp ==" not in r.stdout
     assert "graphc value_and_grad" in r.stdout and "NumPy by hand" in r.stdout
@@ -95,3 +95,11 @@ def test_compile_time_quick_run(tmp_path):
     got = json.loads((tmp_path / "compile_time.json").read_text())["models"]
     assert got["seed"]["runs"][0]["cache_hit"] is False  # a cold build, every time
     assert got["seed"]["runs"][0]["pyx_lines"] <= 250
+
+
+def test_gpt_workload_names_every_param_its_graph_has():
+    import graphc as gc
+    from benchmarks import gpt
+
+    for cfg in gpt.CONFIGS.values():
+        assert gpt.wrt(cfg) == tuple(gc.nn.init_params(gpt.graph(cfg)))

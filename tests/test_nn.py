@@ -344,6 +344,47 @@ def test_embedding_gradients_and_lookup():
     assert_grad_ok(g, inputs, wrt=["emb_w"])
 
 
+def test_tied_output_layer_reuses_the_embedding_table():
+    """unembed: logits = h @ emb_w.T with the table found from the embedding's output; the
+    table's gradient adds its use as input and as output layer (finite differences)."""
+    rng = np.random.default_rng(11)
+    g = gc.Graph("m")
+    tokens = g.input("tokens", shape=("N", 4), dtype="int64")
+    e = gc.nn.embedding(tokens, 7, 3, "emb")
+    logits = gc.nn.unembed(gc.tanh(gc.nn.position_embedding(e, "pos")), e)
+    assert logits.shape == ("N", 4, 7)
+    assert init_records(g) == {"emb_w": ("normal", 7, 3), "pos_w": ("normal", 4, 3)}
+    g.output("logits", logits)
+    weighted_loss(g, logits, rng)
+    toks = np.array([[0, 6, 2, 2], [5, 1, 0, 3]])
+    inputs = perturbed(g, rng, tokens=toks)
+    h = np.tanh(inputs["emb_w"][toks] + inputs["pos_w"])
+    np.testing.assert_allclose(gc.evaluate(g, inputs)["logits"], h @ inputs["emb_w"].T, 1e-14)
+    assert_grad_ok(g, inputs, wrt=["emb_w", "pos_w"])
+
+
+def test_tied_layer_and_position_errors():
+    g = gc.Graph("m")
+    x = g.input("x", shape=("N", 4, 3))
+    with pytest.raises(GraphError, match="not the output of gc.nn.embedding"):
+        gc.nn.unembed(x, x)
+    with pytest.raises(ShapeError, match="fixed sizes for its last two axes"):
+        gc.nn.position_embedding(g.input("s", shape=("N", "T", 3)), "pos")
+
+
+def test_init_params_names_the_params_it_cannot_draw():
+    g = gc.Graph("m")
+    x = g.input("x", shape=("N", 3))
+    bare = g.param("scale", shape=(2,))
+    g.output("loss", gc.sum(gc.nn.dense(x, 2, "fc") * bare))
+    with pytest.raises(GraphError, match="scale"):
+        init_params(g)
+    drawn = init_params(g, missing="skip")
+    assert sorted(drawn) == ["fc_b", "fc_w"]
+    with pytest.raises(GraphError, match="missing must be"):
+        init_params(g, missing="zeros")
+
+
 def test_layer_norm_gradients_and_values():
     rng = np.random.default_rng(11)
     g = gc.Graph("m")

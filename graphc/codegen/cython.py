@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import base64
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator
 from types import SimpleNamespace
 
@@ -284,6 +285,18 @@ def declare(ctype: str, name: str, rows: tuple[Row, ...], count: int, width: int
     if run:
         lines.append(INDENT + run.strip())
     return [*lines, "};"]
+
+
+def program_listing(source: str, function: str) -> list[tuple[str, ...]]:
+    """The statements of each row of `function`'s program in a module's `source`, as `declare`
+    writes them (every row of a program has its comment: lower gives each one)."""
+    head = f"static const int32_t gc_{function}_program[] = {{"
+    start = source.index(head) + len(head)
+    table = source[start : source.index("};", start)]
+    return [
+        tuple(line.strip() for line in block.splitlines())
+        for block in re.findall(r"/\* (.*?) \*/", table, re.S)
+    ]
 
 
 def _grouped(tables: list[tuple[str, str, tuple[Row, ...]]], width: int = 92) -> list[str]:

@@ -27,8 +27,10 @@ INDEX = "index"  # the dtype of loop variables, sizes and offsets (a signed mach
 # (exp, log and tanh are graphc's own branch-free versions, the same bits in every backend
 # that claims bitwise agreement).
 FUNCTIONS = frozenset(
-    ("exp", "log", "tanh", "sqrt", "erf", "erfc", "fabs", "pow", "min", "max", "first", "end")
-)
+    ("exp", "log", "tanh", "sqrt", "erf", "erfc", "fabs", "pow", "min", "max", "first", "end",
+     "expf", "sqrtf", "erff", "erfcf")  # the last four: in float arithmetic (see `single`)
+)  # fmt: skip
+SINGLE = {"exp": "expf", "sqrt": "sqrtf", "erf": "erff", "erfc": "erfcf"}
 BINARY = frozenset(("+", "-", "*", "/", "//", "<", "<=", ">", ">=", "==", "!=", "and", "or"))
 BITWISE = frozenset(("|", "&"))  # on booleans: both operands evaluated (no branch)
 
@@ -198,6 +200,40 @@ def lit(x: Any) -> Expr:
     if isinstance(x, bool | int | float):
         return Lit(x)
     raise TypeError(f"not a scalar expression: {x!r}")
+
+
+def single(e: Expr) -> Expr:
+    """`e`, an expression of a float32 value, in float arithmetic: its float literals float32,
+    its calls of exp, sqrt, erf, erfc the float ones (twice the elements per vector; float
+    accuracy, as float32 deserves)."""
+    if isinstance(e, Lit):
+        float_lit = isinstance(e.value, float) and e.dtype is None
+        return Lit(e.value, "float32") if float_lit else e
+    if isinstance(e, Bin):
+        return Bin(e.op, single(e.a), single(e.b))
+    if isinstance(e, Neg):
+        return Neg(single(e.a))
+    if isinstance(e, Call):
+        return Call(SINGLE.get(e.fn, e.fn), tuple(single(a) for a in e.args))
+    if isinstance(e, Select):
+        return Select(e.cond, single(e.a), single(e.b))
+    return e  # loads, locals, sizes, casts: of their own types
+
+
+TRANSCENDENTAL = frozenset(("exp", "log", "tanh", "erf", "erfc", "expf", "erff", "erfcf", "pow"))
+
+
+def calls(e: Expr) -> int:
+    """How many calls of transcendental functions `e` makes (a measure of its cost)."""
+    if isinstance(e, Call):
+        return (e.fn in TRANSCENDENTAL) + sum(calls(a) for a in e.args)
+    if isinstance(e, Bin):
+        return calls(e.a) + calls(e.b)
+    if isinstance(e, Neg | Cast):
+        return calls(e.a)
+    if isinstance(e, Select):
+        return calls(e.cond) + calls(e.a) + calls(e.b)
+    return 0
 
 
 def call(fn: str, *args: Any) -> Expr:

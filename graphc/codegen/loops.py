@@ -8,7 +8,8 @@ outermost loop; a loop with full reductions (always flat, see passes/fuse.py) ru
 fixed chunks, within which BLOCK terms at a time are computed (vectorised) into scratch and
 then added in order, the chunks' sums added in order at the end. Every full reduction of a
 domain adds its terms in this one order, fused or not, for any number of threads. Loops with
-partial reductions (`sum(x, axis=0)`) run on one thread, in row-major order.
+partial reductions (`sum(x, axis=0)`) run on one thread, each sum adding its terms in
+row-major order; sums along the innermost axis advance ROWS rows at a time (`interleaved`).
 (The chunks and blocks are kir.Reduce's: a renderer, the runtime, implements them once.)
 """
 
@@ -29,6 +30,7 @@ from graphc.codegen.emit import (
 from graphc.codegen.kir import (
     INDEX,
     Assign,
+    Call,
     Cast,
     Expr,
     Lit,
@@ -40,10 +42,34 @@ from graphc.codegen.kir import (
     Stmt,
     Store,
     Var,
+    calls,
+    single,
 )
 from graphc.ir.graph import operands
 from graphc.ops.registry import REGISTRY
 from graphc.passes.fuse import is_flat
+
+CALL_COST = 16  # operations a call of exp, erf, ... is worth, in a loop's work (about)
+ROWS = 8  # rows of a sum along the innermost axis under way at once (see `interleaved`)
+
+
+def nest(heads: Sequence[tuple[Var, Expr]], stmts: list[Stmt]) -> list[Stmt]:
+    """`stmts` in loops over `heads` (index variables and extents), the first outermost."""
+    for var, ext in reversed(heads):
+        stmts = [Loop(var, Lit(0), ext, tuple(stmts))]
+    return stmts
+
+
+def interleaved(heads: Sequence[tuple[Var, Expr]], stmts: list[Stmt]) -> list[Stmt]:
+    """The loops of `nest` with the last two swapped in blocks of ROWS rows: for each block of
+    rows, for each element along the row, for each row of the block. A sum along the rows adds
+    its terms in the same order as in `nest` (the same bits), but ROWS sums are under way at
+    once, independent chains of additions the processor overlaps, where one row at a time
+    waits for each addition to finish."""
+    *outer, (r, rows), (j, n) = heads
+    block = Var(f"{r.name}b", INDEX)
+    each = Loop(r, block, Call("min", (block + Lit(ROWS), rows)), tuple(stmts))
+    return nest(outer, [Loop(block, Lit(0), rows, (Loop(j, Lit(0), n, (each,)),), Lit(ROWS))])
 
 
 def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
@@ -126,17 +152,13 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
             body.append(Assign(local[n], read(args[0])))
         else:
             rule = REGISTRY[a["op"]].scalar
-            body.append(Assign(local[n], rule(*(read(u) for u in args), **a["params"])))
+            value = rule(*(read(u) for u in args), **a["params"])
+            body.append(Assign(local[n], single(value) if v.dtype(n) == "float32" else value))
     body += [
         Assign(Store(kb.ref(n, write=True), at), local[n])
         for n in nodes
         if n in stored and n not in red
     ]
-
-    def nest(heads: Sequence[tuple[Var, Expr]], stmts: list[Stmt]) -> list[Stmt]:
-        for var, ext in reversed(heads):
-            stmts = [Loop(var, Lit(0), ext, tuple(stmts))]
-        return stmts
 
     ops = [G._node[n]["op"] for n in nodes]
     what = f"{len(nodes)} ops ({', '.join(ops)})" if len(nodes) > 1 else ops[0]
@@ -146,14 +168,26 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
         doc = f"{what} of one element"
         return e.kernel(kb, doc, [*before, *body, *after], work, alone=True)
     shape = "[" + ", ".join(map(str, domain)) + "]"
-    small = all(isinstance(d, int) for d in domain) and math.prod(domain) < PARALLEL_MIN
+    # its work: operations, a function call (exp, erf, ...) counting as CALL_COST
+    cost = len(nodes) + CALL_COST * sum(calls(s.value) for s in body if isinstance(s, Assign))
+    small = all(isinstance(d, int) for d in domain) and math.prod(domain) * cost < PARALLEL_MIN
     if partial or (small and not full):  # one thread
         doc = f"{what} over {shape}, on one thread"
+        inner = [a["params"]["axis"] for a in (G._node[n] for n in partial)]
+        if (
+            inner
+            and all(axes == (len(domain) - 1,) for axes in inner)
+            and len(heads) > 1
+            and (heads[-1][0] is idx[-1])
+        ):  # sums along the innermost axis: rows advanced together
+            doc = f"{what} over {shape}, on one thread, {ROWS} rows at a time"
+            return e.kernel(kb, doc, [*before, *interleaved(heads, body), *after], work, alone=True)
         return e.kernel(kb, doc, [*before, *nest(heads, body), *after], work, alone=True)
     if not red:  # a map: the threads share the outermost loop, in pieces of `chunk`
         (outer, outer_extent), inner = heads[0], heads[1:]
         chunk = Lit(MAP_CHUNK if flat else 1)  # elements, or rows of a nest
-        par = Parallel(outer, outer_extent, chunk, extent, tuple(nest(inner, body)))
+        par = Parallel(outer, outer_extent, chunk, extent * Lit(cost) if cost > 1 else extent,
+                       tuple(nest(inner, body)))  # fmt: skip
         doc = f"{what} over {shape}, its outer loop shared among threads"
         return e.kernel(kb, doc, [par], work, alone=False)
     assert flat, "fuse puts full reductions in flat loops only"

@@ -256,7 +256,8 @@ def _steps(ctx: Context, prog: Program, plan: MemoryPlan, memo: dict | None) -> 
         )
         assert len(lowered) == 1 or not step.beside, "a step run beside another is one kernel"
         for k, s in enumerate(lowered):
-            out.append(replace(s, what=what if k == 0 else (), section=step.section,
+            more = ("(the step above, continued)",)
+            out.append(replace(s, what=what if k == 0 else more, section=step.section,
                                beside=step.beside))  # fmt: skip
     return out
 

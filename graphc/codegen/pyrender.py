@@ -26,7 +26,8 @@ SCALAR = {"float64": "np.float64", "float32": "np.float32", "bool": "np.bool_",
           "int64": "np.int64", "int32": "np.int32", kir.INDEX: "int"}  # fmt: skip
 FUNCTION = {"exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "sqrt": "np.sqrt",
             "erf": "_erf", "erfc": "_erfc", "fabs": "np.abs", "pow": "np.power", "min": "min",
-            "max": "max", "first": "_first", "end": "_end"}  # fmt: skip
+            "max": "max", "first": "_first", "end": "_end", "expf": "np.exp",
+            "sqrtf": "np.sqrt", "erff": "_erf", "erfcf": "_erfc"}  # fmt: skip
 BINARY = {"and": "and", "or": "or", "//": "//"}
 COMPARE = frozenset(("<", "<=", ">", ">=", "==", "!="))
 

@@ -30,8 +30,10 @@ from graphc.nn.layers import (
     embedding,
     flatten,
     layer_norm,
+    position_embedding,
     positional_encoding,
     sinusoid,
+    unembed,
 )
 from graphc.nn.recurrent import gru, gru_cell, lstm, lstm_cell
 
@@ -50,7 +52,9 @@ __all__ = [
     "lstm",
     "lstm_cell",
     "multi_head_attention",
+    "position_embedding",
     "positional_encoding",
     "sinusoid",
     "transformer_encoder_block",
+    "unembed",
 ]

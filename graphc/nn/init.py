@@ -134,16 +134,28 @@ def _orthogonal(shape: tuple[int, ...], rng) -> np.ndarray:
 
 
 def init_params(
-    g: Graph | nx.MultiDiGraph, seed: int = 0, dtype: str | None = None
+    g: Graph | nx.MultiDiGraph, seed: int = 0, dtype: str | None = None, missing: str = "error"
 ) -> dict[str, np.ndarray]:
-    """Initial arrays for every param of `g` that has an init record, in param order, each of
-    the param's shape and of `dtype` (default: the param's own dtype). Deterministic: the same
-    graph and seed always give the same arrays, whatever other params the graph holds."""
+    """Initial arrays for every param of `g`, in param order, each of the param's shape and of
+    `dtype` (default: the param's own dtype), drawn as the layer that made it recorded.
+    Deterministic: the same graph and seed always give the same arrays, whatever other params
+    the graph holds. A param without a record (made with `g.param`, not by a gc.nn layer) is
+    an error naming it, or with `missing="skip"` left out, for the caller to give."""
     G = g.nx if isinstance(g, Graph) else g
     if dtype is not None and dtype not in FLOAT_DTYPES:
         raise GraphError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise GraphError(f"seed must be a non-negative int, got {seed!r}")
+    if missing not in ("error", "skip"):
+        raise GraphError(f"missing must be 'error' or 'skip', got {missing!r}")
+    bare = [describe(G, n) for n, a in sorted(G.nodes(data=True), key=lambda na: na[0])
+            if a.get("op") == "input" and a.get("role") == "param" and "init" not in a]  # fmt: skip
+    if bare and missing == "error":
+        raise GraphError(
+            f"init_params: {len(bare)} param{'s' * (len(bare) > 1)} without an initialiser "
+            f"(made with g.param, not by a gc.nn layer): {'; '.join(bare)}; give their arrays "
+            "yourself, and init_params(g, missing='skip') draws the others"
+        )
     out = {}
     for n, a in sorted(G.nodes(data=True), key=lambda na: na[0]):
         if a.get("op") != "input" or a.get("role") != "param" or "init" not in a:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from graphc.errors import GraphError, ShapeError
-from graphc.ir.graph import Value
+from graphc.ir.graph import Value, operands
 from graphc.ir.shapes import FLOAT_DTYPES, format_shape
 from graphc.nn.init import check_scheme, param
 from graphc.ops import api as ops
@@ -139,6 +139,34 @@ def embedding(tokens: Value, vocab: int, dim: int, name: str, dtype: str = "floa
     """Rows of the table `{name}_w` [vocab, dim] picked by int `tokens` [...]: -> [..., dim]."""
     table = param(tokens.graph, f"{name}_w", (vocab, dim), dtype, ("normal", vocab, dim))
     return ops.take(table, tokens, axis=0)
+
+
+def position_embedding(x: Value, name: str) -> Value:
+    """x [..., T, D] plus a learned table `{name}_w` [T, D] (GPT's positions; N(0, 1) like
+    an embedding, scaled as the caller's init wants by the model)."""
+    if x.ndim < 2 or not all(isinstance(d, int) for d in x.shape[-2:]):
+        raise ShapeError(
+            f"position_embedding {name!r}: v{x.id} of shape {format_shape(x.shape)} needs fixed "
+            "sizes for its last two axes [T, D]"
+        )
+    t, d = x.shape[-2:]
+    return x + param(x.graph, f"{name}_w", (t, d), dtype_of(x), ("normal", t, d))
+
+
+def unembed(h: Value, embedded: Value) -> Value:
+    """h [..., D] @ the table of the embedding that gave `embedded`, transposed: logits over
+    its vocabulary, the output layer tied to the input one (GPT's weight tying) without
+    naming the table. `embedded` is what `embedding` returned."""
+    a = embedded.graph.nx.nodes[embedded.id]
+    table = None
+    if a["op"] == "take" and a["params"].get("axis") == 0:
+        table = operands(embedded.graph.nx, embedded.id)[0]
+    if table is None or embedded.graph.nx.nodes[table].get("role") != "param":
+        raise GraphError(
+            f"unembed: v{embedded.id} is not the output of gc.nn.embedding (a take of rows of a "
+            "param table)"
+        )
+    return h @ Value(embedded.graph, table).T
 
 
 def layer_norm(x: Value, name: str, eps: float = 1e-5) -> Value:

@@ -15,6 +15,7 @@ from graphc.ops.elementwise import (  # noqa: F401
     div,
     equal,
     erf,
+    erfc,
     exp,
     gelu,
     greater,

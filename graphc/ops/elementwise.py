@@ -127,6 +127,22 @@ erf = _elementwise(
 )
 
 
+def _erfc(x: np.ndarray) -> np.ndarray:
+    import scipy.special
+
+    return scipy.special.erfc(x)
+
+
+# erfc(x) = 1 - erf(x), without the cancellation for large x (erfc(10) is 2e-45)
+erfc = _elementwise(
+    "erfc",
+    _erfc,
+    (lambda ct, out, x: ct * (-_TWO_OVER_SQRT_PI * exp(-(x * x))),),
+    lambda x: kir.call("erfc", x),
+    "d erfc(x) = -2/sqrt(pi) exp(-x^2) dx",
+)
+
+
 def _expit(x: np.ndarray) -> np.ndarray:
     """scipy.special.expit, imported when first used (importing scipy.special costs ~0.3 s)."""
     import scipy.special

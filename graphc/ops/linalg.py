@@ -79,6 +79,11 @@ def _dx(ct, out, x, y, transpose_a, transpose_b):
 
 
 def _dy(ct, out, x, y, transpose_a, transpose_b):
+    if y.ndim == 2 and x.ndim > 2 and not transpose_a:
+        # a weight applied over leading axes ([..., K] @ [K, U]): one product over them all,
+        # [K, ...] @ [..., U], not one per leading index summed afterwards
+        x2, ct2 = reshape(x, (-1, x.shape[-1])), reshape(ct, (-1, ct.shape[-1]))
+        return _mm(ct2, x2, transpose_a=True) if transpose_b else _mm(x2, ct2, transpose_a=True)
     if x.ndim >= 2 and y.ndim >= 2:
         if transpose_b:
             return _mm(ct, x, transpose_a=True, transpose_b=transpose_a)
@@ -93,7 +98,8 @@ def _dy(ct, out, x, y, transpose_a, transpose_b):
 
 def _lower_matmul(e: Emit, n: int, args: list[int], params: dict) -> None:
     """One runtime `gemm` (BLAS, or a plain loop for tiny products) per element of the output's
-    batch; each operand's batch axes have stride 0 where it is broadcast."""
+    batch, each operand's batch axes of stride 0 where it is broadcast; or, for a 2-D b
+    applied over a's leading axes, one gemm over all of them."""
     a, b = args
     shape = e.values.shape
     ta, tb = params["transpose_a"], params["transpose_b"]
@@ -111,6 +117,10 @@ def _lower_matmul(e: Emit, n: int, args: list[int], params: dict) -> None:
         return [[0] if j < off or batch[j - off] == 1 else list(batch[j - off + 1 :])
                 for j in range(len(out_batch))]  # fmt: skip
 
+    if len(sb) == 2 and not ta and len(sa) > 2 and tuple(sa[:-2]) == tuple(out_batch):
+        # a weight applied over leading axes: a's rows over all of them are one matrix
+        ints = [0, int(tb), [*out_batch, m], n_, k, 0]
+        return e.runtime(f"gemm_{e.suffix}", [a, b, n], ints, work=None)
     batch = []
     for d, stride_a, stride_b in zip(out_batch, strides(sa[:-2]), strides(sb[:-2]), strict=True):
         batch += [d, stride_a, stride_b]

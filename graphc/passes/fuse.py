@@ -10,7 +10,9 @@ members are
   - `sum` and `mean` of a value of the domain's shape, which accumulate over the loop and end
     their chain: nothing in the group may read a reduction's result. A partial reduction over
     the innermost axis stops the loop from vectorising, so it joins only when that saves
-    storing its operand (see `_blocks_vectors`).
+    storing its operand (see `_blocks_vectors`); and a partial reduction's loop runs on one
+    thread, so it shares no loop with an op whose elements cost a function call (exp, erf:
+    `heavy`), which is better shared among threads, the reduction reading what it stored.
 
 Fusion only merges steps that are adjacent in the schedule, so the schedule's memory order is
 kept; the last forward steps and the first backward ones may share a loop (then the forward
@@ -23,6 +25,7 @@ elementwise kernel may.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 from graphc.ir.graph import operands, without_gc
@@ -70,6 +73,28 @@ def _flat_member(G, n: int, outside: Callable[[int], bool], shape: tuple) -> boo
     )
 
 
+@functools.cache
+def heavy(op: str) -> bool:
+    """Does an element of `op` cost a function call's work (exp, erf, ...): its scalar rule
+    calls one? (codegen/loops.py weighs a loop's work so, and shares heavy loops among
+    threads sooner.)"""
+    from graphc.codegen import kir
+
+    opdef = REGISTRY[op]
+    if opdef.scalar is None:
+        return False
+    x = kir.Var("x", "float64")
+    try:
+        e = opdef.scalar(*([x] * max(opdef.arity, 1)), **opdef.params)
+    except Exception:  # noqa: BLE001 (a rule that needs real params: count it light)
+        return False
+    return kir.calls(e) > 0
+
+
+def partial_reduction(G, n: int) -> bool:
+    return G._node[n]["op"] in REDUCTIONS and not full_reduction(G, n)
+
+
 @dataclasses.dataclass
 class _Group:
     steps: list[Step]
@@ -77,13 +102,17 @@ class _Group:
     shape: tuple
     flat: bool
     full: int  # its full reductions
+    partial: bool  # it has a partial reduction (its loop runs on one thread)
+    heavy: bool  # it has an op whose elements cost a function call (see `heavy`)
 
     @classmethod
     def of(cls, G, step: Step) -> _Group:
         n = step.node
         shape = domain(G, [n])
         flat = _flat_member(G, n, lambda u: True, shape)
-        return cls([step], {n}, shape, flat, int(full_reduction(G, n)))
+        op = G._node[n]["op"]
+        return cls([step], {n}, shape, flat, int(full_reduction(G, n)),
+                   partial_reduction(G, n), heavy(op))  # fmt: skip
 
     def joins(self, G, n: int, scheduled: dict[int, int]) -> bool:
         """May n be computed in this loop? A full reduction is only ever computed in a flat
@@ -103,6 +132,8 @@ class _Group:
             return False
         if full_reduction(G, n) and self.full >= MAX_SUMS:
             return False
+        if (self.heavy and partial_reduction(G, n)) or (self.partial and heavy(a["op"])):
+            return False  # a heavy loop shared among threads, then a light one to reduce
         flat = self.flat and _flat_member(G, n, lambda u: u not in self.members, shape)
         return flat or not (self.full or full_reduction(G, n))
 
@@ -110,6 +141,8 @@ class _Group:
         n = step.node
         self.flat = self.flat and _flat_member(G, n, lambda u: u not in self.members, self.shape)
         self.full += full_reduction(G, n)
+        self.partial = self.partial or partial_reduction(G, n)
+        self.heavy = self.heavy or heavy(G._node[n]["op"])
         self.steps.append(step)
         self.members.add(n)
 

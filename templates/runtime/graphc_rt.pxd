@@ -61,7 +61,7 @@ cdef extern from "graphc_rt.h" nogil:
         void (*parallel)(gc_loop_fn fn, const gc_args* x, Py_ssize_t n, Py_ssize_t chunk, Py_ssize_t work) noexcept nogil
         void (*reduce_d)(gc_block_d_fn fn, const gc_args* x, Py_ssize_t n, int nsums, double* sums) noexcept nogil
         void (*reduce_s)(gc_block_s_fn fn, const gc_args* x, Py_ssize_t n, int nsums, float* sums) noexcept nogil
-        int (*setup)(gc_function* fn, object data, const gc_kernel_fn* kernels) except -1 with gil
+        object (*setup)(gc_function* fn, object data, const gc_kernel_fn* kernels) with gil
         int (*link)(gc_kernel_fn* kernels, int first, object names) except -1 with gil
 
     const gc_api* gc_api_of(object capsule) except NULL
@@ -77,8 +77,12 @@ cdef extern from "graphc_rt.h" nogil:
     double log "gc_log" (double)
     double tanh "gc_tanh" (double)
     double sqrt(double)
-    double erf(double)
-    double erfc(double)
+    double erf "gc_erf" (double)
+    double erfc "gc_erfc" (double)
+    float expf "gc_expf" (float)
+    float erff "gc_erff" (float)
+    float erfcf "gc_erfcf" (float)
+    float sqrtf(float)
     double fabs(double)
     double pow(double, double)
     Py_ssize_t gc_first(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_out)

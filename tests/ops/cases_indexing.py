@@ -1,4 +1,4 @@
-"""Registry cases for slicing, concat, take, one_hot, layer_norm, gelu, erf, logsumexp
+"""Registry cases for slicing, concat, take, one_hot, layer_norm, gelu, erf, erfc, logsumexp
 (merged into tests/ops/test_registry.py's table).
 
 Indices here are constants of the graph: the table's inputs are all differentiated or checked
@@ -21,6 +21,7 @@ from tests.domains import fine_grid, normal
 
 F32 = ("float32",)
 _erf = np.vectorize(math.erf, otypes=[np.float64])
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -166,6 +167,7 @@ def cases(case: Callable[..., Any]) -> list[Any]:
     for shape, bind in [((3, 4), {}), ((), {}), (("N", 3), {"N": 2})]:
         out += [
             case("erf", gc.erf, _erf, shape, bind=bind, domain=(normal(1.5),)),
+            case("erfc", gc.erfc, _erfc, shape, bind=bind, domain=(normal(1.5),)),
             case("gelu", gc.gelu, _gelu, shape, bind=bind, domain=(normal(2.0),),
                  label="none"),
             case("gelu", lambda x: gc.gelu(x, "tanh"), _gelu_tanh, shape, bind=bind,
@@ -173,6 +175,7 @@ def cases(case: Callable[..., Any]) -> list[Any]:
         ]  # fmt: skip
     out += [
         case("erf", gc.erf, lambda x: _erf(x).astype(np.float32), (3, 4), dtypes=F32),
+        case("erfc", gc.erfc, lambda x: _erfc(x).astype(np.float32), (3, 4), dtypes=F32),
         case("gelu", gc.gelu, _gelu, (3, 4), dtypes=F32, label="none"),
         case("gelu", lambda x: gc.gelu(x, "tanh"), _gelu_tanh, (3, 4), dtypes=F32,
              label="tanh"),
@@ -255,6 +258,7 @@ ILLEGAL: list[tuple[str, Callable[[Any], Any]]] = [
     ("gelu-approximate", lambda g: gc.gelu(g.param("x", shape=(3,)), "fast")),
     ("erf-bool", lambda g: gc.erf(g.param("x", shape=(3,)) > 0)),
     ("erf-int", lambda g: gc.erf(_int_input(g))),
+    ("erfc-bool", lambda g: gc.erfc(g.param("x", shape=(3,)) > 0)),
     ("add-int", lambda g: _int_input(g) + 1.0),
     ("compare-int", lambda g: _int_input(g) > 1.0),
     ("cast-to-int", lambda g: gc.cast(g.param("x", shape=(3,)), "int64")),

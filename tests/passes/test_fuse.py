@@ -56,13 +56,27 @@ def test_nothing_reads_a_reduction_in_its_own_loop():
 def test_broadcast_reads_and_a_partial_reduction_share_the_loop():
     g = gc.Graph("colsum")
     x = g.input("x", shape=("N", 4))
-    g.output("y", gc.sum(gc.tanh(x + g.input("b", shape=(4,))), axis=0))
+    g.output("y", gc.sum(gc.relu(x + g.input("b", shape=(4,))), axis=0))
     prog, plan = run_stages(g).programs["forward"]
     assert len(prog.steps) == 1 and [plan.storage[n].kind for n in prog.steps[0].nodes] == [
         "local",
         "local",
         "output",
     ]
+
+
+def test_a_heavy_op_does_not_share_the_one_thread_of_a_partial_reduction():
+    """tanh's loop is shared among threads; the column sums reduce what it stored."""
+    g = gc.Graph("colsum")
+    x = g.input("x", shape=("N", 4))
+    g.output("y", gc.sum(gc.tanh(x + g.input("b", shape=(4,))), axis=0))
+    st = run_stages(g)
+    prog, plan = st.programs["forward"]
+    assert [len(s.nodes) for s in prog.steps] == [2, 1]
+    assert plan.storage[prog.steps[0].nodes[-1]].kind == "arena"  # tanh's values are stored
+    docs = [k.doc for k in st.module.kernels]
+    assert any("tanh) over [N, 4], its outer loop shared among threads" in d for d in docs)
+    assert any(d == "sum over [N, 4], on one thread" for d in docs)
 
 
 def test_a_full_reduction_is_only_computed_in_a_flat_loop():
@@ -178,7 +192,7 @@ def test_a_partial_reduction_of_the_inner_axis_joins_only_to_save_a_store(stored
     a bias gradient and a weight gradient)."""
     g = gc.Graph("inner_sum")
     x = g.input("x", shape=("N", 8))
-    m = gc.where(x > 0, gc.exp(x), 0.0)
+    m = gc.where(x > 0, x * x, 0.0)  # light: a heavy op would not share its one thread
     total = gc.sum(m, axis=1)
     g.output("y", total * 2.0 + (gc.sum(m * x) if stored_anyway else 0.0))
     assert _sum_step_is_fused(g, "forward") is not stored_anyway
