@@ -334,6 +334,15 @@ def _python(x: object) -> str:
 
 
 LONG = 1000  # characters: a longer Python literal goes to the module's data string
+UNIFORM = 16  # elements: a constant this large whose elements are all one value is written short
+
+
+def _elements(values: tuple) -> str:
+    """The elements of a constant as a Python list: `[0.0] * 65536` when they are all one
+    value (a zero carry of a loop's gradient: its literal would be megabytes of source)."""
+    if len(values) > UNIFORM and all(repr(v) == repr(values[0]) for v in values):
+        return f"[{_python(values[0])}] * {len(values)}"
+    return _python(list(values))
 
 
 class _Data:
@@ -411,7 +420,7 @@ def module_view(m: Module, runtime_key: str, runtime_options: dict) -> SimpleNam
         runtime_options=_python(runtime_options),
         consts=[
             SimpleNamespace(
-                elements=_python(list(c.values)),
+                elements=_elements(c.values),
                 dtype=c.dtype,
                 shape=_python(c.shape),
                 comment=c.comment,
