@@ -182,7 +182,7 @@ def run_stages(
     say(f"lowering {steps:,} steps of {len(st.programs)} functions")
     module = lower(
         joint, st.programs, returns, _metadata(st, dtype), source_file, graphc.__version__,
-        in_place, defaults,
+        in_place, defaults, fusion=fusion,
     )  # fmt: skip
     say(f"writing the source of {len(module.kernels)} kernels")
     build = build or DEFAULT_OPTIONS
