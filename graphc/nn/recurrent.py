@@ -23,8 +23,7 @@ scales b_hn. Calling a cell again with the same `name` shares its params: that i
 unrolled by hand. The layers start from a zero state.
 
 A layer reads xs [N, T, D]. In a loop (the default) T may be a symbol, bound at call time like
-N, or 0; the products with the input, x @ w_ih, are made for every step at once before the
-loop, and the loop's body does the rest of a step. `lengths` [N] (int) gives each sequence's
+N, or 0: the loop's body is one step, compiled once. `lengths` [N] (int) gives each sequence's
 length in a padded batch: past it a sequence's state stays as it was and its outputs are zeros,
 as PyTorch's packed sequences give them (the last h is then the one at each sequence's end).
 Unrolled (`unroll=True`, a fixed T >= 1), a layer is what it always was: T copies of the step,
@@ -243,26 +242,26 @@ def _unrolled(step, xs, steps, params, hidden, parts, return_sequences, lengths)
 
 
 def _looped(step, xs, params, hidden, parts, return_sequences, lengths) -> Value:
-    """A loop over the steps (gc.scan), the input's products made for all of them first."""
+    """A loop over the steps (gc.scan) of xs made time-major, [T, N, D]."""
     n = xs.shape[0]
-    xw = ops.transpose(xs, (1, 0, 2)) @ params[0]  # [T, N, gates*H]
+    steps = ops.transpose(xs, (1, 0, 2))
     zero = ops.broadcast_to(xs.graph.const(0.0, dtype=xs.dtype), (n, hidden))
     state = (zero,) * parts
     if lengths is None:
 
         def cell(s, x):
-            return step(x, s, params, hidden)
+            return step(x @ params[0], s, params, hidden)
 
-        final, hs = ops.scan(cell, state, xw)
+        final, hs = ops.scan(cell, state, steps)
     else:
         left = ops.cast(lengths, xs.dtype).reshape(n, 1)  # steps each sequence has left
 
         def cell(c, x):
             s, k = c
             keep = k > 0.0
-            new, h = step(x, s, params, hidden)
+            new, h = step(x @ params[0], s, params, hidden)
             new = tuple(_masked(keep, v, old) for v, old in zip(new, s, strict=True))
             return (new, k - 1.0), _masked(keep, h, None)
 
-        (final, _), hs = ops.scan(cell, (state, left), xw)
+        (final, _), hs = ops.scan(cell, (state, left), steps)
     return ops.transpose(hs, (1, 0, 2)) if return_sequences else final[0]

@@ -86,8 +86,9 @@ def scan_vjp(
     per_step = _reach(V, set(body_ins[: nc + nxs]), differentiable=False) - adjoint
     readers = [v for v in VG if v in adjoint] + list(v_grads.values())
     needed = {u for v in readers for u in (operands(VG, v) if v in adjoint else [v])}
-    residual = sorted(u for u in needed if u in per_step)
     body_pos = {u: k for k, u in enumerate(body_ins)}
+    kept, again = _residuals(VG, {u for u in needed if u in per_step}, per_step, body_pos)
+    residual = sorted(kept)
 
     # The forward body, with a per-step result for each residual that is not a slice.
     stacked = [u for u in residual if not (nc <= body_pos.get(u, -1) < nc + nxs)]
@@ -111,8 +112,8 @@ def scan_vjp(
     xs = [cts[nc + j] for j in ys] + [res_values[u] for u in stacked]
     xs += [args[body_pos[u]] for u in slices]
     bwd, captured = _backward_body(
-        V, adjoint, body_ins, nc, nxs, carries, cap, ys, cts_nodes, stacked, slices, v_grads,
-        args, B.name,
+        V, adjoint | again, body_ins, nc, nxs, carries, cap, ys, cts_nodes, stacked, slices,
+        v_grads, args, B.name,
     )  # fmt: skip
     operands_ = [*init, *xs, *captured]
     rev = dg.add(
@@ -129,6 +130,34 @@ def scan_vjp(
     for i, k in enumerate(active_xs):
         got[k] = _out(dg, rev.id, len(init) + i)
     return got
+
+
+def _residuals(
+    G: Any, needed: set[int], per_step: set[int], body_pos: dict[int, int]
+) -> tuple[set[int], set[int]]:
+    """The per-step values to stack, and those the reverse loop computes again from them: an
+    elementwise value the adjoint reads is computed again when what it is computed from
+    (through other elementwise values) is stacked anyway, or invariant. So an LSTM keeps its
+    gates and the carries, not also the derivatives of its activations (1 - tanh(c)^2, ...),
+    which cost one pass over the elements to compute again and a store and a load to keep."""
+    kept, again = set(needed), set()
+    for p in sorted(needed, reverse=True):
+        if p in body_pos:
+            continue
+        todo, seen, ok = [p], set(), True
+        while todo and ok:
+            v = todo.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            if v != p and (v in kept or v in again or v not in per_step):
+                continue
+            ok = v not in body_pos and REGISTRY[G._node[v]["op"]].elementwise
+            todo.extend(operands(G, v))
+        if ok:
+            kept.discard(p)
+            again |= seen & per_step - kept
+    return kept, again
 
 
 def _seed(V: Graph, seeds: dict[int, Value], name: str, o: int) -> int:
