@@ -31,6 +31,7 @@ from graphc.passes.fuse import fuse
 from graphc.passes.grad import grad, grad_name
 from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, plan_memory
 from graphc.passes.remat import Checkpointing, choose_checkpoints
+from graphc.passes.scan_remat import checkpoint_loops
 from graphc.passes.schedule import Program, schedule
 from graphc.passes.simplify import simplify
 from graphc.passes.train import TrainGraph, check_in_place, train_graph
@@ -306,7 +307,10 @@ def _checkpoint(
     joint: Graph, backward_from: int, memory: str, size_hint: int, budget: int, fusion: bool
 ) -> tuple[Graph, Checkpointing]:
     """Checkpoint `joint` to fit `budget`; the report quotes final plans, not the quick ones
-    the search compares candidates with (see choose_checkpoints)."""
+    the search compares candidates with (see choose_checkpoints). Loops first: when the plan
+    does not fit, each reverse loop with a static trip count runs in segments from the
+    forward loop's checkpoints (passes/scan_remat.py), if that makes the arena smaller; then
+    the search over the values the backward pass reads."""
     outputs = list(joint.outputs)
 
     def quick_arena(h: Graph) -> tuple[int, int]:
@@ -321,7 +325,19 @@ def _checkpoint(
         prog, plan = _schedule_and_plan(h, outputs, backward_from, memory, size_hint, fusion)
         return plan.arena_bytes(_hint_sizes(prog, size_hint))
 
-    return choose_checkpoints(joint, backward_from, budget, quick_arena, arena)
+    loops, before = 0, None
+    if any(a["op"] == "scan" for a in joint.nx.nodes.values()):
+        before = arena(joint)
+        if before > budget:
+            h, loops = checkpoint_loops(joint, backward_from)
+            if loops and arena(h) < before:
+                joint = h
+            else:
+                loops = 0
+    h, report = choose_checkpoints(joint, backward_from, budget, quick_arena, arena)
+    if loops:  # the arena it started from: the loops' own
+        report = dataclasses.replace(report, loops=loops, unbudgeted_arena_bytes=before)
+    return h, report
 
 
 def _metadata(st: Stages, dtype: str) -> dict[str, str]:

@@ -370,12 +370,15 @@ class Bind:
       previous trip's "carry_out" pointed at;
     - "carry_out": at `refs[0]` (the final carry) on the last trip, else at `refs[1]` and
       `refs[2]` in turn (first `refs[1]`);
-    - "alias": at `refs[0]` (the bytes of a value bound above it)."""
+    - "alias": at `refs[0]` (the bytes of a value bound above it);
+    - "every": at `refs[0]` plus t / `every` times `size` bytes when t is a multiple of
+      `every`, else at `refs[1]` (scratch): a result kept every k-th step."""
 
     kind: str
     key: Any
     refs: tuple
     size: SizeExpr | None = None
+    every: int = 0
 
 
 @dataclass(frozen=True, slots=True)

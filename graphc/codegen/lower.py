@@ -427,7 +427,7 @@ def _function(
     )
 
 
-BIND = {"step": 0, "carry_in": 1, "carry_out": 2, "alias": 3}  # graphc_rt.h's scan
+BIND = {"step": 0, "carry_in": 1, "carry_out": 2, "alias": 3, "every": 4}  # runtime's scan
 
 
 def _keys(s: Step | Repeat) -> list[Any]:
@@ -454,6 +454,8 @@ def _rows(s: Step | Repeat, number: dict, t: Tables, ids: dict[int, int]) -> lis
     head: list[Any] = [t.size(s.trips), int(s.reverse), len(s.binds), nbody, len(s.empty)]
     for b in s.binds:
         refs = [number[r] for r in b.refs] + [-1] * (3 - len(b.refs))
+        if b.kind == "every":  # its third ref: the size holding k
+            refs[2] = t.size(SizeExpr(b.every))
         head += [BIND[b.kind], number[b.key], *refs, -1 if b.size is None else t.size(b.size)]
     for final, init, nbytes in s.empty:
         head += [number[final], number[init], t.size(nbytes)]

@@ -253,8 +253,10 @@ def scan(pm: Any, v: list, z: list, f: list, a: list) -> None:
                 v[dst] = v[r0] if i == 0 else (v[r1] if i & 1 else v[r2])
             elif kind == 2:
                 v[dst] = v[r0] if i == trips - 1 else (v[r2] if i & 1 else v[r1])
-            else:
+            elif kind == 3:
                 v[dst] = v[r0]
+            else:  # every k-th step (k: the size r2)
+                v[dst] = v[r0][(t // z[r2]) * z[size] :] if t % z[r2] == 0 else v[r1]
         p = 0
         while p < len(body):
             kernel, nops = body[p], body[p + 1]

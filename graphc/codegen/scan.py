@@ -123,6 +123,14 @@ def lower_loop(
             empty.append((final, args[k], _nbytes(shape, dtype)))
             extra.storage[("in", S, k)] = Storage("alias", args[k])
             extra.storage[dest[name]] = Storage("alias", final)
+        elif k in results and k in p["strided"]:  # kept every k-th step (checkpoints)
+            dest[name] = ("y", S, k)
+            skip = ("skip", S, k)
+            extra.storage[skip] = extra.scratch(((shape, dtype),))
+            extra.names[skip] = f"{ctx.names[S]}.skip{k}"
+            binds.append(Bind("every", dest[name], (results[k], skip), _nbytes(shape, dtype),
+                              p["every"]))  # fmt: skip
+            extra.storage[dest[name]] = Storage("alias", results[k])
         elif k in results:
             dest[name] = ("y", S, k)
             binds.append(Bind("step", dest[name], (results[k],), _nbytes(shape, dtype)))

@@ -10,7 +10,9 @@ values of the enclosing graph the body reads (captured); its params hold the bod
 or a symbol bound at call time like any size). Its value is the tuple of its results, which
 only `scan_out[index=k]` reads: result k < n_carry is the final carry k, the others are the
 per-step results stacked along a new axis 0, [T, ...]. Step t reads slice t of each xs and
-writes slice t of each stacked result; a reverse scan runs t = T-1 down to 0.
+writes slice t of each stacked result; a reverse scan runs t = T-1 down to 0. The results in
+`strided` keep only steps 0, k, 2k, ... (k = `every`; a static T): the loop's checkpoints
+(passes/scan_remat.py).
 
 The derivative is a reverse scan over the body's VJP (passes/scan_grad.py); the memory plan and
 the code are in passes/scan_steps.py and codegen/scan.py.
@@ -37,12 +39,15 @@ def trip_count(G: Any, n: int) -> int | str:
 
 
 def results(G: Any, n: int) -> list[tuple[tuple, str]]:
-    """(shape, dtype) of each result of scan node n: final carries, then stacked results."""
+    """(shape, dtype) of each result of scan node n: final carries, then stacked results (a
+    strided one holds steps 0, k, 2k, ... of a static T: ceil(T / k) of them)."""
     p = G._node[n]["params"]
     body: Body = p["body"]
     T = p["length"][0]
     out = body.types(body.outputs)
-    return [t if k < p["n_carry"] else ((T, *t[0]), t[1]) for k, t in enumerate(out)]
+    k, strided = p["every"], p["strided"]
+    return [t if j < p["n_carry"] else ((-(-T // k) if j in strided else T, *t[0]), t[1])
+            for j, t in enumerate(out)]  # fmt: skip
 
 
 def _infer_scan(G: Any, n: int, ops: list[int]) -> tuple[tuple, str]:
@@ -85,6 +90,14 @@ def _infer_scan(G: Any, n: int, ops: list[int]) -> tuple[tuple, str]:
         if (have, got) != (shape, dtype):
             raise ShapeMismatch(f"{what} is {format_type(have, got)}, the body takes "
                                 f"{format_type(shape, dtype)}")  # fmt: skip
+    strided, every = p["strided"], p["every"]
+    if not (isinstance(every, int) and every >= 1 and isinstance(strided, tuple)):
+        raise ShapeMismatch(f"every={every!r} must be an int >= 1 and strided a tuple")
+    for j in strided:
+        if not (isinstance(j, int) and nc <= j < len(outs)):
+            raise ShapeMismatch(f"strided result {j!r} is not a per-step result")
+        if not isinstance(T, int):
+            raise ShapeMismatch("a strided result needs a static trip count")
     for k in range(nc):
         if outs[k] != ins[k]:
             raise ShapeMismatch(
@@ -111,7 +124,7 @@ def _check_param(key: str, value: object) -> str | None:
 
 # ---- the reference: the loop, run by the interpreter --------------------------------------------
 def _run(*arrays: np.ndarray, body: Body, n_carry: int, n_xs: int, reverse: bool,
-         length: tuple) -> tuple:  # fmt: skip
+         length: tuple, strided: tuple = (), every: int = 1) -> tuple:  # fmt: skip
     from graphc.interp import execute
 
     G = body.graph.nx
@@ -145,6 +158,8 @@ def _run(*arrays: np.ndarray, body: Body, n_carry: int, n_xs: int, reverse: bool
             ys[k].reverse()
         shape = (T, *bind_shape(a["shape"], symbols))
         stacked.append(np.stack(ys[k]) if ys[k] else np.zeros(shape, dtype=a["dtype"]))
+        if n_carry + k in strided:  # steps 0, every, 2 every, ...
+            stacked[-1] = np.ascontiguousarray(stacked[-1][::every])
     return (*(np.array(c, dtype=G._node[o]["dtype"]) for c, o in zip(carries, outs, strict=False)),
             *stacked)  # fmt: skip
 
@@ -178,7 +193,15 @@ register(
         lambda shapes, dtypes, params: ((), "float64"),  # see infer_graph
         _run,
         (_no_rule,),
-        params={"body": None, "n_carry": 0, "n_xs": 0, "reverse": False, "length": (0,)},
+        params={
+            "body": None,
+            "n_carry": 0,
+            "n_xs": 0,
+            "reverse": False,
+            "length": (0,),
+            "strided": (),
+            "every": 1,
+        },  # fmt: skip
         shape_params=("length",),
         infer_graph=_infer_scan,
         structured=("body",),

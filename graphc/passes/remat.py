@@ -93,12 +93,14 @@ class Checkpointing:
     unbudgeted_arena_bytes: int
     budget: int
     fits: bool
+    loops: int = 0  # reverse loops run in segments from checkpoints (passes/scan_remat.py)
 
     def __str__(self) -> str:
         extra = self.recomputed_steps / max(self.forward_steps, 1)
         verdict = "" if self.fits else ", NOT met: this is the smallest found"
+        loops = f"{self.loops} loops run in segments from checkpoints; " if self.loops else ""
         return (
-            f"checkpointing: keep {self.kept} of {self.saved} saved forward values (every "
+            f"checkpointing: {loops}keep {self.kept} of {self.saved} saved forward values (every "
             f"{self.every}), recompute {self.recomputed_steps} forward steps (+{extra:.0%} "
             f"forward work); arena {self.unbudgeted_arena_bytes} -> {self.arena_bytes} bytes "
             f"(budget {self.budget}{verdict})"

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphc.ir.body import Body
-from graphc.ir.graph import Graph, Value, ancestors, operands, topo_order
+from graphc.ir.graph import Graph, Value, ancestors, describe, operands, topo_order
 from graphc.ir.shapes import FLOAT_DTYPES
 from graphc.ops.registry import REGISTRY
 from graphc.ops.shape import broadcast_to
@@ -45,6 +45,13 @@ def scan_vjp(
     cotangent); `wanted[k]`: does operand k need one. Extends node n with its residuals."""
     body: Body = params["body"]
     nc, nxs = params["n_carry"], params["n_xs"]
+    if params["strided"]:
+        from graphc.errors import GraphError
+
+        raise GraphError(
+            f"{describe(dg.nx, n)}: a loop that keeps checkpoints (made for a memory budget) "
+            "has no derivative; differentiate the model first"
+        )
     B = body.graph
     ins, outs = body.inputs, body.outputs
     G = B.nx
