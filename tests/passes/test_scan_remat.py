@@ -84,6 +84,10 @@ def test_compiled_with_a_budget_equals_without(tmp_path) -> None:
     c = budget.stages.checkpointing
     assert c.loops == 1 and "1 loops run in segments" in str(c)
     assert c.arena_bytes < c.unbudgeted_arena_bytes / 2
+    prog, _ = budget.stages.programs["value_and_grad"]
+    G = prog.graph.nx
+    strided = [n for n in G if G._node[n]["op"] == "scan" and G._node[n]["params"]["strided"]]
+    assert len(strided) == 1  # the forward loop runs once: never cloned by checkpointing
     inp = lstm_inputs(steps, seed=3)
     (a, ga), (b, gb) = plain.value_and_grad(**inp), budget.value_and_grad(**inp)
     np.testing.assert_array_equal(a["loss"], b["loss"])
