@@ -180,3 +180,18 @@ def test_compiled_any_length_from_one_build(layer: str, tmp_path) -> None:
     np.testing.assert_allclose(a["out"], b["out"], rtol=1e-12, atol=1e-14)
     for k in ga:
         np.testing.assert_allclose(ga[k], gb[k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_buffers_of_a_loop_are_sized_at_call_time() -> None:
+    """With T a symbol, the values the loop stacks are [T, ...] buffers whose size the call
+    computes from T; the body's scratch is planned once, for one step, and holds no T: every
+    step uses it again."""
+    from graphc.compiler import run_stages
+
+    st = run_stages(model("lstm", False, steps="T"), functions=["value_and_grad"])
+    (f,) = [f for f in st.module.functions if f.name == "value_and_grad"]
+    texts = [row.comment[0] for row in f.slots]
+    body = [t for t in texts if t.endswith("(a loop's)")]
+    outer = [t for t in texts if not t.endswith("(a loop's)")]
+    assert body and not any("T" in t.split(":", 1)[1] for t in body)
+    assert sum("[T," in t for t in outer) >= 2  # the stacked per-step values
