@@ -117,3 +117,29 @@ def test_compiled_lstm_layer_with_a_budget(tmp_path) -> None:
     np.testing.assert_array_equal(a["loss"], b["loss"])
     for key in ga:
         np.testing.assert_array_equal(ga[key], gb[key], err_msg=key)
+
+
+@pytest.mark.parametrize("layer", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("lengths", [False, True])
+def test_recurrent_layers_split_bit_for_bit(layer: str, lengths: bool) -> None:
+    """gc.nn's layers (padded batches too: the carry holds each sequence's steps left) at
+    T = 11, k = 4: two full segments and a tail of 3."""
+    from tests.test_recurrent import feed, model
+
+    g = model(layer, False, steps=11, lengths=lengths)
+    joint, backward_from = _joint(g, [k for k in g.input_ids("param")])
+    h, loops = checkpoint_loops(joint, backward_from)
+    assert loops == 1
+    inp = feed(g, steps=11)
+    a, b = gc.evaluate(joint, inp), gc.evaluate(h, inp)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_a_module_with_hvp_keeps_its_loops_whole() -> None:
+    """jvp and hvp differentiate the joint graph again, which a split loop does not allow: a
+    budget then leaves the loops alone (and the build works)."""
+    g = lstm_model(False, steps=9)
+    st = run_stages(g, wrt=WRT, memory_budget=1, functions=["value_and_grad", "hvp", "jvp"])
+    assert st.checkpointing.loops == 0
+    assert {"value_and_grad", "hvp", "jvp"} <= set(st.programs)
