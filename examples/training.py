@@ -24,9 +24,15 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
 
 
-def options(description: str, epochs: int, argv: Sequence[str] | None) -> argparse.Namespace:
-    """The common options: --epochs, --seed, --plot FILE.png, --quick (a smoke run)."""
+def options(
+    description: str, epochs: int, argv: Sequence[str] | None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:  # fmt: skip
+    """The common options: --epochs, --seed, --plot FILE.png, --quick (a smoke run), and an
+    example's own (`extra` adds them)."""
     p = argparse.ArgumentParser(description=description)
+    if extra is not None:
+        extra(p)
     p.add_argument("--epochs", type=int, default=epochs, help=f"passes over the data ({epochs})")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split and the params")
     p.add_argument("--plot", metavar="FILE.png", help="write loss/accuracy curves (matplotlib)")

@@ -31,6 +31,7 @@ from graphc.passes.fuse import fuse
 from graphc.passes.grad import grad, grad_name
 from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, plan_memory
 from graphc.passes.remat import Checkpointing, choose_checkpoints
+from graphc.passes.scan_remat import checkpoint_loops
 from graphc.passes.schedule import Program, schedule
 from graphc.passes.simplify import simplify
 from graphc.passes.train import TrainGraph, check_in_place, train_graph
@@ -148,8 +149,9 @@ def run_stages(
         )
     if grads and memory_budget is not None:
         joint, st.checkpointing = _checkpoint(
-            joint, backward_from, memory, size_hint, memory_budget, fusion
-        )
+            joint, backward_from, memory, size_hint, memory_budget, fusion,
+            loops=not {"jvp", "hvp"} & set(wanted),
+        )  # fmt: skip
     if "value_and_grad" in wanted:
         st.programs["value_and_grad"] = _schedule_and_plan(
             joint, list(joint.outputs), backward_from, memory, size_hint, fusion
@@ -182,7 +184,7 @@ def run_stages(
     say(f"lowering {steps:,} steps of {len(st.programs)} functions")
     module = lower(
         joint, st.programs, returns, _metadata(st, dtype), source_file, graphc.__version__,
-        in_place, defaults,
+        in_place, defaults, fusion=fusion,
     )  # fmt: skip
     say(f"writing the source of {len(module.kernels)} kernels")
     build = build or DEFAULT_OPTIONS
@@ -303,10 +305,15 @@ def _differentiate(
 
 
 def _checkpoint(
-    joint: Graph, backward_from: int, memory: str, size_hint: int, budget: int, fusion: bool
-) -> tuple[Graph, Checkpointing]:
+    joint: Graph, backward_from: int, memory: str, size_hint: int, budget: int, fusion: bool,
+    loops: bool = True,
+) -> tuple[Graph, Checkpointing]:  # fmt: skip
     """Checkpoint `joint` to fit `budget`; the report quotes final plans, not the quick ones
-    the search compares candidates with (see choose_checkpoints)."""
+    the search compares candidates with (see choose_checkpoints). Loops first (when `loops`:
+    not for a module with jvp or hvp, which differentiate `joint` again, and a loop split into
+    segments has no derivative): when the plan does not fit, each reverse loop with a static
+    trip count runs in segments from the forward loop's checkpoints (passes/scan_remat.py), if
+    that makes the arena smaller; then the search over the values the backward pass reads."""
     outputs = list(joint.outputs)
 
     def quick_arena(h: Graph) -> tuple[int, int]:
@@ -321,7 +328,19 @@ def _checkpoint(
         prog, plan = _schedule_and_plan(h, outputs, backward_from, memory, size_hint, fusion)
         return plan.arena_bytes(_hint_sizes(prog, size_hint))
 
-    return choose_checkpoints(joint, backward_from, budget, quick_arena, arena)
+    split, before = 0, None
+    if loops and any(a["op"] == "scan" for a in joint.nx.nodes.values()):
+        before = arena(joint)
+        if before > budget:
+            h, split = checkpoint_loops(joint, backward_from)
+            if split and arena(h) < before:
+                joint = h
+            else:
+                split = 0
+    h, report = choose_checkpoints(joint, backward_from, budget, quick_arena, arena)
+    if split:  # the arena it started from: the loops' own
+        report = dataclasses.replace(report, loops=split, unbudgeted_arena_bytes=before)
+    return h, report
 
 
 def _metadata(st: Stages, dtype: str) -> dict[str, str]:

@@ -104,12 +104,28 @@ def evaluate(
     targets = {g.outputs[name] for name in wanted}
     needed = set(targets).union(*(nx.ancestors(G, t) for t in targets))
     order = [n for n in topo_order(G) if n in needed]
-    uses = {n: sum(1 for v in G.successors(n) if v in needed) for n in order}
+    execute(G, order, values, symbols, targets)
+    return {name: np.array(values[g.outputs[name]]) for name in wanted}
+
+
+def execute(
+    G: nx.MultiDiGraph,
+    order: list[int],
+    values: dict[int, Any],
+    symbols: Mapping[str, int],
+    keep: set[int],
+) -> None:
+    """Compute the nodes of `order` (a topological order holding every node they need) into
+    `values`, which holds the inputs; values no later node reads are dropped, except `keep`.
+    A loop's result is a tuple of arrays (see ops/scan.py)."""
+    nodes = G._node
+    listed = set(order)
+    uses = {n: sum(1 for v in G._succ[n] if v in listed) for n in order}
     # IEEE results without warnings, as compiled code gives them (mean of nothing is NaN).
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for n in order:
-            attrs = G.nodes[n]
+            attrs = nodes[n]
             if attrs["op"] == "const":
                 values[n] = attrs["value"]
                 continue
@@ -129,10 +145,9 @@ def evaluate(
                 out = op.ref(*(values[u] for u in args), **params)
             except (ValueError, ArithmeticError) as e:
                 raise InputError(f"{describe(G, n)} cannot run on these inputs: {e}") from None
-            out = np.asarray(out, dtype=attrs["dtype"])
-            values[n] = out
+            values[n] = out if isinstance(out, tuple) else np.asarray(out, dtype=attrs["dtype"])
             for u in set(args):
-                uses[u] -= 1
-                if uses[u] == 0 and u not in targets:
-                    del values[u]
-    return {name: np.array(values[g.outputs[name]]) for name in wanted}
+                if u in uses:
+                    uses[u] -= 1
+                    if uses[u] == 0 and u not in keep:
+                        del values[u]

@@ -103,3 +103,20 @@ def test_gpt_workload_names_every_param_its_graph_has():
 
     for cfg in gpt.CONFIGS.values():
         assert gpt.wrt(cfg) == tuple(gc.nn.init_params(gpt.graph(cfg)))
+
+
+@pytest.mark.compiler
+def test_rnn_quick_run():
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.rnn", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    for row in ("loop, T = 10", "loop, T = T", "unrolled, T = 20", "NumPy by", "memory_budget"):
+        assert row in r.stdout
+    assert "MISMATCH" not in r.stdout and "FAILED" not in r.stdout
+    for module, title in (("torch", "torch.nn.LSTM"), ("jax", "JAX scan")):
+        if importlib.util.find_spec(module) is None:
+            assert f"skipped {title}" in r.stdout
+        else:
+            assert f"skipped {title}" not in r.stdout

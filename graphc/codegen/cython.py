@@ -22,6 +22,7 @@ import numpy as np
 from graphc.codegen import kir
 from graphc.codegen.kir import INDEX, Expr, Kernel, Stmt
 from graphc.codegen.records import Function, Module, Row
+from graphc.codegen.scan import LOOP
 
 CTYPE = {
     "float64": "double",
@@ -347,6 +348,15 @@ def _python(x: object) -> str:
 
 
 LONG = 1000  # characters: a longer Python literal goes to the module's data string
+UNIFORM = 16  # elements: a constant this large whose elements are all one value is written short
+
+
+def _elements(values: tuple) -> str:
+    """The elements of a constant as a Python list: `[0.0] * 65536` when they are all one
+    value (a zero carry of a loop's gradient: its literal would be megabytes of source)."""
+    if len(values) > UNIFORM and all(repr(v) == repr(values[0]) for v in values):
+        return f"[{_python(values[0])}] * {len(values)}"
+    return _python(list(values))
 
 
 class _Data:
@@ -418,6 +428,14 @@ def module_view(m: Module, runtime_key: str, runtime_options: dict) -> SimpleNam
     """What templates/module.pyx.j2 lays out for module `m`, built against the runtime
     `runtime_key` (made with `runtime_options`, should it have to be built again)."""
     data = _Data()
+    # the module's own kernels, then its loop trampoline (graphc_rt.h scan), which the
+    # lowering numbers first among the runtime's (codegen/scan.py LOOP), then the runtime's
+    own = [f"_k{k}" for k in range(len(m.kernels))]
+    loop = LOOP.name in m.runtime
+    if loop:
+        assert m.runtime[0] == LOOP.name, "the loop is numbered right after the module's kernels"
+        own.append("_loop")
+    linked = tuple(name for name in m.runtime if name != LOOP.name)
     view = SimpleNamespace(
         header=m.header,
         meta=[(k, data.value(v)) for k, v in m.meta],
@@ -426,7 +444,7 @@ def module_view(m: Module, runtime_key: str, runtime_options: dict) -> SimpleNam
         runtime_options=_python(runtime_options),
         consts=[
             SimpleNamespace(
-                elements=_python(list(c.values)),
+                elements=_elements(c.values),
                 dtype=c.dtype,
                 shape=_python(c.shape),
                 comment=c.comment,
@@ -434,13 +452,12 @@ def module_view(m: Module, runtime_key: str, runtime_options: dict) -> SimpleNam
             for c in m.consts
         ],  # fmt: skip
         kernels=[kernel_source(k, kernel) for k, kernel in enumerate(m.kernels)],
-        kernel_table=_wrapped(
-            f"gc_kernels[:{len(m.kernels)}] = [", [f"_k{k}" for k in range(len(m.kernels))], "]"
-        )
-        if m.kernels
-        else [],
+        kernel_table=_wrapped(f"gc_kernels[:{len(own)}] = [", own, "]") if own else [],
         numpy=bool(m.consts) or any(d is not None for f in m.functions for d in f.defaults),
         runtime=m.runtime,
+        loop=loop,
+        linked=linked,
+        first_linked=len(own),
         nkernels=max(1, len(m.kernels) + len(m.runtime)),
         functions=[_function_view(f, data) for f in m.functions],
     )

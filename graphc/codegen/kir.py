@@ -391,3 +391,41 @@ class Step:
     work: SizeExpr | None = None  # None: never beside another (BLAS threads itself)
     alone: bool = True
     beside: bool = False
+
+
+# ---- loops over steps (a scan: ops/scan.py, codegen/scan.py) ---------------------------------
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """How a loop points value `key` (a value of its body) at each trip, before the body runs:
+
+    - "step": at `refs[0]` plus t times `size` bytes (slice t of a per-step operand or result,
+      t the step: T-1 down to 0 in a reverse loop);
+    - "carry_in": at `refs[0]` (the initial carry) on the first trip, else at what the
+      previous trip's "carry_out" pointed at;
+    - "carry_out": at `refs[0]` (the final carry) on the last trip, else at `refs[1]` and
+      `refs[2]` in turn (first `refs[1]`);
+    - "alias": at `refs[0]` (the bytes of a value bound above it);
+    - "every": at `refs[0]` plus t / `every` times `size` bytes when t is a multiple of
+      `every`, else at `refs[1]` (scratch): a result kept every k-th step."""
+
+    kind: str
+    key: Any
+    refs: tuple
+    size: SizeExpr | None = None
+    every: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """A step that runs the steps `body` once per trip, `trips` times (the runtime's loop,
+    graphc_rt.h `scan`), each trip's values bound by `binds` first. When there is no trip,
+    each (final, initial, bytes) of `empty` is copied instead: the carries the loop returns are
+    then its initial ones. Keys name the values of the program and of its loops' bodies."""
+
+    trips: SizeExpr
+    reverse: bool
+    binds: tuple[Bind, ...]
+    body: tuple[Any, ...]  # Step | Repeat
+    empty: tuple[tuple[Any, Any, SizeExpr], ...]
+    what: tuple[str, ...] = ()
+    section: str = ""

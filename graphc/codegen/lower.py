@@ -8,14 +8,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from graphc.codegen.emit import Emit
 from graphc.codegen.indexing import index_checks
-from graphc.codegen.kir import Kernel, Lit, Runtime, SizeExpr, Step
+from graphc.codegen.kir import Kernel, Lit, Repeat, Runtime, SizeExpr, Step
 from graphc.codegen.loops import fused
 from graphc.codegen.records import Const, Function, Module, Row
+from graphc.codegen.scan import LOOP, Extra, lower_loop
 from graphc.errors import GraphError
 from graphc.ir.graph import Graph, operands
 from graphc.ir.printer import format_params
@@ -23,6 +25,7 @@ from graphc.ir.shapes import INT_DTYPES, is_symbol, monomial, shape_symbols
 from graphc.ops.registry import REGISTRY
 from graphc.passes.fuse import loop_op
 from graphc.passes.memory import ITEMSIZE, MemoryPlan
+from graphc.passes.scan_steps import is_loop
 from graphc.passes.schedule import Program
 
 DOCS = {
@@ -55,7 +58,7 @@ def comment_text(text: str) -> str:
 class Context:
     """Names and facts about the values of one graph, shared by every function of a module."""
 
-    def __init__(self, g: Graph) -> None:
+    def __init__(self, g: Graph, prefix: str = "") -> None:
         self.g = g
         self.G = g.nx
         self.names: dict[int, str] = {}
@@ -64,8 +67,8 @@ class Context:
         for n, a in sorted(self.G.nodes(data=True)):
             grad_of = a.get("grad_of")
             name = f"g{grad_of}" if isinstance(grad_of, int) else f"v{n}"
-            self.names[n] = name if name not in taken else f"v{n}"
-            taken.add(self.names[n])
+            self.names[n] = prefix + (name if name not in taken else f"v{n}")
+            taken.add(name if name not in taken else f"v{n}")
 
     def shape(self, n: int) -> tuple:
         return self.G._node[n]["shape"]
@@ -175,35 +178,44 @@ def lower(
     in_place: dict[str, str] | None = None,
     defaults: dict[str, float] | None = None,
     share: bool = True,
+    fusion: bool = True,
 ) -> Module:
     """The module records: one Function per program, returning the dicts `returns` names for
     it (output name -> key). `in_place` (output -> input) names what train_step writes over
     its inputs; `defaults` the values of the arguments a call may leave out (train_step's
     hyperparameters, its last arguments). `share`: lower the steps that are the same up to
-    their values once (the records are the same either way; tests compare)."""
+    their values once (the records are the same either way; tests compare). `fusion`: fuse
+    the loops of loop bodies (those of the programs are fused already, or not)."""
     ctx = Context(g)
     symbols = sorted(
         {d for prog, _ in programs.values() for n in prog.inputs.values()
          for d in shape_symbols(ctx.shape(n))}
     )  # fmt: skip
-    consts: dict[int, int] = {}  # node -> module constant
+    consts: dict[Any, int] = {}  # node (or a loop body's constant) -> module constant
     memo: dict | None = {} if share else None
-    lowered = {name: _steps(ctx, prog, plan, memo) for name, (prog, plan) in programs.items()}
+    extras = {name: Extra() for name in programs}
+    lowered = {
+        name: _steps(ctx, prog, plan, memo, extras[name], fusion)
+        for name, (prog, plan) in programs.items()
+    }
     kernels: dict[Kernel, int] = {}
     runtime: dict[str, int] = {}
     ids: dict[int, int] = {}  # id(step.kernel) -> its number (a shared kernel is hashed once)
-    for steps in lowered.values():
-        for step in steps:
-            if isinstance(step.kernel, Kernel) and id(step.kernel) not in ids:
-                ids[id(step.kernel)] = kernels.setdefault(step.kernel, len(kernels))
-    for steps in lowered.values():
-        for step in steps:
-            if isinstance(step.kernel, Runtime) and id(step.kernel) not in ids:
-                name = step.kernel.name
-                ids[id(step.kernel)] = runtime.setdefault(name, len(kernels) + len(runtime))
+    flat = [s for steps in lowered.values() for s in _flat(steps)]
+    for step in flat:
+        if isinstance(step.kernel, Kernel) and id(step.kernel) not in ids:
+            ids[id(step.kernel)] = kernels.setdefault(step.kernel, len(kernels))
+    if any(isinstance(s, Repeat) for steps in lowered.values() for s in steps):
+        runtime[LOOP.name] = len(kernels)  # the module's loop: right after its own kernels
+        ids[id(LOOP)] = len(kernels)
+    for step in flat:
+        if isinstance(step.kernel, Runtime) and id(step.kernel) not in ids:
+            name = step.kernel.name
+            ids[id(step.kernel)] = runtime.setdefault(name, len(kernels) + len(runtime))
     functions = tuple(
         _function(ctx, name, prog, plan, returns[name], lowered[name], ids, symbols, consts,
-                  (in_place or {}) if name == "train_step" else {}, defaults or {})
+                  (in_place or {}) if name == "train_step" else {}, defaults or {},
+                  extras[name])
         for name, (prog, plan) in programs.items()
     )  # fmt: skip
     header = (
@@ -220,18 +232,40 @@ def lower(
         symbols=tuple(symbols),
         kernels=tuple(kernels),
         runtime=tuple(runtime),
-        consts=tuple(_const(ctx, n, k) for n, k in consts.items()),
+        consts=tuple(_const(ctx, n, k, extras) for n, k in consts.items()),
         functions=functions,
     )
 
 
-def _steps(ctx: Context, prog: Program, plan: MemoryPlan, memo: dict | None) -> list[Step]:
+def _flat(steps: Sequence[Step | Repeat]) -> list[Step]:
+    """`steps` with each loop's body's steps after it (in place of the loop)."""
+    out: list[Step] = []
+    for s in steps:
+        out.extend(_flat(s.body) if isinstance(s, Repeat) else [s])
+    return out
+
+
+def _steps(
+    ctx: Context,
+    prog: Program,
+    plan: MemoryPlan,
+    memo: dict | None,
+    extra: Extra,
+    fusion: bool = True,
+) -> list[Step | Repeat]:
     """The kernel-IR steps of `prog`, in order. Steps whose nodes are the same up to their
     values (`ctx.shape_key`) are lowered once, when `memo` (shared by the functions) is given:
-    the same kernels bound to other values."""
-    out = []
+    the same kernels bound to other values. A loop's step is a Repeat of its body's steps
+    (codegen/scan.py), which adds its body's values to `extra`."""
+    out: list[Step | Repeat] = []
     for step in prog.steps:
         G = ctx.G
+        if is_loop(G, step):
+            out.append(lower_loop(
+                ctx, step, plan, extra,
+                lambda c, p, pl, ex: _steps(c, p, pl, memo, ex, fusion), Context, fusion,
+            ))  # fmt: skip
+            continue
         loop = bool(step.fused) or loop_op(G, step.node)
         if not loop and plan.storage[step.node].kind == "alias":
             continue  # a reshape that shares its operand's bytes: nothing to compute
@@ -274,6 +308,7 @@ def _function(
     consts: dict[int, int],
     in_place: dict[str, str],
     defaults: dict[str, float],
+    extra: Extra | None = None,
 ) -> Function:
     t = Tables(symbols)
     args = list(prog.inputs)
@@ -289,26 +324,36 @@ def _function(
         outspec.append((part if len(returns) > 1 else -1, key, ctx.dtype(n), len(dims)))
         keys.append(key)
     out_index = {o: k for k, (o, _) in enumerate(returned)}
+    extra = extra or Extra()
+    storage = {**plan.storage, **extra.storage}  # loop bodies' values too (codegen/scan.py)
+
+    def root(v: Any) -> Any:
+        while storage[v].kind == "alias":
+            v = storage[v].ref
+        return v
+
     # the values the steps and copies use, their pointers set in this order: an alias after
     # the value whose bytes it shares
     used: dict = {}
     for step in steps:
-        for b in step.buffers:
+        for b in _keys(step):
             used.setdefault(b, None)
     for v in plan.extra_outputs.values():
         used.setdefault(v, None)
     for v in list(used):  # an alias's pointer is its root's: the root has one too
-        used.setdefault(plan.root(v), None)
+        while storage[v].kind == "alias":
+            v = storage[v].ref
+            used.setdefault(v, None)
 
-    def depth(v: int) -> int:
-        st = plan.storage[v]
-        return 0 if st.kind != "alias" else 1 + depth(int(st.ref))
+    def depth(v: Any) -> int:
+        st = storage[v]
+        return 0 if st.kind != "alias" else 1 + depth(st.ref)
 
     order = sorted(used, key=depth)
     number = {v: k for k, v in enumerate(order)}
     values = []
     for v in order:
-        st = plan.storage[v]
+        st = storage[v]
         if st.kind == "input":
             cells = ("arg", position[st.ref])
         elif st.kind == "output" and st.ref in in_place:
@@ -318,29 +363,31 @@ def _function(
         elif st.kind == "const":
             cells = ("const", consts.setdefault(v, len(consts)))
         elif st.kind == "alias":
-            cells = ("alias", number[plan.root(v)])
+            cells = ("alias", number[root(v)])
         elif st.kind == "arena":
             cells = ("slot", int(st.ref))
+        elif st.kind == "scratch":  # a loop body's slot, after the plan's
+            cells = ("slot", len(plan.slots) + int(st.ref))
         else:
-            raise GraphError(f"internal error: {ctx.names[v]} ({st.kind}) has no storage")
-        values.append(Row(cells, (ctx.name(v),)))
+            raise GraphError(f"internal error: {_name(ctx, extra, v)} ({st.kind}) has no storage")
+        values.append(Row(cells, (_name(ctx, extra, v),)))
     slots = []
     for s in plan.slots:
         layouts = [(t.size_of(shape), ITEMSIZE[dtype]) for shape, dtype in s.layouts]
         slots.append(Row((len(layouts), *(x for pair in layouts for x in pair)),
                          (f"buf{s.id}: {s.describe()}",)))  # fmt: skip
+    for k, lay in enumerate(extra.slots):
+        layouts = [(t.size_of(shape), ITEMSIZE[dtype]) for shape, dtype in lay]
+        text = " | ".join(f"{dtype}[{','.join(map(str, shape))}]" for shape, dtype in lay)
+        slots.append(Row((len(layouts), *(x for pair in layouts for x in pair)),
+                         (f"buf{len(plan.slots) + k}: {text} (a loop's)",)))  # fmt: skip
     copies = []
     for o, v in plan.extra_outputs.items():
         cells = (out_index[o], number[v], t.size_of(ctx.shape(v)), ITEMSIZE[ctx.dtype(v)])
         copies.append(Row(cells, (f"{o!r} is {ctx.names[v]}",)))
     program, nonempty, empty_messages = [], [], []
     for s in steps:
-        ops = [number[b] for b in s.buffers]
-        ops += [t.size(z) for z in s.sizes]
-        ops += [t.float(f) for f in s.floats]
-        flags = "|".join(("alone",) * s.alone + ("beside",) * s.beside) or 0
-        work = -1 if s.work is None else t.size(s.work)
-        program.append(Row((ids[id(s.kernel)], len(ops), work, flags, *ops), s.what))
+        program += _rows(s, number, t, ids)
     for prog_step in prog.steps:
         n = prog_step.node
         if ctx.G._node[n]["op"] == "max":
@@ -349,6 +396,9 @@ def _function(
             if any(isinstance(d, str) for d in reduced):  # symbols, products of them
                 nonempty.append(Row((t.size_of(reduced),), (ctx.describe(n),)))
                 empty_messages.append(f"{ctx.describe(n)}: max over an axis of size 0 has no value")
+    for reduced, text in extra.nonempty:  # a max in a loop's body
+        nonempty.append(Row((t.size_of(reduced),), (text,)))
+        empty_messages.append(f"{text}: max over an axis of size 0 has no value")
     products = sorted({d for n in prog.inputs.values() for d in ctx.shape(n)
                        if isinstance(d, str) and not is_symbol(d)})  # fmt: skip
     arg_rows, spec = _arg_rows(ctx, prog, [*symbols, *products])
@@ -387,6 +437,50 @@ def _function(
     )
 
 
+BIND = {"step": 0, "carry_in": 1, "carry_out": 2, "alias": 3, "every": 4}  # runtime's scan
+
+
+def _keys(s: Step | Repeat) -> list[Any]:
+    """The values step `s` uses (a loop's: those it binds and its body's)."""
+    if isinstance(s, Step):
+        return list(s.buffers)
+    out = [k for b in s.binds for k in (b.key, *b.refs)]
+    out += [k for f, i, _ in s.empty for k in (f, i)]
+    return out + [k for b in s.body for k in _keys(b)]
+
+
+def _rows(s: Step | Repeat, number: dict, t: Tables, ids: dict[int, int]) -> list[Row]:
+    """The program rows of step `s`: a loop's row is followed by its body's, which its
+    operands hold (graphc_rt.h `scan`)."""
+    if isinstance(s, Step):
+        ops = [number[b] for b in s.buffers]
+        ops += [t.size(z) for z in s.sizes]
+        ops += [t.float(f) for f in s.floats]
+        flags = "|".join(("alone",) * s.alone + ("beside",) * s.beside) or 0
+        work = -1 if s.work is None else t.size(s.work)
+        return [Row((ids[id(s.kernel)], len(ops), work, flags, *ops), s.what)]
+    body = [r for b in s.body for r in _rows(b, number, t, ids)]
+    nbody = sum(len(r.cells) for r in body)
+    head: list[Any] = [t.size(s.trips), int(s.reverse), len(s.binds), nbody, len(s.empty)]
+    for b in s.binds:
+        refs = [number[r] for r in b.refs] + [-1] * (3 - len(b.refs))
+        if b.kind == "every":  # its third ref: the size holding k
+            refs[2] = t.size(SizeExpr(b.every))
+        head += [BIND[b.kind], number[b.key], *refs, -1 if b.size is None else t.size(b.size)]
+    for final, init, nbytes in s.empty:
+        head += [number[final], number[init], t.size(nbytes)]
+    note = f"loop: {s.trips} trips of the {len(body)} steps below" + (
+        ", last to first" if s.reverse else ""
+    )
+    row = Row((ids[id(LOOP)], len(head) + nbody, -1, "alone", *head), (*s.what, note))
+    return [row, *(Row(r.cells, tuple("  | " + c for c in r.comment)) for r in body)]
+
+
+def _name(ctx: Context, extra: Extra, v: Any) -> str:
+    """A value's name in comments: `v12 'x'`, or a loop body's `v5.v3`."""
+    return ctx.name(v) if isinstance(v, int) else extra.names.get(v, str(v))
+
+
 def _arg_rows(ctx: Context, prog: Program, symbols: list[str]) -> tuple[tuple[Row, ...], tuple]:
     """gc_check_args's table (dtype, rank, a size per axis, symbol s as -1 - s, a product
     axis as the symbol after the symbols that is its own) and each argument's (name, dtype,
@@ -401,9 +495,13 @@ def _arg_rows(ctx: Context, prog: Program, symbols: list[str]) -> tuple[tuple[Ro
     return tuple(rows), tuple(spec)
 
 
-def _const(ctx: Context, n: int, k: int) -> Const:
-    a = ctx.G._node[n]
+def _const(ctx: Context, n: Any, k: int, extras: dict[str, Extra]) -> Const:
+    if isinstance(n, int):
+        a, name = ctx.G._node[n], ctx.names[n]
+    else:  # a loop body's
+        ex = next(e for e in extras.values() if n in e.consts)
+        a, name = ex.consts[n], ex.names[n]
     kind = int if a["dtype"] in INT_DTYPES else float
     values = tuple(kind(x) for x in np.asarray(a["value"]).ravel())
     return Const(f"_c{k}", a["dtype"], tuple(a["shape"]), values,
-                 comment_text(f"{ctx.names[n]} [{a['loc']}]"))  # fmt: skip
+                 comment_text(f"{name} [{a['loc']}]"))  # fmt: skip

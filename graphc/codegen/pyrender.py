@@ -10,6 +10,7 @@ runtime's kernels (products, convolutions, ...) are NumPy references of their op
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -177,7 +178,11 @@ class PyModule:
         self.source = render(module)
         space: dict[str, Any] = {}
         exec(compile(self.source, f"<graphc python module {module.name}>", "exec"), space)
-        self.kernels = [pysteps.STEPS[k] if isinstance(k, str) else k for k in space["KERNELS"]]
+        self.kernels = [
+            functools.partial(pysteps.scan, self) if k == "scan"  # a loop, with these kernels
+            else pysteps.STEPS[k] if isinstance(k, str) else k
+            for k in space["KERNELS"]
+        ]  # fmt: skip
         self.consts = [np.array(c.values, dtype=c.dtype).reshape(c.shape) for c in module.consts]
         for f in module.functions:
             setattr(self, f.name, self._function(f))

@@ -224,3 +224,45 @@ for _s, _dtype in SUFFIX.items():
     for _op in ("max_pool2d", "max_pool2d_grad", "max_pool2d_gather", "avg_pool2d",
                 "avg_pool2d_grad"):  # fmt: skip
         STEPS[f"{_op}_{_s}"] = _pool(_dtype, _op)
+
+
+def _copy(v, z, f, a):
+    """src, dst; bytes."""
+    n = z[a[2]]
+    v[a[1]][:n] = v[a[0]][:n]
+
+
+STEPS["copy"] = _copy
+
+
+def scan(pm: Any, v: list, z: list, f: list, a: list) -> None:
+    """A loop's step, as the runtime runs it (templates/runtime/scan.pyx.j2): a value's
+    "pointer" is a view of the bytes from its first one."""
+    trips, reverse, nbind, nbody, nempty = z[a[0]], a[1], a[2], a[3], a[4]
+    binds = [a[5 + 6 * k : 11 + 6 * k] for k in range(nbind)]
+    at = 5 + 6 * nbind
+    empty = [a[at + 3 * k : at + 3 * k + 3] for k in range(nempty)]
+    body = a[at + 3 * nempty :]
+    assert len(body) == nbody
+    for i in range(trips):
+        t = trips - 1 - i if reverse else i
+        for kind, dst, r0, r1, r2, size in binds:
+            if kind == 0:
+                v[dst] = v[r0][t * z[size] :]
+            elif kind == 1:
+                v[dst] = v[r0] if i == 0 else (v[r1] if i & 1 else v[r2])
+            elif kind == 2:
+                v[dst] = v[r0] if i == trips - 1 else (v[r2] if i & 1 else v[r1])
+            elif kind == 3:
+                v[dst] = v[r0]
+            else:  # every k-th step (k: the size r2)
+                v[dst] = v[r0][(t // z[r2]) * z[size] :] if t % z[r2] == 0 else v[r1]
+        p = 0
+        while p < len(body):
+            kernel, nops = body[p], body[p + 1]
+            pm.kernels[kernel](v, z, f, body[p + 4 : p + 4 + nops])
+            p += 4 + nops
+    if trips == 0:
+        for final, init, size in empty:
+            n = z[size]
+            v[final][:n] = v[init][:n]

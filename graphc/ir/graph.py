@@ -24,11 +24,13 @@ from graphc.ir.shapes import (
     format_type,
     is_symbol,
     normalize_shape,
-    param_problem,
 )
 from graphc.ops.registry import REGISTRY
 
 F = TypeVar("F", bound=Callable[..., Any])
+# Graphs being traced as loop bodies (gc.scan), innermost last: a node whose operands include
+# a value of one of them is added to the innermost such body (see ir/body.py).
+TRACES: list[Graph] = []
 
 
 def clean_loc(loc: str) -> str:
@@ -126,6 +128,9 @@ def infer_node(G: nx.MultiDiGraph, n: int, ops: Sequence[int]) -> tuple[Shape, s
     shapes = [nodes[u]["shape"] for u in ops]
     dtypes = [nodes[u]["dtype"] for u in ops]
     try:
+        if op.infer_graph is not None:
+            shape, dtype = op.infer_graph(G, n, ops)
+            return normalize_shape(shape), dtype
         shape, dtype = op.infer(shapes, dtypes, attrs["params"])
         return normalize_shape(shape), dtype
     except ShapeMismatch as e:
@@ -206,6 +211,11 @@ class Graph:
 
     def add(self, op: str, args: Sequence[Any], params: Mapping[str, Any] | None = None) -> Value:
         """Add a node applying `op` to `args` (Values of this graph, scalars or arrays)."""
+        if TRACES:  # an operand of a loop body being traced: the node belongs to that body
+            inner = next((t for t in reversed(TRACES) for a in args
+                          if isinstance(a, Value) and a.graph is t), None)  # fmt: skip
+            if inner is not None and inner is not self:
+                return inner.add(op, args, params)
         loc = self._loc or _here()
         if not isinstance(op, str) or op not in REGISTRY:
             raise GraphError(f"{unknown_op(op)} (at {loc})")
@@ -217,11 +227,24 @@ class Graph:
         except KeyError as e:
             raise GraphError(f"{op} at {loc}: {e.args[0]}") from None
         for key, value in params.items():
-            problem = param_problem(value, opdef.params[key])
+            problem = opdef.param_problem(key, value)
             if problem:
                 raise GraphError(f"{op} at {loc}: parameter {key}={value!r} {problem}")
         ids = self._operand_ids(args, loc)
         nodes = self.nx._node
+        if opdef.infer_graph is not None:  # inferred from the operand nodes: add it first
+            n = self._new_id()
+            self.nx.add_node(n, op=op, params=params, loc=loc)
+            for port, u in enumerate(ids):
+                self.nx.add_edge(u, n, port=port)
+            try:
+                shape, dtype = infer_node(self.nx, n, ids)
+            except BaseException:
+                self.nx.remove_node(n)
+                self._next_id -= 1
+                raise
+            self.nx._node[n].update(shape=tuple(shape), dtype=dtype)
+            return Value(self, n)
         try:
             shape, dtype = opdef.infer(
                 [nodes[u]["shape"] for u in ids], [nodes[u]["dtype"] for u in ids], params

@@ -12,6 +12,11 @@ from graphc.ir.shapes import DTYPES
 
 
 def to_json(G: nx.MultiDiGraph) -> str:
+    return json.dumps(to_data(G), sort_keys=True, indent=1)
+
+
+def to_data(G: nx.MultiDiGraph) -> dict:
+    """The JSON form of `G` as plain data (a loop body's graph nests in its node's params)."""
     H = G.copy()
     for _, attrs in H.nodes(data=True):
         if "value" in attrs:
@@ -21,6 +26,10 @@ def to_json(G: nx.MultiDiGraph) -> str:
                 "shape": list(v.shape),
                 "data": v.ravel().tolist(),
             }
+        params = attrs.get("params")
+        if params and any(hasattr(v, "to_data") for v in params.values()):
+            attrs["params"] = {k: v.to_data() if hasattr(v, "to_data") else v
+                               for k, v in params.items()}  # fmt: skip
     data = nx.node_link_data(H, edges="edges")
     # The outputs as [name, id] pairs: their order is the model's (forward returns them so),
     # and sort_keys would sort an object's keys.
@@ -28,7 +37,7 @@ def to_json(G: nx.MultiDiGraph) -> str:
     # Canonical order, so the same graph always gives the same text whatever its insertion order.
     data["nodes"].sort(key=lambda d: d["id"])
     data["edges"].sort(key=lambda d: (d["target"], d["port"], d["source"]))
-    return json.dumps(data, sort_keys=True, indent=1)
+    return data
 
 
 # The fields of each part of the JSON form; anything else is refused, so a misspelt field
@@ -101,6 +110,12 @@ def from_json(text: str) -> nx.MultiDiGraph:
         data = json.loads(text)
     except (ValueError, RecursionError) as e:  # also nesting too deep, numbers too long
         raise GraphError(f"not a graphc model: the text is not JSON ({e})") from None
+    return from_data(data)
+
+
+def from_data(data: object, depth: int = 0) -> nx.MultiDiGraph:
+    """The model whose JSON form (parsed) is `data`; its loop bodies, nested in params, are
+    read too (at most MAX_DEPTH deep)."""
     problem = _schema_error(data)
     if problem:
         raise GraphError(f"not a graphc model in JSON node-link form: {problem}")
@@ -113,7 +128,26 @@ def from_json(text: str) -> nx.MultiDiGraph:
     for n, attrs in G.nodes(data=True):
         if "value" in attrs:
             attrs["value"] = _const_value(n, attrs["value"])
+        params = attrs.get("params")
+        if isinstance(params, dict) and any(isinstance(v, dict) for v in params.values()):
+            attrs["params"] = {k: _body(n, v, depth) if isinstance(v, dict) else v
+                               for k, v in params.items()}  # fmt: skip
     return G
+
+
+MAX_DEPTH = 8  # loop bodies nested in loop bodies, at most
+
+
+def _body(n: int, data: dict, depth: int) -> object:
+    """A loop body (ir/body.py) from its JSON form, checked as any model is."""
+    from graphc.ir.body import Body
+
+    if depth >= MAX_DEPTH:
+        raise GraphError(f"node {n}: loop bodies nest more than {MAX_DEPTH} deep")
+    try:
+        return Body.from_data(data, depth + 1)
+    except GraphError as e:
+        raise GraphError(f"node {n}: its loop body: {e}") from None
 
 
 def _const_value(n: int, v: object) -> np.ndarray:

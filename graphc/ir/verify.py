@@ -25,7 +25,6 @@ from graphc.ir.shapes import (
     dim_symbols,
     is_symbol,
     normalize_shape,
-    param_problem,
 )
 from graphc.ops.indexing import constant_index_problem
 from graphc.ops.registry import LEAF_OPS, REGISTRY, VARIADIC
@@ -77,6 +76,9 @@ def verify(g: Graph | nx.MultiDiGraph, fill: bool = False) -> None:
             raise GraphError(f"output name {name!r} must be a non-empty printable string")
         if not _node_id(n) or n not in G:
             raise GraphError(f"output {name!r} refers to node {n!r}, which is not in the graph")
+        if G.nodes[n]["op"] == "scan":
+            raise GraphError(f"output {name!r} is {describe(G, n)}, a tuple of the loop's "
+                             "results; output one result (scan_out[index=k])")  # fmt: skip
 
 
 def _verify_products(G: nx.MultiDiGraph, inputs: dict[str, int]) -> None:
@@ -146,10 +148,17 @@ def _verify_node(G: nx.MultiDiGraph, n: int, names: dict[str, int], fill: bool) 
         missing = sorted(set(opdef.params) - set(params))
         raise GraphError(f"{where}: {op} is missing parameter {', '.join(map(repr, missing))}")
     for key, value in sorted(params.items()):
-        problem = param_problem(value, opdef.params[key])
+        problem = opdef.param_problem(key, value)
         if problem:
             raise GraphError(f"{where}: parameter {key}={value!r} of {op} {problem}")
-    shape, dtype = infer_node(G, n, operands(G, n))
+    args = operands(G, n)
+    for u in args:
+        if G.nodes[u].get("op") == "scan" and op != "scan_out":
+            raise GraphError(
+                f"{where}: reads {describe(G, u)} itself, a tuple of the loop's results; read "
+                "one result with scan_out[index=k]"
+            )
+    shape, dtype = infer_node(G, n, args)
     problem = constant_index_problem(G, n)
     if problem:
         raise ShapeError(f"{where}: {problem}")

@@ -17,7 +17,8 @@ returns the result. No objects hold state; the graph is the model.
   ones for normalisation gains (see graphc/nn/init.py).
 - Layouts: dense weights are [in, out] (y = x @ w + b); conv2d is NCHW with weights
   [C_out, C_in / groups, kH, kW]; sequences are [N, T, D]; recurrent cells follow PyTorch's gate
-  equations and gate order with weights stored [in, gates * H]; attention splits heads as
+  equations and gate order with weights stored [in, gates * H], and recurrent layers loop over
+  T with gc.scan (any T, a symbol too) unless unrolled; attention splits heads as
   [N, T, H, Dh] -> [N, H, T, Dh].
 - Pooling has no params: use the ops `gc.max_pool2d` / `gc.avg_pool2d` directly.
 """
@@ -35,7 +36,7 @@ from graphc.nn.layers import (
     sinusoid,
     unembed,
 )
-from graphc.nn.recurrent import gru, gru_cell, lstm, lstm_cell
+from graphc.nn.recurrent import gru, gru_cell, lstm, lstm_cell, rnn, rnn_cell
 
 __all__ = [
     "SCHEMES",
@@ -54,6 +55,8 @@ __all__ = [
     "multi_head_attention",
     "position_embedding",
     "positional_encoding",
+    "rnn",
+    "rnn_cell",
     "sinusoid",
     "transformer_encoder_block",
     "unembed",

@@ -49,6 +49,7 @@ from graphc.ops.nn import (  # noqa: F401
 )
 from graphc.ops.pool import avg_pool2d, max_pool2d  # noqa: F401
 from graphc.ops.reduce import max, mean, size, sum  # noqa: F401
+from graphc.ops.scan import scan  # noqa: F401
 from graphc.ops.slicing import concat  # noqa: F401
 
 abs = absolute  # noqa: A001

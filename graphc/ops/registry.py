@@ -34,6 +34,18 @@ class OpDef:
     # (codegen/emit.py): kernels it builds, or runtime kernels it calls.
     lower: Callable[..., None] | None = None
     formula: str = ""  # the derivative, for people reading the registry and the generated code
+    # Ops whose value depends on more than their operands' shapes (a loop's results, ops/scan.py):
+    # infer_graph(G, n, operands) -> (shape, dtype) is used instead of `infer` when given.
+    infer_graph: Callable[..., tuple[tuple, str]] | None = None
+    # Params holding more than plain literals (a loop body, a graph): check_param(key, value) ->
+    # a problem or None replaces the literal check for them.
+    structured: tuple[str, ...] = ()
+    check_param: Callable[[str, Any], str | None] | None = None
+    fold: bool = True  # may simplify fold it when its operands are constants?
+    # A tuple-valued op (a loop) whose results are read by projections: multi_vjp(graph, node,
+    # {result index: cotangent}, operands, wanted, params) -> a cotangent (or None) per operand,
+    # called by grad in place of the per-operand rules.
+    multi_vjp: Callable[..., list] | None = None
 
     def __post_init__(self) -> None:
         rules = 1 if self.arity == VARIADIC else self.arity
@@ -58,6 +70,14 @@ class OpDef:
         (rule,) = self.vjp
         return tuple(None if rule is None else functools.partial(rule, port=i) for i in range(n))
 
+    def param_problem(self, key: str, value: Any) -> str | None:
+        """Why `value` cannot be parameter `key` of this op, or None."""
+        from graphc.ir.shapes import param_problem
+
+        if key in self.structured and self.check_param is not None:
+            return self.check_param(key, value)
+        return param_problem(value, self.params[key])
+
     def full_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """`params` with defaults filled in; unknown names raise KeyError naming them."""
         if not params:
@@ -78,6 +98,12 @@ def register(op: OpDef) -> OpDef:
         raise ValueError(f"op {op.name!r} is registered twice")
     REGISTRY[op.name] = op
     return op
+
+
+def structured(op: str) -> tuple[str, ...]:
+    """The params of `op` holding more than literals (a loop's body); () for a leaf."""
+    opdef = REGISTRY.get(op)
+    return () if opdef is None else opdef.structured
 
 
 def get_op(name: str) -> OpDef:

@@ -21,7 +21,8 @@ from graphc.passes.schedule import Program
 
 CONCURRENT_MIN = 1 << 15  # elements; below it, handing a step over costs more than it saves
 LOOKAHEAD = 16  # steps searched for a partner, so the pass stays linear
-NEVER = frozenset({"matmul", "reshape", "size"})  # BLAS's own threads; no work
+# BLAS's own threads; no work; a loop (its steps run in turn, passes/scan_steps.py)
+NEVER = frozenset({"matmul", "reshape", "size", "scan"})
 
 
 def pair_independent(prog: Program, size_hint: int, least: int = CONCURRENT_MIN) -> Program:

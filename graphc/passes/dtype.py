@@ -7,14 +7,16 @@ import numpy as np
 from graphc.errors import GraphError
 from graphc.ir.graph import Graph
 from graphc.ir.shapes import FLOAT_DTYPES, dtype_name
+from graphc.ops.registry import structured
 
 
 def in_dtype(g: Graph, dtype: str) -> bool:
-    """Is `g` in `dtype` already: every float input, constant and cast?"""
+    """Is `g` in `dtype` already: every float input, constant and cast (and loop body)?"""
     return all(
         a["dtype"] == dtype if a["op"] in ("input", "const") and a["dtype"] in FLOAT_DTYPES
-        else a["op"] != "cast" or a["params"]["dtype"] not in FLOAT_DTYPES
-        or a["params"]["dtype"] == dtype
+        else (a["op"] != "cast" or a["params"]["dtype"] not in FLOAT_DTYPES
+              or a["params"]["dtype"] == dtype)
+        and all(in_dtype(a["params"][k].graph, dtype) for k in structured(a["op"]))
         for a in g.nx._node.values()
     )  # fmt: skip
 
@@ -36,6 +38,8 @@ def with_dtype(g: Graph, dtype: str) -> Graph:
         elif a["op"] not in ("input", "const"):
             if a["op"] == "cast" and a["params"]["dtype"] in FLOAT_DTYPES:
                 a["params"] = dict(a["params"], dtype=dtype)
+            for k in structured(a["op"]):  # a loop's body, in the same precision
+                a["params"] = dict(a["params"], **{k: a["params"][k].with_dtype(dtype)})
             a.pop("shape", None)
             a.pop("dtype", None)
     return Graph.from_networkx(H)

@@ -7,7 +7,16 @@ from collections.abc import Iterable
 import networkx as nx
 
 from graphc.errors import GraphError, ShapeError
-from graphc.ir.graph import Graph, Value, as_graph, describe, operands, topo_order, without_gc
+from graphc.ir.graph import (
+    Graph,
+    Value,
+    ancestors,
+    as_graph,
+    describe,
+    operands,
+    topo_order,
+    without_gc,
+)
 from graphc.ir.shapes import FLOAT_DTYPES, can_broadcast_to, format_type
 from graphc.ops.elementwise import cast
 from graphc.ops.reduce import sum as reduce_sum
@@ -94,48 +103,92 @@ def grad(
         if out in outputs:
             raise GraphError(f"graph {g.name!r} already has an output named {out!r}")
 
+    first_new = dg.next_id
+    with dg.at(G._node[root]["loc"]):
+        seed = dg.const(1.0, dtype=G._node[root]["dtype"])
+    totals = backprop(dg, {root: seed}, targets, allow_unused, f"{of!r}", first_new)
+    for name, total in totals.items():
+        dg.output(grad_name(of, name), total)
+    return dg
+
+
+def backprop(
+    dg: Graph,
+    seeds: dict[int, Value],
+    targets: dict[str, int],
+    allow_unused: bool = False,
+    what: str = "the output",
+    first_new: int | None = None,
+) -> dict[str, Value]:
+    """Add to `dg` the adjoint nodes carrying the cotangents `seeds` (node -> its cotangent)
+    back to the inputs `targets` (name -> node); return each target's total cotangent.
+    A tuple-valued node (a loop) gets the cotangents of its projections together, and its
+    op's `multi_vjp` gives its operands' (see OpDef). Nodes from id `first_new` on (default:
+    those added here) are labelled with the node they are the cotangent of."""
+    G = dg.nx
     # Forward sweep: which nodes depend differentiably on some wrt input.
-    reaches_root = nx.ancestors(G, root) | {root}
+    reaches_root = ancestors(G, seeds)
     topo = [n for n in topo_order(G) if n in reaches_root]
     active = set(targets.values())
     for n in topo:
         op = G._node[n]["op"]
-        if n in active or op in ("input", "const") or G._node[n]["dtype"] not in FLOAT_DTYPES:
+        if n in active or op in ("input", "const"):
+            continue
+        opdef = REGISTRY[op]
+        if G._node[n]["dtype"] not in FLOAT_DTYPES and opdef.multi_vjp is None:
             continue
         args = operands(G, n)
-        rules = REGISTRY[op].rules(len(args))
+        rules = opdef.rules(len(args))
         if any(u in active and rules[p] is not None for p, u in enumerate(args)):
             active.add(n)
 
     # Reverse sweep: one loop; a value's cotangents, one per use, are added as they come (so each
     # is freed early), except slices put back in place, which wait until the value is reached.
-    first_new = dg._next_id
-    cts: dict[int, list[Value]] = {}  # the running sum (first, if any), then the pieces
-    with dg.at(G._node[root]["loc"]):
-        cts[root] = [dg.const(1.0, dtype=G._node[root]["dtype"])]
+    first_new = dg._next_id if first_new is None else first_new
+    cts: dict[int, list[Value]] = {n: [c] for n, c in seeds.items()}
+    parts: dict[int, dict[int, Value]] = {}  # a tuple's projections' cotangents, by index
     for n in reversed(topo):
-        if n not in cts or n not in active or G._node[n]["op"] in ("input", "const"):
+        if n not in active or G._node[n]["op"] in ("input", "const"):
             continue
         attrs = G._node[n]
+        op = REGISTRY[attrs["op"]]
+        if op.multi_vjp is not None:  # a loop: its results' cotangents together
+            if n not in parts:
+                continue
+            dg._loc = attrs["loc"]
+            args = [Value(dg, u) for u in operands(G, n)]
+            wanted = [u.id in active for u in args]
+            got = op.multi_vjp(dg, n, parts.pop(n), args, wanted, attrs["params"])
+            for u, c, want in zip(args, got, wanted, strict=True):
+                if c is not None and want:
+                    _collect(cts.setdefault(u.id, []), cast(unbroadcast(c, u.shape), u.dtype))
+            continue
+        if n not in cts:
+            continue
         dg._loc = attrs["loc"]  # adjoint nodes are attributed to the line of their forward node
         ct = _total(cts[n])
-        op = REGISTRY[attrs["op"]]
         args = [Value(dg, u) for u in operands(G, n)]
+        if len(args) == 1 and _multi(G._node[args[0].id]["op"]):
+            parts.setdefault(args[0].id, {})[attrs["params"]["index"]] = ct  # a projection
+            _label(G, ct.id, n, first_new)
+            del cts[n]
+            continue
         for u, rule in zip(args, op.rules(len(args)), strict=True):
             if rule is None or u.id not in active:
                 continue
             c = rule(ct, Value(dg, n), *args, **attrs["params"])
             _collect(cts.setdefault(u.id, []), cast(unbroadcast(c, u.shape), u.dtype))
         _label(G, ct.id, n, first_new)
-        if n != root:
+        if n not in seeds:
             del cts[n]  # no longer needed: every consumer of n came earlier in this loop
 
     dg._loc = None
+    totals = {}
     for name, n in targets.items():
         if n not in cts:
             if not allow_unused:
                 raise GraphError(
-                    f"{of!r} does not depend on {name!r} (through a differentiable "
+                    f"{what} does not depend on {name!r} (through a differentiable "
                     "path); pass allow_unused=True to get zeros"
                 )
             a = G._node[n]
@@ -144,8 +197,13 @@ def grad(
         with dg.at(G._node[n]["loc"]):
             total = _total(cts[n])
         _label(G, total.id, n, first_new)
-        dg.output(grad_name(of, name), total)
-    return dg
+        totals[name] = total
+    return totals
+
+
+def _multi(op: str) -> bool:
+    """Is `op` tuple-valued (a loop), its results read by projections (scan_out)?"""
+    return op in REGISTRY and REGISTRY[op].multi_vjp is not None
 
 
 def _collect(got: list[Value], c: Value) -> None:

@@ -5,7 +5,9 @@ instead of keeping them alive from the forward pass until their backward use.
 and that is not in `keep`, along with the non-kept forward values it is computed from; backward
 steps read the clones. A clone is the same op on the same operands, so the gradient is bit for
 bit what it was. `choose_checkpoints` picks `keep` as Chen et al. (2016) do for chains: every
-k-th saved value, with k from 1 (keep everything) up, until the plan fits the budget.
+k-th saved value, with k from 1 (keep everything) up, until the plan fits the budget. A loop's
+results are always kept: computing one again would run the whole loop again (a loop is
+checkpointed inside, by passes/scan_remat.py).
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ from dataclasses import dataclass
 
 from graphc.ir.graph import Graph, operands, topo_order
 
+KEPT_OPS = ("input", "const", "scan", "scan_out")  # never computed again
+
 
 def saved_values(g: Graph, backward_from: int) -> list[int]:
-    """Forward values read by backward steps, in forward order: what backprop keeps alive."""
+    """Forward values read by backward steps, in forward order: what backprop keeps alive
+    (and could compute again; a loop's results are not counted)."""
     G = g.nx
     return [
         n
         for n in topo_order(G)
         if n < backward_from
-        and G.nodes[n]["op"] not in ("input", "const")
+        and G.nodes[n]["op"] not in KEPT_OPS
         and any(v >= backward_from for v in G.successors(n))
     ]
 
@@ -44,13 +49,13 @@ def rematerialize(g: Graph, backward_from: int, keep: set[int]) -> tuple[Graph, 
         while stack:  # iterative: chains may be long
             v = stack[-1]
             a = G.nodes[v]
-            if v in clones or v in keep or a["op"] in ("input", "const") or v >= backward_from:
+            if v in clones or v in keep or a["op"] in KEPT_OPS or v >= backward_from:
                 stack.pop()
                 continue
             todo = [
                 u
                 for u in operands(G, v)
-                if u not in clones and u not in keep and G.nodes[u]["op"] not in ("input", "const")
+                if u not in clones and u not in keep and G.nodes[u]["op"] not in KEPT_OPS
             ]
             if todo:
                 stack.extend(todo)
@@ -93,12 +98,14 @@ class Checkpointing:
     unbudgeted_arena_bytes: int
     budget: int
     fits: bool
+    loops: int = 0  # reverse loops run in segments from checkpoints (passes/scan_remat.py)
 
     def __str__(self) -> str:
         extra = self.recomputed_steps / max(self.forward_steps, 1)
         verdict = "" if self.fits else ", NOT met: this is the smallest found"
+        loops = f"{self.loops} loops run in segments from checkpoints; " if self.loops else ""
         return (
-            f"checkpointing: keep {self.kept} of {self.saved} saved forward values (every "
+            f"checkpointing: {loops}keep {self.kept} of {self.saved} saved forward values (every "
             f"{self.every}), recompute {self.recomputed_steps} forward steps (+{extra:.0%} "
             f"forward work); arena {self.unbudgeted_arena_bytes} -> {self.arena_bytes} bytes "
             f"(budget {self.budget}{verdict})"

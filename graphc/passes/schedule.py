@@ -122,7 +122,10 @@ def schedule(
     else:
         raise ValueError(f"unknown schedule order {order!r}")
     steps = tuple(Step(n, section(n)) for n in nodes)
-    return Program(g, steps, g.input_ids(), {name: all_outputs[name] for name in outputs})
+    prog = Program(g, steps, g.input_ids(), {name: all_outputs[name] for name in outputs})
+    from graphc.passes.scan_steps import group_scans
+
+    return group_scans(prog)  # a loop's results are computed in the loop's step
 
 
 def _demand_order(G, nodes: list[int], section) -> list[int]:

@@ -93,6 +93,8 @@ class _Builder:
         its (shape, dtype) when known (a source node's: every rewrite keeps both)."""
         opdef = REGISTRY[op]
         params = opdef.full_params(params)
+        for k in opdef.structured:  # a loop's body: simplified too
+            params[k] = params[k].simplified
         key = (op, tuple(args), tuple(sorted(params.items())))
         if key in self.table:
             return self.table[key]
@@ -135,7 +137,7 @@ class _Builder:
 
     def _fold(self, n: int, op: str, args: list[int], params: dict, loc: str) -> int | None:
         shape = self.G._node[n]["shape"]
-        if not args or not all(self.is_const(u) for u in args):
+        if not args or not REGISTRY[op].fold or not all(self.is_const(u) for u in args):
             return None
         if (
             not all(isinstance(d, int) for d in shape)

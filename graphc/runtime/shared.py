@@ -37,7 +37,7 @@ STEPS = tuple(
         "conv2d_grad_weight_{}", "conv2d_tiled_{}", "max_pool2d_{}", "max_pool2d_grad_{}",
         "max_pool2d_gather_{}", "avg_pool2d_{}", "avg_pool2d_grad_{}",
     )
-)  # fmt: skip
+) + ("copy",)  # fmt: skip
 
 
 def header_dir() -> Path:

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define GC_ABI 1 /* raised whenever anything below changes meaning */
+#define GC_ABI 2 /* raised whenever anything below changes meaning */
 
 /* Kernels, the functions that do the arithmetic, are GC_KERNEL: a build may optimise them
    harder than the Python-facing rest (graphc/runtime/build.py says how). */
@@ -133,6 +133,9 @@ typedef struct {
     /* kernels[first + k] = the runtime kernel names[k], for each; -1 (an ImportError) when
        this runtime has not one of them */
     int (*link)(gc_kernel_fn* kernels, int first, PyObject* names);
+    /* A loop's step (x: its operands, see templates/runtime/scan.pyx.j2): its body's steps
+       once per trip, with the module's `kernels` */
+    void (*scan)(const gc_args* x, const gc_kernel_fn* kernels);
 } gc_api;
 
 /* The runtime's API from its capsule, or NULL with an ImportError set. */

@@ -63,6 +63,7 @@ cdef extern from "graphc_rt.h" nogil:
         void (*reduce_s)(gc_block_s_fn fn, const gc_args* x, Py_ssize_t n, int nsums, float* sums) noexcept nogil
         object (*setup)(gc_function* fn, object data, const gc_kernel_fn* kernels) with gil
         int (*link)(gc_kernel_fn* kernels, int first, object names) except -1 with gil
+        void (*scan)(const gc_args* x, const gc_kernel_fn* kernels) noexcept nogil
 
     const gc_api* gc_api_of(object capsule) except NULL
     enum:

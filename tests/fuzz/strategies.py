@@ -88,6 +88,18 @@ class Call:
 Item = Leaf | Const | Call
 
 
+def recurrence(x: Value, w: Value, reverse: bool = False) -> Value:
+    """A loop along axis 0 of x: c <- tanh(c * w + x[t]) from c = 0.5 * w (broadcast to a
+    slice), each step's result c * x[t] stacked (gc.scan: the scan and scan_out ops)."""
+
+    def cell(c: Value, xt: Value) -> tuple[Value, Value]:
+        c = gc.tanh(c * w + xt)
+        return c, c * xt
+
+    init = gc.broadcast_to(w * 0.5, x.shape[1:])
+    return gc.scan(cell, init, x, reverse=reverse)[1]
+
+
 def _attr(name: str) -> Callable[[Value], Value]:
     return lambda x: getattr(x, name)
 
@@ -114,6 +126,7 @@ FUNCS: dict[str, tuple[Callable[..., Any], str]] = {
     "max_pool2d_grad": (max_pool2d_grad, "max_pool2d_grad"),
     "max_pool2d_gather": (max_pool2d_gather, "max_pool2d_gather"),
     "avg_pool2d_grad": (avg_pool2d_grad, "avg_pool2d_grad"),
+    "recurrence": (recurrence, "recurrence"),
 }
 for _name in (
     "tanh sigmoid exp log sqrt erf gelu relu abs sign maximum minimum where cast equal not_equal "
@@ -367,7 +380,7 @@ class _Maker:
                 params[key] = bind_shape(params[key], BUILD_SIZES)
             with np.errstate(all="ignore"):
                 out = op.ref(*(self.vals[u] for u in operands(G, n)), **params)
-            self.vals[n] = np.asarray(out, dtype=a["dtype"])
+            self.vals[n] = out if isinstance(out, tuple) else np.asarray(out, dtype=a["dtype"])
 
     def leaf(
         self, shape: tuple, role: str = "param", domain: tuple = ("normal", 1.0),
@@ -925,7 +938,9 @@ class _Maker:
         return self.call("where", mask, x, self.choice([0.0, -1.0]))
 
     def step_misc(self, x: Ref) -> Ref:
-        form = self.choice(["size", "mse", "const_expr", "leaf"])
+        form = self.choice(["size", "mse", "const_expr", "leaf", "scan"])
+        if form == "scan":
+            return self.step_scan(x)
         if form == "size":
             axis = self.axes(self.shape(x), False)
             return self.call("div", x, self.call("size", x, axis=axis, pos=True))
@@ -941,6 +956,14 @@ class _Maker:
             c2 = self.call(self.choice(["tanh", "exp", "neg"]), c)
             return self.call("mul", x, c2)
         return self.step_binary(x)
+
+    def step_scan(self, x: Ref) -> Ref:
+        """A loop along axis 0 of x (`recurrence`), whose weight is a new param or x's."""
+        sx = self.shape(x)
+        if not sx or not self.is_float(x):
+            raise _Reject("a loop needs steps on axis 0")
+        w = self.leaf(sx[-1:] if len(sx) > 1 and _is_int(sx[-1]) else (), "param")
+        return self.call("recurrence", x, w, reverse=self.flag())
 
     def step_chain(self, x: Ref) -> Ref:
         """A deep chain: 3 to 10 layers tanh(h * w) (or sigmoid, erf), one weight shared by all
@@ -1060,7 +1083,7 @@ OPS_DRAWN = frozenset(
     "cast transpose reshape broadcast_to take take_grad slice slice_grad concat conv2d "
     "conv2d_grad_input conv2d_grad_weight max_pool2d max_pool2d_grad max_pool2d_gather "
     "avg_pool2d avg_pool2d_grad matmul sum mean max softmax log_softmax layer_norm "
-    "logsumexp".split()
+    "logsumexp scan scan_out".split()
 )
 
 

@@ -463,9 +463,9 @@ CASES += [
 ]  # fmt: skip
 
 # The op families with case tables of their own.
-from tests.ops import cases_conv, cases_indexing  # noqa: E402
+from tests.ops import cases_conv, cases_indexing, cases_scan  # noqa: E402
 
-CASES += cases_conv.cases(case) + cases_indexing.cases(case)
+CASES += cases_conv.cases(case) + cases_indexing.cases(case) + cases_scan.cases(case)
 
 _ids = [c.id for c in CASES]
 assert len(set(_ids)) == len(_ids), sorted({i for i in _ids if _ids.count(i) > 1})
@@ -516,10 +516,15 @@ def concrete(shape: tuple, c: Case) -> tuple[int, ...]:
 # ---- the checks -----------------------------------------------------------------------------
 def test_every_op_has_cases() -> None:
     """A new op cannot go untested: every registry entry appears in the case table."""
-    covered = {c.op for c in CASES if not c.composite}
+    # a loop's results are read by scan_out: its cases (composites named "scan") cover both
+    loops = {"scan", "scan_out"}
+    covered = {c.op for c in CASES if not c.composite} | {
+        op for c in CASES if c.op == "scan" for op in loops
+    }
     assert set(REGISTRY) - covered == set()
     assert covered - set(REGISTRY) == set()
     with_grad = {c.op for c in GRAD_CASES if not c.composite}
+    with_grad |= {op for c in GRAD_CASES if c.op == "scan" for op in loops}
     assert {n for n, op in REGISTRY.items() if op.differentiable} <= with_grad
     without = {c.op for c in NO_GRAD_CASES}
     assert {n for n, op in REGISTRY.items() if not op.differentiable} <= without
@@ -529,6 +534,10 @@ def test_every_op_has_cases() -> None:
 def test_shape_rule(c: Case) -> None:
     """The shape and dtype `infer` gives match what `ref` returns for concrete operands."""
     b = build(c)
+    if REGISTRY[b.out.op].infer_graph is not None:  # a loop's result: its type against its value
+        got = gc.evaluate(b.g, b.feed, outputs=["out"])["out"]
+        assert (got.shape, got.dtype) == (concrete(b.out.shape, c), np.dtype(b.out.dtype))
+        return
     args = operands(b.g.nx, b.out.id)
     for i, u in enumerate(args):
         b.g.output(f"arg{i}", Value(b.g, u))

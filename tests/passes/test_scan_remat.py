@@ -1,0 +1,180 @@
+"""Checkpointing loops (passes/scan_remat.py): with a memory budget, the forward loop keeps its
+carry every k-th step and the backward pass runs in segments that compute each segment's
+per-step values again. Gradients are bit for bit those without a budget (interpreter, compiled
+module, Python backend); the plan's arena shrinks; loops it cannot split are left alone."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.codegen.pyrender import PyModule
+from graphc.compiler import _differentiate, run_stages
+from graphc.errors import GraphError
+from graphc.ops.scan import results
+from graphc.passes.scan_remat import checkpoint_loops
+from graphc.passes.simplify import simplify
+from tests.ops.test_scan import WRT, lstm_inputs, lstm_model, rnn_graph
+
+
+def _joint(g: gc.Graph, wrt: list[str]) -> tuple[gc.Graph, int]:
+    g = simplify(g)
+    joint, _ = _differentiate(g, "loss", wrt)
+    return joint, g._next_id
+
+
+def _forward_scans(h: gc.Graph, backward_from: int) -> list[int]:
+    G = h.nx
+    return [n for n in G if n < backward_from and G._node[n]["op"] == "scan"]
+
+
+@pytest.mark.parametrize("steps", [4, 5, 9, 10, 17])
+def test_segments_give_the_same_gradients_bit_for_bit(steps: int) -> None:
+    """ceil(T / k) checkpoints of each carry (k = ceil(sqrt(T))), a tail segment when k does
+    not divide T, and every output equal to the unsplit model's, bit for bit."""
+    joint, backward_from = _joint(lstm_model(False, steps=steps), WRT)
+    h, loops = checkpoint_loops(joint, backward_from)
+    assert loops == 1
+    (s,) = _forward_scans(h, backward_from)
+    p = h.nx._node[s]["params"]
+    k = math.isqrt(steps - 1) + 1
+    assert p["every"] == k and len(p["strided"]) == 2  # the carry: h and c
+    for j in p["strided"]:
+        assert results(h.nx, s)[j][0][0] == -(-steps // k)
+    inp = lstm_inputs(steps)
+    a, b = gc.evaluate(joint, inp), gc.evaluate(h, inp)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_loops_it_cannot_split_are_left_alone() -> None:
+    """A symbolic T (the checkpoints' count is unknown at build time), too few steps, and a
+    reverse forward loop keep their loops as they were."""
+    for g in (rnn_graph("T"), lstm_model(False, steps=3), lstm_model(False, reverse=True, steps=9)):
+        joint, backward_from = _joint(g, ["W", "U"])
+        h, loops = checkpoint_loops(joint, backward_from)
+        assert loops == 0
+        assert h.nx.number_of_nodes() == joint.nx.number_of_nodes()
+
+
+def test_a_checkpointing_loop_has_no_derivative() -> None:
+    joint, backward_from = _joint(lstm_model(False, steps=9), WRT)
+    h, _ = checkpoint_loops(joint, backward_from)
+    outputs = h.nx.graph["outputs"]
+    for name in [k for k in outputs if k != "loss"]:
+        del outputs[name]
+    with pytest.raises(GraphError, match="keeps checkpoints"):
+        gc.grad(h, "loss", ["W"])
+
+
+@pytest.mark.compiler
+def test_compiled_with_a_budget_equals_without(tmp_path) -> None:
+    """memory_budget= splits the loop (the report says so), the planned arena shrinks, and the
+    module's values and gradients equal the module without a budget bit for bit; the Python
+    backend runs the same rows ("every" binds included)."""
+    steps = 12
+    g = lstm_model(False, steps=steps)
+    only = ["value_and_grad"]
+    plain = gc.compile(g, wrt=WRT, functions=only, out_dir=tmp_path / "plain")
+    budget = gc.compile(g, wrt=WRT, functions=only, out_dir=tmp_path / "budget", memory_budget=1)
+    c = budget.stages.checkpointing
+    assert c.loops == 1 and "1 loops run in segments" in str(c)
+    assert c.arena_bytes < c.unbudgeted_arena_bytes / 2
+    prog, _ = budget.stages.programs["value_and_grad"]
+    G = prog.graph.nx
+    strided = [n for n in G if G._node[n]["op"] == "scan" and G._node[n]["params"]["strided"]]
+    assert len(strided) == 1  # the forward loop runs once: never cloned by checkpointing
+    inp = lstm_inputs(steps, seed=3)
+    (a, ga), (b, gb) = plain.value_and_grad(**inp), budget.value_and_grad(**inp)
+    np.testing.assert_array_equal(a["loss"], b["loss"])
+    for key in ga:
+        np.testing.assert_array_equal(ga[key], gb[key], err_msg=key)
+    st = run_stages(g, wrt=WRT, functions=only, memory_budget=1)
+    _, gp = PyModule(st.module).value_and_grad(**inp)
+    for key in ga:
+        np.testing.assert_allclose(gp[key], ga[key], rtol=1e-12, atol=1e-13, err_msg=key)
+
+
+@pytest.mark.compiler
+def test_compiled_lstm_layer_with_a_budget(tmp_path) -> None:
+    """gc.nn.lstm (batch first, its input products made before the loop) at T = 10 in
+    float32: a budget splits its loop and leaves its gradients as they were, bit for bit."""
+    g = gc.Graph("lstm_budget")
+    x = g.input("x", shape=("N", 10, 3))
+    hs = gc.nn.lstm(x, 6, "lstm", return_sequences=True)
+    g.output("loss", gc.mean(hs * hs))
+    params = gc.nn.init_params(g, seed=0, dtype="float32")
+    xs = np.random.default_rng(0).normal(size=(4, 10, 3)).astype(np.float32)
+    plain = gc.compile(g, dtype="float32", out_dir=tmp_path / "p", functions=["value_and_grad"])
+    budget = gc.compile(g, dtype="float32", out_dir=tmp_path / "b", functions=["value_and_grad"],
+                        memory_budget=1)  # fmt: skip
+    assert budget.stages.checkpointing.loops == 1
+    (a, ga), (b, gb) = plain.value_and_grad(x=xs, **params), budget.value_and_grad(x=xs, **params)
+    np.testing.assert_array_equal(a["loss"], b["loss"])
+    for key in ga:
+        np.testing.assert_array_equal(ga[key], gb[key], err_msg=key)
+
+
+@pytest.mark.parametrize("layer", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("lengths", [False, True])
+def test_recurrent_layers_split_bit_for_bit(layer: str, lengths: bool) -> None:
+    """gc.nn's layers (padded batches too: the carry holds each sequence's steps left) at
+    T = 11, k = 4: two full segments and a tail of 3."""
+    from tests.test_recurrent import feed, model
+
+    g = model(layer, False, steps=11, lengths=lengths)
+    joint, backward_from = _joint(g, [k for k in g.input_ids("param")])
+    h, loops = checkpoint_loops(joint, backward_from)
+    assert loops == 1
+    inp = feed(g, steps=11)
+    a, b = gc.evaluate(joint, inp), gc.evaluate(h, inp)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_a_module_with_hvp_keeps_its_loops_whole() -> None:
+    """jvp and hvp differentiate the joint graph again, which a split loop does not allow: a
+    budget then leaves the loops alone (and the build works)."""
+    g = lstm_model(False, steps=9)
+    st = run_stages(g, wrt=WRT, memory_budget=1, functions=["value_and_grad", "hvp", "jvp"])
+    assert st.checkpointing.loops == 0
+    assert {"value_and_grad", "hvp", "jvp"} <= set(st.programs)
+
+
+@pytest.mark.compiler
+def test_a_loop_holding_a_loop_splits_bit_for_bit(tmp_path) -> None:
+    """The outer loop of two is split (its segments then hold loops three levels deep); the
+    interpreter and the compiled module give what they give without a budget, bit for bit."""
+    g = gc.Graph("nested")
+    xs = g.input("xs", shape=(7, 2, 4))
+    w = g.param("w", shape=(4,))
+    h0 = g.param("h0", shape=(4,))
+
+    def outer(h, x):
+        def inner(k, xi):
+            return gc.tanh(k * w + xi), None
+
+        k, _ = gc.scan(inner, h, x)
+        return k * 0.5 + h, k
+
+    h, ks = gc.scan(outer, h0, xs)
+    g.output("loss", gc.sum(ks * ks) + gc.sum(h))
+    rng = np.random.default_rng(2)
+    inp = {"xs": rng.normal(size=(7, 2, 4)), "w": rng.normal(size=4), "h0": rng.normal(size=4)}
+    joint, backward_from = _joint(g, ["w", "h0", "xs"])
+    split, loops = checkpoint_loops(joint, backward_from)
+    assert loops == 1
+    a, b = gc.evaluate(joint, inp), gc.evaluate(split, inp)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    only = ["value_and_grad"]
+    plain = gc.compile(g, functions=only, out_dir=tmp_path / "plain")
+    budget = gc.compile(g, functions=only, out_dir=tmp_path / "budget", memory_budget=1)
+    assert budget.stages.checkpointing.loops == 1
+    (_, ga), (_, gb) = plain.value_and_grad(**inp), budget.value_and_grad(**inp)
+    for key in ga:
+        np.testing.assert_array_equal(ga[key], gb[key], err_msg=key)
