@@ -1,5 +1,5 @@
 """Compiled-versus-interpreter models for slicing, concat, take, one_hot, layer_norm, gelu,
-erf and logsumexp (merged into cases.MODELS).
+erf, erfc and logsumexp (merged into cases.MODELS).
 
 Int inputs (indices, labels) are fed as ints: `IntModel.feed` keeps their dtype, where
 `Model.feed` would make every non-bool input a float. Their domains give indices valid at every
@@ -126,6 +126,7 @@ def add_norms(m: Model, full: bool) -> None:
     m.case("layer_norm[N,5]", "layer_norm", gc.layer_norm, In(("N", 5), WIDE))
     m.case("logsumexp[N,4;axis=1]", "logsumexp", lambda x: gc.logsumexp(x, 1), In(("N", 4)))
     m.case("erf[N,3]", "erf", gc.erf, In(("N", 3)))
+    m.case("erfc[N,3]", "erfc", gc.erfc, In(("N", 3), WIDE))
     m.case("gelu[N,3]", "gelu", gc.gelu, In(("N", 3), WIDE))
     m.case("gelu[N,3;tanh]", "gelu", lambda x: gc.gelu(x, "tanh"), In(("N", 3), WIDE))
     if not full:
@@ -147,6 +148,7 @@ def add_norms(m: Model, full: bool) -> None:
            numpy=lambda x: scipy.special.logsumexp(x, 1))  # fmt: skip
     for label, op, fn, ref in [
         ("erf", "erf", gc.erf, scipy.special.erf),
+        ("erfc", "erfc", gc.erfc, scipy.special.erfc),
         ("gelu", "gelu", gc.gelu, _gelu),
         ("gelu;tanh", "gelu", lambda x: gc.gelu(x, "tanh"), _gelu_tanh),
     ]:
@@ -168,7 +170,7 @@ def indexing_model(name: str) -> Model:
 
 
 def norms_model(name: str) -> Model:
-    """layer_norm, logsumexp, erf and gelu, with special values checked against NumPy."""
+    """layer_norm, logsumexp, erf, erfc and gelu, with special values checked against NumPy."""
     m = IntModel(name)
     add_norms(m, full=True)
     return m.finish()
