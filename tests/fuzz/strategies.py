@@ -129,8 +129,8 @@ FUNCS: dict[str, tuple[Callable[..., Any], str]] = {
     "recurrence": (recurrence, "recurrence"),
 }
 for _name in (
-    "tanh sigmoid exp log sqrt erf gelu relu abs sign maximum minimum where cast equal not_equal "
-    "sum mean max logsumexp softmax log_softmax layer_norm transpose swapaxes reshape "
+    "tanh sigmoid exp log sqrt erf erfc gelu relu abs sign maximum minimum where cast equal "
+    "not_equal sum mean max logsumexp softmax log_softmax layer_norm transpose swapaxes reshape "
     "broadcast_to take concat one_hot size conv2d max_pool2d avg_pool2d softmax_cross_entropy "
     "mse_loss"
 ).split():
@@ -517,8 +517,8 @@ class _Maker:
 
     # ---- the steps -------------------------------------------------------------------------
     def step_unary(self, x: Ref) -> Ref:
-        op = self.choice(["tanh", "sigmoid", "neg", "exp", "erf", "gelu", "gelu_tanh", "relu",
-                          "abs", "log", "sqrt", "sign"])  # fmt: skip
+        op = self.choice(["tanh", "sigmoid", "neg", "exp", "erf", "erfc", "gelu", "gelu_tanh",
+                          "relu", "abs", "log", "sqrt", "sign"])  # fmt: skip
         if op == "exp":
             return self.call("exp", self.tame(x, EXP_LIMIT), pos=True)
         if op in ("log", "sqrt"):
@@ -1079,8 +1079,8 @@ def _differentiable_ancestors(g: gc.Graph, node: int) -> set[int]:
 
 # The registry ops with a gradient that the strategy draws (each through some step above).
 OPS_DRAWN = frozenset(
-    "add sub mul div neg pow exp log sqrt tanh erf sigmoid relu abs maximum minimum gelu where "
-    "cast transpose reshape broadcast_to take take_grad slice slice_grad concat conv2d "
+    "add sub mul div neg pow exp log sqrt tanh erf erfc sigmoid relu abs maximum minimum gelu "
+    "where cast transpose reshape broadcast_to take take_grad slice slice_grad concat conv2d "
     "conv2d_grad_input conv2d_grad_weight max_pool2d max_pool2d_grad max_pool2d_gather "
     "avg_pool2d avg_pool2d_grad matmul sum mean max softmax log_softmax layer_norm "
     "logsumexp scan scan_out".split()

@@ -17,9 +17,9 @@ OF = 'loss'
 SHAPES = {'x': ('N', 2), 'w': (2,)}
 PLAN = {'forward': {'slots': 2, 'steps': 3}, 'value_and_grad': {'slots': 3, 'steps': 6}}
 SYMBOLS = ('N',)
+FUNCTIONS = {}  # each function's tables, by which the runtime runs it (graphc.compiled: profile)
 
-# graphc's runtime, built once for this graphc, compiler and CPU (see graphc/runtime/shared.py)
-from graphc.runtime.shared import runtime as _runtime
+from graphc.runtime.shared import runtime as _runtime  # built once per graphc, compiler and CPU
 _rt = _runtime('<this machine>', {'opt_level': 1, 'extra_compile_args': ('-march=native',), 'extra_link_args': (), 'libraries': (), 'include_dirs': ()})
 cdef const gc_api* rt = gc_api_of(_rt.API)
 BLAS, set_num_threads, get_num_threads, thread_stats = _rt.BLAS, _rt.set_num_threads, _rt.get_num_threads, _rt.thread_stats
@@ -38,7 +38,7 @@ cdef gc_kernel _k0_1(const gc_args* x, Py_ssize_t lo, Py_ssize_t hi) noexcept no
 cdef gc_kernel _k0(const gc_args* x) noexcept nogil:
     """tanh over [N, 2], its outer loop shared among threads"""
     cdef Py_ssize_t z0 = x.z[x.a[2]]
-    rt.parallel(_k0_1, x, (z0 * 2), 32768, (z0 * 2))
+    rt.parallel(_k0_1, x, (z0 * 2), 32768, ((z0 * 2) * 17))
 
 
 cdef gc_kernel _k1_1(const gc_args* x, Py_ssize_t lo, Py_ssize_t hi, double* s) noexcept nogil:  # _k1's loop, from lo to hi, and each element's terms
@@ -121,7 +121,7 @@ cdef extern from *:
     """
     gc_function gc_forward
 
-rt.setup(&gc_forward, (1, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((-1, 'loss', 'float64', 0),), ('loss',), (), _CONSTS, ('N',)), gc_kernels)
+FUNCTIONS["forward"] = rt.setup(&gc_forward, (1, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((-1, 'loss', 'float64', 0),), ('loss',), (), _CONSTS, ('N',)), gc_kernels)
 
 
 def forward(*args, out=None, **kwargs):
@@ -159,7 +159,7 @@ cdef extern from *:
     """
     gc_function gc_value_and_grad
 
-rt.setup(&gc_value_and_grad, (2, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((0, 'loss', 'float64', 0), (1, 'w', 'float64', 1)), ('loss', 'w'), (), _CONSTS, ('N',)), gc_kernels)
+FUNCTIONS["value_and_grad"] = rt.setup(&gc_value_and_grad, (2, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((0, 'loss', 'float64', 0), (1, 'w', 'float64', 1)), ('loss', 'w'), (), _CONSTS, ('N',)), gc_kernels)
 
 
 def value_and_grad(*args, out=None, **kwargs):
