@@ -24,7 +24,7 @@ what it must keep, with and without a memory budget.
   against ceil(T / k) carries, one segment's stacked values and the gradients.
 
     python -m benchmarks.rnn            # one run, every row
-    python -m benchmarks.rnn --quick    # smoke run: tiny sizes, no claims
+    python -m benchmarks.rnn --quick    # smoke run: tiny sizes, one build, one thread, no claims
 """
 
 from __future__ import annotations
@@ -46,12 +46,15 @@ import numpy as np
 import graphc as gc
 from benchmarks._timing import format_table, load_average, run_child
 
-QUICK = {"hidden": 8, "input": 4, "batch": 3, "steps": 5, "calls": 2, "long": 50}
-FULL = {"hidden": 128, "input": 128, "batch": 64, "steps": 200, "calls": 7, "long": 1000}
+# sizes; cold builds per model, rounds of processes per implementation, thread counts (0: each
+# library's default)
+QUICK = {"hidden": 8, "input": 4, "batch": 3, "steps": 5, "calls": 2, "long": 50,
+         "builds": 1, "rounds": 1, "threads": (1,)}  # fmt: skip
+FULL = {"hidden": 128, "input": 128, "batch": 64, "steps": 200, "calls": 7, "long": 1000,
+        "builds": 2, "rounds": 2, "threads": (1, 0)}  # fmt: skip
 PEERS = ("numpy", "torch", "eager", "jax")
 TITLES = {"numpy": "NumPy by hand", "torch": "torch.nn.LSTM", "eager": "LSTMCell loop",
           "jax": "JAX scan"}  # fmt: skip
-ROUNDS = 2  # each implementation's process runs this many times; its fastest median is kept
 LOSS_RTOL = 1e-3  # float32 sums over T * N * H terms in different orders
 
 
@@ -315,13 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         models += [(f"unrolled, T = {t}", lstm_graph(t, s["hidden"], s["input"], unroll=True))
                    for t in (10, 20)]  # fmt: skip
         for name, g in models:
-            secs, size, _ = min((build(g, out / f"b{k}") for k in range(2)), key=lambda b: b[0])
+            secs, size, _ = min((build(g, out / f"b{k}") for k in range(s["builds"])),
+                                key=lambda b: b[0])  # fmt: skip
             rows.append([name, f"{secs:.2f}", f"{size / 1024:.0f}"])
         print(format_table(["model", "build s", "source KiB"], rows))
         print()
         print(f"one value_and_grad step: LSTM hidden {s['hidden']}, input {s['input']}, "
               f"batch {s['batch']}, T = {s['steps']}, float32 (median of {s['calls']} calls, best "
-              f"of {ROUNDS} processes, ms; ratio: the peer's time / graphc's):")  # fmt: skip
+              f"of {s['rounds']} processes, ms; ratio: the peer's time / graphc's):")  # fmt: skip
         got: dict[tuple[str, int], dict[str, Any]] = {}
         skipped: dict[str, str] = {}
         one = {
@@ -331,8 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "GRAPHC_NUM_THREADS": "1",
             "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false",
         }
-        for _ in range(ROUNDS):  # interleaved, each keeping its best: a shared machine's load
-            for threads in (1, 0):  # changes while the run goes on
+        for _ in range(s["rounds"]):  # interleaved, each keeping its best: a shared machine's
+            for threads in s["threads"]:  # load changes while the run goes on
                 for impl in ("graphc", *PEERS, *(("budget",) if threads == 1 else ())):
                     if impl in skipped or any(impl in f for f in failed):
                         continue
