@@ -5,6 +5,7 @@ own, measured in one run.
 
     python -m benchmarks.train_step                    # gpt2, gpt4, gpt128
     python -m benchmarks.train_step --configs gpt2 --quick
+    python -m benchmarks.train_step --threads 1        # every library on one thread
 
 Before timing, both run three steps from the same params and data, and the params they reach
 are compared normwise over all params: |graphc's - PyTorch's| / |PyTorch's - the initial ones|
@@ -93,7 +94,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     return {"median_us": t.median_us, "p10_us": t.p10_us}
 
 
-def run(configs: Sequence[str], quick: bool) -> int:
+def run(configs: Sequence[str], quick: bool, threads: int) -> int:
+    from benchmarks.suite import thread_env
+
     status = 0
     with tempfile.TemporaryDirectory() as tmp:
         for key in configs:
@@ -106,7 +109,7 @@ def run(configs: Sequence[str], quick: bool) -> int:
                 out = Path(tmp) / f"{key}-{impl}.npz"
                 spec = {"impl": impl, "config": key, "n": n, "quick": quick,
                         "build": str(Path(tmp) / "build"), "params_out": str(out)}  # fmt: skip
-                res[impl] = run_child("benchmarks.train_step", spec)
+                res[impl] = run_child("benchmarks.train_step", spec, thread_env(threads))
                 if "median_us" in res[impl]:
                     reached[impl] = dict(np.load(out))
             if "error" in res["graphc"]:
@@ -141,6 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", default=",".join(gpt.CONFIGS), help="comma-separated subset")
     p.add_argument("--quick", action="store_true", help="smoke run: batch 2, few repetitions")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="limit every library to this many threads (default 0: each one's own)",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -150,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(configs) - set(gpt.CONFIGS)
     if unknown:
         p.error(f"unknown configs {sorted(unknown)}; choose from {', '.join(gpt.CONFIGS)}")
-    return run(configs, args.quick)
+    return run(configs, args.quick, args.threads)
 
 
 if __name__ == "__main__":
