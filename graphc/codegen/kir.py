@@ -21,11 +21,14 @@ from typing import Any
 
 INDEX = "index"  # the dtype of loop variables, sizes and offsets (a signed machine word)
 # Scalar functions an expression may call; every backend provides each with these semantics
-# (exp, log and tanh are graphc's own branch-free versions, the same bits in every backend
-# that claims bitwise agreement).
+# (exp, log and tanh, and the trigonometric, hyperbolic and other transcendental ones, are
+# graphc's own branch-free versions: templates/runtime/graphc_rt.h and graphc_math.h).
 FUNCTIONS = frozenset(
-    ("exp", "log", "tanh", "sqrt", "erf", "erfc", "fabs", "pow", "min", "max", "first", "end")
-)
+    ("exp", "log", "tanh", "sqrt", "erf", "erfc", "fabs", "pow", "min", "max", "first", "end",
+     "expm1", "log1p", "log2", "exp2", "sin", "cos", "tan", "asin", "acos", "atan", "atan2",
+     "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "trunc", "rint", "copysign",
+     "fmod")
+)  # fmt: skip
 BINARY = frozenset(("+", "-", "*", "/", "//", "<", "<=", ">", ">=", "==", "!=", "and", "or"))
 BITWISE = frozenset(("|", "&"))  # on booleans: both operands evaluated (no branch)
 

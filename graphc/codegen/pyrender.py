@@ -26,7 +26,13 @@ SCALAR = {"float64": "np.float64", "float32": "np.float32", "bool": "np.bool_",
           "int64": "np.int64", "int32": "np.int32", kir.INDEX: "int"}  # fmt: skip
 FUNCTION = {"exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "sqrt": "np.sqrt",
             "erf": "_erf", "erfc": "_erfc", "fabs": "np.abs", "pow": "np.power", "min": "min",
-            "max": "max", "first": "_first", "end": "_end"}  # fmt: skip
+            "max": "max", "first": "_first", "end": "_end", "expm1": "np.expm1",
+            "log1p": "np.log1p", "log2": "np.log2", "exp2": "np.exp2", "sin": "np.sin",
+            "cos": "np.cos", "tan": "np.tan", "asin": "np.arcsin", "acos": "np.arccos",
+            "atan": "np.arctan", "atan2": "np.arctan2", "sinh": "np.sinh", "cosh": "np.cosh",
+            "asinh": "np.arcsinh", "acosh": "np.arccosh", "atanh": "np.arctanh",
+            "floor": "np.floor", "ceil": "np.ceil", "trunc": "np.trunc", "rint": "np.rint",
+            "copysign": "np.copysign", "fmod": "np.fmod"}  # fmt: skip
 BINARY = {"and": "and", "or": "or", "//": "//"}
 COMPARE = frozenset(("<", "<=", ">", ">=", "==", "!="))
 

@@ -75,7 +75,7 @@ def source() -> str:
         )
     )
     digest = hashlib.sha256()
-    for name in ("graphc_rt.h", "graphc_rt.pxd"):
+    for name in ("graphc_rt.h", "graphc_math.h", "graphc_rt.pxd"):
         digest.update((header_dir() / name).read_bytes())
     return f"{text.rstrip()}\n# headers: sha256 {digest.hexdigest()}\n"
 

@@ -227,4 +227,6 @@ static inline GC_KERNEL Py_ssize_t gc_end(Py_ssize_t off, Py_ssize_t s, Py_ssize
     return t < n_out ? t : n_out;
 }
 
+#include "graphc_math.h" /* the other elementary functions, as branch-free as these */
+
 #endif

@@ -68,12 +68,35 @@ cdef extern from "graphc_rt.h" nogil:
         GC_CHUNKS
         GC_BLOCK
 
-    # the math a kernel's loops call (exp, log and tanh: graphc's own, vectorised)
+    # the math a kernel's loops call (exp, log, tanh and the transcendental functions below:
+    # graphc's own, vectorised; graphc_math.h)
     const double INFINITY
     const double NAN
     double exp "gc_exp" (double)
     double log "gc_log" (double)
     double tanh "gc_tanh" (double)
+    double expm1 "gc_expm1" (double)
+    double log1p "gc_log1p" (double)
+    double log2 "gc_log2" (double)
+    double exp2 "gc_exp2" (double)
+    double sin "gc_sin" (double)
+    double cos "gc_cos" (double)
+    double tan "gc_tan" (double)
+    double asin "gc_asin" (double)
+    double acos "gc_acos" (double)
+    double atan "gc_atan" (double)
+    double atan2 "gc_atan2" (double, double)
+    double sinh "gc_sinh" (double)
+    double cosh "gc_cosh" (double)
+    double asinh "gc_asinh" (double)
+    double acosh "gc_acosh" (double)
+    double atanh "gc_atanh" (double)
+    double floor(double)
+    double ceil(double)
+    double trunc(double)
+    double rint(double)
+    double copysign(double, double)
+    double fmod(double, double)
     double sqrt(double)
     double erf(double)
     double erfc(double)
