@@ -7,6 +7,21 @@ from graphc.ir.graph import Value, clean_loc
 from graphc.ir.loc import user_loc
 from graphc.ir.shapes import ShapeMismatch, format_shape, normalize_axes, normalize_shape
 from graphc.ops import shape as _shape
+from graphc.ops.activations import (  # noqa: F401
+    celu,
+    elu,
+    hardsigmoid,
+    hardswish,
+    hardtanh,
+    leaky_relu,
+    logsigmoid,
+    mish,
+    relu6,
+    selu,
+    silu,
+    softplus,
+    softsign,
+)
 from graphc.ops.conv import conv2d  # noqa: F401
 from graphc.ops.elementwise import (  # noqa: F401
     absolute,
@@ -38,6 +53,37 @@ from graphc.ops.elementwise import (  # noqa: F401
 )
 from graphc.ops.indexing import one_hot, take  # noqa: F401
 from graphc.ops.linalg import matmul  # noqa: F401
+from graphc.ops.math import (  # noqa: F401
+    acos,
+    acosh,
+    asin,
+    asinh,
+    atan,
+    atan2,
+    atanh,
+    ceil,
+    clamp,
+    clip,
+    copysign,
+    cos,
+    cosh,
+    exp2,
+    expm1,
+    floor,
+    floor_divide,
+    fmod,
+    log1p,
+    log2,
+    reciprocal,
+    remainder,
+    round,
+    rsqrt,
+    sin,
+    sinh,
+    square,
+    tan,
+    trunc,
+)
 from graphc.ops.nn import (  # noqa: F401
     layer_norm,
     log_softmax,

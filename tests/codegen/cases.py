@@ -542,9 +542,9 @@ MODELS: dict[str, tuple[Callable[[str], Model], tuple[str, ...]]] = {
 
 def _family_models() -> dict[str, tuple[Callable[[str], Model], tuple[str, ...]]]:
     """The models of the op families with case modules of their own (they import this one)."""
-    from tests.codegen import cases_conv, cases_indexing
+    from tests.codegen import cases_conv, cases_indexing, cases_math
 
-    return {**cases_conv.MODELS, **cases_indexing.MODELS}
+    return {**cases_conv.MODELS, **cases_indexing.MODELS, **cases_math.MODELS}
 
 
 MODELS.update(_family_models())

@@ -463,9 +463,9 @@ CASES += [
 ]  # fmt: skip
 
 # The op families with case tables of their own.
-from tests.ops import cases_conv, cases_indexing  # noqa: E402
+from tests.ops import cases_conv, cases_indexing, cases_math  # noqa: E402
 
-CASES += cases_conv.cases(case) + cases_indexing.cases(case)
+CASES += cases_conv.cases(case) + cases_indexing.cases(case) + cases_math.cases(case)
 
 _ids = [c.id for c in CASES]
 assert len(set(_ids)) == len(_ids), sorted({i for i in _ids if _ids.count(i) > 1})
@@ -730,7 +730,7 @@ ILLEGAL: list[tuple[str, Callable[[gc.Graph], Any]]] = [
 ]  # fmt: skip
 
 
-ILLEGAL += cases_conv.ILLEGAL + cases_indexing.ILLEGAL
+ILLEGAL += cases_conv.ILLEGAL + cases_indexing.ILLEGAL + cases_math.ILLEGAL
 
 
 @pytest.mark.parametrize("make", [m for _, m in ILLEGAL], ids=[i for i, _ in ILLEGAL])
