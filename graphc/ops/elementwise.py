@@ -79,13 +79,26 @@ div = _elementwise(
     "d(x/y) = dx/y - (x/y) dy/y",
 )
 neg = _elementwise("neg", np.negative, (lambda ct, out, x: -ct,), lambda x: -x, "d(-x) = -dx")
-# d(x^y) = y x^(y-1) dx + log(x) x^y dy
+
+
+# d(x^y) = y x^(y-1) dx + log(x) x^y dy, with PyTorch's conventions at x = 0: no dx where
+# y = 0 (x^0 is 1 for every x), and no dy where x = 0 and y >= 0 (0^y is 0 or 1 near there;
+# for y < 0 it is log(0) x^y = -inf).
+def _pow_dx(ct, out, x, y):
+    return where(equal(y, 0.0), 0.0, ct * (y * x ** (y - 1)))
+
+
+def _pow_dy(ct, out, x, y):
+    d = out * log(x)
+    return ct * where(equal(x, 0.0), where(greater_equal(y, 0.0), 0.0, d), d)
+
+
 power = _elementwise(
     "pow",
     np.power,
-    (lambda ct, out, x, y: ct * (y * x ** (y - 1)), lambda ct, out, x, y: ct * (out * log(x))),
+    (_pow_dx, _pow_dy),
     lambda x, y: kir.call("pow", x, y),
-    "d(x^y) = y x^(y-1) dx + log(x) x^y dy",
+    "d(x^y) = y x^(y-1) dx + log(x) x^y dy (no dx where y = 0, no dy where x = 0 <= y)",
 )
 exp = _elementwise("exp", np.exp, (lambda ct, out, x: ct * out,), kir.exp, "d exp(x) = exp(x) dx")
 log = _elementwise("log", np.log, (lambda ct, out, x: ct / x,), kir.log, "d log(x) = dx / x")
