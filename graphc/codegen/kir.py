@@ -27,10 +27,10 @@ FUNCTIONS = frozenset(
     ("exp", "log", "tanh", "sqrt", "erf", "erfc", "fabs", "pow", "min", "max", "first", "end",
      "expm1", "log1p", "log2", "exp2", "sin", "cos", "tan", "asin", "acos", "atan", "atan2",
      "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "trunc", "rint", "copysign",
-     "fmod")
+     "fmod", "ifloordiv", "imod", "ipow")
 )  # fmt: skip
 BINARY = frozenset(("+", "-", "*", "/", "//", "<", "<=", ">", ">=", "==", "!=", "and", "or"))
-BITWISE = frozenset(("|", "&"))  # on booleans: both operands evaluated (no branch)
+BITWISE = frozenset(("|", "&", "^", "<<", ">>"))  # on booleans: both operands evaluated
 
 
 class Expr:
@@ -257,6 +257,27 @@ class Loop(Stmt):
 class If(Stmt):
     cond: Expr
     body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Fail(Stmt):
+    """An index the kernel may not use: `value`, for an axis of `bound` (both INDEX). The call
+    raises an error naming the step once it is done (the first failure of a call is the one
+    reported); the kernel goes on, so it must not use the index itself."""
+
+    value: Expr
+    bound: Expr
+
+
+def fails(stmts: Sequence[Stmt]) -> bool:
+    """Do `stmts` (or the loops and conditions in them) hold a Fail?"""
+    for s in stmts:
+        if isinstance(s, Fail):
+            return True
+        body = getattr(s, "body", None)
+        if body is not None and fails(body):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

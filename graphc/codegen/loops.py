@@ -125,8 +125,10 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
         elif a["op"] == "broadcast_to":
             body.append(Assign(local[n], read(args[0])))
         else:
-            rule = REGISTRY[a["op"]].scalar
-            body.append(Assign(local[n], rule(*(read(u) for u in args), **a["params"])))
+            opdef = REGISTRY[a["op"]]
+            typed = {"dtypes": (v.dtype(n), *map(v.dtype, args))} if opdef.typed else {}
+            expr = opdef.scalar(*(read(u) for u in args), **typed, **a["params"])
+            body.append(Assign(local[n], expr))
     body += [
         Assign(Store(kb.ref(n, write=True), at), local[n])
         for n in nodes

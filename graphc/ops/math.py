@@ -23,6 +23,7 @@ from graphc.ir.graph import Value
 from graphc.ir.loc import user_loc
 from graphc.ir.shapes import FLOAT_DTYPES, broadcast_shapes
 from graphc.ops._build import apply, float_dtype
+from graphc.ops._dtypes import arith_ref, number_dtype, numeric, via_int64
 from graphc.ops.elementwise import equal, greater, less, less_equal, where
 from graphc.ops.registry import OpDef, VjpRule, register
 
@@ -41,11 +42,12 @@ def elementwise(
     formula: str,
     params: dict | None = None,
     infer: Callable = _infer_float,
+    typed: bool = False,
 ) -> Callable[..., Value]:
     """Register elementwise op `name` and return its builder (operands, then params)."""
     register(
         OpDef(name, len(vjp), infer, ref, vjp, params=params or {}, elementwise=True,
-              scalar=scalar, formula=formula)
+              scalar=scalar, formula=formula, typed=typed)
     )  # fmt: skip
 
     def build(*args: Any, **kw: Any) -> Value:
@@ -194,19 +196,26 @@ def _floor_divide_scalar(x: kir.Expr, y: kir.Expr) -> kir.Expr:
     return kir.select(y.eq(0), x / y, out)
 
 
+def _infer_number(shapes, dtypes, params):
+    return broadcast_shapes(*shapes), number_dtype(dtypes, "this function")
+
+
 fmod = elementwise(
     "fmod", np.fmod,
     (lambda ct, out, x, y: ct, lambda ct, out, x, y: -ct * trunc(x / y)),
     _call("fmod"), "d fmod(x, y) = dx - trunc(x / y) dy",
 )  # fmt: skip
+# on ints: Python's // and % (the divisor's sign), 0 when dividing by 0 (NumPy's)
 remainder = elementwise(
-    "remainder", _remainder_ref,
+    "remainder", arith_ref(_remainder_ref, ints=np.remainder),
     (lambda ct, out, x, y: ct, lambda ct, out, x, y: -ct * floor_divide(x, y)),
-    _remainder_scalar, "d remainder(x, y) = dx - floor(x / y) dy",
+    numeric(_remainder_scalar, via_int64("imod")), "d remainder(x, y) = dx - floor(x / y) dy",
+    infer=_infer_number, typed=True,
 )  # fmt: skip
 floor_divide = elementwise(
-    "floor_divide", _floor_divide_ref, (None, None), _floor_divide_scalar,
-    "floor division is piecewise constant: no gradient",
+    "floor_divide", arith_ref(_floor_divide_ref, ints=np.floor_divide), (None, None),
+    numeric(_floor_divide_scalar, via_int64("ifloordiv")),
+    "floor division is piecewise constant: no gradient", infer=_infer_number, typed=True,
 )  # fmt: skip
 
 

@@ -357,4 +357,32 @@ GC_MATH double gc_atanh(double x) {
     return a > 1.0 ? NAN : (x != x ? x : copysign(y, x));
 }
 
+/* ---- ints: floor division, modulo and powers in int64 (narrower ints are computed here
+   and cast back, wrapping), never C's undefined cases: x // 0 and x % 0 are 0 (NumPy's),
+   the least int64 // -1 wraps to itself; x ** y for y < 0 is 1 for x = 1, +-1 for x = -1 and
+   0 otherwise (PyTorch's). Ints are not vectorised by the division anyway. */
+static inline GC_KERNEL long long gc_ifloordiv(long long a, long long b) {
+    long long d = (b == 0 || b == -1) ? 1 : b;
+    long long q = a / d, r = a % d;
+    q = q - ((r != 0) & ((r ^ d) < 0));
+    q = b == -1 ? (long long)(0ULL - (unsigned long long)a) : q;
+    return b == 0 ? 0 : q;
+}
+static inline GC_KERNEL long long gc_imod(long long a, long long b) {
+    long long d = (b == 0 || b == -1) ? 1 : b;
+    long long r = a % d;
+    r = (r != 0) & ((r ^ d) < 0) ? r + d : r;
+    return b == 0 || b == -1 ? 0 : r;
+}
+static inline GC_KERNEL long long gc_ipow(long long a, long long b) {
+    unsigned long long r = 1, base = (unsigned long long)a, e = (unsigned long long)b;
+    for (int i = 0; i < 64; i++) {
+        r = (e & 1) ? r * base : r;
+        base = base * base;
+        e = e >> 1;
+    }
+    long long below = a == 1 ? 1 : (a == -1 ? ((b & 1) ? -1 : 1) : 0);
+    return b < 0 ? below : (long long)r;
+}
+
 #endif

@@ -12,6 +12,7 @@ cdef extern from "graphc_rt.h" nogil:
         const Py_ssize_t* z
         const double* f
         const int32_t* a
+        int64_t* fail
     ctypedef void (*gc_kernel_fn)(const gc_args* x) noexcept nogil
     ctypedef void (*gc_range_fn)(const void* ctx, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
     ctypedef void (*gc_loop_fn)(const gc_args* x, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
@@ -97,11 +98,15 @@ cdef extern from "graphc_rt.h" nogil:
     double rint(double)
     double copysign(double, double)
     double fmod(double, double)
+    long long ifloordiv "gc_ifloordiv" (long long, long long)
+    long long imod "gc_imod" (long long, long long)
+    long long ipow "gc_ipow" (long long, long long)
     double sqrt(double)
     double erf(double)
     double erfc(double)
     double fabs(double)
     double pow(double, double)
+    void gc_fail(const gc_args* x, int64_t value, int64_t bound)
     Py_ssize_t gc_first(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_out)
     Py_ssize_t gc_end(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_in, Py_ssize_t n_out)
     void* memset(void*, int, size_t)
