@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from graphc.codegen.emit import Emit
+from graphc.codegen.failures import failing_steps
 from graphc.codegen.indexing import index_checks
 from graphc.codegen.kir import Kernel, Lit, Runtime, SizeExpr, Step
 from graphc.codegen.loops import fused
@@ -373,7 +374,7 @@ def _function(
         spec=spec,
         outspec=tuple(outspec),
         keys=tuple(keys),
-        checks=(*index_data, *empty_messages),
+        checks=(*index_data, *empty_messages, failing_steps(steps)),
     )
 
 
