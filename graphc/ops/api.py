@@ -6,6 +6,7 @@ from graphc.errors import ShapeError
 from graphc.ir.graph import Value, clean_loc
 from graphc.ir.loc import user_loc
 from graphc.ir.shapes import ShapeMismatch, format_shape, normalize_axes, normalize_shape
+from graphc.ops import advanced as _advanced  # noqa: F401  (registers index, index_grad)
 from graphc.ops import shape as _shape
 from graphc.ops.activations import (  # noqa: F401
     celu,
@@ -23,6 +24,16 @@ from graphc.ops.activations import (  # noqa: F401
     softsign,
 )
 from graphc.ops.conv import conv2d  # noqa: F401
+from graphc.ops.cumulative import (  # noqa: F401
+    cummax,
+    cummin,
+    cumprod,
+    cumsum,
+    linrec,
+    logcumsumexp,
+    shift,
+)
+from graphc.ops.einsum import einsum  # noqa: F401
 from graphc.ops.elementwise import (  # noqa: F401
     absolute,
     add,
@@ -51,7 +62,27 @@ from graphc.ops.elementwise import (  # noqa: F401
     tanh,
     where,
 )
+from graphc.ops.gather import (  # noqa: F401
+    gather,
+    index_select,
+    masked_fill,
+    scatter,
+    scatter_add,
+    take_along_axis,
+)
 from graphc.ops.indexing import one_hot, take  # noqa: F401
+from graphc.ops.integer import (  # noqa: F401
+    bitwise_and,
+    bitwise_not,
+    bitwise_or,
+    bitwise_xor,
+    left_shift,
+    logical_and,
+    logical_not,
+    logical_or,
+    logical_xor,
+    right_shift,
+)
 from graphc.ops.linalg import matmul  # noqa: F401
 from graphc.ops.math import (  # noqa: F401
     acos,
@@ -94,7 +125,10 @@ from graphc.ops.nn import (  # noqa: F401
 )
 from graphc.ops.pool import avg_pool2d, max_pool2d  # noqa: F401
 from graphc.ops.reduce import max, mean, size, sum  # noqa: F401
+from graphc.ops.reductions import all, any, argmax, argmin, min, prod  # noqa: F401
 from graphc.ops.slicing import concat  # noqa: F401
+from graphc.ops.sort import argsort, sort, topk  # noqa: F401
+from graphc.ops.statistics import norm, std, var  # noqa: F401
 
 abs = absolute  # noqa: A001
 pow = power  # noqa: A001
