@@ -463,9 +463,18 @@ CASES += [
 ]  # fmt: skip
 
 # The op families with case tables of their own.
-from tests.ops import cases_conv, cases_indexing, cases_math  # noqa: E402
+from tests.ops import (  # noqa: E402
+    cases_conv,
+    cases_gather,
+    cases_indexing,
+    cases_int,
+    cases_math,
+    cases_reductions,
+)
 
-CASES += cases_conv.cases(case) + cases_indexing.cases(case) + cases_math.cases(case)
+FAMILIES = (cases_conv, cases_indexing, cases_math, cases_int, cases_reductions, cases_gather)
+for _family in FAMILIES:
+    CASES += _family.cases(case)
 
 _ids = [c.id for c in CASES]
 assert len(set(_ids)) == len(_ids), sorted({i for i in _ids if _ids.count(i) > 1})
@@ -730,7 +739,8 @@ ILLEGAL: list[tuple[str, Callable[[gc.Graph], Any]]] = [
 ]  # fmt: skip
 
 
-ILLEGAL += cases_conv.ILLEGAL + cases_indexing.ILLEGAL + cases_math.ILLEGAL
+for _family in FAMILIES:
+    ILLEGAL += _family.ILLEGAL
 
 
 @pytest.mark.parametrize("make", [m for _, m in ILLEGAL], ids=[i for i, _ in ILLEGAL])
