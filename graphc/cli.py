@@ -14,7 +14,7 @@ import numpy as np
 
 import graphc as gc
 from graphc.errors import GraphcError, InputError
-from graphc.ir.shapes import FLOAT_DTYPES, bind_shape
+from graphc.ir.shapes import FLOAT_DTYPES, bind_shape, shape_symbols
 from graphc.modelfile import load_model
 from graphc.passes.dtype import with_dtype
 
@@ -40,7 +40,7 @@ def random_inputs(g: gc.Graph, size: int = 3, seed: int = 0) -> dict[str, np.nda
         a = g.nx.nodes[n]
         if name in out:
             continue
-        shape = bind_shape(a["shape"], {d: size for d in a["shape"] if isinstance(d, str)})
+        shape = bind_shape(a["shape"], dict.fromkeys(shape_symbols(a["shape"]), size))
         if a["dtype"] == "bool":
             out[name] = rng.random(shape) < 0.5
         elif a["dtype"] in FLOAT_DTYPES:
@@ -184,9 +184,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     st = m.stages
     fwd_prog, fwd_plan = st.programs["forward"]
     prog, plan = st.programs.get("value_and_grad", st.programs["forward"])
-    ones = {
-        d: 1 for n in g.input_ids().values() for d in g.nx.nodes[n]["shape"] if isinstance(d, str)
-    }
+    ones = {d: 1 for n in g.input_ids().values() for d in shape_symbols(g.nx.nodes[n]["shape"])}
     at = ", ".join(f"{k}=1" for k in sorted(ones))
     ops = lambda p: sum(len(s.nodes) for s in p.steps)
     loops = sum(bool(s.fused) for s in prog.steps)

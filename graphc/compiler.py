@@ -21,7 +21,7 @@ from graphc.codegen.render import render
 from graphc.compiled import ABSENT, CompiledModule, load  # noqa: F401  (gc.compile's)
 from graphc.errors import BuildError, GraphError, InputError
 from graphc.ir.graph import Graph, as_graph, describe, freeze, without_gc
-from graphc.ir.shapes import FLOAT_DTYPES, dtype_name
+from graphc.ir.shapes import FLOAT_DTYPES, dtype_name, shape_symbols
 from graphc.ir.verify import verify
 from graphc.optim import Optimizer
 from graphc.passes.concurrency import pair_independent
@@ -369,7 +369,7 @@ def _hint_sizes(prog: Program, size_hint: int) -> dict[str, int]:
     """Every symbolic dim of the program at `size_hint`."""
     G = prog.graph.nx
     shapes = [G.nodes[n]["shape"] for s in prog.steps for n in s.nodes]
-    return {d: size_hint for shape in shapes for d in shape if isinstance(d, str)}
+    return {d: size_hint for shape in shapes for d in shape_symbols(shape)}
 
 
 def _schedule_and_plan(

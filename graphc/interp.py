@@ -11,9 +11,9 @@ import numpy as np
 
 from graphc.errors import InputError
 from graphc.ir.graph import Graph, as_graph, describe, operands, topo_order, without_gc
-from graphc.ir.shapes import bind_shape, format_shape
+from graphc.ir.shapes import bind_shape, format_shape, is_symbol
 from graphc.ops.registry import REGISTRY
-from graphc.runtime.calls import convert, dtype_problem
+from graphc.runtime.calls import convert, dtype_problem, product_problem
 
 
 def bind_inputs(
@@ -42,6 +42,7 @@ def bind_inputs(
     values: dict[int, np.ndarray] = {}
     symbols: dict[str, int] = {}
     bound_by: dict[str, str] = {}
+    products: list[tuple[str, int, str, int]] = []  # (input, axis, "B*T", size): checked last
     for name, n in declared.items():
         dtype = g.nx.nodes[n]["dtype"]
         if inputs[name] is None:
@@ -53,17 +54,24 @@ def bind_inputs(
             problem = str(e)
         else:
             problem = dtype_problem(name, arr, dtype) or _check_shape(
-                g.nx.nodes[n]["shape"], arr, symbols, bound_by, name
+                g.nx.nodes[n]["shape"], arr, symbols, bound_by, name, products
             )
         if problem:
             raise InputError(f"input {name!r}: {problem} (declared at {line(name)})")
         values[n] = arr
+    bound = {k: (v, bound_by[k]) for k, v in symbols.items()}
+    for name, axis, d, got in products:
+        problem = product_problem(d, got, bound)
+        if problem:
+            raise InputError(f"input {name!r}: axis {axis} is {problem} (declared at {line(name)})")
     return values, symbols
 
 
-def _check_shape(want: tuple, arr: np.ndarray, symbols: dict, bound_by: dict, name: str) -> str:
+def _check_shape(
+    want: tuple, arr: np.ndarray, symbols: dict, bound_by: dict, name: str, products: list
+) -> str:
     """What is wrong with the shape of `arr` as an input of shape `want` ('' if nothing);
-    binds the symbols it is the first to name."""
+    binds the symbols it is the first to name, and adds its product axes to `products`."""
     if arr.ndim != len(want):
         return f"expected {len(want)} dimensions {format_shape(want)}, got shape {arr.shape}"
     for axis, (d, got) in enumerate(zip(want, arr.shape, strict=True)):
@@ -71,7 +79,9 @@ def _check_shape(want: tuple, arr: np.ndarray, symbols: dict, bound_by: dict, na
             return (
                 f"expected shape {format_shape(want)}, got {arr.shape} (axis {axis} should be {d})"
             )
-        if isinstance(d, str):
+        if isinstance(d, str) and not is_symbol(d):
+            products.append((name, axis, d, got))
+        elif isinstance(d, str):
             if d in symbols and symbols[d] != got:
                 return f"axis {axis} is {d}={got}, but {bound_by[d]!r} bound {d}={symbols[d]}"
             symbols.setdefault(d, got)

@@ -381,6 +381,7 @@ def _function_view(f: Function, data: _Data) -> SimpleNamespace:
     floats = tuple(Row((x,)) for x in f.floats)
     counted = [
         ("long long", "args", f.args),
+        ("int64_t", "products", f.products),
         ("int32_t", "written", tuple(Row((k,)) for k in f.written)),
         ("int32_t", "outs", f.outs),
         ("int64_t", "sizes", f.sizes),
@@ -407,6 +408,7 @@ def _function_view(f: Function, data: _Data) -> SimpleNamespace:
         outspec=data.value(_python(f.outspec)),
         out_keys=data.value(_python(f.keys)),
         checks=data.value(_python(f.checks)),
+        symbols=data.value(_python(f.symbols)),
     )
 
 

@@ -15,6 +15,7 @@ from graphc.codegen.kir import SizeExpr
 from graphc.codegen.records import Row
 from graphc.errors import ShapeError
 from graphc.ir.graph import ancestors, describe
+from graphc.ir.shapes import dim_symbols, shape_symbols
 from graphc.ops.indexing import computed, constant_index_problem, index_source, index_use
 
 
@@ -26,7 +27,7 @@ def index_checks(v: Any, inputs: dict[str, int], t: Any) -> tuple[tuple[Row, ...
     message. Indices from constants alone with a known bound are checked now."""
     G = v.G
     position = {n: k for k, n in enumerate(inputs.values())}
-    bound_symbols = {d for n in inputs.values() for d in G._node[n]["shape"] if isinstance(d, str)}
+    bound_symbols = {d for n in inputs.values() for d in shape_symbols(G._node[n]["shape"])}
     groups: dict[tuple, list] = {}  # (leaves, wraps, size) -> the uses it checks
     seen = set()  # take_grad reads the indices its take does
     for n in sorted(G.nodes):
@@ -40,7 +41,7 @@ def index_checks(v: Any, inputs: dict[str, int], t: Any) -> tuple[tuple[Row, ...
         leaves = [u for u in sorted(ancestors(G, [idx])) if G._node[u]["op"] in ("input", "const")]
         args = [u for u in leaves if G._node[u]["op"] == "input"]
         if any(u not in position for u in args) or not (
-            isinstance(size, int) or size in bound_symbols
+            isinstance(size, int) or set(dim_symbols(size)) <= bound_symbols
         ):
             continue  # this function does not run the step
         if not args and isinstance(size, int):  # constants (verify checks them too)

@@ -15,9 +15,12 @@ equal, which is how a program computes each distinct loop with one function.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from graphc.ir.shapes import size_monomial
 
 INDEX = "index"  # the dtype of loop variables, sizes and offsets (a signed machine word)
 # Scalar functions an expression may call; every backend provides each with these semantics
@@ -344,14 +347,9 @@ class SizeExpr:
 
     @staticmethod
     def of(dims: Sequence[int | str]) -> SizeExpr:
-        """The product of `dims` (ints and symbol names)."""
-        coef, powers = 1, {}
-        for d in dims:
-            if isinstance(d, int):
-                coef *= d
-            else:
-                powers[d] = powers.get(d, 0) + 1
-        return SizeExpr(coef, tuple(sorted(powers.items())) if coef else ())
+        """The product of `dims` (ints, symbols and products of them, graphc/ir/shapes.py)."""
+        coef, syms = size_monomial(tuple(dims))
+        return SizeExpr(coef, tuple(sorted(Counter(syms).items())) if coef else ())
 
     @property
     def constant(self) -> int | None:

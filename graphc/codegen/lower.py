@@ -20,7 +20,8 @@ from graphc.codegen.records import Const, Function, Module, Row
 from graphc.errors import GraphError
 from graphc.ir.graph import Graph, operands
 from graphc.ir.printer import format_params
-from graphc.ir.shapes import INT_DTYPES
+from graphc.ir.shapes import INT_DTYPES, is_symbol, monomial, shape_symbols
+from graphc.ops.reductions import nonempty_dims
 from graphc.ops.registry import REGISTRY
 from graphc.passes.fuse import loop_op
 from graphc.passes.memory import ITEMSIZE, MemoryPlan
@@ -185,7 +186,7 @@ def lower(
     ctx = Context(g)
     symbols = sorted(
         {d for prog, _ in programs.values() for n in prog.inputs.values()
-         for d in ctx.shape(n) if isinstance(d, str)}
+         for d in shape_symbols(ctx.shape(n))}
     )  # fmt: skip
     consts: dict[int, int] = {}  # node -> module constant
     memo: dict | None = {} if share else None
@@ -343,13 +344,19 @@ def _function(
         program.append(Row((ids[id(s.kernel)], len(ops), work, flags, *ops), s.what))
     for prog_step in prog.steps:
         n = prog_step.node
-        if ctx.G._node[n]["op"] == "max":
-            x = operands(ctx.G, n)[0]
-            reduced = [ctx.shape(x)[k] for k in ctx.G._node[n]["params"]["axis"]]
-            if any(isinstance(d, str) for d in reduced):
-                nonempty.append(Row((t.size_of(reduced),), (ctx.describe(n),)))
-                empty_messages.append(f"{ctx.describe(n)}: max over an axis of size 0 has no value")
-    arg_rows, spec = _arg_rows(ctx, prog, symbols)
+        reduced = nonempty_dims(ctx.G, n)  # max, min, argmax, argmin
+        if reduced is not None and any(isinstance(d, str) for d in reduced):  # symbols, products
+            op = ctx.G._node[n]["op"]
+            nonempty.append(Row((t.size_of(reduced),), (ctx.describe(n),)))
+            empty_messages.append(f"{ctx.describe(n)}: {op} over an axis of size 0 has no value")
+    products = sorted({d for n in prog.inputs.values() for d in ctx.shape(n)
+                       if isinstance(d, str) and not is_symbol(d)})  # fmt: skip
+    arg_rows, spec = _arg_rows(ctx, prog, [*symbols, *products])
+    product_rows = []
+    for k, d in enumerate(products):
+        coef, syms = monomial(d)
+        cells = (len(symbols) + k, coef, len(syms), *(symbols.index(x) for x in syms))
+        product_rows.append(Row(cells, (d,)))
     index_rows, index_data = index_checks(ctx, prog.inputs, t)
     given = tuple(
         (ctx.dtype(prog.inputs[a]), float(defaults[a])) if a in defaults else None for a in args
@@ -359,6 +366,7 @@ def _function(
         doc=DOCS[name],
         nparts=len(returns),
         args=arg_rows,
+        products=tuple(product_rows),
         written=tuple(position[a] for a in in_place.values()),
         outs=tuple(outs),
         sizes=t.size_rows(),
@@ -375,12 +383,14 @@ def _function(
         outspec=tuple(outspec),
         keys=tuple(keys),
         checks=(*index_data, *empty_messages, failing_steps(steps)),
+        symbols=(*symbols, *products),
     )
 
 
 def _arg_rows(ctx: Context, prog: Program, symbols: list[str]) -> tuple[tuple[Row, ...], tuple]:
-    """gc_check_args's table (dtype, rank, a size per axis, symbol s as -1 - s) and each
-    argument's (name, dtype, shape as people write it, sizes, integer) for its messages."""
+    """gc_check_args's table (dtype, rank, a size per axis, symbol s as -1 - s, a product
+    axis as the symbol after the symbols that is its own) and each argument's (name, dtype,
+    shape as people write it, sizes, integer) for its messages."""
     rows, spec = [], []
     for name, n in prog.inputs.items():
         shape, dtype = ctx.shape(n), ctx.dtype(n)

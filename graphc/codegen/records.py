@@ -28,6 +28,7 @@ class Function:
     doc: str
     nparts: int  # the dicts it returns (1: one dict, not a tuple)
     args: tuple[Row, ...]  # per argument: dtype, rank, a size per axis (-1 - s: symbol s)
+    products: tuple[Row, ...]  # per product axis ("B*T"): its symbol, coef, n, the symbols
     written: tuple[int, ...]  # the arguments it writes over
     outs: tuple[Row, ...]  # per output: dtype, rank, part, a size (index) per axis
     sizes: tuple[Row, ...]  # coef, div, n, the symbols
@@ -44,6 +45,7 @@ class Function:
     outspec: tuple  # each output's (part, key, dtype, rank)
     keys: tuple[str, ...]  # each output's key
     checks: tuple  # per index check (uses, the arguments read); per nonempty size a message
+    symbols: tuple[str, ...]  # the module's symbols, then the product axes of its arguments
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import numpy as np
 
 from graphc.distributed.batch import BatchPlan, Kind
 from graphc.errors import InputError
+from graphc.ir.shapes import is_symbol
 
 T = TypeVar("T")
 
@@ -123,6 +124,6 @@ def bind_symbols(shapes: Mapping[str, tuple], arrays: Mapping[str, Any]) -> dict
     for name, shape in shapes.items():
         if name in arrays:
             for d, n in zip(shape, arrays[name].shape, strict=False):
-                if isinstance(d, str):
+                if is_symbol(d):
                     sizes.setdefault(d, int(n))
     return sizes

@@ -1,11 +1,15 @@
-"""Symbolic shapes: a shape is a tuple whose entries are ints or symbol names such as "N".
+"""Symbolic shapes: a shape is a tuple whose entries are ints, symbol names such as "N", or
+products of symbols and an int such as "B*T" or "4*B" (a flattened [B, T] or [B, 4]).
 
 A symbol stands for one size bound at call time; two different symbols are never assumed equal,
-and a symbol is never assumed equal to an int other than by binding.
+and a symbol is never assumed equal to an int other than by binding. A product is written in
+one canonical form -- its int factor first when there is one, then its symbols sorted, joined
+by "*" -- so two dims are the same size exactly when they are equal (dim_of makes the form).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections import Counter
@@ -52,6 +56,68 @@ def is_symbol(d: object) -> bool:
     return isinstance(d, str) and d.isidentifier() and d.isascii()
 
 
+@functools.lru_cache(maxsize=4096)
+def monomial(d: Dim) -> tuple[int, tuple[str, ...]]:
+    """Dim `d` as (int factor, sorted symbols, repeated for powers): "4*B*T" -> (4, ("B",
+    "T")), 6 -> (6, ()). ShapeMismatch when `d` is neither an int nor such a product."""
+    if isinstance(d, int):
+        return d, ()
+    coef, syms = 1, []
+    for f in d.split("*") if isinstance(d, str) else ():
+        f = f.strip()
+        if f.isdigit() and f.isascii():
+            coef *= int(f)
+        elif is_symbol(f):
+            syms.append(f)
+        else:
+            syms = []
+            break
+    if not syms:
+        raise ShapeMismatch(
+            f"symbolic dimension {d!r} must be an ASCII identifier such as 'N', or a product "
+            "of them and an int such as 'B*T'"
+        )
+    return coef, tuple(sorted(syms))
+
+
+def dim_of(coef: int, syms: Iterable[str]) -> Dim:
+    """The dim of int factor `coef` times `syms`, in the canonical form."""
+    syms = sorted(syms)
+    if coef == 0 or not syms:
+        return coef
+    return "*".join(([str(coef)] if coef != 1 else []) + syms)
+
+
+def dims_product(dims: Iterable[Dim]) -> Dim:
+    """The product of `dims`, one dim."""
+    coef, syms = size_monomial(tuple(dims))
+    return dim_of(coef, syms)
+
+
+def dim_symbols(d: Dim) -> tuple[str, ...]:
+    """The symbols dim `d` is a product of (none for an int)."""
+    return monomial(d)[1] if isinstance(d, str) else ()
+
+
+def shape_symbols(shape: Shape) -> set[str]:
+    """The symbols the dims of `shape` name."""
+    return {x for d in shape if isinstance(d, str) for x in monomial(d)[1]}
+
+
+def hinted(d: Dim, hint: int) -> int:
+    """Dim `d` with every symbol at `hint`."""
+    coef, syms = monomial(d)
+    return coef * hint ** len(syms)
+
+
+def dim_value(d: Dim, sizes: Mapping[str, int]) -> int:
+    """Dim `d` with `sizes` given to its symbols."""
+    if isinstance(d, int):
+        return d
+    coef, syms = monomial(d)
+    return coef * math.prod(sizes[x] for x in syms)
+
+
 def _plain(v: object, depth: int = 0) -> bool:
     if v is None or isinstance(v, bool):
         return True
@@ -60,19 +126,30 @@ def _plain(v: object, depth: int = 0) -> bool:
     if type(v) is float:
         return math.isfinite(v)
     if isinstance(v, str):
-        return is_symbol(v)
+        return is_symbol(v) or _is_product(v)
     return isinstance(v, tuple) and depth < 3 and all(_plain(x, depth + 1) for x in v)
+
+
+def _is_product(v: str) -> bool:
+    try:
+        return dim_of(*monomial(v)) == v
+    except ShapeMismatch:
+        return False
 
 
 def param_problem(value: object, default: object) -> str | None:
     """Why `value` cannot be an op parameter whose default is `default`, or None. Parameters
-    are None, bools, ints, finite floats, ASCII identifiers (dtypes, symbols) and tuples of
-    these: values the generated code can spell as literals, and nothing that reads as code."""
+    are None, bools, ints, finite floats, ASCII identifiers (dtypes, symbols), products of
+    symbols in canonical form ("B*T") and tuples of these: values the generated code can spell
+    as literals, and nothing that reads as code."""
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "must be True or False"
     if _plain(value):
         return None
-    return "must be None, a bool, an int, a finite float, an identifier or a tuple of these"
+    return (
+        "must be None, a bool, an int, a finite float, an identifier, a product of symbols "
+        "('B*T') or a tuple of these"
+    )
 
 
 def normalize_shape(shape: Iterable[object]) -> Shape:
@@ -97,10 +174,9 @@ def normalize_shape(shape: Iterable[object]) -> Shape:
                     "use a symbolic size (a name such as 'N') for a dimension this large"
                 )
         elif isinstance(d, str):
-            if not is_symbol(d):
-                raise ShapeMismatch(
-                    f"symbolic dimension {d!r} must be an ASCII identifier such as 'N'"
-                )
+            d = dim_of(*monomial(d))  # ShapeMismatch unless a symbol or a product
+            if isinstance(d, int):  # "0*N"
+                count *= d
         else:
             raise ShapeMismatch(f"dimension {d!r} is neither an int nor a symbol name")
         out.append(d)
@@ -173,10 +249,9 @@ def size_monomial(shape: Shape) -> tuple[int, tuple[str, ...]]:
     coeff = 1
     syms: list[str] = []
     for d in shape:
-        if isinstance(d, int):
-            coeff *= d
-        else:
-            syms.append(d)
+        c, s = monomial(d)
+        coeff *= c
+        syms += s
     return coeff, tuple(sorted(syms))
 
 
@@ -201,14 +276,7 @@ def resolve_reshape(src: Shape, target: Shape) -> Shape:
         rest.subtract(Counter(sk))
         if ck == 0 or cs % ck or any(v < 0 for v in rest.values()):
             raise ShapeMismatch(f"cannot infer -1 reshaping {format_shape(src)}")
-        left = list(rest.elements())
-        fill: Dim
-        if not left:
-            fill = cs // ck
-        elif len(left) == 1 and cs == ck:
-            fill = left[0]
-        else:
-            raise ShapeMismatch(f"cannot infer -1 reshaping {format_shape(src)}: size is symbolic")
+        fill = dim_of(cs // ck, rest.elements())  # "B*32" for [B, 32, 64] to [-1, 64]
         target = tuple(fill if d == -1 else d for d in target)
     target = normalize_shape(target)
     if not same_size(src, target):
@@ -220,4 +288,4 @@ def resolve_reshape(src: Shape, target: Shape) -> Shape:
 
 def bind_shape(shape: Shape, bindings: Mapping[str, int]) -> tuple[int, ...]:
     """Substitute bound values for the symbols of `shape`."""
-    return tuple(d if isinstance(d, int) else bindings[d] for d in shape)
+    return tuple(dim_value(d, bindings) for d in shape)

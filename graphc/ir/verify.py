@@ -19,7 +19,14 @@ from graphc.ir.graph import (
     unknown_op,
     without_gc,
 )
-from graphc.ir.shapes import DTYPES, ShapeMismatch, is_symbol, normalize_shape, param_problem
+from graphc.ir.shapes import (
+    DTYPES,
+    ShapeMismatch,
+    dim_symbols,
+    is_symbol,
+    normalize_shape,
+    param_problem,
+)
 from graphc.ops.indexing import constant_index_problem
 from graphc.ops.registry import LEAF_OPS, REGISTRY, VARIADIC
 
@@ -61,6 +68,7 @@ def verify(g: Graph | nx.MultiDiGraph, fill: bool = False) -> None:
     names: dict[str, int] = {}
     for n in topo_order(G):
         _verify_node(G, n, names, fill)
+    _verify_products(G, names)
     outputs = G.graph.get("outputs")
     if not isinstance(outputs, dict):
         raise GraphError("graph attribute 'outputs' must be a dict from output name to node id")
@@ -69,6 +77,21 @@ def verify(g: Graph | nx.MultiDiGraph, fill: bool = False) -> None:
             raise GraphError(f"output name {name!r} must be a non-empty printable string")
         if not _node_id(n) or n not in G:
             raise GraphError(f"output {name!r} refers to node {n!r}, which is not in the graph")
+
+
+def _verify_products(G: nx.MultiDiGraph, inputs: dict[str, int]) -> None:
+    """An input axis that is a product of symbols ("B*T") is checked against them at a call:
+    each must be an axis of its own in some input, which gives its size."""
+    alone = {d for n in inputs.values() for d in G._node[n].get("shape", ()) if is_symbol(d)}
+    for n in inputs.values():
+        for d in G._node[n].get("shape", ()):
+            missing = [x for x in dim_symbols(d) if x not in alone]
+            if missing:
+                raise GraphError(
+                    f"{describe(G, n)}: its axis {d} is a product of {', '.join(missing)}, which "
+                    "no input has as an axis of its own; a call could not tell its factors "
+                    f"apart (declare an input with an axis {missing[0]}, or use one symbol)"
+                )
 
 
 def _verify_node(G: nx.MultiDiGraph, n: int, names: dict[str, int], fill: bool) -> None:

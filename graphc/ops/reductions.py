@@ -16,7 +16,7 @@ import numpy as np
 
 from graphc.codegen.emit import Emit, flat_index, flat_loop, loop_nest
 from graphc.codegen.kir import INDEX, Assign, Bin, Cast, If, Lit, Load, Loop, Store, Var, select
-from graphc.ir.graph import Value
+from graphc.ir.graph import Value, operands
 from graphc.ir.shapes import ShapeMismatch
 from graphc.ops._axis import AxisView, loops, reduce_loops
 from graphc.ops._build import apply
@@ -219,6 +219,19 @@ for _op, _ref in (("any", np.any), ("all", np.all)):
             formula="logical: no gradient",
         )
     )
+
+
+# ---- what may not reduce nothing ----------------------------------------------------------------
+def nonempty_dims(G: Any, n: int) -> list | None:
+    """The dims node n reduces when it has no value for none of them (max, min, argmax,
+    argmin), else None: a call checks them when they are symbolic."""
+    a = G.nodes[n]
+    if a["op"] not in ("max", "min", "argmax", "argmin"):
+        return None
+    shape = G.nodes[operands(G, n)[0]]["shape"]
+    axis = a["params"]["axis"]
+    axes = range(len(shape)) if axis is None else (axis,) if isinstance(axis, int) else axis
+    return [shape[k] for k in axes]
 
 
 # ---- builders ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import math
 
+from graphc.ir.shapes import hinted
 from graphc.passes.schedule import Program
 
 CONCURRENT_MIN = 1 << 15  # elements; below it, handing a step over costs more than it saves
@@ -29,7 +30,7 @@ def pair_independent(prog: Program, size_hint: int, least: int = CONCURRENT_MIN)
     G = prog.graph.nx
 
     def elements(v: int) -> int:
-        return math.prod(d if isinstance(d, int) else size_hint for d in G._node[v]["shape"])
+        return math.prod(hinted(d, size_hint) for d in G._node[v]["shape"])
 
     @functools.cache  # asked up to LOOKAHEAD times per step
     def worth(t: int) -> bool:

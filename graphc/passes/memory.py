@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from graphc.ir.graph import operands, without_gc
-from graphc.ir.shapes import Shape, format_shape
+from graphc.ir.shapes import Shape, dim_value, format_shape, shape_symbols
 from graphc.ops.registry import REGISTRY
 from graphc.passes.fuse import internal_values
 from graphc.passes.liveness import Interval, liveness
@@ -46,7 +46,7 @@ DEFAULT_HINT = 256  # the size each symbolic dim is assumed to have when ranking
 
 
 def value_bytes(shape: Shape, dtype: str, sizes: dict[str, int]) -> int:
-    n = math.prod(d if isinstance(d, int) else sizes[d] for d in shape) * ITEMSIZE[dtype]
+    n = math.prod(dim_value(d, sizes) for d in shape) * ITEMSIZE[dtype]
     return -(-n // ALIGN) * ALIGN
 
 
@@ -308,7 +308,7 @@ def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT)
     storage, extra, alias_of = _fixed_storage(prog)
     iv = liveness(prog, alias_of)
     values = [n for s in prog.steps for n in s.nodes if n not in storage]
-    symbols = {d for v in values for d in G._node[v]["shape"] if isinstance(d, str)}
+    symbols = {d for v in values for d in shape_symbols(G._node[v]["shape"])}
     sizes = dict.fromkeys(symbols, hint)
     nbytes = {v: value_bytes(G._node[v]["shape"], G._node[v]["dtype"], sizes) for v in values}
 

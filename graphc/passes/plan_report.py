@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphc.ir.shapes import format_type
+from graphc.ir.shapes import format_type, shape_symbols
 from graphc.passes.memory import MemoryPlan, value_bytes
 from graphc.passes.schedule import Program
 
@@ -26,7 +26,7 @@ class PlanTotals:
 
 def _symbols(prog: Program) -> set[str]:
     G = prog.graph.nx
-    return {d for n in G for d in G.nodes[n].get("shape", ()) if isinstance(d, str)}
+    return {d for n in G for d in shape_symbols(G.nodes[n].get("shape", ()))}
 
 
 def live_bytes(prog: Program, plan: MemoryPlan, sizes: dict[str, int]) -> list[int]:

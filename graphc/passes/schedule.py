@@ -9,6 +9,7 @@ from functools import cached_property
 
 from graphc.errors import GraphError
 from graphc.ir.graph import Graph, ancestors, operands, topo_order, without_gc
+from graphc.ir.shapes import shape_symbols
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def _memory_order(G, nodes: list[int], keep: set[int], section, size_hint: int) 
     from graphc.passes.memory import value_bytes
 
     in_steps = set(nodes)
-    sizes = {d: size_hint for n in nodes for d in G._node[n]["shape"] if isinstance(d, str)}
+    sizes = {d: size_hint for n in nodes for d in shape_symbols(G._node[n]["shape"])}
     nbytes = {n: value_bytes(G._node[n]["shape"], G._node[n]["dtype"], sizes) for n in nodes}
     args = {n: [u for u in dict.fromkeys(operands(G, n)) if u in in_steps] for n in nodes}
     users: dict[int, list[int]] = {n: [] for n in nodes}

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from graphc.errors import PlanError
 from graphc.ir.graph import describe, operands, without_gc
+from graphc.ir.shapes import dim_value, shape_symbols
 from graphc.ops.registry import REGISTRY
 from graphc.passes.memory import MemoryPlan, Slot
 from graphc.passes.schedule import Program
@@ -104,7 +105,7 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
     slot_of_id: dict[int | str, Slot] = {}
     for slot in plan.slots:
         slot_of_id.setdefault(slot.id, slot)  # the first slot with an id, if ids repeat
-    symbols = {d for n in G for d in G._node[n].get("shape", ()) if isinstance(d, str)}
+    symbols = {d for n in G for d in shape_symbols(G._node[n].get("shape", ()))}
     envs = {n: dict.fromkeys(symbols, n) for n in sizes}
     for v, st in plan.storage.items():
         if st.kind != "arena":
@@ -114,7 +115,7 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
         a = G._node[v]
         for n in sizes:
             env = envs[n]
-            need = math.prod(d if isinstance(d, int) else env[d] for d in a["shape"])
+            need = math.prod(dim_value(d, env) for d in a["shape"])
             need *= _ITEMSIZE[a["dtype"]]
             have = slot_of_id[st.ref].nbytes(env)
             if have < need:

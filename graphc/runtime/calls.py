@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from graphc.ir.shapes import dim_symbols, dim_value, is_symbol
+
 _MISSING = object()
 
 
@@ -66,15 +68,36 @@ def check_args(fn: str, spec: tuple, given: tuple) -> tuple:
     for (name, _, shape, sizes, _), a in zip(spec, arrays, strict=True):
         expected = []
         for axis, size in enumerate(sizes):
-            if isinstance(size, str):
+            if is_symbol(size):
                 bound.setdefault(size, (a.shape[axis], name))
                 expected.append((size, *bound[size]))
             else:
-                expected.append(size)
+                expected.append(size)  # an int, or a product checked below
         want = [e[1] if isinstance(e, tuple) else e for e in expected]
-        if list(a.shape) != want:
+        if any(isinstance(w, int) and w != got for w, got in zip(want, a.shape, strict=True)):
             raise shape_error(fn, name, shape, a, tuple(expected))
+    for (name, _, _, sizes, _), a in zip(spec, arrays, strict=True):
+        for axis, size in enumerate(sizes):
+            problem = product_problem(size, a.shape[axis], bound)
+            if problem:
+                raise ValueError(f"{fn}(): argument {name!r}: axis {axis} is {problem}")
     return tuple(arrays)
+
+
+def product_problem(d: Any, got: int, bound: dict[str, tuple[int, str]]) -> str | None:
+    """What is wrong with an axis of `got` elements declared as the product `d` ("B*T") of
+    symbols `bound` (symbol -> its size, the argument giving it); None when it is right or
+    `d` is not a product."""
+    if not isinstance(d, str) or is_symbol(d):
+        return None
+    want = dim_value(d, {k: v for k, (v, _) in bound.items()})
+    if want == got:
+        return None
+    by: dict[str, list[str]] = {}  # argument -> the sizes it gives
+    for x in dict.fromkeys(dim_symbols(d)):
+        by.setdefault(bound[x][1], []).append(f"{x}={bound[x][0]}")
+    given = " and ".join(f"{arg!r} has {', '.join(sizes)}" for arg, sizes in by.items())
+    return f"{d}={got}, but {given}: {d}={want}"
 
 
 # The kinds of number a value without a dtype of its own (a Python number or list) may hold

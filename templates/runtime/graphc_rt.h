@@ -71,6 +71,9 @@ typedef struct {
     const char* name;
     int nargs, nsym, nparts; /* nparts: the dicts returned (1: one dict, not a tuple) */
     const long long* args;   /* gc_check_args's table */
+    int nproducts;
+    const int64_t* products; /* per argument axis that is a product of symbols ("B*T"): the
+                                symbol (after the symbols) it binds, coef, n, the n symbols */
     int nwritten;
     const int32_t* written;  /* the arguments the function writes over (train_step) */
     int nout;
@@ -110,7 +113,8 @@ typedef struct {
    of rows (the program by its number of entries); `api->setup` reads the counts when the
    module is imported, and sets the rest. */
 #define GC_FUNCTION(f)                                                                          \
-    {.name = #f, .args = gc_##f##_args, .written = gc_##f##_written, .outs = gc_##f##_outs,      \
+    {.name = #f, .args = gc_##f##_args, .products = gc_##f##_products,                          \
+     .written = gc_##f##_written, .outs = gc_##f##_outs,                                          \
      .sizes = gc_##f##_sizes, .floats = gc_##f##_floats, .slots = gc_##f##_slots,               \
      .values = gc_##f##_values, .copies = gc_##f##_copies, .index = gc_##f##_index,             \
      .nonempty = gc_##f##_nonempty, .program = gc_##f##_program}

@@ -24,6 +24,8 @@ cdef extern from "graphc_rt.h" nogil:
         const char* name
         int nargs, nsym, nparts
         const long long* args
+        int nproducts
+        const int64_t* products
         int nwritten
         const int32_t* written
         int nout

@@ -101,13 +101,13 @@ rt.link(gc_kernels, 4, ('gemm_d',))
 cdef extern from *:
     """
     static const long long gc_forward_args[] = {2, 12, 2, -1, 2, 12, 1, 2};
+    static const int64_t gc_forward_products[] = {0},
+         gc_forward_sizes[] = {5, 2, 1, 1, 0, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0, 2, 1, 0},
+         gc_forward_index[] = {0};
     static const int32_t gc_forward_written[] = {0}, gc_forward_outs[] = {1, 12, 0, 0},
          gc_forward_slots[] = {2, 1, 0, 8, 1, 1, 8},
          gc_forward_values[] = {5, GC_ARG, 0, GC_SLOT, 0, GC_ARG, 1, GC_SLOT, 1, GC_OUT, 0},
          gc_forward_copies[] = {0}, gc_forward_nonempty[] = {0};
-    static const int64_t
-         gc_forward_sizes[] = {5, 2, 1, 1, 0, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0, 2, 1, 0},
-         gc_forward_index[] = {0};
     static const double gc_forward_floats[] = {0};
     static const int32_t gc_forward_program[] = {27,
         /* v2 = tanh(v0)   [tiny.py:5] */
@@ -121,7 +121,7 @@ cdef extern from *:
     """
     gc_function gc_forward
 
-rt.setup(&gc_forward, (1, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((-1, 'loss', 'float64', 0),), ('loss',), ({},), _CONSTS, SYMBOLS), gc_kernels)
+rt.setup(&gc_forward, (1, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((-1, 'loss', 'float64', 0),), ('loss',), ({},), _CONSTS, ('N',)), gc_kernels)
 
 
 def forward(*args, out=None, **kwargs):
@@ -133,14 +133,14 @@ def forward(*args, out=None, **kwargs):
 cdef extern from *:
     """
     static const long long gc_value_and_grad_args[] = {2, 12, 2, -1, 2, 12, 1, 2};
+    static const int64_t gc_value_and_grad_products[] = {0},
+         gc_value_and_grad_sizes[] = {6, 2, 1, 0, 2, 1, 1, 0, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0, 4, 1, 0},
+         gc_value_and_grad_index[] = {0};
     static const int32_t gc_value_and_grad_written[] = {0},
          gc_value_and_grad_outs[] = {2, 12, 0, 0, 12, 1, 1, 0},
          gc_value_and_grad_slots[] = {3, 1, 1, 8, 2, 2, 8, 0, 8, 1, 2, 8},
          gc_value_and_grad_values[] = {9, GC_ARG, 0, GC_SLOT, 0, GC_ARG, 1, GC_SLOT, 1, GC_OUT, 0, GC_SLOT, 2, GC_SLOT, 1, GC_OUT, 1, GC_ALIAS, 5},
          gc_value_and_grad_copies[] = {0}, gc_value_and_grad_nonempty[] = {0};
-    static const int64_t
-         gc_value_and_grad_sizes[] = {6, 2, 1, 0, 2, 1, 1, 0, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0, 4, 1, 0},
-         gc_value_and_grad_index[] = {0};
     static const double gc_value_and_grad_floats[] = {0};
     static const int32_t gc_value_and_grad_program[] = {47,
         /* v2 = tanh(v0)   [tiny.py:5] */
@@ -159,7 +159,7 @@ cdef extern from *:
     """
     gc_function gc_value_and_grad
 
-rt.setup(&gc_value_and_grad, (2, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((0, 'loss', 'float64', 0), (1, 'w', 'float64', 1)), ('loss', 'w'), ({},), _CONSTS, SYMBOLS), gc_kernels)
+rt.setup(&gc_value_and_grad, (2, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((0, 'loss', 'float64', 0), (1, 'w', 'float64', 1)), ('loss', 'w'), ({},), _CONSTS, ('N',)), gc_kernels)
 
 
 def value_and_grad(*args, out=None, **kwargs):

@@ -75,3 +75,19 @@ def test_what_one_refuses_the_other_refuses_for_the_same_reason(compiled, case: 
         compiled.forward(**inputs)
     reason = str(module.value).removeprefix(f"forward(): argument {name!r}: ")
     assert reason.startswith("expected ") and reason in str(interp.value)
+
+
+@pytest.mark.compiler
+def test_a_max_over_an_axis_empty_at_this_call_is_refused_as_by_the_interpreter(tmp_path):
+    g = gc.Graph("maxes")
+    x = g.input("x", shape=("N", 3))
+    g.output("m", gc.max(x, axis=0))
+    m = gc.compile(g, out_dir=tmp_path)
+    empty = {"x": np.zeros((0, 3))}
+    with pytest.raises(gc.InputError, match="max"):
+        gc.evaluate(g, empty)
+    with pytest.raises(gc.InputError, match=r"forward\(\): v1 = max\[axis=\(0,\)\]\(v0\)   \["
+                       r".*\]: max over an axis of size 0 has no value"):  # fmt: skip
+        m.forward(**empty)
+    ok = {"x": np.array([[1.0, -2.0, 3.0], [0.5, 4.0, -1.0]])}
+    np.testing.assert_array_equal(m.forward(**ok)["m"], gc.evaluate(g, ok)["m"])
