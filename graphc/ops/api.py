@@ -24,6 +24,12 @@ from graphc.ops.activations import (  # noqa: F401
     softsign,
 )
 from graphc.ops.conv import conv2d  # noqa: F401
+from graphc.ops.conv_nd import (  # noqa: F401
+    conv1d,
+    conv3d,
+    conv_transpose1d,
+    conv_transpose2d,
+)
 from graphc.ops.cumulative import (  # noqa: F401
     cummax,
     cummin,
@@ -123,9 +129,24 @@ from graphc.ops.nn import (  # noqa: F401
     softmax,
     softmax_cross_entropy,
 )
-from graphc.ops.pool import avg_pool2d, max_pool2d  # noqa: F401
+from graphc.ops.pad import pad  # noqa: F401
+from graphc.ops.pool_nd import (  # noqa: F401
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_avg_pool3d,
+    avg_pool1d,
+    avg_pool2d,
+    avg_pool3d,
+    max_pool1d,
+    max_pool2d,
+    max_pool3d,
+    max_unpool1d,
+    max_unpool2d,
+    max_unpool3d,
+)
 from graphc.ops.reduce import max, mean, size, sum  # noqa: F401
 from graphc.ops.reductions import all, any, argmax, argmin, min, prod  # noqa: F401
+from graphc.ops.resample import interpolate  # noqa: F401
 from graphc.ops.slicing import concat  # noqa: F401
 from graphc.ops.sort import argsort, sort, topk  # noqa: F401
 from graphc.ops.statistics import norm, std, var  # noqa: F401

@@ -239,13 +239,13 @@ def _pool_cases(case: Callable[..., Any], table: list, dtypes: tuple = ()) -> li
         two = {**one, "dtypes": dtypes * 2, "domain": (normal(), distinct), "no_grad": (1,)}
         avg_grad = in_float64(lambda ct, g=g, size=xs[2:]: np_avg_pool_grad(ct, size, *g))
         out += [
-            case("max_pool2d", lambda x, kw=kw: gc.max_pool2d(x, **kw),
+            case("max_pool2d", lambda x, g=g: gc.max_pool2d(x, *g),
                  lambda x, g=g: np_max_pool(x, *g), xs, domain=(distinct,), **one),
             case("max_pool2d_grad", lambda ct, x, kw=kw: max_pool2d_grad(ct, x, **kw),
                  in_float64(lambda ct, x, g=g: np_max_pool_grad(ct, x, *g)), ys, xs, **two),
             case("max_pool2d_gather", lambda v, x, kw=kw: max_pool2d_gather(v, x, **kw),
                  lambda v, x, g=g: np_max_pool_gather(v, x, *g), xs, xs, **two),
-            case("avg_pool2d", lambda x, kw=kw: gc.avg_pool2d(x, **kw),
+            case("avg_pool2d", lambda x, g=g: gc.avg_pool2d(x, *g),
                  in_float64(lambda x, g=g: np_avg_pool(x, *g)), xs, **one),
             case("avg_pool2d_grad", lambda ct, kw=kw, size=xs[2:]: avg_pool2d_grad(ct, size, **kw),
                  avg_grad, ys, **one),
