@@ -542,9 +542,16 @@ MODELS: dict[str, tuple[Callable[[str], Model], tuple[str, ...]]] = {
 
 def _family_models() -> dict[str, tuple[Callable[[str], Model], tuple[str, ...]]]:
     """The models of the op families with case modules of their own (they import this one)."""
-    from tests.codegen import cases_conv, cases_indexing, cases_int, cases_math, cases_reductions
+    from tests.codegen import (
+        cases_conv,
+        cases_indexing,
+        cases_int,
+        cases_math,
+        cases_reductions,
+        cases_spatial,
+    )
 
-    families = (cases_conv, cases_indexing, cases_math, cases_int, cases_reductions)
+    families = (cases_conv, cases_indexing, cases_math, cases_int, cases_reductions, cases_spatial)
     return {name: model for family in families for name, model in family.MODELS.items()}
 
 

@@ -470,9 +470,11 @@ from tests.ops import (  # noqa: E402
     cases_int,
     cases_math,
     cases_reductions,
+    cases_spatial,
 )
 
-FAMILIES = (cases_conv, cases_indexing, cases_math, cases_int, cases_reductions, cases_gather)
+FAMILIES = (cases_conv, cases_indexing, cases_math, cases_int, cases_reductions, cases_gather,
+            cases_spatial)  # fmt: skip
 for _family in FAMILIES:
     CASES += _family.cases(case)
 
