@@ -120,8 +120,9 @@ _elu = elementwise(
     "elu",
     _np(lambda x, alpha, scale, input_scale: np.where(
         x > 0, x * scale, np.expm1(x * input_scale) * (alpha * scale))),
-    (lambda ct, out, x, alpha, scale, input_scale: where(
-        greater(x, 0.0), ct * scale, ct * (input_scale * alpha * scale) * exp(x * input_scale)),),
+    (lambda ct, out, x, alpha, scale, input_scale: where(  # NaN: scale dy, as PyTorch's
+        less_equal(x, 0.0), ct * (input_scale * alpha * scale) * exp(x * input_scale),
+        ct * scale),),
     lambda x, alpha, scale, input_scale: kir.select(
         x > 0, x * scale, kir.call("expm1", x * input_scale) * (alpha * scale)),
     "d elu(x) = scale dx where x > 0, else scale alpha input_scale exp(input_scale x) dx",
@@ -207,10 +208,10 @@ hardsigmoid = elementwise(
 hardswish = elementwise(
     "hardswish",
     _np(lambda x: x * np.minimum(np.maximum(x + 3.0, 0.0), 6.0) / 6.0),
-    (lambda ct, out, x: where(less(x, -3.0), 0.0,
-                              where(less_equal(x, 3.0), ct * (x / 3.0 + 0.5), ct)),),
+    (lambda ct, out, x: where(less_equal(x, -3.0), 0.0,
+                              where(less(x, 3.0), ct * (x / 3.0 + 0.5), ct)),),
     lambda x: x * _clamp_scalar(x + 3.0, 0.0, 6.0) / 6.0,
-    "d hardswish(x) = (x / 3 + 1/2) dx where -3 <= x <= 3, dx above, 0 below",
+    "d hardswish(x) = (x / 3 + 1/2) dx where -3 < x < 3, dx from 3 on, 0 to -3",
 )  # fmt: skip
 
 

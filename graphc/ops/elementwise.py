@@ -201,9 +201,9 @@ sigmoid = _elementwise(
 relu = _elementwise(
     "relu",
     lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
-    (lambda ct, out, x: where(x > 0, ct, 0),),
+    (lambda ct, out, x: where(x <= 0, 0, ct),),  # NaN passes dy on, as PyTorch's
     lambda x: kir.select(x <= 0, 0, x),
-    "d relu(x) = [x > 0] dx",
+    "d relu(x) = [not x <= 0] dx",
 )
 sign = _elementwise(
     "sign",
@@ -220,25 +220,26 @@ sign = _elementwise(
 absolute = _elementwise(
     "abs",
     np.abs,
-    (lambda ct, out, x: ct * sign(x),),
+    (lambda ct, out, x: where(x > 0, ct, where(x < 0, -ct, 0)),),  # 0 at 0 and NaN
     numeric(lambda x: kir.call("fabs", x), int_abs),
-    "d |x| = sign(x) dx",
+    "d |x| = sign(x) dx (0 at NaN, as PyTorch's)",
     _infer_number,
     typed=True,
 )
-# Ties split the cotangent evenly between the operands, as a subgradient.
+# Ties split the cotangent evenly between the operands, as a subgradient; where either is NaN
+# both take all of it (they compare neither less nor equal), as PyTorch's.
 maximum = _elementwise(
     "maximum",
     arith_ref(np.maximum),
     (
-        lambda ct, out, x, y: where(x > y, ct, where(x < y, 0, ct * 0.5)),
-        lambda ct, out, x, y: where(y > x, ct, where(y < x, 0, ct * 0.5)),
+        lambda ct, out, x, y: where(equal(x, y), ct * 0.5, where(x < y, 0, ct)),
+        lambda ct, out, x, y: where(equal(x, y), ct * 0.5, where(y < x, 0, ct)),
     ),
     numeric(
         lambda x, y: kir.select(kir.Bin("or", x >= y, x.ne(x)), x, y),
         lambda out, x, y: kir.select(x >= y, x, y),
     ),
-    "d max(x,y) = [x>y] dx + [y>x] dy, ties halve",
+    "d max(x,y) = [x>y] dx + [y>x] dy, ties halve, NaN: both",
     _infer_number,
     typed=True,
 )
@@ -246,14 +247,14 @@ minimum = _elementwise(
     "minimum",
     arith_ref(np.minimum),
     (
-        lambda ct, out, x, y: where(x < y, ct, where(x > y, 0, ct * 0.5)),
-        lambda ct, out, x, y: where(y < x, ct, where(y > x, 0, ct * 0.5)),
+        lambda ct, out, x, y: where(equal(x, y), ct * 0.5, where(x > y, 0, ct)),
+        lambda ct, out, x, y: where(equal(x, y), ct * 0.5, where(y > x, 0, ct)),
     ),
     numeric(
         lambda x, y: kir.select(kir.Bin("or", x <= y, x.ne(x)), x, y),
         lambda out, x, y: kir.select(x <= y, x, y),
     ),
-    "d min(x,y) = [x<y] dx + [y<x] dy, ties halve",
+    "d min(x,y) = [x<y] dx + [y<x] dy, ties halve, NaN: both",
     _infer_number,
     typed=True,
 )

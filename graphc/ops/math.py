@@ -92,10 +92,12 @@ atan = _unary(
 )  # fmt: skip
 
 
-# d atan2(y, x) = (x dy - y dx) / (x^2 + y^2); at (0, 0) NaN, as PyTorch's
+# d atan2(y, x) = (x dy - y dx) / (x^2 + y^2); at (0, 0) none, as PyTorch's
 def _atan2_vjp(which: int) -> VjpRule:
     def rule(ct, out, y, x):
-        recip = reciprocal(y * y + x * x)
+        r2 = y * y + x * x
+        origin = equal(r2, 0.0)  # (a where on both sides: no 0 * inf in a second derivative)
+        recip = where(origin, 0.0, reciprocal(where(origin, 1.0, r2)))
         return ct * x * recip if which == 0 else ct * -y * recip
 
     return rule

@@ -72,7 +72,7 @@ KINKS = [
     (gc.hardtanh, [-1.0, 1.0, 0.5], [0.0, 0.0, 1.0]),
     (gc.relu6, [0.0, 6.0, 3.0], [0.0, 0.0, 1.0]),
     (gc.hardsigmoid, [-3.0, 3.0, 0.0], [0.0, 0.0, 1 / 6]),
-    (gc.hardswish, [-3.0, 3.0, 4.0, -4.0], [-0.5, 1.5, 1.0, 0.0]),
+    (gc.hardswish, [-3.0, 3.0, 4.0, -4.0, 2.9], [0.0, 1.0, 1.0, 0.0, 2.9 / 3 + 0.5]),
     (lambda x: gc.softplus(x, threshold=1.0), [1.0, 1.5], [1 / (1 + np.exp(-1.0)), 1.0]),
     (gc.softsign, [0.0], [1.0]),
     (lambda x: gc.copysign(x, -1.0), [0.0, 2.0], [0.0, -1.0]),
@@ -80,6 +80,18 @@ KINKS = [
     (gc.sqrt, [0.0], [INF]),
     (gc.log2, [0.0], [INF]),
 ]
+
+
+# (builder, points, PyTorch's gradient there) at NaN and at atan2's origin
+NAN_POINTS = [
+    (gc.relu, [np.nan], [1.0]),
+    (gc.abs, [np.nan], [0.0]),
+    (gc.elu, [np.nan], [1.0]),
+    (lambda x: gc.maximum(x, 1.0), [np.nan], [1.0]),
+    (lambda x: gc.minimum(1.0, x), [np.nan], [1.0]),
+    (lambda x: gc.atan2(x, 0.0 * x), [0.0, -0.0], [0.0, 0.0]),
+]
+KINKS += NAN_POINTS
 
 
 @pytest.mark.parametrize("k", range(len(KINKS)))
