@@ -125,7 +125,7 @@ _elu = elementwise(
         ct * scale),),
     lambda x, alpha, scale, input_scale: kir.select(
         x > 0, x * scale, kir.call("expm1", x * input_scale) * (alpha * scale)),
-    "d elu(x) = scale dx where x > 0, else scale alpha input_scale exp(input_scale x) dx",
+    "d elu(x) = scale alpha input_scale exp(input_scale x) dx where x <= 0, else scale dx",
     params={"alpha": 1.0, "scale": 1.0, "input_scale": 1.0},
     infer=_floats("alpha", "scale", "input_scale"),
 )  # fmt: skip
