@@ -420,8 +420,8 @@ def max_pool2d(
 ):
     """Max pooling of x [N, C, H, W], as PyTorch's max_pool2d (stride: the kernel's by
     default; padding counts as -inf and is at most half the kernel). NaN propagates; the
-    gradient goes to each window's maximum (with default options, the runtime's kernels, to
-    its first; with dilation, ceil_mode or return_indices, PyTorch's rule, NaN last)."""
+    gradient goes to each window's first maximum, or its last NaN, as PyTorch's (with default
+    options through the runtime's kernels)."""
     return max_pool(x, 2, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
 

@@ -115,7 +115,7 @@ def np_max_pool(x: np.ndarray, k: tuple, s: tuple, p: tuple) -> np.ndarray:
 
 
 def first_max(x: np.ndarray, n: int, c: int, oh: int, ow: int, k, s, p) -> tuple[int, int]:
-    """The cell of x holding window (oh, ow)'s first maximum in row-major order: the first
+    """The cell of x holding window (oh, ow)'s first maximum in row-major order: the last
     NaN if there is one, else the first cell with the largest value (cells of x only)."""
     best = None
     for r in range(oh * s[0] - p[0], oh * s[0] - p[0] + k[0]):
@@ -123,7 +123,7 @@ def first_max(x: np.ndarray, n: int, c: int, oh: int, ow: int, k, s, p) -> tuple
             if not (0 <= r < x.shape[2] and 0 <= col < x.shape[3]):
                 continue
             v = x[n, c, r, col]
-            if best is None or (not math.isnan(best[0]) and (math.isnan(v) or v > best[0])):
+            if best is None or math.isnan(v) or (not math.isnan(best[0]) and v > best[0]):
                 best = (v, r, col)
     assert best is not None
     return best[1], best[2]

@@ -43,7 +43,7 @@ def test_max_pool_nan_wins_and_takes_the_gradient() -> None:
     x = np.array([[[[1.0, NAN, 5.0, NAN], [NAN, 2.0, 0.0, 1.0]]]])
     y, dx = _pool_grad("max_pool2d", x, np.array([[[[2.0, 3.0]]]]), kernel_size=2)
     np.testing.assert_array_equal(y, [[[[NAN, NAN]]]])
-    np.testing.assert_array_equal(dx, [[[[0, 2, 0, 3], [0, 0, 0, 0]]]])
+    np.testing.assert_array_equal(dx, [[[[0, 0, 0, 3], [2, 0, 0, 0]]]])  # the last NaN
 
 
 def test_max_pool_padding_is_never_the_argmax() -> None:

@@ -265,6 +265,8 @@ for _label, _ours, _theirs, _ins in [
     ("max_pool2d[ties]", lambda x: gc.max_pool2d(x, 2, 1, ceil_mode=True, return_indices=True),
      lambda x: F.max_pool2d(x, 2, 1, ceil_mode=True, return_indices=True),
      (np.round(X4),)),
+    ("max_pool2d[nan]", lambda x: gc.max_pool2d(x, 2, 1), lambda x: F.max_pool2d(x, 2, 1),
+     (np.where(X4 > 0.5, NAN, X4),)),
     ("max_pool1d", lambda x: gc.max_pool1d(x, 3, 2, 1, ceil_mode=True, return_indices=True),
      lambda x: F.max_pool1d(x, 3, 2, 1, ceil_mode=True, return_indices=True), (X3,)),
     ("max_pool3d", lambda x: gc.max_pool3d(x, 2, (2, 1, 2), 1, return_indices=True),
