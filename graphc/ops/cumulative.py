@@ -272,11 +272,13 @@ def _logcumsumexp_vjp(ct, out, x, axis, reverse):
     # dx_j = sum_(k >= j) dy_k exp(x_j - y_k) = exp(x_j - y_j) T_j, T_j = dy_j + exp(y_j -
     # y_(j+1)) T_(j+1): each exponent <= 0 (y grows along the scan), so nothing overflows, and
     # linear in dy, as forward mode needs (the exponent of the first element scanned, which
-    # linrec never uses, is capped at 0 too)
-    from graphc.ops.elementwise import exp, minimum
+    # linrec never uses, is capped at 0 too). Equal neighbours decay by 1, infinite ones too
+    # (inf - inf): past a +inf, exp(x_j - inf) = 0 then stays 0, as PyTorch's.
+    from graphc.ops.elementwise import equal, exp, minimum, where
 
     step = -1 if reverse else 1
-    decay = exp(minimum(out - shift(out, axis, -step, 0.0), 0.0))
+    before = shift(out, axis, -step, 0.0)
+    decay = exp(minimum(where(equal(out, before), 0.0, out - before), 0.0))
     return exp(x - out) * linrec(decay, ct, axis, reverse=not reverse)
 
 

@@ -370,8 +370,6 @@ KNOWN: dict[str, str] = {
     "sign": "sign(NaN) is NaN, as NumPy's; PyTorch's is 0",
     "softsign": "at +-inf graphc's derivative is the limit 0; PyTorch's composite x / (1 + |x|) "
     "gives inf / inf = NaN",
-    "logcumsumexp": "after a +inf, graphc's gradient of the later terms is NaN where PyTorch's "
-    "is 0 (exp(x - inf))",
 }
 # PyTorch's vectorised hardsigmoid multiplies by 1/6 rounded to float32.
 RTOL = {"hardsigmoid": 1e-7}
