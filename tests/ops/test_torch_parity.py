@@ -151,6 +151,35 @@ row("clip[lo>hi]", lambda x: gc.clip(x, 1.0, 0.0), lambda x: torch.clamp(x, 1.0,
 row("where", lambda c, x, y: gc.where(c > 0, x, y), lambda c, x, y: torch.where(c > 0, x, y),
     A, B, A[::-1].copy(), grad=(1, 2))  # fmt: skip
 
+# ---- integers and booleans (no gradient) -----------------------------------------------------
+IA = np.array([7, -7, 7, -7, 0, 5, -128, 127, 3, -1], np.int64)
+IB = np.array([2, 2, -2, -2, 3, 1, 3, 2, 4, 5], np.int64)
+I8 = np.array([100, -100, 127, -128, 5], np.int8)
+for _label, _ours, _theirs, _ins in [
+    ("int add,mul", lambda a, b: a * b + a, lambda a, b: a * b + a, (IA, IB)),
+    ("int8 wraps", lambda a: a + a, lambda a: a + a, (I8,)),
+    ("int floor_divide", gc.floor_divide, torch.floor_divide, (IA, IB)),
+    ("int remainder", gc.remainder, torch.remainder, (IA, IB)),
+    ("int pow", gc.pow, torch.pow, (IA, np.abs(IB))),
+    ("int bitwise", lambda a, b: gc.bitwise_xor(gc.bitwise_and(a, b), gc.bitwise_or(a, b)),
+     lambda a, b: (a & b) ^ (a | b), (IA, IB)),
+    ("int bitwise_not", gc.bitwise_not, torch.bitwise_not, (IA,)),
+    ("int shifts", lambda a, b: gc.left_shift(a, b) + gc.right_shift(a, b),
+     lambda a, b: (a << b) + (a >> b), (IA, IB)),
+    ("int compare", lambda a, b: gc.logical_xor(a < b, gc.equal(a, b)),
+     lambda a, b: torch.logical_xor(a < b, a == b), (IA, IB)),
+    ("logical", lambda a, b: gc.logical_or(gc.logical_and(a, b), gc.logical_not(a)),
+     lambda a, b: torch.logical_or(torch.logical_and(a, b), torch.logical_not(a)), (IA, IB)),
+    ("where int", lambda a, b: gc.where(a > b, a, b), lambda a, b: torch.where(a > b, a, b),
+     (IA, IB)),
+    ("cast float->int", lambda x: gc.cast(x, "int32"), lambda x: x.to(torch.int32),
+     (np.array([2.7, -2.7, 0.5, -0.5, 1e9, -0.0]),)),
+    ("cast int->bool->float", lambda a: gc.cast(gc.cast(a, "bool"), "float64"),
+     lambda a: a.to(torch.bool).to(torch.float64), (IA,)),
+    ("cast int8->uint8", lambda a: gc.cast(a, "uint8"), lambda a: a.to(torch.uint8), (I8,)),
+]:  # fmt: skip
+    ROWS.append(Row(_label, _ours, _theirs, _ins, ()))
+
 # ---- reductions, softmax, statistics --------------------------------------------------------
 for _label, _ours, _theirs, _x in [
     ("sum[empty]", lambda x: gc.sum(x, 0), lambda x: x.sum(0), np.zeros((0, 3))),
