@@ -266,6 +266,32 @@ for _label, _ours, _theirs, _ins, _grad in [
 ]:  # fmt: skip
     ROWS.append(Row(_label, _ours, _theirs, _ins, _grad))
 
+# ---- shapes, products, losses ----------------------------------------------------------------
+LABELS = np.array([2, 0, 1, 2])
+for _label, _ours, _theirs, _ins, _grad in [
+    ("matmul[batched]", gc.matmul, torch.matmul, (normal(2, 1, 3, 4), normal(3, 4, 2)), None),
+    ("matmul[1d]", gc.matmul, torch.matmul, (normal(4), normal(2, 4, 3)), None),
+    ("transpose,reshape", lambda x: gc.reshape(gc.transpose(x, (2, 0, 1)), (4, -1)),
+     lambda x: x.permute(2, 0, 1).reshape(4, -1), (normal(2, 3, 4),), None),
+    ("slicing", lambda x: x[:, 1:3] * 2.0 + x[::-1, -1:] - x[None, 0, ::2].sum(),
+     lambda x: x[:, 1:3] * 2.0 + x.flip(0)[:, -1:] - x[None, 0, ::2].sum(),
+     (normal(3, 4),), None),
+    ("concat", lambda a, b: gc.concat([a, b, a], 1), lambda a, b: torch.cat([a, b, a], 1),
+     (normal(2, 3), normal(2, 1)), None),
+    ("take[embedding]", lambda w, i: gc.take(w, i), lambda w, i: F.embedding(i, w),
+     (normal(4, 3), np.array([[1, 3], [1, 0]])), (0,)),
+    ("one_hot", lambda i: gc.one_hot(i, 4), lambda i: F.one_hot(i, 4).double(),
+     (np.array([0, 3, 1, 1]),), ()),
+    ("mse_loss", gc.mse_loss, F.mse_loss, (normal(3, 4), normal(3, 4)), None),
+    ("softmax_cross_entropy[int labels]", gc.softmax_cross_entropy, F.cross_entropy,
+     (normal(4, 3), LABELS), (0,)),
+    ("softmax_cross_entropy[soft labels]", gc.softmax_cross_entropy, F.cross_entropy,
+     (normal(4, 3), np.eye(3)[LABELS] * 0.7 + 0.1), None),
+    ("logsumexp[empty]", lambda x: gc.logsumexp(x, 1), lambda x: torch.logsumexp(x, 1),
+     (np.zeros((2, 0)),), None),
+]:  # fmt: skip
+    ROWS.append(Row(_label, _ours, _theirs, _ins, _grad))
+
 # ---- padding, convolution, pooling, interpolation ------------------------------------------
 for _mode in ("constant", "reflect", "replicate", "circular"):
     row(f"pad[{_mode}]", lambda x, m=_mode: gc.pad(x, (1, 2, 2, 0), mode=m),
