@@ -889,11 +889,12 @@ class _Maker:
         stride: Any = None if self.flag() else (self.between(1, 2), self.between(1, 2))
         padding = tuple(self.between(0, k // 2) for k in kernel)
         kw_ = {"kernel": kernel, "stride": stride, "padding": padding}
+        public = {"kernel_size": kernel, "stride": stride, "padding": padding}  # PyTorch's name
         pos = self.info[x.i].pos
         form = self.choice(["max", "avg", "max_grad", "max_gather", "avg_grad"])
         if form in ("max", "avg"):
-            return self.call(f"{form}_pool2d", x, pos=pos, **kw_)
-        pooled = self.call("avg_pool2d", x, **kw_)
+            return self.call(f"{form}_pool2d", x, pos=pos, **public)
+        pooled = self.call("avg_pool2d", x, **public)
         if form == "max_gather":
             v = self.call("tanh", x) if self.flag() else x
             return self.call("max_pool2d_gather", v, x, **kw_)
