@@ -17,6 +17,7 @@ import numpy as np
 from graphc.errors import ShapeError
 from graphc.ir.graph import Value
 from graphc.ir.loc import user_loc
+from graphc.ops import pool as pool2d  # the runtime's 2-D kernels (and their ops registered)
 from graphc.ops.pool_nd import _geometry, pooled_size
 
 
@@ -51,9 +52,7 @@ def avg_pool(
     kernel, stride, padding = geo["kernel"], geo["stride"], geo["padding"]
     plain = not ceil_mode and count_include_pad and divisor_override is None
     if k == 2 and plain:
-        from graphc.ops.pool import avg_pool2d
-
-        return avg_pool2d(x, kernel, stride, padding)
+        return pool2d.avg_pool2d(x, kernel, stride, padding)
     spatial = x.shape[2:]
     outs = [
         pooled_size(n, kk, s, p, 1, ceil_mode)

@@ -22,6 +22,7 @@ from graphc.errors import ShapeError
 from graphc.ir.graph import Value
 from graphc.ir.loc import user_loc
 from graphc.ir.shapes import ShapeMismatch
+from graphc.ops import pool as pool2d  # the runtime's 2-D kernels (and their ops registered)
 from graphc.ops._build import apply
 from graphc.ops.registry import OpDef, register
 
@@ -228,9 +229,7 @@ def max_pool(
     op = f"max_pool{k}d"
     geo = _geometry(op, x, k, kernel_size, stride, padding, dilation)
     if k == 2 and geo["dilation"] == (1, 1) and not ceil_mode and not return_indices:
-        from graphc.ops.pool import max_pool2d
-
-        return max_pool2d(x, geo["kernel"], geo["stride"], geo["padding"])
+        return pool2d.max_pool2d(x, geo["kernel"], geo["stride"], geo["padding"])
     idx = apply("pool_argmax", x, ceil_mode=bool(ceil_mode), **geo)
     values = reshape(gather(_flat(x, k), 2, _flat(idx, k)), idx.shape)
     return (values, idx) if return_indices else values

@@ -536,6 +536,23 @@ def test_every_op_has_cases() -> None:
     assert {n for n, op in REGISTRY.items() if not op.differentiable} <= without
 
 
+def test_importing_graphc_registers_every_op() -> None:
+    """A process that only imports graphc (a worker loading a graph's JSON) knows every op,
+    also those whose module the builders import only when called."""
+    import importlib
+    import pkgutil
+    import subprocess
+    import sys
+
+    import graphc.ops
+
+    for m in pkgutil.iter_modules(graphc.ops.__path__):
+        importlib.import_module(f"graphc.ops.{m.name}")
+    code = "import graphc; from graphc.ops.registry import REGISTRY; print(*sorted(REGISTRY))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert set(REGISTRY) - set(out.stdout.split()) == set()
+
+
 @by_id(CASES)
 def test_shape_rule(c: Case) -> None:
     """The shape and dtype `infer` gives match what `ref` returns for concrete operands."""
