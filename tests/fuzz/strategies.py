@@ -705,7 +705,9 @@ class _Maker:
             return self.call("transpose", x, perm, pos=pos)
         if op == "broadcast_to":
             lead = self.dims(self.between(0, 2), 1, 3) if len(sx) < 4 else ()
-            body = tuple(self.choice([1, 2, 3, "N"]) if d == 1 else d for d in sx)
+            bound = any(isinstance(it, Leaf) and "N" in it.shape for it in self.items)
+            sizes = [1, 2, 3, "N"] if bound else [1, 2, 3]  # N only where an input binds it
+            body = tuple(self.choice(sizes) if d == 1 else d for d in sx)
             target = (*lead, *body)
             if target == sx:
                 raise _Reject("nothing to broadcast")
