@@ -169,6 +169,13 @@ def leaky_relu(x: Value, negative_slope: float = 0.01) -> Value:
     return _leaky_relu(x, negative_slope=_num(negative_slope))
 
 
+def _clamp_np(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """`_clamp_scalar` in NumPy: a bound replaces x only where x is beyond it (so -0 stays
+    -0 at a bound of 0, as PyTorch's; np.maximum would give 0)."""
+    up = np.where((x >= lo) | np.isnan(x), x, lo)
+    return np.where((up <= hi) | np.isnan(up), up, hi)
+
+
 def _clamp_scalar(x: kir.Expr, lo: float, hi: float) -> kir.Expr:
     """min(max(x, lo), hi) with NaN passing, as PyTorch's hardtanh."""
     up = kir.select(kir.Bin("or", x >= lo, x.ne(x)), x, lo)
@@ -178,7 +185,7 @@ def _clamp_scalar(x: kir.Expr, lo: float, hi: float) -> kir.Expr:
 # clamped to [min_val, max_val]; no gradient at the bounds (PyTorch's hardtanh_backward)
 _hardtanh = elementwise(
     "hardtanh",
-    _np(lambda x, min_val, max_val: np.minimum(np.maximum(x, min_val), max_val)),
+    _np(lambda x, min_val, max_val: _clamp_np(x, min_val, max_val)),
     (lambda ct, out, x, min_val, max_val: where(
         less_equal(x, min_val), 0.0, where(greater_equal(x, max_val), 0.0, ct)),),
     lambda x, min_val, max_val: _clamp_scalar(x, min_val, max_val),

@@ -200,9 +200,9 @@ sigmoid = _elementwise(
 )
 relu = _elementwise(
     "relu",
-    lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
+    lambda x: np.where(x < 0, 0, x).astype(x.dtype, copy=False),  # -0 and NaN stay
     (lambda ct, out, x: where(x <= 0, 0, ct),),  # NaN passes dy on, as PyTorch's
-    lambda x: kir.select(x <= 0, 0, x),
+    lambda x: kir.select(x < 0, 0, x),
     "d relu(x) = [not x <= 0] dx",
 )
 sign = _elementwise(

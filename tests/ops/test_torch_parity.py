@@ -426,6 +426,8 @@ KNOWN: dict[str, str] = {
     "softsign": "at +-inf graphc's derivative is the limit 0; PyTorch's composite x / (1 + |x|) "
     "gives inf / inf = NaN",
 }
+# Rows whose zeros may differ from PyTorch's in sign: (row label, why).
+ZERO_SIGN = {"max[special]": "a max over +0 and -0 is np.max's (-0 here); PyTorch's is +0"}
 # PyTorch's vectorised hardsigmoid multiplies by 1/6 rounded to float32.
 RTOL = {"hardsigmoid": 1e-7}
 
@@ -445,6 +447,13 @@ def test_matches_pytorch(r: Row) -> None:
         else:
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, equal_nan=True,
                                        err_msg=f"output {k}")  # fmt: skip
+            if r.label not in ZERO_SIGN:  # and the sign of a zero
+                zeros = (a == 0) & (b == 0)
+                np.testing.assert_array_equal(
+                    np.signbit(a[zeros]),
+                    np.signbit(b[zeros]),
+                    err_msg=f"signs of the zeros of output {k}",
+                )
     rtol = RTOL.get(r.label, 1e-10)
     for k, (a, b) in zip(_grad_inputs(r), zip(ours_grads, their_grads, strict=True), strict=False):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-12, equal_nan=True,
