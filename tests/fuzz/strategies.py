@@ -1084,10 +1084,11 @@ class _Maker:
         src = self.leaf(idx.shape, "param")
         return self.call(op, x, axis, idx, src)
 
+    # (the families of many ops are drawn more often)
     STEPS = ("unary", "binary", "scalar", "reduce", "matmul", "shape", "index", "where",
              "normalize", "concat", "take", "chain", "duplicate", "misc", "labels", "conv",
              "pool", "slice_grad", "math", "math", "activation", "activation", "stats",
-             "stats", "gather", "gather")  # fmt: skip  (the families of many ops more often)
+             "stats", "gather", "gather")  # fmt: skip
 
     def step(self) -> None:
         kind = self.choice(self.STEPS)
