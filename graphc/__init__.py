@@ -16,7 +16,7 @@ from graphc.errors import BuildError, GraphcError, GraphError, InputError, Shape
 from graphc.interp import evaluate
 from graphc.ir import Graph, Value, format_graph, verify
 from graphc.ops.api import *  # noqa: F403  (the builder functions: gc.tanh, gc.sum, ...)
-from graphc.ops.api import abs, max, pow, sum  # noqa: A004  (shadow builtins on purpose)
+from graphc.ops.api import abs, all, any, max, min, pow, round, sum  # noqa: A004  (shadow builtins on purpose)
 from graphc.passes import grad, grad_name, simplify
 
 

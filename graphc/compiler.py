@@ -113,6 +113,7 @@ def run_stages(
     functions: Iterable[str] | None = None,
     build: Any = None,
     progress: Callable[[str], None] | None = None,
+    allow_unused: bool = False,
 ) -> Stages:
     """Run the pure-Python stages, up to and including the rendered source, which names the
     runtime (runtime/shared.py) that a build with options `build` (a BuildOptions; default:
@@ -124,7 +125,9 @@ def run_stages(
     jvp and hvp, the derivatives of passes/derivatives.py, only when named);
     leaving out one the caller does not need saves its share of the build time. A graph of
     PROGRESS_NODES nodes or more has each stage announced to `progress` as it starts; one of
-    more than max_nodes() is refused."""
+    more than max_nodes() is refused. `allow_unused`: a param (or `wrt` input) that `of`
+    does not depend on through a differentiable path gets a gradient of zeros, as gc.grad's
+    (else it is an error)."""
     g = as_graph(g)
     size = g.nx.number_of_nodes()
     _check_size(g, size)
@@ -138,7 +141,7 @@ def run_stages(
     g = simplify(g if same else with_dtype(g, dtype))  # simplify makes a new graph
     of = of or default_of(g)
     say(f"differentiating {g.nx.number_of_nodes():,} nodes")
-    joint, grads = _differentiate(g, of, wrt)
+    joint, grads = _differentiate(g, of, wrt, allow_unused)
     wanted = _functions(functions, g, grads, optimizer)
     st = Stages(g, joint, of, grads, size_hint=size_hint)
     backward_from = g._next_id  # nodes grad added have ids from here on
@@ -285,7 +288,7 @@ def _functions(
 
 
 def _differentiate(
-    g: Graph, of: str | None, wrt: str | Iterable[str] | None
+    g: Graph, of: str | None, wrt: str | Iterable[str] | None, allow_unused: bool = False
 ) -> tuple[Graph, dict[str, str]]:
     """The simplified graph with gradient outputs, and gradient output name -> wrt input name;
     `g` itself and no gradients when there is nothing to differentiate."""
@@ -299,7 +302,7 @@ def _differentiate(
             f"graph {g.name!r}: name the scalar output to differentiate (of=...); "
             f"outputs are {list(g.outputs)}"
         )
-    joint = simplify(grad(g, of=of, wrt=wrt))
+    joint = simplify(grad(g, of=of, wrt=wrt, allow_unused=allow_unused))
     prefix = grad_name(of, "")
     return joint, {k: k[len(prefix) :] for k in joint.outputs if k not in g.outputs}
 
@@ -439,6 +442,7 @@ def compile(
     optimizer: Optimizer | None = None,
     functions: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    allow_unused: bool = False,
 ) -> CompiledModule:
     """Build `g` (and its gradient) into a native module, or fetch it from the cache (the
     keyword arguments are those of `run_stages`, and of `BuildOptions`).
@@ -447,7 +451,9 @@ def compile(
     With an `optimizer` (graphc.optim.SGD, Adam), the module also has `train_step`: one call
     computes the gradients and updates the params and the optimiser's state in place.
     `functions` picks which of forward, value_and_grad, train_step, jvp and hvp to emit
-    (default: the first three that apply; see passes/derivatives.py for the last two)."""
+    (default: the first three that apply; see passes/derivatives.py for the last two).
+    `allow_unused=True` gives zeros for a param the loss does not depend on (through `sign`,
+    a comparison, rounding ...), where the default is an error, as gc.grad's."""
     from graphc.runtime import BuildOptions, build_module, load_module, shared, translate
     from graphc.runtime.build import identify_compiler_soon
 
@@ -472,6 +478,7 @@ def compile(
             optimizer=optimizer,
             functions=functions,
             build=options,
+            allow_unused=allow_unused,
         )
         name = stages.graph.name
         built = build_module(
@@ -489,5 +496,6 @@ def compile(
         "memory": memory, "memory_budget": memory_budget, "size_hint": size_hint,
         "fusion": fusion, "opt_level": opt_level, "optimizer": optimizer,
         "functions": functions if functions is None else tuple(functions),
+        "allow_unused": allow_unused,
     })  # fmt: skip
     return CompiledModule(module, stages.source, built.entry_dir.parent, stages, built, recipe)

@@ -32,6 +32,20 @@ def test_the_readme_has_what_this_test_reads() -> None:
     assert len(PYTHON) >= 5 and len(SHELL) >= 5
 
 
+def test_the_ops_table_names_every_op() -> None:
+    """Every builder of graphc/ops/api.py appears in the README's section on ops."""
+    import inspect
+
+    import graphc.ops.api as api
+
+    section = README.split("\n## Ops\n", 1)[1].split("\n## ", 1)[0]
+    ops = [name for name, f in vars(api).items() if inspect.isfunction(f)
+           and not name.startswith("_") and f.__module__.startswith("graphc.ops")]  # fmt: skip
+    assert len(ops) > 140
+    missing = [n for n in ops if not re.search(rf"(?<![\w.]){n}(?!\w)", section)]
+    assert not missing, f"the README's ops table does not name {missing}"
+
+
 @pytest.mark.compiler
 def test_python_blocks_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

@@ -23,6 +23,7 @@ from graphc.codegen import kir
 from graphc.codegen.kir import INDEX, Expr, Kernel, Stmt
 from graphc.codegen.records import Function, Module, Row
 from graphc.codegen.scan import LOOP
+from graphc.ir.shapes import DTYPES
 
 CTYPE = {
     "float64": "double",
@@ -30,6 +31,11 @@ CTYPE = {
     "bool": "unsigned char",
     "int64": "long long",
     "int32": "int",
+    "int16": "short",
+    "int8": "signed char",
+    "uint8": "unsigned char",
+    "uint64": "unsigned long long",  # wrapping arithmetic of int64 (ops/integer.py)
+    "uint32": "unsigned int",
     INDEX: "Py_ssize_t",
 }
 FUNCTION = {"first": "gc_first", "end": "gc_end"}  # the rest are called as they are named
@@ -105,6 +111,8 @@ def _lines(stmts: Iterable[Stmt], depth: int, named: Callable) -> Iterator[str]:
         elif isinstance(s, kir.If):
             yield f"{pad}if {expr(s.cond)}:"
             yield from _lines(s.body, depth + 1, named)
+        elif isinstance(s, kir.Fail):
+            yield f"{pad}gc_fail(x, {expr(s.value)}, {expr(s.bound)})"
         elif isinstance(s, kir.Parallel):
             args = ", ".join(expr(a) for a in (s.extent, s.chunk, s.work))
             yield f"{pad}rt.parallel({named(s)}, x, {args})"
@@ -138,6 +146,9 @@ def _walk(stmts: Iterable[Stmt]) -> Iterator[Stmt | Expr]:
         elif isinstance(s, kir.If):
             yield from _exprs(s.cond)
             yield from _walk(s.body)
+        elif isinstance(s, kir.Fail):
+            yield from _exprs(s.value)
+            yield from _exprs(s.bound)
         elif isinstance(s, kir.Parallel):
             for e in (s.extent, s.chunk, s.work):
                 yield from _exprs(e)
@@ -240,7 +251,7 @@ def kernel_source(k: int, kernel: Kernel) -> str:
 
 
 # ---- tables -----------------------------------------------------------------------------------
-TYPENUM = {d: np.dtype(d).num for d in ("float64", "float32", "bool", "int64", "int32")}
+TYPENUM = {d: np.dtype(d).num for d in DTYPES}
 
 
 def cell(c: int | float | str) -> str:

@@ -1,11 +1,11 @@
 """The checks a generated module makes of the indices it is given (`index_checks`).
 
-Int values come only from int inputs and constants through ops that move elements (see
-ops/indexing.py), so every index a step reads is known when a call begins: the runtime checks,
-before anything runs, that the elements of the int arguments (and constants) each step's
-indices come from are in range, in one vectorised pass each. When one is not, Python computes
-the step's indices and says which one is out of range, if any is (a slice may have dropped
-the bad element)."""
+Indices that come from int inputs and constants through ops that only move elements (see
+ops/indexing.py) are known when a call begins: the runtime checks, before anything runs, that
+the elements of the int arguments (and constants) each such step's indices come from are in
+range, in one vectorised pass each. When one is not, Python computes the step's indices and
+says which one is out of range, if any is (a slice may have dropped the bad element). Indices
+the model computes are checked by the kernels that read them (ops/indexing.computed)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from graphc.codegen.records import Row
 from graphc.errors import ShapeError
 from graphc.ir.graph import ancestors, describe
 from graphc.ir.shapes import dim_symbols, shape_symbols
-from graphc.ops.indexing import constant_index_problem, index_source, index_use
+from graphc.ops.indexing import computed, constant_index_problem, index_source, index_use
 
 
 def index_checks(v: Any, inputs: dict[str, int], t: Any) -> tuple[tuple[Row, ...], tuple]:
@@ -36,6 +36,8 @@ def index_checks(v: Any, inputs: dict[str, int], t: Any) -> tuple[tuple[Row, ...
             continue
         seen.add(use[:3])
         idx, wraps, size, bound = use
+        if computed(G, idx):
+            continue  # the step checks them itself
         leaves = [u for u in sorted(ancestors(G, [idx])) if G._node[u]["op"] in ("input", "const")]
         args = [u for u in leaves if G._node[u]["op"] == "input"]
         if any(u not in position for u in args) or not (

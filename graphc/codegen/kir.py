@@ -24,15 +24,18 @@ from graphc.ir.shapes import size_monomial
 
 INDEX = "index"  # the dtype of loop variables, sizes and offsets (a signed machine word)
 # Scalar functions an expression may call; every backend provides each with these semantics
-# (exp, log and tanh are graphc's own branch-free versions, the same bits in every backend
-# that claims bitwise agreement).
+# (exp, log and tanh, and the trigonometric, hyperbolic and other transcendental ones, are
+# graphc's own branch-free versions: templates/runtime/graphc_rt.h and graphc_math.h).
 FUNCTIONS = frozenset(
     ("exp", "log", "tanh", "sqrt", "erf", "erfc", "fabs", "pow", "min", "max", "first", "end",
-     "expf", "sqrtf", "erff", "erfcf")  # the last four: in float arithmetic (see `single`)
+     "expm1", "log1p", "log2", "exp2", "sin", "cos", "tan", "asin", "acos", "atan", "atan2",
+     "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "trunc", "rint", "copysign",
+     "fmod", "ifloordiv", "imod", "ipow", "expf", "sqrtf", "erff", "erfcf")  # the last four:
+    # in float arithmetic (see `single`)
 )  # fmt: skip
 SINGLE = {"exp": "expf", "sqrt": "sqrtf", "erf": "erff", "erfc": "erfcf"}
 BINARY = frozenset(("+", "-", "*", "/", "//", "<", "<=", ">", ">=", "==", "!=", "and", "or"))
-BITWISE = frozenset(("|", "&"))  # on booleans: both operands evaluated (no branch)
+BITWISE = frozenset(("|", "&", "^", "<<", ">>"))  # on booleans: both operands evaluated
 
 
 class Expr:
@@ -293,6 +296,27 @@ class Loop(Stmt):
 class If(Stmt):
     cond: Expr
     body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Fail(Stmt):
+    """An index the kernel may not use: `value`, for an axis of `bound` (both INDEX). The call
+    raises an error naming the step once it is done (the first failure of a call is the one
+    reported); the kernel goes on, so it must not use the index itself."""
+
+    value: Expr
+    bound: Expr
+
+
+def fails(stmts: Sequence[Stmt]) -> bool:
+    """Do `stmts` (or the loops and conditions in them) hold a Fail?"""
+    for s in stmts:
+        if isinstance(s, Fail):
+            return True
+        body = getattr(s, "body", None)
+        if body is not None and fails(body):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

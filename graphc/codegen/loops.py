@@ -151,9 +151,10 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
         elif a["op"] == "broadcast_to":
             body.append(Assign(local[n], read(args[0])))
         else:
-            rule = REGISTRY[a["op"]].scalar
-            value = rule(*(read(u) for u in args), **a["params"])
-            body.append(Assign(local[n], single(value) if v.dtype(n) == "float32" else value))
+            opdef = REGISTRY[a["op"]]
+            typed = {"dtypes": (v.dtype(n), *map(v.dtype, args))} if opdef.typed else {}
+            expr = opdef.scalar(*(read(u) for u in args), **typed, **a["params"])
+            body.append(Assign(local[n], single(expr) if v.dtype(n) == "float32" else expr))
     body += [
         Assign(Store(kb.ref(n, write=True), at), local[n])
         for n in nodes

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from graphc.codegen.emit import Emit
+from graphc.codegen.failures import failing_steps
 from graphc.codegen.indexing import index_checks
 from graphc.codegen.kir import Kernel, Lit, Repeat, Runtime, SizeExpr, Step
 from graphc.codegen.loops import fused
@@ -22,6 +23,7 @@ from graphc.errors import GraphError
 from graphc.ir.graph import Graph, operands
 from graphc.ir.printer import format_params
 from graphc.ir.shapes import INT_DTYPES, is_symbol, monomial, shape_symbols
+from graphc.ops.reductions import nonempty_dims
 from graphc.ops.registry import REGISTRY
 from graphc.passes.fuse import loop_op
 from graphc.passes.memory import ITEMSIZE, MemoryPlan
@@ -390,12 +392,11 @@ def _function(
         program += _rows(s, number, t, ids)
     for prog_step in prog.steps:
         n = prog_step.node
-        if ctx.G._node[n]["op"] == "max":
-            x = operands(ctx.G, n)[0]
-            reduced = [ctx.shape(x)[k] for k in ctx.G._node[n]["params"]["axis"]]
-            if any(isinstance(d, str) for d in reduced):  # symbols, products of them
-                nonempty.append(Row((t.size_of(reduced),), (ctx.describe(n),)))
-                empty_messages.append(f"{ctx.describe(n)}: max over an axis of size 0 has no value")
+        reduced = nonempty_dims(ctx.G, n)  # max, min, argmax, argmin
+        if reduced is not None and any(isinstance(d, str) for d in reduced):  # symbols, products
+            op = ctx.G._node[n]["op"]
+            nonempty.append(Row((t.size_of(reduced),), (ctx.describe(n),)))
+            empty_messages.append(f"{ctx.describe(n)}: {op} over an axis of size 0 has no value")
     for reduced, text in extra.nonempty:  # a max in a loop's body
         nonempty.append(Row((t.size_of(reduced),), (text,)))
         empty_messages.append(f"{text}: max over an axis of size 0 has no value")
@@ -432,7 +433,7 @@ def _function(
         spec=spec,
         outspec=tuple(outspec),
         keys=tuple(keys),
-        checks=(*index_data, *empty_messages),
+        checks=(*index_data, *empty_messages, failing_steps(steps)),
         symbols=(*symbols, *products),
     )
 

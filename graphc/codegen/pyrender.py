@@ -24,11 +24,20 @@ from graphc.codegen.records import Function, Module
 INDENT = "    "
 BLOCK = CHUNKS = 64  # the runtime's GC_BLOCK and GC_CHUNKS
 SCALAR = {"float64": "np.float64", "float32": "np.float32", "bool": "np.bool_",
-          "int64": "np.int64", "int32": "np.int32", kir.INDEX: "int"}  # fmt: skip
+          "int64": "np.int64", "int32": "np.int32", "int16": "np.int16", "int8": "np.int8",
+          "uint8": "np.uint8", "uint64": "np.uint64", "uint32": "np.uint32",
+          kir.INDEX: "int"}  # fmt: skip
 FUNCTION = {"exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "sqrt": "np.sqrt",
             "erf": "_erf", "erfc": "_erfc", "fabs": "np.abs", "pow": "np.power", "min": "min",
-            "max": "max", "first": "_first", "end": "_end", "expf": "np.exp",
-            "sqrtf": "np.sqrt", "erff": "_erf", "erfcf": "_erfc"}  # fmt: skip
+            "max": "max", "first": "_first", "end": "_end", "expm1": "np.expm1",
+            "log1p": "np.log1p", "log2": "np.log2", "exp2": "np.exp2", "sin": "np.sin",
+            "cos": "np.cos", "tan": "np.tan", "asin": "np.arcsin", "acos": "np.arccos",
+            "atan": "np.arctan", "atan2": "np.arctan2", "sinh": "np.sinh", "cosh": "np.cosh",
+            "asinh": "np.arcsinh", "acosh": "np.arccosh", "atanh": "np.arctanh",
+            "floor": "np.floor", "ceil": "np.ceil", "trunc": "np.trunc", "rint": "np.rint",
+            "copysign": "np.copysign", "fmod": "np.fmod", "ifloordiv": "_ifloordiv",
+            "imod": "_imod", "ipow": "_ipow", "expf": "np.exp", "sqrtf": "np.sqrt", "erff": "_erf",
+            "erfcf": "_erfc"}  # fmt: skip
 BINARY = {"and": "and", "or": "or", "//": "//"}
 COMPARE = frozenset(("<", "<=", ">", ">=", "==", "!="))
 
@@ -85,6 +94,8 @@ def _lines(stmts: Iterable[Stmt], depth: int, named: Callable) -> Iterator[str]:
         elif isinstance(s, kir.If):
             yield f"{pad}if {expr(s.cond)}:"
             yield from _lines(s.body, depth + 1, named)
+        elif isinstance(s, kir.Fail):
+            yield f"{pad}_fail({expr(s.value)}, {expr(s.bound)})"
         elif isinstance(s, kir.Parallel):  # one thread: the whole range at once
             yield f"{pad}{named(s)}(0, {expr(s.extent)})"
         elif isinstance(s, kir.Reduce):
@@ -149,6 +160,36 @@ def _end(off: int, s: int, n_in: int, n_out: int) -> int:
     return min(t, n_out)
 
 
+class StepFailure(Exception):
+    """A kernel's Fail (kir.Fail): the index and the size of its axis."""
+
+
+def _fail(value: Any, bound: Any) -> None:
+    raise StepFailure(int(value), int(bound))
+
+
+def _wrap64(v: int) -> np.int64:
+    return np.int64((v + 2**63) % 2**64 - 2**63)
+
+
+def _ifloordiv(a: Any, b: Any) -> np.int64:
+    """graphc_math.h's gc_ifloordiv: Python's a // b, 0 for b = 0, wrapping."""
+    a, b = int(a), int(b)
+    return np.int64(0) if b == 0 else _wrap64(a // b)
+
+
+def _imod(a: Any, b: Any) -> np.int64:
+    a, b = int(a), int(b)
+    return np.int64(0) if b == 0 else _wrap64(a % b)
+
+
+def _ipow(a: Any, b: Any) -> np.int64:
+    a, b = int(a), int(b)
+    if b < 0:
+        return np.int64(1 if a == 1 else (-1 if b % 2 else 1) if a == -1 else 0)
+    return _wrap64(pow(a, b, 2**64))
+
+
 def _erf(x: Any) -> Any:
     return type(x)(math.erf(x))
 
@@ -160,7 +201,8 @@ def _erfc(x: Any) -> Any:
 def render(module: Module) -> str:
     """The Python source of `module`'s kernels: `KERNELS`, its own then the runtime's names."""
     parts = ["import numpy as np", "from graphc.codegen.pyrender import _end, _erf, _erfc, "
-             "_first, _reduce", "from graphc.codegen.pysteps import _flat", ""]  # fmt: skip
+             "_fail, _first, _ifloordiv, _imod, _ipow, _reduce",
+             "from graphc.codegen.pysteps import _flat", ""]  # fmt: skip
     parts += [kernel_source(k, kernel) + "\n" for k, kernel in enumerate(module.kernels)]
     names = ", ".join(f"_k{k}" for k in range(len(module.kernels)))
     parts.append(f"KERNELS = [{names}{', ' if names else ''}*{list(module.runtime)!r}]")

@@ -11,7 +11,18 @@ import numpy as np
 
 from graphc.codegen.records import Function
 
-ITEMSIZE = {"float64": 8, "float32": 4, "bool": 1, "int64": 8, "int32": 4}
+ITEMSIZE = {
+    "float64": 8,
+    "float32": 4,
+    "bool": 1,
+    "int64": 8,
+    "int32": 4,
+    "int16": 2,
+    "int8": 1,
+    "uint8": 1,
+    "uint64": 8,
+    "uint32": 4,
+}
 SUFFIX = {"d": "float64", "s": "float32"}
 INDEX = {"l": "int64", "i": "int32"}
 
@@ -67,11 +78,19 @@ def call(pm: Any, f: Function, kwargs: dict) -> Any:
     program = [c for row in f.program for c in row.cells]
     floats = list(f.floats)
     p = 0
+    from graphc.codegen.pyrender import StepFailure
+    from graphc.runtime.calls import step_error
+
     with np.errstate(all="ignore"):
+        step = 0
         while p < len(program):
             kernel, nops = program[p], program[p + 1]
-            pm.kernels[kernel](v, z, floats, program[p + 4 : p + 4 + nops])
+            try:
+                pm.kernels[kernel](v, z, floats, program[p + 4 : p + 4 + nops])
+            except StepFailure as e:
+                raise step_error(f.name, f.checks[-1], 2 * step, *e.args) from None
             p += 4 + nops
+            step += 1
     for row in f.copies:
         o, value, size, itemsize = row.cells
         outs[o].reshape(-1).view(np.uint8)[: z[size] * itemsize] = v[value][: z[size] * itemsize]
@@ -209,7 +228,19 @@ def _pool(dtype: str, op: str) -> Callable:
     return step
 
 
-STEPS: dict[str, Callable] = {}
+def _argsort(dtype: str) -> Callable:
+    from graphc.ops.sort import argsort_ref
+
+    def step(v, z, f, a):
+        outer, n, inner, desc = (z[a[j]] for j in range(2, 6))
+        x = _flat(v[a[0]], dtype)[: outer * n * inner].reshape(outer, n, inner)
+        got = argsort_ref(x, 1, bool(desc))
+        _flat(v[a[1]], "int64")[: got.size] = got.reshape(-1)
+
+    return step
+
+
+STEPS: dict[str, Callable] = {"argsort_l": _argsort("int64")}
 for _s, _dtype in SUFFIX.items():
     STEPS[f"gemm_{_s}"] = _gemm(_dtype)
     STEPS[f"softmax_{_s}"] = _rows(_dtype, _softmax)
@@ -221,6 +252,7 @@ for _s, _dtype in SUFFIX.items():
     for _op in ("conv2d", "conv2d_grad_input", "conv2d_grad_weight"):
         STEPS[f"{_op}_{_s}"] = _conv(_dtype, _op)
     STEPS[f"conv2d_tiled_{_s}"] = _conv(_dtype, None)
+    STEPS[f"argsort_{_s}"] = _argsort(_dtype)
     for _op in ("max_pool2d", "max_pool2d_grad", "max_pool2d_gather", "avg_pool2d",
                 "avg_pool2d_grad"):  # fmt: skip
         STEPS[f"{_op}_{_s}"] = _pool(_dtype, _op)

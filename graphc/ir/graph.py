@@ -18,6 +18,7 @@ from graphc.ir.loc import user_loc
 from graphc.ir.shapes import (
     DTYPES,
     FLOAT_DTYPES,
+    INT_DTYPES,
     Shape,
     ShapeMismatch,
     dtype_name,
@@ -269,6 +270,9 @@ class Graph:
     def _operand_ids(self, args: Sequence[Any], loc: str) -> list[int]:
         float_dtypes = [a.dtype for a in args if isinstance(a, Value) and a.dtype in FLOAT_DTYPES]
         like = float_dtypes[0] if float_dtypes else "float64"
+        # Among ints, a number takes the dtype of the value it meets (`i + 1` stays an int8)
+        int_dtypes = [a.dtype for a in args if isinstance(a, Value) and a.dtype in INT_DTYPES]
+        int_like = like if float_dtypes or not int_dtypes else int_dtypes[0]
         ids = []
         for a in args:
             if isinstance(a, Value):
@@ -283,6 +287,11 @@ class Graph:
                 if arr.dtype == object or arr.dtype.kind not in "biuf":
                     raise GraphError(f"operand {a!r} at {loc} is not a number or numeric array")
                 keep = arr.dtype.kind == "f" and arr.ndim > 0 and arr.dtype.name in FLOAT_DTYPES
+                if arr.dtype.kind in "iu" and int_like != like:
+                    own = arr.ndim and arr.dtype.name in INT_DTYPES  # an array keeps its dtype
+                    dtype = arr.dtype.name if own else int_like
+                    ids.append(self.const(_fitted(arr, dtype, loc), dtype=dtype).id)
+                    continue
                 ids.append(self.const(arr, dtype=arr.dtype.name if keep else like).id)
         return ids
 
@@ -407,6 +416,14 @@ class Graph:
         return cls.from_networkx(from_json(text))
 
 
+def _fitted(arr: np.ndarray, dtype: str, loc: str) -> np.ndarray:
+    """Integer `arr` as a constant of `dtype`, or a GraphError when a value does not fit."""
+    info = np.iinfo(dtype)
+    if arr.size and (arr.min() < info.min or arr.max() > info.max):
+        raise GraphError(f"operand {arr.tolist()!r} at {loc} does not fit {dtype}; cast the value")
+    return arr
+
+
 def as_graph(g: Graph | nx.MultiDiGraph) -> Graph:
     """Accept a Graph or a plain networkx graph everywhere a model is expected."""
     if isinstance(g, Graph):
@@ -491,6 +508,51 @@ class Value:
 
     def __rpow__(self, o: Any) -> Value:
         return self._op("pow", o, self)  # noqa: E704
+
+    def __floordiv__(self, o: Any) -> Value:
+        return self._op("floor_divide", self, o)  # noqa: E704
+
+    def __rfloordiv__(self, o: Any) -> Value:
+        return self._op("floor_divide", o, self)  # noqa: E704
+
+    def __mod__(self, o: Any) -> Value:
+        return self._op("remainder", self, o)  # noqa: E704
+
+    def __rmod__(self, o: Any) -> Value:
+        return self._op("remainder", o, self)  # noqa: E704
+
+    def __and__(self, o: Any) -> Value:
+        return self._op("bitwise_and", self, o)  # noqa: E704
+
+    def __rand__(self, o: Any) -> Value:
+        return self._op("bitwise_and", o, self)  # noqa: E704
+
+    def __or__(self, o: Any) -> Value:
+        return self._op("bitwise_or", self, o)  # noqa: E704
+
+    def __ror__(self, o: Any) -> Value:
+        return self._op("bitwise_or", o, self)  # noqa: E704
+
+    def __xor__(self, o: Any) -> Value:
+        return self._op("bitwise_xor", self, o)  # noqa: E704
+
+    def __rxor__(self, o: Any) -> Value:
+        return self._op("bitwise_xor", o, self)  # noqa: E704
+
+    def __invert__(self) -> Value:
+        return self._op("bitwise_not", self)  # noqa: E704
+
+    def __lshift__(self, o: Any) -> Value:
+        return self._op("left_shift", self, o)  # noqa: E704
+
+    def __rlshift__(self, o: Any) -> Value:
+        return self._op("left_shift", o, self)  # noqa: E704
+
+    def __rshift__(self, o: Any) -> Value:
+        return self._op("right_shift", self, o)  # noqa: E704
+
+    def __rrshift__(self, o: Any) -> Value:
+        return self._op("right_shift", o, self)  # noqa: E704
 
     def __matmul__(self, o: Any) -> Value:
         return self._op("matmul", self, o)  # noqa: E704

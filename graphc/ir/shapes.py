@@ -18,10 +18,11 @@ from collections.abc import Iterable, Mapping
 Dim = int | str
 Shape = tuple[Dim, ...]
 
-DTYPES = ("float64", "float32", "bool", "int64", "int32")
+DTYPES = ("float64", "float32", "bool", "int64", "int32", "int16", "int8", "uint8")
 FLOAT_DTYPES = ("float64", "float32")
-INT_DTYPES = ("int64", "int32")  # labels and indices: inputs and constants only, no arithmetic
-SHORT_DTYPE = {"float64": "f64", "float32": "f32", "bool": "bool", "int64": "i64", "int32": "i32"}
+INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8")  # no gradient (ops/integer.py)
+SHORT_DTYPE = {"float64": "f64", "float32": "f32", "bool": "bool", "int64": "i64", "int32": "i32",
+               "int16": "i16", "int8": "i8", "uint8": "u8"}  # fmt: skip
 
 
 def dtype_name(dtype: object) -> object:

@@ -6,8 +6,40 @@ from graphc.errors import ShapeError
 from graphc.ir.graph import Value, clean_loc
 from graphc.ir.loc import user_loc
 from graphc.ir.shapes import ShapeMismatch, format_shape, normalize_axes, normalize_shape
+from graphc.ops import advanced as _advanced  # noqa: F401  (registers index, index_grad)
 from graphc.ops import shape as _shape
+from graphc.ops.activations import (  # noqa: F401
+    celu,
+    elu,
+    hardsigmoid,
+    hardswish,
+    hardtanh,
+    leaky_relu,
+    logsigmoid,
+    mish,
+    relu6,
+    selu,
+    silu,
+    softplus,
+    softsign,
+)
 from graphc.ops.conv import conv2d  # noqa: F401
+from graphc.ops.conv_nd import (  # noqa: F401
+    conv1d,
+    conv3d,
+    conv_transpose1d,
+    conv_transpose2d,
+)
+from graphc.ops.cumulative import (  # noqa: F401
+    cummax,
+    cummin,
+    cumprod,
+    cumsum,
+    linrec,
+    logcumsumexp,
+    shift,
+)
+from graphc.ops.einsum import einsum  # noqa: F401
 from graphc.ops.elementwise import (  # noqa: F401
     absolute,
     add,
@@ -37,8 +69,59 @@ from graphc.ops.elementwise import (  # noqa: F401
     tanh,
     where,
 )
+from graphc.ops.gather import (  # noqa: F401
+    gather,
+    index_select,
+    masked_fill,
+    scatter,
+    scatter_add,
+    take_along_axis,
+)
 from graphc.ops.indexing import one_hot, take  # noqa: F401
+from graphc.ops.integer import (  # noqa: F401
+    bitwise_and,
+    bitwise_not,
+    bitwise_or,
+    bitwise_xor,
+    left_shift,
+    logical_and,
+    logical_not,
+    logical_or,
+    logical_xor,
+    right_shift,
+)
 from graphc.ops.linalg import matmul  # noqa: F401
+from graphc.ops.math import (  # noqa: F401
+    acos,
+    acosh,
+    asin,
+    asinh,
+    atan,
+    atan2,
+    atanh,
+    ceil,
+    clamp,
+    clip,
+    copysign,
+    cos,
+    cosh,
+    exp2,
+    expm1,
+    floor,
+    floor_divide,
+    fmod,
+    log1p,
+    log2,
+    reciprocal,
+    remainder,
+    round,
+    rsqrt,
+    sin,
+    sinh,
+    square,
+    tan,
+    trunc,
+)
 from graphc.ops.nn import (  # noqa: F401
     layer_norm,
     log_softmax,
@@ -47,10 +130,30 @@ from graphc.ops.nn import (  # noqa: F401
     softmax,
     softmax_cross_entropy,
 )
-from graphc.ops.pool import avg_pool2d, max_pool2d  # noqa: F401
+from graphc.ops.pad import pad  # noqa: F401
+from graphc.ops.pool_avg import (  # noqa: F401
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_avg_pool3d,
+    avg_pool1d,
+    avg_pool2d,
+    avg_pool3d,
+)
+from graphc.ops.pool_nd import (  # noqa: F401
+    max_pool1d,
+    max_pool2d,
+    max_pool3d,
+    max_unpool1d,
+    max_unpool2d,
+    max_unpool3d,
+)
 from graphc.ops.reduce import max, mean, size, sum  # noqa: F401
+from graphc.ops.reductions import all, any, argmax, argmin, min, prod  # noqa: F401
+from graphc.ops.resample import interpolate  # noqa: F401
 from graphc.ops.scan import scan  # noqa: F401
 from graphc.ops.slicing import concat  # noqa: F401
+from graphc.ops.sort import argsort, sort, topk  # noqa: F401
+from graphc.ops.statistics import norm, std, var  # noqa: F401
 
 abs = absolute  # noqa: A001
 pow = power  # noqa: A001

@@ -17,6 +17,18 @@ from graphc.codegen import kir
 from graphc.ir.graph import Value
 from graphc.ir.shapes import DTYPES, INT_DTYPES, broadcast_shapes, dtype_name
 from graphc.ops._build import apply, float_dtype
+from graphc.ops._dtypes import (
+    arith_ref,
+    cast_ref,
+    cast_scalar,
+    compared_dtypes,
+    int_abs,
+    int_pow_ref,
+    number_dtype,
+    numeric,
+    via_int64,
+    wrapping,
+)
 from graphc.ops.registry import OpDef, VjpRule, register
 
 
@@ -24,8 +36,24 @@ def _infer_float(shapes, dtypes, params):
     return broadcast_shapes(*shapes), float_dtype(dtypes, "arithmetic")
 
 
+def _infer_number(shapes, dtypes, params):
+    """Floats and ints (ops/_dtypes.py): the sum of two int8 is an int8."""
+    return broadcast_shapes(*shapes), number_dtype(dtypes, "arithmetic")
+
+
+def _infer_divide(shapes, dtypes, params):
+    """True division: ints give float64, as NumPy's."""
+    dtype = number_dtype(dtypes, "division")
+    return broadcast_shapes(*shapes), "float64" if dtype in INT_DTYPES else dtype
+
+
 def _infer_compare(shapes, dtypes, params):
-    float_dtype(dtypes, "comparison")
+    compared_dtypes(dtypes, "comparison")
+    return broadcast_shapes(*shapes), "bool"
+
+
+def _infer_equal(shapes, dtypes, params):
+    compared_dtypes(dtypes, "comparison", bools=True)
     return broadcast_shapes(*shapes), "bool"
 
 
@@ -36,10 +64,12 @@ def _elementwise(
     scalar: Callable[..., kir.Expr],
     formula: str,
     infer=_infer_float,
+    typed: bool = False,
 ) -> Callable[..., Value]:
     register(
-        OpDef(name, len(vjp), infer, ref, vjp, elementwise=True, scalar=scalar, formula=formula)
-    )
+        OpDef(name, len(vjp), infer, ref, vjp, elementwise=True, scalar=scalar, formula=formula,
+              typed=typed)
+    )  # fmt: skip
 
     def build(*args: Any) -> Value:
         return apply(name, *args)
@@ -49,43 +79,70 @@ def _elementwise(
     return build
 
 
+# On ints these wrap around (ops/_dtypes.py); ints have no gradient.
 add = _elementwise(
     "add",
-    np.add,
+    arith_ref(np.add),
     (lambda ct, out, x, y: ct, lambda ct, out, x, y: ct),
-    lambda x, y: x + y,
+    numeric(lambda x, y: x + y, wrapping(lambda x, y: x + y)),
     "d(x+y) = dx + dy",
+    _infer_number,
+    typed=True,
 )
 sub = _elementwise(
     "sub",
-    np.subtract,
+    arith_ref(np.subtract),
     (lambda ct, out, x, y: ct, lambda ct, out, x, y: -ct),
-    lambda x, y: x - y,
+    numeric(lambda x, y: x - y, wrapping(lambda x, y: x - y)),
     "d(x-y) = dx - dy",
+    _infer_number,
+    typed=True,
 )
 mul = _elementwise(
     "mul",
-    np.multiply,
+    arith_ref(np.multiply),
     (lambda ct, out, x, y: ct * y, lambda ct, out, x, y: ct * x),
-    lambda x, y: x * y,
+    numeric(lambda x, y: x * y, wrapping(lambda x, y: x * y)),
     "d(x*y) = y dx + x dy",
+    _infer_number,
+    typed=True,
 )
-# d(x/y)/dy = -x/y^2 = -out/y
+# d(x/y)/dy = -x/y^2 = -out/y; ints are divided as floats
 div = _elementwise(
     "div",
-    np.divide,
+    arith_ref(np.divide, true_divide=True),
     (lambda ct, out, x, y: ct / y, lambda ct, out, x, y: -(ct * out) / y),
-    lambda x, y: x / y,
+    numeric(lambda x, y: x / y),
     "d(x/y) = dx/y - (x/y) dy/y",
+    _infer_divide,
+    typed=True,
 )
-neg = _elementwise("neg", np.negative, (lambda ct, out, x: -ct,), lambda x: -x, "d(-x) = -dx")
-# d(x^y) = y x^(y-1) dx + log(x) x^y dy
+neg = _elementwise(
+    "neg", arith_ref(np.negative), (lambda ct, out, x: -ct,),
+    numeric(lambda x: -x, wrapping(lambda x: -x)), "d(-x) = -dx", _infer_number, typed=True,
+)  # fmt: skip
+
+
+# d(x^y) = y x^(y-1) dx + log(x) x^y dy, with PyTorch's conventions at x = 0: no dx where
+# y = 0 (x^0 is 1 for every x), and no dy where x = 0 and y >= 0 (0^y is 0 or 1 near there;
+# for y < 0 it is log(0) x^y = -inf).
+def _pow_dx(ct, out, x, y):
+    return where(equal(y, 0.0), 0.0, ct * (y * x ** (y - 1)))
+
+
+def _pow_dy(ct, out, x, y):
+    d = out * log(x)
+    return ct * where(equal(x, 0.0), where(greater_equal(y, 0.0), 0.0, d), d)
+
+
 power = _elementwise(
     "pow",
-    np.power,
-    (lambda ct, out, x, y: ct * (y * x ** (y - 1)), lambda ct, out, x, y: ct * (out * log(x))),
-    lambda x, y: kir.call("pow", x, y),
-    "d(x^y) = y x^(y-1) dx + log(x) x^y dy",
+    arith_ref(np.power, ints=int_pow_ref),
+    (_pow_dx, _pow_dy),
+    numeric(lambda x, y: kir.call("pow", x, y), via_int64("ipow")),
+    "d(x^y) = y x^(y-1) dx + log(x) x^y dy (no dx where y = 0, no dy where x = 0 <= y)",
+    _infer_number,
+    typed=True,
 )
 exp = _elementwise("exp", np.exp, (lambda ct, out, x: ct * out,), kir.exp, "d exp(x) = exp(x) dx")
 log = _elementwise("log", np.log, (lambda ct, out, x: ct / x,), kir.log, "d log(x) = dx / x")
@@ -159,45 +216,63 @@ sigmoid = _elementwise(
 )
 relu = _elementwise(
     "relu",
-    lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
-    (lambda ct, out, x: where(x > 0, ct, 0),),
-    lambda x: kir.select(x <= 0, 0, x),
-    "d relu(x) = [x > 0] dx",
+    lambda x: np.where(x < 0, 0, x).astype(x.dtype, copy=False),  # -0 and NaN stay
+    (lambda ct, out, x: where(x <= 0, 0, ct),),  # NaN passes dy on, as PyTorch's
+    lambda x: kir.select(x < 0, 0, x),
+    "d relu(x) = [not x <= 0] dx",
 )
 sign = _elementwise(
     "sign",
     np.sign,
     (None,),
-    lambda x: kir.select(x.eq(x), kir.Cast("float64", (x > 0) - (x < 0)), x),
+    numeric(
+        lambda x: kir.select(x.eq(x), kir.Cast("float64", (x > 0) - (x < 0)), x),
+        lambda out, x: kir.Cast(out, (x > 0) - (x < 0)),
+    ),
     "sign is piecewise constant: no gradient",
+    _infer_number,
+    typed=True,
 )
 absolute = _elementwise(
     "abs",
     np.abs,
-    (lambda ct, out, x: ct * sign(x),),
-    lambda x: kir.call("fabs", x),
-    "d |x| = sign(x) dx",
+    (lambda ct, out, x: where(x > 0, ct, where(x < 0, -ct, 0)),),  # 0 at 0 and NaN
+    numeric(lambda x: kir.call("fabs", x), int_abs),
+    "d |x| = sign(x) dx (0 at NaN, as PyTorch's)",
+    _infer_number,
+    typed=True,
 )
-# Ties split the cotangent evenly between the operands, as a subgradient.
+# Ties split the cotangent evenly between the operands, as a subgradient; where either is NaN
+# both take all of it (they compare neither less nor equal), as PyTorch's.
 maximum = _elementwise(
     "maximum",
-    np.maximum,
+    arith_ref(np.maximum),
     (
-        lambda ct, out, x, y: where(x > y, ct, where(x < y, 0, ct * 0.5)),
-        lambda ct, out, x, y: where(y > x, ct, where(y < x, 0, ct * 0.5)),
+        lambda ct, out, x, y: where(equal(x, y), ct * 0.5, where(x < y, 0, ct)),
+        lambda ct, out, x, y: where(equal(x, y), ct * 0.5, where(y < x, 0, ct)),
     ),
-    lambda x, y: kir.select(kir.Bin("or", x >= y, x.ne(x)), x, y),
-    "d max(x,y) = [x>y] dx + [y>x] dy, ties halve",
+    numeric(
+        lambda x, y: kir.select(kir.Bin("or", x >= y, x.ne(x)), x, y),
+        lambda out, x, y: kir.select(x >= y, x, y),
+    ),
+    "d max(x,y) = [x>y] dx + [y>x] dy, ties halve, NaN: both",
+    _infer_number,
+    typed=True,
 )
 minimum = _elementwise(
     "minimum",
-    np.minimum,
+    arith_ref(np.minimum),
     (
-        lambda ct, out, x, y: where(x < y, ct, where(x > y, 0, ct * 0.5)),
-        lambda ct, out, x, y: where(y < x, ct, where(y > x, 0, ct * 0.5)),
+        lambda ct, out, x, y: where(equal(x, y), ct * 0.5, where(x > y, 0, ct)),
+        lambda ct, out, x, y: where(equal(x, y), ct * 0.5, where(y > x, 0, ct)),
     ),
-    lambda x, y: kir.select(kir.Bin("or", x <= y, x.ne(x)), x, y),
-    "d min(x,y) = [x<y] dx + [y<x] dy, ties halve",
+    numeric(
+        lambda x, y: kir.select(kir.Bin("or", x <= y, x.ne(x)), x, y),
+        lambda out, x, y: kir.select(x <= y, x, y),
+    ),
+    "d min(x,y) = [x<y] dx + [y<x] dy, ties halve, NaN: both",
+    _infer_number,
+    typed=True,
 )
 
 # GELU as PyTorch has it: x Phi(x) with Phi the standard normal CDF ("none", through erfc,
@@ -271,11 +346,9 @@ greater_equal = _elementwise(
     "greater_equal", np.greater_equal, _NO_GRAD, lambda x, y: x >= y, "no gradient",
     _infer_compare,
 )  # fmt: skip
-equal = _elementwise(
-    "equal", np.equal, _NO_GRAD, lambda x, y: x.eq(y), "no gradient", _infer_compare
-)
+equal = _elementwise("equal", np.equal, _NO_GRAD, lambda x, y: x.eq(y), "no gradient", _infer_equal)
 not_equal = _elementwise(
-    "not_equal", np.not_equal, _NO_GRAD, lambda x, y: x.ne(y), "no gradient", _infer_compare
+    "not_equal", np.not_equal, _NO_GRAD, lambda x, y: x.ne(y), "no gradient", _infer_equal
 )
 
 
@@ -284,7 +357,9 @@ def _infer_where(shapes, dtypes, params):
 
     if dtypes[0] != "bool":
         raise ShapeMismatch(f"where needs a bool condition (a comparison), got {dtypes[0]}")
-    return broadcast_shapes(*shapes), float_dtype(dtypes[1:], "where")
+    if dtypes[1] == dtypes[2] == "bool":
+        return broadcast_shapes(*shapes), "bool"
+    return broadcast_shapes(*shapes), number_dtype(dtypes[1:], "where")
 
 
 where = _elementwise(
@@ -302,10 +377,6 @@ def _infer_cast(shapes, dtypes, params):
 
     if params["dtype"] not in DTYPES:
         raise ShapeMismatch(f"cast to unknown dtype {params['dtype']!r}")
-    if params["dtype"] in INT_DTYPES and dtypes[0] != params["dtype"]:
-        # indices are checked where they enter a call: none may be computed from data
-        raise ShapeMismatch(f"cannot cast {dtypes[0]} to {params['dtype']}: int values come "
-                            "only from int inputs and constants")  # fmt: skip
     return shapes[0], params["dtype"]
 
 
@@ -314,12 +385,13 @@ register(
         "cast",
         1,
         _infer_cast,
-        lambda x, dtype: x.astype(dtype),
+        cast_ref,
         (lambda ct, out, x, dtype: cast(ct, x.dtype),),
         params={"dtype": "float64"},
         elementwise=True,
-        scalar=lambda x, dtype: x.ne(0) if dtype == "bool" else kir.Cast(dtype, x),
-        formula="d cast(x) = cast(dx) back to x's dtype",
+        scalar=cast_scalar,
+        typed=True,
+        formula="d cast(x) = cast(dx) back to x's dtype (floats to ints: none)",
     )
 )
 

@@ -1,12 +1,13 @@
 """Gathers: `take`, its gradient `take_grad`, and `one_hot`; where a model reads indices, and
 the checks of them (static slices and `concat`: ops/slicing.py).
 
-Int values (indices, labels) come only from int inputs and constants, through ops that move
-elements (reshape, transpose, broadcast_to, slice, concat); no op computes them. So every index a
-model reads is known when a call begins: the interpreter checks it where it is read, `verify`
-those from constants alone, a generated module all others where it checks its arguments
-(codegen/indexing.index_checks), and its kernels never read outside an array whatever an index
-holds.
+Indices that come from int inputs and constants through ops that only move elements (reshape,
+transpose, broadcast_to, slice, concat) are known when a call begins: the interpreter checks
+each where it is read, `verify` those from constants alone, a generated module the others where
+it checks its arguments (codegen/indexing.index_checks). Indices the model computes (int
+arithmetic, argmax, a cast) are checked by the kernels that read them (kir.Fail), and a call
+that meets a bad one raises after that step. Kernels never read outside an array whatever an
+index holds.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import networkx as nx
 import numpy as np
 
 from graphc.codegen.emit import Emit, flat_loop
-from graphc.codegen.kir import Assign, Bin, Expr, If, Lit, Store
+from graphc.codegen.kir import INDEX, Assign, Bin, Cast, Expr, Fail, If, Lit, Store
 from graphc.errors import GraphError, ShapeError
 from graphc.ir.graph import Value, ancestors, operands
 from graphc.ir.loc import user_loc
@@ -77,15 +78,45 @@ def _axis_of(axis: object, ndim: int) -> int:
 INDEX_SUFFIX = {"int64": "l", "int32": "i"}  # the runtime kernels' index type: long long, int
 
 
+MOVES = frozenset(("reshape", "transpose", "broadcast_to", "slice", "concat"))
+
+
+def computed(G: nx.MultiDiGraph, idx: int) -> bool:
+    """Does the model compute int value `idx`, rather than only move the elements of int
+    inputs and constants?"""
+    return any(G.nodes[u]["op"] not in ("input", "const", *MOVES) for u in ancestors(G, [idx]))
+
+
+def check_indices(e: Emit, idx: int, size: Dim, wraps: bool) -> None:
+    """A step checking every index of value `idx` for an axis of `size` (from -size when
+    `wraps`), failing the call at the first that is outside."""
+    kb = e.builder()
+    n = kb.dim(size)
+
+    def body(k: Expr) -> list:
+        j = kb.read(idx, k)
+        bad = Bin("or", j < (-n if wraps else Lit(0)), j >= n)
+        return [If(bad, (Fail(Cast(INDEX, j), n),))]
+
+    e.kernel(
+        kb,
+        f"the indices b0 checked for an axis of {size}",
+        flat_loop(kb, e.values.shape(idx), body),
+    )
+
+
 def _lower_gather(e: Emit, n: int, args: list[int], params: dict) -> None:
     """take: out[o, k, i] = x[o, idx[k], i]; take_grad: out[o, idx[k], i] += ct[o, k, i], x
     seen as [outer, n, inner] around the axis (templates/runtime/take.pyx.j2). Both skip an
     index out of range, as one_hot does (the argument checks refuse those before a call
-    runs), so no index ever makes a kernel read or write outside an array."""
+    runs, and a step before these checks indices the model computes), so no index ever makes a
+    kernel read or write outside an array."""
     src, idx = args
     op = e.values.G.nodes[n]["op"]
     shape = e.values.shape(n) if op == "take_grad" else e.values.shape(src)  # gathered from
     axis = params["axis"]
+    if computed(e.values.G, idx):
+        check_indices(e, idx, shape[axis], wraps=True)
     name = f"{op}_{e.suffix}_{INDEX_SUFFIX[e.values.dtype(idx)]}"
     ints = [shape[:axis], shape[axis], e.values.shape(idx), shape[axis + 1 :]]
     e.runtime(name, [src, idx, n], ints)
@@ -100,8 +131,11 @@ def _lower_one_hot(e: Emit, n: int, args: list[int], params: dict) -> None:
 
     def body(k: Expr) -> list:
         j = kb.read(idx, k)
-        return [If(Bin("and", j >= 0, j < depth), (Assign(Store(out, k * depth + j), Lit(1)),))]
+        ok = Bin("and", j >= 0, j < depth)
+        checked = [If(ok.eq(0), (Fail(Cast(INDEX, j), Lit(depth)),))] if check else []
+        return [If(ok, (Assign(Store(out, k * depth + j), Lit(1)),)), *checked]
 
+    check = computed(e.values.G, idx)
     e.kernel(kb, f"b0 = one_hot(b1, depth={depth})", [*zeros, *flat_loop(kb, shape(idx), body)])
 
 
@@ -265,6 +299,9 @@ def index_use(G: nx.MultiDiGraph, n: int) -> tuple[int, bool, Dim, str] | None:
         return idx, True, size, take_bound(p["axis"], "{}")
     if op == "one_hot":
         return operands(G, n)[0], False, p["depth"], one_hot_bound(p["depth"])
+    if op in ("gather", "scatter", "scatter_add"):  # ops/gather.py (their kernels check too)
+        x, idx = operands(G, n)[:2]
+        return idx, True, G.nodes[x]["shape"][p["axis"]], take_bound(p["axis"], "{}")
     return None
 
 

@@ -7,7 +7,7 @@ and padding, at most half the kernel, as PyTorch's. The gradient ops are ops of 
   max_pool2d_gather(v, x)    -> dv: max_pool2d_grad(c, x)       piecewise constant)
   avg_pool2d(x) <-> avg_pool2d_grad(ct): each the other's VJP (both linear).
 Max pooling sends a window's gradient to its first maximum in row-major order, as PyTorch does
-(to the first NaN, if the window has one); where windows overlap, their gradients add up.
+(to the last NaN, if the window has one); where windows overlap, their gradients add up.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def _infer_pool_pair(op: str, first: str, shapes, dtypes, params):
 
 def _argmax(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
     """Per window, the flat index in its [H, W] plane of the first maximum in row-major order
-    (the first NaN if any; the first cell when every cell is -inf); never a padding cell."""
+    (the last NaN if any, as PyTorch's; the first cell when every cell is -inf); never a
+    padding cell."""
     n, c, h, w = x.shape
     stride = stride or kernel
     win = _windows(_pad(x, padding, -np.inf), kernel, stride)
@@ -90,6 +91,8 @@ def _argmax(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
     real = _windows(_pad(np.ones((1, 1, h, w), bool), padding, False), kernel, stride)
     real = real.reshape(1, 1, ho, wo, kernel[0] * kernel[1])
     k = np.argmax(win, axis=-1)
+    nan = np.isnan(win)
+    k = np.where(nan.any(-1), win.shape[-1] - 1 - np.argmax(nan[..., ::-1], -1), k)
     k = np.where(np.take_along_axis(real, k[..., None], -1)[..., 0], k, np.argmax(real, -1))
     rows = np.arange(ho)[:, None] * stride[0] + k // kernel[1] - padding[0]
     cols = np.arange(wo)[None, :] * stride[1] + k % kernel[1] - padding[1]

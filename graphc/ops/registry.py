@@ -30,6 +30,9 @@ class OpDef:
     # Elementwise ops: the scalar rule, scalar(*operands, **params) -> a kernel-IR expression
     # (codegen/kir.py) of the operands' expressions, which codegen/loops.py fuses into loops.
     scalar: Callable[..., Any] | None = None
+    # The scalar rule also takes `dtypes=(the result's, then each operand's)`: ops on ints and
+    # floats alike, whose expressions differ by type (ops/_dtypes.py).
+    typed: bool = False
     # Other ops: lower(emit, node, operands, params) adds the node's steps to `emit`
     # (codegen/emit.py): kernels it builds, or runtime kernels it calls.
     lower: Callable[..., None] | None = None

@@ -171,10 +171,15 @@ def _slice_axis(x: Value, axis: int, start: int, stop: int) -> Value:
 
 
 def getitem(x: Value, key: Any) -> Value:
-    """x[key] with NumPy's basic indexing: ints, slices, `...` and None. An axis of symbolic
-    size can be kept whole (`:`) only."""
+    """x[key] with NumPy's basic indexing: ints, slices, `...` and None (an axis of symbolic
+    size can be kept whole (`:`) only); with arrays of indices, its advanced indexing
+    (ops/advanced.py)."""
     loc = user_loc()
     key = key if isinstance(key, tuple) else (key,)
+    from graphc.ops.advanced import advanced_getitem, is_advanced
+
+    if any(is_advanced(k) for k in key):  # int arrays: NumPy's advanced indexing
+        return advanced_getitem(x, key)
     for k in key:
         if not (k is None or k is Ellipsis or isinstance(k, slice) or _is_int(k)):
             hint = "; use gc.take for an array of indices" if not isinstance(k, bool) else ""

@@ -32,7 +32,16 @@ from graphc.passes.liveness import Interval, liveness
 from graphc.passes.schedule import Program
 
 ALIGN = 64  # bytes; every slot starts on a cache line
-ITEMSIZE = {"float64": 8, "float32": 4, "bool": 1, "int64": 8, "int32": 4}
+ITEMSIZE = {
+    "float64": 8,
+    "float32": 4,
+    "bool": 1,
+    "int64": 8,
+    "int32": 4,
+    "int16": 2,
+    "int8": 1,
+    "uint8": 1,
+}
 DEFAULT_HINT = 256  # the size each symbolic dim is assumed to have when ranking choices
 
 

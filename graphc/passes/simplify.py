@@ -291,6 +291,16 @@ def _reduce_nothing(b: _Builder, args, params):
     return args[0] if params["axis"] == () else None
 
 
+@rule("where")
+def _where_known(b: _Builder, args, params):
+    """where(true, x, y) -> x;  where(false, x, y) -> y (a condition known now: pow's
+    gradient asks whether a constant exponent is 0)"""
+    c, x, y = args
+    if b.G._node[c]["dtype"] != "bool":
+        return None
+    return x if b.is_const(c, True) else y if b.is_const(c, False) else None
+
+
 @rule("cast")
 def _cast_same(b: _Builder, args, params):
     """cast(x, x.dtype) -> x"""

@@ -17,7 +17,16 @@ from graphc.ops.registry import REGISTRY
 from graphc.passes.memory import MemoryPlan, Slot
 from graphc.passes.schedule import Program
 
-_ITEMSIZE = {"float64": 8, "float32": 4, "bool": 1, "int64": 8, "int32": 4}
+_ITEMSIZE = {
+    "float64": 8,
+    "float32": 4,
+    "bool": 1,
+    "int64": 8,
+    "int32": 4,
+    "int16": 2,
+    "int8": 1,
+    "uint8": 1,
+}
 
 
 def _roots(plan: MemoryPlan) -> Callable[[int], int]:

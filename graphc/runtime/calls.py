@@ -102,7 +102,7 @@ def product_problem(d: Any, got: int, bound: dict[str, tuple[int, str]]) -> str 
 
 # The kinds of number a value without a dtype of its own (a Python number or list) may hold
 # to be converted to an input of each kind: float inputs take ints and floats, int inputs ints.
-_KINDS = {"f": "iuf", "i": "iu", "b": "b"}
+_KINDS = {"f": "iuf", "i": "iu", "u": "iu", "b": "b"}
 
 
 def convert(name: str, value: Any, dtype: str) -> np.ndarray:
@@ -120,7 +120,7 @@ def convert(name: str, value: Any, dtype: str) -> np.ndarray:
     want = np.dtype(dtype)
     if isinstance(value, np.ndarray | np.generic):
         a = np.asarray(value)
-        if want.kind == "i" and a.dtype.kind in "iu" and not _fits(a, dtype):
+        if want.kind in "iu" and a.dtype.kind in "iu" and not _fits(a, dtype):
             return _int_copy(a, dtype)
         return a  # of another dtype: `array_error` says so, after the other checks
     try:
@@ -132,7 +132,7 @@ def convert(name: str, value: Any, dtype: str) -> np.ndarray:
             f"expected {_a(dtype)} array, got {a.dtype} from {_a(type(value).__name__)}; "
             f"convert it with np.asarray({name}, dtype={dtype!r})"
         )
-    a = _int_copy(a, dtype) if want.kind == "i" else np.array(a, dtype=want)
+    a = _int_copy(a, dtype) if want.kind in "iu" else np.array(a, dtype=want)
     a.flags.writeable = False
     return a
 
@@ -203,6 +203,18 @@ def array_error(fn: str, name: str, a: np.ndarray, dtype: str, ndim: int, shape:
             f"{fn}(): argument {name!r} must be C-contiguous; pass np.ascontiguousarray({name})"
         )
     return ValueError(f"{fn}(): argument {name!r} must be aligned and in native byte order")
+
+
+def step_error(fn: str, steps: dict, stopped: int, value: int, bound: int) -> Exception:
+    """The error of a call stopped after step k (`stopped` = 2 k), or after steps k and k + 1
+    run at once (2 k + 1), one of `steps` (step -> what it computes), which met index `value`
+    for an axis of size `bound`: an index the model computed, so no argument could be checked
+    for it."""
+    from graphc.errors import InputError
+
+    k, pair = divmod(stopped, 2)
+    what = " or ".join(steps[j] for j in range(k, k + 1 + pair) if j in steps) or f"step {k}"
+    return InputError(f"{fn}(): {what}: index {value} is out of bounds for an axis of size {bound}")
 
 
 def index_error(

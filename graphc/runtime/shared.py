@@ -35,9 +35,9 @@ STEPS = tuple(
         "gemm_{}", "softmax_{}", "layer_norm_{}", "logsumexp_{}", "take_{}_l", "take_{}_i",
         "take_grad_{}_l", "take_grad_{}_i", "conv2d_{}", "conv2d_grad_input_{}",
         "conv2d_grad_weight_{}", "conv2d_tiled_{}", "max_pool2d_{}", "max_pool2d_grad_{}",
-        "max_pool2d_gather_{}", "avg_pool2d_{}", "avg_pool2d_grad_{}",
+        "max_pool2d_gather_{}", "avg_pool2d_{}", "avg_pool2d_grad_{}", "argsort_{}",
     )
-) + ("copy",)  # fmt: skip
+) + ("copy", "argsort_l")  # fmt: skip
 
 
 def header_dir() -> Path:
@@ -75,7 +75,7 @@ def source() -> str:
         )
     )
     digest = hashlib.sha256()
-    for name in ("graphc_rt.h", "graphc_rt.pxd"):
+    for name in ("graphc_rt.h", "graphc_math.h", "graphc_rt.pxd"):
         digest.update((header_dir() / name).read_bytes())
     return f"{text.rstrip()}\n# headers: sha256 {digest.hexdigest()}\n"
 

@@ -35,7 +35,18 @@ typedef struct {
     const Py_ssize_t* z;  /* the call's sizes */
     const double* f;      /* the function's float constants */
     const int32_t* a;     /* this step's operands: indices into v, then z, then f */
+    int64_t* fail;        /* set by gc_fail: the call stops after the step and raises */
 } gc_args;
+
+/* A kernel met an index it may not use (`value`, for an axis of `bound`): the call stops after
+   this step and raises an error naming the step; the kernel goes on, touching nothing outside
+   its arrays. The first of several (threads) is the one reported. */
+static inline GC_KERNEL void gc_fail(const gc_args* x, int64_t value, int64_t bound) {
+    if (__atomic_exchange_n(&x->fail[0], 1, __ATOMIC_RELAXED) == 0) {
+        x->fail[1] = value;
+        x->fail[2] = bound;
+    }
+}
 typedef void (*gc_kernel_fn)(const gc_args* x);
 typedef void (*gc_range_fn)(const void* ctx, Py_ssize_t lo, Py_ssize_t hi); /* the pool's */
 /* A kernel's parallel loop: its iterations lo to hi. */
@@ -404,5 +415,7 @@ static inline GC_KERNEL Py_ssize_t gc_end(Py_ssize_t off, Py_ssize_t s, Py_ssize
     Py_ssize_t t = n_in - off <= 0 ? 0 : (n_in - off + s - 1) / s;
     return t < n_out ? t : n_out;
 }
+
+#include "graphc_math.h" /* the other elementary functions, as branch-free as these */
 
 #endif

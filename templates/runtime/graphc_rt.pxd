@@ -12,6 +12,7 @@ cdef extern from "graphc_rt.h" nogil:
         const Py_ssize_t* z
         const double* f
         const int32_t* a
+        int64_t* fail
     ctypedef void (*gc_kernel_fn)(const gc_args* x) noexcept nogil
     ctypedef void (*gc_range_fn)(const void* ctx, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
     ctypedef void (*gc_loop_fn)(const gc_args* x, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
@@ -71,12 +72,38 @@ cdef extern from "graphc_rt.h" nogil:
         GC_CHUNKS
         GC_BLOCK
 
-    # the math a kernel's loops call (exp, log and tanh: graphc's own, vectorised)
+    # the math a kernel's loops call (exp, log, tanh and the transcendental functions below:
+    # graphc's own, vectorised; graphc_math.h)
     const double INFINITY
     const double NAN
     double exp "gc_exp" (double)
     double log "gc_log" (double)
     double tanh "gc_tanh" (double)
+    double expm1 "gc_expm1" (double)
+    double log1p "gc_log1p" (double)
+    double log2 "gc_log2" (double)
+    double exp2 "gc_exp2" (double)
+    double sin "gc_sin" (double)
+    double cos "gc_cos" (double)
+    double tan "gc_tan" (double)
+    double asin "gc_asin" (double)
+    double acos "gc_acos" (double)
+    double atan "gc_atan" (double)
+    double atan2 "gc_atan2" (double, double)
+    double sinh "gc_sinh" (double)
+    double cosh "gc_cosh" (double)
+    double asinh "gc_asinh" (double)
+    double acosh "gc_acosh" (double)
+    double atanh "gc_atanh" (double)
+    double floor(double)
+    double ceil(double)
+    double trunc(double)
+    double rint(double)
+    double copysign(double, double)
+    double fmod(double, double)
+    long long ifloordiv "gc_ifloordiv" (long long, long long)
+    long long imod "gc_imod" (long long, long long)
+    long long ipow "gc_ipow" (long long, long long)
     double sqrt(double)
     double erf "gc_erf" (double)
     double erfc "gc_erfc" (double)
@@ -86,6 +113,7 @@ cdef extern from "graphc_rt.h" nogil:
     float sqrtf(float)
     double fabs(double)
     double pow(double, double)
+    void gc_fail(const gc_args* x, int64_t value, int64_t bound)
     Py_ssize_t gc_first(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_out)
     Py_ssize_t gc_end(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_in, Py_ssize_t n_out)
     void* memset(void*, int, size_t)

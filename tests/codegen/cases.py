@@ -542,9 +542,19 @@ MODELS: dict[str, tuple[Callable[[str], Model], tuple[str, ...]]] = {
 
 def _family_models() -> dict[str, tuple[Callable[[str], Model], tuple[str, ...]]]:
     """The models of the op families with case modules of their own (they import this one)."""
-    from tests.codegen import cases_conv, cases_indexing, cases_scan
+    from tests.codegen import (
+        cases_conv,
+        cases_indexing,
+        cases_int,
+        cases_math,
+        cases_reductions,
+        cases_scan,
+        cases_spatial,
+    )
 
-    return {**cases_conv.MODELS, **cases_indexing.MODELS, **cases_scan.MODELS}
+    families = (cases_conv, cases_indexing, cases_math, cases_int, cases_reductions, cases_spatial,
+                cases_scan)  # fmt: skip
+    return {name: model for family in families for name, model in family.MODELS.items()}
 
 
 MODELS.update(_family_models())

@@ -83,6 +83,11 @@ def _pooled(x: tuple, kw: dict) -> tuple:
     return (*x[:2], *[(x[2 + a] + 2 * p[a] - k[a]) // s[a] + 1 for a in (0, 1)])
 
 
+def public(kw: dict) -> dict:
+    """Pooling keywords as the public functions take them (PyTorch's kernel_size)."""
+    return {("kernel_size" if k == "kernel" else k): v for k, v in kw.items()}
+
+
 def add_conv(m: Model, table: list[tuple[str, tuple, tuple, dict]]) -> None:
     for label, xs, ws, kw in table:
         ys, size = _geometry(xs, ws, kw)
@@ -111,11 +116,14 @@ def add_pool(m: Model, table: list[tuple[str, tuple, dict]], ties: bool = True) 
         m.case(
             f"max_pool2d[{label}]",
             "max_pool2d",
-            lambda x, kw=kw: gc.max_pool2d(x, **kw),
+            lambda x, kw=kw: gc.max_pool2d(x, **public(kw)),
             In(xs, distinct),
         )
         m.case(
-            f"avg_pool2d[{label}]", "avg_pool2d", lambda x, kw=kw: gc.avg_pool2d(x, **kw), In(xs)
+            f"avg_pool2d[{label}]",
+            "avg_pool2d",
+            lambda x, kw=kw: gc.avg_pool2d(x, **public(kw)),
+            In(xs),
         )
         m.case(
             f"avg_pool2d_grad[{label}]",

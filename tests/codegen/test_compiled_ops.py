@@ -91,7 +91,7 @@ def mismatches(what: str, got: np.ndarray, want: np.ndarray, dtype: str) -> list
     got, want = np.asarray(got), np.asarray(want)
     if got.dtype != want.dtype or got.shape != want.shape:
         return [f"{what}: got {got.dtype}{got.shape}, want {want.dtype}{want.shape}"]
-    if want.dtype == bool:
+    if want.dtype == bool or want.dtype.kind in "iu":  # ints and bools: exactly
         bad = got != want
     else:
         tol = TOL[dtype]

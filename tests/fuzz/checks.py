@@ -24,7 +24,8 @@ import graphc as gc
 from graphc.ir.graph import Value, operands
 from tests.models import central_diff
 
-KINK_UNARY = {"relu", "abs", "sign"}
+KINK_UNARY = {"relu", "abs", "sign", "elu", "leaky_relu", "copysign"}  # at 0 (copysign: in x)
+KINK_POINTS = {"hardsigmoid": (-3.0, 3.0), "hardswish": (-3.0, 3.0)}  # hardtanh: its params
 KINK_BINARY = {"maximum", "minimum", "less", "less_equal", "greater", "greater_equal", "equal",
                "not_equal"}  # fmt: skip
 POOLS = {"max_pool2d": 0, "max_pool2d_grad": 1, "max_pool2d_gather": 1}  # op -> operand x
@@ -50,7 +51,8 @@ def near_kinks(g: gc.Graph, feed: Mapping[str, np.ndarray], margin: float) -> li
     (but do not sit exactly on it); one line each."""
     G = g.nx
     kinked = [n for n, a in G.nodes(data=True)
-              if a["op"] in KINK_UNARY | KINK_BINARY | {"max"} | set(POOLS)]  # fmt: skip
+              if a["op"] in KINK_UNARY | KINK_BINARY | set(KINK_POINTS) | set(POOLS)
+              | {"max", "min", "hardtanh", "clip"}]  # fmt: skip
     if not kinked:
         return []
     probe = g.copy()
@@ -68,8 +70,20 @@ def near_kinks(g: gc.Graph, feed: Mapping[str, np.ndarray], margin: float) -> li
             elif a["op"] in KINK_BINARY:
                 x, y = np.broadcast_arrays(*args)
                 dist, scale = np.abs(x - y), np.maximum(np.abs(x), np.abs(y))
-            elif a["op"] == "max":
-                dist, scale = _gaps(args[0], a["params"]["axis"])
+            elif a["op"] in ("max", "min"):
+                x = args[0] if a["op"] == "max" else -args[0]
+                dist, scale = _gaps(x, a["params"]["axis"])
+            elif a["op"] in ("hardtanh", "clip", *KINK_POINTS):
+                x = args[0]
+                if a["op"] == "hardtanh":
+                    points = [a["params"]["min_val"], a["params"]["max_val"]]
+                elif a["op"] == "clip":
+                    points = [np.broadcast_to(b, x.shape) for b in args[1:]]
+                else:
+                    points = list(KINK_POINTS[a["op"]])
+                x = np.broadcast_to(x, np.broadcast_shapes(*(np.shape(q) for q in [x, *points])))
+                dist = np.min([np.abs(x - q) for q in points], axis=0)
+                scale = np.abs(x)
             else:
                 dist, scale = _pool_gaps(args[POOLS[a["op"]]], a["params"])
             close = (dist > 0) & (dist < margin * np.maximum(scale, 1.0))

@@ -132,7 +132,10 @@ for _name in (
     "tanh sigmoid exp log sqrt erf erfc gelu relu abs sign maximum minimum where cast equal "
     "not_equal sum mean max logsumexp softmax log_softmax layer_norm transpose swapaxes reshape "
     "broadcast_to take concat one_hot size conv2d max_pool2d avg_pool2d softmax_cross_entropy "
-    "mse_loss"
+    "mse_loss sin cos tan asin acos atan sinh cosh asinh acosh atanh expm1 exp2 log1p log2 "
+    "reciprocal rsqrt square softplus silu mish elu leaky_relu hardtanh hardsigmoid hardswish "
+    "logsigmoid softsign atan2 copysign fmod remainder clip min prod var std norm cumsum "
+    "cumprod logcumsumexp linrec shift gather scatter scatter_add pad"
 ).split():
     FUNCS[_name] = (getattr(gc, _name), f"gc.{_name}")
 
@@ -715,7 +718,9 @@ class _Maker:
             return self.call("transpose", x, perm, pos=pos)
         if op == "broadcast_to":
             lead = self.dims(self.between(0, 2), 1, 3) if len(sx) < 4 else ()
-            body = tuple(self.choice([1, 2, 3, "N"]) if d == 1 else d for d in sx)
+            bound = any(isinstance(it, Leaf) and "N" in it.shape for it in self.items)
+            sizes = [1, 2, 3, "N"] if bound else [1, 2, 3]  # N only where an input binds it
+            body = tuple(self.choice(sizes) if d == 1 else d for d in sx)
             target = (*lead, *body)
             if target == sx:
                 raise _Reject("nothing to broadcast")
@@ -902,11 +907,12 @@ class _Maker:
         stride: Any = None if self.flag() else (self.between(1, 2), self.between(1, 2))
         padding = tuple(self.between(0, k // 2) for k in kernel)
         kw_ = {"kernel": kernel, "stride": stride, "padding": padding}
+        public = {"kernel_size": kernel, "stride": stride, "padding": padding}  # PyTorch's name
         pos = self.info[x.i].pos
         form = self.choice(["max", "avg", "max_grad", "max_gather", "avg_grad"])
         if form in ("max", "avg"):
-            return self.call(f"{form}_pool2d", x, pos=pos, **kw_)
-        pooled = self.call("avg_pool2d", x, **kw_)
+            return self.call(f"{form}_pool2d", x, pos=pos, **public)
+        pooled = self.call("avg_pool2d", x, **public)
         if form == "max_gather":
             v = self.call("tanh", x) if self.flag() else x
             return self.call("max_pool2d_gather", v, x, **kw_)
@@ -990,9 +996,122 @@ class _Maker:
         again = self.call(item.fn, *item.args, pos=self.info[i].pos, **dict(item.kwargs))
         return self.call(self.choice(["add", "mul", "sub"]), Ref(i), again)
 
+    def step_math(self, x: Ref) -> Ref:
+        """The other elementwise functions, each on a domain where it is smooth."""
+        return self.elementwise(x, self.choice(
+            ["sin", "cos", "atan", "asinh", "square", "sinh", "cosh", "expm1", "exp2", "log1p",
+             "log2", "reciprocal", "rsqrt", "tan", "asin", "acos", "atanh", "acosh", "atan2",
+             "fmod", "remainder"]))  # fmt: skip
+
+    def step_activation(self, x: Ref) -> Ref:
+        """The activations (their kinks known to checks.near_kinks) and copysign."""
+        return self.elementwise(x, self.choice(
+            ["softsign", "logsigmoid", "silu", "mish", "softplus", "elu", "leaky_relu",
+             "hardtanh", "hardsigmoid", "hardswish", "clip", "copysign"]))  # fmt: skip
+
+    def elementwise(self, x: Ref, op: str) -> Ref:
+        if op in ("sinh", "cosh", "expm1", "exp2"):
+            return self.call(op, self.tame(x, EXP_LIMIT), pos=op in ("cosh", "exp2"))
+        if op in ("log1p", "log2", "reciprocal", "rsqrt"):
+            return self.call(op, self.positive(x), pos=op in ("reciprocal", "rsqrt"))
+        if op in ("tan", "asin", "acos", "atanh"):  # inside (-1, 1)
+            return self.call(op, self.call("mul", self.call("tanh", x), 0.9))
+        if op == "acosh":
+            return self.call(op, self.call("add", self.positive(x), 1.0, pos=True), pos=True)
+        if op == "hardtanh":
+            return self.call(op, x, min_val=self.choice([-1.0, -0.5]), max_val=1.0)
+        if op == "clip":
+            return self.call(op, x, self.choice([-1.0, None]), self.choice([0.5, 2.0]))
+        if op == "atan2":
+            return self.call(op, x, self.positive(self.partner(x)))
+        if op == "copysign":
+            return self.call(op, x, self.choice([-1.5, 2.0]))
+        if op == "fmod":  # |x| < 7: no jump
+            return self.call(op, self.tame(x, 3.0), 7.0)
+        if op == "remainder":  # 0 < x < 1.1 < y: no jump
+            a = self.call("add", self.call("sigmoid", x), 0.1, pos=True)
+            y = self.call("add", self.positive(self.partner(x)), 1.5, pos=True)
+            return self.call(op, a, y, pos=True)
+        return self.call(op, x, pos=op in ("softplus", "cosh"))
+
+    def step_stats(self, x: Ref) -> Ref:
+        """min, prod, var, std, norm and the scans."""
+        sx = self.shape(x)
+        op = self.choice(["min", "prod", "var", "std", "norm", "cumsum", "cumprod",
+                          "logcumsumexp", "linrec", "shift"])  # fmt: skip
+        if op in ("min", "prod", "var", "std", "norm"):
+            axis = self.axes(sx, only_ints=op != "prod")
+            if op == "min":
+                return self.call(op, x, axis=axis, keepdims=self.flag())
+            if op == "prod":
+                return self.call(op, self.tame(x, 1.5), axis=axis, keepdims=self.flag())
+            if op == "norm":
+                return self.call(op, x, self.choice([2, 3]), axis=axis, pos=True)
+            return self.call(op, x, axis=axis, correction=self.choice([0, 1]), pos=op == "std")
+        if not sx:
+            raise _Reject("a scan needs an axis")
+        axis = self.between(0, len(sx) - 1)
+        if op == "shift":
+            return self.call(op, x, axis, self.choice([-2, -1, 1, 2]), self.choice([0.0, 1.5]))
+        if op == "linrec":  # y = b + a shift(y), |a| < 1
+            a = self.call("mul", self.call("tanh", x), 0.9)
+            return self.call(op, a, x, axis=axis, reverse=self.flag())
+        base = self.tame(x, 1.5) if op == "cumprod" else x
+        return self.call(op, base, axis=axis, reverse=self.flag())
+
+    def step_gather(self, x: Ref) -> Ref:
+        """gather, scatter, scatter_add, advanced indexing (index, index_grad), pad and
+        pad_grad, over the int axes of x."""
+        sx = self.shape(x)
+        op = self.choice(["gather", "scatter", "scatter_add", "index", "pad"])
+        if op == "pad":
+            if not any(_is_int(d) and d >= 1 for d in sx):
+                raise _Reject("nothing to pad")
+            widths = tuple((self.between(0, 2), self.between(0, 2)) if _is_int(d) and d >= 1
+                           else (0, 0) for d in sx)  # fmt: skip
+            mode = self.choice(["constant", "reflect", "replicate", "circular", "symmetric"])
+            y = self.call("pad", x, widths, mode=mode, pos=self.info[x.i].pos and
+                          mode != "constant")  # fmt: skip
+            if self.flag() or self.shape(y) == sx:
+                return y
+            ct = self.call("tanh", y)
+            return self.call("apply", "pad_grad", ct, widths=widths, mode=mode, value=0.0,
+                             shape=sx)  # fmt: skip
+        if op == "index":
+            if len(sx) < 2 or not all(_is_int(d) and d >= 1 for d in sx[:2]):
+                raise _Reject("index takes two int axes here")
+            shape = self.choice([(2,), (3,), (2, 2)])
+            i = self.leaf(shape, "data", ("labels", sx[0]), "int64")
+            j = self.leaf(shape, "data", ("labels", sx[1]), "int64")
+            y = self.call("apply", "index", x, i, j, axis=0, pos=self.info[x.i].pos)  # x[i, j]
+            if self.flag():
+                return y
+            ct = self.call("tanh", y)
+            return self.call("apply", "index_grad", ct, i, j, shape=sx, axis=0)
+        if not sx or not all(_is_int(d) and d >= 1 for d in sx):
+            raise _Reject("needs int axes")
+        axis = self.between(0, len(sx) - 1)
+        n = sx[axis]
+        m = self.between(1, n)
+        rows = []
+        for _ in range(math.prod(d for k, d in enumerate(sx) if k != axis)):
+            if op == "scatter":  # one write per place: each source reaches the output
+                perm = self.draw(st.permutations(list(range(n))))
+                rows.append(perm[:m])
+            else:
+                rows.append(self.draw(st.lists(st.integers(-n, n - 1), min_size=m, max_size=m)))
+        moved = [d for k, d in enumerate(sx) if k != axis]
+        idx = np.moveaxis(np.array(rows).reshape(*moved, m), -1, axis)
+        if op == "gather":
+            return self.call(op, x, axis, idx, pos=self.info[x.i].pos)
+        src = self.leaf(idx.shape, "param")
+        return self.call(op, x, axis, idx, src)
+
+    # (the families of many ops are drawn more often)
     STEPS = ("unary", "binary", "scalar", "reduce", "matmul", "shape", "index", "where",
              "normalize", "concat", "take", "chain", "duplicate", "misc", "labels", "conv",
-             "pool", "slice_grad")  # fmt: skip
+             "pool", "slice_grad", "math", "math", "activation", "activation", "stats",
+             "stats", "gather", "gather")  # fmt: skip
 
     def step(self) -> None:
         kind = self.choice(self.STEPS)
@@ -1083,7 +1202,11 @@ OPS_DRAWN = frozenset(
     "where cast transpose reshape broadcast_to take take_grad slice slice_grad concat conv2d "
     "conv2d_grad_input conv2d_grad_weight max_pool2d max_pool2d_grad max_pool2d_gather "
     "avg_pool2d avg_pool2d_grad matmul sum mean max softmax log_softmax layer_norm "
-    "logsumexp scan scan_out".split()
+    "logsumexp sin cos tan asin acos atan sinh cosh asinh acosh atanh expm1 exp2 log1p log2 "
+    "reciprocal rsqrt square softplus silu mish elu leaky_relu hardtanh hardsigmoid hardswish "
+    "logsigmoid softsign atan2 copysign fmod remainder clip min prod var std norm cumsum "
+    "cumprod logcumsumexp linrec shift gather scatter scatter_add index index_grad pad "
+    "pad_grad scan scan_out".split()
 )
 
 

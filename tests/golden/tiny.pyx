@@ -121,7 +121,7 @@ cdef extern from *:
     """
     gc_function gc_forward
 
-FUNCTIONS["forward"] = rt.setup(&gc_forward, (1, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((-1, 'loss', 'float64', 0),), ('loss',), (), _CONSTS, ('N',)), gc_kernels)
+FUNCTIONS["forward"] = rt.setup(&gc_forward, (1, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((-1, 'loss', 'float64', 0),), ('loss',), ({},), _CONSTS, ('N',)), gc_kernels)
 
 
 def forward(*args, out=None, **kwargs):
@@ -159,7 +159,7 @@ cdef extern from *:
     """
     gc_function gc_value_and_grad
 
-FUNCTIONS["value_and_grad"] = rt.setup(&gc_value_and_grad, (2, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((0, 'loss', 'float64', 0), (1, 'w', 'float64', 1)), ('loss', 'w'), (), _CONSTS, ('N',)), gc_kernels)
+FUNCTIONS["value_and_grad"] = rt.setup(&gc_value_and_grad, (2, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((0, 'loss', 'float64', 0), (1, 'w', 'float64', 1)), ('loss', 'w'), ({},), _CONSTS, ('N',)), gc_kernels)
 
 
 def value_and_grad(*args, out=None, **kwargs):

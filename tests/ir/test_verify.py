@@ -99,7 +99,7 @@ CASES = {
         r"v2 \(tanh\) at hand.py:3: recorded shape",
     ),
     "bad role": (lambda G: G.nodes[1].update(role="weight"), GraphError, r"role must be"),
-    "bad dtype": (lambda G: G.nodes[1].update(dtype="int8"), GraphError, r"dtype 'int8'"),
+    "bad dtype": (lambda G: G.nodes[1].update(dtype="uint16"), GraphError, r"dtype 'uint16'"),
     "duplicate name": (lambda G: G.nodes[1].update(name="x"), GraphError, r"also used by v0"),
     "dangling output": (
         lambda G: G.graph["outputs"].update(bad=99),

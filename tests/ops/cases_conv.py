@@ -115,7 +115,7 @@ def np_max_pool(x: np.ndarray, k: tuple, s: tuple, p: tuple) -> np.ndarray:
 
 
 def first_max(x: np.ndarray, n: int, c: int, oh: int, ow: int, k, s, p) -> tuple[int, int]:
-    """The cell of x holding window (oh, ow)'s first maximum in row-major order: the first
+    """The cell of x holding window (oh, ow)'s first maximum in row-major order: the last
     NaN if there is one, else the first cell with the largest value (cells of x only)."""
     best = None
     for r in range(oh * s[0] - p[0], oh * s[0] - p[0] + k[0]):
@@ -123,7 +123,7 @@ def first_max(x: np.ndarray, n: int, c: int, oh: int, ow: int, k, s, p) -> tuple
             if not (0 <= r < x.shape[2] and 0 <= col < x.shape[3]):
                 continue
             v = x[n, c, r, col]
-            if best is None or (not math.isnan(best[0]) and (math.isnan(v) or v > best[0])):
+            if best is None or math.isnan(v) or (not math.isnan(best[0]) and v > best[0]):
                 best = (v, r, col)
     assert best is not None
     return best[1], best[2]
@@ -239,13 +239,13 @@ def _pool_cases(case: Callable[..., Any], table: list, dtypes: tuple = ()) -> li
         two = {**one, "dtypes": dtypes * 2, "domain": (normal(), distinct), "no_grad": (1,)}
         avg_grad = in_float64(lambda ct, g=g, size=xs[2:]: np_avg_pool_grad(ct, size, *g))
         out += [
-            case("max_pool2d", lambda x, kw=kw: gc.max_pool2d(x, **kw),
+            case("max_pool2d", lambda x, g=g: gc.max_pool2d(x, *g),
                  lambda x, g=g: np_max_pool(x, *g), xs, domain=(distinct,), **one),
             case("max_pool2d_grad", lambda ct, x, kw=kw: max_pool2d_grad(ct, x, **kw),
                  in_float64(lambda ct, x, g=g: np_max_pool_grad(ct, x, *g)), ys, xs, **two),
             case("max_pool2d_gather", lambda v, x, kw=kw: max_pool2d_gather(v, x, **kw),
                  lambda v, x, g=g: np_max_pool_gather(v, x, *g), xs, xs, **two),
-            case("avg_pool2d", lambda x, kw=kw: gc.avg_pool2d(x, **kw),
+            case("avg_pool2d", lambda x, g=g: gc.avg_pool2d(x, *g),
                  in_float64(lambda x, g=g: np_avg_pool(x, *g)), xs, **one),
             case("avg_pool2d_grad", lambda ct, kw=kw, size=xs[2:]: avg_pool2d_grad(ct, size, **kw),
                  avg_grad, ys, **one),

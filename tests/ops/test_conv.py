@@ -33,7 +33,7 @@ def test_max_pool_ties_go_to_the_first_maximum() -> None:
     """Row-major order within each window; overlapping windows add up at a shared argmax."""
     x = np.array([[[[1.0, 3.0, 3.0], [3.0, 2.0, 3.0], [0.0, 3.0, 1.0]]]])
     ct = np.array([[[[1.0, 10.0], [100.0, 1000.0]]]])
-    y, dx = _pool_grad("max_pool2d", x, ct, kernel=2, stride=1)
+    y, dx = _pool_grad("max_pool2d", x, ct, kernel_size=2, stride=1)
     np.testing.assert_array_equal(y, [[[[3.0, 3.0], [3.0, 3.0]]]])
     # windows: (0,0) -> x[0,1]; (0,1) -> x[0,1]; (1,0) -> x[1,0]; (1,1) -> x[1,2]
     np.testing.assert_array_equal(dx, [[[[0, 11, 0], [100, 0, 1000], [0, 0, 0]]]])
@@ -41,9 +41,9 @@ def test_max_pool_ties_go_to_the_first_maximum() -> None:
 
 def test_max_pool_nan_wins_and_takes_the_gradient() -> None:
     x = np.array([[[[1.0, NAN, 5.0, NAN], [NAN, 2.0, 0.0, 1.0]]]])
-    y, dx = _pool_grad("max_pool2d", x, np.array([[[[2.0, 3.0]]]]), kernel=2)
+    y, dx = _pool_grad("max_pool2d", x, np.array([[[[2.0, 3.0]]]]), kernel_size=2)
     np.testing.assert_array_equal(y, [[[[NAN, NAN]]]])
-    np.testing.assert_array_equal(dx, [[[[0, 2, 0, 3], [0, 0, 0, 0]]]])
+    np.testing.assert_array_equal(dx, [[[[0, 0, 0, 3], [2, 0, 0, 0]]]])  # the last NaN
 
 
 def test_max_pool_padding_is_never_the_argmax() -> None:
@@ -51,7 +51,7 @@ def test_max_pool_padding_is_never_the_argmax() -> None:
     a padding cell, also -inf) gets the gradient."""
     x = np.array([[[[-INF, -INF, 1.0], [-INF, -INF, 2.0]]]])
     y, dx = _pool_grad("max_pool2d", x, np.array([[[[1.0, 10.0], [100.0, 1000.0]]]]),
-                       kernel=2, padding=1)  # fmt: skip
+                       kernel_size=2, padding=1)  # fmt: skip
     np.testing.assert_array_equal(y, [[[[-INF, 1.0], [-INF, 2.0]]]])
     np.testing.assert_array_equal(dx, [[[[1, 0, 10], [100, 0, 1000]]]])
 
@@ -60,14 +60,14 @@ def test_avg_pool_counts_padding() -> None:
     """count_include_pad: every window is divided by kH*kW, padding cells included."""
     x = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
     ct = np.ones((1, 1, 2, 2))
-    y, dx = _pool_grad("avg_pool2d", x, ct, kernel=2, stride=2, padding=1)
+    y, dx = _pool_grad("avg_pool2d", x, ct, kernel_size=2, stride=2, padding=1)
     np.testing.assert_allclose(y, [[[[1 / 4, (2 + 3) / 4], [(4 + 7) / 4, (5 + 6 + 8 + 9) / 4]]]])
     np.testing.assert_allclose(dx, np.full((1, 1, 3, 3), 0.25))
 
 
 def test_avg_pool_overlapping_windows_add_up() -> None:
     x = np.zeros((1, 1, 3, 3))
-    _, dx = _pool_grad("avg_pool2d", x, np.ones((1, 1, 2, 2)), kernel=2, stride=1)
+    _, dx = _pool_grad("avg_pool2d", x, np.ones((1, 1, 2, 2)), kernel_size=2, stride=1)
     np.testing.assert_allclose(dx, [[[[1, 2, 1], [2, 4, 2], [1, 2, 1]]]] * np.array(0.25))
 
 
@@ -193,9 +193,9 @@ def test_conv2d_matches_pytorch(xs: tuple, ws: tuple, geo: Geometry) -> None:
 @pytest.mark.parametrize(
     "kw",
     [
-        {"kernel": 2},
-        {"kernel": (3, 2), "stride": 1, "padding": (1, 1)},
-        {"kernel": 3, "stride": (2, 1), "padding": 1},
+        {"kernel_size": 2},
+        {"kernel_size": (3, 2), "stride": 1, "padding": (1, 1)},
+        {"kernel_size": 3, "stride": (2, 1), "padding": 1},
     ],
 )
 def test_pooling_matches_pytorch(kind: str, kw: dict) -> None:
@@ -205,12 +205,12 @@ def test_pooling_matches_pytorch(kind: str, kw: dict) -> None:
     rng = np.random.default_rng(3)
     x = rng.integers(-2, 3, (2, 3, 7, 6)).astype(np.float64)
     k, s, p = (pair(kw.get(key, dflt)) for key, dflt in
-               (("kernel", 1), ("stride", kw["kernel"]), ("padding", 0)))  # fmt: skip
+               (("kernel_size", 1), ("stride", kw["kernel_size"]), ("padding", 0)))  # fmt: skip
     ct = rng.standard_normal((2, 3, *pool_out(x.shape[2:], k, s, p)))
     y, dx = _pool_grad(kind, x, ct, **kw)
     tx = torch.tensor(x, requires_grad=True)
-    stride = kw.get("stride", kw["kernel"])
-    ty = getattr(torch.nn.functional, kind)(tx, kw["kernel"], stride, kw.get("padding", 0))
+    stride = kw.get("stride", kw["kernel_size"])
+    ty = getattr(torch.nn.functional, kind)(tx, kw["kernel_size"], stride, kw.get("padding", 0))
     ty.backward(torch.tensor(ct))
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12)

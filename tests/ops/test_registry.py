@@ -463,9 +463,21 @@ CASES += [
 ]  # fmt: skip
 
 # The op families with case tables of their own.
-from tests.ops import cases_conv, cases_indexing, cases_scan  # noqa: E402
+from tests.ops import (  # noqa: E402
+    cases_conv,
+    cases_gather,
+    cases_indexing,
+    cases_int,
+    cases_math,
+    cases_reductions,
+    cases_scan,
+    cases_spatial,
+)
 
-CASES += cases_conv.cases(case) + cases_indexing.cases(case) + cases_scan.cases(case)
+FAMILIES = (cases_conv, cases_indexing, cases_math, cases_int, cases_reductions, cases_gather,
+            cases_spatial, cases_scan)  # fmt: skip
+for _family in FAMILIES:
+    CASES += _family.cases(case)
 
 _ids = [c.id for c in CASES]
 assert len(set(_ids)) == len(_ids), sorted({i for i in _ids if _ids.count(i) > 1})
@@ -528,6 +540,23 @@ def test_every_op_has_cases() -> None:
     assert {n for n, op in REGISTRY.items() if op.differentiable} <= with_grad
     without = {c.op for c in NO_GRAD_CASES}
     assert {n for n, op in REGISTRY.items() if not op.differentiable} <= without
+
+
+def test_importing_graphc_registers_every_op() -> None:
+    """A process that only imports graphc (a worker loading a graph's JSON) knows every op,
+    also those whose module the builders import only when called."""
+    import importlib
+    import pkgutil
+    import subprocess
+    import sys
+
+    import graphc.ops
+
+    for m in pkgutil.iter_modules(graphc.ops.__path__):
+        importlib.import_module(f"graphc.ops.{m.name}")
+    code = "import graphc; from graphc.ops.registry import REGISTRY; print(*sorted(REGISTRY))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert set(REGISTRY) - set(out.stdout.split()) == set()
 
 
 @by_id(CASES)
@@ -739,7 +768,8 @@ ILLEGAL: list[tuple[str, Callable[[gc.Graph], Any]]] = [
 ]  # fmt: skip
 
 
-ILLEGAL += cases_conv.ILLEGAL + cases_indexing.ILLEGAL
+for _family in FAMILIES:
+    ILLEGAL += _family.ILLEGAL
 
 
 @pytest.mark.parametrize("make", [m for _, m in ILLEGAL], ids=[i for i, _ in ILLEGAL])
