@@ -70,7 +70,8 @@ MODELS = {
     "chain2k": Model("chain2k", "2,000-node tanh(h * w) chain, a matmul every 4th block", 3.0),
     "chain20k": Model("chain20k", "20,000-node tanh(h * w) chain, a matmul every 4th block", 20.0),
     "params2k": Model("params2k", "2,000 blocks tanh(h * w_i), a scalar param each", 4.0),
-    "lstm": Model("lstm", "examples/lstm_adding.py: LSTM (hidden 32) unrolled 50 steps", 4.0),
+    "lstm": Model("lstm", "examples/lstm_adding.py: LSTM (hidden 32), a loop over any T", 4.0),
+    "lstm50": Model("lstm50", "the same LSTM unrolled over 50 steps (unroll=True)", 4.0),
     "transformer12": Model(
         "transformer12", "12 pre-norm encoder blocks, d = 256, 8 heads, sequence 64", 8.0
     ),
@@ -103,6 +104,13 @@ def graph(name: str):
         import lstm_adding
 
         return lstm_adding.graph()
+    if name == "lstm50":
+        g = gc.Graph("lstm50")
+        x = g.input("x", shape=("N", 50, 2), dtype="float32")
+        y = g.input("y", shape=("N", 1), dtype="float32")
+        h = gc.nn.lstm(x, 32, "lstm", unroll=True)
+        g.output("loss", gc.mse_loss(gc.nn.dense(h, 1, "out"), y))
+        return g
     if name == "transformer12":
         g = gc.Graph("transformer12")
         h = g.input("x", shape=("N", 64, 256))
@@ -154,7 +162,7 @@ def _peer_inputs(name: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {"x": rng.normal(size=(8, 3)), "y": rng.normal(size=(8, 2))}
     if name.startswith("chain") or name == "params2k":
         return {"x": rng.normal(size=(8, 8))}
-    if name == "lstm":
+    if name.startswith("lstm"):
         return {"x": rng.normal(size=(8, 50, 2)), "y": rng.normal(size=(8, 1))}
     return {"x": rng.normal(size=(2, 64, 256)), "y": rng.normal(size=(2, 64, 256))}
 
@@ -169,7 +177,7 @@ def _params(name: str) -> dict:
         return {"w": rng.normal(size=8), "W": rng.normal(size=(8, 8)) / 3}
     if name == "params2k":
         return {f"w{i}": np.array(rng.normal()) for i in range(2000)}
-    if name == "lstm":
+    if name.startswith("lstm"):
         hid = 32
         return {
             "Wx": rng.normal(size=(2, 4 * hid)) / 2, "Wh": rng.normal(size=(hid, 4 * hid)) / 6,
@@ -214,7 +222,7 @@ def _loss(name: str, L: Any) -> Callable:
             return h.sum()
 
         return params
-    if name == "lstm":
+    if name.startswith("lstm"):
 
         def lstm(p, d):
             hid = 32
