@@ -24,12 +24,12 @@ def test_call_overhead_quick_run(tmp_path):
 @pytest.mark.compiler
 def test_suite_quick_run(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "benchmarks.suite", "--quick", "--workloads", "seed,chain,cnn,gpt2",
+        [sys.executable, "-m", "benchmarks.suite", "--quick", "--workloads", "seed,chain,cnn",
          "--build-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
-    for key in ("seed", "chain", "cnn", "gpt2"):
+    for key in ("seed", "chain", "cnn"):
         assert f"== {key} ==" in r.stdout
     assert "== mlp ==" not in r.stdout
     assert "graphc value_and_grad" in r.stdout and "NumPy by hand" in r.stdout
@@ -60,6 +60,20 @@ def test_threads_quick_run():
     for workload in ("towers", "chain", "cnn"):
         assert f"\n{workload} " in r.stdout
     assert "--background 1" in r.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.compiler
+def test_suite_quick_run_of_the_gpts(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.suite", "--quick", "--workloads", "gpt2,gpt4,gpt128",
+         "--build-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    for key in ("gpt2", "gpt4", "gpt128"):
+        assert f"== {key} ==" in r.stdout
+    assert "MISMATCH" not in r.stdout
 
 
 @pytest.mark.compiler
