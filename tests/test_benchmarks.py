@@ -119,6 +119,7 @@ def test_gpt_workload_names_every_param_its_graph_has():
         assert gpt.wrt(cfg) == tuple(gc.nn.init_params(gpt.graph(cfg)))
 
 
+@pytest.mark.slow
 @pytest.mark.compiler
 def test_rnn_quick_run():
     r = subprocess.run(
