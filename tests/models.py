@@ -14,6 +14,7 @@ import graphc as gc
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_REFERENCE = ROOT.parent / "shared" / "reference" / "seed_network.json"
+REFERENCE_COPY = ROOT / "tests" / "reference" / "seed_network.json"
 
 # For tests that build modules themselves rather than through gc.compile.
 NEEDS_CC = pytest.mark.skipif(
@@ -38,20 +39,11 @@ def seed_net() -> gc.Graph:
 
 
 def seed_reference() -> dict:
-    """The published seed-network values: the shared reference file where it is present, else
-    the copy in the example (which a test checks against the file)."""
-    if SHARED_REFERENCE.is_file():
-        return json.loads(SHARED_REFERENCE.read_text())
-    import runpy
-
-    ns = runpy.run_path(str(ROOT / "examples" / "seed_network.py"))
-    inputs = {k: v.tolist() for k, v in ns["INPUTS"].items()}
-    ref = ns["REFERENCE"]
-    return {
-        "inputs": inputs,
-        "forward": {"loss": ref["loss"]},
-        "gradients": {k: ref[k] for k in ("W1", "b1", "W2", "b2")},
-    }
+    """The published seed-network values: the shared reference file where it is present (a
+    checkout beside the project's shared folder), else the project's copy of it
+    (tests/reference/, which a test checks against the file)."""
+    path = SHARED_REFERENCE if SHARED_REFERENCE.is_file() else REFERENCE_COPY
+    return json.loads(path.read_text())
 
 
 def seed_inputs() -> dict[str, np.ndarray]:

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from tests.models import ROOT, SHARED_REFERENCE, seed_inputs, seed_net, seed_reference
+from tests.models import (
+    REFERENCE_COPY,
+    ROOT,
+    SHARED_REFERENCE,
+    seed_inputs,
+    seed_net,
+    seed_reference,
+)
 
 REF = seed_reference()
 INPUTS = seed_inputs()
@@ -46,10 +53,17 @@ def test_example_builds_the_same_model_and_agrees():
 
     assert strip(ns["graph"]) == strip(seed_net())
     assert ns["main"]() == 0
-    if SHARED_REFERENCE.is_file():  # the example's embedded copy is the published one
-        assert ns["REFERENCE"]["loss"] == REF["forward"]["loss"]
-        for name in ("W1", "b1", "W2", "b2"):
-            np.testing.assert_array_equal(ns["REFERENCE"][name], REF["gradients"][name])
+    # the example's embedded copy is the published one
+    assert ns["REFERENCE"]["loss"] == REF["forward"]["loss"]
+    for name in ("W1", "b1", "W2", "b2"):
+        np.testing.assert_array_equal(ns["REFERENCE"][name], REF["gradients"][name])
+
+
+@pytest.mark.skipif(
+    not SHARED_REFERENCE.is_file(), reason="no shared reference folder beside the project"
+)
+def test_the_projects_copy_of_the_reference_is_the_published_file():
+    assert REFERENCE_COPY.read_bytes() == SHARED_REFERENCE.read_bytes()
 
 
 def test_symbolic_batch_gives_per_row_mean():
