@@ -29,8 +29,10 @@ def _agree(got: dict, want: dict, dtype: str) -> None:
 
 
 # The float32 models run through the same renderer as the float64 ones (the Python backend
-# computes in NumPy's float32 either way): slow, to keep the default run short.
-PY_KEYS = [pytest.param(k, marks=pytest.mark.slow) if k[1] == "float32" else k for k in VALUE_KEYS]
+# computes in NumPy's float32 either way), and the spatial model's Python loops take seconds
+# (conv covers its kernels): slow, to keep the default run short.
+PY_KEYS = [pytest.param(k, marks=pytest.mark.slow) if k[1] == "float32" or k[0] == "spatial"
+           else k for k in VALUE_KEYS]  # fmt: skip
 
 
 @pytest.mark.compiler

@@ -9,7 +9,7 @@ import pytest
 import graphc as gc
 
 pytestmark = pytest.mark.compiler
-N = 1 << 17
+N = 1 << 15
 LD = np.longdouble
 PI = 4 * np.arctan(LD(1))  # pi in long double (np.pi is a double's, 4e-17 off)
 _TWO_OVER_SQRT_PI = 2 / np.sqrt(PI)
