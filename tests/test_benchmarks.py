@@ -135,3 +135,18 @@ def test_rnn_quick_run():
             assert f"skipped {title}" in r.stdout
         else:
             assert f"skipped {title}" not in r.stdout
+
+
+@pytest.mark.compiler
+def test_train_step_quick_run():
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.train_step", "--quick", "--configs", "gpt2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "== gpt2 ==" in r.stdout and "graphc train_step" in r.stdout
+    assert "MISMATCH" not in r.stdout
+    if importlib.util.find_spec("torch") is None:
+        assert "PyTorch not importable" in r.stdout
+    else:
+        assert "Adam.step()" in r.stdout and "PyTorch not importable" not in r.stdout
