@@ -22,11 +22,11 @@ from graphc.codegen.scan import LOOP, Extra, lower_loop
 from graphc.errors import GraphError
 from graphc.ir.graph import Graph, operands
 from graphc.ir.printer import format_params
-from graphc.ir.shapes import INT_DTYPES, is_symbol, monomial, shape_symbols
+from graphc.ir.shapes import INT_DTYPES, ITEMSIZE, is_symbol, monomial, shape_symbols
 from graphc.ops.reductions import nonempty_dims
 from graphc.ops.registry import REGISTRY
 from graphc.passes.fuse import loop_op
-from graphc.passes.memory import ITEMSIZE, MemoryPlan
+from graphc.passes.memory import MemoryPlan
 from graphc.passes.scan_steps import is_loop
 from graphc.passes.schedule import Program
 

@@ -10,19 +10,8 @@ from typing import Any
 import numpy as np
 
 from graphc.codegen.records import Function
+from graphc.ir.shapes import ITEMSIZE
 
-ITEMSIZE = {
-    "float64": 8,
-    "float32": 4,
-    "bool": 1,
-    "int64": 8,
-    "int32": 4,
-    "int16": 2,
-    "int8": 1,
-    "uint8": 1,
-    "uint64": 8,
-    "uint32": 4,
-}
 SUFFIX = {"d": "float64", "s": "float32"}
 INDEX = {"l": "int64", "i": "int32"}
 

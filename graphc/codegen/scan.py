@@ -22,8 +22,9 @@ from typing import Any
 from graphc.codegen.kir import Bind, Repeat, Runtime, SizeExpr, Step
 from graphc.errors import GraphError
 from graphc.ir.graph import describe, operands
+from graphc.ir.shapes import ITEMSIZE
 from graphc.passes.fuse import fuse
-from graphc.passes.memory import DEFAULT_HINT, ITEMSIZE, MemoryPlan, Storage, plan_memory
+from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, Storage, plan_memory
 from graphc.passes.schedule import Program, schedule
 from graphc.passes.schedule import Step as ProgramStep
 from graphc.passes.verify_plan import verify_plan

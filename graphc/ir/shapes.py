@@ -21,6 +21,8 @@ Shape = tuple[Dim, ...]
 DTYPES = ("float64", "float32", "bool", "int64", "int32", "int16", "int8", "uint8")
 FLOAT_DTYPES = ("float64", "float32")
 INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8")  # no gradient (ops/integer.py)
+ITEMSIZE = {"float64": 8, "float32": 4, "bool": 1, "int64": 8, "int32": 4, "int16": 2, "int8": 1,
+            "uint8": 1}  # bytes per element of each dtype  # fmt: skip
 SHORT_DTYPE = {"float64": "f64", "float32": "f32", "bool": "bool", "int64": "i64", "int32": "i32",
                "int16": "i16", "int8": "i8", "uint8": "u8"}  # fmt: skip
 

@@ -25,23 +25,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from graphc.ir.graph import operands, without_gc
-from graphc.ir.shapes import Shape, dim_value, format_shape, shape_symbols
+from graphc.ir.shapes import ITEMSIZE, Shape, dim_value, format_shape, shape_symbols
 from graphc.ops.registry import REGISTRY
 from graphc.passes.fuse import internal_values
 from graphc.passes.liveness import Interval, liveness
 from graphc.passes.schedule import Program
 
 ALIGN = 64  # bytes; every slot starts on a cache line
-ITEMSIZE = {
-    "float64": 8,
-    "float32": 4,
-    "bool": 1,
-    "int64": 8,
-    "int32": 4,
-    "int16": 2,
-    "int8": 1,
-    "uint8": 1,
-}
 DEFAULT_HINT = 256  # the size each symbolic dim is assumed to have when ranking choices
 
 

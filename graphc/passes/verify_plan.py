@@ -12,21 +12,10 @@ from collections.abc import Callable
 
 from graphc.errors import PlanError
 from graphc.ir.graph import describe, operands, without_gc
-from graphc.ir.shapes import dim_value, shape_symbols
+from graphc.ir.shapes import ITEMSIZE, dim_value, shape_symbols
 from graphc.ops.registry import REGISTRY
 from graphc.passes.memory import MemoryPlan, Slot
 from graphc.passes.schedule import Program
-
-_ITEMSIZE = {
-    "float64": 8,
-    "float32": 4,
-    "bool": 1,
-    "int64": 8,
-    "int32": 4,
-    "int16": 2,
-    "int8": 1,
-    "uint8": 1,
-}
 
 
 def _roots(plan: MemoryPlan) -> Callable[[int], int]:
@@ -116,7 +105,7 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
         for n in sizes:
             env = envs[n]
             need = math.prod(dim_value(d, env) for d in a["shape"])
-            need *= _ITEMSIZE[a["dtype"]]
+            need *= ITEMSIZE[a["dtype"]]
             have = slot_of_id[st.ref].nbytes(env)
             if have < need:
                 raise PlanError(
