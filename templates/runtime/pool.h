@@ -8,8 +8,10 @@
 
    A helper the OS takes off its core in the middle of a piece still holds the caller up. When
    a caller has waited for helpers more than twice as long as it worked itself (a busy
-   machine), the module's jobs run on the caller alone for the next GC_BACKOFF_NS: on a
-   machine without a free core, one thread is the faster choice.
+   machine), the module's jobs run on the caller alone for a while: on a machine without a
+   free core, one thread is the faster choice. The while is GC_BACKOFF_MIN_NS after a lone
+   stall (a helper's core briefly taken), twice the last after each stall that follows, up
+   to GC_BACKOFF_MAX_NS, and halves again with each job the helpers do not hold up.
 
    After a job a helper polls for the next one for GC_SPIN_NS, then sleeps on a condition
    variable; a caller wakes the sleepers. A second call while a job runs (another Python
@@ -28,7 +30,8 @@
 #define GC_SPIN_NS 50000    /* a helper's polling after a job, before it sleeps */
 #define GC_YIELD_NS 50000   /* a caller's polling for running pieces before it yields */
 #define GC_STALL_NS 200000  /* waiting longer than this (and than twice the caller's work) */
-#define GC_BACKOFF_NS 200000000  /* ... makes the jobs of the next 0.2 s run alone */
+#define GC_BACKOFF_MIN_NS 2000000  /* ... makes the jobs of the next 2 ms run alone, */
+#define GC_BACKOFF_MAX_NS 200000000  /* ... up to 0.2 s after stall upon stall */
 
 #if defined(__x86_64__) || defined(__i386__)
 #define GC_RELAX() __builtin_ia32_pause()
@@ -57,6 +60,7 @@ static struct {
     uint64_t helped;    /* pieces run by helpers, ever (for tests and curious users) */
     uint64_t stalls;    /* times a caller waited too long for helpers (see above) */
     int64_t alone_until;  /* gc_now() before which jobs run on the caller alone */
+    int64_t backoff;      /* how long the next stall makes them run alone (0: the least) */
 } gc_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 static int64_t gc_now(void) {
@@ -183,11 +187,26 @@ static void gc_run(const gc_task* tasks, int ntasks, int threads) {
         if (!worked) worked = now;
         else if (now - worked > GC_YIELD_NS) sched_yield();  /* a helper may need this core */
     }
+    /* the caller holds the pool: `backoff` is its own to update */
+    int64_t backoff = gc_pool.backoff < GC_BACKOFF_MIN_NS ? GC_BACKOFF_MIN_NS : gc_pool.backoff;
     if (worked && now - worked > GC_STALL_NS && now - worked > 2 * (worked - start)) {
         __atomic_add_fetch(&gc_pool.stalls, 1, __ATOMIC_RELAXED);
-        __atomic_store_n(&gc_pool.alone_until, now + GC_BACKOFF_NS, __ATOMIC_RELAXED);
+        __atomic_store_n(&gc_pool.alone_until, now + backoff, __ATOMIC_RELAXED);
+        gc_pool.backoff = backoff < GC_BACKOFF_MAX_NS / 2 ? 2 * backoff : GC_BACKOFF_MAX_NS;
+    } else {
+        gc_pool.backoff = backoff / 2;
     }
     __atomic_store_n(&gc_pool.busy, 0, __ATOMIC_RELEASE);
+}
+
+/* The cores this process may run on. */
+static int gc_cores(void) {
+#ifdef CPU_COUNT
+    cpu_set_t cores;
+    if (sched_getaffinity(0, sizeof cores, &cores) == 0) return CPU_COUNT(&cores);
+#endif
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 1;
 }
 
 /* The threads a module starts with: $GRAPHC_NUM_THREADS when it is set (-1 when it is not a
@@ -201,10 +220,5 @@ static int gc_default_threads(void) {
         while (isspace((unsigned char)*s)) s++;
         return *s ? -1 : (int)n;
     }
-#ifdef CPU_COUNT
-    cpu_set_t cores;
-    if (sched_getaffinity(0, sizeof cores, &cores) == 0) return CPU_COUNT(&cores);
-#endif
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    return online > 0 ? (int)online : 1;
+    return gc_cores();
 }

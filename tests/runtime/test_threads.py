@@ -123,3 +123,54 @@ def test_independent_steps_run_at_once_with_the_bits_of_one_thread(tmp_path):
     np.testing.assert_allclose(alone[0]["loss"], want[0]["loss"], rtol=1e-12)
     for k in "ac":
         np.testing.assert_allclose(alone[1][k], want[1][k], rtol=1e-10, atol=1e-14)
+
+
+def _openblas_threads():
+    """(get, set) of the thread setting of NumPy's bundled OpenBLAS, or None without one."""
+    import ctypes
+    import glob
+
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs",
+                                  "libscipy_openblas64_*.so"))  # fmt: skip
+    if not libs:
+        return None
+    lib = ctypes.CDLL(libs[0])
+    return lib.scipy_openblas_get_num_threads64_, lib.scipy_openblas_set_num_threads64_
+
+
+@pytest.mark.parametrize("shape", [(600, 300, 200), (64, 2000, 300), (333, 77, 901)])
+def test_large_products_are_shared_in_pieces_with_the_bits_of_one_thread(tmp_path, shape):
+    """A product large enough for BLAS's threads is cut into the same pieces on any number
+    of threads; graphc's threads share them and OpenBLAS's setting is put back after."""
+    m_, k_, n_ = shape
+    g = gc.Graph("pieces")
+    a = g.input("a", shape=(m_, k_))
+    b = g.input("b", shape=(k_, n_))
+    g.output("loss", gc.sum(gc.tanh(a @ b)))
+    m = gc.compile(g, wrt=["a", "b"], out_dir=tmp_path)
+    rng = np.random.default_rng(3)
+    inputs = {"a": rng.normal(size=(m_, k_)) / 10, "b": rng.normal(size=(k_, n_)) / 10}
+    blas = _openblas_threads()
+    if blas is None:
+        pytest.skip("NumPy's bundled OpenBLAS is not loaded: BLAS runs products its own way")
+    get, set_ = blas
+    saved = get()
+    try:
+        set_(1)  # OpenBLAS's own setting makes no difference to the bits
+        m.module.set_num_threads(1)
+        alone = m.value_and_grad(**inputs)
+        assert get() == 1
+        set_(2)
+        m.module.set_num_threads(2)
+        before = m.module.thread_stats()[1]
+        for _ in range(5):
+            assert _same(m.value_and_grad(**inputs), alone)
+        assert m.module.thread_stats()[1] > before, "no helper ever took a piece"
+        assert get() == 2, "OpenBLAS's thread setting was not put back"
+    finally:
+        set_(saved)
+        m.module.set_num_threads(os.cpu_count() or 1)
+    want = gc.value_and_grad(g, inputs, of="loss", wrt=["a", "b"])
+    np.testing.assert_allclose(alone[0]["loss"], want[0]["loss"], rtol=1e-12)
+    for k in "ab":
+        np.testing.assert_allclose(alone[1][k], want[1][k], rtol=1e-10, atol=1e-13)
