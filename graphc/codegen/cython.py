@@ -371,11 +371,12 @@ def _elements(values: tuple) -> str:
 
 
 class _Data:
-    """The module's long Python literals (the specs of thousands of arguments): each is
-    `_D[k]`, element k of one tuple the module reads at import from a C string (base64, then
-    ast.literal_eval). Cython writes a literal tuple as code that builds it, and a string
-    constant three times over (compressed two ways, and as an array of characters): C the
-    compiler takes seconds over, where a C string is one token."""
+    """The module's long Python literals (the specs of thousands of arguments, the elements of
+    a large constant such as a causal mask): each is `_D[k]`, element k of one tuple the
+    module reads at import from a C string (base64, then ast.literal_eval). Cython writes a
+    literal tuple or list as code that builds it, and a string constant three times over
+    (compressed two ways, and as an array of characters): C the compiler takes seconds over
+    (a 128 x 128 mask took gcc 6 s), where a C string is one token."""
 
     def __init__(self) -> None:
         self.texts: list[str] = []
@@ -455,7 +456,7 @@ def module_view(m: Module, runtime_key: str, runtime_options: dict) -> SimpleNam
         runtime_options=_python(runtime_options),
         consts=[
             SimpleNamespace(
-                elements=_elements(c.values),
+                elements=data.value(_elements(c.values)),
                 dtype=c.dtype,
                 shape=_python(c.shape),
                 comment=c.comment,

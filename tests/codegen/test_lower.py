@@ -106,3 +106,20 @@ def test_a_module_of_many_arguments_reads_its_long_literals_at_import(tmp_path) 
         ValueError, match=r"argument 'w7': expected 0 dimensions \(\), got shape \(1,\)"
     ):
         m.forward(**(inputs | {"w7": np.ones(1)}))
+
+
+@pytest.mark.compiler
+def test_a_large_constant_is_read_at_import_not_built_by_code(tmp_path) -> None:
+    """Its elements go to the data string too: as a list literal in the source, gcc took
+    seconds over the code Cython writes to build it (a GPT's causal mask)."""
+    mask = np.triu(np.full((64, 64), -1e30), 1) + np.arange(64) / 7  # not one value repeated
+    g = gc.Graph("masked")
+    x = g.input("x", shape=("N", 64, 64))
+    g.output("loss", gc.sum(gc.softmax(x + g.const(mask), axis=-1) ** 2))
+    m = gc.compile(g, wrt=["x"], out_dir=tmp_path)
+    assert "np.array(_D[" in m.source and "-1e+30, -1e+30" not in m.source
+    inputs = {"x": np.random.default_rng(4).normal(size=(2, 64, 64))}
+    outs, grads = m.value_and_grad(**inputs)
+    want_outs, want_grads = gc.value_and_grad(g, inputs, of="loss", wrt=["x"])
+    np.testing.assert_allclose(outs["loss"], want_outs["loss"], rtol=1e-12)
+    np.testing.assert_allclose(grads["x"], want_grads["x"], rtol=1e-10, atol=1e-15)
