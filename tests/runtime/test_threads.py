@@ -174,3 +174,36 @@ def test_large_products_are_shared_in_pieces_with_the_bits_of_one_thread(tmp_pat
     np.testing.assert_allclose(alone[0]["loss"], want[0]["loss"], rtol=1e-12)
     for k in "ab":
         np.testing.assert_allclose(alone[1][k], want[1][k], rtol=1e-10, atol=1e-13)
+
+
+def test_a_large_call_lets_other_python_threads_run(tmp_path):
+    """A call of more than a few microseconds lets the GIL go (a small one keeps it: taking
+    it back would cost more than the call). With a switch interval longer than the calls,
+    the main thread runs before the calls end only if a call lets the GIL go."""
+    g = gc.Graph("gil")
+    x = g.input("x", shape=("N",))
+    g.output("y", gc.sum(gc.tanh(x) * gc.exp(-x * x)))
+    m = gc.compile(g, functions=["forward"], out_dir=tmp_path)
+    big = {"x": np.random.default_rng(0).normal(size=4_000_000)}
+    assert float(m.forward(x=np.ones(8))["y"]) == pytest.approx(8 * np.tanh(1) * np.exp(-1))
+    started, done = threading.Event(), threading.Event()
+
+    def calls():
+        started.set()
+        for _ in range(3):
+            m.forward(**big)
+        done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(30.0)
+    try:
+        worker = threading.Thread(target=calls)
+        worker.start()
+        started.wait()
+        counted = 0
+        while not done.is_set() and counted < 100_000:
+            counted += 1
+        worker.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert counted == 100_000, "the main thread did not run while the calls ran"
