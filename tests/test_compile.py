@@ -236,7 +236,7 @@ def test_load_and_plain_import(seed, out_dir):
     gc.compile(seed_net(), out_dir=out_dir)  # a cache hit publishes this build as the latest
     m = gc.load(out_dir / "seed_net")
     np.testing.assert_allclose(m.forward(**INPUTS)["loss"], REF["forward"]["loss"], rtol=1e-12)
-    assert m.source.startswith("# cython:") and "def value_and_grad" in m.source
+    assert m.source.startswith("# cython:") and "value_and_grad = _rt.function(" in m.source
     code = (
         "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import seed_net; "
         "print(seed_net.MODEL, seed_net.forward(np.full((2, 3), 0.5), np.ones((2, 2)), "
@@ -328,7 +328,7 @@ def test_source_is_deterministic_across_processes():
         ).stdout
         for s in (1, 2)
     ]
-    assert runs[0] == runs[1] and "def value_and_grad" in runs[0]
+    assert runs[0] == runs[1] and "value_and_grad = _rt.function(" in runs[0]
 
 
 def test_source_is_readable(seed):
@@ -369,7 +369,7 @@ def test_cli_dump_stages(tmp_path, capsys):
         assert main(["compile", seed_file, "--out", str(tmp_path), "--dump", stage]) == 0
     out = capsys.readouterr().out
     assert "graph seed_net {" in out and "# backward" in out and "buf0" in out
-    assert "def forward(" in out
+    assert "forward = _rt.function(" in out
 
 
 def test_cli_shape_error_exits_nonzero_naming_the_line(tmp_path):

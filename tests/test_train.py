@@ -184,7 +184,7 @@ def test_train_step_updates_in_place_with_no_copies(modules: dict) -> None:
     """The update loops write over the param and state arrays (no gradient array returned,
     no copy back): the generated source takes their pointers from the arguments."""
     cm = modules[repr(OPTIMIZERS[0])]
-    src = cm.source[cm.source.index("def train_step") :]
+    src = cm.source[cm.source.index("train_step = _rt.function(") :]
     assert "memcpy" not in src.split("return")[0]
     assert "dloss/d" not in src.split("return")[-1]
     params, batch = data()

@@ -1,9 +1,10 @@
 /* graphc's runtime ABI: what the runtime (one extension, built once per graphc version,
    compiler, flags and CPU) and every model module share. A model module holds only its own
    code: its kernels, and each function's tables (arguments, outputs, memory, program). It
-   takes the runtime's `gc_api` from a capsule when it is imported, and its functions hand
-   their tables to `api->call`, which checks the arguments, lays out the call's memory, runs
-   the program's steps and returns the outputs.
+   takes the runtime's `gc_api` from a capsule when it is imported, hands each function's
+   tables to `api->setup`, and offers the function object the runtime makes of them
+   (function.h), whose calls check the arguments, lay out the call's memory, run the
+   program's steps and return the outputs.
 
    A step's kernel gets `gc_args`: the call's values (a pointer per value), sizes and floats,
    and the step's operands, indices into those three, in the order the kernel documents. */
@@ -15,7 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define GC_ABI 2 /* raised whenever anything below changes meaning */
+#define GC_ABI 3 /* raised whenever anything below changes meaning */
 
 /* Kernels, the functions that do the arithmetic, are GC_KERNEL: a build may optimise them
    harder than the Python-facing rest (graphc/runtime/build.py says how). */
@@ -72,7 +73,7 @@ enum { GC_ALONE = 1, GC_BESIDE = 2 }; /* one thread whatever its size; runs besi
 #define GC_BLOCK 64    /* elements whose terms are stored, then added in order */
 #define GC_MAX_SUMS 32 /* sums of one Reduce at most */
 
-/* A function of a model module (forward, value_and_grad, ...): what `api->call` reads. The
+/* A function of a model module (forward, value_and_grad, ...): what a call reads. The
    size expressions are rows `coef, div, n, s1 .. sn`: coef * sym[s1] * .. * sym[sn] / div. */
 typedef struct {
     const char* name;
@@ -128,8 +129,6 @@ typedef struct {
 
 typedef struct {
     int abi;
-    /* fn(*args, out=out, **kwargs) */
-    PyObject* (*call)(gc_function* fn, PyObject* args, PyObject* kwargs, PyObject* out);
     /* fn(x, lo, hi) over 0 <= lo < hi <= n, in pieces of `chunk` shared among the threads
        when `work` (elements) is large */
     void (*parallel)(gc_loop_fn fn, const gc_args* x, Py_ssize_t n, Py_ssize_t chunk,

@@ -124,9 +124,7 @@ cdef extern from *:
 FUNCTIONS["forward"] = rt.setup(&gc_forward, (1, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((-1, 'loss', 'float64', 0),), ('loss',), ({},), _CONSTS, ('N',)), gc_kernels)
 
 
-def forward(*args, out=None, **kwargs):
-    """forward(*inputs, out=None, **inputs) -> dict of the model's outputs. out: a dict like the one returned, whose arrays are filled instead of new ones."""
-    return rt.call(&gc_forward, args, kwargs, out)
+forward = _rt.function(FUNCTIONS["forward"], "forward", """forward(*inputs, out=None, **inputs) -> dict of the model's outputs. out: a dict like the one returned, whose arrays are filled instead of new ones.""")
 
 
 # ---- value_and_grad --------------------------------------------------------------------------
@@ -162,6 +160,4 @@ cdef extern from *:
 FUNCTIONS["value_and_grad"] = rt.setup(&gc_value_and_grad, (2, ('x', 'w'), (), (('x', 'float64', '(N, 2)', ('N', 2), False), ('w', 'float64', '(2,)', (2,), False)), ((0, 'loss', 'float64', 0), (1, 'w', 'float64', 1)), ('loss', 'w'), ({},), _CONSTS, ('N',)), gc_kernels)
 
 
-def value_and_grad(*args, out=None, **kwargs):
-    """value_and_grad(*inputs, out=None, **inputs) -> (outputs, grads): grads keyed by the names of the inputs differentiated. out: a pair like the one returned, whose arrays are filled instead of new ones."""
-    return rt.call(&gc_value_and_grad, args, kwargs, out)
+value_and_grad = _rt.function(FUNCTIONS["value_and_grad"], "value_and_grad", """value_and_grad(*inputs, out=None, **inputs) -> (outputs, grads): grads keyed by the names of the inputs differentiated. out: a pair like the one returned, whose arrays are filled instead of new ones.""")
