@@ -198,6 +198,7 @@ def internal_values(prog: Program) -> set[int]:
     """Values of fused steps that only their own step reads and that are not outputs: they live
     in a scalar of the loop and need no storage."""
     G = prog.graph.nx
+    nodes, succ, step_of = G._node, G._succ, prog.step_of
     outputs = set(prog.outputs.values())
     out = set()
     for s in prog.steps:
@@ -207,8 +208,8 @@ def internal_values(prog: Program) -> set[int]:
         for n in s.nodes:
             if (
                 n not in outputs
-                and G._node[n]["op"] not in REDUCTIONS
-                and all(v in mine for v in G.successors(n) if v in prog.step_of)
+                and nodes[n]["op"] not in REDUCTIONS
+                and all(v in mine for v in succ[n] if v in step_of)
             ):
                 out.add(n)
     return out
