@@ -116,7 +116,7 @@ def ancestors(G: nx.MultiDiGraph, nodes: Iterable[int]) -> set[int]:
 def topo_order(G: nx.MultiDiGraph) -> list[int]:
     """A deterministic topological order: by id when ids increase along every edge (as for
     every graph the builder makes), else networkx's lexicographical topological sort."""
-    if all(u < v for u, nbrs in G._succ.items() for v in nbrs):
+    if all(not nbrs or min(nbrs) > u for u, nbrs in G._succ.items()):
         return sorted(G._node)
     return list(nx.lexicographical_topological_sort(G))
 
@@ -344,11 +344,12 @@ class Graph:
 
     def input_ids(self, role: str | None = None) -> dict[str, int]:
         """Input name -> node id, in declaration (id) order; `role` filters data/param."""
-        return {
-            d["name"]: n
-            for n, d in sorted(self.nx.nodes(data=True))
+        found = [
+            (n, d)
+            for n, d in self.nx._node.items()
             if d.get("op") == "input" and (role is None or d.get("role") == role)
-        }
+        ]
+        return {d["name"]: n for n, d in sorted(found, key=lambda nd: nd[0])}
 
     @property
     def next_id(self) -> int:

@@ -155,11 +155,13 @@ def _demand_order(G, nodes: list[int], section) -> list[int]:
 
 def _memory_order(G, nodes: list[int], keep: set[int], section, size_hint: int) -> list[int]:
     """List scheduling that keeps live bytes low; ties go to the smaller id (deterministic)."""
-    from graphc.passes.memory import value_bytes
+    from graphc.passes.memory import bytes_at
 
     in_steps = set(nodes)
-    sizes = {d: size_hint for n in nodes for d in shape_symbols(G._node[n]["shape"])}
-    nbytes = {n: value_bytes(G._node[n]["shape"], G._node[n]["dtype"], sizes) for n in nodes}
+    nodes_ = G._node
+    shapes = dict.fromkeys(nodes_[n]["shape"] for n in nodes)
+    sized = bytes_at({d: size_hint for shape in shapes for d in shape_symbols(shape)})
+    nbytes = {n: sized(nodes_[n]["shape"], nodes_[n]["dtype"]) for n in nodes}
     args = {n: [u for u in dict.fromkeys(operands(G, n)) if u in in_steps] for n in nodes}
     users: dict[int, list[int]] = {n: [] for n in nodes}
     for n in nodes:
@@ -167,15 +169,15 @@ def _memory_order(G, nodes: list[int], keep: set[int], section, size_hint: int) 
             users[u].append(n)
     waiting = {n: len(args[n]) for n in nodes}  # operands not yet computed
     pending = {n: len(users[n]) for n in nodes}  # consumers not yet scheduled
-
-    def delta(n: int) -> int:
-        freed = sum(nbytes[u] for u in args[n] if pending[u] == 1 and u not in keep)
-        return nbytes[n] - freed
-
     rank = {"forward": 0, "backward": 1, "update": 2}
+    rank_of = {n: rank[section(n)] for n in nodes}
 
     def entry(n: int) -> tuple:  # a later section waits until no step of an earlier one is ready
-        return (rank[section(n)], delta(n), n)
+        freed = 0  # the bytes n frees: operands it is the last consumer of
+        for u in args[n]:
+            if pending[u] == 1 and u not in keep:
+                freed += nbytes[u]
+        return (rank_of[n], nbytes[n] - freed, n)
 
     ready = [entry(n) for n in nodes if waiting[n] == 0]
     heapq.heapify(ready)
