@@ -92,6 +92,12 @@ def _operands(G: nx.MultiDiGraph, n: int) -> tuple[int, ...]:
         ((u, keys),) = preds.items()
         if len(keys) == 1:
             return (u,)
+    elif len(preds) == 2:  # two operands, each read once
+        (u, ku), (v, kv) = preds.items()
+        if len(ku) == 1 and len(kv) == 1:
+            (pu,) = ku.values()
+            (pv,) = kv.values()
+            return (u, v) if (pu["port"], u) < (pv["port"], v) else (v, u)
     edges = sorted((d["port"], u) for u, keys in G._pred[n].items() for d in keys.values())
     return tuple(u for _, u in edges)
 

@@ -160,7 +160,7 @@ def simplify(g: Graph | nx.MultiDiGraph) -> Graph:
     b = _Builder(src)
     new: dict[int, int] = {}
     for n in topo_order(src.nx):
-        a = src.nx.nodes[n]
+        a = src.nx._node[n]
         if a["op"] == "input":
             add_node(b.G, n, dict(a))
             new[n] = n
