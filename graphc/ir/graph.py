@@ -205,11 +205,16 @@ class Graph:
         """A parameter: an input that `grad` differentiates with respect to by default."""
         return self._leaf(name, shape, dtype, "param")
 
-    def _leaf(self, name: str, shape: Sequence[Any], dtype: str, role: str) -> Value:
+    def _leaf(
+        self, name: str, shape: Sequence[Any], dtype: str, role: str,
+        taken: Mapping[str, int] | None = None,
+    ) -> Value:  # fmt: skip
+        """A new input. `taken`: the graph's inputs (name -> id), when the caller keeps them
+        (a pass adding thousands of inputs: finding them costs a walk over every node)."""
         loc = self._loc or _here()
         if not is_symbol(name) or keyword.iskeyword(name):
             raise GraphError(f"{role} name {name!r} at {loc} must be an ASCII Python identifier")
-        if name in (ids := self.input_ids()):
+        if name in (ids := self.input_ids() if taken is None else taken):
             raise GraphError(
                 f"{role} name {name!r} at {loc} is already used by {describe(self.nx, ids[name])}"
                 "; give each input its own name"

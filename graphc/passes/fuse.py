@@ -187,14 +187,16 @@ def fuse(prog: Program) -> Program:
     groups = [[dataclasses.replace(prog.steps[t], section=prog.steps[0].section)] for t in first]
     open_group: _Group | None = None
     skip = set(first)
+    step_of = prog.step_of
     for t, step in enumerate(prog.steps):
         if t in skip:
             continue
         n = step.node
-        if open_group is not None and loop_op(G, n) and open_group.joins(G, n, prog.step_of):
+        looping = loop_op(G, n)
+        if open_group is not None and looping and open_group.joins(G, n, step_of):
             open_group.add(G, step)
             continue
-        open_group = _Group.of(G, step) if loop_op(G, n) else None
+        open_group = _Group.of(G, step) if looping else None
         groups.append(open_group.steps if open_group else [step])
 
     def merged(g: list[Step]) -> Step:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+import networkx as nx
+
 from graphc.errors import GraphError
 from graphc.ir.graph import Graph, ancestors, operands, topo_order, without_gc
 from graphc.ir.shapes import shape_symbols
@@ -107,8 +109,7 @@ def schedule(
         if name not in all_outputs:
             raise GraphError(f"graph {g.name!r} has no output {name!r}")
     targets = {all_outputs[name] for name in outputs}
-    needed = ancestors(G, targets)
-    nodes = [n for n in topo_order(G) if n in needed and G._node[n]["op"] not in ("input", "const")]
+    nodes = _needed(G, targets)
 
     def section(n: int) -> str:
         if update_from is not None and n >= update_from:
@@ -126,6 +127,20 @@ def schedule(
     from graphc.passes.scan_steps import group_scans
 
     return group_scans(prog)  # a loop's results are computed in the loop's step
+
+
+def _needed(G, targets: set[int]) -> list[int]:
+    """The nodes computing `targets`, but for inputs and constants, in topological order; a
+    frozen graph remembers them for each set of targets (each function is scheduled twice)."""
+    known = G.__dict__.get("_needed") if nx.is_frozen(G) else None
+    key = frozenset(targets)
+    if known is not None and key in known:
+        return list(known[key])
+    needed = ancestors(G, targets)
+    nodes = [n for n in topo_order(G) if n in needed and G._node[n]["op"] not in ("input", "const")]
+    if nx.is_frozen(G):
+        G.__dict__.setdefault("_needed", {})[key] = tuple(nodes)
+    return nodes
 
 
 def _demand_order(G, nodes: list[int], section) -> list[int]:
