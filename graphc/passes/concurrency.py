@@ -70,7 +70,9 @@ def pair_independent(prog: Program, size_hint: int, least: int = CONCURRENT_MIN)
         return prog
     paired = {order[k] for k in range(len(order) - 1) if order[k + 1] in taken}
     new = tuple(dataclasses.replace(steps[t], beside=t in paired) for t in order)
-    return dataclasses.replace(prog, steps=new)
+    out = dataclasses.replace(prog, steps=new)
+    out.__dict__["_reads"] = tuple(reads[t] for t in order)  # the same steps' (a cached_property)
+    return out
 
 
 def pairs(prog: Program) -> list[tuple[int, int]]:

@@ -153,10 +153,11 @@ def _by_schedule(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], 
     sizes: list[int] = []
     in_place: set[int] = set()
     dying_at, dying = None, []  # a step, and the arena values it reads last (operand order)
+    reads = prog._reads
     for v in sorted(values, key=lambda v: (iv[v].start, v)):
         t = iv[v].start  # v's step: what it reads is prog.operands_of(v)
         if t != dying_at:
-            dying_at, dying = t, [x for x in prog.reads(t) if x in slot_of and iv[x].end == t]
+            dying_at, dying = t, [x for x in reads[t] if x in slot_of and iv[x].end == t]
         while busy and busy[0][0] < t:
             _, k, last = heapq.heappop(busy)
             if slots[k][-1] != last:
@@ -277,7 +278,7 @@ def _by_size(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], set[
         if iv[q].end != t:
             return False
         if t not in reads:
-            reads[t] = set(prog.reads(t))
+            reads[t] = set(prog._reads[t])
         return q in reads[t] and overwrite(p, q)
 
     def fits(v: int, k: int) -> bool:

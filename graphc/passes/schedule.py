@@ -57,6 +57,9 @@ class Program:
         G = self.graph.nx
         out = []
         for s in self.steps:
+            if not s.fused:  # a node is not its own operand
+                out.append(tuple(dict.fromkeys(operands(G, s.node))))
+                continue
             mine = set(s.nodes)
             found = (u for n in s.nodes for u in operands(G, n) if u not in mine)
             out.append(tuple(dict.fromkeys(found)))
