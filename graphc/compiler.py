@@ -386,8 +386,8 @@ def _state(st: Stages) -> dict[str, str | None]:
 
 def _hint_sizes(prog: Program, size_hint: int) -> dict[str, int]:
     """Every symbolic dim of the program at `size_hint`."""
-    G = prog.graph.nx
-    shapes = [G.nodes[n]["shape"] for s in prog.steps for n in s.nodes]
+    nodes = prog.graph.nx._node
+    shapes = dict.fromkeys(nodes[n]["shape"] for s in prog.steps for n in s.nodes)
     return {d: size_hint for shape in shapes for d in shape_symbols(shape)}
 
 

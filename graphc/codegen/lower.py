@@ -65,8 +65,11 @@ class Context:
         self.G = g.nx
         self.names: dict[int, str] = {}
         self._literals: dict[int, Lit | None] = {}
+        self._described: dict[int, str] = {}
         taken: set[str] = set()
-        for n, a in sorted(self.G.nodes(data=True)):
+        attrs = self.G._node
+        for n in sorted(attrs):
+            a = attrs[n]
             grad_of = a.get("grad_of")
             name = f"g{grad_of}" if isinstance(grad_of, int) else f"v{n}"
             self.names[n] = prefix + (name if name not in taken else f"v{n}")
@@ -126,11 +129,17 @@ class Context:
 
     def describe(self, n: int) -> str:
         """`g13 = mul(g14, v30)   [model.py:14]`."""
+        got = self._described.get(n)  # every function computing n describes it
+        if got is not None:
+            return got
         a = self.G._node[n]
-        params = format_params(a["op"], a["params"])
+        params = format_params(a["op"], a["params"]) if a["params"] else ""
         args = ", ".join(_shown(self.literal(u)) or self.names[u] for u in operands(self.G, n))
         call = f"{a['op']}[{params}]({args})" if params else f"{a['op']}({args})"
-        return comment_text(f"{self.names[n]} = {call}   [{a.get('loc') or '?'}]")
+        got = self._described[n] = comment_text(
+            f"{self.names[n]} = {call}   [{a.get('loc') or '?'}]"
+        )
+        return got
 
 
 def _literal(value: np.ndarray) -> Lit:
@@ -273,7 +282,8 @@ def _steps(
             continue  # a reshape that shares its operand's bytes: nothing to compute
         stored = tuple(plan.storage[n].kind != "local" for n in step.nodes)
         key, values = ctx.step_key(step.nodes, stored)
-        if memo is None or key not in memo:
+        rebind = memo is not None and key in memo  # the memo's steps, bound to these values
+        if not rebind:
             e = Emit(ctx, step.node)
             if loop:
                 fused(e, step.nodes, {n for n, s in zip(step.nodes, stored, strict=True) if s})
@@ -285,7 +295,7 @@ def _steps(
                 at = {v: k for k, v in enumerate(values)}
                 memo[key] = [replace(s, buffers=tuple(at[b] for b in s.buffers)) for s in lowered]
         else:
-            lowered = [replace(s, buffers=tuple(values[b] for b in s.buffers)) for s in memo[key]]
+            lowered = memo[key]
         what = tuple(
             ("adj: " if section == "backward" else "") + ctx.describe(n)
             for n, section in zip(step.nodes, step.sections_of_nodes(), strict=True)
@@ -293,8 +303,13 @@ def _steps(
         assert len(lowered) == 1 or not step.beside, "a step run beside another is one kernel"
         for k, s in enumerate(lowered):
             more = ("(the step above, continued)",)
-            out.append(replace(s, what=what if k == 0 else more, section=step.section,
-                               beside=step.beside))  # fmt: skip
+            if rebind:
+                out.append(replace(s, buffers=tuple(values[b] for b in s.buffers),
+                                   what=what if k == 0 else more, section=step.section,
+                                   beside=step.beside))  # fmt: skip
+            else:
+                out.append(replace(s, what=what if k == 0 else more, section=step.section,
+                                   beside=step.beside))  # fmt: skip
     return out
 
 

@@ -87,8 +87,47 @@ def operands(G: nx.MultiDiGraph, n: int) -> list[int]:
 def _operands(G: nx.MultiDiGraph, n: int) -> tuple[int, ...]:
     # G._pred is networkx's adjacency dict; the public views cost ~10x more per call, and every
     # pass calls this once per node.
+    preds = G._pred[n]
+    if len(preds) == 1:  # one operand, or one value read at several ports
+        ((u, keys),) = preds.items()
+        if len(keys) == 1:
+            return (u,)
+    elif len(preds) == 2:  # two operands, each read once
+        (u, ku), (v, kv) = preds.items()
+        if len(ku) == 1 and len(kv) == 1:
+            (pu,) = ku.values()
+            (pv,) = kv.values()
+            return (u, v) if (pu["port"], u) < (pv["port"], v) else (v, u)
     edges = sorted((d["port"], u) for u, keys in G._pred[n].items() for d in keys.values())
     return tuple(u for _, u in edges)
+
+
+def add_node(G: nx.MultiDiGraph, n: int, attrs: dict[str, Any], ids: Sequence[int] = ()) -> None:
+    """Add the new node `n` with the attributes `attrs` (the dict itself is kept) and an edge
+    from each of `ids` (nodes of G), in port order: what `G.add_node` and a `G.add_edge` per
+    operand do, without their generic work per call (every pass that builds a graph adds its
+    nodes so, and networkx's calls were most of its time)."""
+    if getattr(G, "frozen", False) or n in G._node:  # nx.is_frozen, or not a new node
+        G.add_node(n, **attrs)
+        for port, u in enumerate(ids):
+            G.add_edge(u, n, port=port)
+        return
+    succ, pred = G._succ, G._pred
+    succ[n] = {}
+    pred[n] = mine = {}
+    G._node[n] = attrs
+    for port, u in enumerate(ids):
+        keys = mine.get(u)
+        if keys is None:
+            mine[u] = succ[u][n] = {0: {"port": port}}
+        else:  # the same operand again (x * x): the next free key, as networkx's
+            key = len(keys)
+            while key in keys:
+                key += 1
+            keys[key] = {"port": port}
+    cache = G.__dict__.get("__networkx_cache__")
+    if cache:
+        cache.clear()
 
 
 def freeze(g: Graph) -> Graph:
@@ -116,7 +155,7 @@ def ancestors(G: nx.MultiDiGraph, nodes: Iterable[int]) -> set[int]:
 def topo_order(G: nx.MultiDiGraph) -> list[int]:
     """A deterministic topological order: by id when ids increase along every edge (as for
     every graph the builder makes), else networkx's lexicographical topological sort."""
-    if all(u < v for u, nbrs in G._succ.items() for v in nbrs):
+    if all(not nbrs or min(nbrs) > u for u, nbrs in G._succ.items()):
         return sorted(G._node)
     return list(nx.lexicographical_topological_sort(G))
 
@@ -166,11 +205,16 @@ class Graph:
         """A parameter: an input that `grad` differentiates with respect to by default."""
         return self._leaf(name, shape, dtype, "param")
 
-    def _leaf(self, name: str, shape: Sequence[Any], dtype: str, role: str) -> Value:
+    def _leaf(
+        self, name: str, shape: Sequence[Any], dtype: str, role: str,
+        taken: Mapping[str, int] | None = None,
+    ) -> Value:  # fmt: skip
+        """A new input. `taken`: the graph's inputs (name -> id), when the caller keeps them
+        (a pass adding thousands of inputs: finding them costs a walk over every node)."""
         loc = self._loc or _here()
         if not is_symbol(name) or keyword.iskeyword(name):
             raise GraphError(f"{role} name {name!r} at {loc} must be an ASCII Python identifier")
-        if name in (ids := self.input_ids()):
+        if name in (ids := self.input_ids() if taken is None else taken):
             raise GraphError(
                 f"{role} name {name!r} at {loc} is already used by {describe(self.nx, ids[name])}"
                 "; give each input its own name"
@@ -199,15 +243,9 @@ class Graph:
         arr = np.array(arr, dtype=dtype, copy=True)
         arr.flags.writeable = False
         n = self._new_id()
-        self.nx.add_node(
-            n,
-            op="const",
-            value=arr,
-            shape=arr.shape,
-            dtype=dtype,
-            params={},
-            loc=self._loc or _here(),
-        )
+        attrs = {"op": "const", "value": arr, "shape": arr.shape, "dtype": dtype, "params": {},
+                 "loc": self._loc or _here()}  # fmt: skip
+        add_node(self.nx, n, attrs)
         return Value(self, n)
 
     def add(self, op: str, args: Sequence[Any], params: Mapping[str, Any] | None = None) -> Value:
@@ -235,9 +273,7 @@ class Graph:
         nodes = self.nx._node
         if opdef.infer_graph is not None:  # inferred from the operand nodes: add it first
             n = self._new_id()
-            self.nx.add_node(n, op=op, params=params, loc=loc)
-            for port, u in enumerate(ids):
-                self.nx.add_edge(u, n, port=port)
+            add_node(self.nx, n, {"op": op, "params": params, "loc": loc}, ids)
             try:
                 shape, dtype = infer_node(self.nx, n, ids)
             except BaseException:
@@ -262,12 +298,13 @@ class Graph:
                 self.nx.remove_node(n)
                 self._next_id -= 1
         n = self._new_id()
-        self.nx.add_node(n, op=op, params=params, loc=loc, shape=tuple(shape), dtype=dtype)
-        for port, u in enumerate(ids):
-            self.nx.add_edge(u, n, port=port)
+        attrs = {"op": op, "params": params, "loc": loc, "shape": tuple(shape), "dtype": dtype}
+        add_node(self.nx, n, attrs, ids)
         return Value(self, n)
 
     def _operand_ids(self, args: Sequence[Any], loc: str) -> list[int]:
+        if all(isinstance(a, Value) and a.graph is self for a in args):
+            return [a.id for a in args]  # the common case: no numbers to make constants of
         float_dtypes = [a.dtype for a in args if isinstance(a, Value) and a.dtype in FLOAT_DTYPES]
         like = float_dtypes[0] if float_dtypes else "float64"
         # Among ints, a number takes the dtype of the value it meets (`i + 1` stays an int8)
@@ -344,11 +381,12 @@ class Graph:
 
     def input_ids(self, role: str | None = None) -> dict[str, int]:
         """Input name -> node id, in declaration (id) order; `role` filters data/param."""
-        return {
-            d["name"]: n
-            for n, d in sorted(self.nx.nodes(data=True))
+        found = [
+            (n, d)
+            for n, d in self.nx._node.items()
             if d.get("op") == "input" and (role is None or d.get("role") == role)
-        }
+        ]
+        return {d["name"]: n for n, d in sorted(found, key=lambda nd: nd[0])}
 
     @property
     def next_id(self) -> int:

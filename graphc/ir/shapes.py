@@ -156,6 +156,17 @@ def param_problem(value: object, default: object) -> str | None:
 
 def normalize_shape(shape: Iterable[object]) -> Shape:
     """Return `shape` as a tuple of non-negative ints and identifier-like symbol names."""
+    if type(shape) is tuple and all(type(d) is int or type(d) is str for d in shape):
+        return _normalized(shape)  # the common case, remembered (a model has few shapes)
+    return _normalize(shape)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalized(shape: tuple[int | str, ...]) -> Shape:
+    return _normalize(shape)
+
+
+def _normalize(shape: Iterable[object]) -> Shape:
     if isinstance(shape, (int, str)):
         shape = (shape,)
     elif not isinstance(shape, Iterable):

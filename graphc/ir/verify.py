@@ -55,13 +55,19 @@ def verify(g: Graph | nx.MultiDiGraph, fill: bool = False) -> None:
     for n in G.nodes:
         if not _node_id(n):
             raise GraphError(f"node id {n!r} is not an int >= 0")
-    for u, v, port in G.edges(data="port"):
+    for u, v, port in (  # G.edges(data="port"), without networkx's views
+        (u, v, d.get("port"))
+        for u, nbrs in G._succ.items()
+        for v, keys in nbrs.items()
+        for d in keys.values()
+    ):
         if not _node_id(port):
             raise GraphError(
                 f"{describe(G, v)}: its operand edge from v{u} has port {port!r}, "
                 "which must be an int >= 0"
             )
-    if not nx.is_directed_acyclic_graph(G):
+    ascending = all(not nbrs or min(nbrs) > u for u, nbrs in G._succ.items())  # the builder's
+    if not ascending and not nx.is_directed_acyclic_graph(G):
         cycle = [u for u, _, *_ in nx.find_cycle(G)]
         raise GraphError("the graph has a cycle: " + " -> ".join(describe(G, u) for u in cycle))
     names: dict[str, int] = {}
@@ -96,9 +102,21 @@ def _verify_products(G: nx.MultiDiGraph, inputs: dict[str, int]) -> None:
                 )
 
 
+class _Where:
+    """`describe(G, n)` when an error message shows it (most nodes have no error)."""
+
+    __slots__ = ("G", "n")
+
+    def __init__(self, G: nx.MultiDiGraph, n: int) -> None:
+        self.G, self.n = G, n
+
+    def __str__(self) -> str:
+        return describe(self.G, self.n)
+
+
 def _verify_node(G: nx.MultiDiGraph, n: int, names: dict[str, int], fill: bool) -> None:
-    attrs = G.nodes[n]
-    where = describe(G, n)
+    attrs = G._node[n]
+    where = _Where(G, n)
     op = attrs.get("op")
     if op is None:
         raise GraphError(f"{where}: the node has no 'op' (is it named by an edge only?)")
@@ -125,7 +143,7 @@ def _verify_node(G: nx.MultiDiGraph, n: int, names: dict[str, int], fill: bool) 
         for key in ("shape",):
             if key in attrs and isinstance(attrs[key], list):
                 attrs[key] = tuple(attrs[key])
-    ports = sorted(d["port"] for _, _, d in G.in_edges(n, data=True))
+    ports = sorted(d["port"] for keys in G._pred[n].values() for d in keys.values())
     if op in LEAF_OPS:
         if ports:
             raise GraphError(f"{where}: a leaf ({op}) cannot have operands")
@@ -153,7 +171,7 @@ def _verify_node(G: nx.MultiDiGraph, n: int, names: dict[str, int], fill: bool) 
             raise GraphError(f"{where}: parameter {key}={value!r} of {op} {problem}")
     args = operands(G, n)
     for u in args:
-        if G.nodes[u].get("op") == "scan" and op != "scan_out":
+        if G._node[u].get("op") == "scan" and op != "scan_out":
             raise GraphError(
                 f"{where}: reads {describe(G, u)} itself, a tuple of the loop's results; read "
                 "one result with scan_out[index=k]"

@@ -13,6 +13,7 @@ cast back; narrower ints compute in C's int, where they cannot overflow.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -25,6 +26,11 @@ WRAP = {"int64": "uint64", "int32": "uint32"}  # the unsigned type computing eac
 
 def number_dtype(dtypes: Sequence[str], op: str, ints: bool = True) -> str:
     """The dtype of an arithmetic result over operands of `dtypes` (ints only if `ints`)."""
+    return _number_dtype(tuple(dtypes), op, ints)
+
+
+@functools.lru_cache(maxsize=1024)  # every node of a model asks, with a few dtypes among them
+def _number_dtype(dtypes: tuple[str, ...], op: str, ints: bool) -> str:
     for d in dtypes:
         if d == "bool":
             raise ShapeMismatch(

@@ -291,7 +291,7 @@ def one_hot(indices: Value, depth: int, dtype: str = "float64") -> Value:
 def index_use(G: nx.MultiDiGraph, n: int) -> tuple[int, bool, Dim, str] | None:
     """Where node n reads indices: (the index operand, whether negative indices count from the
     end, the size they index, the range in words with "{}" for that size), or None."""
-    a = G.nodes[n]
+    a = G._node[n]  # asked of every node: networkx's view costs more than the answer
     op, p = a["op"], a["params"]
     if op in ("take", "take_grad"):
         src, idx = operands(G, n)

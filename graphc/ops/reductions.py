@@ -225,7 +225,7 @@ for _op, _ref in (("any", np.any), ("all", np.all)):
 def nonempty_dims(G: Any, n: int) -> list | None:
     """The dims node n reduces when it has no value for none of them (max, min, argmax,
     argmin), else None: a call checks them when they are symbolic."""
-    a = G.nodes[n]
+    a = G._node[n]
     if a["op"] not in ("max", "min", "argmax", "argmin"):
         return None
     shape = G.nodes[operands(G, n)[0]]["shape"]

@@ -29,18 +29,27 @@ def pair_independent(prog: Program, size_hint: int, least: int = CONCURRENT_MIN)
     """`prog` with independent pairs of steps adjacent, the first of each marked `beside`;
     each step of a pair touches at least `least` elements at `size_hint`."""
     G = prog.graph.nx
+    nodes = G._node
+    known: dict[tuple, int] = {}  # shape -> its elements at the hint
 
     def elements(v: int) -> int:
-        return math.prod(hinted(d, size_hint) for d in G._node[v]["shape"])
+        shape = nodes[v]["shape"]
+        got = known.get(shape)
+        if got is None:
+            got = known[shape] = math.prod(hinted(d, size_hint) for d in shape)
+        return got
+
+    reads = prog._reads
 
     @functools.cache  # asked up to LOOKAHEAD times per step
     def worth(t: int) -> bool:
         s = prog.steps[t]
-        if G._node[s.node]["op"] in NEVER or s.section == "update":
+        if nodes[s.node]["op"] in NEVER or s.section == "update":
             return False
-        return sum(map(elements, (*s.nodes, *prog.reads(t)))) >= least
+        return sum(map(elements, (*s.nodes, *reads[t]))) >= least
 
     steps = prog.steps
+    step_of = prog.step_of
     taken: set[int] = set()  # steps moved up beside an earlier one
     order: list[int] = []  # the old index of each step, in the new order
     for t in range(len(steps)):
@@ -52,7 +61,7 @@ def pair_independent(prog: Program, size_hint: int, least: int = CONCURRENT_MIN)
         for u in range(t + 1, min(t + 1 + LOOKAHEAD, len(steps))):
             if u in taken or steps[u].section != steps[t].section or not worth(u):
                 continue
-            made = (prog.step_of.get(r, -1) for r in prog.reads(u))
+            made = (step_of.get(r, -1) for r in reads[u])
             if all(m < t for m in made):  # needs nothing from t up to u
                 taken.add(u)
                 order.append(u)
@@ -61,7 +70,9 @@ def pair_independent(prog: Program, size_hint: int, least: int = CONCURRENT_MIN)
         return prog
     paired = {order[k] for k in range(len(order) - 1) if order[k + 1] in taken}
     new = tuple(dataclasses.replace(steps[t], beside=t in paired) for t in order)
-    return dataclasses.replace(prog, steps=new)
+    out = dataclasses.replace(prog, steps=new)
+    out.__dict__["_reads"] = tuple(reads[t] for t in order)  # the same steps' (a cached_property)
+    return out
 
 
 def pairs(prog: Program) -> list[tuple[int, int]]:

@@ -66,11 +66,15 @@ def is_flat(G, nodes: Sequence[int]) -> bool:
 
 def _flat_member(G, n: int, outside: Callable[[int], bool], shape: tuple) -> bool:
     """Can n be computed at a flat index over `shape`?"""
-    return (G._node[n]["op"] not in REDUCTIONS or full_reduction(G, n)) and all(
-        G._node[u]["shape"] == shape or all(d == 1 for d in G._node[u]["shape"])
-        for u in operands(G, n)
-        if outside(u)
-    )
+    nodes = G._node
+    if nodes[n]["op"] in REDUCTIONS and not full_reduction(G, n):
+        return False
+    for u in operands(G, n):
+        if outside(u):
+            s = nodes[u]["shape"]
+            if s != shape and not all(d == 1 for d in s):
+                return False
+    return True
 
 
 @functools.cache
@@ -119,30 +123,39 @@ class _Group:
         loop, so that its terms are added in one order (codegen/loops.py), fused or not."""
         if len(self.steps) >= MAX_OPS:
             return False
-        a = G._node[n]
-        inside = [u for u in operands(G, n) if u in self.members]
-        if any(G._node[u]["op"] in REDUCTIONS for u in inside):
+        nodes = G._node
+        a = nodes[n]
+        op = a["op"]
+        args = operands(G, n)
+        members = self.members
+        inside = [u for u in args if u in members]
+        if any(nodes[u]["op"] in REDUCTIONS for u in inside):
             return False  # a reduction's result is known only after the loop
-        if a["op"] == "broadcast_to" and inside:
+        if op == "broadcast_to" and inside:
             return False
-        shape = G._node[operands(G, n)[0]]["shape"] if a["op"] in REDUCTIONS else a["shape"]
+        reduction = op in REDUCTIONS
+        shape = nodes[args[0]]["shape"] if reduction else a["shape"]
         if shape != self.shape:
             return False
-        if a["op"] in REDUCTIONS and _blocks_vectors(G, n, inside, scheduled):
+        if reduction and _blocks_vectors(G, n, inside, scheduled):
             return False
-        if full_reduction(G, n) and self.full >= MAX_SUMS:
+        full = reduction and full_reduction(G, n)
+        if full and self.full >= MAX_SUMS:
             return False
-        if (self.heavy and partial_reduction(G, n)) or (self.partial and heavy(a["op"])):
+        if (self.heavy and reduction and not full) or (self.partial and heavy(op)):
             return False  # a heavy loop shared among threads, then a light one to reduce
-        flat = self.flat and _flat_member(G, n, lambda u: u not in self.members, shape)
-        return flat or not (self.full or full_reduction(G, n))
+        flat = self.flat and _flat_member(G, n, lambda u: u not in members, shape)
+        return flat or not (self.full or full)
 
     def add(self, G, step: Step) -> None:
         n = step.node
-        self.flat = self.flat and _flat_member(G, n, lambda u: u not in self.members, self.shape)
-        self.full += full_reduction(G, n)
-        self.partial = self.partial or partial_reduction(G, n)
-        self.heavy = self.heavy or heavy(G._node[n]["op"])
+        members = self.members
+        self.flat = self.flat and _flat_member(G, n, lambda u: u not in members, self.shape)
+        op = G._node[n]["op"]
+        full = op in REDUCTIONS and full_reduction(G, n)
+        self.full += full
+        self.partial = self.partial or (op in REDUCTIONS and not full)
+        self.heavy = self.heavy or heavy(op)
         self.steps.append(step)
         self.members.add(n)
 
@@ -174,14 +187,16 @@ def fuse(prog: Program) -> Program:
     groups = [[dataclasses.replace(prog.steps[t], section=prog.steps[0].section)] for t in first]
     open_group: _Group | None = None
     skip = set(first)
+    step_of = prog.step_of
     for t, step in enumerate(prog.steps):
         if t in skip:
             continue
         n = step.node
-        if open_group is not None and loop_op(G, n) and open_group.joins(G, n, prog.step_of):
+        looping = loop_op(G, n)
+        if open_group is not None and looping and open_group.joins(G, n, step_of):
             open_group.add(G, step)
             continue
-        open_group = _Group.of(G, step) if loop_op(G, n) else None
+        open_group = _Group.of(G, step) if looping else None
         groups.append(open_group.steps if open_group else [step])
 
     def merged(g: list[Step]) -> Step:
@@ -198,6 +213,7 @@ def internal_values(prog: Program) -> set[int]:
     """Values of fused steps that only their own step reads and that are not outputs: they live
     in a scalar of the loop and need no storage."""
     G = prog.graph.nx
+    nodes, succ, step_of = G._node, G._succ, prog.step_of
     outputs = set(prog.outputs.values())
     out = set()
     for s in prog.steps:
@@ -207,8 +223,8 @@ def internal_values(prog: Program) -> set[int]:
         for n in s.nodes:
             if (
                 n not in outputs
-                and G._node[n]["op"] not in REDUCTIONS
-                and all(v in mine for v in G.successors(n) if v in prog.step_of)
+                and nodes[n]["op"] not in REDUCTIONS
+                and all(v in mine for v in succ[n] if v in step_of)
             ):
                 out.add(n)
     return out

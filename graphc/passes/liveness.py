@@ -30,17 +30,28 @@ def liveness(prog: Program, alias_of: dict[int, int] | None = None) -> dict[int,
 
     start: dict[int, int] = {}
     end: dict[int, int] = {}
-    for t, step in enumerate(prog.steps):
-        born = t - 1 if t and prog.steps[t - 1].beside else t
+    steps = prog.steps
+    reads = prog._reads
+    for t, step in enumerate(steps):
+        born = t - 1 if t and steps[t - 1].beside else t
         used = t + 1 if step.beside else t
         for n in step.nodes:
-            start.setdefault(n, born)
-            end.setdefault(n, used)
-        for u in prog.reads(t):
-            start.setdefault(u, WHOLE_CALL)
-            end[u] = max(end.get(u, used), used)
-            end[root(u)] = max(end.get(root(u), used), used)
-    last = len(prog.steps)
+            if n not in start:
+                start[n] = born
+            if n not in end:
+                end[n] = used
+        for u in reads[t]:
+            if u not in start:
+                start[u] = WHOLE_CALL
+            e = end.get(u)
+            if e is None or e < used:
+                end[u] = used
+            if u in alias_of:
+                r = root(u)
+                e = end.get(r)
+                if e is None or e < used:
+                    end[r] = used
+    last = len(steps)
     for n in prog.outputs.values():
         start.setdefault(n, WHOLE_CALL)
         end[n] = last

@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from graphc.ir.graph import operands, without_gc
@@ -38,6 +38,20 @@ DEFAULT_HINT = 256  # the size each symbolic dim is assumed to have when ranking
 def value_bytes(shape: Shape, dtype: str, sizes: dict[str, int]) -> int:
     n = math.prod(dim_value(d, sizes) for d in shape) * ITEMSIZE[dtype]
     return -(-n // ALIGN) * ALIGN
+
+
+def bytes_at(sizes: dict[str, int]) -> Callable[[Shape, str], int]:
+    """`value_bytes` at `sizes`, remembered for each (shape, dtype): a program has thousands of
+    values but few layouts, and the planner asks for each value's bytes many times."""
+    known: dict[tuple[Shape, str], int] = {}
+
+    def nbytes(shape: Shape, dtype: str) -> int:
+        got = known.get((shape, dtype))
+        if got is None:
+            got = known[shape, dtype] = value_bytes(shape, dtype, sizes)
+        return got
+
+    return nbytes
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,8 @@ class MemoryPlan:
     strategy: str = "naive"
 
     def arena_bytes(self, sizes: dict[str, int]) -> int:
-        return sum(s.nbytes(sizes) for s in self.slots)
+        nbytes = bytes_at(sizes)
+        return sum(max(nbytes(shape, dtype) for shape, dtype in s.layouts) for s in self.slots)
 
     def root(self, v: int) -> int:
         """The value whose storage `v` shares (itself unless it is an alias)."""
@@ -99,11 +114,12 @@ def _fixed_storage(prog: Program) -> tuple[dict[int, Storage], dict[str, int], d
     alias_of: dict[int, int] = {}
     for v in internal_values(prog):
         storage[v] = Storage("local", prog.step_of[v])
-    for t, s in enumerate(prog.steps):
-        for u in prog.reads(t):
-            if G._node[u]["op"] == "const":
+    nodes = G._node
+    for s, reads in zip(prog.steps, prog._reads, strict=True):
+        for u in reads:
+            if nodes[u]["op"] == "const":
                 storage[u] = Storage("const", u)
-        if s.node not in storage and G._node[s.node]["op"] == "reshape":
+        if s.node not in storage and nodes[s.node]["op"] == "reshape":
             (src,) = operands(G, s.node)
             storage[s.node] = Storage("alias", src)
             alias_of[s.node] = src
@@ -137,10 +153,11 @@ def _by_schedule(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], 
     sizes: list[int] = []
     in_place: set[int] = set()
     dying_at, dying = None, []  # a step, and the arena values it reads last (operand order)
+    reads = prog._reads
     for v in sorted(values, key=lambda v: (iv[v].start, v)):
         t = iv[v].start  # v's step: what it reads is prog.operands_of(v)
         if t != dying_at:
-            dying_at, dying = t, [x for x in prog.reads(t) if x in slot_of and iv[x].end == t]
+            dying_at, dying = t, [x for x in reads[t] if x in slot_of and iv[x].end == t]
         while busy and busy[0][0] < t:
             _, k, last = heapq.heappop(busy)
             if slots[k][-1] != last:
@@ -189,43 +206,54 @@ class _Occupancy:
         self.cover = [0] * (2 * self.leaves)
         self.touch = [0] * (2 * self.leaves)
 
-    def _tiles(self, lo: int, hi: int) -> Iterator[int]:
-        a, b = self.leaves + 1 + lo, self.leaves + 2 + hi
-        while a < b:
-            if a & 1:
-                yield a
-                a += 1
-            if b & 1:
-                b -= 1
-                yield b
-            a, b = a >> 1, b >> 1
-
-    def _paths(self, lo: int, hi: int) -> Iterator[int]:
-        a, b = self.leaves + 1 + lo, self.leaves + 1 + hi
-        while a != b:  # up to their lowest common ancestor, then on together
-            yield a
-            yield b
-            a, b = a >> 1, b >> 1
-        while a:
-            yield a
-            a >>= 1
-
     def add(self, k: int, lo: int, hi: int) -> None:
         """Slot k has a member live at steps lo..hi."""
         bit = 1 << k
-        for x in self._tiles(lo, hi):
-            self.cover[x] |= bit
-            self.touch[x] |= bit
-        for x in self._paths(lo, hi):
-            self.touch[x] |= bit
+        cover, touch = self.cover, self.touch
+        a, b = self.leaves + 1 + lo, self.leaves + 2 + hi
+        while a < b:  # the tiles
+            if a & 1:
+                cover[a] |= bit
+                touch[a] |= bit
+                a += 1
+            if b & 1:
+                b -= 1
+                cover[b] |= bit
+                touch[b] |= bit
+            a >>= 1
+            b >>= 1
+        a, b = self.leaves + 1 + lo, self.leaves + 1 + hi
+        while a != b:  # the paths
+            touch[a] |= bit
+            touch[b] |= bit
+            a >>= 1
+            b >>= 1
+        while a:
+            touch[a] |= bit
+            a >>= 1
 
     def slots_meeting(self, lo: int, hi: int) -> int:
         """The mask of the slots with a member live at some step of lo..hi."""
         mask = 0
-        for x in self._tiles(lo, hi):
-            mask |= self.touch[x]
-        for x in self._paths(lo, hi):
-            mask |= self.cover[x]
+        cover, touch = self.cover, self.touch
+        a, b = self.leaves + 1 + lo, self.leaves + 2 + hi
+        while a < b:  # the tiles
+            if a & 1:
+                mask |= touch[a]
+                a += 1
+            if b & 1:
+                b -= 1
+                mask |= touch[b]
+            a >>= 1
+            b >>= 1
+        a, b = self.leaves + 1 + lo, self.leaves + 1 + hi
+        while a != b:  # the paths
+            mask |= cover[a] | cover[b]
+            a >>= 1
+            b >>= 1
+        while a:
+            mask |= cover[a]
+            a >>= 1
         return mask
 
 
@@ -250,7 +278,7 @@ def _by_size(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], set[
         if iv[q].end != t:
             return False
         if t not in reads:
-            reads[t] = set(prog.reads(t))
+            reads[t] = set(prog._reads[t])
         return q in reads[t] and overwrite(p, q)
 
     def fits(v: int, k: int) -> bool:
@@ -298,9 +326,11 @@ def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT)
     storage, extra, alias_of = _fixed_storage(prog)
     iv = liveness(prog, alias_of)
     values = [n for s in prog.steps for n in s.nodes if n not in storage]
-    symbols = {d for v in values for d in shape_symbols(G._node[v]["shape"])}
-    sizes = dict.fromkeys(symbols, hint)
-    nbytes = {v: value_bytes(G._node[v]["shape"], G._node[v]["dtype"], sizes) for v in values}
+    nodes = G._node
+    shapes = dict.fromkeys(nodes[v]["shape"] for v in values)
+    sizes = dict.fromkeys((d for shape in shapes for d in shape_symbols(shape)), hint)
+    size_of = bytes_at(sizes)
+    nbytes = {v: size_of(nodes[v]["shape"], nodes[v]["dtype"]) for v in values}
 
     def overwrite(v: int, x: int) -> bool:
         return x in nbytes and _can_overwrite(prog, v, x)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+import networkx as nx
+
 from graphc.errors import GraphError
 from graphc.ir.graph import Graph, ancestors, operands, topo_order, without_gc
 from graphc.ir.shapes import shape_symbols
@@ -55,6 +57,9 @@ class Program:
         G = self.graph.nx
         out = []
         for s in self.steps:
+            if not s.fused:  # a node is not its own operand
+                out.append(tuple(dict.fromkeys(operands(G, s.node))))
+                continue
             mine = set(s.nodes)
             found = (u for n in s.nodes for u in operands(G, n) if u not in mine)
             out.append(tuple(dict.fromkeys(found)))
@@ -107,8 +112,7 @@ def schedule(
         if name not in all_outputs:
             raise GraphError(f"graph {g.name!r} has no output {name!r}")
     targets = {all_outputs[name] for name in outputs}
-    needed = ancestors(G, targets)
-    nodes = [n for n in topo_order(G) if n in needed and G._node[n]["op"] not in ("input", "const")]
+    nodes = _needed(G, targets)
 
     def section(n: int) -> str:
         if update_from is not None and n >= update_from:
@@ -126,6 +130,20 @@ def schedule(
     from graphc.passes.scan_steps import group_scans
 
     return group_scans(prog)  # a loop's results are computed in the loop's step
+
+
+def _needed(G, targets: set[int]) -> list[int]:
+    """The nodes computing `targets`, but for inputs and constants, in topological order; a
+    frozen graph remembers them for each set of targets (each function is scheduled twice)."""
+    known = G.__dict__.get("_needed") if nx.is_frozen(G) else None
+    key = frozenset(targets)
+    if known is not None and key in known:
+        return list(known[key])
+    needed = ancestors(G, targets)
+    nodes = [n for n in topo_order(G) if n in needed and G._node[n]["op"] not in ("input", "const")]
+    if nx.is_frozen(G):
+        G.__dict__.setdefault("_needed", {})[key] = tuple(nodes)
+    return nodes
 
 
 def _demand_order(G, nodes: list[int], section) -> list[int]:
@@ -155,11 +173,13 @@ def _demand_order(G, nodes: list[int], section) -> list[int]:
 
 def _memory_order(G, nodes: list[int], keep: set[int], section, size_hint: int) -> list[int]:
     """List scheduling that keeps live bytes low; ties go to the smaller id (deterministic)."""
-    from graphc.passes.memory import value_bytes
+    from graphc.passes.memory import bytes_at
 
     in_steps = set(nodes)
-    sizes = {d: size_hint for n in nodes for d in shape_symbols(G._node[n]["shape"])}
-    nbytes = {n: value_bytes(G._node[n]["shape"], G._node[n]["dtype"], sizes) for n in nodes}
+    nodes_ = G._node
+    shapes = dict.fromkeys(nodes_[n]["shape"] for n in nodes)
+    sized = bytes_at({d: size_hint for shape in shapes for d in shape_symbols(shape)})
+    nbytes = {n: sized(nodes_[n]["shape"], nodes_[n]["dtype"]) for n in nodes}
     args = {n: [u for u in dict.fromkeys(operands(G, n)) if u in in_steps] for n in nodes}
     users: dict[int, list[int]] = {n: [] for n in nodes}
     for n in nodes:
@@ -167,15 +187,15 @@ def _memory_order(G, nodes: list[int], keep: set[int], section, size_hint: int) 
             users[u].append(n)
     waiting = {n: len(args[n]) for n in nodes}  # operands not yet computed
     pending = {n: len(users[n]) for n in nodes}  # consumers not yet scheduled
-
-    def delta(n: int) -> int:
-        freed = sum(nbytes[u] for u in args[n] if pending[u] == 1 and u not in keep)
-        return nbytes[n] - freed
-
     rank = {"forward": 0, "backward": 1, "update": 2}
+    rank_of = {n: rank[section(n)] for n in nodes}
 
     def entry(n: int) -> tuple:  # a later section waits until no step of an earlier one is ready
-        return (rank[section(n)], delta(n), n)
+        freed = 0  # the bytes n frees: operands it is the last consumer of
+        for u in args[n]:
+            if pending[u] == 1 and u not in keep:
+                freed += nbytes[u]
+        return (rank_of[n], nbytes[n] - freed, n)
 
     ready = [entry(n) for n in nodes if waiting[n] == 0]
     heapq.heapify(ready)

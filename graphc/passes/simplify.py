@@ -15,6 +15,7 @@ import numpy as np
 
 from graphc.ir.graph import (
     Graph,
+    add_node,
     ancestors,
     as_graph,
     infer_node,
@@ -73,15 +74,9 @@ class _Builder:
         key = ("const", value.dtype.name, value.shape, value.tobytes())
         if key not in self.table:
             n = keep_id if keep_id is not None else self._fresh()
-            self.G.add_node(
-                n,
-                op="const",
-                value=value,
-                shape=value.shape,
-                dtype=value.dtype.name,
-                params={},
-                loc=loc,
-            )
+            attrs = {"op": "const", "value": value, "shape": value.shape,
+                     "dtype": value.dtype.name, "params": {}, "loc": loc}  # fmt: skip
+            add_node(self.G, n, attrs)
             self.table[key] = n
         return self.table[key]
 
@@ -99,11 +94,14 @@ class _Builder:
         if key in self.table:
             return self.table[key]
         n = keep_id if keep_id is not None else self._fresh()
-        self.G.add_node(n, op=op, params=params, loc=loc)
-        for port, u in enumerate(args):
-            self.G.add_edge(u, n, port=port)
-        shape, dtype = typed or infer_node(self.G, n, args)
-        self.G._node[n].update(shape=shape, dtype=dtype)
+        if typed:
+            shape, dtype = typed
+            attrs = {"op": op, "params": params, "loc": loc, "shape": shape, "dtype": dtype}
+            add_node(self.G, n, attrs, args)
+        else:
+            add_node(self.G, n, {"op": op, "params": params, "loc": loc}, args)
+            shape, dtype = infer_node(self.G, n, args)
+            self.G._node[n].update(shape=shape, dtype=dtype)
         fresh_from = self.g._next_id
         replacement = self._fold(n, op, args, params, loc)
         for fn in RULES.get(op, ()) if replacement is None else ():
@@ -162,9 +160,9 @@ def simplify(g: Graph | nx.MultiDiGraph) -> Graph:
     b = _Builder(src)
     new: dict[int, int] = {}
     for n in topo_order(src.nx):
-        a = src.nx.nodes[n]
+        a = src.nx._node[n]
         if a["op"] == "input":
-            b.G.add_node(n, **a)
+            add_node(b.G, n, dict(a))
             new[n] = n
         elif a["op"] == "const":
             new[n] = b.const(a["value"], a["loc"], keep_id=n)

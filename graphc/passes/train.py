@@ -57,14 +57,21 @@ def train_graph(joint: Graph, grads: dict[str, str], optimizer: Optimizer) -> Tr
         )
     dtype = next(iter(params.values())).dtype
     in_place: dict[str, str] = {}
+    taken = dict(inputs)  # the inputs so far, kept here: a model has thousands of params
+
+    def new_input(name: str, shape: tuple, dtype: str) -> Value:
+        v = tg._leaf(name, shape, dtype, "data", taken)
+        taken[name] = v.id
+        return v
+
     with tg.at("optimizer"):
         slots = {
-            (s, p): tg.input(f"{s}_{p}", shape=v.shape, dtype=v.dtype)
+            (s, p): new_input(f"{s}_{p}", v.shape, v.dtype)
             for p, v in params.items()
             for s in optimizer.slots
         }
-        scalars = {s: tg.input(s, shape=(), dtype=dtype) for s in optimizer.scalars}
-        h = {k: tg.input(k, shape=(), dtype=dtype) for k in hyper}
+        scalars = {s: new_input(s, (), dtype) for s in optimizer.scalars}
+        h = {k: new_input(k, (), dtype) for k in hyper}
         shared = optimizer.advance(dict(scalars), sqrt, h)
         for s in optimizer.scalars:
             in_place[_output(tg, s, shared[s])] = s

@@ -23,14 +23,21 @@ def _roots(plan: MemoryPlan) -> Callable[[int], int]:
     once (the answers are remembered for each value on it)."""
     known: dict[int, int] = {}
 
+    storage = plan.storage
+
     def root(v: int) -> int:
+        r = known.get(v)
+        if r is not None:
+            return r
+        if storage[v].kind != "alias":
+            return v
         chain, seen = [], set()
-        while v not in known and plan.storage[v].kind == "alias":
+        while v not in known and storage[v].kind == "alias":
             if v in seen:
                 raise PlanError(f"v{v}: its aliases form a cycle")
             seen.add(v)
             chain.append(v)
-            v = int(plan.storage[v].ref)
+            v = int(storage[v].ref)
         r = known.get(v, v)
         known.update(dict.fromkeys(chain, r))
         return r
@@ -42,6 +49,7 @@ def _roots(plan: MemoryPlan) -> Callable[[int], int]:
 def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1, 3, 1000)) -> None:
     """Raise PlanError if running `prog` with `plan` could read clobbered or missing data."""
     G = prog.graph.nx
+    storage = plan.storage
     steps = [s.nodes for s in prog.steps]
     root = _roots(plan)
     # What each step reads from outside itself (a fused step's own values stay in its loop).
@@ -50,8 +58,7 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
         mine = set(nodes)
         reads.append([u for n in nodes for u in operands(G, n) if u not in mine])
     writes = [
-        [v for v in nodes if getattr(plan.storage.get(v), "kind", None) != "local"]
-        for nodes in steps
+        [v for v in nodes if getattr(storage.get(v), "kind", None) != "local"] for nodes in steps
     ]
 
     def where(v: int) -> str:
@@ -62,29 +69,29 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
     outputs = set(prog.outputs.values())
     for t, nodes in enumerate(steps):
         for u in [*reads[t], *nodes]:
-            if u not in plan.storage:
+            if u not in storage:
                 raise PlanError(f"step {t}: {where(u)} has no storage")
         for u in reads[t]:
-            if plan.storage[u].kind == "local":
+            if storage[u].kind == "local":
                 raise PlanError(f"step {t}: reads {where(u)}, a scalar of another step's loop")
         for v in nodes:
-            if plan.storage[v].kind == "local" and (len(nodes) == 1 or v in outputs):
+            if storage[v].kind == "local" and (len(nodes) == 1 or v in outputs):
                 raise PlanError(f"step {t}: {where(v)} is kept in a loop scalar but is needed")
     for t, vs in enumerate(writes):
         for v in vs:
-            kind = plan.storage[v].kind
+            kind = storage[v].kind
             if kind in ("input", "const"):
                 raise PlanError(f"step {t}: {where(v)} would be written into an {kind}")
-            if kind == "output" and prog.outputs.get(plan.storage[v].ref) != v:
+            if kind == "output" and prog.outputs.get(storage[v].ref) != v:
                 raise PlanError(
                     f"step {t}: {where(v)} would be written into output "
-                    f"{plan.storage[v].ref!r}, which is another value"
+                    f"{storage[v].ref!r}, which is another value"
                 )
     for name, n in prog.inputs.items():
-        if plan.storage.get(n) != type(plan.storage.get(n))("input", name):
+        if storage.get(n) != type(storage.get(n))("input", name):
             raise PlanError(f"input {name!r} ({where(n)}) is not stored in its argument")
     for name, n in prog.outputs.items():
-        st = plan.storage.get(n)
+        st = storage.get(n)
         if name not in plan.extra_outputs and (st is None or (st.kind, st.ref) != ("output", name)):
             raise PlanError(
                 f"output {name!r} ({where(n)}) is neither computed into its array nor copied there"
@@ -94,19 +101,32 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
     slot_of_id: dict[int | str, Slot] = {}
     for slot in plan.slots:
         slot_of_id.setdefault(slot.id, slot)  # the first slot with an id, if ids repeat
-    symbols = {d for n in G for d in shape_symbols(G._node[n].get("shape", ()))}
-    envs = {n: dict.fromkeys(symbols, n) for n in sizes}
-    for v, st in plan.storage.items():
+    symbols = {
+        d
+        for shape in dict.fromkeys(a.get("shape", ()) for a in G._node.values())
+        for d in shape_symbols(shape)
+    }
+    envs = [dict.fromkeys(symbols, n) for n in sizes]
+    # The bytes at each size, worked out once per layout and per slot (many values share them).
+    needs: dict[tuple, list[int]] = {}
+    haves: dict[int | str, list[int]] = {}
+    for v, st in storage.items():
         if st.kind != "arena":
             continue
         if st.ref not in slot_of_id:
             raise PlanError(f"{where(v)} is in buf{st.ref}, which the plan does not have")
         a = G._node[v]
-        for n in sizes:
-            env = envs[n]
-            need = math.prod(dim_value(d, env) for d in a["shape"])
-            need *= ITEMSIZE[a["dtype"]]
-            have = slot_of_id[st.ref].nbytes(env)
+        layout = (a["shape"], a["dtype"])
+        need_at = needs.get(layout)
+        if need_at is None:
+            need_at = needs[layout] = [
+                math.prod(dim_value(d, env) for d in a["shape"]) * ITEMSIZE[a["dtype"]]
+                for env in envs
+            ]
+        have_at = haves.get(st.ref)
+        if have_at is None:
+            have_at = haves[st.ref] = [slot_of_id[st.ref].nbytes(env) for env in envs]
+        for n, need, have in zip(sizes, need_at, have_at, strict=True):
             if have < need:
                 raise PlanError(
                     f"{where(v)} needs {need} bytes at size {n}, buf{st.ref} has {have}"
@@ -117,7 +137,7 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
     def places(vs: list[int]) -> dict[tuple, int]:
         out = {}
         for v in vs:
-            st = plan.storage[root(v)]
+            st = storage[root(v)]
             if st.kind not in ("local", "const"):
                 out[(st.kind, st.ref)] = v
         return out
@@ -149,7 +169,7 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
         for u in reads[t]:
             r = root(u)
             read_roots.add(r)
-            st = plan.storage[r]
+            st = storage[r]
             if st.kind == "arena" and holds.get(int(st.ref)) != r:
                 other = holds.get(int(st.ref))
                 raise PlanError(
@@ -165,7 +185,7 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
                     f"step {t}: {where(steps[t][-1])} reads {where(u)} before it is computed"
                 )
         for v in writes[t]:
-            st = plan.storage[v]
+            st = storage[v]
             if st.kind == "arena":
                 prev = holds.get(int(st.ref))
                 if prev is not None and last_read.get(prev, -1) > t:
