@@ -181,6 +181,15 @@ def fused(e: Emit, nodes: Sequence[int], stored: set[int]) -> None:
             and len(heads) > 1
             and (heads[-1][0] is idx[-1])
         ):  # sums along the innermost axis: rows advanced together
+            if len(heads) > 2 and not full and not small:
+                # each row its own output: the threads share the outermost loop (the zeroing
+                # before and a mean's division after stay on the calling thread)
+                (outer, outer_extent), rest = heads[0], heads[1:]
+                par = Parallel(outer, outer_extent, Lit(1),
+                               extent * Lit(cost) if cost > 1 else extent,
+                               tuple(interleaved(rest, body)))  # fmt: skip
+                doc = f"{what} over {shape}, its outer loop shared, {ROWS} rows at a time"
+                return e.kernel(kb, doc, [*before, par, *after], work, alone=False)
             doc = f"{what} over {shape}, on one thread, {ROWS} rows at a time"
             return e.kernel(kb, doc, [*before, *interleaved(heads, body), *after], work, alone=True)
         return e.kernel(kb, doc, [*before, *nest(heads, body), *after], work, alone=True)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from graphc.codegen.emit import Emit, flat_index, flat_loop, loop_nest
-from graphc.codegen.kir import Assign, Store
+from graphc.codegen.kir import Assign, Lit, Loop, Parallel, Store
 from graphc.ir.graph import Value
 from graphc.ir.shapes import (
     ShapeMismatch,
@@ -33,7 +33,12 @@ def _lower_transpose(e: Emit, n: int, args: list[int], params: dict) -> None:
         read = kb.read(x, flat_index(kb, shape(x), x_idx))
         return [Assign(Store(out, flat_index(kb, shape(n), idx)), read)]
 
-    e.kernel(kb, f"b0 = transpose(b1, perm={perm})", loop_nest(kb, shape(n), body))
+    loops = loop_nest(kb, shape(n), body)
+    if len(loops) == 1 and isinstance(loops[0], Loop) and len(shape(n)) > 1:
+        # the threads share the outermost loop (a copy: the same bits on any number of them)
+        top = loops[0]
+        loops = [Parallel(top.var, top.stop, Lit(1), kb.extent(shape(n)), top.body)]
+    e.kernel(kb, f"b0 = transpose(b1, perm={perm})", loops)
 
 
 def _lower_reshape(e: Emit, n: int, args: list[int], params: dict) -> None:

@@ -207,3 +207,35 @@ def test_a_large_call_lets_other_python_threads_run(tmp_path):
     finally:
         sys.setswitchinterval(interval)
     assert counted == 100_000, "the main thread did not run while the calls ran"
+
+
+def test_row_sums_softmax_layer_norm_and_transposes_are_shared_with_the_bits_of_one_thread(
+    tmp_path,
+):
+    """Sums along the last axis (each row its own output), the runtime's softmax and layer
+    norm (rows eight at a time) and transposes: their outer loops are shared among threads."""
+    g = gc.Graph("rows")
+    x = g.input("x", shape=("N", 64, 64))
+    t = gc.transpose(x, (0, 2, 1))
+    h = gc.nn.layer_norm(t - gc.mean(t * t, axis=-1, keepdims=True), "ln")
+    g.output("loss", gc.sum(gc.softmax(h, axis=-1) * x))
+    m = gc.compile(g, wrt=["x"], out_dir=tmp_path)
+    for doc in ("its outer loop shared, 8 rows at a time", "b0 = transpose(b1, perm=(0, 2, 1))"):
+        assert doc in m.source
+    rng = np.random.default_rng(5)
+    inputs = {"x": rng.normal(size=(160, 64, 64))}
+    inputs |= {k: rng.normal(size=s) for k, s in m.SHAPES.items() if k != "x"}
+    m.module.set_num_threads(1)
+    alone = m.value_and_grad(**inputs)
+    m.module.set_num_threads(2)
+    try:
+        before = m.module.thread_stats()[1]
+        deadline = time.monotonic() + 20
+        while m.module.thread_stats()[1] == before and time.monotonic() < deadline:
+            assert _same(m.value_and_grad(**inputs), alone)
+        assert m.module.thread_stats()[1] > before, "no helper ever took a piece"
+    finally:
+        m.module.set_num_threads(os.cpu_count() or 1)
+    want = gc.value_and_grad(g, inputs, of="loss", wrt=["x"])
+    np.testing.assert_allclose(alone[0]["loss"], want[0]["loss"], rtol=1e-11)
+    np.testing.assert_allclose(alone[1]["x"], want[1]["x"], rtol=1e-9, atol=1e-12)
