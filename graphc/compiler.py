@@ -21,6 +21,7 @@ from graphc.codegen.render import render
 from graphc.compiled import ABSENT, CompiledModule, load  # noqa: F401  (gc.compile's)
 from graphc.errors import BuildError, GraphError, InputError
 from graphc.ir.graph import Graph, as_graph, describe, freeze, without_gc
+from graphc.ir.serialize import to_json
 from graphc.ir.shapes import FLOAT_DTYPES, dtype_name, shape_symbols
 from graphc.ir.verify import verify
 from graphc.optim import Optimizer
@@ -490,7 +491,8 @@ def compile(
         if started:
             translate.stop_unused()
     module = load_module(built)
-    recipe = (g.to_json() if isinstance(g, Graph) else Graph.from_networkx(g).to_json(), {
+    model = g if isinstance(g, Graph) else Graph.from_networkx(g)
+    recipe = (to_json(model.nx, indent=None), {
         "of": of, "wrt": wrt if wrt is None or isinstance(wrt, str) else tuple(wrt),
         "dtype": dtype, "out_dir": str(built.entry_dir.parent.parent), "source_file": source_file,
         "memory": memory, "memory_budget": memory_budget, "size_hint": size_hint,

@@ -23,7 +23,7 @@ from typing import Any
 import networkx as nx
 
 from graphc.errors import GraphError
-from graphc.ir.graph import Graph, Value, describe
+from graphc.ir.graph import Graph, Value, copy_graph, describe
 
 
 class Body:
@@ -153,7 +153,7 @@ class Trace(Graph):
     def finish(self) -> Graph:
         """The traced body as a plain graph."""
         g = Graph(self.name)
-        g.nx = self.nx.copy()
+        g.nx = copy_graph(self.nx)
         g.nx.graph["outputs"] = dict(self.nx.graph["outputs"])
         g._next_id = self._next_id
         return g

@@ -130,6 +130,23 @@ def add_node(G: nx.MultiDiGraph, n: int, attrs: dict[str, Any], ids: Sequence[in
         cache.clear()
 
 
+def copy_graph(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    """What `G.copy()` makes (each node's and edge's attribute dict copied, values shared),
+    written into networkx's dicts directly: its generic copy was a pass's largest cost."""
+    H = nx.MultiDiGraph()
+    H.graph.update(G.graph)
+    H._node.update((n, dict(a)) for n, a in G._node.items())
+    succ, pred = H._succ, H._pred
+    for n in G._node:
+        succ[n] = {}
+        pred[n] = {}
+    for u, nbrs in G._succ.items():
+        out = succ[u]
+        for v, keys in nbrs.items():
+            out[v] = pred[v][u] = {k: dict(d) for k, d in keys.items()}
+    return H
+
+
 def freeze(g: Graph) -> Graph:
     """`g`, made unchangeable (networkx raises on any change): the passes after scheduling
     read a graph many times over, and `operands` then remembers each node's."""
@@ -419,7 +436,7 @@ class Graph:
     # ---- conversion ---------------------------------------------------------------------
     def copy(self) -> Graph:
         g = Graph.__new__(Graph)
-        g.nx = self.nx.copy()
+        g.nx = copy_graph(self.nx)
         g.nx.graph["outputs"] = dict(self.nx.graph["outputs"])
         g._next_id = self._next_id
         g._loc = None

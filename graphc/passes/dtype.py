@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.errors import GraphError
-from graphc.ir.graph import Graph
+from graphc.ir.graph import Graph, copy_graph
 from graphc.ir.shapes import FLOAT_DTYPES, dtype_name
 from graphc.ops.registry import structured
 
@@ -26,7 +26,7 @@ def with_dtype(g: Graph, dtype: str) -> Graph:
     dtype = dtype_name(dtype)
     if dtype not in FLOAT_DTYPES:
         raise GraphError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
-    H = g.nx.copy()
+    H = copy_graph(g.nx)
     H.graph["outputs"] = dict(g.outputs)
     for _, a in H.nodes(data=True):
         if a["op"] == "input" and a["dtype"] in FLOAT_DTYPES:

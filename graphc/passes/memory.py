@@ -318,10 +318,63 @@ def _by_size(prog, values, iv, nbytes, overwrite) -> tuple[list[list[int]], set[
     return slots, written_over
 
 
+def _least_arena(prog, values, iv, nbytes, overwrite) -> int:
+    """A bound no placement goes below (0 when there are too many sizes to work it out), from
+    sets of values no two of which can share a slot: those live at a step t (defined at t or
+    before, read at t or after), less any read last at t that a value defined at t may be
+    written over; and those live from t to t + 1. For each size x, the arena has at least as
+    many slots of x bytes or more as such a set has values of x bytes or more, so it is at
+    least the sum over sizes of those counts times the step to the next size. When the
+    schedule-order placement meets the bound, "best" need not try the size-order one (a tie
+    is the schedule's)."""
+    sizes = sorted(set(nbytes[v] for v in values), reverse=True)
+    if not sizes or len(sizes) > LEAST_ARENA_SIZES:
+        return 0
+    rank = {x: i for i, x in enumerate(sizes)}
+    starts: dict[int, list[int]] = {}
+    for v in values:
+        starts.setdefault(iv[v].start, []).append(v)
+    events: dict[int, list[list[int]]] = {}  # step -> [starting, ending, sharable] per rank
+
+    def at(t: int) -> list[list[int]]:
+        if t not in events:
+            events[t] = [[0] * len(sizes) for _ in range(3)]
+        return events[t]
+
+    for v in values:
+        a, k = iv[v], rank[nbytes[v]]
+        at(a.start)[0][k] += 1
+        if a.start < a.end:
+            at(a.end)[1][k] += 1
+            if v in prog._reads[a.end] and any(p != v and overwrite(p, v)
+                                              for p in starts.get(a.end, ())):  # fmt: skip
+                at(a.end)[2][k] += 1
+    live = [0] * len(sizes)  # values of each rank live from the step before to this one
+    most = [0] * len(sizes)  # the most in one set, of values of sizes[k] bytes or more
+    for t in sorted(events):
+        starting, ending, sharable = events[t]
+        at_t = after = 0
+        for k in range(len(sizes)):
+            at_t += live[k] + starting[k] - sharable[k]
+            live[k] += starting[k] - ending[k]
+            after += live[k]
+            most[k] = max(most[k], at_t, after)
+    steps = [x - y for x, y in zip(sizes, [*sizes[1:], 0], strict=True)]
+    return sum(c * d for c, d in zip(most, steps, strict=True))
+
+
+LEAST_ARENA_SIZES = 16  # distinct value sizes up to which _least_arena is worked out
+# "best" keeps the schedule-order placement without trying the size-order one (the slower of
+# the two) when the first is within 1/BEST_MARGIN of _least_arena: nothing could save more.
+BEST_MARGIN = 1024
+
+
 @without_gc
 def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT) -> MemoryPlan:
     """Storage for every value of `prog`. `strategy` is "best" (the smaller of the two
-    placements), "schedule", "size", or "naive" (one slot per value, no sharing)."""
+    placements; the size-order one is not tried when the schedule-order one is within
+    1/BEST_MARGIN of the least any could be), "schedule", "size", or "naive" (one slot per
+    value, no sharing)."""
     G = prog.graph.nx
     storage, extra, alias_of = _fixed_storage(prog)
     iv = liveness(prog, alias_of)
@@ -335,18 +388,21 @@ def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT)
     def overwrite(v: int, x: int) -> bool:
         return x in nbytes and _can_overwrite(prog, v, x)
 
+    def arena(slots: list[list[int]]) -> int:
+        return sum(max(nbytes[m] for m in members) for members in slots)
+
     placements: dict[str, Placement] = {"schedule": _by_schedule, "size": _by_size}
     if strategy == "naive":
         candidates = {"naive": ([[v] for v in values], set())}
     elif strategy in placements:
         candidates = {strategy: placements[strategy](prog, values, iv, nbytes, overwrite)}
     elif strategy == "best":
-        candidates = {k: f(prog, values, iv, nbytes, overwrite) for k, f in placements.items()}
+        candidates = {"schedule": _by_schedule(prog, values, iv, nbytes, overwrite)}
+        least = _least_arena(prog, values, iv, nbytes, overwrite)
+        if arena(candidates["schedule"][0]) > least + least // BEST_MARGIN:
+            candidates["size"] = _by_size(prog, values, iv, nbytes, overwrite)
     else:
         raise ValueError(f"unknown memory strategy {strategy!r}")
-
-    def arena(slots: list[list[int]]) -> int:
-        return sum(max(nbytes[m] for m in members) for members in slots)
 
     name = min(candidates, key=lambda k: (arena(candidates[k][0]), k != "schedule"))
     chosen, in_place = candidates[name]

@@ -8,6 +8,7 @@ import pytest
 import graphc as gc
 from graphc.compiler import run_stages
 from graphc.errors import PlanError
+from graphc.passes import memory
 from graphc.passes.fuse import fuse
 from graphc.passes.liveness import WHOLE_CALL, liveness
 from graphc.passes.memory import Storage, plan_memory
@@ -81,6 +82,37 @@ def test_every_plan_verifies(name, strategy, order):
         prog = schedule(joint, outputs, st.graph._next_id, order=order)
         verify_plan(prog, plan_memory(prog, strategy))
         verify_plan(fuse(prog), plan_memory(fuse(prog), strategy))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("fusion", [False, True])
+def test_least_arena_bounds_every_placement(name, fusion):
+    """The bound that lets "best" skip the size-order placement is below both placements
+    (and meets the schedule's on the seed network), and "best" is never more than the
+    margin above the smaller of the two."""
+    st = run_stages(MODELS[name](), fusion=fusion)
+    for prog, _ in st.programs.values():
+        plans = {s: plan_memory(prog, s) for s in ("best", "schedule", "size")}
+        sizes = default_sizes(prog, 64)
+        arena = {s: plan.arena_bytes(sizes) for s, plan in plans.items()}
+        storage, _, alias_of = memory._fixed_storage(prog)
+        iv = liveness(prog, alias_of)
+        values = [n for s in prog.steps for n in s.nodes if n not in storage]
+        nodes = prog.graph.nx._node
+        nbytes = {v: memory.value_bytes(nodes[v]["shape"], nodes[v]["dtype"], sizes)
+                  for v in values}  # fmt: skip
+        slots = {s: [[v for v in values if plans[s].storage[v].ref == k] for k in
+                     range(len(plans[s].slots))] for s in ("schedule", "size")}  # fmt: skip
+
+        def overwrite(v, x, prog=prog, nbytes=nbytes):  # as plan_memory's
+            return x in nbytes and memory._can_overwrite(prog, v, x)
+
+        least = memory._least_arena(prog, values, iv, nbytes, overwrite)
+        for s in ("schedule", "size"):
+            assert least <= sum(max(nbytes[m] for m in members) for members in slots[s])
+        assert arena["best"] <= min(arena["schedule"], arena["size"]) * (1 + 1 / 1024)
+    if name == "seed":
+        assert least == arena["schedule"]
 
 
 def plans(model, fusion=False):
