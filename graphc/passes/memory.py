@@ -24,6 +24,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from graphc.ir.graph import operands, without_gc
 from graphc.ir.shapes import ITEMSIZE, Shape, dim_value, format_shape, shape_symbols
 from graphc.ops.registry import REGISTRY
@@ -334,31 +336,27 @@ def _least_arena(prog, values, iv, nbytes, overwrite) -> int:
     starts: dict[int, list[int]] = {}
     for v in values:
         starts.setdefault(iv[v].start, []).append(v)
-    events: dict[int, list[list[int]]] = {}  # step -> [starting, ending, sharable] per rank
 
-    def at(t: int) -> list[list[int]]:
-        if t not in events:
-            events[t] = [[0] * len(sizes) for _ in range(3)]
-        return events[t]
+    def sharable(v: int, t: int) -> bool:  # read last at t by a step that may write over it
+        return v in prog._reads[t] and any(p != v and overwrite(p, v) for p in starts.get(t, ()))
 
-    for v in values:
-        a, k = iv[v], rank[nbytes[v]]
-        at(a.start)[0][k] += 1
-        if a.start < a.end:
-            at(a.end)[1][k] += 1
-            if v in prog._reads[a.end] and any(p != v and overwrite(p, v)
-                                              for p in starts.get(a.end, ())):  # fmt: skip
-                at(a.end)[2][k] += 1
-    live = [0] * len(sizes)  # values of each rank live from the step before to this one
-    most = [0] * len(sizes)  # the most in one set, of values of sizes[k] bytes or more
-    for t in sorted(events):
-        starting, ending, sharable = events[t]
-        at_t = after = 0
-        for k in range(len(sizes)):
-            at_t += live[k] + starting[k] - sharable[k]
-            live[k] += starting[k] - ending[k]
-            after += live[k]
-            most[k] = max(most[k], at_t, after)
+    n, count = len(prog.steps) + 2, len(values)  # steps WHOLE_CALL = -1 .. len(steps)
+    start = np.fromiter((iv[v].start + 1 for v in values), np.int64, count)
+    end = np.fromiter((iv[v].end + 1 for v in values), np.int64, count)
+    ranks = np.fromiter((rank[nbytes[v]] for v in values), np.int64, count)
+    across = start < end
+    shared = np.fromiter((a and sharable(v, iv[v].end) for v, a in zip(values, across.tolist(),
+                          strict=True)), bool, count)  # fmt: skip
+
+    def per_step(which: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """[rank k, step]: how many of `which` at each step have rank k or less."""
+        flat = np.bincount(ranks[which] * n + at[which], minlength=len(sizes) * n)
+        return flat.reshape(len(sizes), n).cumsum(axis=0)
+
+    live = np.cumsum(per_step(across, start) - per_step(across, end), axis=1)  # t to t + 1
+    at_t = per_step(np.ones(count, bool), start) - per_step(shared, end)
+    at_t[:, 1:] += live[:, :-1]  # live at t: defined at t, or live from t - 1 to t
+    most = np.maximum(at_t.max(axis=1), live.max(axis=1)).tolist()
     steps = [x - y for x, y in zip(sizes, [*sizes[1:], 0], strict=True)]
     return sum(c * d for c, d in zip(most, steps, strict=True))
 
