@@ -382,12 +382,29 @@ class _Data:
         self.texts: list[str] = []
 
     def value(self, text: str) -> str:
+        """`text`, a Python literal, or `_D[k]` where it is long and plain data."""
         if len(text) <= LONG:
             return text
         try:
             ast.literal_eval(text)
         except (ValueError, SyntaxError):
             return text  # float('nan') and the like: only as code
+        return self._add(text)
+
+    def python(self, x: object) -> str:
+        """`value(_python(x))`."""
+        return self._ours(_python(x))
+
+    def elements(self, values: tuple) -> str:
+        """`value(_elements(values))`."""
+        return self._ours(_elements(values))
+
+    def _ours(self, text: str) -> str:
+        """`value(text)` for a text of _python's, without parsing it back: only its NaN and
+        infinities (`float('nan')`) make it code rather than data."""
+        return self.value(text) if len(text) <= LONG or "float(" in text else self._add(text)
+
+    def _add(self, text: str) -> str:
         self.texts.append(text)
         return f"_D[{len(self.texts) - 1}]"
 
@@ -426,13 +443,13 @@ def _function_view(f: Function, data: _Data) -> SimpleNamespace:
         doc=f.doc,
         tables=tables,
         nparts=f.nparts,
-        names=data.value(_python(f.names)),
+        names=data.python(f.names),
         defaults="(" + "".join(d + ", " for d in defaults) + ")",
-        spec=data.value(_python(f.spec)),
-        outspec=data.value(_python(f.outspec)),
-        out_keys=data.value(_python(f.keys)),
-        checks=data.value(_python(f.checks)),
-        symbols=data.value(_python(f.symbols)),
+        spec=data.python(f.spec),
+        outspec=data.python(f.outspec),
+        out_keys=data.python(f.keys),
+        checks=data.python(f.checks),
+        symbols=data.python(f.symbols),
     )
 
 
@@ -456,7 +473,7 @@ def module_view(m: Module, runtime_key: str, runtime_options: dict) -> SimpleNam
         runtime_options=_python(runtime_options),
         consts=[
             SimpleNamespace(
-                elements=data.value(_elements(c.values)),
+                elements=data.elements(c.values),
                 dtype=c.dtype,
                 shape=_python(c.shape),
                 comment=c.comment,
