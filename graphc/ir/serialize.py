@@ -8,9 +8,11 @@ import networkx as nx
 import numpy as np
 
 from graphc.errors import GraphError
+from graphc.ir.graph import without_gc
 from graphc.ir.shapes import DTYPES
 
 
+@without_gc  # several dicts per node, no cycles: the collector would rescan the heap
 def to_json(G: nx.MultiDiGraph, indent: int | None = 1) -> str:
     """The JSON form of `G`: indented for a file people read, compact (`indent=None`, several
     times faster to write) for a copy only graphc reads back, such as a module's recipe."""
