@@ -1,8 +1,8 @@
-"""Convolutions other than conv2d's own, built from it (their gradients are its gradients'):
-conv1d (a conv2d of height 1), conv3d (for each depth tap, one grouped conv2d over all output
-depths at once: the depths become groups), and the transposed convolutions conv_transpose1d
-and conv_transpose2d (conv2d_grad_input, with output_padding choosing among the input sizes
-a stride maps to the same output). Layouts, geometry and bias as PyTorch's.
+"""The public convolutions other than conv2d's own, built from the conv2d and conv3d ops (their
+gradients are those ops'): conv1d (a conv2d of height 1), conv3d (the conv3d op, plus a bias),
+and the transposed convolutions conv_transpose1d, conv_transpose2d and conv_transpose3d
+(conv2d_grad_input or conv3d_grad_input, with output_padding choosing among the input sizes a
+stride maps to the same output). Layouts, geometry and bias as PyTorch's.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def conv(x: Value, w: Value, k: int, stride=1, padding=0, dilation=1, groups: in
     """A k-d convolution (k = 1, 2, 3) of x [N, C_in, *spatial] with w [C_out, C_in/groups,
     *kernel], zero padding, as PyTorch's conv{k}d without bias."""
     from graphc.ops.conv import conv2d
+    from graphc.ops.conv3d import conv3d as conv3d_op
     from graphc.ops.shape import reshape
 
     op = f"conv{k}d"
@@ -55,36 +56,7 @@ def conv(x: Value, w: Value, k: int, stride=1, padding=0, dilation=1, groups: in
         w2 = reshape(w, (*w.shape[:2], 1, w.shape[2]))
         y = conv2d(x2, w2, (1, stride[0]), (0, padding[0]), (1, dilation[0]), groups)
         return reshape(y, (*y.shape[:2], y.shape[3]))
-    return _conv3d(x, w, stride, padding, dilation, groups)
-
-
-def _conv3d(x: Value, w: Value, stride, padding, dilation, groups: int) -> Value:
-    """Each depth tap kd: the input's depth slices kd*dil + d*stride (d an output depth)
-    side by side as groups of one conv2d, the weights' tap repeated once per depth."""
-    from graphc.ops.conv import conv2d
-    from graphc.ops.pad import pad
-    from graphc.ops.shape import broadcast_to, reshape, transpose
-
-    n, c, depth = x.shape[:3]
-    o, kd_n = w.shape[0], w.shape[2]
-    if not all(isinstance(d, int) for d in (c, depth, *x.shape[3:], *w.shape)):
-        raise _fail("conv3d", "only the batch of x may be symbolic")
-    (sd, *s2), (pd, *p2), (dd, *d2) = stride, padding, dilation
-    out_d = (depth + 2 * pd - dd * (kd_n - 1) - 1) // sd + 1
-    if out_d < 1:
-        raise _fail("conv3d", f"the kernel's depth does not fit the input's {depth}")
-    xp = pad(x, ((0, 0), (0, 0), (pd, pd), (0, 0), (0, 0))) if pd else x
-    total = None
-    for kd in range(kd_n):
-        start = kd * dd
-        slab = xp[:, :, start : start + (out_d - 1) * sd + 1 : sd]  # [N, C, out_d, H, W]
-        slab = reshape(transpose(slab, (0, 2, 1, 3, 4)), (n, out_d * c, *x.shape[3:]))
-        tap = broadcast_to(w[:, :, kd], (out_d, o, *w.shape[1:2], *w.shape[3:]))
-        tap = reshape(tap, (out_d * o, w.shape[1], *w.shape[3:]))
-        y = conv2d(slab, tap, tuple(s2), tuple(p2), tuple(d2), groups * out_d)
-        total = y if total is None else total + y
-    y = reshape(total, (n, out_d, o, *total.shape[2:]))
-    return transpose(y, (0, 2, 1, 3, 4))
+    return conv3d_op(x, w, stride, padding, dilation, groups)
 
 
 def conv1d(
@@ -98,7 +70,7 @@ def conv3d(
     x: Value, w: Value, bias: Value | None = None, stride=1, padding=0, dilation=1, groups: int = 1
 ) -> Value:
     """3-d convolution of x [N, C_in, D, H, W] with w [C_out, C_in/groups, KD, KH, KW], as
-    PyTorch's."""
+    PyTorch's: the conv3d op (ops/conv3d.py) and a bias."""
     return _with_bias(conv(x, w, 3, stride, padding, dilation, groups), bias, 3)
 
 
@@ -110,11 +82,12 @@ def conv_transpose(
     its input, whose size is (n - 1) stride - 2 padding + dilation (k - 1) + output_padding
     + 1 per axis."""
     from graphc.ops.conv import conv2d_grad_input
+    from graphc.ops.conv3d import conv3d_grad_input
     from graphc.ops.shape import reshape
 
     op = f"conv_transpose{k}d"
-    if k not in (1, 2):
-        raise _fail(op, "transposed convolutions are 1-d or 2-d")
+    if k not in (1, 2, 3):
+        raise _fail(op, "transposed convolutions are 1-d, 2-d or 3-d")
     if not isinstance(x, Value) or not isinstance(w, Value) or x.ndim != k + 2 or w.ndim != k + 2:
         raise _fail(op, f"x and w must be Values with {k + 2} dimensions")
     s, p, d = (
@@ -134,6 +107,8 @@ def conv_transpose(
         raise _fail(op, f"the output would have size {size}")
     if k == 2:
         return conv2d_grad_input(x, w, size, s, p, d, groups)
+    if k == 3:
+        return conv3d_grad_input(x, w, size, s, p, d, groups)
     x2 = reshape(x, (*x.shape[:2], 1, x.shape[2]))
     w2 = reshape(w, (*w.shape[:2], 1, w.shape[2]))
     y = conv2d_grad_input(x2, w2, (1, size[0]), (1, s[0]), (0, p[0]), (1, d[0]), groups)
@@ -169,3 +144,19 @@ def conv_transpose2d(
     as PyTorch's conv_transpose2d."""
     y = conv_transpose(x, w, 2, stride, padding, output_padding, groups, dilation)
     return _with_bias(y, bias, 2)
+
+
+def conv_transpose3d(
+    x: Value,
+    w: Value,
+    bias: Value | None = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups: int = 1,
+    dilation=1,
+) -> Value:
+    """Transposed 3-d convolution of x [N, C_in, D, H, W] with w [C_in, C_out/groups, KD, KH,
+    KW], as PyTorch's conv_transpose3d: conv3d_grad_input, whose gradients are conv3d's."""
+    y = conv_transpose(x, w, 3, stride, padding, output_padding, groups, dilation)
+    return _with_bias(y, bias, 3)
