@@ -29,10 +29,25 @@ def _tuple(op: str, name: str, v: Any, k: int, least: int) -> tuple[int, ...]:
     return tuple(int(a) for a in vals)
 
 
-def _with_bias(y: Value, bias: Value | None, k: int) -> Value:
+def _operands(op: str, k: int, x: Any, w: Any) -> None:
+    """x and w must be Values with k + 2 dimensions; the error names the one that is not."""
+    for name, v in (("x", x), ("w", w)):
+        if not isinstance(v, Value):
+            raise _fail(op, f"{name} must be a graphc Value, got {type(v).__name__}")
+        if v.ndim != k + 2:
+            raise _fail(op, f"{name} must have {k + 2} dimensions, got shape {v.shape}")
+
+
+def _with_bias(op: str, y: Value, bias: Value | None, k: int) -> Value:
     from graphc.ops.shape import reshape
 
-    return y if bias is None else y + reshape(bias, (y.shape[1], *([1] * k)))
+    if bias is None:
+        return y
+    if not isinstance(bias, Value) or bias.shape != (y.shape[1],):
+        got = bias.shape if isinstance(bias, Value) else type(bias).__name__
+        raise _fail(op, f"bias must be a Value of shape ({y.shape[1]},), one per output "
+                    f"channel, got {got}")  # fmt: skip
+    return y + reshape(bias, (y.shape[1], *([1] * k)))
 
 
 def conv(x: Value, w: Value, k: int, stride=1, padding=0, dilation=1, groups: int = 1) -> Value:
@@ -43,8 +58,7 @@ def conv(x: Value, w: Value, k: int, stride=1, padding=0, dilation=1, groups: in
     from graphc.ops.shape import reshape
 
     op = f"conv{k}d"
-    if not isinstance(x, Value) or not isinstance(w, Value) or x.ndim != k + 2 or w.ndim != k + 2:
-        raise _fail(op, f"x and w must be Values with {k + 2} dimensions")
+    _operands(op, k, x, w)
     stride, padding, dilation = (
         _tuple(op, n, v, k, lo)
         for n, v, lo in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1))
@@ -63,7 +77,7 @@ def conv1d(
     x: Value, w: Value, bias: Value | None = None, stride=1, padding=0, dilation=1, groups: int = 1
 ) -> Value:
     """1-d convolution of x [N, C_in, L] with w [C_out, C_in/groups, K], as PyTorch's."""
-    return _with_bias(conv(x, w, 1, stride, padding, dilation, groups), bias, 1)
+    return _with_bias("conv1d", conv(x, w, 1, stride, padding, dilation, groups), bias, 1)
 
 
 def conv3d(
@@ -71,7 +85,7 @@ def conv3d(
 ) -> Value:
     """3-d convolution of x [N, C_in, D, H, W] with w [C_out, C_in/groups, KD, KH, KW], as
     PyTorch's: the conv3d op (ops/conv3d.py) and a bias."""
-    return _with_bias(conv(x, w, 3, stride, padding, dilation, groups), bias, 3)
+    return _with_bias("conv3d", conv(x, w, 3, stride, padding, dilation, groups), bias, 3)
 
 
 def conv_transpose(
@@ -88,8 +102,7 @@ def conv_transpose(
     op = f"conv_transpose{k}d"
     if k not in (1, 2, 3):
         raise _fail(op, "transposed convolutions are 1-d, 2-d or 3-d")
-    if not isinstance(x, Value) or not isinstance(w, Value) or x.ndim != k + 2 or w.ndim != k + 2:
-        raise _fail(op, f"x and w must be Values with {k + 2} dimensions")
+    _operands(op, k, x, w)
     s, p, d = (
         _tuple(op, n, v, k, lo)
         for n, v, lo in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1))
@@ -127,7 +140,7 @@ def conv_transpose1d(
 ) -> Value:
     """Transposed 1-d convolution of x [N, C_in, L] with w [C_in, C_out/groups, K]."""
     y = conv_transpose(x, w, 1, stride, padding, output_padding, groups, dilation)
-    return _with_bias(y, bias, 1)
+    return _with_bias("conv_transpose1d", y, bias, 1)
 
 
 def conv_transpose2d(
@@ -143,7 +156,7 @@ def conv_transpose2d(
     """Transposed 2-d convolution of x [N, C_in, H, W] with w [C_in, C_out/groups, KH, KW],
     as PyTorch's conv_transpose2d."""
     y = conv_transpose(x, w, 2, stride, padding, output_padding, groups, dilation)
-    return _with_bias(y, bias, 2)
+    return _with_bias("conv_transpose2d", y, bias, 2)
 
 
 def conv_transpose3d(
@@ -159,4 +172,4 @@ def conv_transpose3d(
     """Transposed 3-d convolution of x [N, C_in, D, H, W] with w [C_in, C_out/groups, KD, KH,
     KW], as PyTorch's conv_transpose3d: conv3d_grad_input, whose gradients are conv3d's."""
     y = conv_transpose(x, w, 3, stride, padding, output_padding, groups, dilation)
-    return _with_bias(y, bias, 3)
+    return _with_bias("conv_transpose3d", y, bias, 3)
