@@ -13,8 +13,8 @@ from graphc.ops.conv3d import conv3d, conv3d_grad_input, conv3d_grad_weight
 from tests.codegen.cases import In, Model
 
 # (label, x shape, w shape, conv3d keywords): each param alone and together, non-cubic kernels,
-# depthwise, four output channels at once and the rest; x is a param, so every conv also runs
-# conv3d_grad_input and conv3d_grad_weight.
+# depthwise, four output channels at once and the rest, both kinds of kernel; x is a param, so
+# every conv also runs conv3d_grad_input and conv3d_grad_weight.
 CONV3: list[tuple[str, tuple, tuple, dict[str, Any]]] = [
     ("2x2x2", ("N", 2, 4, 4, 3), (3, 2, 2, 2, 2), {}),
     ("stride", ("N", 2, 5, 4, 6), (5, 2, 2, 3, 2), {"stride": (2, 1, 2)}),
@@ -26,6 +26,13 @@ CONV3: list[tuple[str, tuple, tuple, dict[str, Any]]] = [
                                                         "stride": (1, 1, 2)}),
     ("1x1x1", ("N", 5, 2, 3, 4), (9, 5, 1, 1, 1), {}),
     ("wide", (2, 2, 2, 2, 70), (4, 2, 1, 2, 3), {"padding": (0, 0, 1)}),  # a row past a block
+    # im2col tiles and BLAS (graphc/ops/conv.py: tiling): 32, 48 and 768 taps (then in chunks)
+    ("blas", ("N", 4, 3, 4, 5), (16, 4, 2, 2, 2), {"padding": 1}),
+    ("blas,s,p,d,g", ("N", 8, 4, 5, 4), (32, 4, 2, 3, 2), {"stride": (1, 2, 1),
+                                                            "padding": (1, 0, 1),
+                                                            "dilation": (2, 1, 1), "groups": 2}),
+    ("blas,chunks", ("N", 64, 2, 3, 4), (16, 64, 2, 2, 3), {"padding": (0, 1, 1),
+                                                             "stride": (1, 1, 2)}),
 ]  # fmt: skip
 
 
@@ -75,6 +82,8 @@ def conv3d_model(name: str) -> Model:
 
 def conv3d_f32_model(name: str) -> Model:
     m = Model(name)
+    # (direct loops only: float32 through BLAS is judged against the largest magnitude, in
+    # tests/ops/test_conv3d.py, as conv2d's is in test_conv.py)
     add_conv3d(m, [CONV3[0], CONV3[4], CONV3[5]])
     _public(m)
     return m.finish()

@@ -1,7 +1,8 @@
 """conv3d, its gradient ops and conv_transpose3d beyond the registry table: second derivatives
 through every gradient op, how parameters are given, errors naming the wrong argument at the
 model's line, empty batches, agreement with PyTorch over many geometries where it is
-installed, and the compiled kernels (one per op, the same bits on any number of threads)."""
+installed, and the compiled kernels (direct loops or im2col and BLAS, chosen per layer as
+conv2d's; the direct ones give the same bits on any number of threads)."""
 
 from __future__ import annotations
 
@@ -238,6 +239,63 @@ def test_each_op_lowers_to_its_own_runtime_kernel() -> None:
     names = {kernel.get(r.cells[0]) for r in vg.program}
     assert {"conv3d_d", "conv3d_grad_input_d", "conv3d_grad_weight_d"} <= names
     assert not {n for n in names if n and n.startswith("conv2d")}
+
+
+def _layers(dtype: str) -> gc.Graph:
+    """A wide layer (BLAS: 4*27 taps, 16 outputs per group) and a narrow one (direct loops)."""
+    g = gc.Graph("kernel_choice3d")
+    x = g.param("x", shape=("N", 4, 5, 6, 7), dtype=dtype)
+    wide = g.param("wide", shape=(16, 4, 3, 3, 3), dtype=dtype)
+    narrow = g.param("narrow", shape=(3, 16, 1, 2, 1), dtype=dtype)
+    h = gc.conv3d(x, wide, padding=(1, 0, 2), dilation=(1, 1, 2), stride=(2, 1, 1))
+    y = gc.conv3d(gc.tanh(h), narrow)
+    r = g.input("r", shape=y.shape, dtype=dtype)
+    g.output("loss", gc.sum(y * r))
+    return g
+
+
+def test_each_layer_gets_the_kernel_conv2d_would_choose() -> None:
+    from graphc.compiler import run_stages
+    from graphc.ops.conv import tiling
+
+    assert tiling((16, 4, 3, 3, 3), ("N", 16, 3, 4, 7), 1) is not None
+    assert tiling((3, 16, 1, 2, 1), ("N", 3, 3, 3, 7), 1) is None  # 32 taps, but 3 outputs
+    assert tiling((16, 1, 3, 3, 3), ("N", 16, 3, 4, 7), 16) is None  # depthwise: 27 taps
+    module = run_stages(_layers("float64"), dtype="float64").module
+    (vg,) = [f for f in module.functions if f.name == "value_and_grad"]
+    kernel = {len(module.kernels) + k: name for k, name in enumerate(module.runtime)}
+    steps = [(kernel.get(r.cells[0]), r.comment[0]) for r in vg.program]
+    tiled = [what for name, what in steps if name == "conv3d_tiled_d"]
+    ops = sorted(w.split(" = ")[1].split("[")[0] for w in tiled)
+    assert ops == ["conv3d", "conv3d_grad_input", "conv3d_grad_weight"]
+    assert {"conv3d_d", "conv3d_grad_input_d", "conv3d_grad_weight_d"} <= {n for n, _ in steps}
+
+
+@pytest.mark.compiler
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_both_kernels_agree_with_the_interpreter(dtype: str, tmp_path) -> None:
+    """Sums of many float32 terms differ from the interpreter's (exact, then rounded) by
+    float32 rounding: judged against the largest magnitude there."""
+    from graphc.passes.dtype import with_dtype
+
+    g = _layers(dtype)
+    m = gc.compile(g, dtype=dtype, out_dir=tmp_path)
+    rng = np.random.default_rng(5)
+    for n in (3, 1, 0):
+        feed = {"x": rng.standard_normal((n, 4, 5, 6, 7)),
+                "wide": rng.standard_normal((16, 4, 3, 3, 3)) / 10,
+                "narrow": rng.standard_normal((3, 16, 1, 2, 1)) / 4,
+                "r": rng.standard_normal((n, 3, 3, 3, 7))}  # fmt: skip
+        feed = {k: v.astype(dtype) for k, v in feed.items()}
+        outs, grads = m.value_and_grad(**feed)
+        want_outs, want_grads = gc.value_and_grad(with_dtype(g, dtype), feed, of="loss")
+        tol = 1e-12 if dtype == "float64" else 2e-5
+        for got, want in [(outs["loss"], want_outs["loss"])] + [
+            (grads[k], want_grads[k]) for k in ("x", "wide", "narrow")
+        ]:
+            assert got.dtype == want.dtype and got.shape == want.shape
+            scale = max(float(np.abs(want).max(initial=0.0)), 1.0)
+            np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale)
 
 
 @pytest.mark.compiler
