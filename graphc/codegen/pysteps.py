@@ -195,6 +195,33 @@ def _conv(dtype: str, op: str | None) -> Callable:
     return step
 
 
+def _conv3d(dtype: str, op: str | None) -> Callable:
+    """conv3d or a gradient of it (`op`; None: conv3d_tiled, whose first int says which), from
+    its 22 sizes (templates/runtime/steps.pyx.j2)."""
+    from graphc.ops import conv3d
+
+    def step(v, z, f, a):
+        ints = [z[j] for j in a[3:]]
+        which = op or ("conv3d", "conv3d_grad_input", "conv3d_grad_weight")[ints.pop(0)]
+        n, g, cig, cog, *rest = ints[:22]
+        size, kernel, out, stride, padding, dilation = (tuple(rest[k : k + 3])
+                                                         for k in range(0, 18, 3))  # fmt: skip
+        xs, ws, ys = (n, g * cig, *size), (g * cog, cig, *kernel), (n, g * cog, *out)
+        p = {"stride": stride, "padding": padding, "dilation": dilation, "groups": g}
+        shapes = {"conv3d": (xs, ws), "conv3d_grad_input": (ys, ws),
+                  "conv3d_grad_weight": (xs, ys)}[which]  # fmt: skip
+        x, y = (_flat(v[a[k]], dtype)[: int(np.prod(s))].reshape(s) for k, s in enumerate(shapes))
+        if which == "conv3d":
+            got = conv3d._conv3d_ref(x, y, **p)
+        elif which == "conv3d_grad_input":
+            got = conv3d._grad_input_ref(x, y, size=size, **p)
+        else:
+            got = conv3d._grad_weight_ref(x, y, kernel=kernel, **p)
+        _flat(v[a[2]], dtype)[: got.size] = got.reshape(-1)
+
+    return step
+
+
 def _pool(dtype: str, op: str) -> Callable:
     from graphc.ops import pool
 
@@ -241,6 +268,9 @@ for _s, _dtype in SUFFIX.items():
     for _op in ("conv2d", "conv2d_grad_input", "conv2d_grad_weight"):
         STEPS[f"{_op}_{_s}"] = _conv(_dtype, _op)
     STEPS[f"conv2d_tiled_{_s}"] = _conv(_dtype, None)
+    for _op in ("conv3d", "conv3d_grad_input", "conv3d_grad_weight"):
+        STEPS[f"{_op}_{_s}"] = _conv3d(_dtype, _op)
+    STEPS[f"conv3d_tiled_{_s}"] = _conv3d(_dtype, None)
     STEPS[f"argsort_{_s}"] = _argsort(_dtype)
     for _op in ("max_pool2d", "max_pool2d_grad", "max_pool2d_gather", "avg_pool2d",
                 "avg_pool2d_grad"):  # fmt: skip

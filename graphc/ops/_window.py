@@ -21,21 +21,26 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _pair_param(op: str, params, name: str, least: int) -> tuple[int, int]:
+_COUNT = {2: "a pair of", 3: "three"}
+
+
+def _pair_param(op: str, params, name: str, least: int, k: int = 2) -> tuple[int, ...]:
+    """Param `name`, checked to be `k` ints >= `least` (a pair for 2-d ops)."""
     v = params[name]
-    if not (isinstance(v, tuple) and len(v) == 2 and all(_int(d) and d >= least for d in v)):
-        raise ShapeMismatch(f"{op}: {name} must be a pair of ints >= {least}, got {v!r}")
+    if not (isinstance(v, tuple) and len(v) == k and all(_int(d) and d >= least for d in v)):
+        raise ShapeMismatch(f"{op}: {name} must be {_COUNT[k]} ints >= {least}, got {v!r}")
     return v
 
 
 _CONV_LOW = (("stride", 1), ("padding", 0), ("dilation", 1))  # the least value of each
 
 
-def _conv_params(op: str, params) -> tuple[tuple[int, int], ...]:
-    """(stride, padding, dilation), checked; groups is checked against the channels."""
+def _conv_params(op: str, params, k: int = 2) -> tuple[tuple[int, ...], ...]:
+    """(stride, padding, dilation) of a k-d convolution, checked; groups is checked against
+    the channels."""
     if not (_int(params["groups"]) and params["groups"] >= 1):
         raise ShapeMismatch(f"{op}: groups must be an int >= 1, got {params['groups']!r}")
-    return tuple(_pair_param(op, params, k, low) for k, low in _CONV_LOW)
+    return tuple(_pair_param(op, params, name, low, k) for name, low in _CONV_LOW)
 
 
 def _pool_params(op: str, params) -> tuple[tuple[int, int], ...]:
@@ -49,11 +54,13 @@ def _pool_params(op: str, params) -> tuple[tuple[int, int], ...]:
 
 
 def _nchw(op: str, shape: tuple, what: str, layout: str, batch: bool = True) -> tuple:
-    """`shape` checked to be 4-d with int dims >= 1 (the first may be a symbol or 0 if
-    `batch`)."""
-    if len(shape) != 4:
-        raise ShapeMismatch(f"{op}: {what} must be 4-d {layout}, got {format_shape(shape)}")
+    """`shape` checked to have the rank of `layout` ("[N, C, H, W]": 4-d, or NCDHW's 5-d) and
+    int dims >= 1 (the first may be a symbol or 0 if `batch`)."""
     names = layout.strip("[]").split(", ")
+    if len(shape) != len(names):
+        raise ShapeMismatch(
+            f"{op}: {what} must be {len(names)}-d {layout}, got {format_shape(shape)}"
+        )
     for k, (d, name) in enumerate(zip(shape, names, strict=True)):
         if batch and k == 0:
             continue
@@ -70,13 +77,14 @@ def _out_side(n: int, k: int, s: int, p: int, d: int) -> int:
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def _out_hw(op: str, hw, kernel, stride, padding, dilation=(1, 1)) -> tuple[int, int]:
+def _out_hw(op: str, hw, kernel, stride, padding, dilation=(1, 1)) -> tuple[int, ...]:
+    """The output's spatial sizes (two, or three for 3-d) of windows over an input of `hw`."""
     out = tuple(map(_out_side, hw, kernel, stride, padding, dilation))
     if min(out) < 1:
         span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
         raise ShapeMismatch(
-            f"{op}: a {span[0]}x{span[1]} window does not fit in the {hw[0]}x{hw[1]} input "
-            f"padded by {padding}"
+            f"{op}: a {'x'.join(map(str, span))} window does not fit in the "
+            f"{'x'.join(map(str, hw))} input padded by {padding}"
         )
     return out
 
@@ -133,10 +141,11 @@ def _scatter_windows(parts, shape, dtype, kernel, stride, padding, dilation=(1, 
     return out[:, :, ph : ph + h, pw : pw + w]
 
 
-def _pair(op: str, name: str, v: Any) -> tuple:
-    """An int or a pair as a pair (NumPy ints as ints); the op's shape rule checks values."""
+def _pair(op: str, name: str, v: Any, k: int = 2) -> tuple:
+    """An int or a pair (k = 2; or three for k = 3) as a tuple of k (NumPy ints as ints); the
+    op's shape rule checks values."""
     if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
-        return (int(v), int(v))
-    if isinstance(v, (tuple, list)) and len(v) == 2:
+        return (int(v),) * k
+    if isinstance(v, (tuple, list)) and len(v) == k:
         return tuple(int(d) if isinstance(d, np.integer) else d for d in v)
-    raise ShapeError(f"{op} at {user_loc()}: {name} must be an int or a pair of ints, got {v!r}")
+    raise ShapeError(f"{op} at {user_loc()}: {name} must be an int or {_COUNT[k]} ints, got {v!r}")

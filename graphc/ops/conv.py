@@ -14,6 +14,7 @@ set is closed under differentiation and `grad(grad(g))` works:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -69,18 +70,19 @@ INT32_MAX = 2**31 - 1  # BLAS may take 32-bit sizes
 WHICH = {"conv2d": 0, "conv2d_grad_input": 1, "conv2d_grad_weight": 2}  # conv2d_tiled's
 
 
-def tiling(w_shape: tuple, y_shape: tuple, groups: int) -> tuple[int, int] | None:
-    """(positions per tile, input channels per tile) of the im2col + BLAS kernel for a layer
-    with weight `w_shape` and output `y_shape`, or None for direct loops: these win while a
-    group has fewer than GEMM_MIN_TAPS taps or GEMM_MIN_OUT output channels."""
-    cig, (kh, kw), cog = w_shape[1], w_shape[2:], w_shape[0] // groups
-    taps, positions = cig * kh * kw, y_shape[2] * y_shape[3]
-    if taps < GEMM_MIN_TAPS or cog < GEMM_MIN_OUT or kh * kw * 16 > TILE:
+def tiling(w_shape: tuple, y_shape: tuple, groups: int, size: int = TILE) -> tuple[int, int] | None:
+    """(positions per tile, input channels per tile) of the im2col + BLAS kernel, whose tile
+    holds `size` elements, for a layer with weight `w_shape` and output `y_shape` (of conv2d,
+    or of conv3d: ops/conv3d.py), or None for direct loops: these win while a group has fewer
+    than GEMM_MIN_TAPS taps or GEMM_MIN_OUT output channels."""
+    cig, kk, cog = w_shape[1], math.prod(w_shape[2:]), w_shape[0] // groups
+    taps, positions = cig * kk, math.prod(y_shape[2:])
+    if taps < GEMM_MIN_TAPS or cog < GEMM_MIN_OUT or kk * 16 > size:
         return None
     if max(cog, taps, positions) > INT32_MAX:
         return None
-    tile = max(16, TILE // taps)
-    return tile, min(cig, TILE // (kh * kw * tile))
+    tile = max(16, size // taps)
+    return tile, min(cig, size // (kk * tile))
 
 
 def _lower_conv(e: Emit, n: int, args: list[int], params: dict) -> None:

@@ -1,8 +1,8 @@
-"""Convolutions other than conv2d's own, built from it (their gradients are its gradients'):
-conv1d (a conv2d of height 1), conv3d (for each depth tap, one grouped conv2d over all output
-depths at once: the depths become groups), and the transposed convolutions conv_transpose1d
-and conv_transpose2d (conv2d_grad_input, with output_padding choosing among the input sizes
-a stride maps to the same output). Layouts, geometry and bias as PyTorch's.
+"""The public convolutions other than conv2d's own, built from the conv2d and conv3d ops (their
+gradients are those ops'): conv1d (a conv2d of height 1), conv3d (the conv3d op, plus a bias),
+and the transposed convolutions conv_transpose1d, conv_transpose2d and conv_transpose3d
+(conv2d_grad_input or conv3d_grad_input, with output_padding choosing among the input sizes a
+stride maps to the same output). Layouts, geometry and bias as PyTorch's.
 """
 
 from __future__ import annotations
@@ -29,21 +29,36 @@ def _tuple(op: str, name: str, v: Any, k: int, least: int) -> tuple[int, ...]:
     return tuple(int(a) for a in vals)
 
 
-def _with_bias(y: Value, bias: Value | None, k: int) -> Value:
+def _operands(op: str, k: int, x: Any, w: Any) -> None:
+    """x and w must be Values with k + 2 dimensions; the error names the one that is not."""
+    for name, v in (("x", x), ("w", w)):
+        if not isinstance(v, Value):
+            raise _fail(op, f"{name} must be a graphc Value, got {type(v).__name__}")
+        if v.ndim != k + 2:
+            raise _fail(op, f"{name} must have {k + 2} dimensions, got shape {v.shape}")
+
+
+def _with_bias(op: str, y: Value, bias: Value | None, k: int) -> Value:
     from graphc.ops.shape import reshape
 
-    return y if bias is None else y + reshape(bias, (y.shape[1], *([1] * k)))
+    if bias is None:
+        return y
+    if not isinstance(bias, Value) or bias.shape != (y.shape[1],):
+        got = bias.shape if isinstance(bias, Value) else type(bias).__name__
+        raise _fail(op, f"bias must be a Value of shape ({y.shape[1]},), one per output "
+                    f"channel, got {got}")  # fmt: skip
+    return y + reshape(bias, (y.shape[1], *([1] * k)))
 
 
 def conv(x: Value, w: Value, k: int, stride=1, padding=0, dilation=1, groups: int = 1) -> Value:
     """A k-d convolution (k = 1, 2, 3) of x [N, C_in, *spatial] with w [C_out, C_in/groups,
     *kernel], zero padding, as PyTorch's conv{k}d without bias."""
     from graphc.ops.conv import conv2d
+    from graphc.ops.conv3d import conv3d as conv3d_op
     from graphc.ops.shape import reshape
 
     op = f"conv{k}d"
-    if not isinstance(x, Value) or not isinstance(w, Value) or x.ndim != k + 2 or w.ndim != k + 2:
-        raise _fail(op, f"x and w must be Values with {k + 2} dimensions")
+    _operands(op, k, x, w)
     stride, padding, dilation = (
         _tuple(op, n, v, k, lo)
         for n, v, lo in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1))
@@ -55,51 +70,22 @@ def conv(x: Value, w: Value, k: int, stride=1, padding=0, dilation=1, groups: in
         w2 = reshape(w, (*w.shape[:2], 1, w.shape[2]))
         y = conv2d(x2, w2, (1, stride[0]), (0, padding[0]), (1, dilation[0]), groups)
         return reshape(y, (*y.shape[:2], y.shape[3]))
-    return _conv3d(x, w, stride, padding, dilation, groups)
-
-
-def _conv3d(x: Value, w: Value, stride, padding, dilation, groups: int) -> Value:
-    """Each depth tap kd: the input's depth slices kd*dil + d*stride (d an output depth)
-    side by side as groups of one conv2d, the weights' tap repeated once per depth."""
-    from graphc.ops.conv import conv2d
-    from graphc.ops.pad import pad
-    from graphc.ops.shape import broadcast_to, reshape, transpose
-
-    n, c, depth = x.shape[:3]
-    o, kd_n = w.shape[0], w.shape[2]
-    if not all(isinstance(d, int) for d in (c, depth, *x.shape[3:], *w.shape)):
-        raise _fail("conv3d", "only the batch of x may be symbolic")
-    (sd, *s2), (pd, *p2), (dd, *d2) = stride, padding, dilation
-    out_d = (depth + 2 * pd - dd * (kd_n - 1) - 1) // sd + 1
-    if out_d < 1:
-        raise _fail("conv3d", f"the kernel's depth does not fit the input's {depth}")
-    xp = pad(x, ((0, 0), (0, 0), (pd, pd), (0, 0), (0, 0))) if pd else x
-    total = None
-    for kd in range(kd_n):
-        start = kd * dd
-        slab = xp[:, :, start : start + (out_d - 1) * sd + 1 : sd]  # [N, C, out_d, H, W]
-        slab = reshape(transpose(slab, (0, 2, 1, 3, 4)), (n, out_d * c, *x.shape[3:]))
-        tap = broadcast_to(w[:, :, kd], (out_d, o, *w.shape[1:2], *w.shape[3:]))
-        tap = reshape(tap, (out_d * o, w.shape[1], *w.shape[3:]))
-        y = conv2d(slab, tap, tuple(s2), tuple(p2), tuple(d2), groups * out_d)
-        total = y if total is None else total + y
-    y = reshape(total, (n, out_d, o, *total.shape[2:]))
-    return transpose(y, (0, 2, 1, 3, 4))
+    return conv3d_op(x, w, stride, padding, dilation, groups)
 
 
 def conv1d(
     x: Value, w: Value, bias: Value | None = None, stride=1, padding=0, dilation=1, groups: int = 1
 ) -> Value:
     """1-d convolution of x [N, C_in, L] with w [C_out, C_in/groups, K], as PyTorch's."""
-    return _with_bias(conv(x, w, 1, stride, padding, dilation, groups), bias, 1)
+    return _with_bias("conv1d", conv(x, w, 1, stride, padding, dilation, groups), bias, 1)
 
 
 def conv3d(
     x: Value, w: Value, bias: Value | None = None, stride=1, padding=0, dilation=1, groups: int = 1
 ) -> Value:
     """3-d convolution of x [N, C_in, D, H, W] with w [C_out, C_in/groups, KD, KH, KW], as
-    PyTorch's."""
-    return _with_bias(conv(x, w, 3, stride, padding, dilation, groups), bias, 3)
+    PyTorch's: the conv3d op (ops/conv3d.py) and a bias."""
+    return _with_bias("conv3d", conv(x, w, 3, stride, padding, dilation, groups), bias, 3)
 
 
 def conv_transpose(
@@ -110,13 +96,13 @@ def conv_transpose(
     its input, whose size is (n - 1) stride - 2 padding + dilation (k - 1) + output_padding
     + 1 per axis."""
     from graphc.ops.conv import conv2d_grad_input
+    from graphc.ops.conv3d import conv3d_grad_input
     from graphc.ops.shape import reshape
 
     op = f"conv_transpose{k}d"
-    if k not in (1, 2):
-        raise _fail(op, "transposed convolutions are 1-d or 2-d")
-    if not isinstance(x, Value) or not isinstance(w, Value) or x.ndim != k + 2 or w.ndim != k + 2:
-        raise _fail(op, f"x and w must be Values with {k + 2} dimensions")
+    if k not in (1, 2, 3):
+        raise _fail(op, "transposed convolutions are 1-d, 2-d or 3-d")
+    _operands(op, k, x, w)
     s, p, d = (
         _tuple(op, n, v, k, lo)
         for n, v, lo in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1))
@@ -134,6 +120,8 @@ def conv_transpose(
         raise _fail(op, f"the output would have size {size}")
     if k == 2:
         return conv2d_grad_input(x, w, size, s, p, d, groups)
+    if k == 3:
+        return conv3d_grad_input(x, w, size, s, p, d, groups)
     x2 = reshape(x, (*x.shape[:2], 1, x.shape[2]))
     w2 = reshape(w, (*w.shape[:2], 1, w.shape[2]))
     y = conv2d_grad_input(x2, w2, (1, size[0]), (1, s[0]), (0, p[0]), (1, d[0]), groups)
@@ -152,7 +140,7 @@ def conv_transpose1d(
 ) -> Value:
     """Transposed 1-d convolution of x [N, C_in, L] with w [C_in, C_out/groups, K]."""
     y = conv_transpose(x, w, 1, stride, padding, output_padding, groups, dilation)
-    return _with_bias(y, bias, 1)
+    return _with_bias("conv_transpose1d", y, bias, 1)
 
 
 def conv_transpose2d(
@@ -168,4 +156,20 @@ def conv_transpose2d(
     """Transposed 2-d convolution of x [N, C_in, H, W] with w [C_in, C_out/groups, KH, KW],
     as PyTorch's conv_transpose2d."""
     y = conv_transpose(x, w, 2, stride, padding, output_padding, groups, dilation)
-    return _with_bias(y, bias, 2)
+    return _with_bias("conv_transpose2d", y, bias, 2)
+
+
+def conv_transpose3d(
+    x: Value,
+    w: Value,
+    bias: Value | None = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups: int = 1,
+    dilation=1,
+) -> Value:
+    """Transposed 3-d convolution of x [N, C_in, D, H, W] with w [C_in, C_out/groups, KD, KH,
+    KW], as PyTorch's conv_transpose3d: conv3d_grad_input, whose gradients are conv3d's."""
+    y = conv_transpose(x, w, 3, stride, padding, output_padding, groups, dilation)
+    return _with_bias("conv_transpose3d", y, bias, 3)

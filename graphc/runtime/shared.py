@@ -34,7 +34,8 @@ STEPS = tuple(
     for name in (
         "gemm_{}", "softmax_{}", "layer_norm_{}", "logsumexp_{}", "take_{}_l", "take_{}_i",
         "take_grad_{}_l", "take_grad_{}_i", "conv2d_{}", "conv2d_grad_input_{}",
-        "conv2d_grad_weight_{}", "conv2d_tiled_{}", "max_pool2d_{}", "max_pool2d_grad_{}",
+        "conv2d_grad_weight_{}", "conv2d_tiled_{}", "conv3d_{}", "conv3d_grad_input_{}",
+        "conv3d_grad_weight_{}", "conv3d_tiled_{}", "max_pool2d_{}", "max_pool2d_grad_{}",
         "max_pool2d_gather_{}", "avg_pool2d_{}", "avg_pool2d_grad_{}", "argsort_{}",
     )
 ) + ("copy", "argsort_l")  # fmt: skip

@@ -85,6 +85,16 @@ def _images() -> gc.Graph:
     return g
 
 
+def _volumes() -> gc.Graph:
+    """conv3d (an op of its own, as conv2d) keeps the examples apart."""
+    g = gc.Graph("volumes")
+    x = g.input("x", shape=("N", 2, 3, 4, 3))
+    w, b = g.param("w", shape=(3, 2, 2, 2, 2)), g.param("b", shape=(3,))
+    h = gc.relu(gc.conv3d(x, w, b, padding=(0, 1, 0)))
+    g.output("loss", gc.mean(gc.sum(h * h, axis=(1, 2, 3, 4))))
+    return g
+
+
 def _two_means() -> gc.Graph:
     g = gc.Graph("two_means")
     x = g.input("x", shape=("N", 3))
@@ -109,6 +119,7 @@ ACCEPTED = {
     "replicated_mask": (_replicated_mask, "mean"),
     "transposed": (_transposed, "mean"),
     "images": (_images, "mean"),
+    "volumes": (_volumes, "mean"),
     "two_means_and_l2": (_two_means, "mean"),
 }
 

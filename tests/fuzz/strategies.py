@@ -38,6 +38,7 @@ from graphc.ir.graph import Value, operands
 from graphc.ir.shapes import ShapeMismatch, bind_shape, broadcast_shapes
 from graphc.ops._build import apply
 from graphc.ops.conv import conv2d_grad_input, conv2d_grad_weight
+from graphc.ops.conv3d import conv3d_grad_input, conv3d_grad_weight
 from graphc.ops.indexing import take_grad
 from graphc.ops.pool import avg_pool2d_grad, max_pool2d_gather, max_pool2d_grad
 from graphc.ops.registry import REGISTRY
@@ -123,6 +124,8 @@ FUNCS: dict[str, tuple[Callable[..., Any], str]] = {
     "take_grad": (take_grad, "take_grad"),
     "conv2d_grad_input": (conv2d_grad_input, "conv2d_grad_input"),
     "conv2d_grad_weight": (conv2d_grad_weight, "conv2d_grad_weight"),
+    "conv3d_grad_input": (conv3d_grad_input, "conv3d_grad_input"),
+    "conv3d_grad_weight": (conv3d_grad_weight, "conv3d_grad_weight"),
     "max_pool2d_grad": (max_pool2d_grad, "max_pool2d_grad"),
     "max_pool2d_gather": (max_pool2d_gather, "max_pool2d_gather"),
     "avg_pool2d_grad": (avg_pool2d_grad, "avg_pool2d_grad"),
@@ -131,8 +134,9 @@ FUNCS: dict[str, tuple[Callable[..., Any], str]] = {
 for _name in (
     "tanh sigmoid exp log sqrt erf erfc gelu relu abs sign maximum minimum where cast equal "
     "not_equal sum mean max logsumexp softmax log_softmax layer_norm transpose swapaxes reshape "
-    "broadcast_to take concat one_hot size conv2d max_pool2d avg_pool2d softmax_cross_entropy "
-    "mse_loss sin cos tan asin acos atan sinh cosh asinh acosh atanh expm1 exp2 log1p log2 "
+    "broadcast_to take concat one_hot size conv2d conv3d max_pool2d avg_pool2d "
+    "softmax_cross_entropy mse_loss sin cos tan asin acos atan sinh cosh asinh acosh atanh "
+    "expm1 exp2 log1p log2 "
     "reciprocal rsqrt square softplus silu mish elu leaky_relu hardtanh hardsigmoid hardswish "
     "logsigmoid softsign atan2 copysign fmod remainder clip min prod var std norm cumsum "
     "cumprod logcumsumexp linrec shift gather scatter scatter_add pad"
@@ -874,6 +878,10 @@ class _Maker:
         return self.leaf(shape, self.choice(["param", "data"]))
 
     def step_conv(self, x: Ref) -> Ref:
+        """conv2d or one of its gradient ops on an image; or, half the time, the same of conv3d
+        on a volume."""
+        if self.flag():
+            return self.step_conv3d(x)
         x = self.image(x)
         n, c, h, w = self.shape(x)
         groups = self.choice([g for g in (1, 2, 3) if c % g == 0])
@@ -899,6 +907,39 @@ class _Maker:
         if form == "grad_input":
             return self.tame(self.call("conv2d_grad_input", ct, wt, (h, w), **kw_))
         return self.tame(self.call("conv2d_grad_weight", x, ct, (kh, kw), **kw_))
+
+    def step_conv3d(self, x: Ref) -> Ref:
+        """conv3d, or one of its gradient ops, on x if it is a volume [N, C, D, H, W], else on
+        a new one."""
+        sx = self.shape(x)
+        if not (len(sx) == 5 and all(_is_int(d) and d >= 1 for d in sx[1:]) and sx[1] <= 4):
+            shape = (
+                self.choice(["N", 1, 2]),
+                self.between(1, 3),
+                *(self.between(2, 4) for _ in range(3)),
+            )
+            x = self.leaf(shape, self.choice(["param", "data"]))
+        _, c, *size = self.shape(x)
+        groups = self.choice([g for g in (1, 2) if c % g == 0])
+        c_out = groups * self.between(1, 2)
+        stride = tuple(self.between(1, 2) for _ in range(3))
+        padding = tuple(self.between(0, 1) for _ in range(3))
+        kernel = tuple(
+            min(self.between(1, 2), s + 2 * p) for s, p in zip(size, padding, strict=True)
+        )
+        dilation = tuple(dl if s + 2 * p >= dl * (k - 1) + 1 else 1 for dl, s, p, k in
+                         zip((self.between(1, 2) for _ in range(3)), size, padding, kernel,
+                             strict=True))  # fmt: skip
+        wt = self.leaf((c_out, c // groups, *kernel), self.choice(["param", "param", "data"]))
+        kw_ = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        y = self.tame(self.call("conv3d", x, wt, **kw_))
+        form = self.choice(["conv", "grad_input", "grad_weight"])
+        if form == "conv":
+            return y
+        ct = self.call("tanh", y) if self.flag() else y
+        if form == "grad_input":
+            return self.tame(self.call("conv3d_grad_input", ct, wt, tuple(size), **kw_))
+        return self.tame(self.call("conv3d_grad_weight", x, ct, kernel, **kw_))
 
     def step_pool(self, x: Ref) -> Ref:
         x = self.image(x)
@@ -1200,8 +1241,9 @@ def _differentiable_ancestors(g: gc.Graph, node: int) -> set[int]:
 OPS_DRAWN = frozenset(
     "add sub mul div neg pow exp log sqrt tanh erf erfc sigmoid relu abs maximum minimum gelu "
     "where cast transpose reshape broadcast_to take take_grad slice slice_grad concat conv2d "
-    "conv2d_grad_input conv2d_grad_weight max_pool2d max_pool2d_grad max_pool2d_gather "
-    "avg_pool2d avg_pool2d_grad matmul sum mean max softmax log_softmax layer_norm "
+    "conv2d_grad_input conv2d_grad_weight conv3d conv3d_grad_input conv3d_grad_weight "
+    "max_pool2d max_pool2d_grad max_pool2d_gather avg_pool2d avg_pool2d_grad matmul sum mean "
+    "max softmax log_softmax layer_norm "
     "logsumexp sin cos tan asin acos atan sinh cosh asinh acosh atanh expm1 exp2 log1p log2 "
     "reciprocal rsqrt square softplus silu mish elu leaky_relu hardtanh hardsigmoid hardswish "
     "logsigmoid softsign atan2 copysign fmod remainder clip min prod var std norm cumsum "

@@ -111,7 +111,7 @@ def test_strategy_draws_every_differentiable_op() -> None:
     assert OPS_DRAWN <= set(REGISTRY)
     seen: set[str] = set()
 
-    @fuzz(300, shrink=False)
+    @fuzz(400, shrink=False)
     @given(spec=models(min_steps=8, max_steps=20))
     def collect(spec: ModelSpec) -> None:
         seen.update(a["op"] for _, a in spec.graph().nx.nodes(data=True))

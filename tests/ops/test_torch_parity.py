@@ -306,6 +306,17 @@ for _label, _ours, _theirs, _ins in [
     ("conv3d", lambda x, w: gc.conv3d(x, w, stride=(2, 1, 2), padding=(1, 0, 1)),
      lambda x, w: F.conv3d(x, w, stride=(2, 1, 2), padding=(1, 0, 1)),
      (X5, normal(3, 2, 2, 3, 2))),
+    ("conv3d[b,d,g]", lambda x, w, b: gc.conv3d(x, w, b, stride=(1, 2, 1), padding=(0, 1, 2),
+                                                dilation=(2, 1, 2), groups=2),
+     lambda x, w, b: F.conv3d(x, w, b, stride=(1, 2, 1), padding=(0, 1, 2), dilation=(2, 1, 2),
+                              groups=2),
+     (X5, normal(4, 1, 2, 3, 2), normal(4))),
+    ("conv_transpose3d", lambda x, w, b: gc.conv_transpose3d(
+        x, w, b, stride=(2, 1, 3), padding=(1, 0, 1), output_padding=(1, 0, 2), groups=2,
+        dilation=(1, 2, 1)),
+     lambda x, w, b: F.conv_transpose3d(x, w, b, stride=(2, 1, 3), padding=(1, 0, 1),
+                                        output_padding=(1, 0, 2), groups=2, dilation=(1, 2, 1)),
+     (X5, normal(2, 3, 3, 2, 2), normal(6))),
     ("conv_transpose2d", lambda x, w, b: gc.conv_transpose2d(
         x, w, b, stride=(2, 3), padding=(1, 0), output_padding=(1, 2), groups=2,
         dilation=(1, 2)),

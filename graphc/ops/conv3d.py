@@ -1,0 +1,294 @@
+"""3-D convolution over NCDHW values, with the gradient ops it needs, as conv2d's (ops/conv.py)
+with a depth axis; the public conv3d with bias and conv_transpose3d are in ops/conv_nd.py.
+
+Layouts as PyTorch's: x is [N, C, D, H, W], a weight [C_out, C_in/groups, kD, kH, kW];
+convolution is cross-correlation with zero padding, and an output side is
+`(D + 2 padding - dilation (k - 1) - 1) // stride + 1`. The batch N may be a symbol; every
+other dim is an int. Geometry params are triples (depth, height, width); the builders also
+take an int.
+
+The gradient ops are ops of their own, each with its VJP written with these same ops, so the
+set is closed under differentiation and `grad(grad(g))` works:
+  conv3d(x, w)               -> dx: conv3d_grad_input(ct, w), dw: conv3d_grad_weight(x, ct)
+  conv3d_grad_input(ct, w)   -> dct: conv3d(c, w),      dw: conv3d_grad_weight(c, ct)
+  conv3d_grad_weight(x, ct)  -> dx: conv3d_grad_input(ct, c), dct: conv3d(x, c)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from graphc.codegen.emit import Emit
+from graphc.codegen.kir import SizeExpr
+from graphc.ir.graph import Value
+from graphc.ir.shapes import ShapeMismatch
+from graphc.ops._build import apply, float_dtype
+from graphc.ops._window import (
+    _conv_params,
+    _groups,
+    _in_float64,
+    _nchw,
+    _out_hw,
+    _pair,
+    _pair_param,
+    _same_batch,
+)
+from graphc.ops.conv import tiling
+from graphc.ops.registry import OpDef, register
+
+_CONV3 = {"stride": (1, 1, 1), "padding": (0, 0, 0), "dilation": (1, 1, 1), "groups": 1}
+_X = "[N, C_in, D, H, W]"
+_W = "[C_out, C_in/groups, kD, kH, kW]"
+_CT = "[N, C_out, D_out, H_out, W_out]"
+
+
+# ---- lowering: direct loops or im2col tiles and BLAS (templates/runtime/conv3d.pyx.j2) --------
+# As conv2d's (ops/conv.py), each op runs one of two runtime kernels, chosen per layer by the
+# same rule (`tiling`: from GEMM_MIN_TAPS taps and GEMM_MIN_OUT outputs per group on, BLAS):
+# direct loops along output rows, their large work shared among the module's threads (images,
+# or blocks of output channels for the weight's gradient), each result computed by one thread
+# (the same bits for any number of threads); or im2col of tiles of output positions multiplied
+# by BLAS, which shares the products among its own threads.
+# The tile is on the heap, of a fixed size whatever the batch (so the sums' order is too), twice
+# conv2d's: a 3x3x3 kernel's taps leave few positions per tile for BLAS in 8192 elements.
+# Measured (float32, batch 4, one thread, 3x3x3 kernel, padding 1; milliseconds, forward /
+# value_and_grad, against the loop of grouped conv2d's this op replaced, on a loaded machine):
+#   1->8, 16^3 (direct)  1.11 / 3.33 against 1.29 / 5.01
+#   4->8, 16^3 (direct)  4.13 / 11.0 against 4.49 / 11.7
+#   8->16, 12^3 (BLAS)   3.58 / 11.2 against 3.35 / 9.54  (tiles of 8192: 3.98 / 11.6)
+#   16->32, 8^3 (BLAS)   3.15 / 9.15 against 2.54 / 7.57  (tiles of 8192: 3.57 / 10.5)
+TILE3 = 16384
+WHICH = {"conv3d": 0, "conv3d_grad_input": 1, "conv3d_grad_weight": 2}  # conv3d_tiled's
+
+
+def _lower_conv3d(e: Emit, n: int, args: list[int], params: dict) -> None:
+    """The kernel of conv3d or a gradient of it, with its operands `args` and the geometry of
+    the convolution (x [N, C_in, D, H, W], weight w, output y) it belongs to."""
+    op = e.values.G.nodes[n]["op"]
+    shape = e.values.shape
+    a, b = args
+    x, w, y = {  # the shapes of the convolution's x, weight and output
+        "conv3d": (shape(a), shape(b), shape(n)),
+        "conv3d_grad_input": (shape(n), shape(b), shape(a)),
+        "conv3d_grad_weight": (shape(a), shape(n), shape(b)),
+    }[op]
+    g = params["groups"]
+    geometry = [x[0], g, w[1], w[0] // g, *x[2:], *w[2:], *y[2:], *params["stride"],
+                *params["padding"], *params["dilation"]]  # fmt: skip
+    tiles = tiling(w, y, g, TILE3)
+    if tiles is None:  # direct loops: one multiply-add per output and tap
+        work = SizeExpr.of([*y, *w[1:]])
+        e.runtime(f"{op}_{e.suffix}", [a, b, n], geometry, work=work, alone=False)
+    else:  # im2col tiles and BLAS
+        e.runtime(f"conv3d_tiled_{e.suffix}", [a, b, n], [WHICH[op], *geometry, *tiles], work=None)
+
+
+# ---- NumPy helpers of the references ---------------------------------------------------------
+def _padded(x: np.ndarray, padding) -> np.ndarray:
+    return np.pad(x, ((0, 0), (0, 0), *((p, p) for p in padding)))
+
+
+def _windows(xp: np.ndarray, kernel, stride, dilation) -> np.ndarray:
+    """The view [N, C, D_out, H_out, W_out, kD, kH, kW] of the windows of padded `xp`."""
+    span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
+    win = sliding_window_view(xp, span, axis=(2, 3, 4))
+    (sd, sh, sw), (dd, dh, dw) = stride, dilation
+    return win[:, :, ::sd, ::sh, ::sw, ::dd, ::dh, ::dw]
+
+
+# ---- conv3d -----------------------------------------------------------------------------------
+def _infer_conv3d(shapes, dtypes, params):
+    op = "conv3d"
+    x = _nchw(op, shapes[0], "x", _X)
+    w = _nchw(op, shapes[1], "w", _W, batch=False)
+    stride, padding, dilation = _conv_params(op, params, 3)
+    g = params["groups"]
+    _groups(op, x[1], w[0], g)
+    if w[1] * g != x[1]:
+        raise ShapeMismatch(
+            f"{op}: w takes {w[1]} channels per group, x has {x[1]} in {g} group(s)"
+        )
+    out = _out_hw(op, x[2:], w[2:], stride, padding, dilation)
+    return (x[0], w[0], *out), float_dtype(dtypes, op)
+
+
+@_in_float64
+def _conv3d_ref(x, w, stride, padding, dilation, groups):
+    n, g = x.shape[0], groups
+    win = _windows(_padded(x, padding), w.shape[2:], stride, dilation)
+    win = win.reshape(n, g, x.shape[1] // g, *win.shape[2:])
+    wg = w.reshape(g, w.shape[0] // g, *w.shape[1:])
+    out = np.einsum("ngcdhwijk,gocijk->ngodhw", win, wg, optimize=True)
+    return out.reshape(n, w.shape[0], *out.shape[3:])
+
+
+# d conv(x, w) = conv3d_grad_input(dy, w) for x, conv3d_grad_weight(x, dy) for w
+register(
+    OpDef(
+        "conv3d",
+        2,
+        _infer_conv3d,
+        _conv3d_ref,
+        (
+            lambda ct, out, x, w, **p: conv3d_grad_input(ct, w, x.shape[2:], **p),
+            lambda ct, out, x, w, **p: conv3d_grad_weight(x, ct, w.shape[2:], **p),
+        ),
+        params=_CONV3,
+        lower=_lower_conv3d,
+        formula="dx = conv3d_grad_input(dy, w), dw = conv3d_grad_weight(x, dy)",
+    )
+)
+
+
+# ---- conv3d_grad_input: the transposed convolution, adjoint of conv3d in x -------------------
+def _infer_grad_input(shapes, dtypes, params):
+    op = "conv3d_grad_input"
+    ct = _nchw(op, shapes[0], "ct", _CT)
+    w = _nchw(op, shapes[1], "w", _W, batch=False)
+    stride, padding, dilation = _conv_params(op, params, 3)
+    size = _pair_param(op, params, "size", 1, 3)
+    g = params["groups"]
+    _groups(op, w[1] * g, w[0], g)
+    if ct[1] != w[0]:
+        raise ShapeMismatch(f"{op}: ct has {ct[1]} channels, w has {w[0]} output channels")
+    out = _out_hw(op, size, w[2:], stride, padding, dilation)
+    if out != ct[2:]:
+        raise ShapeMismatch(f"{op}: an input of size {size} gives outputs {out}, not {ct[2:]}")
+    return (ct[0], w[1] * g, *size), float_dtype(dtypes, op)
+
+
+@_in_float64
+def _grad_input_ref(ct, w, stride, padding, dilation, groups, size):
+    """Each tap's products [N, C_in, D_out, H_out, W_out] added where the tap read from, in the
+    padded input, whose padding is then cut off."""
+    n, g, c = ct.shape[0], groups, groups * w.shape[1]
+    ctg = ct.reshape(n, g, ct.shape[1] // g, *ct.shape[2:])
+    wg = w.reshape(g, w.shape[0] // g, *w.shape[1:])
+    dx = np.zeros((n, c, *(s + 2 * p for s, p in zip(size, padding, strict=True))))
+    for tap in np.ndindex(*w.shape[2:]):
+        part = np.einsum("ngodhw,goc->ngcdhw", ctg, wg[(..., *tap)]).reshape(n, c, *ct.shape[2:])
+        cells = tuple(
+            slice(t * d, t * d + (m - 1) * s + 1, s)
+            for t, d, m, s in zip(tap, dilation, ct.shape[2:], stride, strict=True)
+        )
+        dx[(slice(None), slice(None), *cells)] += part
+    inner = tuple(slice(p, p + s) for s, p in zip(size, padding, strict=True))
+    return np.ascontiguousarray(dx[(slice(None), slice(None), *inner)])
+
+
+# y = T(ct, w) with <T(ct, w), c> = <conv3d(c, w), ct>: d/dct = conv3d(c, w), and
+# d/dw = conv3d_grad_weight(c, ct).
+register(
+    OpDef(
+        "conv3d_grad_input",
+        2,
+        _infer_grad_input,
+        _grad_input_ref,
+        (
+            lambda c, out, ct, w, size, **p: conv3d(c, w, **p),
+            lambda c, out, ct, w, size, **p: conv3d_grad_weight(c, ct, w.shape[2:], **p),
+        ),
+        params={**_CONV3, "size": None},
+        lower=_lower_conv3d,
+        formula="dct = conv3d(dy, w), dw = conv3d_grad_weight(dy, ct)",
+    )
+)
+
+
+# ---- conv3d_grad_weight: adjoint of conv3d in w ------------------------------------------------
+def _infer_grad_weight(shapes, dtypes, params):
+    op = "conv3d_grad_weight"
+    x = _nchw(op, shapes[0], "x", _X)
+    ct = _nchw(op, shapes[1], "ct", _CT)
+    stride, padding, dilation = _conv_params(op, params, 3)
+    kernel = _pair_param(op, params, "kernel", 1, 3)
+    g = params["groups"]
+    _same_batch(op, x, ct)
+    _groups(op, x[1], ct[1], g)
+    out = _out_hw(op, x[2:], kernel, stride, padding, dilation)
+    if out != ct[2:]:
+        raise ShapeMismatch(f"{op}: x and kernel {kernel} give outputs {out}, not {ct[2:]}")
+    return (ct[1], x[1] // g, *kernel), float_dtype(dtypes, op)
+
+
+@_in_float64
+def _grad_weight_ref(x, ct, stride, padding, dilation, groups, kernel):
+    n, g = x.shape[0], groups
+    win = _windows(_padded(x, padding), kernel, stride, dilation)
+    win = win.reshape(n, g, x.shape[1] // g, *win.shape[2:])
+    ctg = ct.reshape(n, g, ct.shape[1] // g, *ct.shape[2:])
+    dw = np.einsum("ngcdhwijk,ngodhw->gocijk", win, ctg, optimize=True)
+    return dw.reshape(ct.shape[1], x.shape[1] // g, *kernel)
+
+
+# y = GW(x, ct) with <GW(x, ct), c> = <conv3d(x, c), ct>: d/dx = conv3d_grad_input(ct, c),
+# d/dct = conv3d(x, c).
+register(
+    OpDef(
+        "conv3d_grad_weight",
+        2,
+        _infer_grad_weight,
+        _grad_weight_ref,
+        (
+            lambda c, out, x, ct, kernel, **p: conv3d_grad_input(ct, c, x.shape[2:], **p),
+            lambda c, out, x, ct, kernel, **p: conv3d(x, c, **p),
+        ),
+        params={**_CONV3, "kernel": None},
+        lower=_lower_conv3d,
+        formula="dx = conv3d_grad_input(ct, dy), dct = conv3d(x, dy)",
+    )
+)
+
+
+# ---- builders ---------------------------------------------------------------------------------
+def _conv_kw(op: str, stride, padding, dilation, groups) -> dict[str, Any]:
+    if isinstance(groups, np.integer):
+        groups = int(groups)
+    return {
+        "stride": _pair(op, "stride", stride, 3),
+        "padding": _pair(op, "padding", padding, 3),
+        "dilation": _pair(op, "dilation", dilation, 3),
+        "groups": groups,
+    }
+
+
+def conv3d(
+    x: Value, w: Value, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
+) -> Value:
+    """3-D cross-correlation of x [N, C_in, D, H, W] with w [C_out, C_in/groups, kD, kH, kW]
+    and zero padding, as PyTorch's `conv3d` without bias: [N, C_out, D_out, H_out, W_out]."""
+    return apply("conv3d", x, w, **_conv_kw("conv3d", stride, padding, dilation, groups))
+
+
+def conv3d_grad_input(
+    ct: Value,
+    w: Value,
+    size: Any,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> Value:
+    """The gradient of conv3d(x, w) in x of spatial `size` (D, H, W), for cotangent `ct`: the
+    transposed convolution."""
+    op = "conv3d_grad_input"
+    kw = _conv_kw(op, stride, padding, dilation, groups)
+    return apply(op, ct, w, size=_pair(op, "size", size, 3), **kw)
+
+
+def conv3d_grad_weight(
+    x: Value,
+    ct: Value,
+    kernel: Any,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> Value:
+    """The gradient of conv3d(x, w) in w of spatial `kernel` (kD, kH, kW), for cotangent `ct`."""
+    op = "conv3d_grad_weight"
+    kw = _conv_kw(op, stride, padding, dilation, groups)
+    return apply(op, x, ct, kernel=_pair(op, "kernel", kernel, 3), **kw)
