@@ -327,8 +327,8 @@ def _least_arena(prog, values, iv, nbytes, overwrite) -> int:
     written over; and those live from t to t + 1. For each size x, the arena has at least as
     many slots of x bytes or more as such a set has values of x bytes or more, so it is at
     least the sum over sizes of those counts times the step to the next size. When the
-    schedule-order placement meets the bound, "best" need not try the size-order one (a tie
-    is the schedule's)."""
+    schedule-order placement comes within 1/BEST_MARGIN of it, "best" does not try the
+    size-order one."""
     sizes = sorted(set(nbytes[v] for v in values), reverse=True)
     if not sizes or len(sizes) > LEAST_ARENA_SIZES:
         return 0
@@ -363,7 +363,8 @@ def _least_arena(prog, values, iv, nbytes, overwrite) -> int:
 
 LEAST_ARENA_SIZES = 16  # distinct value sizes up to which _least_arena is worked out
 # "best" keeps the schedule-order placement without trying the size-order one (the slower of
-# the two) when the first is within 1/BEST_MARGIN of _least_arena: nothing could save more.
+# the two) when the first is within 1/BEST_MARGIN of _least_arena: no placement could save more
+# than that fraction.
 BEST_MARGIN = 1024
 
 
