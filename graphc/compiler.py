@@ -491,8 +491,7 @@ def compile(
         if started:
             translate.stop_unused()
     module = load_module(built)
-    model = g if isinstance(g, Graph) else Graph.from_networkx(g)
-    recipe = (to_json(model.nx, indent=None), {
+    recipe = (to_json(as_graph(g).nx, indent=None), {
         "of": of, "wrt": wrt if wrt is None or isinstance(wrt, str) else tuple(wrt),
         "dtype": dtype, "out_dir": str(built.entry_dir.parent.parent), "source_file": source_file,
         "memory": memory, "memory_budget": memory_budget, "size_hint": size_hint,

@@ -15,6 +15,7 @@ set is closed under differentiation and `grad(grad(g))` works:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -107,21 +108,75 @@ def _lower_conv(e: Emit, n: int, args: list[int], params: dict) -> None:
         e.runtime(f"conv2d_tiled_{e.suffix}", [a, b, n], [WHICH[op], *geometry, *tiles], work=None)
 
 
+# ---- shape rules, for a convolution of any spatial rank k (conv3d.py's too) ----------------
+def conv_rules(name: str, k: int, x_: str, w_: str, ct_: str) -> tuple[Callable, ...]:
+    """The shape rules of the k-d convolution `name` and of its gradients in x and in w
+    (`name`_grad_input, `name`_grad_weight); x_, w_ and ct_ are the layouts errors show."""
+    grad_input, grad_weight = f"{name}_grad_input", f"{name}_grad_weight"
+
+    def conv(shapes, dtypes, params):
+        x = _nchw(name, shapes[0], "x", x_)
+        w = _nchw(name, shapes[1], "w", w_, batch=False)
+        stride, padding, dilation = _conv_params(name, params, k)
+        g = params["groups"]
+        _groups(name, x[1], w[0], g)
+        if w[1] * g != x[1]:
+            raise ShapeMismatch(
+                f"{name}: w takes {w[1]} channels per group, x has {x[1]} in {g} group(s)"
+            )
+        out = _out_hw(name, x[2:], w[2:], stride, padding, dilation)
+        return (x[0], w[0], *out), float_dtype(dtypes, name)
+
+    def input_grad(shapes, dtypes, params):
+        op = grad_input
+        ct = _nchw(op, shapes[0], "ct", ct_)
+        w = _nchw(op, shapes[1], "w", w_, batch=False)
+        stride, padding, dilation = _conv_params(op, params, k)
+        size = _pair_param(op, params, "size", 1, k)
+        g = params["groups"]
+        _groups(op, w[1] * g, w[0], g)
+        if ct[1] != w[0]:
+            raise ShapeMismatch(f"{op}: ct has {ct[1]} channels, w has {w[0]} output channels")
+        out = _out_hw(op, size, w[2:], stride, padding, dilation)
+        if out != ct[2:]:
+            raise ShapeMismatch(f"{op}: an input of size {size} gives outputs {out}, not {ct[2:]}")
+        return (ct[0], w[1] * g, *size), float_dtype(dtypes, op)
+
+    def weight_grad(shapes, dtypes, params):
+        op = grad_weight
+        x = _nchw(op, shapes[0], "x", x_)
+        ct = _nchw(op, shapes[1], "ct", ct_)
+        stride, padding, dilation = _conv_params(op, params, k)
+        kernel = _pair_param(op, params, "kernel", 1, k)
+        g = params["groups"]
+        _same_batch(op, x, ct)
+        _groups(op, x[1], ct[1], g)
+        out = _out_hw(op, x[2:], kernel, stride, padding, dilation)
+        if out != ct[2:]:
+            raise ShapeMismatch(f"{op}: x and kernel {kernel} give outputs {out}, not {ct[2:]}")
+        return (ct[1], x[1] // g, *kernel), float_dtype(dtypes, op)
+
+    return conv, input_grad, weight_grad
+
+
+def conv_kw(op: str, stride, padding, dilation, groups, k: int = 2) -> dict[str, Any]:
+    """A k-d convolution's geometry params, from ints or k-tuples (NumPy ints as ints)."""
+    if isinstance(groups, np.integer):
+        groups = int(groups)
+    return {
+        "stride": _pair(op, "stride", stride, k),
+        "padding": _pair(op, "padding", padding, k),
+        "dilation": _pair(op, "dilation", dilation, k),
+        "groups": groups,
+    }
+
+
+_infer_conv2d, _infer_grad_input, _infer_grad_weight = conv_rules(
+    "conv2d", 2, "[N, C_in, H, W]", "[C_out, C_in/groups, kH, kW]", "[N, C_out, H_out, W_out]"
+)
+
+
 # ---- conv2d -----------------------------------------------------------------------------------
-def _infer_conv2d(shapes, dtypes, params):
-    x = _nchw("conv2d", shapes[0], "x", "[N, C_in, H, W]")
-    w = _nchw("conv2d", shapes[1], "w", "[C_out, C_in/groups, kH, kW]", batch=False)
-    stride, padding, dilation = _conv_params("conv2d", params)
-    g = params["groups"]
-    _groups("conv2d", x[1], w[0], g)
-    if w[1] * g != x[1]:
-        raise ShapeMismatch(
-            f"conv2d: w takes {w[1]} channels per group, x has {x[1]} in {g} group(s)"
-        )
-    out = _out_hw("conv2d", x[2:], w[2:], stride, padding, dilation)
-    return (x[0], w[0], *out), float_dtype(dtypes, "conv2d")
-
-
 @_in_float64
 def _conv2d_ref(x, w, stride, padding, dilation, groups):
     n, g = x.shape[0], groups
@@ -151,22 +206,6 @@ register(
 
 
 # ---- conv2d_grad_input: the transposed convolution, adjoint of conv2d in x -------------------
-def _infer_grad_input(shapes, dtypes, params):
-    op = "conv2d_grad_input"
-    ct = _nchw(op, shapes[0], "ct", "[N, C_out, H_out, W_out]")
-    w = _nchw(op, shapes[1], "w", "[C_out, C_in/groups, kH, kW]", batch=False)
-    stride, padding, dilation = _conv_params(op, params)
-    size = _pair_param(op, params, "size", 1)
-    g = params["groups"]
-    _groups(op, w[1] * g, w[0], g)
-    if ct[1] != w[0]:
-        raise ShapeMismatch(f"{op}: ct has {ct[1]} channels, w has {w[0]} output channels")
-    out = _out_hw(op, size, w[2:], stride, padding, dilation)
-    if out != ct[2:]:
-        raise ShapeMismatch(f"{op}: an input of size {size} gives outputs {out}, not {ct[2:]}")
-    return (ct[0], w[1] * g, *size), float_dtype(dtypes, op)
-
-
 @_in_float64
 def _grad_input_ref(ct, w, stride, padding, dilation, groups, size):
     n, g = ct.shape[0], groups
@@ -206,21 +245,6 @@ register(
 
 
 # ---- conv2d_grad_weight: adjoint of conv2d in w ------------------------------------------------
-def _infer_grad_weight(shapes, dtypes, params):
-    op = "conv2d_grad_weight"
-    x = _nchw(op, shapes[0], "x", "[N, C_in, H, W]")
-    ct = _nchw(op, shapes[1], "ct", "[N, C_out, H_out, W_out]")
-    stride, padding, dilation = _conv_params(op, params)
-    kernel = _pair_param(op, params, "kernel", 1)
-    g = params["groups"]
-    _same_batch(op, x, ct)
-    _groups(op, x[1], ct[1], g)
-    out = _out_hw(op, x[2:], kernel, stride, padding, dilation)
-    if out != ct[2:]:
-        raise ShapeMismatch(f"{op}: x and kernel {kernel} give outputs {out}, not {ct[2:]}")
-    return (ct[1], x[1] // g, *kernel), float_dtype(dtypes, op)
-
-
 @_in_float64
 def _grad_weight_ref(x, ct, stride, padding, dilation, groups, kernel):
     n, g = x.shape[0], groups
@@ -251,23 +275,12 @@ register(
 
 
 # ---- builders ---------------------------------------------------------------------------------
-def _conv_kw(op: str, stride, padding, dilation, groups) -> dict[str, Any]:
-    if isinstance(groups, np.integer):
-        groups = int(groups)
-    return {
-        "stride": _pair(op, "stride", stride),
-        "padding": _pair(op, "padding", padding),
-        "dilation": _pair(op, "dilation", dilation),
-        "groups": groups,
-    }
-
-
 def conv2d(
     x: Value, w: Value, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
 ) -> Value:
     """2-D cross-correlation of x [N, C_in, H, W] with w [C_out, C_in/groups, kH, kW] and zero
     padding, as PyTorch's `conv2d` without bias: [N, C_out, H_out, W_out]."""
-    return apply("conv2d", x, w, **_conv_kw("conv2d", stride, padding, dilation, groups))
+    return apply("conv2d", x, w, **conv_kw("conv2d", stride, padding, dilation, groups))
 
 
 def conv2d_grad_input(
@@ -281,7 +294,7 @@ def conv2d_grad_input(
 ) -> Value:
     """The gradient of conv2d(x, w) in x of spatial `size` (H, W), for cotangent `ct`: the
     transposed convolution."""
-    kw = _conv_kw("conv2d_grad_input", stride, padding, dilation, groups)
+    kw = conv_kw("conv2d_grad_input", stride, padding, dilation, groups)
     return apply("conv2d_grad_input", ct, w, size=_pair("conv2d_grad_input", "size", size), **kw)
 
 
@@ -295,6 +308,6 @@ def conv2d_grad_weight(
     groups: int = 1,
 ) -> Value:
     """The gradient of conv2d(x, w) in w of spatial `kernel` (kH, kW), for cotangent `ct`."""
-    kw = _conv_kw("conv2d_grad_weight", stride, padding, dilation, groups)
+    kw = conv_kw("conv2d_grad_weight", stride, padding, dilation, groups)
     op = "conv2d_grad_weight"
     return apply(op, x, ct, kernel=_pair(op, "kernel", kernel), **kw)

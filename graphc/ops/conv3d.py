@@ -24,25 +24,19 @@ from numpy.lib.stride_tricks import sliding_window_view
 from graphc.codegen.emit import Emit
 from graphc.codegen.kir import SizeExpr
 from graphc.ir.graph import Value
-from graphc.ir.shapes import ShapeMismatch
-from graphc.ops._build import apply, float_dtype
+from graphc.ops._build import apply
 from graphc.ops._window import (
-    _conv_params,
-    _groups,
     _in_float64,
-    _nchw,
-    _out_hw,
     _pair,
-    _pair_param,
-    _same_batch,
 )
-from graphc.ops.conv import tiling
+from graphc.ops.conv import conv_kw, conv_rules, tiling
 from graphc.ops.registry import OpDef, register
 
 _CONV3 = {"stride": (1, 1, 1), "padding": (0, 0, 0), "dilation": (1, 1, 1), "groups": 1}
 _X = "[N, C_in, D, H, W]"
 _W = "[C_out, C_in/groups, kD, kH, kW]"
 _CT = "[N, C_out, D_out, H_out, W_out]"
+_infer_conv3d, _infer_grad_input, _infer_grad_weight = conv_rules("conv3d", 3, _X, _W, _CT)
 
 
 # ---- lowering: direct loops or im2col tiles and BLAS (templates/runtime/conv3d.pyx.j2) --------
@@ -100,21 +94,6 @@ def _windows(xp: np.ndarray, kernel, stride, dilation) -> np.ndarray:
 
 
 # ---- conv3d -----------------------------------------------------------------------------------
-def _infer_conv3d(shapes, dtypes, params):
-    op = "conv3d"
-    x = _nchw(op, shapes[0], "x", _X)
-    w = _nchw(op, shapes[1], "w", _W, batch=False)
-    stride, padding, dilation = _conv_params(op, params, 3)
-    g = params["groups"]
-    _groups(op, x[1], w[0], g)
-    if w[1] * g != x[1]:
-        raise ShapeMismatch(
-            f"{op}: w takes {w[1]} channels per group, x has {x[1]} in {g} group(s)"
-        )
-    out = _out_hw(op, x[2:], w[2:], stride, padding, dilation)
-    return (x[0], w[0], *out), float_dtype(dtypes, op)
-
-
 @_in_float64
 def _conv3d_ref(x, w, stride, padding, dilation, groups):
     n, g = x.shape[0], groups
@@ -144,22 +123,6 @@ register(
 
 
 # ---- conv3d_grad_input: the transposed convolution, adjoint of conv3d in x -------------------
-def _infer_grad_input(shapes, dtypes, params):
-    op = "conv3d_grad_input"
-    ct = _nchw(op, shapes[0], "ct", _CT)
-    w = _nchw(op, shapes[1], "w", _W, batch=False)
-    stride, padding, dilation = _conv_params(op, params, 3)
-    size = _pair_param(op, params, "size", 1, 3)
-    g = params["groups"]
-    _groups(op, w[1] * g, w[0], g)
-    if ct[1] != w[0]:
-        raise ShapeMismatch(f"{op}: ct has {ct[1]} channels, w has {w[0]} output channels")
-    out = _out_hw(op, size, w[2:], stride, padding, dilation)
-    if out != ct[2:]:
-        raise ShapeMismatch(f"{op}: an input of size {size} gives outputs {out}, not {ct[2:]}")
-    return (ct[0], w[1] * g, *size), float_dtype(dtypes, op)
-
-
 @_in_float64
 def _grad_input_ref(ct, w, stride, padding, dilation, groups, size):
     """Each tap's products [N, C_in, D_out, H_out, W_out] added where the tap read from, in the
@@ -199,21 +162,6 @@ register(
 
 
 # ---- conv3d_grad_weight: adjoint of conv3d in w ------------------------------------------------
-def _infer_grad_weight(shapes, dtypes, params):
-    op = "conv3d_grad_weight"
-    x = _nchw(op, shapes[0], "x", _X)
-    ct = _nchw(op, shapes[1], "ct", _CT)
-    stride, padding, dilation = _conv_params(op, params, 3)
-    kernel = _pair_param(op, params, "kernel", 1, 3)
-    g = params["groups"]
-    _same_batch(op, x, ct)
-    _groups(op, x[1], ct[1], g)
-    out = _out_hw(op, x[2:], kernel, stride, padding, dilation)
-    if out != ct[2:]:
-        raise ShapeMismatch(f"{op}: x and kernel {kernel} give outputs {out}, not {ct[2:]}")
-    return (ct[1], x[1] // g, *kernel), float_dtype(dtypes, op)
-
-
 @_in_float64
 def _grad_weight_ref(x, ct, stride, padding, dilation, groups, kernel):
     n, g = x.shape[0], groups
@@ -244,23 +192,12 @@ register(
 
 
 # ---- builders ---------------------------------------------------------------------------------
-def _conv_kw(op: str, stride, padding, dilation, groups) -> dict[str, Any]:
-    if isinstance(groups, np.integer):
-        groups = int(groups)
-    return {
-        "stride": _pair(op, "stride", stride, 3),
-        "padding": _pair(op, "padding", padding, 3),
-        "dilation": _pair(op, "dilation", dilation, 3),
-        "groups": groups,
-    }
-
-
 def conv3d(
     x: Value, w: Value, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
 ) -> Value:
     """3-D cross-correlation of x [N, C_in, D, H, W] with w [C_out, C_in/groups, kD, kH, kW]
     and zero padding, as PyTorch's `conv3d` without bias: [N, C_out, D_out, H_out, W_out]."""
-    return apply("conv3d", x, w, **_conv_kw("conv3d", stride, padding, dilation, groups))
+    return apply("conv3d", x, w, **conv_kw("conv3d", stride, padding, dilation, groups, 3))
 
 
 def conv3d_grad_input(
@@ -275,7 +212,7 @@ def conv3d_grad_input(
     """The gradient of conv3d(x, w) in x of spatial `size` (D, H, W), for cotangent `ct`: the
     transposed convolution."""
     op = "conv3d_grad_input"
-    kw = _conv_kw(op, stride, padding, dilation, groups)
+    kw = conv_kw(op, stride, padding, dilation, groups, 3)
     return apply(op, ct, w, size=_pair(op, "size", size, 3), **kw)
 
 
@@ -290,5 +227,5 @@ def conv3d_grad_weight(
 ) -> Value:
     """The gradient of conv3d(x, w) in w of spatial `kernel` (kD, kH, kW), for cotangent `ct`."""
     op = "conv3d_grad_weight"
-    kw = _conv_kw(op, stride, padding, dilation, groups)
+    kw = conv_kw(op, stride, padding, dilation, groups, 3)
     return apply(op, x, ct, kernel=_pair(op, "kernel", kernel, 3), **kw)
