@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from graphc.codegen import kir
-from graphc.codegen.kir import INDEX, Expr, Kernel, Stmt
+from graphc.codegen.kir import INDEX, Expr, Kernel, Stmt, called
 from graphc.codegen.records import Function, Module, Row
 from graphc.codegen.scan import LOOP
 from graphc.ir.shapes import DTYPES
@@ -453,6 +453,10 @@ def _function_view(f: Function, data: _Data) -> SimpleNamespace:
     )
 
 
+# A module whose loops call these is built with GC_PRE (graphc/runtime/build.py says why)
+ERF = frozenset(("erf", "erfc", "erff", "erfcf"))
+
+
 def module_view(m: Module, runtime_key: str, runtime_options: dict) -> SimpleNamespace:
     """What templates/module.pyx.j2 lays out for module `m`, built against the runtime
     `runtime_key` (made with `runtime_options`, should it have to be built again)."""
@@ -483,6 +487,7 @@ def module_view(m: Module, runtime_key: str, runtime_options: dict) -> SimpleNam
         kernels=[kernel_source(k, kernel) for k, kernel in enumerate(m.kernels)],
         kernel_table=_wrapped(f"gc_kernels[:{len(own)}] = [", own, "]") if own else [],
         numpy=bool(m.consts) or any(d is not None for f in m.functions for d in f.defaults),
+        pre=any(ERF & called(k.body) for k in m.kernels),  # see graphc/runtime/build.py
         runtime=m.runtime,
         loop=loop,
         linked=linked,

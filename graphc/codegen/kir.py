@@ -239,6 +239,16 @@ def calls(e: Expr) -> int:
     return 0
 
 
+def called(node: Any) -> set[str]:
+    """The functions (Call.fn) that an expression, a statement, or a tuple of them calls."""
+    if isinstance(node, tuple):
+        return set().union(*map(called, node))
+    if not isinstance(node, Expr | Stmt | Store):
+        return set()
+    found = {node.fn} if isinstance(node, Call) else set()
+    return found.union(*(called(getattr(node, f)) for f in node.__slots__))
+
+
 def call(fn: str, *args: Any) -> Expr:
     assert fn in FUNCTIONS, fn
     return Call(fn, tuple(lit(a) for a in args))

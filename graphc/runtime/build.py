@@ -56,16 +56,20 @@ _GCC_VECTOR_FLAGS = ("-fvect-cost-model=dynamic", "--param=vect-max-version-for-
 _NATIVE_FLAGS = ("-march=native", "-mtune=native", "-mcpu=native")
 # The default build gives the kernels (the loops, and the math and helpers they inline; the
 # templates mark them GC_KERNEL) -O1 plus the -O2 optimisations the loops need: vectorising,
-# inlining the small math functions, type-based alias analysis, partial redundancy elimination
-# and code hoisting (without those two the polynomial coefficients of the inlined erf and exp
-# were fetched and broadcast afresh in each iteration: a GELU's backward loop ran 1.8x
-# slower; they cost no measurable build time). The loops run as fast as at -O2
-# and gcc takes about half the time (`python -m benchmarks.suite --opt-level 2` against the
+# inlining the small math functions, type-based alias analysis. The loops run as fast as at
+# -O2 and gcc takes about half the time (`python -m benchmarks.suite --opt-level 2` against the
 # default). Most of the C is Cython's Python-facing code, which gains little from -O1 over
 # -Og, so with gcc the module is built at -Og and GC_KERNEL raises the kernels to -O1 (the
 # optimize attribute: as if "-O1" came last on the command line, so the flags below hold for
 # them too). That takes a third off gcc's time on small models; clang has no such attribute
 # and builds everything at -O1.
+#
+# A module whose loops call erf (GELU) defines GC_PRE, and its kernels are GC_KERNEL_PRE:
+# partial redundancy elimination and code hoisting too. Without them the inlined erf's
+# coefficients were broadcast afresh in each iteration (a GELU's backward loop 1.8x slower);
+# with them, gcc no longer vectorises log(exp(x)) (softplus, mish: 3.5-5x slower) and a loop of
+# tanh, sigmoid and exp runs 12 % slower. One module's kernels share one attribute: gcc does
+# not inline an always_inline function into a caller optimised otherwise.
 _LOOP_FLAGS = {
     "gcc": ("-ftree-vectorize", "-fstrict-aliasing", "-finline-small-functions"),
     "clang": ("-fvectorize", "-fslp-vectorize", "-fstrict-aliasing"),
@@ -73,7 +77,10 @@ _LOOP_FLAGS = {
 # -Og's early inliner alone leaves small functions of Python's headers (Py_DECREF) as calls;
 # this limit lets it inline them, for a few percent less call overhead at the same build time.
 _GCC_GLUE = ("-Og", "--param=early-inlining-insns=14")
-_GCC_KERNEL = '-DGC_KERNEL=__attribute__((optimize("O1","tree-pre","code-hoisting")))'
+_GCC_KERNEL = (
+    '-DGC_KERNEL=__attribute__((optimize("O1")))',
+    '-DGC_KERNEL_PRE=__attribute__((optimize("O1","tree-pre","code-hoisting")))',
+)
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,7 @@ def _cc_command(cc: cache.Compiler, name: str, options: BuildOptions) -> list[st
     """The compile-and-link command, run inside the build directory."""
     incs = [f"-I{d}" for d in [*cache.environment()["include_dirs"], *options.include_dirs]]
     clang = "clang" in cc.version.lower()
-    level = (*_GCC_GLUE, _GCC_KERNEL) if options.opt_level == 1 and not clang else ()
+    level = (*_GCC_GLUE, *_GCC_KERNEL) if options.opt_level == 1 and not clang else ()
     return [
         *cc.argv,
         *(level or (f"-O{options.opt_level}",)),

@@ -19,7 +19,13 @@
 #define GC_ABI 3 /* raised whenever anything below changes meaning */
 
 /* Kernels, the functions that do the arithmetic, are GC_KERNEL: a build may optimise them
-   harder than the Python-facing rest (graphc/runtime/build.py says how). */
+   harder than the Python-facing rest (graphc/runtime/build.py says how), and a module that
+   defines GC_PRE before including this header harder still, when the build gives GC_KERNEL_PRE
+   (its loops call erf, which needs partial redundancy elimination to run fast). */
+#if defined(GC_PRE) && defined(GC_KERNEL_PRE)
+#undef GC_KERNEL
+#define GC_KERNEL GC_KERNEL_PRE
+#endif
 #ifndef GC_KERNEL
 #define GC_KERNEL
 #endif

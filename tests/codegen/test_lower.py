@@ -123,3 +123,18 @@ def test_a_large_constant_is_read_at_import_not_built_by_code(tmp_path) -> None:
     want_outs, want_grads = gc.value_and_grad(g, inputs, of="loss", wrt=["x"])
     np.testing.assert_allclose(outs["loss"], want_outs["loss"], rtol=1e-12)
     np.testing.assert_allclose(grads["x"], want_grads["x"], rtol=1e-10, atol=1e-15)
+
+
+def test_called_names_every_function_a_kernel_calls() -> None:
+    from graphc.codegen import kir
+
+    i = kir.Var("i", kir.INDEX)
+    x = kir.Load(kir.Buf(0), i)
+    y = kir.select(x > 0, kir.exp(x), -kir.call("erf", x))
+    t = kir.Cast("float32", kir.tanh(kir.log(x)))
+    body = (
+        kir.Loop(i, kir.Lit(0), kir.Size(0), (kir.Assign(kir.Store(kir.Buf(1), i), y),)),
+        kir.If(x < 0, (kir.Assign(kir.Var("t", "float32"), t),)),
+    )
+    assert kir.called(body) == {"exp", "erf", "tanh", "log"}
+    assert kir.called(x + 1.0) == set()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import graphc as gc
 from graphc.errors import BuildError
 from graphc.runtime import (
     BuildOptions,
@@ -94,7 +95,7 @@ def test_build_then_hit(tiny: BuiltModule, build_root: Path) -> None:
     assert meta["key"] == tiny.key
     cc = meta["commands"]["cc"]
     # -Og for the Python-facing code, -O1 for the kernels (GC_KERNEL), the loop flags for both
-    kernel = '-DGC_KERNEL=__attribute__((optimize("O1",'
+    kernel = '-DGC_KERNEL=__attribute__((optimize("O1"'
     assert "-Og" in cc and any(a.startswith(kernel) for a in cc)
     assert "-fstrict-aliasing" in cc and "-fno-math-errno" in cc
     assert "-g" not in meta["commands"]["cc"] and "-ffast-math" not in meta["commands"]["cc"]
@@ -354,3 +355,40 @@ def test_kernels_are_marked_for_the_kernel_optimisation_level() -> None:
         source = run_stages(g).source
         functions = re.findall(r"^cdef (\w+) (_k\w+)\(", source, re.M)
         assert functions and all(kind == "gc_kernel" for kind, _ in functions)
+
+
+def _kernel_attribute(pre: bool) -> str:
+    """What GC_KERNEL expands to in a module of the default build, with GC_PRE or without."""
+    from graphc.runtime import cache, shared
+    from graphc.runtime.build import _GCC_KERNEL
+
+    defines = [f.replace("__attribute__", "ATTR") for f in _GCC_KERNEL]  # kept unexpanded
+    text = ("#define GC_PRE 1\n" if pre else "") + '#include "graphc_rt.h"\nGC_KERNEL\n'
+    incs = [f"-I{d}" for d in [shared.header_dir(), *cache.environment()["include_dirs"]]]
+    out = subprocess.run(
+        ["gcc", "-E", "-P", *defines, *incs, "-x", "c", "-"],
+        input=text, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return out.strip().splitlines()[-1]
+
+
+@NEEDS_CC
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="the default build's flags are gcc's")
+def test_only_modules_whose_loops_call_erf_build_them_with_pre() -> None:
+    """A module whose loops call erf (GELU's) defines GC_PRE, which makes its kernels
+    GC_KERNEL_PRE (partial redundancy elimination: erf's loops 1.5-2x faster); others keep
+    GC_KERNEL (with it, log(exp(x)) in softplus and mish did not vectorise)."""
+    from graphc.compiler import run_stages
+    from tests.models import elementwise_chain
+
+    assert "tree-pre" in _kernel_attribute(pre=True)
+    assert "tree-pre" not in _kernel_attribute(pre=False)
+    g = gc.Graph("gelu")
+    x = g.input("x", shape=("N",))
+    g.output("loss", gc.sum(gc.gelu(x) * gc.softplus(x)))
+    assert "#define GC_PRE" in run_stages(g, wrt="x").source
+    assert "#define GC_PRE" not in run_stages(elementwise_chain()).source
+    g = gc.Graph("softplus")
+    x = g.input("x", shape=("N",))
+    g.output("loss", gc.sum(gc.softplus(x)))
+    assert "#define GC_PRE" not in run_stages(g, wrt="x").source
