@@ -34,6 +34,7 @@ FUNCTIONS = frozenset(
     # in float arithmetic (see `single`)
 )  # fmt: skip
 SINGLE = {"exp": "expf", "sqrt": "sqrtf", "erf": "erff", "erfc": "erfcf"}
+# `and` and `or` of truth values: a backend may evaluate both sides (no side may guard the other)
 BINARY = frozenset(("+", "-", "*", "/", "//", "<", "<=", ">", ">=", "==", "!=", "and", "or"))
 BITWISE = frozenset(("|", "&", "^", "<<", ">>"))  # on booleans: both operands evaluated
 

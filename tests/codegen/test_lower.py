@@ -138,3 +138,16 @@ def test_called_names_every_function_a_kernel_calls() -> None:
     )
     assert kir.called(body) == {"exp", "erf", "tanh", "log"}
     assert kir.called(x + 1.0) == set()
+
+
+def test_and_and_or_are_rendered_without_jumps() -> None:
+    """Cython's short-circuit `and`/`or` compile to jumps that keep gcc from vectorising a
+    loop (clip was 8x slower): the loops of clip and of a max over an axis combine their
+    comparisons bitwise, and still compute what the interpreter does (test_compiled_ops)."""
+    g = gc.Graph("logical")
+    x = g.input("x", shape=("N", 4))
+    g.output("loss", gc.sum(gc.clip(x, -0.5, 0.5)) + gc.sum(gc.max(x, axis=1)))
+    source = run_stages(g, wrt="x").source
+    loops = [line for line in source.splitlines() if line.startswith("        t")]
+    assert any(" | " in line for line in loops)
+    assert not any(" or " in line or " and " in line for line in loops)
