@@ -37,7 +37,7 @@ from graphc.ir.loc import user_loc
 from graphc.ir.shapes import INT_DTYPES, ShapeMismatch
 from graphc.ops import pool as pool2d  # the runtime's 2-D kernels (and their ops registered)
 from graphc.ops._build import apply, float_dtype
-from graphc.ops.indexing import index_problem, unpool_bound
+from graphc.ops.indexing import _check_const, index_problem, unpool_bound
 from graphc.ops.registry import OpDef, register
 
 
@@ -358,6 +358,8 @@ def max_unpool(
     if len(size) != k or min(size) < 1:
         raise ShapeError(f"{op} at {user_loc()}: output_size {output_size!r} must give {k} "
                          f"sizes >= 1")  # fmt: skip
+    volume = math.prod(size)
+    _check_const(indices, 0, volume, unpool_bound(volume), op)
     return apply("max_unpool", x, indices, size=size)
 
 
