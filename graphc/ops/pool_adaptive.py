@@ -5,9 +5,8 @@ ceil((o + 1) n / out) (windows may overlap when out does not divide n).
 One op and its gradient op, each the other's VJP (both linear), so `grad(grad(g))` works:
   adaptive_avg_pool(x) <-> adaptive_avg_pool_grad(ct)
 The pool sums each window's cells in row-major order and divides the sum by its count; the
-gradient gives each input cell dy over the count of each window holding it, summed. Both are
-loops of the kernel IR, the (n, c) planes shared among threads (the helpers of
-ops/pool_avg.py).
+gradient adds each window's dy over its count to the window's cells. Both are loops of the
+kernel IR, the (n, c) planes shared among threads (the helpers of ops/pool_avg.py).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from graphc.ir.loc import user_loc
 from graphc.ir.shapes import ShapeMismatch
 from graphc.ops._build import apply, float_dtype
 from graphc.ops._window import _in_float64
-from graphc.ops.pool_avg import _flat, _nest, _planes
+from graphc.ops.pool_avg import _flat, _nest, _planes, _spread
 from graphc.ops.registry import OpDef, register
 
 
@@ -78,49 +77,53 @@ def _adaptive_grad_ref(ct, size):
     return dx
 
 
-def _count(box: list[tuple[Expr, Expr]], dtype: str) -> Expr:
-    count = box[0][1] - box[0][0]
-    for lo, hi in box[1:]:
-        count = count * (hi - lo)
+def _count(counts: list[Expr], dtype: str) -> Expr:
+    count = counts[0]
+    for c in counts[1:]:
+        count = count * c
     return Cast(dtype, count)
 
 
 def _lower_adaptive(e: Emit, n: int, args: list[int], params: dict) -> None:
-    """adaptive_avg_pool: per plane and output position, the sum of its window (row-major)
-    over its count. adaptive_avg_pool_grad: per plane and input cell, dy over the count of
-    each window holding it, summed (windows o from floor(i m / n) to ceil((i+1) m / n))."""
-    (a,) = args
-    grad = e.values.G.nodes[n]["op"] == "adaptive_avg_pool_grad"
+    """Per plane and output position, the sum of its window (row-major) over its count."""
+    (x,) = args
     kb = e.builder()
-    big, small = (e.values.shape(n), e.values.shape(a)) if grad else (
-        e.values.shape(a), e.values.shape(n))  # fmt: skip
-    spatial, pooled = big[2:], small[2:]
-    out, acc = kb.ref(n, write=True), kb.var(e.values.dtype(a))
+    xs, ys = e.values.shape(x), e.values.shape(n)
+    spatial, pooled = xs[2:], ys[2:]
+    out, acc = kb.ref(n, write=True), kb.var(e.values.dtype(x))
     plane = Var("c", INDEX)
-    walk = [Var(f"r{d}", INDEX) for d in range(len(spatial))]  # positions of the result
-    inner = [Var(f"q{d}", INDEX) for d in range(len(spatial))]  # what is summed over
-    if grad:  # inner: outputs o holding cell `walk`
-        heads = [(q, (i * m) // n_, ((i + 1) * m + n_ - 1) // n_)
-                 for q, i, n_, m in zip(inner, walk, spatial, pooled, strict=True)]  # fmt: skip
-        box = [_adaptive_window(q, n_, m) for q, n_, m in zip(inner, spatial, pooled, strict=True)]
-        read = kb.read(a, plane * math.prod(pooled) + _flat(inner, pooled))
-        add = (Assign(acc, acc + read / _count(box, acc.dtype)),)
-        result, total = acc, spatial
-    else:
-        box = [_adaptive_window(o, n_, m) for o, n_, m in zip(walk, spatial, pooled, strict=True)]
-        heads = [(q, lo, hi) for q, (lo, hi) in zip(inner, box, strict=True)]
-        add = (Assign(acc, acc + kb.read(a, plane * math.prod(spatial)
-                                      + _flat(inner, spatial))),)  # fmt: skip
-        result, total = acc / _count(box, acc.dtype), pooled
+    outs = [Var(f"r{d}", INDEX) for d in range(len(spatial))]
+    cells = [Var(f"q{d}", INDEX) for d in range(len(spatial))]
+    box = [_adaptive_window(o, n_, m) for o, n_, m in zip(outs, spatial, pooled, strict=True)]
+    at = plane * math.prod(spatial) + _flat(cells, spatial)
     per = (
         Assign(acc, Lit(0.0, acc.dtype)),
-        *_nest(heads, add),
-        Assign(Store(out, plane * math.prod(total) + _flat(walk, total)), result),
-    )
-    body = _nest([(r, Lit(0), Lit(m)) for r, m in zip(walk, total, strict=True)], per)
-    taps = math.prod(-(-s // m) + 1 for s, m in zip(spatial, pooled, strict=True))
-    op = "adaptive_avg_pool_grad" if grad else "adaptive_avg_pool"
-    _planes(e, kb, f"b0 = {op}(b1)", body, taps)
+        *_nest([(q, lo, hi) for q, (lo, hi) in zip(cells, box, strict=True)],
+               (Assign(acc, acc + kb.read(x, at)),)),
+        Assign(Store(out, plane * math.prod(pooled) + _flat(outs, pooled)),
+               acc / _count([hi - lo for lo, hi in box], acc.dtype)),
+    )  # fmt: skip
+    body = _nest([(o, Lit(0), Lit(m)) for o, m in zip(outs, pooled, strict=True)], per)
+    _planes(e, kb, "b0 = adaptive_avg_pool(b1)", body, _taps(spatial, pooled))
+
+
+def _lower_adaptive_grad(e: Emit, n: int, args: list[int], params: dict) -> None:
+    """Per plane, each window's dy over its count added to its cells, windows in row-major
+    order."""
+    kb, dtype = e.builder(), e.values.dtype(n)
+    spatial, pooled = e.values.shape(n)[2:], e.values.shape(args[0])[2:]
+
+    def windows(outs: list) -> list:
+        box = [_adaptive_window(o, n_, m) for o, n_, m in zip(outs, spatial, pooled, strict=True)]
+        return [(lo, hi, hi - lo) for lo, hi in box]
+
+    _spread(e, kb, args[0], windows, lambda dy, counts: dy / _count(counts, dtype), False,
+            "b0 = adaptive_avg_pool_grad(b1)", _taps(spatial, pooled))  # fmt: skip
+
+
+def _taps(spatial: tuple, pooled: tuple) -> int:
+    """About how many cells a window has."""
+    return math.prod(-(-s // m) + 1 for s, m in zip(spatial, pooled, strict=True))
 
 
 register(
@@ -143,7 +146,7 @@ register(
         _adaptive_grad_ref,
         (lambda c, out, ct, size: apply("adaptive_avg_pool", c, sizes=tuple(ct.shape[2:])),),
         params={"size": (1,)},
-        lower=_lower_adaptive,
+        lower=_lower_adaptive_grad,
         formula="adaptive_avg_pool_grad is adaptive_avg_pool's adjoint: dct = the pool of dy",
     )
 )

@@ -5,11 +5,12 @@ One op and its gradient op, each the other's VJP (both linear), so `grad(grad(g)
   avg_pool(x) <-> avg_pool_grad(ct)
 avg_pool sums each window's cells inside the input (in row-major order) and multiplies the sum
 by 1 / its count (with the padding, but not the part of a ceil_mode window beyond it, or the
-input's cells only), or divides it by divisor_override; its gradient gives each input cell
-the sum of dy times that factor over the windows holding it (the last window first, as the
-depthwise convolution these ops replace added them: the same bits). Both are loops of the
-kernel IR, the (n, c) planes shared among threads. 2-D pooling with default options keeps the
-runtime's kernels (ops/pool.py); geometry as for max pooling (ops/pool_nd.py).
+input's cells only), or divides it by divisor_override; its gradient adds each window's dy
+times that factor to the window's cells, the last window first (each cell then adds its
+windows in the order the depthwise convolution these ops replace did: the same bits). Both
+are loops of the kernel IR, the (n, c) planes shared among threads. 2-D pooling with default
+options keeps the runtime's kernels (ops/pool.py); geometry as for max pooling
+(ops/pool_nd.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from graphc.codegen.kir import (
     Cast,
     Expr,
     Lit,
+    Load,
     Loop,
     Parallel,
     SizeExpr,
@@ -140,15 +142,15 @@ def _flat(idx: list[Expr], dims: tuple) -> Expr:
     return at
 
 
-def _scaled(kb: KernelBuilder, acc: Var, counts: list[Expr], params: dict) -> Expr:
+def _scaled(acc: Expr, counts: list[Expr], params: dict, dtype: str) -> Expr:
     """The window's sum `acc` over its divisor, or times 1 / its count (the reciprocal
     computed in double, as the constant the composition multiplied by)."""
     if params.get("divisor") is not None:
-        return acc / Lit(float(params["divisor"]), acc.dtype)
+        return acc / Lit(float(params["divisor"]), dtype)
     count = counts[0]
     for c in counts[1:]:
         count = count * c
-    return acc * Cast(acc.dtype, Lit(1.0) / Cast("float64", count))
+    return acc * Cast(dtype, Lit(1.0) / Cast("float64", count))
 
 
 def _planes(e: Emit, kb: KernelBuilder, doc: str, body: tuple, taps: int) -> None:
@@ -185,48 +187,59 @@ def _lower_avg_pool(e: Emit, n: int, args: list[int], params: dict) -> None:
         Assign(acc, Lit(0.0, acc.dtype)),
         *_nest([(q, lo, hi) for q, (lo, hi, _) in zip(cells, wins, strict=True)], add),
         Assign(Store(out, plane * math.prod(pooled) + _flat(outs, pooled)),
-               _scaled(kb, acc, [c for *_, c in wins], params)),
+               _scaled(acc, [c for *_, c in wins], params, acc.dtype)),
     )  # fmt: skip
     body = _nest([(o, Lit(0), Lit(m)) for o, m in zip(outs, pooled, strict=True)], per_out)
     _planes(e, kb, f"b0 = avg_pool(b1), kernel {kernel}", body, math.prod(kernel))
 
 
-def _lower_avg_pool_grad(e: Emit, n: int, args: list[int], params: dict) -> None:
-    """Per plane and input cell: dy times each window's factor (_scaled), summed over the
-    windows holding the cell, the last first along each axis."""
-    (ct,) = args
-    kb = e.builder()
+def _spread(e: Emit, kb: KernelBuilder, ct: int, windows, scale, reverse: bool, doc: str,
+            taps: int) -> None:  # fmt: skip
+    """The gradient of a pooling: per plane, zeros, then each window's dy, scaled by
+    `scale(dy, counts)`, added to its cells; windows `windows(outputs)` (first cell, one past
+    the last, count per axis) in row-major order of the outputs, or `reverse`d."""
+    n = e.n
     cs, xs = e.values.shape(ct), e.values.shape(n)
-    spatial, pooled, kernel = xs[2:], cs[2:], params["kernel"]
-    out, acc = kb.ref(n, write=True), kb.var(e.values.dtype(ct))
-    plane = Var("c", INDEX)
-    cells = [Var(f"q{a}", INDEX) for a in range(len(spatial))]
+    spatial, pooled = xs[2:], cs[2:]
+    out, dy = kb.ref(n, write=True), kb.var(e.values.dtype(ct))
+    plane, i = Var("c", INDEX), Var("i", INDEX)
     steps = [Var(f"u{a}", INDEX) for a in range(len(spatial))]
-    outs, heads, ranges = [], [], []
-    for a, (i, k, s, p) in enumerate(
-        zip(cells, kernel, params["stride"], params["padding"], strict=True)
-    ):
-        # windows o with o s - p <= i < o s - p + k, 0 <= o < out: from `last` down to `first`
-        first = select(i + p < k, 0, (i + p - k) // s + 1)
-        last = select((i + p) // s > pooled[a] - 1, pooled[a] - 1, (i + p) // s)
-        lo, hi = kb.var(INDEX, "lo"), kb.var(INDEX, "hi")
-        ranges += [Assign(lo, first), Assign(hi, last)]
-        heads.append((steps[a], Lit(0), hi - lo + 1))
-        outs.append(hi - steps[a])
-    g = zip(outs, spatial, kernel, params["stride"], params["padding"], strict=True)
-    wins = [_window(o, m, k, s, p, params["count_include_pad"]) for o, m, k, s, p in g]
-    dy = kb.var(acc.dtype)
-    at = plane * math.prod(pooled) + _flat(outs, pooled)
-    add = (Assign(dy, kb.read(ct, at)),
-           Assign(acc, acc + _scaled(kb, dy, [c for *_, c in wins], params)))  # fmt: skip
-    per_cell = (
-        Assign(acc, Lit(0.0, acc.dtype)),
-        *ranges,
-        *_nest(heads, add),
-        Assign(Store(out, plane * math.prod(spatial) + _flat(cells, spatial)), acc),
+    cells = [Var(f"q{a}", INDEX) for a in range(len(spatial))]
+    outs = [(m - 1) - u if reverse else u for u, m in zip(steps, pooled, strict=True)]
+    wins = windows(outs)
+    bounds = [(kb.var(INDEX, "lo"), kb.var(INDEX, "hi")) for _ in wins]
+    at = plane * math.prod(spatial) + _flat(cells, spatial)
+    add = (Assign(Store(out, at), Load(out, at) + dy),)
+    per_window = (
+        Assign(dy, scale(kb.read(ct, plane * math.prod(pooled) + _flat(outs, pooled)),
+                         [c for *_, c in wins])),
+        *(Assign(v, w) for (lo, hi), (wlo, whi, _) in zip(bounds, wins, strict=True)
+          for v, w in ((lo, wlo), (hi, whi))),
+        *_nest([(q, lo, hi) for q, (lo, hi) in zip(cells, bounds, strict=True)], add),
+    )  # fmt: skip
+    zeros = Loop(
+        i,
+        Lit(0),
+        Lit(math.prod(spatial)),
+        (Assign(Store(out, plane * math.prod(spatial) + i), Lit(0.0, dy.dtype)),),
     )
-    body = _nest([(q, Lit(0), Lit(m)) for q, m in zip(cells, spatial, strict=True)], per_cell)
-    _planes(e, kb, f"b0 = avg_pool_grad(b1), kernel {kernel}", body, math.prod(kernel))
+    body = (zeros, *_nest([(u, Lit(0), Lit(m)) for u, m in zip(steps, pooled, strict=True)],
+                          per_window))  # fmt: skip
+    _planes(e, kb, doc, body, taps)
+
+
+def _lower_avg_pool_grad(e: Emit, n: int, args: list[int], params: dict) -> None:
+    """Per plane, each window's dy times its factor (_scaled) added to its cells, the last
+    window first (so a cell adds its windows in the order the convolution did)."""
+    kb, kernel, geo = e.builder(), params["kernel"], (params["stride"], params["padding"])
+    spatial, dtype = e.values.shape(n)[2:], e.values.dtype(n)
+
+    def windows(outs: list) -> list:
+        g = zip(outs, spatial, kernel, *geo, strict=True)
+        return [_window(o, m, k, s, p, params["count_include_pad"]) for o, m, k, s, p in g]
+
+    _spread(e, kb, args[0], windows, lambda dy, counts: _scaled(dy, counts, params, dtype), True,
+            f"b0 = avg_pool_grad(b1), kernel {kernel}", math.prod(kernel))  # fmt: skip
 
 
 def _without(params: dict, key: str) -> dict:
