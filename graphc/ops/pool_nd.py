@@ -1,12 +1,14 @@
 """Max pooling over 1 to 3 spatial axes with PyTorch's options, and what comes with it:
 max_pool1d/2d/3d (dilation, ceil_mode, return_indices) and max_unpool1d/2d/3d (average
-pooling: ops/pool_avg.py).
+pooling: ops/pool_avg.py and ops/pool_adaptive.py).
 
 One op, `pool_argmax`, finds each window's maximum (PyTorch's rule: the first of equal values,
 and NaN wins, the last NaN of a window); the values are a gather of x at it, so the gradient
-goes there (gather's, adding up where windows share a maximum). max_unpool is a scatter of x
-into zeros at the indices. 2-D max pooling with default options keeps the runtime's kernels
-(ops/pool.py).
+goes there (gather's, adding up where windows share a maximum). `max_unpool` is an op of its
+own: zeros with each value of x at its flat index in its (n, c) plane (the last of repeated
+indices wins; an index outside the plane stops the call, kir.Fail, and the argument checks
+refuse int inputs holding one); its VJP gathers dy at the indices. 2-D max pooling with default
+options keeps the runtime's kernels (ops/pool.py).
 """
 
 from __future__ import annotations
