@@ -103,8 +103,8 @@ def _window(o: Any, n: int, k: int, s: int, p: int, include_pad: bool) -> tuple:
 
 # ---- avg_pool ---------------------------------------------------------------------------------
 def _factors(shape: tuple, pooled: tuple, p: dict):
-    """(output position, the slices of its window's cells, its factor) of every window of an
-    input of spatial `shape`: 1 / its count, or divisor_override's 1 / d (as a divisor)."""
+    """(output position, the slices of its window's cells, its count or the divisor) of every
+    window of an input of spatial `shape`."""
     g = list(zip(shape, p["kernel"], p["stride"], p["padding"], strict=True))
     for pos in np.ndindex(*pooled):
         wins = [_window(o, *a, p["count_include_pad"]) for o, a in zip(pos, g, strict=True)]
@@ -131,8 +131,7 @@ def _avg_pool_grad_ref(ct, size, **p):
 
 
 def _scale(total: np.ndarray, count: int, divisor: int | None) -> np.ndarray:
-    kind = total.dtype.type
-    return total / kind(divisor) if divisor else total * kind(1.0 / count)
+    return total / divisor if divisor else total * (1.0 / count)
 
 
 def _flat(idx: list[Expr], dims: tuple) -> Expr:
@@ -293,12 +292,6 @@ def avg_pool(
         raise ShapeError(f"{op} at {user_loc()}: divisor_override must be a nonzero int")
     if k == 2 and not ceil_mode and count_include_pad and d is None:
         return pool2d.avg_pool2d(x, kernel, stride, padding)
-    outs = [
-        pooled_size(n, *g, 1, bool(ceil_mode))
-        for n, *g in zip(x.shape[2:], kernel, stride, padding, strict=True)
-    ]
-    if min(outs) < 1:
-        raise ShapeError(f"{op} at {user_loc()}: the windows do not fit the input {x.shape}")
     return apply("avg_pool", x, kernel=kernel, stride=stride, padding=padding,
                  ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad),
                  divisor=None if d is None else int(d))  # fmt: skip
