@@ -62,6 +62,19 @@ def test_threads_quick_run():
     assert "--background 1" in r.stdout
 
 
+@pytest.mark.compiler
+def test_pool_quick_run():
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pool", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    for fn in ("avg_pool2d", "avg_pool3d", "adaptive_avg_pool2d", "max_unpool2d"):
+        assert f"\n{fn} " in r.stdout and r.stdout.count(f"\n{fn} ") == 2
+    if importlib.util.find_spec("torch") is None:
+        assert "PyTorch / graphc" in r.stdout  # the columns, empty
+
+
 @pytest.mark.slow
 @pytest.mark.compiler
 def test_suite_quick_run_of_the_gpts(tmp_path):

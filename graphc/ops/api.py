@@ -133,10 +133,12 @@ from graphc.ops.nn import (  # noqa: F401
     softmax_cross_entropy,
 )
 from graphc.ops.pad import pad  # noqa: F401
-from graphc.ops.pool_avg import (  # noqa: F401
+from graphc.ops.pool_adaptive import (  # noqa: F401
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
     adaptive_avg_pool3d,
+)
+from graphc.ops.pool_avg import (  # noqa: F401
     avg_pool1d,
     avg_pool2d,
     avg_pool3d,

@@ -59,6 +59,10 @@ def take_bound(axis: int, n: int | str) -> str:
     return f"for axis {axis} with size {n}"
 
 
+def unpool_bound(volume: int | str) -> str:
+    return f"for an unpooled plane of {volume} cells (max_unpool)"
+
+
 def one_hot_bound(depth: int) -> str:
     return f"for one_hot with depth {depth} (labels 0 to {depth - 1})"
 
@@ -302,6 +306,8 @@ def index_use(G: nx.MultiDiGraph, n: int) -> tuple[int, bool, Dim, str] | None:
     if op in ("gather", "scatter", "scatter_add"):  # ops/gather.py (their kernels check too)
         x, idx = operands(G, n)[:2]
         return idx, True, G.nodes[x]["shape"][p["axis"]], take_bound(p["axis"], "{}")
+    if op == "max_unpool":  # ops/pool_nd.py (its kernel checks too)
+        return operands(G, n)[1], False, math.prod(p["size"]), unpool_bound("{}")
     return None
 
 

@@ -1,12 +1,14 @@
 """Max pooling over 1 to 3 spatial axes with PyTorch's options, and what comes with it:
 max_pool1d/2d/3d (dilation, ceil_mode, return_indices) and max_unpool1d/2d/3d (average
-pooling: ops/pool_avg.py).
+pooling: ops/pool_avg.py and ops/pool_adaptive.py).
 
 One op, `pool_argmax`, finds each window's maximum (PyTorch's rule: the first of equal values,
 and NaN wins, the last NaN of a window); the values are a gather of x at it, so the gradient
-goes there (gather's, adding up where windows share a maximum). max_unpool is a scatter of x
-into zeros at the indices. 2-D max pooling with default options keeps the runtime's kernels
-(ops/pool.py).
+goes there (gather's, adding up where windows share a maximum). `max_unpool` is an op of its
+own: zeros with each value of x at its flat index in its (n, c) plane (the last of repeated
+indices wins; an index outside the plane stops the call, kir.Fail, and the argument checks
+refuse int inputs holding one); its VJP gathers dy at the indices. 2-D max pooling with default
+options keeps the runtime's kernels (ops/pool.py).
 """
 
 from __future__ import annotations
@@ -17,13 +19,27 @@ from typing import Any
 import numpy as np
 
 from graphc.codegen.emit import Emit
-from graphc.codegen.kir import INDEX, Assign, Bin, Cast, Expr, If, Lit, Loop, Store, Var, select
+from graphc.codegen.kir import (
+    INDEX,
+    Assign,
+    Bin,
+    Cast,
+    Expr,
+    Fail,
+    If,
+    Lit,
+    Loop,
+    Store,
+    Var,
+    select,
+)
 from graphc.errors import ShapeError
 from graphc.ir.graph import Value
 from graphc.ir.loc import user_loc
-from graphc.ir.shapes import ShapeMismatch
+from graphc.ir.shapes import INT_DTYPES, ShapeMismatch
 from graphc.ops import pool as pool2d  # the runtime's 2-D kernels (and their ops registered)
-from graphc.ops._build import apply
+from graphc.ops._build import apply, float_dtype
+from graphc.ops.indexing import _check_const, index_problem, unpool_bound
 from graphc.ops.registry import OpDef, register
 
 
@@ -249,15 +265,85 @@ def max_pool3d(
     return max_pool(x, 3, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
 
+def _infer_max_unpool(shapes, dtypes, params):
+    (x, idx), size = shapes, params["size"]
+    if not 1 <= len(size) <= 3 or len(x) != len(size) + 2:
+        raise ShapeMismatch(f"max_unpool: x must be [N, C, {len(size)} spatial axes], got {x}")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in size):
+        raise ShapeMismatch(f"max_unpool: size must be ints >= 1, got {size!r}")
+    if tuple(idx) != tuple(x):
+        raise ShapeMismatch(f"max_unpool: the indices {idx} must have x's shape {x}")
+    if dtypes[1] not in INT_DTYPES:
+        raise ShapeMismatch(f"max_unpool needs int indices, got {dtypes[1]}")
+    return (*x[:2], *size), float_dtype(dtypes[:1], "max_unpool")
+
+
+def _max_unpool_ref(x: np.ndarray, idx: np.ndarray, size) -> np.ndarray:
+    volume = math.prod(size)
+    problem = index_problem(idx, 0, volume, unpool_bound(volume))
+    if problem:
+        raise ValueError(problem)  # the interpreter names the node and its line
+    out = np.zeros((*x.shape[:2], volume), x.dtype)
+    planes, count = out.reshape(-1, volume), math.prod(x.shape[2:])
+    rows, places = x.reshape(-1, count), idx.reshape(-1, count)
+    for k, (row, j) in enumerate(zip(rows, places, strict=True)):
+        _, first = np.unique(j[::-1], return_index=True)
+        last = count - 1 - first  # each place's last write
+        planes[k, j[last]] = row[last]
+    return out.reshape(*x.shape[:2], *size)
+
+
+def _lower_max_unpool(e: Emit, n: int, args: list[int], params: dict) -> None:
+    """out = 0, then per (n, c) plane each x at its index in the plane, in order (the last of
+    repeated indices wins); an index outside the plane fails the call and writes nothing."""
+    x, idx = args
+    kb = e.builder()
+    xs = e.values.shape(x)
+    out = kb.ref(n, write=True)
+    volume, count = math.prod(params["size"]), math.prod(xs[2:])
+    i, plane, k = Var("i", INDEX), Var("c", INDEX), Var("k", INDEX)
+    j = kb.var(INDEX, "j")
+    zeros = Loop(i, Lit(0), kb.extent(e.values.shape(n)), (Assign(Store(out, i), Lit(0.0)),))
+    place = (
+        Assign(j, Cast(INDEX, kb.read(idx, plane * count + k))),
+        If(Bin("and", j >= 0, j < volume),
+           (Assign(Store(out, plane * volume + j), kb.read(x, plane * count + k)),)),
+        If(Bin("or", j < 0, j >= volume), (Fail(j, Lit(volume)),)),
+    )  # fmt: skip
+    body = Loop(plane, Lit(0), kb.extent(xs[:2]), (Loop(k, Lit(0), Lit(count), place),))
+    e.kernel(kb, f"b0 = zeros, then b0[each plane's b2] = b1 ({volume} cells a plane)",
+             [zeros, body])  # fmt: skip
+
+
+def _unpool_vjp(ct: Value, out: Value, x: Value, idx: Value, size) -> Value:
+    """dx = dy of each plane gathered at the indices."""
+    from graphc.ops.gather import gather
+    from graphc.ops.shape import reshape
+
+    k = x.ndim - 2
+    return reshape(gather(_flat(ct, k), 2, _flat(idx, k)), x.shape)
+
+
+register(
+    OpDef(
+        "max_unpool",
+        2,
+        _infer_max_unpool,
+        _max_unpool_ref,
+        (_unpool_vjp, None),
+        params={"size": (1,)},
+        lower=_lower_max_unpool,
+        formula="dx = dy gathered at the indices (each of repeated ones gets it); indices: none",
+    )
+)
+
+
 def max_unpool(
     x: Value, k: int, indices: Value, kernel_size, stride=None, padding=0, output_size=None
 ) -> Value:
     """The inverse of max pooling with return_indices: zeros of the unpooled size with each
     value of x at its index in the plane, as PyTorch's max_unpool{k}d (the last of repeated
-    indices wins)."""
-    from graphc.ops.gather import scatter
-    from graphc.ops.shape import broadcast_to, reshape
-
+    indices wins; one outside the plane is an error)."""
     op = f"max_unpool{k}d"
     geo = _geometry(op, x, k, kernel_size, stride, padding, 1)
     if output_size is None:
@@ -271,8 +357,12 @@ def max_unpool(
         size = tuple(int(d) for d in tuple(output_size)[-k:])
     if not isinstance(indices, Value) or indices.shape != x.shape:
         raise ShapeError(f"{op} at {user_loc()}: indices must be a Value of x's shape {x.shape}")
-    zeros = broadcast_to(x.graph.const(0.0, x.dtype), (*x.shape[:2], math.prod(size)))
-    return reshape(scatter(zeros, 2, _flat(indices, k), _flat(x, k)), (*x.shape[:2], *size))
+    if len(size) != k or min(size) < 1:
+        raise ShapeError(f"{op} at {user_loc()}: output_size {output_size!r} must give {k} "
+                         f"sizes >= 1")  # fmt: skip
+    volume = math.prod(size)
+    _check_const(indices, 0, volume, unpool_bound(volume), op)
+    return apply("max_unpool", x, indices, size=size)
 
 
 # ---- the public 1-d, 2-d and 3-d functions -------------------------------------------------

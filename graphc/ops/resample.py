@@ -104,7 +104,7 @@ def interpolate(
         raise _fail("align_corners applies to the linear modes only")
     sizes, scales = _sizes(x, size, scale_factor, recompute_scale_factor)
     if mode == "area":
-        from graphc.ops.pool_avg import adaptive_avg_pool
+        from graphc.ops.pool_adaptive import adaptive_avg_pool
 
         return adaptive_avg_pool(x, sizes)
     for k in reversed(range(len(sizes))):  # the last axis first, as PyTorch's sums group

@@ -548,13 +548,14 @@ def _family_models() -> dict[str, tuple[Callable[[str], Model], tuple[str, ...]]
         cases_indexing,
         cases_int,
         cases_math,
+        cases_pool,
         cases_reductions,
         cases_scan,
         cases_spatial,
     )
 
     families = (cases_conv, cases_conv3d, cases_indexing, cases_math, cases_int, cases_reductions,
-                cases_spatial, cases_scan)  # fmt: skip
+                cases_spatial, cases_pool, cases_scan)  # fmt: skip
     return {name: model for family in families for name, model in family.MODELS.items()}
 
 

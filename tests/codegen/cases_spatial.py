@@ -1,7 +1,8 @@
 """Compiled-versus-interpreter models for padding (every mode), the convolutions built on
 conv2d (conv1d, conv3d, the transposed ones), pooling with PyTorch's options (dilation,
-ceil_mode, count_include_pad, return_indices and max_unpool, adaptive averages, 1-D and 3-D)
-and interpolate (merged into cases.MODELS). The batch N may be 0 in all of them.
+ceil_mode, count_include_pad, return_indices and max_unpool, adaptive averages, 1-D and 3-D;
+the pooling ops' own cases: tests/codegen/cases_pool.py) and interpolate (merged into
+cases.MODELS). The batch N may be 0 in all of them.
 """
 
 from __future__ import annotations
@@ -72,25 +73,26 @@ def add_pool(m: Model) -> None:
          lambda x: gc.max_pool1d(x, 3, stride=2, padding=1, ceil_mode=True), (x1,)),
         ("max_pool3d", "pool_argmax", lambda x: gc.max_pool3d(x, 2, stride=(2, 1, 2), padding=1),
          (In(("N", 2, 5, 6, 5), distinct),)),
-        ("max_unpool2d", "scatter",
+        ("max_unpool2d", "max_unpool",
          lambda x: gc.max_unpool2d(*gc.max_pool2d(x, 2, return_indices=True), 2), (x2,)),
-        ("max_unpool1d[size]", "scatter",
+        ("max_unpool1d[size]", "max_unpool",
          lambda x: gc.max_unpool1d(*gc.max_pool1d(x, 2, return_indices=True), 2,
                                    output_size=(9,)), (x1,)),
-        ("avg_pool2d[ceil,no pad]", "conv2d",
+        ("avg_pool2d[ceil,no pad]", "avg_pool",
          lambda x: gc.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True,
                                  count_include_pad=False), (x2,)),
-        ("avg_pool2d[ceil]", "conv2d",
+        ("avg_pool2d[ceil]", "avg_pool",
          lambda x: gc.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True), (x2,)),
-        ("avg_pool2d[divisor]", "conv2d", lambda x: gc.avg_pool2d(x, 2, divisor_override=3),
+        ("avg_pool2d[divisor]", "avg_pool", lambda x: gc.avg_pool2d(x, 2, divisor_override=3),
          (x2,)),
-        ("avg_pool1d", "conv2d",
+        ("avg_pool1d", "avg_pool",
          lambda x: gc.avg_pool1d(x, 3, stride=2, padding=1, count_include_pad=False), (x1,)),
-        ("avg_pool3d", "conv2d",
+        ("avg_pool3d", "avg_pool",
          lambda x: gc.avg_pool3d(x, 2, stride=(2, 1, 2), padding=1, ceil_mode=True), (x3,)),
-        ("adaptive_avg_pool2d", "matmul", lambda x: gc.adaptive_avg_pool2d(x, (3, 5)), (x2,)),
-        ("adaptive_avg_pool3d", "matmul", lambda x: gc.adaptive_avg_pool3d(x, (2, None, 4)),
-         (x3,)),
+        ("adaptive_avg_pool2d", "adaptive_avg_pool", lambda x: gc.adaptive_avg_pool2d(x, (3, 5)),
+         (x2,)),
+        ("adaptive_avg_pool3d", "adaptive_avg_pool",
+         lambda x: gc.adaptive_avg_pool3d(x, (2, None, 4)), (x3,)),
     ]:  # fmt: skip
         m.case(label, op, fn, *ins)
     m.case(

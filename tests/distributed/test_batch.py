@@ -95,6 +95,19 @@ def _volumes() -> gc.Graph:
     return g
 
 
+def _pooled() -> gc.Graph:
+    """Average, adaptive pooling and max_unpool (ops of their own) keep the examples apart."""
+    g = gc.Graph("pooled")
+    x = g.input("x", shape=("N", 2, 4, 4, 4))
+    i = g.input("i", shape=("N", 2, 2, 2, 2), dtype="int64")  # places in planes of 4 x 4 x 4
+    w = g.param("w", shape=(2, 1, 1, 1))
+    h = gc.avg_pool3d(x * w, 2, 1, 1, ceil_mode=True, count_include_pad=False)
+    h = gc.adaptive_avg_pool3d(h, (2, 2, 2))
+    u = gc.max_unpool3d(h * h, i, 2)
+    g.output("loss", gc.mean(gc.sum(u * x, axis=(1, 2, 3, 4))))
+    return g
+
+
 def _two_means() -> gc.Graph:
     g = gc.Graph("two_means")
     x = g.input("x", shape=("N", 3))
@@ -120,6 +133,7 @@ ACCEPTED = {
     "transposed": (_transposed, "mean"),
     "images": (_images, "mean"),
     "volumes": (_volumes, "mean"),
+    "pooled": (_pooled, "mean"),
     "two_means_and_l2": (_two_means, "mean"),
 }
 

@@ -135,6 +135,8 @@ for _name in (
     "tanh sigmoid exp log sqrt erf erfc gelu relu abs sign maximum minimum where cast equal "
     "not_equal sum mean max logsumexp softmax log_softmax layer_norm transpose swapaxes reshape "
     "broadcast_to take concat one_hot size conv2d conv3d max_pool2d avg_pool2d "
+    "max_pool1d max_pool3d avg_pool1d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d "
+    "adaptive_avg_pool3d max_unpool1d max_unpool2d max_unpool3d "
     "softmax_cross_entropy mse_loss sin cos tan asin acos atan sinh cosh asinh acosh atanh "
     "expm1 exp2 log1p log2 "
     "reciprocal rsqrt square softplus silu mish elu leaky_relu hardtanh hardsigmoid hardswish "
@@ -942,6 +944,10 @@ class _Maker:
         return self.tame(self.call("conv3d_grad_weight", x, ct, kernel, **kw_))
 
     def step_pool(self, x: Ref) -> Ref:
+        """2-D pooling through the runtime's kernels; or, half the time, the pooling ops of 1
+        to 3 axes (step_pool_nd)."""
+        if self.flag():
+            return self.step_pool_nd()
         x = self.image(x)
         n, c, h, w = self.shape(x)
         kernel = (self.between(1, min(3, h)), self.between(1, min(3, w)))
@@ -961,6 +967,50 @@ class _Maker:
         if form == "max_grad":
             return self.call("max_pool2d_grad", ct, x, **kw_)
         return self.call("avg_pool2d_grad", ct, (h, w), **kw_)
+
+    def step_pool_nd(self) -> Ref:
+        """On a new [N, C, 1 to 3 spatial axes]: avg_pool with PyTorch's options or its
+        gradient op, adaptive_avg_pool or its gradient op, or max_unpool of max pooling's
+        indices."""
+        k = self.between(1, 3)
+        shape = (self.choice(["N", 1, 2]), self.between(1, 3), *(self.between(2, 5)
+                                                                 for _ in range(k)))  # fmt: skip
+        x = self.leaf(shape, self.choice(["param", "param", "data"]))
+        size = shape[2:]
+        form = self.choice(["avg", "avg_grad", "adaptive", "adaptive_grad", "unpool"])
+        if form == "unpool":
+            idx = self.call("apply", "pool_argmax", x, kernel=(2,) * k, stride=(2,) * k,
+                            padding=(0,) * k, dilation=(1,) * k, ceil_mode=False)  # fmt: skip
+            v = self.call(f"max_pool{k}d", x, 2)
+            v = self.call("tanh", v) if self.flag() else v
+            return self.call(f"max_unpool{k}d", v, idx, 2, output_size=size)
+        if form.startswith("adaptive"):
+            out = [self.between(1, 6) for _ in range(k)]
+            out[0] += 1 if tuple(out) == size else 0  # (the same sizes are x itself)
+            y = self.call(f"adaptive_avg_pool{k}d", x, tuple(out))
+            if form == "adaptive":
+                return y
+            ct = self.call("tanh", y) if self.flag() else y
+            return self.call("apply", "adaptive_avg_pool_grad", ct, size=size)
+        kernel = tuple(self.between(1, min(3, n)) for n in size)
+        kw_ = {"kernel": kernel, "stride": tuple(self.between(1, 2) for _ in range(k)),
+               "padding": tuple(self.between(0, kk // 2) for kk in kernel),
+               "ceil_mode": self.flag(), "count_include_pad": self.flag(),
+               "divisor": self.choice([None, None, 3]) if k > 1 else None}  # fmt: skip
+        public = {
+            "kernel_size": kernel,
+            "stride": kw_["stride"],
+            "padding": kw_["padding"],
+            "ceil_mode": kw_["ceil_mode"],
+            "count_include_pad": kw_["count_include_pad"],
+        }
+        if k > 1:
+            public["divisor_override"] = kw_["divisor"]
+        y = self.call(f"avg_pool{k}d", x, **public)
+        if form == "avg":
+            return y
+        ct = self.call("tanh", y) if self.flag() else y
+        return self.call("apply", "avg_pool_grad", ct, size=size, **kw_)
 
     def step_labels(self, x: Ref) -> Ref:
         sx = self.shape(x)
@@ -1242,7 +1292,8 @@ OPS_DRAWN = frozenset(
     "add sub mul div neg pow exp log sqrt tanh erf erfc sigmoid relu abs maximum minimum gelu "
     "where cast transpose reshape broadcast_to take take_grad slice slice_grad concat conv2d "
     "conv2d_grad_input conv2d_grad_weight conv3d conv3d_grad_input conv3d_grad_weight "
-    "max_pool2d max_pool2d_grad max_pool2d_gather avg_pool2d avg_pool2d_grad matmul sum mean "
+    "max_pool2d max_pool2d_grad max_pool2d_gather avg_pool2d avg_pool2d_grad avg_pool "
+    "avg_pool_grad adaptive_avg_pool adaptive_avg_pool_grad max_unpool matmul sum mean "
     "max softmax log_softmax layer_norm "
     "logsumexp sin cos tan asin acos atan sinh cosh asinh acosh atanh expm1 exp2 log1p log2 "
     "reciprocal rsqrt square softplus silu mish elu leaky_relu hardtanh hardsigmoid hardswish "

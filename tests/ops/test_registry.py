@@ -470,13 +470,14 @@ from tests.ops import (  # noqa: E402
     cases_indexing,
     cases_int,
     cases_math,
+    cases_pool,
     cases_reductions,
     cases_scan,
     cases_spatial,
 )
 
 FAMILIES = (cases_conv, cases_conv3d, cases_indexing, cases_math, cases_int, cases_reductions,
-            cases_gather, cases_spatial, cases_scan)  # fmt: skip
+            cases_gather, cases_spatial, cases_pool, cases_scan)  # fmt: skip
 for _family in FAMILIES:
     CASES += _family.cases(case)
 

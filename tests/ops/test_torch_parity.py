@@ -357,6 +357,40 @@ for _label, _ours, _theirs, _ins in [
      lambda x: F.adaptive_avg_pool3d(x, (2, 4, 3)), (X5,)),
 ]:  # fmt: skip
     ROWS.append(Row(_label, _ours, _theirs, _ins))
+# Pooling's edges: ceil_mode windows past the padding, cells no window holds (stride larger
+# than the kernel), count_include_pad False, a negative divisor_override, adaptive windows that
+# overlap or grow, max_unpool with repeated indices (PyTorch leaves their order undefined; on
+# the CPU in float64 the last wins, as graphc's) and output_size.
+UNPOOL_IDX = np.array([[[[3, 0], [3, 1]], [[15, 15], [0, 4]], [[5, 6], [9, 10]]],
+                       [[[0, 0], [0, 0]], [[1, 2], [3, 4]], [[12, 13], [14, 15]]]])  # fmt: skip
+for _label, _ours, _theirs, _ins in [
+    ("avg_pool2d[ceil,past padding]", lambda x: gc.avg_pool2d(x, 4, 3, 2, True, True),
+     lambda x: F.avg_pool2d(x, 4, 3, 2, True, True), (X4,)),
+    ("avg_pool1d[ceil,past padding,no pad]", lambda x: gc.avg_pool1d(x, 4, 3, 2, True, False),
+     lambda x: F.avg_pool1d(x, 4, 3, 2, True, False), (X3,)),
+    ("avg_pool2d[stride>kernel]", lambda x: gc.avg_pool2d(x, 2, 3, 1, True, False),
+     lambda x: F.avg_pool2d(x, 2, 3, 1, True, False), (X4,)),
+    ("avg_pool3d[no pad,divisor<0]",
+     lambda x: gc.avg_pool3d(x, (2, 3, 2), 1, (1, 1, 0), False, False, -5),
+     lambda x: F.avg_pool3d(x, (2, 3, 2), 1, (1, 1, 0), False, False, -5), (X5,)),
+    ("avg_pool3d[ceil,divisor]", lambda x: gc.avg_pool3d(x, 3, 2, 1, True, True, 4),
+     lambda x: F.avg_pool3d(x, 3, 2, 1, True, True, 4), (X5,)),
+    ("adaptive_avg_pool2d[grow]", lambda x: gc.adaptive_avg_pool2d(x, (9, 11)),
+     lambda x: F.adaptive_avg_pool2d(x, (9, 11)), (X4,)),
+    ("adaptive_avg_pool1d[9->5]", lambda x: gc.adaptive_avg_pool1d(x, 5),
+     lambda x: F.adaptive_avg_pool1d(x, 5), (X3,)),
+    ("adaptive_avg_pool3d[overlap]", lambda x: gc.adaptive_avg_pool3d(x, (3, 4, 4)),
+     lambda x: F.adaptive_avg_pool3d(x, (3, 4, 4)), (X5,)),
+    ("max_unpool2d[repeated]", lambda x, i: gc.max_unpool2d(x, i, 2),
+     lambda x, i: F.max_unpool2d(x, i, 2), (normal(2, 3, 2, 2), UNPOOL_IDX)),
+    ("max_unpool1d[output_size]", lambda x, i: gc.max_unpool1d(x, i, 2, output_size=(9,)),
+     lambda x, i: F.max_unpool1d(x, i, 2, output_size=(9,)),
+     (normal(2, 3, 4), np.array([[[1, 2, 5, 8]] * 3] * 2))),
+    ("max_unpool3d", lambda x: gc.max_unpool3d(*gc.max_pool3d(x, 2, return_indices=True), 2),
+     lambda x: F.max_unpool3d(*F.max_pool3d(x, 2, return_indices=True), 2),
+     (distinct(2, 2, 4, 6, 4),)),
+]:  # fmt: skip
+    ROWS.append(Row(_label, _ours, _theirs, _ins))
 for _mode, _x, _kw in [
     ("nearest", X4, {"size": (11, 5)}),
     ("nearest", X4, {"scale_factor": (2.3, 0.6)}),
@@ -469,3 +503,15 @@ def test_matches_pytorch(r: Row) -> None:
     for k, (a, b) in zip(_grad_inputs(r), zip(ours_grads, their_grads, strict=True), strict=False):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-12, equal_nan=True,
                                    err_msg=f"gradient of input {k}")  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [16, -1])
+def test_max_unpool_index_outside_the_plane_is_an_error_in_both(bad: int) -> None:
+    x, idx = normal(1, 1, 2, 2), np.array([[[[0, 1], [bad, 2]]]])
+    with pytest.raises(RuntimeError, match=f"invalid max index: {bad}"):
+        F.max_unpool2d(torch.tensor(x), torch.tensor(idx), 2)
+    g = gc.Graph("unpool")
+    i = g.input("i", shape=idx.shape, dtype="int64")
+    g.output("y", gc.max_unpool2d(g.input("x", shape=x.shape), i, 2))
+    with pytest.raises(gc.InputError, match=f"max_unpool.*index {bad} .*out of bounds"):
+        gc.evaluate(g, {"x": x, "i": idx})
