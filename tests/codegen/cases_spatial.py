@@ -41,6 +41,11 @@ def add_pad(m: Model) -> None:
            numpy=lambda x: np.pad(x, ((0, 0), (1, 0)), mode="reflect"))  # fmt: skip
 
 
+# the op each public convolution is made of
+OPS = {"conv1d": "conv1d", "conv3d": "conv3d", "conv_transpose1d": "conv1d_grad_input",
+       "conv_transpose2d": "conv2d_grad_input"}  # fmt: skip
+
+
 def add_conv(m: Model) -> None:
     for label, fn, ins in [
         ("conv1d[s,p,d,g]", lambda x, w, b: gc.conv1d(x, w, b, stride=2, padding=1, dilation=2,
@@ -59,7 +64,7 @@ def add_conv(m: Model) -> None:
         ("conv_transpose1d[s,p,op]", lambda x, w: gc.conv_transpose1d(
             x, w, stride=2, padding=1, output_padding=1), (In(("N", 4, 5)), In((4, 3, 3)))),
     ]:  # fmt: skip
-        m.case(label, "conv2d", fn, *ins)
+        m.case(label, OPS[label.split("[")[0]], fn, *ins)
 
 
 def add_pool(m: Model) -> None:
