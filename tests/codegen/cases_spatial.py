@@ -1,7 +1,8 @@
-"""Compiled-versus-interpreter models for padding (every mode), the convolutions built on
-conv2d (conv1d, conv3d, the transposed ones), pooling with PyTorch's options (dilation,
+"""Compiled-versus-interpreter models for padding (every mode), the public convolutions
+(conv1d, conv3d, the transposed ones), pooling with PyTorch's options (dilation,
 ceil_mode, count_include_pad, return_indices and max_unpool, adaptive averages, 1-D and 3-D)
-and interpolate (merged into cases.MODELS). The batch N may be 0 in all of them.
+and interpolate (its resampling ops; merged into cases.MODELS). The batch N may be 0 in all of
+them.
 """
 
 from __future__ import annotations
@@ -113,21 +114,33 @@ def add_pool(m: Model) -> None:
 
 def add_interpolate(m: Model) -> None:
     x2 = In(("N", 2, 5, 7))
-    for label, fn, ins in [
-        ("nearest", lambda x: gc.interpolate(x, size=(8, 4)), (x2,)),
-        ("nearest-exact", lambda x: gc.interpolate(x, scale_factor=(2.3, 0.6),
-                                                   mode="nearest-exact"), (x2,)),
-        ("bilinear", lambda x: gc.interpolate(x, size=(8, 4), mode="bilinear"), (x2,)),
-        ("bilinear[align]", lambda x: gc.interpolate(x, size=(3, 9), mode="bilinear",
-                                                     align_corners=True), (x2,)),
-        ("linear[scale]", lambda x: gc.interpolate(x, scale_factor=1.7, mode="linear"),
-         (In(("N", 3, 5)),)),
-        ("trilinear[align]", lambda x: gc.interpolate(x, size=(4, 2, 5), mode="trilinear",
-                                                      align_corners=True),
+    nearest, linear = "interpolate_nearest", "interpolate_linear"
+    for label, op, fn, ins in [
+        ("nearest", nearest, lambda x: gc.interpolate(x, size=(8, 4)), (x2,)),
+        ("nearest-exact", nearest, lambda x: gc.interpolate(x, scale_factor=(2.3, 0.6),
+                                                            mode="nearest-exact"), (x2,)),
+        ("nearest[3d]", nearest, lambda x: gc.interpolate(x, size=(4, 4, 3)),
          (In(("N", 2, 3, 4, 5)),)),
-        ("area", lambda x: gc.interpolate(x, size=(2, 3), mode="area"), (x2,)),
+        ("bilinear", linear, lambda x: gc.interpolate(x, size=(8, 4), mode="bilinear"), (x2,)),
+        ("bilinear[align]", linear, lambda x: gc.interpolate(x, size=(3, 9), mode="bilinear",
+                                                             align_corners=True), (x2,)),
+        ("bilinear[kept]", linear, lambda x: gc.interpolate(x, scale_factor=(1.1, 1.5),
+                                                            mode="bilinear"), (x2,)),
+        ("linear[scale]", linear, lambda x: gc.interpolate(x, scale_factor=1.7, mode="linear"),
+         (In(("N", 3, 5)),)),
+        ("trilinear[align]", linear, lambda x: gc.interpolate(x, size=(4, 2, 5), mode="trilinear",
+                                                              align_corners=True),
+         (In(("N", 2, 3, 4, 5)),)),
+        ("trilinear", linear, lambda x: gc.interpolate(x, size=(5, 7, 3), mode="trilinear"),
+         (In(("N", 2, 3, 4, 5)),)),
+        ("area", "matmul", lambda x: gc.interpolate(x, size=(2, 3), mode="area"), (x2,)),
     ]:  # fmt: skip
-        m.case(f"interpolate[{label}]", "take", fn, *ins)
+        m.case(f"interpolate[{label}]", op, fn, *ins)
+    # the gradient ops on a cotangent of their own
+    for op, flag in ((nearest, {"exact": True}), (linear, {"align_corners": False})):
+        p = {"size": (8, 4), "scales": (None, None), "input_size": (5, 7), **flag}
+        m.case(f"{op}_grad", f"{op}_grad", lambda ct, op=op, p=p: apply(f"{op}_grad", ct, **p),
+               In(("N", 2, 8, 4)))  # fmt: skip
 
 
 def spatial_model(name: str) -> Model:

@@ -472,12 +472,13 @@ from tests.ops import (  # noqa: E402
     cases_int,
     cases_math,
     cases_reductions,
+    cases_resample,
     cases_scan,
     cases_spatial,
 )
 
 FAMILIES = (cases_conv, cases_conv1d, cases_conv3d, cases_indexing, cases_math, cases_int,
-            cases_reductions, cases_gather, cases_spatial, cases_scan)  # fmt: skip
+            cases_reductions, cases_gather, cases_spatial, cases_resample, cases_scan)  # fmt: skip
 for _family in FAMILIES:
     CASES += _family.cases(case)
 
