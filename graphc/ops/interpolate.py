@@ -40,6 +40,7 @@ from graphc.codegen.kir import (
     Load,
     Loop,
     Parallel,
+    Scratch,
     SizeExpr,
     Store,
     Var,
@@ -175,6 +176,14 @@ def _grad_ref(op: str):
 
 
 # ---- lowering: one kernel of loops, its planes shared among threads ----------------------------
+# With 2 or 3 axes, each plane first tabulates the last axis's sources and weights (arrays local
+# to the thread, of up to TABLE positions), which the innermost loop then reads instead of
+# computing them again for every row. Measured (float32, one thread, 8 x 16 planes of 64 x 64
+# to 128 x 128, bilinear; best of 15 interleaved on a loaded machine; milliseconds, forward /
+# value_and_grad): computed in the innermost loop 11.0 / 21.3, tabulated 6.14 / 11.7.
+TABLE = 4096
+
+
 def _lit(v: float, dtype: str) -> Lit:
     return Lit(float(v), "float32") if dtype == "float32" else Lit(float(v))
 
@@ -230,6 +239,17 @@ def _lower(e: Emit, n: int, args: list[int], params: dict) -> None:
         at, t = _axis(kb, op, outs[j], src[j], size[j], params["scales"][j], _flag(params), dtype)
         setup.append(at)
         taps.append(t)
+    tables: list = []
+    if k > 1 and setup[-1] and size[-1] <= TABLE:  # the last axis's sources: a table per plane
+        o, cols = outs[-1], []
+        for j, (i, w) in enumerate(taps[-1]):
+            cols.append((Scratch(f"at{j}", INDEX, size[-1]), i))
+            if w is not None:
+                cols.append((Scratch(f"w{j}", dtype, size[-1]), w))
+        fill = [Assign(Store(col, o), v) for col, v in cols]
+        tables = [Loop(o, Lit(0), Lit(size[-1]), (*setup[-1], *fill))]
+        read = {v: Load(col, o) for col, v in cols}
+        setup[-1], taps[-1] = [], [(read[i], w if w is None else read[w]) for i, w in taps[-1]]
     out_at = p * vout + _flat(outs, size)
     if not grad:  # the sources' weighted sum, the last axis's pair innermost
 
@@ -256,6 +276,7 @@ def _lower(e: Emit, n: int, args: list[int], params: dict) -> None:
             body.append(Assign(Store(x, at), Load(x, at) + term))
     for j in reversed(range(k)):
         body = [Loop(outs[j], Lit(0), Lit(size[j]), (*setup[j], *body))]
+    body = [*tables, *body]
     if grad:
         z = Var("z", INDEX)
         body = [Loop(z, Lit(0), Lit(vin), (Assign(Store(x, p * vin + z), _lit(0, dtype)),)),
