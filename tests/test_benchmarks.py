@@ -75,6 +75,18 @@ def test_pool_quick_run():
         assert "PyTorch / graphc" in r.stdout  # the columns, empty
 
 
+def test_resample_quick_run():
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.resample", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    for workload in ("bilinear", "trilinear", "nearest", "conv1d"):
+        assert f"\n{workload} " in r.stdout
+    if importlib.util.find_spec("torch") is None:
+        assert "skipped PyTorch" in r.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.compiler
 def test_suite_quick_run_of_the_gpts(tmp_path):

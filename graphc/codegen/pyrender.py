@@ -107,6 +107,24 @@ def _lines(stmts: Iterable[Stmt], depth: int, named: Callable) -> Iterator[str]:
             raise TypeError(f"not a statement: {s!r}")
 
 
+def _scratch(node: Any, found: dict[str, kir.Scratch]) -> dict[str, kir.Scratch]:
+    """The arrays local to a kernel (kir.Scratch) that `node` (statements, expressions) uses."""
+    if isinstance(node, tuple | list):
+        for n in node:
+            _scratch(n, found)
+    elif isinstance(node, kir.Scratch):
+        found[node.name] = node
+    elif isinstance(node, Expr | Stmt | kir.Store):
+        for f in node.__slots__:
+            _scratch(getattr(node, f), found)
+    return found
+
+
+def _arrays(stmts: Any, depth: int) -> list[str]:
+    return [f"{INDENT * depth}{a.name} = np.zeros({a.n}, {SCALAR[a.dtype]})"
+            for a in _scratch(stmts, {}).values()]  # fmt: skip
+
+
 def kernel_source(k: int, kernel: Kernel) -> str:
     """Python function `_kk(v, z, f, a)`, its parallel loops and reductions' blocks nested."""
     out = [f"def _k{k}(v, z, f, a):", f'{INDENT}"""{kernel.doc}"""']
@@ -119,7 +137,8 @@ def kernel_source(k: int, kernel: Kernel) -> str:
     def named(p: kir.Parallel | kir.Reduce) -> str:
         name = f"_loop{len(nested)}"
         if isinstance(p, kir.Parallel):
-            head = [f"def {name}(lo, hi):", f"{INDENT}for {p.var.name} in range(lo, hi):"]
+            head = [f"def {name}(lo, hi):", *_arrays(p.body, 1),
+                    f"{INDENT}for {p.var.name} in range(lo, hi):"]  # fmt: skip
             body = list(_lines(p.body, 2, named))
         else:  # a block of elements: each one's body, and its terms
             head = [f"def {name}(lo, hi):", f"{INDENT}terms = []",
@@ -130,7 +149,7 @@ def kernel_source(k: int, kernel: Kernel) -> str:
         nested.extend(INDENT + line for line in (*head, *body, ""))
         return name
 
-    body = list(_lines(kernel.body, 1, named))
+    body = _arrays(kernel.body, 1) + list(_lines(kernel.body, 1, named))
     return "\n".join([*out, *nested, *body])
 
 

@@ -226,17 +226,11 @@ def _rows_rule(G: nx.MultiDiGraph, n: int, op: str, p: Mapping[str, Any], ops: l
         if p["axis"] == k.axis:
             raise _refuse(G, n, f"{op} normalises over the batch axis")
         return k
-    if op in (
-        "slice",
-        "one_hot",
-        "max_pool2d",
-        "avg_pool2d",
-        "avg_pool",
-        "adaptive_avg_pool",
-        "max_unpool",
-    ):
-        return k  # slices take a symbolic axis whole; pools and one_hot keep axis 0
-    if op in ("conv2d", "conv3d"):
+    resampling = ("interpolate_nearest", "interpolate_linear")
+    pools = ("max_pool2d", "avg_pool2d", "avg_pool", "adaptive_avg_pool", "max_unpool")
+    if op in ("slice", "one_hot", *pools, *resampling):
+        return k  # slices take a symbolic axis whole; pools, resampling and one_hot keep axis 0
+    if op in ("conv1d", "conv2d", "conv3d"):
         if ops[1].tag != "const" or k.axis != 0:
             raise _refuse(G, n, f"{op} needs the batch axis first in its input and "
                           "weights that do not depend on the batch")  # fmt: skip

@@ -21,7 +21,7 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-_COUNT = {2: "a pair of", 3: "three"}
+_COUNT = {1: "a 1-tuple of", 2: "a pair of", 3: "three"}
 
 
 def _pair_param(op: str, params, name: str, least: int, k: int = 2) -> tuple[int, ...]:
@@ -142,8 +142,8 @@ def _scatter_windows(parts, shape, dtype, kernel, stride, padding, dilation=(1, 
 
 
 def _pair(op: str, name: str, v: Any, k: int = 2) -> tuple:
-    """An int or a pair (k = 2; or three for k = 3) as a tuple of k (NumPy ints as ints); the
-    op's shape rule checks values."""
+    """An int or k of them (a 1-tuple, a pair or three) as a tuple of k (NumPy ints as ints);
+    the op's shape rule checks values."""
     if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
         return (int(v),) * k
     if isinstance(v, (tuple, list)) and len(v) == k:

@@ -7,7 +7,9 @@ from graphc.ir.graph import Value, clean_loc
 from graphc.ir.loc import user_loc
 from graphc.ir.shapes import ShapeMismatch, format_shape, normalize_axes, normalize_shape
 from graphc.ops import advanced as _advanced  # noqa: F401  (registers index, index_grad)
+from graphc.ops import conv1d as _conv1d  # noqa: F401  (registers conv1d and its gradients)
 from graphc.ops import conv3d as _conv3d  # noqa: F401  (registers conv3d and its gradients)
+from graphc.ops import interpolate as _interpolate  # noqa: F401  (registers the resampling ops)
 from graphc.ops import shape as _shape
 from graphc.ops.activations import (  # noqa: F401
     celu,

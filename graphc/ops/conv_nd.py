@@ -1,7 +1,7 @@
-"""The public convolutions other than conv2d's own, built from the conv2d and conv3d ops (their
-gradients are those ops'): conv1d (a conv2d of height 1), conv3d (the conv3d op, plus a bias),
-and the transposed convolutions conv_transpose1d, conv_transpose2d and conv_transpose3d
-(conv2d_grad_input or conv3d_grad_input, with output_padding choosing among the input sizes a
+"""The public convolutions other than conv2d's own, built from the conv1d, conv2d and conv3d ops
+(their gradients are those ops'): conv1d and conv3d (the op of that name, plus a bias), and the
+transposed convolutions conv_transpose1d, conv_transpose2d and conv_transpose3d (the input
+gradient op of conv1d, conv2d or conv3d, with output_padding choosing among the input sizes a
 stride maps to the same output). Layouts, geometry and bias as PyTorch's.
 """
 
@@ -54,8 +54,8 @@ def conv(x: Value, w: Value, k: int, stride=1, padding=0, dilation=1, groups: in
     """A k-d convolution (k = 1, 2, 3) of x [N, C_in, *spatial] with w [C_out, C_in/groups,
     *kernel], zero padding, as PyTorch's conv{k}d without bias."""
     from graphc.ops.conv import conv2d
+    from graphc.ops.conv1d import conv1d as conv1d_op
     from graphc.ops.conv3d import conv3d as conv3d_op
-    from graphc.ops.shape import reshape
 
     op = f"conv{k}d"
     _operands(op, k, x, w)
@@ -66,17 +66,15 @@ def conv(x: Value, w: Value, k: int, stride=1, padding=0, dilation=1, groups: in
     if k == 2:
         return conv2d(x, w, stride, padding, dilation, groups)
     if k == 1:
-        x2 = reshape(x, (*x.shape[:2], 1, x.shape[2]))
-        w2 = reshape(w, (*w.shape[:2], 1, w.shape[2]))
-        y = conv2d(x2, w2, (1, stride[0]), (0, padding[0]), (1, dilation[0]), groups)
-        return reshape(y, (*y.shape[:2], y.shape[3]))
+        return conv1d_op(x, w, stride, padding, dilation, groups)
     return conv3d_op(x, w, stride, padding, dilation, groups)
 
 
 def conv1d(
     x: Value, w: Value, bias: Value | None = None, stride=1, padding=0, dilation=1, groups: int = 1
 ) -> Value:
-    """1-d convolution of x [N, C_in, L] with w [C_out, C_in/groups, K], as PyTorch's."""
+    """1-d convolution of x [N, C_in, L] with w [C_out, C_in/groups, K], as PyTorch's: the
+    conv1d op (ops/conv1d.py) and a bias."""
     return _with_bias("conv1d", conv(x, w, 1, stride, padding, dilation, groups), bias, 1)
 
 
@@ -96,8 +94,8 @@ def conv_transpose(
     its input, whose size is (n - 1) stride - 2 padding + dilation (k - 1) + output_padding
     + 1 per axis."""
     from graphc.ops.conv import conv2d_grad_input
+    from graphc.ops.conv1d import conv1d_grad_input
     from graphc.ops.conv3d import conv3d_grad_input
-    from graphc.ops.shape import reshape
 
     op = f"conv_transpose{k}d"
     if k not in (1, 2, 3):
@@ -122,10 +120,7 @@ def conv_transpose(
         return conv2d_grad_input(x, w, size, s, p, d, groups)
     if k == 3:
         return conv3d_grad_input(x, w, size, s, p, d, groups)
-    x2 = reshape(x, (*x.shape[:2], 1, x.shape[2]))
-    w2 = reshape(w, (*w.shape[:2], 1, w.shape[2]))
-    y = conv2d_grad_input(x2, w2, (1, size[0]), (1, s[0]), (0, p[0]), (1, d[0]), groups)
-    return reshape(y, (*y.shape[:2], y.shape[3]))
+    return conv1d_grad_input(x, w, size, s, p, d, groups)
 
 
 def conv_transpose1d(
@@ -138,7 +133,8 @@ def conv_transpose1d(
     groups: int = 1,
     dilation=1,
 ) -> Value:
-    """Transposed 1-d convolution of x [N, C_in, L] with w [C_in, C_out/groups, K]."""
+    """Transposed 1-d convolution of x [N, C_in, L] with w [C_in, C_out/groups, K], as
+    PyTorch's conv_transpose1d: conv1d_grad_input, whose gradients are conv1d's."""
     y = conv_transpose(x, w, 1, stride, padding, output_padding, groups, dilation)
     return _with_bias("conv_transpose1d", y, bias, 1)
 

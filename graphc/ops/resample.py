@@ -2,13 +2,10 @@
 with 1 to 3 spatial axes: modes "nearest", "nearest-exact", "linear", "bilinear", "trilinear"
 (align_corners either way) and "area" (adaptive average pooling).
 
-Each spatial axis is resampled in turn, from the last: nearest modes are a take of x at
-source indices; linear ones x at the two neighbours, weighted and added. Indices and weights
-depend only on sizes and are computed here, in PyTorch's arithmetic (the source coordinate
-in float32 for nearest, in the data's precision for linear, clamped at 0 without
-align_corners), so results match PyTorch's to its rounding (the same sums in the same order).
-The gradient is take's and the products': each output's cotangent sent back to its sources
-with their weights.
+This module checks the arguments and works out the output's size and the scale factors PyTorch
+passes on; the nearest and linear modes are the ops interpolate_nearest and interpolate_linear
+(ops/interpolate.py: PyTorch's index and weight arithmetic, its sums in its order, and
+gradient ops of their own).
 """
 
 from __future__ import annotations
@@ -27,30 +24,6 @@ LINEAR = {"linear": 1, "bilinear": 2, "trilinear": 3}
 
 def _fail(msg: str) -> ShapeError:
     return ShapeError(f"interpolate at {user_loc()}: {msg}")
-
-
-def nearest_index(n_in: int, n_out: int, scale: float | None, exact: bool) -> np.ndarray:
-    """PyTorch's nearest (and nearest-exact) source index of each output position."""
-    s = np.float32(1.0 / scale if scale is not None and scale > 0 else n_in / n_out)
-    dst = np.arange(n_out, dtype=np.float32)
-    src = np.floor((dst + np.float32(0.5)) * s if exact else dst * s)
-    return np.minimum(src.astype(np.int64), n_in - 1)
-
-
-def linear_weights(n_in: int, n_out: int, scale: float | None, align: bool, dtype: str):
-    """PyTorch's linear interpolation along one axis: the two source indices and their
-    weights for each output position, the coordinate computed in `dtype`."""
-    t = np.dtype(dtype).type
-    if align:
-        s = t((n_in - 1) / (n_out - 1)) if n_out > 1 else t(0)
-    else:
-        s = t(1.0 / scale) if scale is not None and scale > 0 else t(n_in / n_out)
-    dst = np.arange(n_out).astype(dtype)
-    src = dst * s if align else np.maximum(s * (dst + t(0.5)) - t(0.5), t(0))
-    i0 = np.minimum(src.astype(np.int64), n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    w1 = (src - i0.astype(dtype)).astype(dtype)
-    return i0, i1, (t(1) - w1).astype(dtype), w1
 
 
 def _sizes(x: Value, size: Any, scale_factor: Any, recompute: bool | None) -> tuple[list, list]:
@@ -73,12 +46,6 @@ def _sizes(x: Value, size: Any, scale_factor: Any, recompute: bool | None) -> tu
     return sizes, ([None] * k if recompute else [float(f) for f in factors])
 
 
-def _along(x: Value, axis: int, values: np.ndarray) -> Value:
-    """A constant of `values` (per position along `axis`) broadcastable against x."""
-    shape = (len(values),) + (1,) * (x.ndim - 1 - axis)
-    return x.graph.const(values.reshape(shape), x.dtype)
-
-
 def interpolate(
     x: Value,
     size: Any = None,
@@ -89,7 +56,7 @@ def interpolate(
 ) -> Value:
     """x [N, C, *spatial] resampled to `size` (or spatial * `scale_factor`), as PyTorch's
     interpolate (see the module's doc for the modes)."""
-    from graphc.ops.indexing import take
+    from graphc.ops.interpolate import interpolate_linear, interpolate_nearest
 
     if not isinstance(x, Value) or not 3 <= x.ndim <= 5:
         raise _fail("x must be a Value [N, C, *spatial] with 1 to 3 spatial axes")
@@ -107,13 +74,8 @@ def interpolate(
         from graphc.ops.pool_adaptive import adaptive_avg_pool
 
         return adaptive_avg_pool(x, sizes)
-    for k in reversed(range(len(sizes))):  # the last axis first, as PyTorch's sums group
-        axis = 2 + k
-        n_in, n_out = x.shape[axis], sizes[k]
-        if mode in ("nearest", "nearest-exact"):
-            if n_in != n_out:
-                x = take(x, nearest_index(n_in, n_out, scales[k], mode == "nearest-exact"), axis)
-            continue
-        i0, i1, w0, w1 = linear_weights(n_in, n_out, scales[k], bool(align_corners), x.dtype)
-        x = take(x, i0, axis) * _along(x, axis, w0) + take(x, i1, axis) * _along(x, axis, w1)
-    return x
+    if sizes == list(x.shape[2:]):  # every axis copied
+        return x
+    if mode in LINEAR:
+        return interpolate_linear(x, sizes, scales, bool(align_corners))
+    return interpolate_nearest(x, sizes, scales, mode == "nearest-exact")

@@ -544,6 +544,7 @@ def _family_models() -> dict[str, tuple[Callable[[str], Model], tuple[str, ...]]
     """The models of the op families with case modules of their own (they import this one)."""
     from tests.codegen import (
         cases_conv,
+        cases_conv1d,
         cases_conv3d,
         cases_indexing,
         cases_int,
@@ -554,8 +555,8 @@ def _family_models() -> dict[str, tuple[Callable[[str], Model], tuple[str, ...]]
         cases_spatial,
     )
 
-    families = (cases_conv, cases_conv3d, cases_indexing, cases_math, cases_int, cases_reductions,
-                cases_spatial, cases_pool, cases_scan)  # fmt: skip
+    families = (cases_conv, cases_conv1d, cases_conv3d, cases_indexing, cases_math, cases_int,
+                cases_reductions, cases_spatial, cases_pool, cases_scan)  # fmt: skip
     return {name: model for family in families for name, model in family.MODELS.items()}
 
 

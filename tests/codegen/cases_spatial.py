@@ -1,8 +1,8 @@
-"""Compiled-versus-interpreter models for padding (every mode), the convolutions built on
-conv2d (conv1d, conv3d, the transposed ones), pooling with PyTorch's options (dilation,
+"""Compiled-versus-interpreter models for padding (every mode), the public convolutions
+(conv1d, conv3d, the transposed ones), pooling with PyTorch's options (dilation,
 ceil_mode, count_include_pad, return_indices and max_unpool, adaptive averages, 1-D and 3-D;
-the pooling ops' own cases: tests/codegen/cases_pool.py) and interpolate (merged into
-cases.MODELS). The batch N may be 0 in all of them.
+the pooling ops' own cases: tests/codegen/cases_pool.py) and interpolate (its resampling ops;
+merged into cases.MODELS). The batch N may be 0 in all of them.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ def add_pad(m: Model) -> None:
            numpy=lambda x: np.pad(x, ((0, 0), (1, 0)), mode="reflect"))  # fmt: skip
 
 
+# the op each public convolution is made of
+OPS = {"conv1d": "conv1d", "conv3d": "conv3d", "conv_transpose1d": "conv1d_grad_input",
+       "conv_transpose2d": "conv2d_grad_input"}  # fmt: skip
+
+
 def add_conv(m: Model) -> None:
     for label, fn, ins in [
         ("conv1d[s,p,d,g]", lambda x, w, b: gc.conv1d(x, w, b, stride=2, padding=1, dilation=2,
@@ -60,7 +65,7 @@ def add_conv(m: Model) -> None:
         ("conv_transpose1d[s,p,op]", lambda x, w: gc.conv_transpose1d(
             x, w, stride=2, padding=1, output_padding=1), (In(("N", 4, 5)), In((4, 3, 3)))),
     ]:  # fmt: skip
-        m.case(label, "conv2d", fn, *ins)
+        m.case(label, OPS[label.split("[")[0]], fn, *ins)
 
 
 def add_pool(m: Model) -> None:
@@ -110,21 +115,33 @@ def add_pool(m: Model) -> None:
 
 def add_interpolate(m: Model) -> None:
     x2 = In(("N", 2, 5, 7))
-    for label, fn, ins in [
-        ("nearest", lambda x: gc.interpolate(x, size=(8, 4)), (x2,)),
-        ("nearest-exact", lambda x: gc.interpolate(x, scale_factor=(2.3, 0.6),
-                                                   mode="nearest-exact"), (x2,)),
-        ("bilinear", lambda x: gc.interpolate(x, size=(8, 4), mode="bilinear"), (x2,)),
-        ("bilinear[align]", lambda x: gc.interpolate(x, size=(3, 9), mode="bilinear",
-                                                     align_corners=True), (x2,)),
-        ("linear[scale]", lambda x: gc.interpolate(x, scale_factor=1.7, mode="linear"),
-         (In(("N", 3, 5)),)),
-        ("trilinear[align]", lambda x: gc.interpolate(x, size=(4, 2, 5), mode="trilinear",
-                                                      align_corners=True),
+    nearest, linear = "interpolate_nearest", "interpolate_linear"
+    for label, op, fn, ins in [
+        ("nearest", nearest, lambda x: gc.interpolate(x, size=(8, 4)), (x2,)),
+        ("nearest-exact", nearest, lambda x: gc.interpolate(x, scale_factor=(2.3, 0.6),
+                                                            mode="nearest-exact"), (x2,)),
+        ("nearest[3d]", nearest, lambda x: gc.interpolate(x, size=(4, 4, 3)),
          (In(("N", 2, 3, 4, 5)),)),
-        ("area", lambda x: gc.interpolate(x, size=(2, 3), mode="area"), (x2,)),
+        ("bilinear", linear, lambda x: gc.interpolate(x, size=(8, 4), mode="bilinear"), (x2,)),
+        ("bilinear[align]", linear, lambda x: gc.interpolate(x, size=(3, 9), mode="bilinear",
+                                                             align_corners=True), (x2,)),
+        ("bilinear[kept]", linear, lambda x: gc.interpolate(x, scale_factor=(1.1, 1.5),
+                                                            mode="bilinear"), (x2,)),
+        ("linear[scale]", linear, lambda x: gc.interpolate(x, scale_factor=1.7, mode="linear"),
+         (In(("N", 3, 5)),)),
+        ("trilinear[align]", linear, lambda x: gc.interpolate(x, size=(4, 2, 5), mode="trilinear",
+                                                              align_corners=True),
+         (In(("N", 2, 3, 4, 5)),)),
+        ("trilinear", linear, lambda x: gc.interpolate(x, size=(5, 7, 3), mode="trilinear"),
+         (In(("N", 2, 3, 4, 5)),)),
+        ("area", "matmul", lambda x: gc.interpolate(x, size=(2, 3), mode="area"), (x2,)),
     ]:  # fmt: skip
-        m.case(f"interpolate[{label}]", "take", fn, *ins)
+        m.case(f"interpolate[{label}]", op, fn, *ins)
+    # the gradient ops on a cotangent of their own
+    for op, flag in ((nearest, {"exact": True}), (linear, {"align_corners": False})):
+        p = {"size": (8, 4), "scales": (None, None), "input_size": (5, 7), **flag}
+        m.case(f"{op}_grad", f"{op}_grad", lambda ct, op=op, p=p: apply(f"{op}_grad", ct, **p),
+               In(("N", 2, 8, 4)))  # fmt: skip
 
 
 def spatial_model(name: str) -> Model:

@@ -108,6 +108,17 @@ def _pooled() -> gc.Graph:
     return g
 
 
+def _sequences() -> gc.Graph:
+    """conv1d and the resampling ops (ops of their own) keep the examples apart."""
+    g = gc.Graph("sequences")
+    x = g.input("x", shape=("N", 2, 7))
+    w, b = g.param("w", shape=(4, 1, 3)), g.param("b", shape=(4,))
+    h = gc.interpolate(gc.tanh(gc.conv1d(x, w, b, padding=1, groups=2)), size=11, mode="linear")
+    h = gc.interpolate(h, scale_factor=0.6, mode="nearest")
+    g.output("loss", gc.mean(gc.sum(h * h, axis=(1, 2))))
+    return g
+
+
 def _two_means() -> gc.Graph:
     g = gc.Graph("two_means")
     x = g.input("x", shape=("N", 3))
@@ -134,6 +145,7 @@ ACCEPTED = {
     "images": (_images, "mean"),
     "volumes": (_volumes, "mean"),
     "pooled": (_pooled, "mean"),
+    "sequences": (_sequences, "mean"),
     "two_means_and_l2": (_two_means, "mean"),
 }
 

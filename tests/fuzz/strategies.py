@@ -38,6 +38,7 @@ from graphc.ir.graph import Value, operands
 from graphc.ir.shapes import ShapeMismatch, bind_shape, broadcast_shapes
 from graphc.ops._build import apply
 from graphc.ops.conv import conv2d_grad_input, conv2d_grad_weight
+from graphc.ops.conv1d import conv1d_grad_input, conv1d_grad_weight
 from graphc.ops.conv3d import conv3d_grad_input, conv3d_grad_weight
 from graphc.ops.indexing import take_grad
 from graphc.ops.pool import avg_pool2d_grad, max_pool2d_gather, max_pool2d_grad
@@ -124,6 +125,8 @@ FUNCS: dict[str, tuple[Callable[..., Any], str]] = {
     "take_grad": (take_grad, "take_grad"),
     "conv2d_grad_input": (conv2d_grad_input, "conv2d_grad_input"),
     "conv2d_grad_weight": (conv2d_grad_weight, "conv2d_grad_weight"),
+    "conv1d_grad_input": (conv1d_grad_input, "conv1d_grad_input"),
+    "conv1d_grad_weight": (conv1d_grad_weight, "conv1d_grad_weight"),
     "conv3d_grad_input": (conv3d_grad_input, "conv3d_grad_input"),
     "conv3d_grad_weight": (conv3d_grad_weight, "conv3d_grad_weight"),
     "max_pool2d_grad": (max_pool2d_grad, "max_pool2d_grad"),
@@ -134,7 +137,7 @@ FUNCS: dict[str, tuple[Callable[..., Any], str]] = {
 for _name in (
     "tanh sigmoid exp log sqrt erf erfc gelu relu abs sign maximum minimum where cast equal "
     "not_equal sum mean max logsumexp softmax log_softmax layer_norm transpose swapaxes reshape "
-    "broadcast_to take concat one_hot size conv2d conv3d max_pool2d avg_pool2d "
+    "broadcast_to take concat one_hot size conv1d conv2d conv3d max_pool2d avg_pool2d interpolate "
     "max_pool1d max_pool3d avg_pool1d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d "
     "adaptive_avg_pool3d max_unpool1d max_unpool2d max_unpool3d "
     "softmax_cross_entropy mse_loss sin cos tan asin acos atan sinh cosh asinh acosh atanh "
@@ -881,9 +884,9 @@ class _Maker:
 
     def step_conv(self, x: Ref) -> Ref:
         """conv2d or one of its gradient ops on an image; or, half the time, the same of conv3d
-        on a volume."""
+        on a volume or of conv1d on a sequence."""
         if self.flag():
-            return self.step_conv3d(x)
+            return self.step_conv3d(x) if self.flag() else self.step_conv1d(x)
         x = self.image(x)
         n, c, h, w = self.shape(x)
         groups = self.choice([g for g in (1, 2, 3) if c % g == 0])
@@ -942,6 +945,61 @@ class _Maker:
         if form == "grad_input":
             return self.tame(self.call("conv3d_grad_input", ct, wt, tuple(size), **kw_))
         return self.tame(self.call("conv3d_grad_weight", x, ct, kernel, **kw_))
+
+    def step_conv1d(self, x: Ref) -> Ref:
+        """conv1d, or one of its gradient ops, on x if it is a sequence [N, C, L], else on a
+        new one."""
+        sx = self.shape(x)
+        if not (len(sx) == 3 and all(_is_int(d) and d >= 1 for d in sx[1:]) and sx[1] <= 4):
+            x = self.leaf((self.choice(["N", 1, 2]), self.between(1, 4), self.between(2, 9)),
+                          self.choice(["param", "data"]))  # fmt: skip
+        _, c, length = self.shape(x)
+        groups = self.choice([g for g in (1, 2, 3) if c % g == 0])
+        c_out = groups * self.between(1, 2)
+        stride, padding, dl = self.between(1, 3), self.between(0, 2), self.between(1, 2)
+        k = min(self.between(1, 4), length + 2 * padding)
+        dilation = dl if length + 2 * padding >= dl * (k - 1) + 1 else 1
+        wt = self.leaf((c_out, c // groups, k), self.choice(["param", "param", "data"]))
+        kw_ = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        y = self.tame(self.call("conv1d", x, wt, **kw_))
+        form = self.choice(["conv", "grad_input", "grad_weight"])
+        if form == "conv":
+            return y
+        ct = self.call("tanh", y) if self.flag() else y
+        if form == "grad_input":
+            return self.tame(self.call("conv1d_grad_input", ct, wt, (length,), **kw_))
+        return self.tame(self.call("conv1d_grad_weight", x, ct, (k,), **kw_))
+
+    def step_resample(self, x: Ref) -> Ref:
+        """interpolate (nearest, nearest-exact or linear, 1 to 3 spatial axes) of x if it is
+        [N, C, *spatial] with small int spatial sizes, else of a new value; or one of the
+        gradient ops on a cotangent of the output's shape."""
+        sx = self.shape(x)
+        if not (3 <= len(sx) <= 5 and all(_is_int(d) and 1 <= d <= 8 for d in sx[2:])):
+            k = self.between(1, 3)
+            shape = (self.choice(["N", 1, 2]), self.between(1, 3),
+                     *(self.between(1, 5) for _ in range(k)))  # fmt: skip
+            x = self.leaf(shape, self.choice(["param", "data"]))
+            sx = self.shape(x)
+        k = len(sx) - 2
+        mode = self.choice(["nearest", "nearest-exact", ("linear", "bilinear", "trilinear")[k - 1]])
+        kw: dict[str, Any] = {"mode": mode}
+        if self.flag():
+            kw["size"] = tuple(self.between(1, 7) for _ in range(k))
+        else:  # non-integer factors; recompute_scale_factor either way
+            kw["scale_factor"] = tuple(self.choice([0.5, 0.7, 1.3, 1.5, 2.0, 2.6]) for _ in sx[2:])
+            if any(int(d * f) < 1 for d, f in zip(sx[2:], kw["scale_factor"], strict=True)):
+                raise _Reject
+            kw["recompute_scale_factor"] = self.flag()
+        if mode not in ("nearest", "nearest-exact"):
+            kw["align_corners"] = self.flag()
+        y = self.call("interpolate", x, pos=self.info[x.i].pos, **kw)
+        node = self.values[y.i]
+        if node.op not in ("interpolate_nearest", "interpolate_linear") or self.flag():
+            return y
+        p = dict(node.attrs["params"])
+        ct = self.call("tanh", y) if self.flag() else y
+        return self.call("apply", f"{node.op}_grad", ct, input_size=tuple(sx[2:]), **p)
 
     def step_pool(self, x: Ref) -> Ref:
         """2-D pooling through the runtime's kernels; or, half the time, the pooling ops of 1
@@ -1201,8 +1259,8 @@ class _Maker:
     # (the families of many ops are drawn more often)
     STEPS = ("unary", "binary", "scalar", "reduce", "matmul", "shape", "index", "where",
              "normalize", "concat", "take", "chain", "duplicate", "misc", "labels", "conv",
-             "pool", "slice_grad", "math", "math", "activation", "activation", "stats",
-             "stats", "gather", "gather")  # fmt: skip
+             "conv", "pool", "slice_grad", "math", "math", "activation", "activation", "stats",
+             "stats", "gather", "gather", "resample")  # fmt: skip
 
     def step(self) -> None:
         kind = self.choice(self.STEPS)
@@ -1291,7 +1349,9 @@ def _differentiable_ancestors(g: gc.Graph, node: int) -> set[int]:
 OPS_DRAWN = frozenset(
     "add sub mul div neg pow exp log sqrt tanh erf erfc sigmoid relu abs maximum minimum gelu "
     "where cast transpose reshape broadcast_to take take_grad slice slice_grad concat conv2d "
-    "conv2d_grad_input conv2d_grad_weight conv3d conv3d_grad_input conv3d_grad_weight "
+    "conv2d_grad_input conv2d_grad_weight conv3d conv3d_grad_input conv3d_grad_weight conv1d "
+    "conv1d_grad_input conv1d_grad_weight interpolate_nearest interpolate_nearest_grad "
+    "interpolate_linear interpolate_linear_grad "
     "max_pool2d max_pool2d_grad max_pool2d_gather avg_pool2d avg_pool2d_grad avg_pool "
     "avg_pool_grad adaptive_avg_pool adaptive_avg_pool_grad max_unpool matmul sum mean "
     "max softmax log_softmax layer_norm "

@@ -421,7 +421,10 @@ def axis_matrix(n_in: int, n_out: int, mode: str, align: bool, scale: float | No
     """[n_out, n_in]: each output position's weights on the input, from PyTorch's rules:
     nearest reads floor(dst * n_in / n_out) (nearest-exact floor((dst + 0.5) * ...)); linear
     interpolates at (dst + 0.5) n_in / n_out - 0.5 clamped at 0, or with align_corners at
-    dst (n_in - 1) / (n_out - 1). A given scale factor s stands for n_in / n_out as 1 / s."""
+    dst (n_in - 1) / (n_out - 1). A given scale factor s stands for n_in / n_out as 1 / s.
+    An axis whose size does not change is copied."""
+    if n_in == n_out:
+        return np.eye(n_in)
     ratio = 1.0 / scale if scale else n_in / n_out
     m = np.zeros((n_out, n_in))
     for dst in range(n_out):
@@ -445,8 +448,6 @@ def axis_matrix(n_in: int, n_out: int, mode: str, align: bool, scale: float | No
 def np_interpolate(x: np.ndarray, sizes: tuple, mode: str, align: bool = False, scales=None):
     scales = scales or (None,) * len(sizes)
     for a, (n_out, sc) in enumerate(zip(sizes, scales, strict=True)):
-        if mode in ("nearest", "nearest-exact") and n_out == x.shape[2 + a] and sc is None:
-            continue
         mat = axis_matrix(x.shape[2 + a], n_out, mode, align, sc)
         x = np.moveaxis(np.tensordot(x, mat, axes=([2 + a], [1])), -1, 2 + a)
     return x

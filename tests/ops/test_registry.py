@@ -465,6 +465,7 @@ CASES += [
 # The op families with case tables of their own.
 from tests.ops import (  # noqa: E402
     cases_conv,
+    cases_conv1d,
     cases_conv3d,
     cases_gather,
     cases_indexing,
@@ -472,12 +473,14 @@ from tests.ops import (  # noqa: E402
     cases_math,
     cases_pool,
     cases_reductions,
+    cases_resample,
     cases_scan,
     cases_spatial,
 )
 
-FAMILIES = (cases_conv, cases_conv3d, cases_indexing, cases_math, cases_int, cases_reductions,
-            cases_gather, cases_spatial, cases_pool, cases_scan)  # fmt: skip
+FAMILIES = (cases_conv, cases_conv1d, cases_conv3d, cases_indexing, cases_math, cases_int,
+            cases_reductions, cases_gather, cases_spatial, cases_pool, cases_resample,
+            cases_scan)  # fmt: skip
 for _family in FAMILIES:
     CASES += _family.cases(case)
 

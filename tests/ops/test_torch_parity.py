@@ -326,6 +326,14 @@ for _label, _ours, _theirs, _ins in [
     ("conv_transpose1d", lambda x, w: gc.conv_transpose1d(x, w, stride=2, output_padding=1),
      lambda x, w: F.conv_transpose1d(x, w, stride=2, output_padding=1),
      (X3, normal(4, 3, 3))),
+    ("conv1d[s,p,d,g=4]", lambda x, w: gc.conv1d(x, w, stride=3, padding=2, dilation=3, groups=4),
+     lambda x, w: F.conv1d(x, w, stride=3, padding=2, dilation=3, groups=4),
+     (X3, normal(8, 1, 2))),
+    ("conv_transpose1d[b,s,p,op,g,d]", lambda x, w, b: gc.conv_transpose1d(
+        x, w, b, stride=3, padding=2, output_padding=2, groups=2, dilation=2),
+     lambda x, w, b: F.conv_transpose1d(x, w, b, stride=3, padding=2, output_padding=2,
+                                        groups=2, dilation=2),
+     (X3, normal(4, 3, 3), normal(6))),
     ("max_pool2d[d,ceil]", lambda x: gc.max_pool2d(x, 3, 2, 1, 2, True, True),
      lambda x: F.max_pool2d(x, 3, 2, 1, 2, True, True), (X4,)),
     ("max_pool2d[ties]", lambda x: gc.max_pool2d(x, 2, 1, ceil_mode=True, return_indices=True),
@@ -403,6 +411,23 @@ for _mode, _x, _kw in [
     ("trilinear", X5, {"size": (7, 3, 8), "align_corners": False}),
     ("trilinear", X5, {"size": (7, 3, 8), "align_corners": True}),
     ("area", X4, {"size": (3, 5)}),
+    # cells' boundaries: sources at exactly k + 0.5 (nearest-exact), even ratios
+    ("nearest-exact", X4, {"size": (14, 4)}),
+    ("nearest-exact", X4, {"scale_factor": 0.5}),
+    ("nearest", X5, {"scale_factor": (1.5, 0.5, 2.2)}),
+    # downsampling, non-integer scale factors, an axis kept with a scale factor (copied)
+    ("linear", X3, {"size": 4, "align_corners": False}),
+    ("bilinear", X4, {"size": (3, 5), "align_corners": True}),
+    ("bilinear", X4, {"size": (3, 5), "align_corners": False}),
+    ("bilinear", X4, {"scale_factor": (1.7, 0.45)}),
+    ("bilinear", X4, {"scale_factor": (1.05, 2.0)}),
+    ("trilinear", X5, {"scale_factor": (1.3, 0.7, 2.2), "align_corners": True}),
+    # axes of size 1, to and from
+    ("linear", X3, {"size": 1, "align_corners": True}),
+    ("linear", X3, {"size": 1, "align_corners": False}),
+    ("bilinear", normal(2, 3, 1, 5), {"size": (4, 7)}),
+    ("bilinear", normal(2, 3, 1, 5), {"size": (4, 7), "align_corners": True}),
+    ("nearest", normal(2, 3, 1, 5), {"size": (3, 2)}),
 ]:
     row(f"interpolate[{_mode},{','.join(f'{k}={v}' for k, v in _kw.items())}]".replace(" ", ""),
         lambda x, m=_mode, kw=_kw: gc.interpolate(x, mode=m, **kw),
