@@ -16,7 +16,7 @@ equal, which is how a program computes each distinct loop with one function.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,14 +240,21 @@ def calls(e: Expr) -> int:
     return 0
 
 
+def walk(node: Any) -> Iterator[Any]:
+    """`node` (an expression, a statement, a store or a reference, or a tuple of them) and
+    every part of it, depth first."""
+    if isinstance(node, tuple | list):
+        for n in node:
+            yield from walk(n)
+    elif isinstance(node, Expr | Stmt | Store | Buf | Scratch):
+        yield node
+        for f in node.__slots__:
+            yield from walk(getattr(node, f))
+
+
 def called(node: Any) -> set[str]:
     """The functions (Call.fn) that an expression, a statement, or a tuple of them calls."""
-    if isinstance(node, tuple):
-        return set().union(*map(called, node))
-    if not isinstance(node, Expr | Stmt | Store):
-        return set()
-    found = {node.fn} if isinstance(node, Call) else set()
-    return found.union(*(called(getattr(node, f)) for f in node.__slots__))
+    return {n.fn for n in walk(node) if isinstance(n, Call)}
 
 
 def call(fn: str, *args: Any) -> Expr:

@@ -107,22 +107,11 @@ def _lines(stmts: Iterable[Stmt], depth: int, named: Callable) -> Iterator[str]:
             raise TypeError(f"not a statement: {s!r}")
 
 
-def _scratch(node: Any, found: dict[str, kir.Scratch]) -> dict[str, kir.Scratch]:
-    """The arrays local to a kernel (kir.Scratch) that `node` (statements, expressions) uses."""
-    if isinstance(node, tuple | list):
-        for n in node:
-            _scratch(n, found)
-    elif isinstance(node, kir.Scratch):
-        found[node.name] = node
-    elif isinstance(node, Expr | Stmt | kir.Store):
-        for f in node.__slots__:
-            _scratch(getattr(node, f), found)
-    return found
-
-
 def _arrays(stmts: Any, depth: int) -> list[str]:
+    """The arrays local to a kernel (kir.Scratch) that `stmts` use, made."""
+    arrays = {n.name: n for n in kir.walk(stmts) if isinstance(n, kir.Scratch)}
     return [f"{INDENT * depth}{a.name} = np.zeros({a.n}, {SCALAR[a.dtype]})"
-            for a in _scratch(stmts, {}).values()]  # fmt: skip
+            for a in arrays.values()]  # fmt: skip
 
 
 def kernel_source(k: int, kernel: Kernel) -> str:
