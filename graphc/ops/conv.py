@@ -40,9 +40,6 @@ from graphc.ops._window import (
 )
 from graphc.ops.registry import OpDef, register
 
-_CONV = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1}
-
-
 # ---- lowering: direct loops or im2col tiles and BLAS, per layer (templates/runtime/conv.pyx.j2)
 # A convolution (or either of its gradients) runs one of two runtime kernels, chosen per layer
 # from its geometry: direct loops along output rows, or im2col of tiles of output positions (on
@@ -171,9 +168,105 @@ def conv_kw(op: str, stride, padding, dilation, groups, k: int = 2) -> dict[str,
     }
 
 
-_infer_conv2d, _infer_grad_input, _infer_grad_weight = conv_rules(
-    "conv2d", 2, "[N, C_in, H, W]", "[C_out, C_in/groups, kH, kW]", "[N, C_out, H_out, W_out]"
-)
+def conv_family(
+    k: int, layouts: tuple[str, str, str], refs: tuple[Callable, ...], lower: Callable
+) -> tuple[Callable, Callable, Callable]:
+    """Register the k-d convolution `conv{k}d` and its gradients in x and in w (`_grad_input`,
+    `_grad_weight`), each one's VJP written with the three, so the set is closed under
+    differentiation and grad(grad(g)) works; `refs` are their NumPy references (in that
+    order), `lower` their lowering, `layouts` those of x, w and the cotangent, as errors show
+    them. Returns the three builders."""
+    name = f"conv{k}d"
+    gi, gw = f"{name}_grad_input", f"{name}_grad_weight"
+    x_, w_, ct_ = layouts
+    infer, infer_gi, infer_gw = conv_rules(name, k, x_, w_, ct_)
+    geometry = {"stride": (1,) * k, "padding": (0,) * k, "dilation": (1,) * k, "groups": 1}
+
+    def conv(
+        x: Value, w: Value, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
+    ) -> Value:
+        return apply(name, x, w, **conv_kw(name, stride, padding, dilation, groups, k))
+
+    def grad_input(
+        ct: Value, w: Value, size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+        groups: int = 1,
+    ) -> Value:  # fmt: skip
+        kw = conv_kw(gi, stride, padding, dilation, groups, k)
+        return apply(gi, ct, w, size=_pair(gi, "size", size, k), **kw)
+
+    def grad_weight(
+        x: Value, ct: Value, kernel: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+        groups: int = 1,
+    ) -> Value:  # fmt: skip
+        kw = conv_kw(gw, stride, padding, dilation, groups, k)
+        return apply(gw, x, ct, kernel=_pair(gw, "kernel", kernel, k), **kw)
+
+    # d conv(x, w) = grad_input(dy, w) for x, grad_weight(x, dy) for w
+    register(
+        OpDef(
+            name,
+            2,
+            infer,
+            refs[0],
+            (
+                lambda ct, out, x, w, **p: grad_input(ct, w, x.shape[2:], **p),
+                lambda ct, out, x, w, **p: grad_weight(x, ct, w.shape[2:], **p),
+            ),
+            params=geometry,
+            lower=lower,
+            formula=f"dx = {gi}(dy, w), dw = {gw}(x, dy)",
+        )
+    )
+    # y = T(ct, w) with <T(ct, w), c> = <conv(c, w), ct>: d/dct = conv(c, w), and
+    # d/dw = grad_weight(c, ct)
+    register(
+        OpDef(
+            gi,
+            2,
+            infer_gi,
+            refs[1],
+            (
+                lambda c, out, ct, w, size, **p: conv(c, w, **p),
+                lambda c, out, ct, w, size, **p: grad_weight(c, ct, w.shape[2:], **p),
+            ),
+            params={**geometry, "size": None},
+            lower=lower,
+            formula=f"dct = {name}(dy, w), dw = {gw}(dy, ct)",
+        )
+    )
+    # y = GW(x, ct) with <GW(x, ct), c> = <conv(x, c), ct>: d/dx = grad_input(ct, c), and
+    # d/dct = conv(x, c)
+    register(
+        OpDef(
+            gw,
+            2,
+            infer_gw,
+            refs[2],
+            (
+                lambda c, out, x, ct, kernel, **p: grad_input(ct, c, x.shape[2:], **p),
+                lambda c, out, x, ct, kernel, **p: conv(x, c, **p),
+            ),
+            params={**geometry, "kernel": None},
+            lower=lower,
+            formula=f"dx = {gi}(ct, dy), dct = {name}(x, dy)",
+        )
+    )
+
+    conv.__doc__ = (
+        f"{k}-D cross-correlation of x {x_} with w {w_} and zero padding, as PyTorch's "
+        f"`{name}` without bias: {ct_}."
+    )
+    grad_input.__doc__ = (
+        f"The gradient of {name}(x, w) in x of spatial `size` ({k} ints, or an int), for "
+        "cotangent `ct`: the transposed convolution."
+    )
+    grad_weight.__doc__ = (
+        f"The gradient of {name}(x, w) in w of spatial `kernel` ({k} ints, or an int), for "
+        "cotangent `ct`."
+    )
+    for fn, fn_name in ((conv, name), (grad_input, gi), (grad_weight, gw)):
+        fn.__name__ = fn.__qualname__ = fn_name
+    return conv, grad_input, grad_weight
 
 
 # ---- conv2d -----------------------------------------------------------------------------------
@@ -185,24 +278,6 @@ def _conv2d_ref(x, w, stride, padding, dilation, groups):
     wg = w.reshape(g, w.shape[0] // g, *w.shape[1:])
     out = np.einsum("ngchwij,gocij->ngohw", win, wg, optimize=True)
     return out.reshape(n, w.shape[0], *out.shape[3:])
-
-
-# d conv(x, w) = conv2d_grad_input(dy, w) for x, conv2d_grad_weight(x, dy) for w
-register(
-    OpDef(
-        "conv2d",
-        2,
-        _infer_conv2d,
-        _conv2d_ref,
-        (
-            lambda ct, out, x, w, **p: conv2d_grad_input(ct, w, x.shape[2:], **p),
-            lambda ct, out, x, w, **p: conv2d_grad_weight(x, ct, w.shape[2:], **p),
-        ),
-        params=_CONV,
-        lower=_lower_conv,
-        formula="dx = conv2d_grad_input(dy, w), dw = conv2d_grad_weight(x, dy)",
-    )
-)
 
 
 # ---- conv2d_grad_input: the transposed convolution, adjoint of conv2d in x -------------------
@@ -225,25 +300,6 @@ def _grad_input_ref(ct, w, stride, padding, dilation, groups, size):
     return np.ascontiguousarray(dx)
 
 
-# y = T(ct, w) with <T(ct, w), c> = <conv2d(c, w), ct>: d/dct = conv2d(c, w), and
-# d/dw = conv2d_grad_weight(c, ct).
-register(
-    OpDef(
-        "conv2d_grad_input",
-        2,
-        _infer_grad_input,
-        _grad_input_ref,
-        (
-            lambda c, out, ct, w, size, **p: conv2d(c, w, **p),
-            lambda c, out, ct, w, size, **p: conv2d_grad_weight(c, ct, w.shape[2:], **p),
-        ),
-        params={**_CONV, "size": None},
-        lower=_lower_conv,
-        formula="dct = conv2d(dy, w), dw = conv2d_grad_weight(dy, ct)",
-    )
-)
-
-
 # ---- conv2d_grad_weight: adjoint of conv2d in w ------------------------------------------------
 @_in_float64
 def _grad_weight_ref(x, ct, stride, padding, dilation, groups, kernel):
@@ -255,59 +311,9 @@ def _grad_weight_ref(x, ct, stride, padding, dilation, groups, kernel):
     return dw.reshape(ct.shape[1], x.shape[1] // g, *kernel)
 
 
-# y = GW(x, ct) with <GW(x, ct), c> = <conv2d(x, c), ct>: d/dx = conv2d_grad_input(ct, c),
-# d/dct = conv2d(x, c).
-register(
-    OpDef(
-        "conv2d_grad_weight",
-        2,
-        _infer_grad_weight,
-        _grad_weight_ref,
-        (
-            lambda c, out, x, ct, kernel, **p: conv2d_grad_input(ct, c, x.shape[2:], **p),
-            lambda c, out, x, ct, kernel, **p: conv2d(x, c, **p),
-        ),
-        params={**_CONV, "kernel": None},
-        lower=_lower_conv,
-        formula="dx = conv2d_grad_input(ct, dy), dct = conv2d(x, dy)",
-    )
+conv2d, conv2d_grad_input, conv2d_grad_weight = conv_family(
+    2,
+    ("[N, C_in, H, W]", "[C_out, C_in/groups, kH, kW]", "[N, C_out, H_out, W_out]"),
+    (_conv2d_ref, _grad_input_ref, _grad_weight_ref),
+    _lower_conv,
 )
-
-
-# ---- builders ---------------------------------------------------------------------------------
-def conv2d(
-    x: Value, w: Value, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
-) -> Value:
-    """2-D cross-correlation of x [N, C_in, H, W] with w [C_out, C_in/groups, kH, kW] and zero
-    padding, as PyTorch's `conv2d` without bias: [N, C_out, H_out, W_out]."""
-    return apply("conv2d", x, w, **conv_kw("conv2d", stride, padding, dilation, groups))
-
-
-def conv2d_grad_input(
-    ct: Value,
-    w: Value,
-    size: Any,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-) -> Value:
-    """The gradient of conv2d(x, w) in x of spatial `size` (H, W), for cotangent `ct`: the
-    transposed convolution."""
-    kw = conv_kw("conv2d_grad_input", stride, padding, dilation, groups)
-    return apply("conv2d_grad_input", ct, w, size=_pair("conv2d_grad_input", "size", size), **kw)
-
-
-def conv2d_grad_weight(
-    x: Value,
-    ct: Value,
-    kernel: Any,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-) -> Value:
-    """The gradient of conv2d(x, w) in w of spatial `kernel` (kH, kW), for cotangent `ct`."""
-    kw = conv_kw("conv2d_grad_weight", stride, padding, dilation, groups)
-    op = "conv2d_grad_weight"
-    return apply(op, x, ct, kernel=_pair(op, "kernel", kernel), **kw)

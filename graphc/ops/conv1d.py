@@ -15,22 +15,10 @@ set is closed under differentiation and `grad(grad(g))` works:
 
 from __future__ import annotations
 
-from typing import Any
-
 from graphc.codegen.emit import Emit
 from graphc.codegen.kir import SizeExpr
-from graphc.ir.graph import Value
 from graphc.ops import conv as conv2d_ops
-from graphc.ops._build import apply
-from graphc.ops._window import _pair
-from graphc.ops.conv import conv_kw, conv_rules, tiling
-from graphc.ops.registry import OpDef, register
-
-_CONV1 = {"stride": (1,), "padding": (0,), "dilation": (1,), "groups": 1}
-_infer_conv1d, _infer_grad_input, _infer_grad_weight = conv_rules(
-    "conv1d", 1, "[N, C_in, L]", "[C_out, C_in/groups, k]", "[N, C_out, L_out]"
-)
-
+from graphc.ops.conv import conv_family, tiling
 
 # ---- lowering: conv2d's runtime kernels on an image one row high (templates/runtime/conv.pyx.j2)
 # Each op runs the kernel of its conv2d twin, chosen by the same rule (`tiling`): direct loops
@@ -95,96 +83,9 @@ def _grad_weight_ref(x, ct, kernel, **p):
     ]
 
 
-# d conv(x, w) = conv1d_grad_input(dy, w) for x, conv1d_grad_weight(x, dy) for w
-register(
-    OpDef(
-        "conv1d",
-        2,
-        _infer_conv1d,
-        _conv1d_ref,
-        (
-            lambda ct, out, x, w, **p: conv1d_grad_input(ct, w, x.shape[2:], **p),
-            lambda ct, out, x, w, **p: conv1d_grad_weight(x, ct, w.shape[2:], **p),
-        ),
-        params=_CONV1,
-        lower=_lower_conv1d,
-        formula="dx = conv1d_grad_input(dy, w), dw = conv1d_grad_weight(x, dy)",
-    )
+conv1d, conv1d_grad_input, conv1d_grad_weight = conv_family(
+    1,
+    ("[N, C_in, L]", "[C_out, C_in/groups, k]", "[N, C_out, L_out]"),
+    (_conv1d_ref, _grad_input_ref, _grad_weight_ref),
+    _lower_conv1d,
 )
-
-# y = T(ct, w) with <T(ct, w), c> = <conv1d(c, w), ct>: d/dct = conv1d(c, w), and
-# d/dw = conv1d_grad_weight(c, ct).
-register(
-    OpDef(
-        "conv1d_grad_input",
-        2,
-        _infer_grad_input,
-        _grad_input_ref,
-        (
-            lambda c, out, ct, w, size, **p: conv1d(c, w, **p),
-            lambda c, out, ct, w, size, **p: conv1d_grad_weight(c, ct, w.shape[2:], **p),
-        ),
-        params={**_CONV1, "size": None},
-        lower=_lower_conv1d,
-        formula="dct = conv1d(dy, w), dw = conv1d_grad_weight(dy, ct)",
-    )
-)
-
-# y = GW(x, ct) with <GW(x, ct), c> = <conv1d(x, c), ct>: d/dx = conv1d_grad_input(ct, c),
-# d/dct = conv1d(x, c).
-register(
-    OpDef(
-        "conv1d_grad_weight",
-        2,
-        _infer_grad_weight,
-        _grad_weight_ref,
-        (
-            lambda c, out, x, ct, kernel, **p: conv1d_grad_input(ct, c, x.shape[2:], **p),
-            lambda c, out, x, ct, kernel, **p: conv1d(x, c, **p),
-        ),
-        params={**_CONV1, "kernel": None},
-        lower=_lower_conv1d,
-        formula="dx = conv1d_grad_input(ct, dy), dct = conv1d(x, dy)",
-    )
-)
-
-
-# ---- builders ---------------------------------------------------------------------------------
-def conv1d(
-    x: Value, w: Value, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
-) -> Value:
-    """1-D cross-correlation of x [N, C_in, L] with w [C_out, C_in/groups, k] and zero padding,
-    as PyTorch's `conv1d` without bias: [N, C_out, L_out]."""
-    return apply("conv1d", x, w, **conv_kw("conv1d", stride, padding, dilation, groups, 1))
-
-
-def conv1d_grad_input(
-    ct: Value,
-    w: Value,
-    size: Any,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-) -> Value:
-    """The gradient of conv1d(x, w) in x of length `size` (an int or a 1-tuple), for cotangent
-    `ct`: the transposed convolution."""
-    op = "conv1d_grad_input"
-    kw = conv_kw(op, stride, padding, dilation, groups, 1)
-    return apply(op, ct, w, size=_pair(op, "size", size, 1), **kw)
-
-
-def conv1d_grad_weight(
-    x: Value,
-    ct: Value,
-    kernel: Any,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-) -> Value:
-    """The gradient of conv1d(x, w) in w of length `kernel` (an int or a 1-tuple), for
-    cotangent `ct`."""
-    op = "conv1d_grad_weight"
-    kw = conv_kw(op, stride, padding, dilation, groups, 1)
-    return apply(op, x, ct, kernel=_pair(op, "kernel", kernel, 1), **kw)

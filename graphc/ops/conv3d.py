@@ -16,28 +16,15 @@ set is closed under differentiation and `grad(grad(g))` works:
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from graphc.codegen.emit import Emit
 from graphc.codegen.kir import SizeExpr
-from graphc.ir.graph import Value
-from graphc.ops._build import apply
 from graphc.ops._window import (
     _in_float64,
-    _pair,
 )
-from graphc.ops.conv import conv_kw, conv_rules, tiling
-from graphc.ops.registry import OpDef, register
-
-_CONV3 = {"stride": (1, 1, 1), "padding": (0, 0, 0), "dilation": (1, 1, 1), "groups": 1}
-_X = "[N, C_in, D, H, W]"
-_W = "[C_out, C_in/groups, kD, kH, kW]"
-_CT = "[N, C_out, D_out, H_out, W_out]"
-_infer_conv3d, _infer_grad_input, _infer_grad_weight = conv_rules("conv3d", 3, _X, _W, _CT)
-
+from graphc.ops.conv import conv_family, tiling
 
 # ---- lowering: direct loops or im2col tiles and BLAS (templates/runtime/conv3d.pyx.j2) --------
 # As conv2d's (ops/conv.py), each op runs one of two runtime kernels, chosen per layer by the
@@ -104,24 +91,6 @@ def _conv3d_ref(x, w, stride, padding, dilation, groups):
     return out.reshape(n, w.shape[0], *out.shape[3:])
 
 
-# d conv(x, w) = conv3d_grad_input(dy, w) for x, conv3d_grad_weight(x, dy) for w
-register(
-    OpDef(
-        "conv3d",
-        2,
-        _infer_conv3d,
-        _conv3d_ref,
-        (
-            lambda ct, out, x, w, **p: conv3d_grad_input(ct, w, x.shape[2:], **p),
-            lambda ct, out, x, w, **p: conv3d_grad_weight(x, ct, w.shape[2:], **p),
-        ),
-        params=_CONV3,
-        lower=_lower_conv3d,
-        formula="dx = conv3d_grad_input(dy, w), dw = conv3d_grad_weight(x, dy)",
-    )
-)
-
-
 # ---- conv3d_grad_input: the transposed convolution, adjoint of conv3d in x -------------------
 @_in_float64
 def _grad_input_ref(ct, w, stride, padding, dilation, groups, size):
@@ -142,25 +111,6 @@ def _grad_input_ref(ct, w, stride, padding, dilation, groups, size):
     return np.ascontiguousarray(dx[(slice(None), slice(None), *inner)])
 
 
-# y = T(ct, w) with <T(ct, w), c> = <conv3d(c, w), ct>: d/dct = conv3d(c, w), and
-# d/dw = conv3d_grad_weight(c, ct).
-register(
-    OpDef(
-        "conv3d_grad_input",
-        2,
-        _infer_grad_input,
-        _grad_input_ref,
-        (
-            lambda c, out, ct, w, size, **p: conv3d(c, w, **p),
-            lambda c, out, ct, w, size, **p: conv3d_grad_weight(c, ct, w.shape[2:], **p),
-        ),
-        params={**_CONV3, "size": None},
-        lower=_lower_conv3d,
-        formula="dct = conv3d(dy, w), dw = conv3d_grad_weight(dy, ct)",
-    )
-)
-
-
 # ---- conv3d_grad_weight: adjoint of conv3d in w ------------------------------------------------
 @_in_float64
 def _grad_weight_ref(x, ct, stride, padding, dilation, groups, kernel):
@@ -172,60 +122,9 @@ def _grad_weight_ref(x, ct, stride, padding, dilation, groups, kernel):
     return dw.reshape(ct.shape[1], x.shape[1] // g, *kernel)
 
 
-# y = GW(x, ct) with <GW(x, ct), c> = <conv3d(x, c), ct>: d/dx = conv3d_grad_input(ct, c),
-# d/dct = conv3d(x, c).
-register(
-    OpDef(
-        "conv3d_grad_weight",
-        2,
-        _infer_grad_weight,
-        _grad_weight_ref,
-        (
-            lambda c, out, x, ct, kernel, **p: conv3d_grad_input(ct, c, x.shape[2:], **p),
-            lambda c, out, x, ct, kernel, **p: conv3d(x, c, **p),
-        ),
-        params={**_CONV3, "kernel": None},
-        lower=_lower_conv3d,
-        formula="dx = conv3d_grad_input(ct, dy), dct = conv3d(x, dy)",
-    )
+conv3d, conv3d_grad_input, conv3d_grad_weight = conv_family(
+    3,
+    ("[N, C_in, D, H, W]", "[C_out, C_in/groups, kD, kH, kW]", "[N, C_out, D_out, H_out, W_out]"),
+    (_conv3d_ref, _grad_input_ref, _grad_weight_ref),
+    _lower_conv3d,
 )
-
-
-# ---- builders ---------------------------------------------------------------------------------
-def conv3d(
-    x: Value, w: Value, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
-) -> Value:
-    """3-D cross-correlation of x [N, C_in, D, H, W] with w [C_out, C_in/groups, kD, kH, kW]
-    and zero padding, as PyTorch's `conv3d` without bias: [N, C_out, D_out, H_out, W_out]."""
-    return apply("conv3d", x, w, **conv_kw("conv3d", stride, padding, dilation, groups, 3))
-
-
-def conv3d_grad_input(
-    ct: Value,
-    w: Value,
-    size: Any,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-) -> Value:
-    """The gradient of conv3d(x, w) in x of spatial `size` (D, H, W), for cotangent `ct`: the
-    transposed convolution."""
-    op = "conv3d_grad_input"
-    kw = conv_kw(op, stride, padding, dilation, groups, 3)
-    return apply(op, ct, w, size=_pair(op, "size", size, 3), **kw)
-
-
-def conv3d_grad_weight(
-    x: Value,
-    ct: Value,
-    kernel: Any,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-) -> Value:
-    """The gradient of conv3d(x, w) in w of spatial `kernel` (kD, kH, kW), for cotangent `ct`."""
-    op = "conv3d_grad_weight"
-    kw = conv_kw(op, stride, padding, dilation, groups, 3)
-    return apply(op, x, ct, kernel=_pair(op, "kernel", kernel, 3), **kw)
