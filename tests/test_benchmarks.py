@@ -87,6 +87,18 @@ def test_resample_quick_run():
         assert "skipped PyTorch" in r.stdout
 
 
+def test_elementwise_quick_run():
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.elementwise", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    for workload in ("tanh", "softplus", "clip", "max over an axis"):
+        assert r.stdout.count(f"\n{workload} ") == 2  # forward and value_and_grad
+    if importlib.util.find_spec("torch") is None:
+        assert "skipped PyTorch" in r.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.compiler
 def test_suite_quick_run_of_the_gpts(tmp_path):

@@ -1,0 +1,78 @@
+"""Elementwise ops and activations over 10^6 elements: graphc's compiled loops, forward and
+value_and_grad, in float32, against NumPy (graphc's interpreter: the ops' NumPy references)
+and PyTorch's eager CPU kernels when installed, in one process on the same number of threads
+(one by default), as benchmarks/_ops.py times them. Inputs are uniform on [-3, 3], so every
+branch of a function (clip's bounds, softplus's threshold aside) is taken. graphc's loops are
+vectorised, the functions branch-free versions of their own (templates/runtime/graphc_rt.h,
+graphc_math.h), but for fmod and a power of a non-constant exponent, which call the C
+library's per element.
+
+    python -m benchmarks.elementwise               # full run
+    python -m benchmarks.elementwise --threads 2   # graphc's and PyTorch's threads both 2
+    python -m benchmarks.elementwise --quick       # smoke run: tiny sizes, no claims
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import graphc as gc
+from benchmarks._ops import Workloads, run
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _f() -> Any:
+    return _torch().nn.functional
+
+
+# name -> (graphc's y(x), PyTorch's y(x)); each of one input of ELEMENTS
+FUNCTIONS = {
+    "tanh": (gc.tanh, lambda x: _torch().tanh(x)),
+    "sigmoid": (gc.sigmoid, lambda x: _torch().sigmoid(x)),
+    "exp": (gc.exp, lambda x: _torch().exp(x)),
+    "log1p(x^2)": (lambda x: gc.log1p(x * x), lambda x: _torch().log1p(x * x)),
+    "erf": (gc.erf, lambda x: _torch().special.erf(x)),
+    "gelu": (gc.gelu, lambda x: _f().gelu(x)),
+    "silu": (gc.silu, lambda x: _f().silu(x)),
+    "softplus": (gc.softplus, lambda x: _f().softplus(x)),
+    "mish": (gc.mish, lambda x: _f().mish(x)),
+    "logsigmoid": (gc.logsigmoid, lambda x: _f().logsigmoid(x)),
+    "elu": (gc.elu, lambda x: _f().elu(x)),
+    "clip": (lambda x: gc.clip(x, -0.5, 0.5), lambda x: _torch().clamp(x, -0.5, 0.5)),
+    "fmod": (lambda x: gc.fmod(x, 0.7), lambda x: _torch().fmod(x, 0.7)),
+    "x ** 3": (lambda x: x**3.0, lambda x: x**3.0),
+}
+
+
+def workloads(quick: bool) -> Workloads:
+    n = 1000 if quick else 10**6
+    out: Workloads = {name: ({"x": (n,)}, *fns) for name, fns in FUNCTIONS.items()}
+    rows = 10 if quick else 1000  # a max over the last axis of [rows, n / rows]
+    out["max over an axis"] = (
+        {"x": (rows, n // rows)},
+        lambda x: gc.max(x, axis=1),
+        lambda x: x.amax(dim=1),
+    )
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.elementwise", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    ap.add_argument("--threads", type=int, default=1, help="graphc's and PyTorch's threads")
+    args = ap.parse_args(argv)
+    uniform = lambda rng, shape: rng.uniform(-3.0, 3.0, shape)  # noqa: E731
+    run("elementwise ops", workloads(args.quick), args.quick, args.threads, inputs=uniform)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
