@@ -45,6 +45,24 @@ def test_pow_with_a_constant_exponent() -> None:
     np.testing.assert_array_equal(dz, [0.0, 0.0, 0.0])
 
 
+def test_a_cube_is_two_products_as_pytorch_computes_it(tmp_path) -> None:
+    """x ** 3 is (x * x) * x, PyTorch's arithmetic (the C library's pow rounds once, so their
+    last bits differ), in the interpreter and compiled alike, with a constant exponent or an
+    exponent input holding 3 among other values; other exponents are pow's."""
+    x = np.random.default_rng(0).uniform(-3.0, 3.0, 1000)
+    cube = (x * x) * x
+    assert not np.array_equal(cube, np.power(x, 3.0))  # the two differ on these x
+    g = gc.Graph("cube")
+    v, e = g.input("x", shape=("N",)), g.input("e", shape=("N",))
+    g.output("c", v**3.0)
+    g.output("p", v**e)
+    m = gc.compile(g, out_dir=tmp_path)
+    exps = np.where(np.arange(1000) % 2 == 0, 3.0, 2.5)
+    for out in (gc.evaluate(g, {"x": x, "e": exps}), m.forward(x=x, e=exps)):
+        np.testing.assert_array_equal(out["c"], cube)
+        np.testing.assert_array_equal(out["p"], np.where(exps == 3, cube, np.power(x, exps)))
+
+
 def test_clip_at_its_bounds() -> None:
     """The gradient reaches x at both bounds; lo and hi only where they bind; when lo > hi
     the result is hi and hi takes the gradient."""
