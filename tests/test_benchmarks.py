@@ -62,6 +62,7 @@ def test_threads_quick_run():
     assert "--background 1" in r.stdout
 
 
+@pytest.mark.slow  # per-op benchmarks: each builds its models cold
 @pytest.mark.compiler
 def test_pool_quick_run():
     r = subprocess.run(
@@ -75,6 +76,7 @@ def test_pool_quick_run():
         assert "PyTorch / graphc" in r.stdout  # the columns, empty
 
 
+@pytest.mark.slow  # per-op benchmarks: each builds its models cold
 def test_resample_quick_run():
     r = subprocess.run(
         [sys.executable, "-m", "benchmarks.resample", "--quick"],
@@ -87,6 +89,7 @@ def test_resample_quick_run():
         assert "skipped PyTorch" in r.stdout
 
 
+@pytest.mark.slow  # per-op benchmarks: each builds its models cold
 def test_elementwise_quick_run():
     r = subprocess.run(
         [sys.executable, "-m", "benchmarks.elementwise", "--quick"],
