@@ -12,8 +12,9 @@ torch.autograd.grad.
 
 from __future__ import annotations
 
+import argparse
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,21 @@ def run(title: str, workloads: Workloads, quick: bool, threads: int, **kw: Any) 
     print(format_table(header, rows))
     if skipped:
         print(f"skipped PyTorch: {skipped}")
+
+
+def torch() -> Any:
+    """PyTorch, imported when a workload first asks for it (it is optional)."""
+    import torch
+
+    return torch
+
+
+def main(prog: str, doc: str, title: str, workloads: Callable, argv: Sequence[str] | None,
+         **kw: Any) -> int:  # fmt: skip
+    """A per-op benchmark's command line: `workloads(quick)` timed and printed by `run`."""
+    ap = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    ap.add_argument("--threads", type=int, default=1, help="graphc's and PyTorch's threads")
+    args = ap.parse_args(argv)
+    run(title, workloads(args.quick), args.quick, args.threads, **kw)
+    return 0

@@ -14,19 +14,16 @@ library's per element.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 import graphc as gc
-from benchmarks._ops import Workloads, run
-
-
-def _torch() -> Any:
-    import torch
-
-    return torch
+from benchmarks._ops import Workloads
+from benchmarks._ops import main as main_of
+from benchmarks._ops import torch as _torch
 
 
 def _f() -> Any:
@@ -68,14 +65,14 @@ def workloads(quick: bool) -> Workloads:
     return out
 
 
+def uniform(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    return rng.uniform(-3.0, 3.0, shape)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.elementwise", description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
-    ap.add_argument("--threads", type=int, default=1, help="graphc's and PyTorch's threads")
-    args = ap.parse_args(argv)
-    uniform = lambda rng, shape: rng.uniform(-3.0, 3.0, shape)  # noqa: E731
-    run("elementwise ops", workloads(args.quick), args.quick, args.threads, inputs=uniform)
-    return 0
+    return main_of(
+        "benchmarks.elementwise", __doc__, "elementwise ops", workloads, argv, inputs=uniform
+    )
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ times them.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import graphc as gc
-from benchmarks._ops import Workloads, run
+from benchmarks._ops import Workloads
+from benchmarks._ops import main as main_of
+from benchmarks._ops import torch as _torch
 
 
 def workloads(quick: bool) -> Workloads:
@@ -41,19 +42,8 @@ def workloads(quick: bool) -> Workloads:
     }  # fmt: skip
 
 
-def _torch() -> Any:
-    import torch
-
-    return torch
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.resample", description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
-    ap.add_argument("--threads", type=int, default=1, help="graphc's and PyTorch's threads")
-    args = ap.parse_args(argv)
-    run("resampling and conv1d", workloads(args.quick), args.quick, args.threads)
-    return 0
+    return main_of("benchmarks.resample", __doc__, "resampling and conv1d", workloads, argv)
 
 
 if __name__ == "__main__":
