@@ -197,6 +197,7 @@ def run_stages(
     return st
 
 
+ONE_ORDER_NODES = 20_000  # a graph this large is scheduled in one order (see _schedule_and_plan)
 PROGRESS_NODES = 2_000  # a graph this large has each stage announced (see run_stages)
 MAX_NODES = 200_000  # the default of max_nodes()
 
@@ -403,11 +404,19 @@ def _schedule_and_plan(
     inputs: list[str] | None = None,
 ) -> tuple[Program, MemoryPlan]:
     """Schedule in node order and, unless planning is off, also for memory; fuse elementwise
-    loops (when `fusion`); keep the pair whose planned arena is smaller at the size hint. Every
+    loops (when `fusion`); keep the pair whose planned arena is smaller at the size hint. A
+    graph of ONE_ORDER_NODES nodes or more is scheduled for memory only: that order's arena
+    was never the larger one for a gradient on the models measured (benchmarks.suite's), and
+    the second schedule, fusion and plan were a fifth of such a graph's passes. Every
     plan is verified independently. `inputs`: the function's arguments, when not every input
     of `g`."""
     freeze(g)
-    orders = ("id",) if memory == "naive" else ("id", "memory")
+    if memory == "naive":
+        orders: tuple[str, ...] = ("id",)
+    elif g.nx.number_of_nodes() >= ONE_ORDER_NODES:
+        orders = ("memory",)
+    else:
+        orders = ("id", "memory")
     best: tuple[int, Program, MemoryPlan] | None = None
     tried = []
     for order in orders:

@@ -13,6 +13,7 @@ import pytest
 
 import graphc as gc
 from graphc.cli import main
+from graphc.codegen.pyrender import PyModule
 from graphc.compiler import run_stages
 from tests.models import ROOT, mlp, seed_inputs, seed_net, seed_reference
 
@@ -527,6 +528,32 @@ def test_a_large_graph_announces_each_stage_as_it_starts(monkeypatch):
     heard.clear()
     run_stages(seed_net(), progress=heard.append)
     assert heard == ["(verify runs)"]  # a small graph builds in a moment, unannounced
+
+
+def test_a_large_graph_is_scheduled_in_one_order_with_the_same_results(monkeypatch):
+    import graphc.compiler as compiler
+
+    orders: list[str] = []
+    real_schedule = compiler.schedule
+
+    def schedule(g, outputs, backward_from, order, *args):
+        orders.append(order)
+        return real_schedule(g, outputs, backward_from, order, *args)
+
+    monkeypatch.setattr(compiler, "schedule", schedule)
+    g = _chain(40)
+    both = run_stages(g)
+    assert orders == ["id", "memory", "id", "memory"]  # forward, value_and_grad: both orders
+    orders.clear()
+    monkeypatch.setattr(compiler, "ONE_ORDER_NODES", g.nx.number_of_nodes())
+    one = run_stages(g)
+    assert orders == ["memory", "memory"]
+    assert one.programs["value_and_grad"][0].steps != both.programs["value_and_grad"][0].steps
+    feed = {"x": np.random.default_rng(0).normal(size=(3, 4)), "w": np.linspace(-1, 1, 4)}
+    want = PyModule(both.module).value_and_grad(**feed)
+    got = PyModule(one.module).value_and_grad(**feed)
+    for w, v in zip(want, got, strict=True):  # the same values, bit for bit, in another order
+        assert w.keys() == v.keys() and all(np.array_equal(w[k], v[k]) for k in w)
 
 
 def test_a_graph_past_the_size_limit_is_refused_before_any_work(monkeypatch):
