@@ -237,10 +237,16 @@ logsigmoid = elementwise(
     - kir.call("log1p", kir.exp(-kir.call("fabs", x))),
     "d log(sigmoid(x)) = (1 - sigmoid(x)) dx",
 )  # fmt: skip
+def _softsign_vjp(ct, out, x):
+    # times (x - x) + 1: 1 where x is finite (the same bits), NaN at +-inf, where the value
+    # inf / inf is NaN too: PyTorch's derivative of its composite x / (1 + |x|)
+    return ct / ((1.0 + absolute(x)) * (1.0 + absolute(x))) * ((x - x) + 1.0)
+
+
 softsign = elementwise(
     "softsign",
     _np(lambda x: x / (1.0 + np.abs(x))),
-    (lambda ct, out, x: ct / ((1.0 + absolute(x)) * (1.0 + absolute(x))),),
+    (_softsign_vjp,),
     lambda x: x / (1.0 + kir.call("fabs", x)),
-    "d (x / (1 + |x|)) = dx / (1 + |x|)^2",
+    "d (x / (1 + |x|)) = dx / (1 + |x|)^2 (NaN at +-inf, as the value is)",
 )  # fmt: skip

@@ -230,12 +230,18 @@ relu = _elementwise(
     lambda x: kir.select(x < 0, 0, x),
     "d relu(x) = [not x <= 0] dx",
 )
+
+def _sign_ref(x: np.ndarray) -> np.ndarray:
+    """PyTorch's sign: NumPy's, but 0 at NaN (as (x > 0) - (x < 0) is)."""
+    return np.sign(np.where(x != x, 0, x))
+
+
 sign = _elementwise(
     "sign",
-    np.sign,
+    _sign_ref,
     (None,),
     numeric(
-        lambda x: kir.select(x.eq(x), kir.Cast("float64", (x > 0) - (x < 0)), x),
+        lambda x: kir.Cast("float64", (x > 0) - (x < 0)),  # 0 at NaN, as PyTorch's
         lambda out, x: kir.Cast(out, (x > 0) - (x < 0)),
     ),
     "sign is piecewise constant: no gradient",

@@ -92,7 +92,7 @@ KINKS = [
     (gc.hardsigmoid, [-3.0, 3.0, 0.0], [0.0, 0.0, 1 / 6]),
     (gc.hardswish, [-3.0, 3.0, 4.0, -4.0, 2.9], [0.0, 1.0, 1.0, 0.0, 2.9 / 3 + 0.5]),
     (lambda x: gc.softplus(x, threshold=1.0), [1.0, 1.5], [1 / (1 + np.exp(-1.0)), 1.0]),
-    (gc.softsign, [0.0], [1.0]),
+    (gc.softsign, [0.0, INF, -INF], [1.0, np.nan, np.nan]),  # inf / inf: NaN, value and slope
     (lambda x: gc.copysign(x, -1.0), [0.0, 2.0], [0.0, -1.0]),
     (lambda x: gc.maximum(x, 1.0), [1.0], [0.5]),
     (gc.sqrt, [0.0], [INF]),
@@ -110,6 +110,17 @@ NAN_POINTS = [
     (lambda x: gc.atan2(x, 0.0 * x), [0.0, -0.0], [0.0, 0.0]),
 ]
 KINKS += NAN_POINTS
+
+
+def test_sign_is_zero_at_nan_and_at_either_zero(tmp_path) -> None:
+    """PyTorch's sign, (x > 0) - (x < 0): 0 at NaN (NumPy's is NaN), +0 at -0; interpreted
+    and compiled alike."""
+    g = gc.Graph("m")
+    g.output("y", gc.sign(g.input("x", shape=(5,))))
+    x = np.array([np.nan, -0.0, 0.0, -2.0, INF])
+    for y in (gc.evaluate(g, {"x": x})["y"], gc.compile(g, out_dir=tmp_path).forward(x=x)["y"]):
+        np.testing.assert_array_equal(y, [0.0, 0.0, 0.0, -1.0, 1.0])
+        assert not np.signbit(y[:3]).any()
 
 
 @pytest.mark.parametrize("k", range(len(KINKS)))

@@ -491,11 +491,7 @@ def run_torch(r: Row) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 # Where graphc and PyTorch part on purpose or by a known limit: (row label, why).
-KNOWN: dict[str, str] = {
-    "sign": "sign(NaN) is NaN, as NumPy's; PyTorch's is 0",
-    "softsign": "at +-inf graphc's derivative is the limit 0; PyTorch's composite x / (1 + |x|) "
-    "gives inf / inf = NaN",
-}
+KNOWN: dict[str, str] = {}
 # Rows whose zeros may differ from PyTorch's in sign: (row label, why).
 ZERO_SIGN = {"max[special]": "a max over +0 and -0 is np.max's (-0 here); PyTorch's is +0"}
 # PyTorch's vectorised hardsigmoid multiplies by 1/6 rounded to float32.
