@@ -141,8 +141,12 @@ def run_stages(
     say("simplifying")
     g = simplify(g if same else with_dtype(g, dtype))  # simplify makes a new graph
     of = of or default_of(g)
-    say(f"differentiating {g.nx.number_of_nodes():,} nodes")
-    joint, grads = _differentiate(g, of, wrt, allow_unused)
+    functions = None if functions is None else _names(functions)
+    if functions is not None and set(functions) == {"forward"}:  # no `of` needed: no gradient
+        joint, grads = g, {}
+    else:
+        say(f"differentiating {g.nx.number_of_nodes():,} nodes")
+        joint, grads = _differentiate(g, of, wrt, allow_unused)
     wanted = _functions(functions, g, grads, optimizer)
     st = Stages(g, joint, of, grads, size_hint=size_hint)
     backward_from = g._next_id  # nodes grad added have ids from here on
@@ -277,7 +281,7 @@ def _functions(
              "jvp": bool(grads), "hvp": bool(grads)}  # fmt: skip
     if functions is None:  # jvp and hvp only when asked for
         return tuple(f for f in FUNCTIONS[:3] if apply[f])
-    wanted = (functions,) if isinstance(functions, str) else tuple(functions)
+    wanted = _names(functions)
     for f in wanted:
         if f not in FUNCTIONS:
             raise GraphError(f"functions: unknown function {f!r}; choose from {FUNCTIONS}")
@@ -287,6 +291,10 @@ def _functions(
     if not wanted:
         raise GraphError("functions: name at least one function to emit")
     return wanted
+
+
+def _names(functions: Iterable[str]) -> tuple[str, ...]:
+    return (functions,) if isinstance(functions, str) else tuple(functions)
 
 
 def _differentiate(

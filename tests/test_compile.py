@@ -498,6 +498,26 @@ def test_graphc_num_threads_is_read_on_import(seed, value, expect):
     assert r.returncode == 0 and expect in r.stdout, r.stdout + r.stderr
 
 
+def test_a_forward_only_build_needs_no_output_to_differentiate(monkeypatch):
+    """functions=["forward"] of a model with params and no scalar output: no `of` to name,
+    and no gradient derived (before: "name the scalar output to differentiate")."""
+    import graphc.compiler as compiler
+
+    def grad(*args, **kwargs):
+        raise AssertionError("a forward-only build differentiated the model")
+
+    monkeypatch.setattr(compiler, "grad", grad)
+    g = gc.Graph("two")
+    x, w = g.input("x", shape=("N", 3)), g.param("w", shape=(3,))
+    g.output("a", x * w)
+    g.output("b", gc.sum(x * w, axis=1))
+    for functions in (["forward"], "forward", iter(["forward"])):
+        assert list(run_stages(g, functions=functions).programs) == ["forward"]
+    monkeypatch.undo()
+    with pytest.raises(gc.InputError, match="name the scalar output to differentiate"):
+        run_stages(g, functions=["forward", "value_and_grad"])
+
+
 # ---- large graphs ------------------------------------------------------------------------
 def _chain(steps: int) -> gc.Graph:
     g = gc.Graph("long_chain")

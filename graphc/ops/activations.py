@@ -237,6 +237,8 @@ logsigmoid = elementwise(
     - kir.call("log1p", kir.exp(-kir.call("fabs", x))),
     "d log(sigmoid(x)) = (1 - sigmoid(x)) dx",
 )  # fmt: skip
+
+
 def _softsign_vjp(ct, out, x):
     # times (x - x) + 1: 1 where x is finite (the same bits), NaN at +-inf, where the value
     # inf / inf is NaN too: PyTorch's derivative of its composite x / (1 + |x|)

@@ -231,6 +231,7 @@ relu = _elementwise(
     "d relu(x) = [not x <= 0] dx",
 )
 
+
 def _sign_ref(x: np.ndarray) -> np.ndarray:
     """PyTorch's sign: NumPy's, but 0 at NaN (as (x > 0) - (x < 0) is)."""
     return np.sign(np.where(x != x, 0, x))
