@@ -323,8 +323,9 @@ static inline GC_KERNEL GC_INLINE double gc_erfc(double x) {
    -a^2 is -h^2 - l (a + h), h = a rounded to a multiple of 2^-8 (h^2 exact) and l = a - h, and
    the exp is inlined so that -h^2 enters its reduced argument exactly (-h^2 - k ln2 is exact,
    the rest a small sum) instead of through a two-sum and a correction (1 + dz). Measured
-   against long double (tests/codegen/test_vecmath_erf.py): expf within 1 ulp (float), erff
-   within 2.1, erfcf 6. */
+   against long double (tests/codegen/test_vecmath_erf.py, 2^15 points a function): expf within
+   1 ulp (float), erff within 2.1, erfcf 6; against libm's double on 2^20 points (2^26 floats
+   for expf): expf 1.04, erff 2.3, erfcf 6.2. */
 static const float GC_ERF_SMALL_F[7] = {
     1.03095281124115f, -0.08960376679897308f, 0.007314485032111406f, -0.0004808710655197501f,
     2.5991688744397834e-05f, -1.1894074987139902e-06f, 4.6815312515491314e-08f,
@@ -374,8 +375,8 @@ static inline GC_KERNEL GC_INLINE float gc_erff_small(float a) { /* erf(a), 0 <=
     return a * ((((((c[6] * u + c[5]) * u + c[4]) * u + c[3]) * u + c[2]) * u + c[1]) * u + c[0]);
 }
 static inline GC_KERNEL GC_INLINE float gc_erff_tail(float a) { /* erf(a), a >= 0.75 */
-    float b = a < 3.92f ? a : 3.92f; /* erf(3.92) rounds to 1; NaN: the caller selects it out */
-    b = b > 0.75f ? b : 0.75f;
+    /* erf(3.92) rounds to 1; below 0.75 (R's u below -1) the caller selects the result out */
+    float b = a < 3.92f ? a : 3.92f;
     const float* c = GC_ERF_TAIL_F;
     float u = (b - 2.335f) * 0.6309148264984227f;
     float u2 = u * u, u4 = u2 * u2, u8 = u4 * u4;
@@ -386,8 +387,8 @@ static inline GC_KERNEL GC_INLINE float gc_erff_tail(float a) { /* erf(a), a >= 
 }
 static inline GC_KERNEL GC_INLINE float gc_erff(float x) {
     float a = fabsf(x);
-    float r = a < 0.75f ? gc_erff_small(a) : gc_erff_tail(a);
-    return x == x ? copysignf(r, x) : x;
+    float r = a < 0.75f ? gc_erff_small(a) : gc_erff_tail(a); /* NaN: the tail's exp's NaN */
+    return copysignf(r, x);
 }
 static inline GC_KERNEL GC_INLINE float gc_erfcf(float x) {
     float a = fabsf(x);
