@@ -311,8 +311,11 @@ def _gelu_vjp(ct, out, x, approximate):
         t = tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x2 * x)))
         slope = (1.0 - t * t) * (_SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * x2))
         return ct * (0.5 * (1.0 + t) + 0.5 * x * slope)
-    # d x Phi(x) = Phi(x) + x phi(x), Phi(x) = (1 + erf(x/sqrt2))/2, phi(x) = exp(-x^2/2)/sqrt(2pi)
-    cdf = 0.5 * (1.0 + erf(x * _SQRT_HALF))
+    # d x Phi(x) = Phi(x) + x phi(x), Phi(x) = erfc(-x/sqrt2)/2, phi(x) = exp(-x^2/2)/sqrt(2pi).
+    # Phi through erfc as in the forward (_gelu_scalar): it keeps its precision in the left tail
+    # (1 + erf(x/sqrt2) is 0 from x = -5.5 in float, -8.3 in double), and a loop computing
+    # both the value and the gradient computes that erfc once.
+    cdf = 0.5 * erfc(x * -_SQRT_HALF)
     return ct * (cdf + x * (_INV_SQRT_2PI * exp(-0.5 * (x * x))))
 
 

@@ -1,6 +1,7 @@
 """The polynomials of graphc's erf and erfc, and of its float exp (templates/runtime/graphc_rt.h:
-GC_ERF_SMALL, GC_ERFC_BIG, their float versions ..._F, GC_EXPF), least-squares fits on
-Chebyshev nodes against mpmath at 40 digits (the float ones rounded to float).
+GC_ERF_SMALL, GC_ERFC_BIG, the float GC_ERF_SMALL_F, GC_ERF_TAIL_F, GC_ERFC_F, GC_EXPF),
+least-squares fits on Chebyshev nodes against mpmath at 40 digits (the float ones rounded to
+float).
 
     python -m tests.codegen.fit_vecmath   # prints the C tables to paste into graphc_rt.h
 
@@ -9,7 +10,9 @@ Recipes' erfc: with t = 2 / (2 + a), erfc(a) = t exp(-a^2 + Q(ty)), ty = 4t - 2,
 polynomial in u = (ty - mid) / half over the ty of a from 0.5 to 28 (erfc underflows by 28):
 one polynomial for the whole range, so the C has no table to look up, and vectorises.
 In float, erf(a) from 0.75 on is 1 - exp(-a^2) R(a), R a polynomial in u = (a - mid) / half
-on [0.75, 3.92] (erf rounds to 1 beyond), and a P(a^2) below 0.75.
+on [0.75, 3.92] (erf rounds to 1 beyond), and a P(a^2) below 0.75; erfc(a) is Numerical
+Recipes' formula for every a from 0 to 10.5 (it underflows by then), u = t U1 + U0; exp's
+polynomial is in r itself.
 tests/codegen/test_vecmath_erf.py measures the results in ulp against long double.
 """
 
@@ -79,13 +82,19 @@ def main() -> None:
     print(table("GC_ERF_SMALL_F", f32(_fit(small, 0.0, 0.5625, 6, 200, True)), "float"))
     tail = lambda a: mp.erfc(a) * mp.exp(a * a)  # noqa: E731  (erf = 1 - exp(-a^2) tail)
     print(table("GC_ERF_TAIL_F", f32(_fit(tail, 0.75, 3.92, 11, 200, True)), "float"))
-    lo, hi = 4 * 2 / (2 + 10.5) - 2, TY_HI
-    print(f"#define GC_ERFC_MID_F {(lo + hi) / 2!r}f")
-    print(f"#define GC_ERFC_INV_HALF_F {2 / (hi - lo)!r}f")
-    print(table("GC_ERFC_BIG_F", f32(_fit(big, lo, hi, 10, 200, False)), "float"))
-    half = float(mp.log(2) / 2)
-    print(f"#define GC_EXPF_INV_HALF {1 / half!r}f")
-    print(table("GC_EXPF", f32(_fit(expm, -half, half, 4, 200, True)), "float"))
+    lo, hi = 4 * 2 / (2 + 10.5) - 2, 4 * 2 / (2 + 0.0) - 2
+    mid, half = (lo + hi) / 2, (hi - lo) / 2  # u = (4t - 2 - mid) / half = t U1 + U0
+    print(f"#define GC_ERFC_U1_F {float(np.float32(4 / half))!r}f")
+    print(f"#define GC_ERFC_U0_F {float(np.float32(-(2 + mid) / half))!r}f")
+    print(table("GC_ERFC_F", f32(_fit(big, lo, hi, 11, 300, False)), "float"))
+    half = mp.log(2) / 2  # the polynomial in u = r / half, then in r: c_j / half^j
+    print(
+        table(
+            "GC_EXPF",
+            f32(c / half**j for j, c in enumerate(_fit(expm, -half, half, 4, 200, True))),
+            "float",
+        )
+    )
 
 
 if __name__ == "__main__":
