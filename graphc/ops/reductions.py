@@ -31,7 +31,6 @@ from graphc.ops.reduce import (
 )
 from graphc.ops.registry import OpDef, register
 
-
 # ---- min: max's mirror ---------------------------------------------------------------------------
 register(
     OpDef(
