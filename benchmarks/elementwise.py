@@ -4,8 +4,8 @@ and PyTorch's eager CPU kernels when installed, in one process on the same numbe
 (one by default), as benchmarks/_ops.py times them. Inputs are uniform on [-3, 3], so every
 branch of a function (clip's bounds, softplus's threshold aside) is taken. graphc's loops are
 vectorised, the functions branch-free versions of their own (templates/runtime/graphc_rt.h,
-graphc_math.h), but for fmod and a power of a non-constant exponent, which call the C
-library's per element.
+graphc_math.h; fmod's exact, with the C library's bits), but for a power of a non-constant
+exponent (and fmod in float64), which call the C library's per element.
 
     python -m benchmarks.elementwise               # full run
     python -m benchmarks.elementwise --threads 2   # graphc's and PyTorch's threads both 2

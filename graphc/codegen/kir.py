@@ -30,10 +30,11 @@ FUNCTIONS = frozenset(
     ("exp", "log", "tanh", "sqrt", "erf", "erfc", "fabs", "pow", "min", "max", "first", "end",
      "expm1", "log1p", "log2", "exp2", "sin", "cos", "tan", "asin", "acos", "atan", "atan2",
      "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "trunc", "rint", "copysign",
-     "fmod", "ifloordiv", "imod", "ipow", "expf", "sqrtf", "erff", "erfcf")  # the last four:
-    # in float arithmetic (see `single`)
+     "fmod", "ifloordiv", "imod", "ipow", "expf", "sqrtf", "erff", "erfcf", "fmodf")  # the
+    # last five: in float arithmetic (see `single`); fmodf is fmod of float32 operands, its
+    # value fmod's exactly (fmod is exact), a double as fmod's is
 )  # fmt: skip
-SINGLE = {"exp": "expf", "sqrt": "sqrtf", "erf": "erff", "erfc": "erfcf"}
+SINGLE = {"exp": "expf", "sqrt": "sqrtf", "erf": "erff", "erfc": "erfcf", "fmod": "fmodf"}
 # `and` and `or` of truth values: a backend may evaluate both sides (no side may guard the other)
 BINARY = frozenset(("+", "-", "*", "/", "//", "<", "<=", ">", ">=", "==", "!=", "and", "or"))
 BITWISE = frozenset(("|", "&", "^", "<<", ">>"))  # on booleans: both operands evaluated
@@ -209,7 +210,8 @@ def lit(x: Any) -> Expr:
 def single(e: Expr) -> Expr:
     """`e`, an expression of a float32 value, in float arithmetic: its float literals float32,
     its calls of exp, sqrt, erf, erfc the float ones (twice the elements per vector; float
-    accuracy, as float32 deserves)."""
+    accuracy, as float32 deserves), and of fmod fmodf (the same values, vectorised), in
+    conditions too (whose literals and arithmetic stay as they are)."""
     if isinstance(e, Lit):
         float_lit = isinstance(e.value, float) and e.dtype is None
         return Lit(e.value, "float32") if float_lit else e
@@ -220,8 +222,25 @@ def single(e: Expr) -> Expr:
     if isinstance(e, Call):
         return Call(SINGLE.get(e.fn, e.fn), tuple(single(a) for a in e.args))
     if isinstance(e, Select):
-        return Select(e.cond, single(e.a), single(e.b))
+        return Select(_exact_single(e.cond), single(e.a), single(e.b))
     return e  # loads, locals, sizes, casts: of their own types
+
+
+def _exact_single(e: Expr) -> Expr:
+    """`e` with its calls of fmod (of float32 operands, in a float32 value's expression) those
+    of fmodf, which give the same values; nothing else changed."""
+    if isinstance(e, Call):
+        fn = "fmodf" if e.fn == "fmod" else e.fn
+        return Call(fn, tuple(_exact_single(a) for a in e.args))
+    if isinstance(e, Bin):
+        return Bin(e.op, _exact_single(e.a), _exact_single(e.b))
+    if isinstance(e, Neg):
+        return Neg(_exact_single(e.a))
+    if isinstance(e, Cast):
+        return Cast(e.dtype, _exact_single(e.a))
+    if isinstance(e, Select):
+        return Select(_exact_single(e.cond), _exact_single(e.a), _exact_single(e.b))
+    return e
 
 
 TRANSCENDENTAL = frozenset(("exp", "log", "tanh", "erf", "erfc", "expf", "erff", "erfcf", "pow"))

@@ -8,7 +8,21 @@ from typing import Any
 import numpy as np
 
 from graphc.codegen.emit import Emit, flat_index, flat_loop, loop_nest
-from graphc.codegen.kir import Assign, Bin, Cast, Lit, Load, Store, select
+from graphc.codegen.kir import (
+    INDEX,
+    Assign,
+    Bin,
+    Cast,
+    Expr,
+    If,
+    Lit,
+    Load,
+    Loop,
+    Scratch,
+    Store,
+    Var,
+    select,
+)
 from graphc.errors import ShapeError
 from graphc.ir.graph import Value
 from graphc.ir.loc import user_loc
@@ -61,20 +75,103 @@ def _max_vjp(ct, out, x, axis, keepdims):
     return _spread(ct, x, axis, keepdims) * hit / sum(hit, axis, keepdims=True)
 
 
-def _lower_max(e: Emit, n: int, args: list[int], params: dict) -> None:
-    """max over axes; NaN wins and stays, as in np.max (sum and mean are loops: loops.fused)."""
+# A contiguous row's extreme is kept in ACCUMULATORS arrays of lanes, each VECTOR_BYTES: an
+# array's loop is one vector of AVX2, which the C compiler keeps in a register, the arrays
+# independent chains the processor overlaps.
+VECTOR_BYTES, ACCUMULATORS = 32, 4
+
+
+def lower_extreme(e: Emit, n: int, args: list[int], params: dict, op: str) -> None:
+    """max (op "max") or min over axes, NaN winning. Each output element is the one the
+    in-order rule gives: out = x if x > out or x is NaN else out, over the elements in
+    row-major order from -inf (min: <, +inf): the row's last NaN, the first of tied zeros
+    (sum and mean are loops: loops.fused)."""
     (x,) = args
     kb, axes, shape = e.builder(), params["axis"], e.values.shape
     out = kb.ref(n, write=True)
-    init = flat_loop(kb, shape(n), lambda i: [Assign(Store(out, i), Lit(float("-inf")))])
+    rank = len(shape(x))
+    if axes and axes == tuple(range(rank - len(axes), rank)):  # contiguous rows
+        body = _extreme_rows(kb, x, out, shape(x), len(axes), e.values.dtype(x), op)
+        e.kernel(kb, f"b0 = {op}(b1, axis={axes}), NaN winning, in lanes", body)
+        return
+    init = Lit(float("-inf") if op == "max" else float("inf"))
+    fill = flat_loop(kb, shape(n), lambda i: [Assign(Store(out, i), init)])
     kept = tuple(1 if k in axes else d for k, d in enumerate(shape(x)))  # keepdims layout
 
-    def body(idx: list) -> list:
+    def step(idx: list) -> list:
         at = flat_index(kb, kept, [None if k in axes else j for k, j in enumerate(idx)])
         r, o = kb.read(x, flat_index(kb, shape(x), idx)), Load(out, at)
-        return [Assign(Store(out, at), select(Bin("or", r > o, r.ne(r)), r, o))]
+        return [Assign(Store(out, at), _in_order(op, r, o))]
 
-    e.kernel(kb, f"b0 = max(b1, axis={axes}), NaN winning", [*init, *loop_nest(kb, shape(x), body)])
+    body = [*fill, *loop_nest(kb, shape(x), step)]
+    e.kernel(kb, f"b0 = {op}(b1, axis={axes}), NaN winning", body)
+
+
+def _in_order(op: str, v: Expr, best: Expr) -> Expr:
+    """`best` after `v` by the in-order rule: v if it beats best or is NaN, else best."""
+    return select(Bin("or", v > best if op == "max" else v < best, v.ne(v)), v, best)
+
+
+def _extreme_rows(kb, x, out, shape: tuple, reduced: int, dtype: str, op: str) -> list:
+    """The extreme of each contiguous row (the last `reduced` axes of `shape`) as the in-order
+    rule gives it, in loops a compiler vectorises. The row's whole groups of W elements go
+    to W independent lanes, lane j keeping the plain extreme of elements j, j + W, j + 2W,
+    ... (l if l > v else v: one max instruction) and whether one was NaN; then the lanes are
+    taken in turn by the in-order rule, then the rest of the row. That is the row's in-order
+    result up to which of several equal elements it is. Equal numbers have equal bits but
+    for zeros (+0 == -0) and NaNs (their payloads): two passes over the row, in the rare rows
+    they concern, make those what the in-order rule makes them, a NaN result the row's last
+    NaN, a zero result its first zero."""
+    split = len(shape) - reduced
+    rows, length = kb.extent(shape[:split]), kb.extent(shape[split:])
+    width = VECTOR_BYTES // np.dtype(dtype).itemsize
+    flag = "int32" if dtype == "float32" else "int64"  # a lane's NaN flag: of the lane's width
+    init = Lit(float("-inf") if op == "max" else float("inf"))
+    lanes = [Scratch(f"lane{u}", dtype, width) for u in range(ACCUMULATORS)]
+    nans = [Scratch(f"nan{u}", flag, width) for u in range(ACCUMULATORS)]
+    o, b, j, k = (Var(name, INDEX) for name in ("o", "b", "j", "k"))
+    best, v, nan = kb.var(dtype, "m"), kb.var(dtype, "v"), kb.var(flag, "n")
+    whole, base = kb.var(INDEX, "w"), kb.var(INDEX, "r")
+    step = width * ACCUMULATORS
+
+    def at(i: Expr) -> Expr:
+        return kb.read(x, base + i)
+
+    def lane_loops(body) -> tuple[Loop, ...]:  # body(u, lane, nan): one loop per lane array
+        return tuple(Loop(j, Lit(0), Lit(width), body(u, lanes[u], nans[u]))
+                     for u in range(ACCUMULATORS))  # fmt: skip
+
+    def plain(lane: Scratch) -> Expr:  # the lane's extreme so far and v: NaN may get lost
+        kept = Load(lane, j) > v if op == "max" else Load(lane, j) < v
+        return select(kept, Load(lane, j), v)
+
+    in_lanes = If(whole > 0, (
+        *lane_loops(lambda u, lane, isnan: (
+            Assign(Store(lane, j), init), Assign(Store(isnan, j), Lit(0)))),
+        Loop(b, Lit(0), whole, lane_loops(lambda u, lane, isnan: (
+            Assign(v, at((b + u * width if u else b) + j)),
+            Assign(Store(lane, j), plain(lane)),
+            Assign(Store(isnan, j), Load(isnan, j) | Cast(flag, v.ne(v))),
+        )), Lit(step)),
+        *lane_loops(lambda u, lane, isnan: (
+            Assign(best, _in_order(op, Load(lane, j), best)),
+            Assign(nan, nan | Load(isnan, j)))),
+    ))  # fmt: skip
+    first = length - 1 - k  # the row backwards: the last zero taken is its first
+    row = (
+        Assign(base, o * length),
+        Assign(whole, (length // step) * step),
+        Assign(best, init),
+        Assign(nan, Lit(0)),
+        in_lanes,
+        Loop(k, whole, length, (Assign(best, _in_order(op, at(k), best)),)),
+        If(Bin("or", nan.ne(0), best.ne(best)), (Loop(k, Lit(0), length, (
+            Assign(best, select(at(k).ne(at(k)), at(k), best)),)),)),
+        If(best.eq(0), (Loop(k, Lit(0), length, (
+            Assign(best, select(at(first).eq(0), at(first), best)),)),)),
+        Assign(Store(out, o), best),
+    )  # fmt: skip
+    return [Loop(o, Lit(0), rows, row)]
 
 
 def _lower_size(e: Emit, n: int, args: list[int], params: dict) -> None:
@@ -117,7 +214,7 @@ register(
         lambda x, axis, keepdims: np.max(x, axis, keepdims=keepdims),
         (_max_vjp,),
         params=_AXIS,
-        lower=_lower_max,
+        lower=lambda e, n, a, p: lower_extreme(e, n, a, p, "max"),
         formula="d max(x) = dx at the maximum (ties share evenly)",
     )
 )

@@ -14,33 +14,24 @@ from typing import Any
 
 import numpy as np
 
-from graphc.codegen.emit import Emit, flat_index, flat_loop, loop_nest
+from graphc.codegen.emit import Emit
 from graphc.codegen.kir import INDEX, Assign, Bin, Cast, If, Lit, Load, Loop, Store, Var, select
 from graphc.ir.graph import Value, operands
 from graphc.ir.shapes import ShapeMismatch
 from graphc.ops._axis import AxisView, loops, reduce_loops
 from graphc.ops._build import apply
-from graphc.ops.reduce import _AXIS, _check_axes, _infer_max, _kept_shape, _max_vjp, axes_of
+from graphc.ops.reduce import (
+    _AXIS,
+    _check_axes,
+    _infer_max,
+    _kept_shape,
+    _max_vjp,
+    axes_of,
+    lower_extreme,
+)
 from graphc.ops.registry import OpDef, register
 
-
 # ---- min: max's mirror ---------------------------------------------------------------------------
-def _lower_min(e: Emit, n: int, args: list[int], params: dict) -> None:
-    """min over axes; NaN wins and stays, as in np.min."""
-    (x,) = args
-    kb, axes, shape = e.builder(), params["axis"], e.values.shape
-    out = kb.ref(n, write=True)
-    init = flat_loop(kb, shape(n), lambda i: [Assign(Store(out, i), Lit(float("inf")))])
-    kept = _kept_shape(shape(x), axes)
-
-    def body(idx: list) -> list:
-        at = flat_index(kb, kept, [None if k in axes else j for k, j in enumerate(idx)])
-        r, o = kb.read(x, flat_index(kb, shape(x), idx)), Load(out, at)
-        return [Assign(Store(out, at), select(Bin("or", r < o, r.ne(r)), r, o))]
-
-    e.kernel(kb, f"b0 = min(b1, axis={axes}), NaN winning", [*init, *loop_nest(kb, shape(x), body)])
-
-
 register(
     OpDef(
         "min",
@@ -49,7 +40,7 @@ register(
         lambda x, axis, keepdims: np.min(x, axis, keepdims=keepdims),
         (_max_vjp,),
         params=_AXIS,
-        lower=_lower_min,
+        lower=lambda e, n, a, p: lower_extreme(e, n, a, p, "min"),
         formula="d min(x) = dx at the minimum (ties share evenly)",
     )
 )

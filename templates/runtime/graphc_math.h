@@ -357,6 +357,45 @@ GC_MATH double gc_atanh(double x) {
     return a > 1.0 ? NAN : (x != x ? x : copysign(y, x));
 }
 
+/* ---- fmod of float32 operands, exact as fmod is (x less an integer multiple of y), with the
+   bits of C's fmod((double)x, (double)y) for every pair, in double arithmetic that the C
+   compiler vectorises instead of a call per element. Rounds take from the rest r (at first
+   |x|) an integer multiple Q |y| close to it, exactly: q = r / |y| (as r times 1 / |y|), and
+   with a fused multiply-add Q = trunc(q), r - Q |y| one rounding of a result that fits in a
+   double (its magnitude at most 2^-51 r, and a multiple of 2^-76 r or of the operands' ulps),
+   so exact; six rounds take any float32 quotient (below 2^277) under 2. Without a fused
+   multiply-add, Q is q rounded to 29 significant bits (Veltkamp's split) and truncated, so
+   that Q |y| is exact (29 + 24 bits) and within a factor 2 of r, and r - Q |y| exact too
+   (Sterbenz); ten rounds. Two corrections then bring r into [0, |y|). The result takes x's
+   sign (a zero keeps it, as C's), is x where y is infinite, and C's (x * y) / (x * y)
+   where x is infinite or NaN or y is 0 or NaN: the NaN of x, else of y, else the default
+   NaN. tests/codegen/test_fmodf.py checks the bits, with and without fused multiply-adds. */
+#if defined(__FMA__) || defined(__aarch64__)
+#define GC_FMOD_ROUND(r) (r) = fma(-trunc((r) * inv), ay, (r));
+#define GC_FMOD_ROUNDS(r) GC_FMOD_ROUND(r) GC_FMOD_ROUND(r) GC_FMOD_ROUND(r) \
+    GC_FMOD_ROUND(r) GC_FMOD_ROUND(r) GC_FMOD_ROUND(r)
+#else
+#define GC_FMOD_ROUND(r)                                                   \
+    {                                                                      \
+        double q_ = (r) * inv, h_ = q_ * 0x1.000001p24;                    \
+        (r) = (r) - trunc(h_ - (h_ - q_)) * ay;                            \
+    }
+#define GC_FMOD_ROUNDS(r) GC_FMOD_ROUND(r) GC_FMOD_ROUND(r) GC_FMOD_ROUND(r) \
+    GC_FMOD_ROUND(r) GC_FMOD_ROUND(r) GC_FMOD_ROUND(r) GC_FMOD_ROUND(r) GC_FMOD_ROUND(r) \
+    GC_FMOD_ROUND(r) GC_FMOD_ROUND(r)
+#endif
+GC_MATH double gc_fmodf(float xf, float yf) {
+    double x = xf, y = yf, ay = fabs(y), r = fabs(x), inv = 1.0 / ay;
+    GC_FMOD_ROUNDS(r)
+    r = r < 0.0 ? r + ay : r;
+    r = r >= ay ? r - ay : r;
+    double p = x * y, invalid = x != x ? x : (y != y ? y : p / p);
+    double exact = ay == INFINITY ? x : copysign(r, x);
+    return fabs(x) < INFINITY && ay > 0.0 ? exact : invalid;
+}
+#undef GC_FMOD_ROUND
+#undef GC_FMOD_ROUNDS
+
 /* ---- ints: floor division, modulo and powers in int64 (narrower ints are computed here
    and cast back, wrapping), never C's undefined cases: x // 0 and x % 0 are 0 (NumPy's),
    the least int64 // -1 wraps to itself; x ** y for y < 0 is 1 for x = 1, +-1 for x = -1 and

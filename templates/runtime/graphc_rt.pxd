@@ -101,6 +101,7 @@ cdef extern from "graphc_rt.h" nogil:
     double rint(double)
     double copysign(double, double)
     double fmod(double, double)
+    double fmodf "gc_fmodf" (float, float)
     long long ifloordiv "gc_ifloordiv" (long long, long long)
     long long imod "gc_imod" (long long, long long)
     long long ipow "gc_ipow" (long long, long long)

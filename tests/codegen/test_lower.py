@@ -151,3 +151,49 @@ def test_and_and_or_are_rendered_without_jumps() -> None:
     loops = [line for line in source.splitlines() if line.startswith("        t")]
     assert any(" | " in line for line in loops)
     assert not any(" or " in line or " and " in line for line in loops)
+
+
+def _lane_loops(stmts) -> list:
+    """The loops of `stmts` (at any depth) whose bodies are loops of a constant trip count
+    only: loops over lanes."""
+    from graphc.codegen import kir
+
+    found = []
+    for s in kir.walk(tuple(stmts)):
+        if (
+            isinstance(s, kir.Loop)
+            and s.body
+            and all(
+                isinstance(b, kir.Loop) and isinstance(b.stop, kir.Lit) and b.start == kir.Lit(0)
+                for b in s.body
+            )
+        ):
+            found.append(s)
+    return found
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_max_and_min_along_rows_run_in_vector_lanes(dtype) -> None:
+    """A max or min over the last axes is not one chain of selects through the row (each
+    element's waiting for the one before: gcc vectorised nothing, and the loop ran 8x slower
+    than PyTorch's) but independent lanes, each a loop of a constant number of elements
+    kept in an array of the kernel, and the select in it a plain comparison, which the C
+    compiler turns into one max or min instruction; NaN is a flag of its own beside it."""
+    from graphc.codegen import kir
+
+    g = gc.Graph("extremes")
+    x = g.input("x", shape=("N", 100))
+    g.output("hi", gc.max(x, axis=1))
+    g.output("lo", gc.min(gc.reshape(x, ("N", 4, 25)), axis=(1, 2)))
+    kernels = [k for k in run_stages(g, dtype=dtype).module.kernels
+               if "max(" in k.doc or "min(" in k.doc]  # fmt: skip
+    assert len(kernels) == 2
+    for k in kernels:
+        (hot,) = [loop for loop in _lane_loops(k.body) if loop.step is not None]
+        for lanes in hot.body:
+            width = lanes.stop.value
+            assert width * np.dtype(dtype).itemsize == 32, "one AVX2 vector per array"
+            targets = [s.target for s in lanes.body if isinstance(s.target, kir.Store)]
+            assert targets and all(isinstance(t.ref, kir.Scratch) for t in targets)
+            selects = [e for e in kir.walk(lanes.body) if isinstance(e, kir.Select)]
+            assert len(selects) == 1 and selects[0].cond.op in ("<", ">")
