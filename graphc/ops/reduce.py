@@ -183,6 +183,25 @@ def _lower_size(e: Emit, n: int, args: list[int], params: dict) -> None:
     )
 
 
+def extreme_ref(np_fn: Any) -> Any:
+    """`np_fn` (np.max or np.min) over `axis`, but a zero result is the first zero of its
+    reduced elements in row-major order, +0 or -0, as the compiled loops compare (NumPy's own,
+    vectorised, returns whichever zero its lanes meet last; PyTorch's amax over a row the
+    first, its full max of a vector another)."""
+
+    def ref(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+        out = np_fn(x, axis, keepdims=True)
+        if x.dtype.kind == "f" and axis and (out == 0).any():
+            kept = [d for k, d in enumerate(x.shape) if k not in axis]
+            rows = np.moveaxis(x, axis, range(x.ndim - len(axis), x.ndim)).reshape(*kept, -1)
+            first = np.argmax(rows == 0, axis=-1)[..., None]
+            neg = np.take_along_axis(np.signbit(rows), first, -1).reshape(out.shape)
+            out = np.where(out == 0, np.where(neg, -0.0, 0.0).astype(x.dtype), out)
+        return out if keepdims else np.squeeze(out, axis)
+
+    return ref
+
+
 _AXIS = {"axis": (), "keepdims": False}
 register(
     OpDef(
@@ -211,7 +230,7 @@ register(
         "max",
         1,
         _infer_max,
-        lambda x, axis, keepdims: np.max(x, axis, keepdims=keepdims),
+        extreme_ref(np.max),
         (_max_vjp,),
         params=_AXIS,
         lower=lambda e, n, a, p: lower_extreme(e, n, a, p, "max"),

@@ -27,6 +27,7 @@ from graphc.ops.reduce import (
     _kept_shape,
     _max_vjp,
     axes_of,
+    extreme_ref,
     lower_extreme,
 )
 from graphc.ops.registry import OpDef, register
@@ -37,7 +38,7 @@ register(
         "min",
         1,
         _infer_max,
-        lambda x, axis, keepdims: np.min(x, axis, keepdims=keepdims),
+        extreme_ref(np.min),
         (_max_vjp,),
         params=_AXIS,
         lower=lambda e, n, a, p: lower_extreme(e, n, a, p, "min"),

@@ -178,3 +178,31 @@ def test_the_python_backend_computes_the_same_bits(tmp_path) -> None:
     got, want = py.forward(x=xs), m.forward(x=xs)
     for k in ("hi", "lo"):
         assert np.asarray(got[k]).tobytes() == want[k].tobytes(), k
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+@pytest.mark.parametrize("axis", [2, 0, (0, 2), None])
+def test_a_zero_extreme_is_the_first_zero_interpreted_and_compiled(op, axis, tmp_path) -> None:
+    """Among tied zeros the first, in row-major order of the reduced elements, gives the
+    sign, in the interpreter as in the compiled loops (np.max's is whichever its lanes meet
+    last); PyTorch's amax along a row takes the first too."""
+    rng = np.random.default_rng(7)
+    shape = (4, 37, 5)
+    away = 1.0 + rng.random(shape)  # the other elements lose to a zero of either sign
+    zeros = np.copysign(0.0, rng.choice([-1.0, 1.0], shape))
+    x = np.where(rng.random(shape) < 0.7, zeros, -away if op == "max" else away)
+    axes = tuple(range(3)) if axis is None else (axis,) if isinstance(axis, int) else axis
+    rows = np.moveaxis(x, axes, range(3 - len(axes), 3))
+    rows = rows.reshape(*rows.shape[: 3 - len(axes)], -1)
+    first = np.take_along_axis(rows, np.argmax(rows == 0, axis=-1)[..., None], -1)[..., 0]
+    want = getattr(np, op)(x, axis)
+    want = np.where(want == 0, first, want)
+    assert (want == 0).any()
+    for dtype in ("float64", "float32"):
+        g = gc.Graph("z")
+        g.output("y", getattr(gc, op)(g.input("x", shape=x.shape, dtype=dtype), axis))
+        feed = {"x": x.astype(dtype)}
+        m = gc.compile(g, dtype=dtype, out_dir=tmp_path / dtype)
+        for got in (gc.evaluate(g, feed)["y"], m.forward(**feed)["y"]):
+            np.testing.assert_array_equal(got, want.astype(dtype))
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

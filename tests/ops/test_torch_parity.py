@@ -490,18 +490,12 @@ def run_torch(r: Row) -> tuple[list[np.ndarray], list[np.ndarray]]:
                     for k, d in zip(wrt, grads, strict=True)]  # fmt: skip
 
 
-# Where graphc and PyTorch part on purpose or by a known limit: (row label, why).
-KNOWN: dict[str, str] = {}
-# Rows whose zeros may differ from PyTorch's in sign: (row label, why).
-ZERO_SIGN = {"max[special]": "a max over +0 and -0 is np.max's (-0 here); PyTorch's is +0"}
 # PyTorch's vectorised hardsigmoid multiplies by 1/6 rounded to float32.
 RTOL = {"hardsigmoid": 1e-7}
 
 
 @pytest.mark.parametrize("r", ROWS, ids=[r.label for r in ROWS])
 def test_matches_pytorch(r: Row) -> None:
-    if r.label in KNOWN:
-        pytest.xfail(KNOWN[r.label])
     ours, ours_grads = run_graphc(r)
     with np.errstate(all="ignore"):
         theirs, their_grads = run_torch(r)
@@ -513,13 +507,9 @@ def test_matches_pytorch(r: Row) -> None:
         else:
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, equal_nan=True,
                                        err_msg=f"output {k}")  # fmt: skip
-            if r.label not in ZERO_SIGN:  # and the sign of a zero
-                zeros = (a == 0) & (b == 0)
-                np.testing.assert_array_equal(
-                    np.signbit(a[zeros]),
-                    np.signbit(b[zeros]),
-                    err_msg=f"signs of the zeros of output {k}",
-                )
+            zeros = (a == 0) & (b == 0)  # and the sign of a zero
+            np.testing.assert_array_equal(np.signbit(a[zeros]), np.signbit(b[zeros]),
+                                          err_msg=f"signs of the zeros of output {k}")  # fmt: skip
     rtol = RTOL.get(r.label, 1e-10)
     for k, (a, b) in zip(_grad_inputs(r), zip(ours_grads, their_grads, strict=True), strict=False):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-12, equal_nan=True,
