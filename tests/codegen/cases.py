@@ -173,7 +173,7 @@ UNARY: dict[str, tuple[Callable[[Value], Value], Gen, Callable[..., Any]]] = {
     "sigmoid": (gc.sigmoid, WIDE, lambda x: 1.0 / (1.0 + np.exp(-x))),
     "relu": (gc.relu, NONZERO, lambda x: np.maximum(x, 0.0)),
     "abs": (gc.abs, NONZERO, np.abs),
-    "sign": (gc.sign, NONZERO, np.sign),
+    "sign": (gc.sign, NONZERO, lambda x: np.where(np.isnan(x), 0.0, np.sign(x))),  # PyTorch's
 }
 BINARY: dict[str, tuple[Callable[[Value, Value], Value], Gen, Gen, Callable[..., Any]]] = {
     "add": (gc.add, NORMAL, NORMAL, np.add),

@@ -105,12 +105,14 @@ def fuzz(examples: int, shrink: bool = True) -> Callable[[Callable[..., Any]], A
 # ---- the strategy draws every op --------------------------------------------------------------
 def test_strategy_draws_every_differentiable_op() -> None:
     """Every registered op with a gradient is drawn by the strategy: listed in OPS_DRAWN, and
-    found in the graphs of a fixed sample of models."""
+    found in the graphs of a fixed sample of models (seeded: a random sample of 400 missed
+    an op now and then)."""
     differentiable = {name for name, op in REGISTRY.items() if op.differentiable}
     assert differentiable - OPS_DRAWN == set(), "ops the strategy never draws"
     assert OPS_DRAWN <= set(REGISTRY)
     seen: set[str] = set()
 
+    @seed(2026)
     @fuzz(400, shrink=False)
     @given(spec=models(min_steps=8, max_steps=20))
     def collect(spec: ModelSpec) -> None:
