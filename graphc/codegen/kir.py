@@ -32,7 +32,8 @@ FUNCTIONS = frozenset(
      "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "trunc", "rint", "copysign",
      "fmod", "ifloordiv", "imod", "ipow", "expf", "sqrtf", "erff", "erfcf")  # the last four:
     # in float arithmetic (see `single`)
-)  # fmt: skip
+) | {"pairwise_leaf", "pairwise_joins"}  # NumPy's pairwise sums' tree (codegen/loops.py)
+# fmt: skip
 SINGLE = {"exp": "expf", "sqrt": "sqrtf", "erf": "erff", "erfc": "erfcf"}
 # `and` and `or` of truth values: a backend may evaluate both sides (no side may guard the other)
 BINARY = frozenset(("+", "-", "*", "/", "//", "<", "<=", ">", ">=", "==", "!=", "and", "or"))
