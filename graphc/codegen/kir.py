@@ -32,8 +32,10 @@ FUNCTIONS = frozenset(
      "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "trunc", "rint", "copysign",
      "fmod", "ifloordiv", "imod", "ipow", "expf", "sqrtf", "erff", "erfcf")  # the last four:
     # in float arithmetic (see `single`)
-) | {"pairwise_leaf", "pairwise_joins"}  # NumPy's pairwise sums' tree (codegen/loops.py)
-# fmt: skip
+)  # fmt: skip
+# the length of a leaf of NumPy's pairwise summation, and the sums its end completes (INDEX
+# functions of the row's length and the leaf's start: codegen/loops.py `row_sum`)
+FUNCTIONS |= {"pairwise_leaf", "pairwise_joins"}
 SINGLE = {"exp": "expf", "sqrt": "sqrtf", "erf": "erff", "erfc": "erfcf"}
 # `and` and `or` of truth values: a backend may evaluate both sides (no side may guard the other)
 BINARY = frozenset(("+", "-", "*", "/", "//", "<", "<=", ">", ">=", "==", "!=", "and", "or"))

@@ -9,8 +9,14 @@ fixed chunks, within which BLOCK terms at a time are computed (vectorised) into 
 then added in order, the chunks' sums added in order at the end. Every full reduction of a
 domain adds its terms in this one order, fused or not, for any number of threads. Loops with
 partial reductions (`sum(x, axis=0)`) run on one thread, each sum adding its terms in
-row-major order; sums along the innermost axis advance ROWS rows at a time (`interleaved`).
-(The chunks and blocks are kir.Reduce's: a renderer, the runtime, implements them once.)
+row-major order; but where every sum of the loop is of floats along the innermost axis only
+(`sum(x, axis=-1)`: layer norm's, softmax's and cross-entropy's rows), each row's sum is
+NumPy's pairwise summation of it (`row_sum`: 8 accumulators, one vector, over runs of at most
+128 terms, longer rows split in halves as NumPy splits them), the bits of np.sum and np.mean
+for rows of any length, static or symbolic; a large loop's rows are then shared among
+threads, each row summed by one. Other sums along the innermost axis (of integers) advance
+ROWS rows at a time, each row in order (`interleaved`). (The chunks and blocks are
+kir.Reduce's: a renderer, the runtime, implements them once.)
 """
 
 from __future__ import annotations
