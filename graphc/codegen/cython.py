@@ -38,7 +38,9 @@ CTYPE = {
     "uint32": "unsigned int",
     INDEX: "Py_ssize_t",
 }
-FUNCTION = {"first": "gc_first", "end": "gc_end"}  # the rest are called as they are named
+# the rest are called as they are named
+FUNCTION = {"first": "gc_first", "end": "gc_end", "pairwise_leaf": "gc_pairwise_leaf",
+            "pairwise_joins": "gc_pairwise_joins"}  # fmt: skip
 KIND = {k: f"GC_{k.upper()}" for k in ("arg", "out", "slot", "const", "alias")}
 FLAG = {"alone": "GC_ALONE", "beside": "GC_BESIDE"}
 INDENT = "    "

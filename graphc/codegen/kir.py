@@ -34,6 +34,9 @@ FUNCTIONS = frozenset(
     # last five: in float arithmetic (see `single`); fmodf is fmod of float32 operands, its
     # value fmod's exactly (fmod is exact), a double as fmod's is
 )  # fmt: skip
+# the length of a leaf of NumPy's pairwise summation, and the sums its end completes (INDEX
+# functions of the row's length and the leaf's start: codegen/loops.py `row_sum`)
+FUNCTIONS |= {"pairwise_leaf", "pairwise_joins"}
 SINGLE = {"exp": "expf", "sqrt": "sqrtf", "erf": "erff", "erfc": "erfcf", "fmod": "fmodf"}
 # `and` and `or` of truth values: a backend may evaluate both sides (no side may guard the other)
 BINARY = frozenset(("+", "-", "*", "/", "//", "<", "<=", ">", ">=", "==", "!=", "and", "or"))

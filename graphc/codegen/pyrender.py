@@ -37,7 +37,8 @@ FUNCTION = {"exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "sqrt": "np.sqr
             "floor": "np.floor", "ceil": "np.ceil", "trunc": "np.trunc", "rint": "np.rint",
             "copysign": "np.copysign", "fmod": "np.fmod", "ifloordiv": "_ifloordiv",
             "imod": "_imod", "ipow": "_ipow", "expf": "np.exp", "sqrtf": "np.sqrt", "erff": "_erf",
-            "erfcf": "_erfc", "fmodf": "np.fmod"}  # fmt: skip
+            "erfcf": "_erfc", "fmodf": "np.fmod", "pairwise_leaf": "_pairwise_leaf",
+            "pairwise_joins": "_pairwise_joins"}  # fmt: skip
 BINARY = {"and": "and", "or": "or", "//": "//"}
 COMPARE = frozenset(("<", "<=", ">", ">=", "==", "!="))
 
@@ -168,6 +169,27 @@ def _end(off: int, s: int, n_in: int, n_out: int) -> int:
     return min(t, n_out)
 
 
+def _pairwise_leaf(n: int, at: int) -> int:
+    """graphc_rt.h's gc_pairwise_leaf."""
+    lo = 0
+    while n > 128:
+        half = n // 2 - n // 2 % 8
+        lo, n = (lo, half) if at < lo + half else (lo + half, n - half)
+    return n
+
+
+def _pairwise_joins(n: int, at: int) -> int:
+    """graphc_rt.h's gc_pairwise_joins."""
+    lo = joins = 0
+    while n > 128:
+        half = n // 2 - n // 2 % 8
+        if at < lo + half:
+            n, joins = half, 0
+        else:
+            lo, n, joins = lo + half, n - half, joins + 1
+    return joins
+
+
 class StepFailure(Exception):
     """A kernel's Fail (kir.Fail): the index and the size of its axis."""
 
@@ -209,7 +231,7 @@ def _erfc(x: Any) -> Any:
 def render(module: Module) -> str:
     """The Python source of `module`'s kernels: `KERNELS`, its own then the runtime's names."""
     parts = ["import numpy as np", "from graphc.codegen.pyrender import _end, _erf, _erfc, "
-             "_fail, _first, _ifloordiv, _imod, _ipow, _reduce",
+             "_fail, _first, _ifloordiv, _imod, _ipow, _pairwise_joins, _pairwise_leaf, _reduce",
              "from graphc.codegen.pysteps import _flat", ""]  # fmt: skip
     parts += [kernel_source(k, kernel) + "\n" for k, kernel in enumerate(module.kernels)]
     names = ", ".join(f"_k{k}" for k in range(len(module.kernels)))

@@ -9,8 +9,9 @@ members are
     domain's shape, reading values of the group or any value from outside it (broadcast);
   - `sum` and `mean` of a value of the domain's shape, which accumulate over the loop and end
     their chain: nothing in the group may read a reduction's result. A partial reduction over
-    the innermost axis stops the loop from vectorising, so it joins only when that saves
-    storing its operand (see `_blocks_vectors`); and a partial reduction's loop runs on one
+    the innermost axis sums each row in a loop of its own (codegen/loops.py: the row's terms
+    computed again there), so it joins only when that saves storing its operand (see
+    `_gains_nothing`); and a partial reduction's loop runs on one
     thread, so it shares no loop with an op whose elements cost a function call (exp, erf:
     `heavy`), which is better shared among threads, the reduction reading what it stored.
 
@@ -137,7 +138,7 @@ class _Group:
         shape = nodes[args[0]]["shape"] if reduction else a["shape"]
         if shape != self.shape:
             return False
-        if reduction and _blocks_vectors(G, n, inside, scheduled):
+        if reduction and _gains_nothing(G, n, inside, scheduled):
             return False
         full = reduction and full_reduction(G, n)
         if full and self.full >= MAX_SUMS:
@@ -160,11 +161,12 @@ class _Group:
         self.members.add(n)
 
 
-def _blocks_vectors(G, n: int, inside: list[int], scheduled: dict[int, int]) -> bool:
-    """Would the partial reduction n, joining the loop computing its operand, keep that loop
-    from vectorising for nothing? It does when it reduces the innermost axis (every iteration
-    of the inner loop adds to one sum) and the operand is stored anyway for another reader:
-    the group would save only one read of it. `scheduled`: the program's steps' nodes."""
+def _gains_nothing(G, n: int, inside: list[int], scheduled: dict[int, int]) -> bool:
+    """Would the partial reduction n, joining the loop computing its operand, cost that loop
+    a second pass over each row for nothing? It does when it reduces the innermost axis (each
+    row's sum is a loop of its own, computing its terms again) and the operand is stored
+    anyway for another reader: the group would save only one read of it. `scheduled`: the
+    program's steps' nodes."""
     shape = G._node[operands(G, n)[0]]["shape"]
     axes = G._node[n]["params"]["axis"]
     if full_reduction(G, n) or not shape or shape[-1] == 1 or len(shape) - 1 not in axes:

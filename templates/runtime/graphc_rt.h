@@ -425,6 +425,30 @@ static inline GC_KERNEL Py_ssize_t gc_end(Py_ssize_t off, Py_ssize_t s, Py_ssize
     return t < n_out ? t : n_out;
 }
 
+/* NumPy's pairwise summation of n > 128 terms (pairwise_sum, numpy/_core/src/umath/
+   loops_utils.h.src) adds the sum of the first n/2 (rounded down to a multiple of 8) and the
+   sum of the rest, each split so in turn down to runs of at most 128, its leaves. For the leaf
+   that starts at term `at`: its length, and how many sums end with it (the additions of
+   partial sums once it is summed: codegen/loops.py row_sums). */
+static inline GC_KERNEL Py_ssize_t gc_pairwise_leaf(Py_ssize_t n, Py_ssize_t at) {
+    Py_ssize_t lo = 0;
+    while (n > 128) {
+        Py_ssize_t half = n / 2 - n / 2 % 8;
+        if (at < lo + half) n = half;
+        else { lo += half; n -= half; }
+    }
+    return n;
+}
+static inline GC_KERNEL Py_ssize_t gc_pairwise_joins(Py_ssize_t n, Py_ssize_t at) {
+    Py_ssize_t lo = 0, joins = 0;
+    while (n > 128) {
+        Py_ssize_t half = n / 2 - n / 2 % 8;
+        if (at < lo + half) { n = half; joins = 0; }
+        else { lo += half; n -= half; joins += 1; }
+    }
+    return joins;
+}
+
 #include "graphc_math.h" /* the other elementary functions, as branch-free as these */
 
 #endif

@@ -117,4 +117,6 @@ cdef extern from "graphc_rt.h" nogil:
     void gc_fail(const gc_args* x, int64_t value, int64_t bound)
     Py_ssize_t gc_first(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_out)
     Py_ssize_t gc_end(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_in, Py_ssize_t n_out)
+    Py_ssize_t gc_pairwise_leaf(Py_ssize_t n, Py_ssize_t at)
+    Py_ssize_t gc_pairwise_joins(Py_ssize_t n, Py_ssize_t at)
     void* memset(void*, int, size_t)
