@@ -82,28 +82,29 @@ def _same_values(got: np.ndarray, want: np.ndarray) -> None:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_extremes_along_rows_are_the_in_order_ones(tmp_path, op: str, dtype: str) -> None:
     fn = getattr(gc, op)
-    ms = {}
+    g = gc.Graph(f"rows_{op}")  # every length in one module: one build
     for n in LENGTHS:
-        g = gc.Graph(f"rows_{op}_{n}")
-        x = g.input("x", shape=("N", n))
-        g.output("y", fn(x, axis=1))
-        g.output("k", fn(g.input("z", shape=(2, "N", n)), axis=(1, 2), keepdims=True))
-        g.output("a", fn(x))
-        ms[n] = (g, gc.compile(g, out_dir=tmp_path, dtype=dtype))
-    for n, (g, m) in ms.items():
+        x = g.input(f"x{n}", shape=("N", n))
+        g.output(f"y{n}", fn(x, axis=1))
+        g.output(f"k{n}", fn(g.input(f"z{n}", shape=(2, "N", n)), axis=(1, 2), keepdims=True))
+        g.output(f"a{n}", fn(x))
+    m = gc.compile(g, out_dir=tmp_path, dtype=dtype)
+    feed = {}
+    for n in LENGTHS:
         x = special_rows(n, dtype, seed=n)
-        z = np.stack([x, x[::-1]])
-        out = m.forward(x=x, z=z)
-        for name, got, rows in (("y", out["y"], x), ("k", out["k"], z.reshape(2, 1, 1, -1)),
-                                ("a", out["a"], x.reshape(-1))):  # fmt: skip
-            want = in_order(rows, op)
+        feed[f"x{n}"], feed[f"z{n}"] = x, np.stack([x, x[::-1]])
+    out = m.forward(**feed)
+    ours = gc.evaluate(g, {k: v.astype(np.float64) for k, v in feed.items()})
+    numpy = getattr(np, op)
+    for n in LENGTHS:
+        x, z = feed[f"x{n}"], feed[f"z{n}"]
+        for name, rows in (("y", x), ("k", z.reshape(2, 1, 1, -1)), ("a", x.reshape(-1))):
+            got, want = out[f"{name}{n}"], in_order(rows, op)
             assert got.tobytes() == want.tobytes(), (n, name, got, want)
-        numpy = getattr(np, op)
-        _same_values(out["y"], numpy(x, axis=1))
-        _same_values(out["a"], numpy(x))
-        ours = gc.evaluate(g, {"x": x.astype(np.float64), "z": z.astype(np.float64)})
-        _same_values(out["y"], ours["y"].astype(dtype))  # (the graph's inputs are float64)
-        _same_values(out["k"], ours["k"].astype(dtype))
+        _same_values(out[f"y{n}"], numpy(x, axis=1))
+        _same_values(out[f"a{n}"], numpy(x))
+        _same_values(out[f"y{n}"], ours[f"y{n}"].astype(dtype))  # (the graph's inputs: float64)
+        _same_values(out[f"k{n}"], ours[f"k{n}"].astype(dtype))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
