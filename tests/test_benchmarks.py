@@ -21,6 +21,7 @@ def test_call_overhead_quick_run(tmp_path):
     assert "MISMATCH" not in r.stdout
 
 
+@pytest.mark.slow  # a benchmark's smoke run: its cold builds take 10-20 s
 @pytest.mark.compiler
 def test_suite_quick_run(tmp_path):
     r = subprocess.run(
@@ -116,6 +117,7 @@ def test_suite_quick_run_of_the_gpts(tmp_path):
     assert "MISMATCH" not in r.stdout
 
 
+@pytest.mark.slow  # a benchmark's smoke run: its cold builds take 10-20 s
 @pytest.mark.compiler
 def test_derivatives_quick_run():
     r = subprocess.run(
@@ -177,6 +179,7 @@ def test_rnn_quick_run():
             assert f"skipped {title}" not in r.stdout
 
 
+@pytest.mark.slow  # a benchmark's smoke run: its cold builds take 10-20 s
 @pytest.mark.compiler
 def test_train_step_quick_run():
     r = subprocess.run(
