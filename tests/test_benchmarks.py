@@ -10,6 +10,7 @@ import pytest
 from tests.models import ROOT
 
 
+@pytest.mark.slow  # a benchmark's smoke run: its cold builds take 5-10 s
 @pytest.mark.compiler
 def test_call_overhead_quick_run(tmp_path):
     r = subprocess.run(
@@ -134,6 +135,7 @@ def test_derivatives_quick_run():
         assert "JAX jit" in r.stdout and "skipped JAX" not in r.stdout
 
 
+@pytest.mark.slow  # a benchmark's smoke run: its cold builds take 5-10 s
 @pytest.mark.compiler
 def test_compile_time_quick_run(tmp_path):
     r = subprocess.run(

@@ -41,6 +41,7 @@ def test_example_reaches_the_accuracy_of_digits_cnn(build_dir: Path) -> None:
     assert "target >= 0.98: reached" in p.stdout
 
 
+@pytest.mark.slow  # the distributed benchmark's smoke run: 8 s of workers and builds
 def test_benchmark_quick_run(build_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "dist.json"
     p = _run(["-m", "benchmarks.distributed", "--quick", "--workloads", "seed",
