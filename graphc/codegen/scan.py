@@ -6,7 +6,11 @@ The body's values become values of the function, named by keys: its inputs are t
 operands (a captured value is the operand itself; a carry and a slice are bound at each trip),
 its outputs the loop's results (a stacked result's slice t is bound at trip t), its scratch
 the body plan's slots, added to the function's arena: scratch is shared by the body's values
-as the plan says and used again at every trip. A carry needs no copy from trip to trip: trip i
+as the plan says and used again at every trip. A slice of an array with its steps on an inner
+axis (`xs_axes`, `ys_axes`: ops/scan.py) is not contiguous: the body reads and writes it in a
+scratch buffer of one slice, which each trip fills from the array ("gather") or copies out to
+it ("scatter"), a block per index of the axes before the steps' -- the array itself is the
+model's, batch-first, with no time-major copy. A carry needs no copy from trip to trip: trip i
 writes its new carry where trip i + 1 reads it, two buffers taking turns, the first trip reading
 the initial carry and the last writing the final one. Results the function does not read are
 not computed: the body's program is scheduled for the rest only.
@@ -23,6 +27,7 @@ from graphc.codegen.kir import Bind, Repeat, Runtime, SizeExpr, Step
 from graphc.errors import GraphError
 from graphc.ir.graph import describe, operands
 from graphc.ir.shapes import ITEMSIZE
+from graphc.ops.scan import xs_axis, ys_axis
 from graphc.passes.fuse import fuse
 from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, Storage, plan_memory
 from graphc.passes.schedule import Program, schedule
@@ -53,6 +58,18 @@ class Extra:
 def _nbytes(shape: tuple, dtype: str) -> SizeExpr:
     s = SizeExpr.of(shape)
     return SizeExpr(s.coef * ITEMSIZE[dtype], s.symbols)
+
+
+def _blocks(step: tuple, dtype: str, axis: int) -> tuple[SizeExpr, SizeExpr]:
+    """A slice of shape `step` of an array with its steps on `axis`: the number of its
+    contiguous blocks (one per index of the axes before the steps') and their bytes."""
+    return SizeExpr.of(step[:axis]), _nbytes(step[axis:], dtype)
+
+
+def _own(extra: Extra, key: Any, name: str, shape: tuple, dtype: str) -> None:
+    """Scratch of one slice for per-trip value `key`."""
+    extra.storage[key] = extra.scratch(((shape, dtype),))
+    extra.names[key] = name
 
 
 def body_program(body: Any, outputs: list[str], fusion: bool) -> tuple[Program, MemoryPlan]:
@@ -101,7 +118,13 @@ def lower_loop(
             key[u] = ("in", S, k)
         elif k < nc + nxs:
             key[u] = ("x", S, k)
-            binds.append(Bind("step", key[u], (args[k],), _nbytes(a["shape"], a["dtype"])))
+            axis = xs_axis(p, k - nc)
+            if axis:  # gathered into scratch at each trip
+                _own(extra, key[u], f"{ctx.names[S]}.x{k}", a["shape"], a["dtype"])
+                rows, size = _blocks(a["shape"], a["dtype"], axis)
+                binds.append(Bind("gather", key[u], (args[k],), size, rows=rows))
+            else:
+                binds.append(Bind("step", key[u], (args[k],), _nbytes(a["shape"], a["dtype"])))
         else:
             key[u] = args[k]  # a captured value: the operand itself
     dest: dict[str, Any] = {}  # body output name -> where the loop keeps it at each trip
@@ -132,12 +155,17 @@ def lower_loop(
             binds.append(Bind("every", dest[name], (results[k], skip), _nbytes(shape, dtype),
                               p["every"]))  # fmt: skip
             extra.storage[dest[name]] = Storage("alias", results[k])
+        elif k in results and ys_axis(p, k):  # written in scratch, scattered at each trip
+            dest[name] = ("y", S, k)
+            _own(extra, dest[name], f"{ctx.names[S]}.y{k}", shape, dtype)
+            rows, size = _blocks(shape, dtype, ys_axis(p, k))
+            binds.append(Bind("scatter", dest[name], (results[k],), size, rows=rows))
         elif k in results:
             dest[name] = ("y", S, k)
             binds.append(Bind("step", dest[name], (results[k],), _nbytes(shape, dtype)))
             extra.storage[dest[name]] = Storage("alias", results[k])
     for u, kk in key.items():
-        if isinstance(kk, tuple) and kk[0] == "x":
+        if isinstance(kk, tuple) and kk[0] == "x" and kk not in extra.storage:
             extra.storage[kk] = Storage("alias", args[ins.index(u)])
 
     # the body plan's storage: scratch slots of the function, constants, aliases
