@@ -29,7 +29,7 @@ from graphc.ir.graph import describe, operands
 from graphc.ir.shapes import ITEMSIZE
 from graphc.ops.scan import xs_axis, ys_axis
 from graphc.passes.fuse import fuse
-from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, Storage, plan_memory
+from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, Storage, _can_overwrite, plan_memory
 from graphc.passes.schedule import Program, schedule
 from graphc.passes.schedule import Step as ProgramStep
 from graphc.passes.verify_plan import verify_plan
@@ -133,8 +133,9 @@ def lower_loop(
         shape, dtype = B.nx._node[outs[k]]["shape"], B.nx._node[outs[k]]["dtype"]
         if k < nc:
             dest[name] = ("out", S, k)
+            alone = _carry_in_place(prog, bplan, ins[k], outs[k], name)
             ping, pong = ("ping", S, k), ("pong", S, k)
-            for turn in (ping, pong):
+            for turn in () if alone else (ping, pong):
                 extra.storage[turn] = extra.scratch(((shape, dtype),))
                 extra.names[turn] = f"{ctx.names[S]}.{turn[0]}{k}"
             final = results.get(k)
@@ -142,6 +143,8 @@ def lower_loop(
                 final = ("final", S, k)
                 extra.storage[final] = extra.scratch(((shape, dtype),))
                 extra.names[final] = f"{ctx.names[S]}.final{k}"
+            if alone:  # the first trip reads the initial carry, every trip writes the final
+                ping = pong = final
             binds.append(Bind("carry_in", ("in", S, k), (args[k], ping, pong)))
             binds.append(Bind("carry_out", dest[name], (final, ping, pong)))
             empty.append((final, args[k], _nbytes(shape, dtype)))
@@ -233,6 +236,31 @@ def lower_loop(
     what = tuple(ctx.describe(n) for n in step.nodes)
     return Repeat(SizeExpr.of([p["length"][0]]), bool(p["reverse"]), tuple(binds),
                   tuple(lowered), tuple(empty), what, step.section)  # fmt: skip
+
+
+def _carry_in_place(prog: Program, plan: MemoryPlan, u: int, o: int, name: str) -> bool:
+    """May the body write its new carry `o` (output `name`) over the carry `u` it reads? Then
+    one buffer holds the carry from trip to trip instead of two taking turns (the sums of a
+    reverse loop's gradients of the weights, the largest carries, are added in place). So it
+    may when nothing reads `u`, or a value sharing its bytes, after the step writing `o` (nor
+    beside it), and at that step only an elementwise `o` reads it, at the element it writes
+    (the planner's rule for writing in place)."""
+    t = prog.step_of.get(o)
+    if (
+        t is None
+        or plan.storage.get(o) != Storage("output", name)
+        or u in plan.extra_outputs.values()
+    ):
+        return False
+    if t and prog.steps[t - 1].beside:
+        return False
+    same = {v for v in plan.storage if plan.root(v) == u} | {u}
+    last = max((r + prog.steps[r].beside for r, reads in enumerate(prog._reads)
+                if same.intersection(reads)), default=-1)  # fmt: skip
+    if last < t:
+        return True
+    reads = prog._reads[t]
+    return last == t and same.intersection(reads) == {u} and _can_overwrite(prog, o, u)
 
 
 def _bound(k: Any, per_trip: set[Any], extra: Extra) -> bool:
