@@ -246,15 +246,13 @@ def _carry_in_place(prog: Program, plan: MemoryPlan, u: int, o: int, name: str) 
     beside it), and at that step only an elementwise `o` reads it, at the element it writes
     (the planner's rule for writing in place)."""
     t = prog.step_of.get(o)
-    if (
-        t is None
-        or plan.storage.get(o) != Storage("output", name)
-        or u in plan.extra_outputs.values()
-    ):
+    if t is None or plan.storage.get(o) != Storage("output", name):
         return False
     if t and prog.steps[t - 1].beside:
         return False
     same = {v for v in plan.storage if plan.root(v) == u} | {u}
+    if same.intersection(plan.extra_outputs.values()):  # copied to a result after the steps
+        return False
     last = max((r + prog.steps[r].beside for r, reads in enumerate(prog._reads)
                 if same.intersection(reads)), default=-1)  # fmt: skip
     if last < t:
