@@ -470,13 +470,19 @@ class Bind:
       `refs[2]` in turn (first `refs[1]`);
     - "alias": at `refs[0]` (the bytes of a value bound above it);
     - "every": at `refs[0]` plus t / `every` times `size` bytes when t is a multiple of
-      `every`, else at `refs[1]` (scratch): a result kept every k-th step."""
+      `every`, else at `refs[1]` (scratch): a result kept every k-th step;
+    - "gather": `key` keeps its own bytes (scratch), into which each trip first copies slice t
+      of `refs[0]`, a per-step operand with its steps on an inner axis: `rows` blocks of
+      `size` bytes, block r at r * trips * size + t * size bytes;
+    - "scatter": `key` keeps its own bytes, which each trip copies out after the body, into
+      slice t of `refs[0]` (a stacked result with its steps on an inner axis), as above."""
 
     kind: str
     key: Any
     refs: tuple
     size: SizeExpr | None = None
     every: int = 0
+    rows: SizeExpr | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,11 @@ The body's values become values of the function, named by keys: its inputs are t
 operands (a captured value is the operand itself; a carry and a slice are bound at each trip),
 its outputs the loop's results (a stacked result's slice t is bound at trip t), its scratch
 the body plan's slots, added to the function's arena: scratch is shared by the body's values
-as the plan says and used again at every trip. A carry needs no copy from trip to trip: trip i
+as the plan says and used again at every trip. A slice of an array with its steps on an inner
+axis (`xs_axes`, `ys_axes`: ops/scan.py) is not contiguous: the body reads and writes it in a
+scratch buffer of one slice, which each trip fills from the array ("gather") or copies out to
+it ("scatter"), a block per index of the axes before the steps' -- the array itself is the
+model's, batch-first, with no time-major copy. A carry needs no copy from trip to trip: trip i
 writes its new carry where trip i + 1 reads it, two buffers taking turns, the first trip reading
 the initial carry and the last writing the final one. Results the function does not read are
 not computed: the body's program is scheduled for the rest only.
@@ -23,8 +27,9 @@ from graphc.codegen.kir import Bind, Repeat, Runtime, SizeExpr, Step
 from graphc.errors import GraphError
 from graphc.ir.graph import describe, operands
 from graphc.ir.shapes import ITEMSIZE
+from graphc.ops.scan import xs_axis, ys_axis
 from graphc.passes.fuse import fuse
-from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, Storage, plan_memory
+from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, Storage, _can_overwrite, plan_memory
 from graphc.passes.schedule import Program, schedule
 from graphc.passes.schedule import Step as ProgramStep
 from graphc.passes.verify_plan import verify_plan
@@ -53,6 +58,18 @@ class Extra:
 def _nbytes(shape: tuple, dtype: str) -> SizeExpr:
     s = SizeExpr.of(shape)
     return SizeExpr(s.coef * ITEMSIZE[dtype], s.symbols)
+
+
+def _blocks(step: tuple, dtype: str, axis: int) -> tuple[SizeExpr, SizeExpr]:
+    """A slice of shape `step` of an array with its steps on `axis`: the number of its
+    contiguous blocks (one per index of the axes before the steps') and their bytes."""
+    return SizeExpr.of(step[:axis]), _nbytes(step[axis:], dtype)
+
+
+def _own(extra: Extra, key: Any, name: str, shape: tuple, dtype: str) -> None:
+    """Scratch of one slice for per-trip value `key`."""
+    extra.storage[key] = extra.scratch(((shape, dtype),))
+    extra.names[key] = name
 
 
 def body_program(body: Any, outputs: list[str], fusion: bool) -> tuple[Program, MemoryPlan]:
@@ -101,7 +118,13 @@ def lower_loop(
             key[u] = ("in", S, k)
         elif k < nc + nxs:
             key[u] = ("x", S, k)
-            binds.append(Bind("step", key[u], (args[k],), _nbytes(a["shape"], a["dtype"])))
+            axis = xs_axis(p, k - nc)
+            if axis:  # gathered into scratch at each trip
+                _own(extra, key[u], f"{ctx.names[S]}.x{k}", a["shape"], a["dtype"])
+                rows, size = _blocks(a["shape"], a["dtype"], axis)
+                binds.append(Bind("gather", key[u], (args[k],), size, rows=rows))
+            else:
+                binds.append(Bind("step", key[u], (args[k],), _nbytes(a["shape"], a["dtype"])))
         else:
             key[u] = args[k]  # a captured value: the operand itself
     dest: dict[str, Any] = {}  # body output name -> where the loop keeps it at each trip
@@ -110,8 +133,9 @@ def lower_loop(
         shape, dtype = B.nx._node[outs[k]]["shape"], B.nx._node[outs[k]]["dtype"]
         if k < nc:
             dest[name] = ("out", S, k)
+            alone = _carry_in_place(prog, bplan, ins[k], outs[k], name)
             ping, pong = ("ping", S, k), ("pong", S, k)
-            for turn in (ping, pong):
+            for turn in () if alone else (ping, pong):
                 extra.storage[turn] = extra.scratch(((shape, dtype),))
                 extra.names[turn] = f"{ctx.names[S]}.{turn[0]}{k}"
             final = results.get(k)
@@ -119,6 +143,8 @@ def lower_loop(
                 final = ("final", S, k)
                 extra.storage[final] = extra.scratch(((shape, dtype),))
                 extra.names[final] = f"{ctx.names[S]}.final{k}"
+            if alone:  # the first trip reads the initial carry, every trip writes the final
+                ping = pong = final
             binds.append(Bind("carry_in", ("in", S, k), (args[k], ping, pong)))
             binds.append(Bind("carry_out", dest[name], (final, ping, pong)))
             empty.append((final, args[k], _nbytes(shape, dtype)))
@@ -132,12 +158,17 @@ def lower_loop(
             binds.append(Bind("every", dest[name], (results[k], skip), _nbytes(shape, dtype),
                               p["every"]))  # fmt: skip
             extra.storage[dest[name]] = Storage("alias", results[k])
+        elif k in results and ys_axis(p, k):  # written in scratch, scattered at each trip
+            dest[name] = ("y", S, k)
+            _own(extra, dest[name], f"{ctx.names[S]}.y{k}", shape, dtype)
+            rows, size = _blocks(shape, dtype, ys_axis(p, k))
+            binds.append(Bind("scatter", dest[name], (results[k],), size, rows=rows))
         elif k in results:
             dest[name] = ("y", S, k)
             binds.append(Bind("step", dest[name], (results[k],), _nbytes(shape, dtype)))
             extra.storage[dest[name]] = Storage("alias", results[k])
     for u, kk in key.items():
-        if isinstance(kk, tuple) and kk[0] == "x":
+        if isinstance(kk, tuple) and kk[0] == "x" and kk not in extra.storage:
             extra.storage[kk] = Storage("alias", args[ins.index(u)])
 
     # the body plan's storage: scratch slots of the function, constants, aliases
@@ -205,6 +236,29 @@ def lower_loop(
     what = tuple(ctx.describe(n) for n in step.nodes)
     return Repeat(SizeExpr.of([p["length"][0]]), bool(p["reverse"]), tuple(binds),
                   tuple(lowered), tuple(empty), what, step.section)  # fmt: skip
+
+
+def _carry_in_place(prog: Program, plan: MemoryPlan, u: int, o: int, name: str) -> bool:
+    """May the body write its new carry `o` (output `name`) over the carry `u` it reads? Then
+    one buffer holds the carry from trip to trip instead of two taking turns (the sums of a
+    reverse loop's gradients of the weights, the largest carries, are added in place). So it
+    may when nothing reads `u`, or a value sharing its bytes, after the step writing `o` (nor
+    beside it), and at that step only an elementwise `o` reads it, at the element it writes
+    (the planner's rule for writing in place)."""
+    t = prog.step_of.get(o)
+    if t is None or plan.storage.get(o) != Storage("output", name):
+        return False
+    if t and prog.steps[t - 1].beside:
+        return False
+    same = {v for v in plan.storage if plan.root(v) == u} | {u}
+    if same.intersection(plan.extra_outputs.values()):  # copied to a result after the steps
+        return False
+    last = max((r + prog.steps[r].beside for r, reads in enumerate(prog._reads)
+                if same.intersection(reads)), default=-1)  # fmt: skip
+    if last < t:
+        return True
+    reads = prog._reads[t]
+    return last == t and same.intersection(reads) == {u} and _can_overwrite(prog, o, u)
 
 
 def _bound(k: Any, per_trip: set[Any], extra: Extra) -> bool:

@@ -242,9 +242,10 @@ def _unrolled(step, xs, steps, params, hidden, parts, return_sequences, lengths)
 
 
 def _looped(step, xs, params, hidden, parts, return_sequences, lengths) -> Value:
-    """A loop over the steps (gc.scan) of xs made time-major, [T, N, D]."""
+    """A loop over the steps (gc.scan) on axis 1 of xs [N, T, D], every step's h stacked on
+    axis 1 [N, T, H]: batch-first arrays read and written where they are (no time-major
+    copies of xs, of the outputs or of their gradient)."""
     n = xs.shape[0]
-    steps = ops.transpose(xs, (1, 0, 2))
     zero = ops.broadcast_to(xs.graph.const(0.0, dtype=xs.dtype), (n, hidden))
     state = (zero,) * parts
     if lengths is None:
@@ -252,7 +253,7 @@ def _looped(step, xs, params, hidden, parts, return_sequences, lengths) -> Value
         def cell(s, x):
             return step(x @ params[0], s, params, hidden)
 
-        final, hs = ops.scan(cell, state, steps)
+        final, hs = ops.scan(cell, state, xs, axis=1)
     else:
         left = ops.cast(lengths, xs.dtype).reshape(n, 1)  # steps each sequence has left
 
@@ -263,5 +264,5 @@ def _looped(step, xs, params, hidden, parts, return_sequences, lengths) -> Value
             new = tuple(_masked(keep, v, old) for v, old in zip(new, s, strict=True))
             return (new, k - 1.0), _masked(keep, h, None)
 
-        (final, _), hs = ops.scan(cell, (state, left), steps)
-    return ops.transpose(hs, (1, 0, 2)) if return_sequences else final[0]
+        (final, _), hs = ops.scan(cell, (state, left), xs, axis=1)
+    return hs if return_sequences else final[0]

@@ -10,9 +10,12 @@ values of the enclosing graph the body reads (captured); its params hold the bod
 or a symbol bound at call time like any size). Its value is the tuple of its results, which
 only `scan_out[index=k]` reads: result k < n_carry is the final carry k, the others are the
 per-step results stacked along a new axis 0, [T, ...]. Step t reads slice t of each xs and
-writes slice t of each stacked result; a reverse scan runs t = T-1 down to 0. The results in
-`strided` keep only steps 0, k, 2k, ... (k = `every`; a static T): the loop's checkpoints
-(passes/scan_remat.py).
+writes slice t of each stacked result; a reverse scan runs t = T-1 down to 0. `xs_axes` and
+`ys_axes` move the steps off axis 0: xs k is sliced along axis `xs_axes[k]`, and stacked
+result j (counted from the first stacked one) holds the steps on axis `ys_axes[j]`; an entry
+left out is 0 (a batch-first sequence [N, T, ...] is read and written in place, with no
+time-major copy: codegen/scan.py). The results in `strided` keep only steps 0, k, 2k, ...
+(k = `every`; a static T; on axis 0): the loop's checkpoints (passes/scan_remat.py).
 
 The derivative is a reverse scan over the body's VJP (passes/scan_grad.py); the memory plan and
 the code are in passes/scan_steps.py and codegen/scan.py.
@@ -38,6 +41,23 @@ def trip_count(G: Any, n: int) -> int | str:
     return G._node[n]["params"]["length"][0]
 
 
+def xs_axis(p: dict[str, Any], k: int) -> int:
+    """The axis along which a scan with params `p` slices its per-step operand xs[k]."""
+    axes = p.get("xs_axes", ())
+    return axes[k] if k < len(axes) else 0
+
+
+def ys_axis(p: dict[str, Any], j: int) -> int:
+    """The axis on which a scan with params `p` stacks its result j (0 for a carry)."""
+    axes, nc = p.get("ys_axes", ()), p["n_carry"]
+    return axes[j - nc] if 0 <= j - nc < len(axes) else 0
+
+
+def stacked_shape(step: tuple, T: int | str, axis: int) -> tuple:
+    """The shape of `step`-shaped slices stacked on `axis`."""
+    return (*step[:axis], T, *step[axis:])
+
+
 def results(G: Any, n: int) -> list[tuple[tuple, str]]:
     """(shape, dtype) of each result of scan node n: final carries, then stacked results (a
     strided one holds steps 0, k, 2k, ... of a static T: ceil(T / k) of them)."""
@@ -46,7 +66,8 @@ def results(G: Any, n: int) -> list[tuple[tuple, str]]:
     T = p["length"][0]
     out = body.types(body.outputs)
     k, strided = p["every"], p["strided"]
-    return [t if j < p["n_carry"] else ((-(-T // k) if j in strided else T, *t[0]), t[1])
+    return [t if j < p["n_carry"] else
+            (stacked_shape(t[0], -(-T // k) if j in strided else T, ys_axis(p, j)), t[1])
             for j, t in enumerate(out)]  # fmt: skip
 
 
@@ -71,20 +92,22 @@ def _infer_scan(G: Any, n: int, ops: list[int]) -> tuple[tuple, str]:
     if len(outs) < nc or not outs:
         raise ShapeMismatch(f"the body has {len(outs)} outputs: it must return the {nc} carries "
                             "first (and a scan needs at least one result)")  # fmt: skip
+    _check_axes(p, nx_, len(outs) - nc, [len(t[0]) for t in outs[nc:]],
+                [len(G._node[u]["shape"]) for u in ops[nc : nc + nx_]])  # fmt: skip
     nodes = G._node
     for k, (u, (shape, dtype)) in enumerate(zip(ops, ins, strict=True)):
         have, got = nodes[u]["shape"], nodes[u]["dtype"]
         if nc <= k < nc + nx_:
-            what = f"xs[{k - nc}]"
+            what, a = f"xs[{k - nc}]", xs_axis(p, k - nc)
             if not have:
                 raise ShapeMismatch(f"{what} (v{u}) is a scalar: a per-step operand has the "
-                                    "steps on axis 0")  # fmt: skip
-            if have[0] != T:
+                                    "steps on an axis")  # fmt: skip
+            if have[a] != T:
                 raise ShapeMismatch(
-                    f"{what} (v{u}) has {have[0]} steps on axis 0 ({format_type(have, got)}), "
+                    f"{what} (v{u}) has {have[a]} steps on axis {a} ({format_type(have, got)}), "
                     f"the scan {T}"
                 )
-            have = have[1:]
+            have = have[:a] + have[a + 1 :]
         else:
             what = f"carry[{k}]" if k < nc else f"captured value {k - nc - nx_} (v{u})"
         if (have, got) != (shape, dtype):
@@ -96,6 +119,8 @@ def _infer_scan(G: Any, n: int, ops: list[int]) -> tuple[tuple, str]:
     for j in strided:
         if not (isinstance(j, int) and nc <= j < len(outs)):
             raise ShapeMismatch(f"strided result {j!r} is not a per-step result")
+        if ys_axis(p, j):
+            raise ShapeMismatch(f"strided result {j} must keep its steps on axis 0")
         if not isinstance(T, int):
             raise ShapeMismatch("a strided result needs a static trip count")
     for k in range(nc):
@@ -105,6 +130,20 @@ def _infer_scan(G: Any, n: int, ops: list[int]) -> tuple[tuple, str]:
                 f"leaves it as {format_type(*outs[k])}; a carry keeps its shape and dtype"
             )
     return (), outs[0][1]
+
+
+def _check_axes(p: dict, nx_: int, ny: int, y_ranks: list[int], x_ranks: list[int]) -> None:
+    """xs_axes: an axis of each xs (or fewer entries); ys_axes: an axis of each stacked result
+    (a slice's axes and one more), or fewer."""
+    for key, count, ranks, extra in (("xs_axes", nx_, x_ranks, 0), ("ys_axes", ny, y_ranks, 1)):
+        axes = p.get(key, ())
+        if not isinstance(axes, tuple) or len(axes) > count:
+            raise ShapeMismatch(f"{key}={axes!r} must be a tuple of at most {count} axes")
+        for a, rank in zip(axes, ranks, strict=False):
+            ok = isinstance(a, int) and not isinstance(a, bool)
+            if not (ok and 0 <= a < max(rank + extra, 1)):
+                raise ShapeMismatch(f"{key}={axes!r}: {a!r} is not an axis of a {rank + extra}-d "
+                                    "stack")  # fmt: skip
 
 
 def _infer_scan_out(G: Any, n: int, ops: list[int]) -> tuple[tuple, str]:
@@ -124,14 +163,16 @@ def _check_param(key: str, value: object) -> str | None:
 
 # ---- the reference: the loop, run by the interpreter --------------------------------------------
 def _run(*arrays: np.ndarray, body: Body, n_carry: int, n_xs: int, reverse: bool,
-         length: tuple, strided: tuple = (), every: int = 1) -> tuple:  # fmt: skip
+         length: tuple, strided: tuple = (), every: int = 1, xs_axes: tuple = (),
+         ys_axes: tuple = ()) -> tuple:  # fmt: skip
     from graphc.interp import execute
 
     G = body.graph.nx
     (T,) = length
     ins, outs = body.inputs, body.outputs
     carries = list(arrays[:n_carry])
-    xs = arrays[n_carry : n_carry + n_xs]
+    p = {"n_carry": n_carry, "xs_axes": xs_axes, "ys_axes": ys_axes}
+    xs = [np.moveaxis(x, xs_axis(p, k), 0) for k, x in enumerate(arrays[n_carry : n_carry + n_xs])]
     fixed = dict(zip(ins[n_carry + n_xs :], arrays[n_carry + n_xs :], strict=True))
     symbols: dict[str, int] = {}  # the body's symbols, bound by its inputs' shapes
     shapes = [np.shape(a) for a in carries] + [x.shape[1:] for x in xs]
@@ -160,6 +201,8 @@ def _run(*arrays: np.ndarray, body: Body, n_carry: int, n_xs: int, reverse: bool
         stacked.append(np.stack(ys[k]) if ys[k] else np.zeros(shape, dtype=a["dtype"]))
         if n_carry + k in strided:  # steps 0, every, 2 every, ...
             stacked[-1] = np.ascontiguousarray(stacked[-1][::every])
+        else:  # a view, as np.transpose's of a time-major stack (the same sums follow)
+            stacked[-1] = np.moveaxis(stacked[-1], 0, ys_axis(p, n_carry + k))
     return (*(np.array(c, dtype=G._node[o]["dtype"]) for c, o in zip(carries, outs, strict=False)),
             *stacked)  # fmt: skip
 
@@ -201,6 +244,8 @@ register(
             "length": (0,),
             "strided": (),
             "every": 1,
+            "xs_axes": (),
+            "ys_axes": (),
         },  # fmt: skip
         shape_params=("length",),
         infer_graph=_infer_scan,
@@ -268,6 +313,7 @@ def scan(
     xs: Tree = None,
     reverse: bool = False,
     length: int | str | None = None,
+    axis: int = 0,
 ) -> tuple[Tree, Tree]:
     """Run `f(carry, x) -> (carry, y)` over the steps of `xs` (sliced along axis 0), starting
     from the carry `init`: returns the last carry and every step's y stacked along a new axis
@@ -276,7 +322,9 @@ def scan(
     returns the new carry in the structure of `init` (each of the same shape and dtype) and a
     y of any such structure (or None). `f` is called once, to trace its body: values of the
     model it uses are read by every step (their gradients summed over the steps). With
-    `reverse`, step T-1 runs first (y still stacked by step)."""
+    `reverse`, step T-1 runs first (y still stacked by step). With `axis`, the steps are on
+    that axis of every xs leaf and y is stacked on it (`axis=1`: batch-first sequences
+    [N, T, ...]), read and written where they are, with no time-major copy."""
     from graphc.ir.graph import clean_loc
     from graphc.ir.loc import user_loc
 
@@ -293,10 +341,14 @@ def scan(
     with outer.at(loc):
         init_leaves = [_value(outer, v, f"init leaf {k}", loc) for k, v in enumerate(init_leaves)]
         xs_leaves = [_value(outer, v, f"xs leaf {k}", loc) for k, v in enumerate(xs_leaves)]
-    T = _trip_count(xs_leaves, length, loc)
+    if not (isinstance(axis, int | np.integer) and int(axis) >= 0):
+        raise GraphError(f"{_where(loc)}: axis={axis!r} must be an int >= 0")
+    axis = int(axis)
+    T = _trip_count(xs_leaves, length, loc, axis)
     body = Trace(outer)
     carry_in = [body.slot(f"c{k}", v.shape, v.dtype) for k, v in enumerate(init_leaves)]
-    x_in = [body.slot(f"x{k}", v.shape[1:], v.dtype) for k, v in enumerate(xs_leaves)]
+    x_in = [body.slot(f"x{k}", v.shape[:axis] + v.shape[axis + 1 :], v.dtype)
+            for k, v in enumerate(xs_leaves)]  # fmt: skip
     TRACES.append(body)
     try:
         got = f(_unflatten(init_spec, carry_in), _unflatten(xs_spec, x_in))
@@ -326,12 +378,19 @@ def scan(
             )
     if not carry_out and not y_out:
         raise GraphError(f"{_where(loc)}: the loop has no result (no carry and y is None)")
+    for k, v in enumerate(y_out):
+        if v.ndim < axis:
+            raise ShapeError(f"{_where(loc)}: y leaf {k} (v{v.id}, "
+                             f"{format_type(v.shape, v.dtype)}) has no axis {axis} to stack "
+                             "the steps on")  # fmt: skip
     for k, v in enumerate(carry_out):
         body.output(f"c{k}", v)
     for k, v in enumerate(y_out):
         body.output(f"y{k}", v)
     params = {"body": Body(body.finish()), "n_carry": len(init_leaves), "n_xs": len(xs_leaves),
               "reverse": bool(reverse), "length": (T,)}  # fmt: skip
+    if axis:
+        params.update(xs_axes=(axis,) * len(xs_leaves), ys_axes=(axis,) * len(y_out))
     with outer.at(loc):
         node = outer.add("scan", [*init_leaves, *xs_leaves, *body.captured], params)
         count = len(carry_out) + len(y_out)
@@ -362,7 +421,7 @@ def _value(g: Graph, v: Any, what: str, loc: str) -> Value:
     return g.const(arr, dtype=arr.dtype.name if keep else "float64")
 
 
-def _trip_count(xs: list[Value], length: int | str | None, loc: str) -> int | str:
+def _trip_count(xs: list[Value], length: int | str | None, loc: str, axis: int = 0) -> int | str:
     if length is not None and not (
         is_symbol(length) or (isinstance(length, int | np.integer) and int(length) >= 0)
     ):
@@ -374,15 +433,17 @@ def _trip_count(xs: list[Value], length: int | str | None, loc: str) -> int | st
             raise GraphError(f"{_where(loc)}: with no xs, give length= (the number of steps)")
         return length
     for k, x in enumerate(xs):
-        if not x.shape:
-            raise ShapeError(f"{_where(loc)}: xs leaf {k} (v{x.id}) is a scalar; each xs has "
-                             "the steps on axis 0")  # fmt: skip
-    T = xs[0].shape[0]
+        if x.ndim <= axis:
+            shown = format_type(x.shape, x.dtype)
+            what = f"({shown}) has no axis {axis}" if x.shape else "is a scalar"
+            raise ShapeError(f"{_where(loc)}: xs leaf {k} (v{x.id}) {what}; each xs has the "
+                             f"steps on axis {axis}")  # fmt: skip
+    T = xs[0].shape[axis]
     for k, x in enumerate(xs[1:], 1):
-        if x.shape[0] != T:
+        if x.shape[axis] != T:
             raise ShapeError(
                 f"{_where(loc)}: xs leaf {k} (v{x.id}, {format_type(x.shape, x.dtype)}) has "
-                f"{x.shape[0]} steps on axis 0, xs leaf 0 has {T}"
+                f"{x.shape[axis]} steps on axis {axis}, xs leaf 0 has {T}"
             )
     if length is not None and length != T:
         raise ShapeError(f"{_where(loc)}: length={length!r}, but xs have {T} steps")

@@ -1,5 +1,8 @@
 """The derivative of a loop: the VJP of `scan` (ops/scan.py) is a reverse scan over the VJP of
-its body, reading values the forward loop saved at every step.
+its body, reading values the forward loop saved at every step. A forward loop reading or
+stacking its steps on another axis than 0 (`xs_axes`, `ys_axes`) has a reverse loop reading
+those arrays, and the cotangents of its slices, on the same axes; residuals are stacked on
+axis 0.
 
 The body's VJP is built with `backprop` (passes/grad.py) from a cotangent input per result of
 the body, and split by what each node depends on:
@@ -30,6 +33,7 @@ from graphc.ir.body import Body
 from graphc.ir.graph import Graph, Value, ancestors, describe, operands, topo_order
 from graphc.ir.shapes import FLOAT_DTYPES
 from graphc.ops.registry import REGISTRY
+from graphc.ops.scan import xs_axis, ys_axis
 from graphc.ops.shape import broadcast_to
 
 
@@ -123,17 +127,23 @@ def scan_vjp(
         v_grads, args, B.name,
     )  # fmt: skip
     operands_ = [*init, *xs, *captured]
+    active_xs = [k for k in range(nc, nc + nxs) if k in act]
+    # each per-step operand read along the axis it has its steps on; the slices' cotangents
+    # stacked on their slices' axes
+    xs_axes = [ys_axis(params, nc + j) for j in ys] + [ys_axis(params, index[u]) for u in stacked]
+    xs_axes += [xs_axis(params, body_pos[u] - nc) for u in slices]
+    ys_axes = [xs_axis(params, k - nc) for k in active_xs]
+    axes = {"xs_axes": tuple(xs_axes), "ys_axes": tuple(ys_axes)} if any(xs_axes + ys_axes) else {}
     rev = dg.add(
         "scan", operands_,
         {"body": Body(bwd), "n_carry": len(init), "n_xs": len(xs),
-         "reverse": not params["reverse"], "length": (T,)},
+         "reverse": not params["reverse"], "length": (T,), **axes},
     )  # fmt: skip
     got: list[Value | None] = [None] * len(args)
     for i, k in enumerate(carries):
         got[k] = _out(dg, rev.id, i)
     for i, k in enumerate(cap):
         got[k] = _out(dg, rev.id, len(carries) + i)
-    active_xs = [k for k in range(nc, nc + nxs) if k in act]
     for i, k in enumerate(active_xs):
         got[k] = _out(dg, rev.id, len(init) + i)
     return got

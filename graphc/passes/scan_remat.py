@@ -9,7 +9,8 @@ The reverse loop becomes a reverse loop over the segments whose body holds the t
 its carries (the cotangents, and the sums of the captured values' cotangents) pass from segment
 to segment, so every addition happens in the order it did: the gradients are bit for bit the
 same. The last T mod k steps are a segment of their own, before the others. Trip counts must be
-static (a symbolic T keeps its loop as it was).
+static (a symbolic T keeps its loop as it was). A loop with its steps on an inner axis is made
+time-major first (passes/scan_axes.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from graphc.ops.scan import results
 from graphc.ops.scan import scan as scan_
 from graphc.ops.shape import reshape
 from graphc.ops.slicing import concat
+from graphc.passes.scan_axes import time_major
 
 MIN_STEPS = 4  # fewer steps: nothing to gain
 
@@ -38,6 +40,8 @@ def checkpoint_loops(g: Graph, backward_from: int) -> tuple[Graph, int]:
     for b in sorted(n for n in G if n >= backward_from and G._node[n]["op"] == "scan"):
         pair = _forward_of(G, b)
         if pair is not None:
+            time_major(h, pair)  # segments are cut along axis 0
+            time_major(h, b)
             _segment(h, pair, b)
             done += 1
     return h, done

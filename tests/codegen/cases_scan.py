@@ -7,7 +7,9 @@ empty), `K` (at least 1), and static ones. The cases cover a loop's parts: carri
 tuples, pass through unchanged or are also a per-step result; several per-step operands and
 results; captured values (whose gradients are summed over the trips); reverse loops; a loop with
 no per-step operand (`length=`); slices of a gate-stacked value, as an LSTM's; a loop in a
-loop's body; and a loop whose result is read only by the backward pass.
+loop's body; a loop whose result is read only by the backward pass; and loops with their steps
+on an inner axis (`axis=`: batch-first sequences, each slice gathered and scattered in blocks),
+forward and reverse, whose backward loops read residuals on axis 0 beside them.
 """
 
 from __future__ import annotations
@@ -94,6 +96,51 @@ def _stacked_only(x, w):
     return hs
 
 
+def _batch_first(x, h0, w):
+    """The RNN over x [2, T, 3], steps on axis 1: h [2, 3], ys [2, T, 3]."""
+
+    def cell(h, xt):
+        h = gc.tanh(xt + h @ w)
+        return h, h * 2.0
+
+    return gc.scan(cell, h0, x, axis=1)
+
+
+def _numpy_batch_first(x, h0, w):
+    h, ys = _numpy_rnn(np.moveaxis(x, 1, 0), h0, w)
+    return h, np.moveaxis(ys, 0, 1)
+
+
+def _inner_axis_reverse(x, z, a):
+    """x [2, 3, K, 2] and z [2, 1, K] on axis 2 (six blocks of two and two of one a slice);
+    ys [2, 3, K, 2] and [2, 3, K] stacked on axis 2."""
+
+    def cell(c, xs):
+        xt, zt = xs
+        acc = c * a + xt * gc.reshape(zt, (2, 1, 1))
+        return acc, (gc.tanh(acc), gc.sum(acc, axis=2))
+
+    zs = gc.reshape(z, (2, 1, z.shape[1]))  # [2, 1, K]
+    init = gc.broadcast_to(a * 0.5, (2, 3, 2))
+    c, (ys, sums) = gc.scan(cell, init, (x, zs), reverse=True, axis=2)
+    return gc.sum(ys, axis=2) * c + gc.sum(sums)
+
+
+def _nested_inner_axis(x, w):
+    """x [K, 2, 3]: a loop in the body over axis 1 of each slice [2, 3], stacking on it."""
+
+    def outer(h, xt):
+        def inner(k, xi):
+            k = gc.tanh(k * w + xi)
+            return k, k * 0.5
+
+        k, ks = gc.scan(inner, h, xt, axis=1)
+        return k * 0.5 + h, ks
+
+    h, ks = gc.scan(outer, w, x)
+    return ks * gc.reshape(h, (2, 1))
+
+
 def scan_model(name: str) -> Model:
     m = Model(name)
     m.case("scan[rnn,T=N]", "scan_out", lambda x, h, w: _rnn(x, h, w)[1],
@@ -109,6 +156,15 @@ def scan_model(name: str) -> Model:
     m.case("scan[length=3]", "scan", _counted, In((3,), SMALL))
     m.case("scan[nested]", "scan", _nested, In(("K", 2, 3)), In((3,), SMALL))
     m.case("scan[residual]", "scan", _stacked_only, In(("N", 4)), In((4,)))
+    m.case("scan[axis=1,T=N]", "scan_out", lambda x, h, w: _batch_first(x, h, w)[1],
+           In((2, "N", 3)), In((2, 3)), In((3, 3), SMALL),
+           numpy=lambda x, h, w: _numpy_batch_first(x, h, w)[1])  # fmt: skip
+    m.case("scan[axis=1,final]", "scan", lambda x, h, w: _batch_first(x, h, w)[0],
+           In((2, "N", 3)), In((2, 3)), In((3, 3), SMALL),
+           numpy=lambda x, h, w: _numpy_batch_first(x, h, w)[0])  # fmt: skip
+    m.case("scan[axis=2,reverse]", "scan", _inner_axis_reverse,
+           In((2, 3, "K", 2)), In((2, "K")), In((3, 2), SMALL))  # fmt: skip
+    m.case("scan[nested,axis=1]", "scan", _nested_inner_axis, In(("K", 2, 3)), In((2,), SMALL))
     return m.finish()
 
 
@@ -120,6 +176,8 @@ def scan_f32_model(name: str) -> Model:
            In(("K", "N", 12)), In(("N", 3)), In((3, 12), SMALL), In((12,)))  # fmt: skip
     m.case("scan[reverse,tuples]", "scan", _two_results_reverse,
            In(("K", 4)), In(("K", 4)), In((4,), SMALL))  # fmt: skip
+    m.case("scan[axis=1,T=N]", "scan_out", lambda x, h, w: _batch_first(x, h, w)[1],
+           In((2, "N", 3)), In((2, 3)), In((3, 3), SMALL))  # fmt: skip
     return m.finish()
 
 
