@@ -100,7 +100,7 @@ cdef extern from "graphc_rt.h" nogil:
     double trunc(double)
     double rint(double)
     double copysign(double, double)
-    double fmod(double, double)
+    double fmod "gc_fmod" (double, double)
     double fmodf "gc_fmodf" (float, float)
     long long ifloordiv "gc_ifloordiv" (long long, long long)
     long long imod "gc_imod" (long long, long long)
