@@ -463,6 +463,29 @@ GC_MATH double gc_fmod(double x, double y) {
 #undef GC_FMOD_ROUND
 #undef GC_FMOD_ROUNDS4
 
+/* ---- x ** y of float32 operands: exp(y log|x|) in double, by gc_log and gc_exp, rounded once
+   to float. y log|x| is within about 1.5 2^-52 of its value relatively (log's ulp and the
+   product's rounding), so where the result is a float above the underflow (|y log|x|| < 104)
+   the double before rounding is within 2^-44 of x^y relatively: the float is x^y correctly
+   rounded, or a neighbour where x^y lies within 2^-44 of the midpoint between two floats
+   (measured against long double by tests/codegen/test_powf.py: within 1 ulp). Exact results
+   (powers of two, squares) are exact; y = 2 is x * x, so that a square is rounded correctly
+   even at a midpoint. C99's special cases as selects: x^0 = 1 and 1^y = 1 (NaNs too), (+-1)^
+   (+-inf) = 1, NaN for x < 0 finite and y finite and not an integer, x's sign for odd
+   integers y (zeros and infinities too), and the rest from exp(+-inf) = inf or 0. */
+GC_MATH float gc_powf(float xf, float yf) {
+    double x = xf, y = yf, ax = fabs(x);
+    double r = gc_exp(y * gc_log(ax));
+    double h = 0.5 * y;
+    double integer = y == trunc(y) && fabs(y) < INFINITY ? 1.0 : 0.0;
+    double odd = integer > 0.0 && h != trunc(h) ? 1.0 : 0.0;
+    r = odd > 0.0 && gc_bits(x) < 0 ? -r : r;
+    r = x < 0.0 && x > -INFINITY && integer == 0.0 && fabs(y) < INFINITY ? NAN : r;
+    r = y == 2.0 ? x * x : r;
+    r = ax == 1.0 && fabs(y) == INFINITY ? 1.0 : r;
+    return (float)(y == 0.0 || x == 1.0 ? 1.0 : r);
+}
+
 /* ---- ints: floor division, modulo and powers in int64 (narrower ints are computed here
    and cast back, wrapping), never C's undefined cases: x // 0 and x % 0 are 0 (NumPy's),
    the least int64 // -1 wraps to itself; x ** y for y < 0 is 1 for x = 1, +-1 for x = -1 and
