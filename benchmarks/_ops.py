@@ -23,21 +23,23 @@ import numpy as np
 import graphc as gc
 from benchmarks._timing import FULL, QUICK, Case, fmt_us, format_table, load_average, measure
 
-DTYPE = "float32"
+DTYPE = "float32"  # the default; --dtype float64 for the other
 # name -> (input shapes, graphc's y(x, ...), PyTorch's y(x, ...))
 Workloads = dict[str, tuple[dict[str, tuple], Callable, Callable]]
 
 
-def graphs(name: str, shapes: dict[str, tuple], fn: Callable) -> tuple[gc.Graph, gc.Graph]:
+def graphs(
+    name: str, shapes: dict[str, tuple], fn: Callable, dtype: str = DTYPE
+) -> tuple[gc.Graph, gc.Graph]:
     """(the forward model: y of data inputs; the gradient's: loss = sum(y * r) of params)."""
     out = []
     for grad in (False, True):
         g = gc.Graph("".join(c if c.isalnum() else "_" for c in name) + ("_grad" if grad else ""))
         y = fn(
-            *((g.param if grad else g.input)(k, shape=s, dtype=DTYPE) for k, s in shapes.items())
+            *((g.param if grad else g.input)(k, shape=s, dtype=dtype) for k, s in shapes.items())
         )
         if grad:
-            g.output("loss", gc.sum(y * g.input("r", shape=y.shape, dtype=DTYPE)))
+            g.output("loss", gc.sum(y * g.input("r", shape=y.shape, dtype=dtype)))
         else:
             g.output("y", y)
         out.append(g)
@@ -49,6 +51,7 @@ def cases(
     threads: int,
     out: Path,
     inputs: Callable = np.random.Generator.standard_normal,
+    dtype: str = DTYPE,
 ) -> tuple[list[Case], str | None]:
     """Every implementation's forward and value_and_grad of every workload, and why PyTorch is
     left out (or None). `inputs(rng, shape)` draws an input."""
@@ -62,12 +65,12 @@ def cases(
         torch, skipped = None, f"PyTorch not importable ({exc})"
     out_cases = []
     for name, (shapes, ours, theirs) in workloads.items():
-        fwd, grad_g = graphs(name, shapes, ours)
-        mf, mg = (gc.compile(g, dtype=DTYPE, out_dir=out) for g in (fwd, grad_g))
+        fwd, grad_g = graphs(name, shapes, ours, dtype)
+        mf, mg = (gc.compile(g, dtype=dtype, out_dir=out) for g in (fwd, grad_g))
         for m in (mf, mg):
             m.module.set_num_threads(threads)
-        x = {k: inputs(rng, s).astype(DTYPE) for k, s in shapes.items()}
-        feed = x | {"r": rng.standard_normal(fwd["y"].shape).astype(DTYPE)}
+        x = {k: inputs(rng, s).astype(dtype) for k, s in shapes.items()}
+        feed = x | {"r": rng.standard_normal(fwd["y"].shape).astype(dtype)}
         out_cases += [
             Case(f"{name}|graphc|forward", mf.forward, (), x),
             Case(f"{name}|graphc|grad", mg.value_and_grad, (), feed),
@@ -92,12 +95,14 @@ def cases(
     return out_cases, skipped
 
 
-def run(title: str, workloads: Workloads, quick: bool, threads: int, **kw: Any) -> None:
+def run(
+    title: str, workloads: Workloads, quick: bool, threads: int, dtype: str = DTYPE, **kw: Any
+) -> None:
     """Time every workload and print the table: median µs per call, and NumPy's and PyTorch's
     times over graphc's (above 1: graphc is faster)."""
     start = load_average()
     with tempfile.TemporaryDirectory() as tmp:
-        all_cases, skipped = cases(workloads, threads, Path(tmp), **kw)
+        all_cases, skipped = cases(workloads, threads, Path(tmp), dtype=dtype, **kw)
         plan = QUICK if quick else FULL
         numpy = [c for c in all_cases if "|NumPy|" in c.name]
         rest = [c for c in all_cases if "|NumPy|" not in c.name]
@@ -110,7 +115,7 @@ def run(title: str, workloads: Workloads, quick: bool, threads: int, **kw: Any) 
             ratio = [f"{us[i] / us['graphc']:.2f}" if us[i] else "-" for i in ("NumPy", "PyTorch")]
             rows.append([name, label, *(fmt_us(v) if v else "-" for v in us.values()), *ratio])
     loads = "unknown" if start is None else f"{start:.2f} at the start, {end:.2f} at the end"
-    print(f"{title}, float32, {threads} thread(s) each (median µs per call); "
+    print(f"{title}, {dtype}, {threads} thread(s) each (median µs per call); "
           f"1-minute load average {loads}")  # fmt: skip
     header = ["workload", "function", "graphc", "NumPy", "PyTorch", "NumPy/graphc",
               "PyTorch/graphc"]  # fmt: skip
@@ -132,6 +137,8 @@ def main(prog: str, doc: str, title: str, workloads: Callable, argv: Sequence[st
     ap = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc)
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     ap.add_argument("--threads", type=int, default=1, help="graphc's and PyTorch's threads")
+    ap.add_argument("--dtype", choices=("float32", "float64"), default=DTYPE,
+                    help="the models' and inputs' dtype")  # fmt: skip
     args = ap.parse_args(argv)
-    run(title, workloads(args.quick), args.quick, args.threads, **kw)
+    run(title, workloads(args.quick), args.quick, args.threads, args.dtype, **kw)
     return 0

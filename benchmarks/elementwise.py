@@ -1,14 +1,15 @@
 """Elementwise ops and activations over 10^6 elements: graphc's compiled loops, forward and
-value_and_grad, in float32, against NumPy (graphc's interpreter: the ops' NumPy references)
-and PyTorch's eager CPU kernels when installed, in one process on the same number of threads
-(one by default), as benchmarks/_ops.py times them. Inputs are uniform on [-3, 3], so every
-branch of a function (clip's bounds, softplus's threshold aside) is taken. graphc's loops are
-vectorised, the functions branch-free versions of their own (templates/runtime/graphc_rt.h,
-graphc_math.h; fmod's exact, with the C library's bits), but for a power of a non-constant
-exponent (and fmod in float64), which call the C library's per element.
+value_and_grad, in float32 (float64 with --dtype float64), against NumPy (graphc's interpreter:
+the ops' NumPy references) and PyTorch's eager CPU kernels when installed, in one process on
+the same number of threads (one by default), as benchmarks/_ops.py times them. Inputs are
+uniform on [-3, 3], so every branch of a function (clip's bounds, softplus's threshold aside) is
+taken. graphc's loops are vectorised, the functions branch-free versions of their own
+(templates/runtime/graphc_rt.h, graphc_math.h; fmod's exact, with the C library's bits), but
+for a power in float64, which calls the C library's per element.
 
     python -m benchmarks.elementwise               # full run
     python -m benchmarks.elementwise --threads 2   # graphc's and PyTorch's threads both 2
+    python -m benchmarks.elementwise --dtype float64  # the same in float64
     python -m benchmarks.elementwise --quick       # smoke run: five workloads, tiny, no claims
 """
 
@@ -47,6 +48,10 @@ FUNCTIONS = {
     "fmod": (lambda x: gc.fmod(x, 0.7), lambda x: _torch().fmod(x, 0.7)),
     "x ** 3": (lambda x: x**3.0, lambda x: x**3.0),
 }
+# name -> (input names, graphc's y, PyTorch's y): functions of two inputs of ELEMENTS
+FUNCTIONS2 = {
+    "|x| ** y": (lambda x, y: gc.abs(x) ** y, lambda x, y: x.abs() ** y),
+}
 
 
 QUICK = ("tanh", "softplus", "clip", "x ** 3")  # a smoke run's functions
@@ -56,6 +61,8 @@ def workloads(quick: bool) -> Workloads:
     n = 1000 if quick else 10**6
     names = QUICK if quick else FUNCTIONS
     out: Workloads = {name: ({"x": (n,)}, *FUNCTIONS[name]) for name in names}
+    if not quick:
+        out |= {name: ({"x": (n,), "y": (n,)}, *fns) for name, fns in FUNCTIONS2.items()}
     rows = 10 if quick else 1000  # a max over the last axis of [rows, n / rows]
     out["max over an axis"] = (
         {"x": (rows, n // rows)},

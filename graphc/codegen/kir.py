@@ -30,14 +30,16 @@ FUNCTIONS = frozenset(
     ("exp", "log", "tanh", "sqrt", "erf", "erfc", "fabs", "pow", "min", "max", "first", "end",
      "expm1", "log1p", "log2", "exp2", "sin", "cos", "tan", "asin", "acos", "atan", "atan2",
      "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "trunc", "rint", "copysign",
-     "fmod", "ifloordiv", "imod", "ipow", "expf", "sqrtf", "erff", "erfcf", "fmodf")  # the
-    # last five: in float arithmetic (see `single`); fmodf is fmod of float32 operands, its
-    # value fmod's exactly (fmod is exact), a double as fmod's is
+     "fmod", "ifloordiv", "imod", "ipow", "expf", "sqrtf", "erff", "erfcf", "fmodf", "powf")
+    # the last six: in float arithmetic (see `single`); fmodf is fmod of float32 operands, its
+    # value fmod's exactly (fmod is exact), a double as fmod's is; powf is pow of float32
+    # operands, in double and rounded once to float (within 0.5 ulp and a hair of x^y)
 )  # fmt: skip
 # the length of a leaf of NumPy's pairwise summation, and the sums its end completes (INDEX
 # functions of the row's length and the leaf's start: codegen/loops.py `row_sum`)
 FUNCTIONS |= {"pairwise_leaf", "pairwise_joins"}
-SINGLE = {"exp": "expf", "sqrt": "sqrtf", "erf": "erff", "erfc": "erfcf", "fmod": "fmodf"}
+SINGLE = {"exp": "expf", "sqrt": "sqrtf", "erf": "erff", "erfc": "erfcf", "fmod": "fmodf",
+          "pow": "powf"}  # fmt: skip
 # `and` and `or` of truth values: a backend may evaluate both sides (no side may guard the other)
 BINARY = frozenset(("+", "-", "*", "/", "//", "<", "<=", ">", ">=", "==", "!=", "and", "or"))
 BITWISE = frozenset(("|", "&", "^", "<<", ">>"))  # on booleans: both operands evaluated
@@ -213,8 +215,9 @@ def lit(x: Any) -> Expr:
 def single(e: Expr) -> Expr:
     """`e`, an expression of a float32 value, in float arithmetic: its float literals float32,
     its calls of exp, sqrt, erf, erfc the float ones (twice the elements per vector; float
-    accuracy, as float32 deserves), and of fmod fmodf (the same values, vectorised), in
-    conditions too (whose literals and arithmetic stay as they are)."""
+    accuracy, as float32 deserves), of pow powf (vectorised, in double: x^y rounded to float
+    but at near-midpoints), and of fmod fmodf (the same values, vectorised), in conditions too
+    (whose literals and arithmetic stay as they are)."""
     if isinstance(e, Lit):
         float_lit = isinstance(e.value, float) and e.dtype is None
         return Lit(e.value, "float32") if float_lit else e
@@ -246,7 +249,9 @@ def _exact_single(e: Expr) -> Expr:
     return e
 
 
-TRANSCENDENTAL = frozenset(("exp", "log", "tanh", "erf", "erfc", "expf", "erff", "erfcf", "pow"))
+TRANSCENDENTAL = frozenset(
+    ("exp", "log", "tanh", "erf", "erfc", "expf", "erff", "erfcf", "pow", "powf")
+)
 
 
 def calls(e: Expr) -> int:

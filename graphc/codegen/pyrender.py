@@ -37,8 +37,8 @@ FUNCTION = {"exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "sqrt": "np.sqr
             "floor": "np.floor", "ceil": "np.ceil", "trunc": "np.trunc", "rint": "np.rint",
             "copysign": "np.copysign", "fmod": "np.fmod", "ifloordiv": "_ifloordiv",
             "imod": "_imod", "ipow": "_ipow", "expf": "np.exp", "sqrtf": "np.sqrt", "erff": "_erf",
-            "erfcf": "_erfc", "fmodf": "np.fmod", "pairwise_leaf": "_pairwise_leaf",
-            "pairwise_joins": "_pairwise_joins"}  # fmt: skip
+            "erfcf": "_erfc", "fmodf": "np.fmod", "powf": "np.power",
+            "pairwise_leaf": "_pairwise_leaf", "pairwise_joins": "_pairwise_joins"}  # fmt: skip
 BINARY = {"and": "and", "or": "or", "//": "//"}
 COMPARE = frozenset(("<", "<=", ">", ">=", "==", "!="))
 

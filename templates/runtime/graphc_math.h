@@ -396,6 +396,96 @@ GC_MATH double gc_fmodf(float xf, float yf) {
 #undef GC_FMOD_ROUND
 #undef GC_FMOD_ROUNDS
 
+/* ---- fmod of doubles, exact, with the bits of C's fmod for every pair, in arithmetic the C
+   compiler vectorises. In units of |y|'s exponent: |x| = X 2^d and |y| = Y, X and Y in [1, 2)
+   (subnormals normalised first), multiples of 2^-52; fmod(|x|, |y|) = (X 2^d mod Y) 2^ey.
+   Rounds take d 49 bits at a time: R = r 2^s (exact), q = R / Y as r times (1/Y) 2^s (two
+   roundings: |q - R/Y| <= (2^-52 + 2^-106) |R/Y|, below 1/4 + 2^-56 as |R/Y| < 2^50), Q = q
+   rounded to an integer, so |Q - R/Y| < 3/4 + 2^-56 and the rest R - Q Y, a multiple of 2^-52
+   below 2 in magnitude, is a double: one rounding of it (a fused multiply-add) is exact. After
+   the first round |r| < 0.76 Y, so |R/Y| < 0.76 2^49 in the others and their rests stay below
+   0.7 Y. Without a fused multiply-add, Q Y is split into p + e (Dekker's product, Q and Y by
+   Veltkamp's split), R - p is exact (Sterbenz where |Q| >= 2; where |Q| <= 1, Q Y is exact, p
+   = Q Y and R - p the rest) and so is (R - p) - e, the rest. Every pair takes 43 rounds (43 x
+   49 >= 1023 + 1074, the largest d; rounds past d take s = 0, r changed by a multiple of Y at
+   most), the same for every element. The rest, moved into [0, Y), times 2^ey (two exact powers
+   of two, the second exact as the result, a multiple of y's ulp below |y|, is a double) is the
+   result, with x's sign (a zero keeps it); x where x's exponent is below y's (y infinite too),
+   and C's (x * y) / (x * y) where x is infinite or NaN or y is 0 or NaN: x's NaN, else y's,
+   quiet, else the default NaN. tests/codegen/test_fmod.py checks the bits, with and without
+   fused multiply-adds. */
+#if defined(__FMA__) || defined(__aarch64__)
+#define GC_FMOD_REST(R, Q) fma(-(Q), Y, (R))
+#else
+#define GC_FMOD_REST(R, Q) gc_fmod_rest((R), (Q), Y)
+GC_MATH double gc_fmod_rest(double R, double Q, double Y) {
+    double qh = Q * 0x1p27 + Q, yh = Y * 0x1p27 + Y;
+    qh = qh - (qh - Q);
+    yh = yh - (yh - Y);
+    double ql = Q - qh, yl = Y - yh, p = Q * Y;
+    double e = ((qh * yh - p) + qh * yl + ql * yh) + ql * yl; /* Q Y = p + e */
+    return (R - p) - e;
+}
+#endif
+#define GC_FMOD_ROUND                                                                      \
+    {                                                                                      \
+        double s_ = d < 49.0 ? d : 49.0;                                                   \
+        double p_ = gc_pow2(s_);                                                           \
+        double q_ = r * (inv * p_);                                                        \
+        d = d - s_;                                                                        \
+        r = GC_FMOD_REST(r * p_, (q_ + GC_SHIFT) - GC_SHIFT);                              \
+    }
+#define GC_FMOD_ROUNDS4 GC_FMOD_ROUND GC_FMOD_ROUND GC_FMOD_ROUND GC_FMOD_ROUND
+GC_MATH double gc_fmod(double x, double y) {
+    double ax = fabs(x), ay = fabs(y);
+    double sub_x = ax < 0x1p-1022 ? 54.0 : 0.0, sub_y = ay < 0x1p-1022 ? 54.0 : 0.0;
+    int64_t bx = gc_bits(sub_x > 0.0 ? ax * 0x1p54 : ax);
+    int64_t by = gc_bits(sub_y > 0.0 ? ay * 0x1p54 : ay);
+    double ex = gc_from_bits((int64_t)((uint64_t)bx >> 52) | gc_bits(GC_SHIFT)) - GC_SHIFT;
+    double ey = gc_from_bits((int64_t)((uint64_t)by >> 52) | gc_bits(GC_SHIFT)) - GC_SHIFT;
+    double d = (ex - sub_x) - (ey - sub_y);
+    ey = ey - sub_y - 1023.0;
+    double r = gc_from_bits((bx & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+    double Y = gc_from_bits((by & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+    double inv = 1.0 / Y, below = d < 0.0 ? 1.0 : 0.0;
+    d = d < 0.0 ? 0.0 : d;
+    GC_FMOD_ROUNDS4 GC_FMOD_ROUNDS4 GC_FMOD_ROUNDS4 GC_FMOD_ROUNDS4 GC_FMOD_ROUNDS4
+    GC_FMOD_ROUNDS4 GC_FMOD_ROUNDS4 GC_FMOD_ROUNDS4 GC_FMOD_ROUNDS4 GC_FMOD_ROUNDS4
+    GC_FMOD_ROUND GC_FMOD_ROUND GC_FMOD_ROUND
+    r = r < 0.0 ? r + Y : r;
+    double k1 = (ey * 0.5 + GC_SHIFT) - GC_SHIFT;
+    r = r * gc_pow2(k1) * gc_pow2(ey - k1);
+    double exact = below > 0.0 ? x : copysign(r, x);
+    double p = x * y, invalid = x != x ? x + x : (y != y ? y + y : p / p);
+    return ax < INFINITY && ay > 0.0 ? exact : invalid;
+}
+#undef GC_FMOD_REST
+#undef GC_FMOD_ROUND
+#undef GC_FMOD_ROUNDS4
+
+/* ---- x ** y of float32 operands: exp(y log|x|) in double, by gc_log and gc_exp, rounded once
+   to float. y log|x| is within about 1.5 2^-52 of its value relatively (log's ulp and the
+   product's rounding), so where the result is a float above the underflow (|y log|x|| < 104)
+   the double before rounding is within 2^-44 of x^y relatively: the float is x^y correctly
+   rounded, or a neighbour where x^y lies within 2^-44 of the midpoint between two floats
+   (measured against long double by tests/codegen/test_powf.py: within 1 ulp). Exact results
+   (powers of two, squares) are exact; y = 2 is x * x, so that a square is rounded correctly
+   even at a midpoint. C99's special cases as selects: x^0 = 1 and 1^y = 1 (NaNs too), (+-1)^
+   (+-inf) = 1, NaN for x < 0 finite and y finite and not an integer, x's sign for odd
+   integers y (zeros and infinities too), and the rest from exp(+-inf) = inf or 0. */
+GC_MATH float gc_powf(float xf, float yf) {
+    double x = xf, y = yf, ax = fabs(x);
+    double r = gc_exp(y * gc_log(ax));
+    double h = 0.5 * y;
+    double integer = y == trunc(y) && fabs(y) < INFINITY ? 1.0 : 0.0;
+    double odd = integer > 0.0 && h != trunc(h) ? 1.0 : 0.0;
+    r = odd > 0.0 && gc_bits(x) < 0 ? -r : r;
+    r = x < 0.0 && x > -INFINITY && integer == 0.0 && fabs(y) < INFINITY ? NAN : r;
+    r = y == 2.0 ? x * x : r;
+    r = ax == 1.0 && fabs(y) == INFINITY ? 1.0 : r;
+    return (float)(y == 0.0 || x == 1.0 ? 1.0 : r);
+}
+
 /* ---- ints: floor division, modulo and powers in int64 (narrower ints are computed here
    and cast back, wrapping), never C's undefined cases: x // 0 and x % 0 are 0 (NumPy's),
    the least int64 // -1 wraps to itself; x ** y for y < 0 is 1 for x = 1, +-1 for x = -1 and
