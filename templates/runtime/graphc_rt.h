@@ -459,7 +459,8 @@ static inline GC_KERNEL Py_ssize_t gc_pairwise_joins(Py_ssize_t n, Py_ssize_t at
    which the caller adds: fewer than 8 terms in order from 0; up to 128, eight accumulators
    (one vector) then ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)) then the last n % 8 in order; more,
    the first n/2 (rounded down to a multiple of 8) and the rest, each summed so. The same
-   order as the rows that fused loops sum (codegen/loops.py row_sum). */
+   order as the rows that fused loops sum (codegen/loops.py row_sum); gc_pairwise_leaf: the
+   same for n <= 128, inlined. */
 #define GC_ROW_KERNELS(S, T)                                                                       \
     static inline GC_KERNEL T gc_row_max_##S(const T* x, Py_ssize_t n) {                           \
         T m[8];                                                                                    \
@@ -475,22 +476,23 @@ static inline GC_KERNEL Py_ssize_t gc_pairwise_joins(Py_ssize_t n, Py_ssize_t at
         for (int c = 1; c < 8; c++) top = ((m[c] > top) | (m[c] != m[c])) ? m[c] : top;            \
         return top;                                                                                \
     }                                                                                              \
-    static inline GC_KERNEL T gc_pairwise_sum_##S(const T* a, Py_ssize_t n) {                      \
+    static inline GC_KERNEL GC_INLINE T gc_pairwise_leaf_##S(const T* a, Py_ssize_t n) {       \
         if (n < 8) {                                                                               \
             T res = 0;                                                                             \
             for (Py_ssize_t i = 0; i < n; i++) res += a[i];                                        \
             return res;                                                                            \
         }                                                                                          \
-        if (n <= 128) {                                                                            \
-            T r[8];                                                                                \
-            Py_ssize_t i = 8, stop = n - n % 8;                                                    \
-            for (int c = 0; c < 8; c++) r[c] = a[c];                                               \
-            for (; i < stop; i += 8)                                                               \
-                for (int c = 0; c < 8; c++) r[c] += a[i + c];                                      \
-            T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));             \
-            for (; i < n; i++) res += a[i];                                                        \
-            return res;                                                                            \
-        }                                                                                          \
+        T r[8];                                                                                    \
+        Py_ssize_t i = 8, stop = n - n % 8;                                                        \
+        for (int c = 0; c < 8; c++) r[c] = a[c];                                                   \
+        for (; i < stop; i += 8)                                                                   \
+            for (int c = 0; c < 8; c++) r[c] += a[i + c];                                          \
+        T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));                 \
+        for (; i < n; i++) res += a[i];                                                            \
+        return res;                                                                                \
+    }                                                                                              \
+    static inline GC_KERNEL T gc_pairwise_sum_##S(const T* a, Py_ssize_t n) {                      \
+        if (n <= 128) return gc_pairwise_leaf_##S(a, n);                                           \
         Py_ssize_t half = n / 2 - n / 2 % 8;                                                       \
         return gc_pairwise_sum_##S(a, half) + gc_pairwise_sum_##S(a + half, n - half);             \
     }
@@ -529,7 +531,7 @@ GC_PAIRWISE_OF(gc_pairwise_square_sum_s, float, double, d, GC_SQUARE_TERM)
                                                     Py_ssize_t n, int take_log) {               \
         T top = gc_row_max_##S(x, n), total = 0;                                                \
         for (Py_ssize_t j = 0; j < n; j++) out[j] = EXP(x[j] - top);                            \
-        total = total + gc_pairwise_sum_##S(out, n);                                            \
+        total = total + (n <= 128 ? gc_pairwise_leaf_##S(out, n) : gc_pairwise_sum_##S(out, n)); \
         if (take_log) {                                                                         \
             T lt = (T)gc_log(total);                                                            \
             for (Py_ssize_t j = 0; j < n; j++) out[j] = (x[j] - top) - lt;                      \
