@@ -523,20 +523,39 @@ GC_PAIRWISE_OF(gc_pairwise_wide_sum_s, float, double, d, GC_WIDE_TERM)
 GC_PAIRWISE_OF(gc_pairwise_square_sum_d, double, double, d, GC_SQUARE_TERM)
 GC_PAIRWISE_OF(gc_pairwise_square_sum_s, float, double, d, GC_SQUARE_TERM)
 
-/* One contiguous row of softmax (log-softmax when take_log): shifted by its maximum, its exps
-   added pairwise from np.sum's initial 0, each divided by their sum (or x - top - log(sum)).
-   x and out are distinct rows (restrict: no overlap checks in the loops). */
+/* Contiguous rows of softmax (log-softmax when take_log), each shifted by its maximum, its
+   exps added pairwise from np.sum's initial 0, each divided by their sum (or x - top -
+   log(sum)). Rows of at most 128 go eight at a time: all their exps are stored before the
+   first is read back (read at once, a vector load waits for the store it overlaps). x and
+   out are distinct (restrict: no overlap checks in the loops). */
 #define GC_SOFTMAX_ROW(S, T, EXP)                                                               \
-    static inline GC_KERNEL void gc_softmax_row_##S(const T* restrict x, T* restrict out,      \
-                                                    Py_ssize_t n, int take_log) {               \
-        T top = gc_row_max_##S(x, n), total = 0;                                                \
-        for (Py_ssize_t j = 0; j < n; j++) out[j] = EXP(x[j] - top);                            \
-        total = total + (n <= 128 ? gc_pairwise_leaf_##S(out, n) : gc_pairwise_sum_##S(out, n)); \
-        if (take_log) {                                                                         \
-            T lt = (T)gc_log(total);                                                            \
-            for (Py_ssize_t j = 0; j < n; j++) out[j] = (x[j] - top) - lt;                      \
-        } else {                                                                                \
-            for (Py_ssize_t j = 0; j < n; j++) out[j] = out[j] / total;                         \
+    static inline GC_KERNEL void gc_softmax_rows_##S(const T* restrict x, T* restrict out,     \
+                                                     Py_ssize_t rows, Py_ssize_t n,            \
+                                                     int take_log) {                           \
+        Py_ssize_t block = n <= 128 ? 8 : 1;                                                    \
+        T tops[8];                                                                              \
+        for (Py_ssize_t o = 0; o < rows; o += block) {                                          \
+            Py_ssize_t b = rows - o < block ? rows - o : block;                                 \
+            for (Py_ssize_t r = 0; r < b; r++) {                                                \
+                const T* xr = x + (o + r) * n;                                                  \
+                T* yr = out + (o + r) * n;                                                      \
+                T top = gc_row_max_##S(xr, n);                                                  \
+                tops[r] = top;                                                                  \
+                for (Py_ssize_t j = 0; j < n; j++) yr[j] = EXP(xr[j] - top);                    \
+            }                                                                                   \
+            for (Py_ssize_t r = 0; r < b; r++) {                                                \
+                const T* xr = x + (o + r) * n;                                                  \
+                T* yr = out + (o + r) * n;                                                      \
+                T top = tops[r], total = 0;                                                     \
+                total = total + (n <= 128 ? gc_pairwise_leaf_##S(yr, n)                         \
+                                          : gc_pairwise_sum_##S(yr, n));                        \
+                if (take_log) {                                                                 \
+                    T lt = (T)gc_log(total);                                                    \
+                    for (Py_ssize_t j = 0; j < n; j++) yr[j] = (xr[j] - top) - lt;              \
+                } else {                                                                        \
+                    for (Py_ssize_t j = 0; j < n; j++) yr[j] = yr[j] / total;                   \
+                }                                                                               \
+            }                                                                                   \
         }                                                                                       \
     }
 GC_SOFTMAX_ROW(d, double, gc_exp)
