@@ -449,6 +449,118 @@ static inline GC_KERNEL Py_ssize_t gc_pairwise_joins(Py_ssize_t n, Py_ssize_t at
     return joins;
 }
 
+/* The runtime's kernels along contiguous rows (softmax, log-softmax, logsumexp, layer norm:
+   their templates). gc_row_max: the largest of n values, NaN if any is NaN (n = 0: -inf); eight
+   running maxima, one vector, each taking a value greater than its own or a NaN, then the
+   eight compared so: a maximum is exact whatever the order (+0 and -0, equal, may come out
+   either way, as from np.max; the kernels' results do not depend on that sign).
+   gc_pairwise_sum: NumPy's pairwise summation of n terms (pairwise_sum, numpy/_core/src/umath/
+   loops_utils.h.src), so np.sum's bits for a contiguous row but for np.sum's initial 0.0,
+   which the caller adds: fewer than 8 terms in order from 0; up to 128, eight accumulators
+   (one vector) then ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)) then the last n % 8 in order; more,
+   the first n/2 (rounded down to a multiple of 8) and the rest, each summed so. The same
+   order as the rows that fused loops sum (codegen/loops.py row_sum); gc_pairwise_leaf: the
+   same for n <= 128, inlined. */
+#define GC_ROW_KERNELS(S, T)                                                                       \
+    static inline GC_KERNEL T gc_row_max_##S(const T* x, Py_ssize_t n) {                           \
+        T m[8];                                                                                    \
+        Py_ssize_t j = 0;                                                                          \
+        for (int c = 0; c < 8; c++) m[c] = -INFINITY;                                              \
+        for (; j + 8 <= n; j += 8)                                                                 \
+            for (int c = 0; c < 8; c++) {                                                          \
+                T v = x[j + c];                                                                    \
+                m[c] = ((v > m[c]) | (v != v)) ? v : m[c];                                         \
+            }                                                                                      \
+        for (; j < n; j++) m[0] = ((x[j] > m[0]) | (x[j] != x[j])) ? x[j] : m[0];                  \
+        T top = m[0];                                                                              \
+        for (int c = 1; c < 8; c++) top = ((m[c] > top) | (m[c] != m[c])) ? m[c] : top;            \
+        return top;                                                                                \
+    }                                                                                              \
+    static inline GC_KERNEL GC_INLINE T gc_pairwise_leaf_##S(const T* a, Py_ssize_t n) {       \
+        if (n < 8) {                                                                               \
+            T res = 0;                                                                             \
+            for (Py_ssize_t i = 0; i < n; i++) res += a[i];                                        \
+            return res;                                                                            \
+        }                                                                                          \
+        T r[8];                                                                                    \
+        Py_ssize_t i = 8, stop = n - n % 8;                                                        \
+        for (int c = 0; c < 8; c++) r[c] = a[c];                                                   \
+        for (; i < stop; i += 8)                                                                   \
+            for (int c = 0; c < 8; c++) r[c] += a[i + c];                                          \
+        T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));                 \
+        for (; i < n; i++) res += a[i];                                                            \
+        return res;                                                                                \
+    }                                                                                              \
+    static inline GC_KERNEL T gc_pairwise_sum_##S(const T* a, Py_ssize_t n) {                      \
+        if (n <= 128) return gc_pairwise_leaf_##S(a, n);                                           \
+        Py_ssize_t half = n / 2 - n / 2 % 8;                                                       \
+        return gc_pairwise_sum_##S(a, half) + gc_pairwise_sum_##S(a + half, n - half);             \
+    }
+GC_ROW_KERNELS(d, double)
+GC_ROW_KERNELS(s, float)
+/* NAME(x, c, n): the pairwise sum (in U, of suffix US) of TERM(x[i], c) over a row x of n Ts,
+   each leaf's terms computed into a buffer first (one vectorised loop), never all of them at
+   once: np.sum's order over the array of the terms. */
+#define GC_PAIRWISE_OF(NAME, T, U, US, TERM)                                                    \
+    static inline GC_KERNEL U NAME(const T* x, U c, Py_ssize_t n) {                             \
+        if (n > 128) {                                                                          \
+            Py_ssize_t half = n / 2 - n / 2 % 8;                                                \
+            return NAME(x, c, half) + NAME(x + half, c, n - half);                              \
+        }                                                                                       \
+        U e[128];                                                                               \
+        for (Py_ssize_t i = 0; i < n; i++) e[i] = TERM(x[i], c);                                \
+        return gc_pairwise_sum_##US(e, n);                                                      \
+    }
+#define GC_EXP_TERM(v, c) gc_exp((v) - (c))
+#define GC_EXPF_TERM(v, c) gc_expf((v) - (c))
+#define GC_WIDE_TERM(v, c) ((double)(v))
+#define GC_SQUARE_TERM(v, c) (((double)(v) - (c)) * ((double)(v) - (c)))
+/* softmax's and logsumexp's exp(x - top); layer norm's x and (x - mean)^2, in double */
+GC_PAIRWISE_OF(gc_pairwise_exp_sum_d, double, double, d, GC_EXP_TERM)
+GC_PAIRWISE_OF(gc_pairwise_exp_sum_s, float, float, s, GC_EXPF_TERM)
+GC_PAIRWISE_OF(gc_pairwise_wide_sum_d, double, double, d, GC_WIDE_TERM)
+GC_PAIRWISE_OF(gc_pairwise_wide_sum_s, float, double, d, GC_WIDE_TERM)
+GC_PAIRWISE_OF(gc_pairwise_square_sum_d, double, double, d, GC_SQUARE_TERM)
+GC_PAIRWISE_OF(gc_pairwise_square_sum_s, float, double, d, GC_SQUARE_TERM)
+
+/* Contiguous rows of softmax (log-softmax when take_log), each shifted by its maximum, its
+   exps added pairwise from np.sum's initial 0, each divided by their sum (or x - top -
+   log(sum)). Rows of at most 128 go eight at a time: all their exps are stored before the
+   first is read back (read at once, a vector load waits for the store it overlaps). x and
+   out are distinct (restrict: no overlap checks in the loops). */
+#define GC_SOFTMAX_ROW(S, T, EXP)                                                               \
+    static inline GC_KERNEL void gc_softmax_rows_##S(const T* restrict x, T* restrict out,     \
+                                                     Py_ssize_t rows, Py_ssize_t n,            \
+                                                     int take_log) {                           \
+        Py_ssize_t block = n <= 128 ? 8 : 1;                                                    \
+        T tops[8];                                                                              \
+        for (Py_ssize_t o = 0; o < rows; o += block) {                                          \
+            Py_ssize_t b = rows - o < block ? rows - o : block;                                 \
+            for (Py_ssize_t r = 0; r < b; r++) {                                                \
+                const T* xr = x + (o + r) * n;                                                  \
+                T* yr = out + (o + r) * n;                                                      \
+                T top = gc_row_max_##S(xr, n);                                                  \
+                tops[r] = top;                                                                  \
+                for (Py_ssize_t j = 0; j < n; j++) yr[j] = EXP(xr[j] - top);                    \
+            }                                                                                   \
+            for (Py_ssize_t r = 0; r < b; r++) {                                                \
+                const T* xr = x + (o + r) * n;                                                  \
+                T* yr = out + (o + r) * n;                                                      \
+                T top = tops[r], total = 0;                                                     \
+                total = total + (n <= 128 ? gc_pairwise_leaf_##S(yr, n)                         \
+                                          : gc_pairwise_sum_##S(yr, n));                        \
+                if (take_log) {                                                                 \
+                    T lt = (T)gc_log(total);                                                    \
+                    for (Py_ssize_t j = 0; j < n; j++) yr[j] = (xr[j] - top) - lt;              \
+                } else {                                                                        \
+                    for (Py_ssize_t j = 0; j < n; j++) yr[j] = yr[j] / total;                   \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+    }
+GC_SOFTMAX_ROW(d, double, gc_exp)
+GC_SOFTMAX_ROW(s, float, gc_expf)
+
 #include "graphc_math.h" /* the other elementary functions, as branch-free as these */
 
 #endif
