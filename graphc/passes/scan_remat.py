@@ -132,6 +132,11 @@ def _segment(h: Graph, s: int, b: int) -> None:
             )  # fmt: skip
         if full:
             c_seg = [c[:full] if tail or full * k < c.shape[0] else c for c in ckpts]
+            # the arrays the model computes split before its inputs: each can be freed once
+            # split, before the next copy is made
+            arrays = [*zip(s_xs, s_axes, strict=True), *((b_xs[i], b_axes[i]) for i in plain)]
+            for x, a in sorted(arrays, key=lambda xa: G._node[xa[0].id]["op"] == "input"):
+                cut.split(x, a, full, k)
             x_seg = [cut.split(x, a, full, k) for x, a in zip(s_xs, s_axes, strict=True)]
             p_seg = [cut.split(b_xs[i], b_axes[i], full, k) for i in plain]
             nc, nx_ = len(c_seg), len(x_seg)

@@ -109,37 +109,34 @@ def test_inner_axis_segments_bit_for_bit(steps: int, reverse: bool) -> None:
         np.testing.assert_array_equal(b[key], c[key], err_msg=key)
 
 
-def _lstm(steps: int) -> gc.Graph:
+def _lstm(steps: int, d: int = 3, hidden: int = 6) -> gc.Graph:
     g = gc.Graph("lstm_budget")
-    x = g.input("x", shape=("N", steps, 3))
-    hs = gc.nn.lstm(x, 6, "lstm", return_sequences=True)
+    x = g.input("x", shape=("N", steps, d))
+    hs = gc.nn.lstm(x, hidden, "lstm", return_sequences=True)
     g.output("loss", gc.mean(hs * hs))
     return g
 
 
-@pytest.mark.parametrize("steps", [16, 18])
+@pytest.mark.parametrize("steps", [25, 200])
 def test_budgeted_lstm_plan_has_no_transpose_and_keeps_little(steps: int) -> None:
-    """gc.nn.lstm over batch-first x with memory_budget=1: no transpose in its plan, and its
-    peak of live bytes at most its checkpoints, one segment of the per-step values the
-    unbudgeted loop stacks for the backward pass, and hs [N, T, H] with its cotangent; when k
-    does not divide T (18 = 4 * 4 + 2), also the first full * k steps of x and of that
-    cotangent, sliced for the loop over whole segments."""
-    g, sizes = _lstm(steps), {"N": 4}
+    """gc.nn.lstm over batch-first x [64, T, 128] (hidden 128) with memory_budget=1: no
+    transpose in its plan, and its peak of live bytes at most its checkpoints, one segment of
+    the per-step values the unbudgeted loop stacks for the backward pass, and the cotangent of
+    hs [N, T, H] (the loss's gradient, which the loop reads); when k does not divide T
+    (200 = 13 * 15 + 5), also the first 13 * 15 steps of one of x and that cotangent (sliced
+    for the loop over whole segments, one after the other: the cotangent first, freed before
+    x's copy is made)."""
+    g, sizes, d = _lstm(steps, 128, 128), {"N": 64}, 64 * 128 * 4  # d: bytes of one [N, H]
     only = ("value_and_grad",)
-    prog, plan = run_stages(g, dtype="float32", functions=only, memory_budget=1).programs[
-        "value_and_grad"
-    ]
+    st = run_stages(g, dtype="float32", functions=only, memory_budget=1)
+    prog, plan = st.programs["value_and_grad"]
     G = prog.graph.nx
     assert not [n for s in prog.steps for n in s.nodes if G._node[n]["op"] == "transpose"]
     k = math.isqrt(steps - 1) + 1
     loops = [s.node for s in prog.steps if G._node[s.node]["op"] == "scan"]
     (fwd,) = [n for n in loops if G._node[n]["params"]["strided"]]
-
-    def nbytes(t: tuple) -> int:
-        return value_bytes(t[0], t[1], sizes)
-
     p = G._node[fwd]["params"]
-    ckpts = sum(nbytes(results(G, fwd)[j]) for j in p["strided"])
+    ckpts = sum(value_bytes(*results(G, fwd)[j], sizes) for j in p["strided"])
     # the loop without a budget: what it stacks for its backward loop, k steps of it
     prog0, _ = run_stages(g, dtype="float32", functions=only).programs["value_and_grad"]
     G0 = prog0.graph.nx
@@ -151,12 +148,11 @@ def test_budgeted_lstm_plan_has_no_transpose_and_keeps_little(steps: int) -> Non
             for o in s.nodes[1:]:
                 j = G0._node[o]["params"]["index"]
                 if j >= G0._node[s.node]["params"]["n_carry"] and backward & set(G0.succ[o]):
-                    stacked += nbytes(types[j])
-    segment = stacked * k // steps
-    hs = 4 * 4 * steps * 6
-    head = 4 * 4 * (steps - steps % k) * (3 + 6) if steps % k else 0
-    bound = ckpts + segment + 2 * hs + head
-    assert 0 < stacked and ckpts == 4 * 4 * 6 * 2 * -(-steps // k)
+                    stacked += value_bytes(*types[j], sizes)
+    assert stacked == 6 * steps * d  # h and c entering each step, the four gates
+    assert ckpts == 2 * -(-steps // k) * d
+    head = (steps - steps % k) * d if steps % k else 0
+    bound = ckpts + stacked * k // steps + steps * d + head
     assert max(live_bytes(prog, plan, sizes)) <= bound
 
 
