@@ -10,10 +10,11 @@ its carries (the cotangents, and the sums of the captured values' cotangents) pa
 to segment, so every addition happens in the order it did: the gradients are bit for bit the
 same. The last T mod k steps are a segment of their own, before the others. Trip counts must be
 static (a symbolic T keeps its loop as it was). A loop with its steps on an inner axis
-(`xs_axes`, `ys_axes`: ops/scan.py) is cut along that axis: its per-step arrays are sliced and
-split into segments where their steps are ([N, T, ...] -> [N, T / k, k, ...]), the loop over
-the segments reads them on that axis and the loops in its body read each segment on it again,
-so no array is made time-major; only the checkpoints are stacked on axis 0.
+(`xs_axes`, `ys_axes`: ops/scan.py) is cut along that axis: the loop over the segments reads
+k steps of each per-step array at each trip, where they are (`xs_chunks`: [N, k, ...] of
+[N, T, ...]), and the loops in its body read each segment on that axis again; no array is
+copied whole or made time-major (the tail segment's steps are sliced), only the checkpoints
+are stacked on axis 0.
 """
 
 from __future__ import annotations
@@ -121,32 +122,33 @@ def _segment(h: Graph, s: int, b: int) -> None:
                         for i in range(nxb)]  # fmt: skip
             return _loop(b_body, carry, per_step, b_cap, True, steps, b_axes, b_ys)
 
-        cut = _Cutter()
+        tails: dict[tuple, Value] = {}  # each array's last steps, sliced once
+
+        def last(x: Value, axis: int) -> Value:
+            if (x.id, axis) not in tails:
+                tails[x.id, axis] = x[(slice(None),) * axis + (slice(full * k, None),)]
+            return tails[x.id, axis]
+
         carry, ys_tail = list(b_init), None
-        lo = full * k
         if tail:  # the last steps first: a segment of their own
             carry, ys_tail = step(
                 carry, [c[full] for c in ckpts],
-                [cut.tail(x, a, lo) for x, a in zip(s_xs, s_axes, strict=True)],
-                [cut.tail(b_xs[i], b_axes[i], lo) for i in plain], tail,
+                [last(x, a) for x, a in zip(s_xs, s_axes, strict=True)],
+                [last(b_xs[i], b_axes[i]) for i in plain], tail,
             )  # fmt: skip
         if full:
             c_seg = [c[:full] if tail or full * k < c.shape[0] else c for c in ckpts]
-            # the arrays the model computes split before its inputs: each can be freed once
-            # split, before the next copy is made
-            arrays = [*zip(s_xs, s_axes, strict=True), *((b_xs[i], b_axes[i]) for i in plain)]
-            for x, a in sorted(arrays, key=lambda xa: G._node[xa[0].id]["op"] == "input"):
-                cut.split(x, a, full, k)
-            x_seg = [cut.split(x, a, full, k) for x, a in zip(s_xs, s_axes, strict=True)]
-            p_seg = [cut.split(b_xs[i], b_axes[i], full, k) for i in plain]
+            x_seg, p_seg = list(s_xs), [b_xs[i] for i in plain]
             nc, nx_ = len(c_seg), len(x_seg)
 
             def segment(c: list[Value], x: list[Value]) -> tuple[list[Value], list[Value]]:
                 return step(c, x[:nc], x[nc : nc + nx_], x[nc + nx_ :], k)
 
-            carry, ys = _traced_loop(segment, list(carry), [*c_seg, *x_seg, *p_seg],
-                                     (0,) * nc + s_axes + tuple(b_axes[i] for i in plain),
-                                     b_ys, full)  # fmt: skip
+            # trip t reads steps t k .. t k + k - 1 of each array, where they are
+            axes = (0,) * nc + s_axes + tuple(b_axes[i] for i in plain)
+            chunks = (0,) * nc + (k,) * (nx_ + len(p_seg))
+            carry, ys = _traced_loop(segment, list(carry), [*c_seg, *x_seg, *p_seg], axes,
+                                     chunks, b_ys, full)  # fmt: skip
             ys = [_merge(y, a) for y, a in zip(ys, b_ys, strict=True)]
             if ys_tail is not None:
                 ys = [concat([y, t], axis=a) for y, t, a in zip(ys, ys_tail, b_ys, strict=True)]
@@ -164,36 +166,6 @@ def _segment(h: Graph, s: int, b: int) -> None:
                 G.graph["outputs"][name] = value.id
 
 
-def _steps(x: Value, axis: int, part: slice) -> Value:
-    """x's steps `part` (its steps on `axis`)."""
-    return x[(slice(None),) * axis + (part,)]
-
-
-class _Cutter:
-    """The slices of the per-step arrays, each made once (the two loops may read one array)."""
-
-    def __init__(self) -> None:
-        self.made: dict[tuple, Value] = {}
-
-    def _once(self, key: tuple, make: Callable[[], Value]) -> Value:
-        if key not in self.made:
-            self.made[key] = make()
-        return self.made[key]
-
-    def tail(self, x: Value, axis: int, lo: int) -> Value:
-        """The steps from `lo` on."""
-        return self._once(("tail", x.id, axis, lo), lambda: _steps(x, axis, slice(lo, None)))
-
-    def split(self, x: Value, axis: int, full: int, k: int) -> Value:
-        """The first full * k steps of x, [..., full * k, ...] -> [..., full, k, ...]."""
-
-        def make() -> Value:
-            head = _steps(x, axis, slice(None, full * k)) if x.shape[axis] != full * k else x
-            return reshape(head, (*x.shape[:axis], full, k, *x.shape[axis + 1 :]))
-
-        return self._once(("split", x.id, axis, full, k), make)
-
-
 def _merge(y: Value, axis: int) -> Value:
     """[..., full, k, ...] (on `axis`) -> [..., full * k, ...]."""
     sh = y.shape
@@ -202,16 +174,17 @@ def _merge(y: Value, axis: int) -> Value:
 
 def _traced_loop(
     f: Callable[[list[Value], list[Value]], tuple[list[Value], list[Value]]],
-    init: list[Value], xs: list[Value], xs_axes: tuple[int, ...], ys_axes: tuple[int, ...],
-    steps: int,
+    init: list[Value], xs: list[Value], xs_axes: tuple[int, ...], xs_chunks: tuple[int, ...],
+    ys_axes: tuple[int, ...], steps: int,
 ) -> tuple[list[Value], list[Value]]:  # fmt: skip
     """A reverse scan node whose body is `f` traced (as gc.scan does), reading xs[i] on
-    `xs_axes[i]` and stacking its results on `ys_axes`: (final carries, stacked results)."""
+    `xs_axes[i]` (`xs_chunks[i]` steps at a time, or one) and stacking its results on
+    `ys_axes`: (final carries, stacked results)."""
     outer = (init or xs)[0].graph
     trace = Trace(outer)
     c_in = [trace.slot(f"c{i}", v.shape, v.dtype) for i, v in enumerate(init)]
-    x_in = [trace.slot(f"x{i}", (*v.shape[:a], *v.shape[a + 1 :]), v.dtype)
-            for i, (v, a) in enumerate(zip(xs, xs_axes, strict=True))]  # fmt: skip
+    x_in = [trace.slot(f"x{i}", (*v.shape[:a], *((c,) if c else ()), *v.shape[a + 1 :]), v.dtype)
+            for i, (v, a, c) in enumerate(zip(xs, xs_axes, xs_chunks, strict=True))]  # fmt: skip
     TRACES.append(trace)
     try:
         c_out, y_out = f(c_in, x_in)
@@ -223,7 +196,7 @@ def _traced_loop(
         trace.output(f"y{i}", v)
     node = outer.add("scan", [*init, *xs, *trace.captured], {
         "body": Body(trace.finish()), "n_carry": len(init), "n_xs": len(xs), "reverse": True,
-        "length": (steps,), "xs_axes": xs_axes, "ys_axes": ys_axes,
+        "length": (steps,), "xs_axes": xs_axes, "ys_axes": ys_axes, "xs_chunks": xs_chunks,
     })  # fmt: skip
     outs = [outer.add("scan_out", [node], {"index": j}) for j in range(len(c_out) + len(y_out))]
     return outs[: len(c_out)], outs[len(c_out) :]

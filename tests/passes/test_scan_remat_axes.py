@@ -122,10 +122,9 @@ def test_budgeted_lstm_plan_has_no_transpose_and_keeps_little(steps: int) -> Non
     """gc.nn.lstm over batch-first x [64, T, 128] (hidden 128) with memory_budget=1: no
     transpose in its plan, and its peak of live bytes at most its checkpoints, one segment of
     the per-step values the unbudgeted loop stacks for the backward pass, and the cotangent of
-    hs [N, T, H] (the loss's gradient, which the loop reads); when k does not divide T
-    (200 = 13 * 15 + 5), also the first 13 * 15 steps of one of x and that cotangent (sliced
-    for the loop over whole segments, one after the other: the cotangent first, freed before
-    x's copy is made)."""
+    hs [N, T, H] (the loss's gradient, which the loop reads), whether k divides T (25) or not
+    (200 = 13 * 15 + 5): the loop over whole segments reads x and that cotangent where they
+    are, k steps at a time, with no copy of their first 195 steps."""
     g, sizes, d = _lstm(steps, 128, 128), {"N": 64}, 64 * 128 * 4  # d: bytes of one [N, H]
     only = ("value_and_grad",)
     st = run_stages(g, dtype="float32", functions=only, memory_budget=1)
@@ -151,8 +150,7 @@ def test_budgeted_lstm_plan_has_no_transpose_and_keeps_little(steps: int) -> Non
                     stacked += value_bytes(*types[j], sizes)
     assert stacked == 6 * steps * d  # h and c entering each step, the four gates
     assert ckpts == 2 * -(-steps // k) * d
-    head = (steps - steps % k) * d if steps % k else 0
-    bound = ckpts + stacked * k // steps + steps * d + head
+    bound = ckpts + stacked * k // steps + steps * d
     assert max(live_bytes(prog, plan, sizes)) <= bound
 
 
