@@ -137,16 +137,17 @@ def _segment(h: Graph, s: int, b: int) -> None:
                 [last(b_xs[i], b_axes[i]) for i in plain], tail,
             )  # fmt: skip
         if full:
-            c_seg = [c[:full] if tail or full * k < c.shape[0] else c for c in ckpts]
+            c_seg = list(ckpts)  # the first `full`, one at a time ([1, ...]: a chunk of one)
             x_seg, p_seg = list(s_xs), [b_xs[i] for i in plain]
             nc, nx_ = len(c_seg), len(x_seg)
 
             def segment(c: list[Value], x: list[Value]) -> tuple[list[Value], list[Value]]:
-                return step(c, x[:nc], x[nc : nc + nx_], x[nc + nx_ :], k)
+                start = [reshape(v, v.shape[1:]) for v in x[:nc]]
+                return step(c, start, x[nc : nc + nx_], x[nc + nx_ :], k)
 
             # trip t reads steps t k .. t k + k - 1 of each array, where they are
             axes = (0,) * nc + s_axes + tuple(b_axes[i] for i in plain)
-            chunks = (0,) * nc + (k,) * (nx_ + len(p_seg))
+            chunks = (1,) * nc + (k,) * (nx_ + len(p_seg))
             carry, ys = _traced_loop(segment, list(carry), [*c_seg, *x_seg, *p_seg], axes,
                                      chunks, b_ys, full)  # fmt: skip
             ys = [_merge(y, a) for y, a in zip(ys, b_ys, strict=True)]
