@@ -265,13 +265,14 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 def kept_bytes(prog: Any, p: dict[str, int]) -> dict[str, int]:
     """Bytes a value_and_grad step (`prog`, a scheduled program) must keep at these sizes: the
     values each forward loop stacks for the backward pass (its results that backward steps
-    read: with checkpoints, the carries it keeps every k-th step), and the gradients."""
+    read: with checkpoints, the carries it keeps every k-th step), the per-step values any step
+    reads (the sequences the loss reads, if the backward pass does not), and the gradients."""
     from graphc.ops.scan import results
 
     G = prog.graph.nx
     sizes = {"N": p["batch"], "T": p["steps"]}
     backward = {n for s in prog.steps if s.section == "backward" for n in s.nodes}
-    stacked = checkpoints = 0
+    stacked = checkpoints = read = 0
     for s in prog.steps:
         if s.section != "forward" or G._node[s.node]["op"] != "scan":
             continue
@@ -279,17 +280,20 @@ def kept_bytes(prog: Any, p: dict[str, int]) -> dict[str, int]:
         params = G._node[s.node]["params"]
         for o in s.nodes[1:]:
             index = G._node[o]["params"]["index"]
-            if index < params["n_carry"] or not any(v in backward for v in G.successors(o)):
+            if index < params["n_carry"]:
                 continue
             shape, _ = types[index]
             nbytes = int(np.prod([sizes.get(d, d) for d in shape])) * 4
+            read += nbytes if index not in params["strided"] and G.out_degree(o) else 0
+            if not any(v in backward for v in G.successors(o)):
+                continue
             if index in params["strided"]:
                 checkpoints += nbytes
             else:
                 stacked += nbytes
     grads = sum(int(np.prod(G._node[n]["shape"])) * 4 for k, n in prog.outputs.items()
                 if k != "loss")  # fmt: skip
-    return {"stacked": stacked, "checkpoints": checkpoints, "gradients": grads}
+    return {"stacked": stacked, "checkpoints": checkpoints, "read": read, "gradients": grads}
 
 
 def mib(n: float) -> str:
@@ -390,13 +394,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if r is not None:
             k = math.isqrt(s["steps"] - 1) + 1
             kept = r["kept"]
-            bound = sum(kept[key] for key in ("stacked", "checkpoints", "segment", "gradients"))
+            bound = sum(kept[key] for key in ("read", "checkpoints", "segment", "gradients"))
             plain = got.get(("graphc", 1), {}).get("ms")
             slower = f" ({r['ms'] / plain:.2f} times graphc's without)" if plain else ""
             print(f"with memory_budget=1 (T = {s['steps']} static; checkpoints every {k} "
                   f"steps): {r['ms']:.1f} ms{slower}, peak {mib(r['peak'])}; it keeps "
                   f"{mib(kept['checkpoints'])} of checkpoints, one segment of "
-                  f"{mib(kept['segment'])}, {mib(kept['stacked'])} of stacked per-step values "
+                  f"{mib(kept['segment'])}, {mib(kept['read'])} of stacked per-step values "
                   f"the loss reads and {mib(kept['gradients'])} of gradients: "
                   f"{r['peak'] / max(bound, 1):.2f} times that")  # fmt: skip
             unbudgeted = got.get(("graphc", 1))

@@ -478,7 +478,9 @@ class Bind:
       `every`, else at `refs[1]` (scratch): a result kept every k-th step;
     - "gather": `key` keeps its own bytes (scratch), into which each trip first copies slice t
       of `refs[0]`, a per-step operand with its steps on an inner axis: `rows` blocks of
-      `size` bytes, block r at r * trips * size + t * size bytes;
+      `size` bytes, block r at r * `stride` + t * size bytes (`stride`: the bytes of the
+      array's steps axis and those after it, trips * size unless the loop reads chunks of
+      steps from a longer array);
     - "scatter": `key` keeps its own bytes, which each trip copies out after the body, into
       slice t of `refs[0]` (a stacked result with its steps on an inner axis), as above."""
 
@@ -488,6 +490,7 @@ class Bind:
     size: SizeExpr | None = None
     every: int = 0
     rows: SizeExpr | None = None
+    stride: SizeExpr | None = None
 
 
 @dataclass(frozen=True, slots=True)

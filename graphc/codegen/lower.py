@@ -483,8 +483,8 @@ def _rows(s: Step | Repeat, number: dict, t: Tables, ids: dict[int, int]) -> lis
         refs = [number[r] for r in b.refs] + [-1] * (3 - len(b.refs))
         if b.kind == "every":  # its third ref: the size holding k
             refs[2] = t.size(SizeExpr(b.every))
-        elif b.rows is not None:  # gather, scatter: the size holding the count of blocks
-            refs[2] = t.size(b.rows)
+        elif b.rows is not None:  # gather, scatter: the sizes holding the blocks' count, stride
+            refs[1], refs[2] = t.size(b.stride), t.size(b.rows)
         head += [BIND[b.kind], number[b.key], *refs, -1 if b.size is None else t.size(b.size)]
     for final, init, nbytes in s.empty:
         head += [number[final], number[init], t.size(nbytes)]

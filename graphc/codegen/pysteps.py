@@ -286,11 +286,11 @@ def _copy(v, z, f, a):
 STEPS["copy"] = _copy
 
 
-def _blocks(own: Any, array: Any, t: int, trips: int, rows: int, size: int, out: bool) -> None:
+def _blocks(own: Any, array: Any, t: int, stride: int, rows: int, size: int, out: bool) -> None:
     """Slice t of `array` with its steps on an inner axis: `rows` blocks of `size` bytes, block
-    b at (b * trips + t) * size; copied into `own` (contiguous), or out of it."""
+    b at b * stride + t * size; copied into `own` (contiguous), or out of it."""
     for b in range(rows):
-        at = (b * trips + t) * size
+        at = b * stride + t * size
         if out:
             array[at : at + size] = own[b * size : (b + 1) * size]
         else:
@@ -320,15 +320,15 @@ def scan(pm: Any, v: list, z: list, f: list, a: list) -> None:
             elif kind == 4:  # every k-th step (k: the size r2)
                 v[dst] = v[r0][(t // z[r2]) * z[size] :] if t % z[r2] == 0 else v[r1]
             elif kind == 5:  # gather: z[r2] blocks of slice t, its steps on an inner axis
-                _blocks(v[dst], v[r0], t, trips, z[r2], z[size], False)
+                _blocks(v[dst], v[r0], t, z[r1], z[r2], z[size], False)
         p = 0
         while p < len(body):
             kernel, nops = body[p], body[p + 1]
             pm.kernels[kernel](v, z, f, body[p + 4 : p + 4 + nops])
             p += 4 + nops
-        for kind, dst, r0, _, r2, size in binds:
+        for kind, dst, r0, r1, r2, size in binds:
             if kind == 6:  # scatter: written back after the body
-                _blocks(v[dst], v[r0], t, trips, z[r2], z[size], True)
+                _blocks(v[dst], v[r0], t, z[r1], z[r2], z[size], True)
     if trips == 0:
         for final, init, size in empty:
             n = z[size]

@@ -122,7 +122,8 @@ def lower_loop(
             if axis:  # gathered into scratch at each trip
                 _own(extra, key[u], f"{ctx.names[S]}.x{k}", a["shape"], a["dtype"])
                 rows, size = _blocks(a["shape"], a["dtype"], axis)
-                binds.append(Bind("gather", key[u], (args[k],), size, rows=rows))
+                stride = _nbytes(G._node[args[k]]["shape"][axis:], a["dtype"])
+                binds.append(Bind("gather", key[u], (args[k],), size, rows=rows, stride=stride))
             else:
                 binds.append(Bind("step", key[u], (args[k],), _nbytes(a["shape"], a["dtype"])))
         else:
@@ -162,7 +163,9 @@ def lower_loop(
             dest[name] = ("y", S, k)
             _own(extra, dest[name], f"{ctx.names[S]}.y{k}", shape, dtype)
             rows, size = _blocks(shape, dtype, ys_axis(p, k))
-            binds.append(Bind("scatter", dest[name], (results[k],), size, rows=rows))
+            stride = _nbytes(G._node[results[k]]["shape"][ys_axis(p, k) :], dtype)
+            binds.append(Bind("scatter", dest[name], (results[k],), size, rows=rows,
+                              stride=stride))  # fmt: skip
         elif k in results:
             dest[name] = ("y", S, k)
             binds.append(Bind("step", dest[name], (results[k],), _nbytes(shape, dtype)))

@@ -14,8 +14,11 @@ writes slice t of each stacked result; a reverse scan runs t = T-1 down to 0. `x
 `ys_axes` move the steps off axis 0: xs k is sliced along axis `xs_axes[k]`, and stacked
 result j (counted from the first stacked one) holds the steps on axis `ys_axes[j]`; an entry
 left out is 0 (a batch-first sequence [N, T, ...] is read and written in place, with no
-time-major copy: codegen/scan.py). The results in `strided` keep only steps 0, k, 2k, ...
-(k = `every`; a static T; on axis 0): the loop's checkpoints (passes/scan_remat.py).
+time-major copy: codegen/scan.py). An entry c > 0 of `xs_chunks` makes step t read steps
+t c to t c + c - 1 of xs k, the axis kept ([..., c, ...]), from an array with at least T c
+steps (the loop over a checkpointed loop's segments). The results in `strided` keep only
+steps 0, k, 2k, ... (k = `every`; a static T; on axis 0): the loop's checkpoints (both made
+by passes/scan_remat.py).
 
 The derivative is a reverse scan over the body's VJP (passes/scan_grad.py); the memory plan and
 the code are in passes/scan_steps.py and codegen/scan.py.
@@ -45,6 +48,13 @@ def xs_axis(p: dict[str, Any], k: int) -> int:
     """The axis along which a scan with params `p` slices its per-step operand xs[k]."""
     axes = p.get("xs_axes", ())
     return axes[k] if k < len(axes) else 0
+
+
+def xs_chunk(p: dict[str, Any], k: int) -> int:
+    """The steps each trip of a scan with params `p` reads of xs[k], its axis kept, or 0: one
+    step, its axis dropped."""
+    chunks = p.get("xs_chunks", ())
+    return chunks[k] if k < len(chunks) else 0
 
 
 def ys_axis(p: dict[str, Any], j: int) -> int:
@@ -102,12 +112,18 @@ def _infer_scan(G: Any, n: int, ops: list[int]) -> tuple[tuple, str]:
             if not have:
                 raise ShapeMismatch(f"{what} (v{u}) is a scalar: a per-step operand has the "
                                     "steps on an axis")  # fmt: skip
-            if have[a] != T:
+            c = xs_chunk(p, k - nc)
+            if c and not (isinstance(T, int) and isinstance(have[a], int) and have[a] >= T * c):
+                raise ShapeMismatch(
+                    f"{what} (v{u}) has {have[a]} steps on axis {a} ({format_type(have, got)}): "
+                    f"the scan reads {c} steps at each of its {T} trips"
+                )
+            if not c and have[a] != T:
                 raise ShapeMismatch(
                     f"{what} (v{u}) has {have[a]} steps on axis {a} ({format_type(have, got)}), "
                     f"the scan {T}"
                 )
-            have = have[:a] + have[a + 1 :]
+            have = (*have[:a], c, *have[a + 1 :]) if c else have[:a] + have[a + 1 :]
         else:
             what = f"carry[{k}]" if k < nc else f"captured value {k - nc - nx_} (v{u})"
         if (have, got) != (shape, dtype):
@@ -135,6 +151,13 @@ def _infer_scan(G: Any, n: int, ops: list[int]) -> tuple[tuple, str]:
 def _check_axes(p: dict, nx_: int, ny: int, y_ranks: list[int], x_ranks: list[int]) -> None:
     """xs_axes: an axis of each xs (or fewer entries); ys_axes: an axis of each stacked result
     (a slice's axes and one more), or fewer."""
+    chunks = p.get("xs_chunks", ())
+    if not (
+        isinstance(chunks, tuple)
+        and len(chunks) <= nx_
+        and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in chunks)
+    ):
+        raise ShapeMismatch(f"xs_chunks={chunks!r} must be a tuple of at most {nx_} ints >= 0")
     for key, count, ranks, extra in (("xs_axes", nx_, x_ranks, 0), ("ys_axes", ny, y_ranks, 1)):
         axes = p.get(key, ())
         if not isinstance(axes, tuple) or len(axes) > count:
@@ -164,18 +187,24 @@ def _check_param(key: str, value: object) -> str | None:
 # ---- the reference: the loop, run by the interpreter --------------------------------------------
 def _run(*arrays: np.ndarray, body: Body, n_carry: int, n_xs: int, reverse: bool,
          length: tuple, strided: tuple = (), every: int = 1, xs_axes: tuple = (),
-         ys_axes: tuple = ()) -> tuple:  # fmt: skip
+         ys_axes: tuple = (), xs_chunks: tuple = ()) -> tuple:  # fmt: skip
     from graphc.interp import execute
 
     G = body.graph.nx
     (T,) = length
     ins, outs = body.inputs, body.outputs
     carries = list(arrays[:n_carry])
-    p = {"n_carry": n_carry, "xs_axes": xs_axes, "ys_axes": ys_axes}
+    p = {"n_carry": n_carry, "xs_axes": xs_axes, "ys_axes": ys_axes, "xs_chunks": xs_chunks}
     xs = [np.moveaxis(x, xs_axis(p, k), 0) for k, x in enumerate(arrays[n_carry : n_carry + n_xs])]
+    x_shapes = [x.shape[1:] for x in xs]
+    for k, x in enumerate(xs):
+        if c := xs_chunk(p, k):  # step t: steps t c .. t c + c - 1, the axis where it was
+            a = xs_axis(p, k)
+            x_shapes[k] = (*x.shape[1 : a + 1], c, *x.shape[a + 1 :])
+            xs[k] = [np.moveaxis(x[t * c : t * c + c], 0, a) for t in range(T)]
     fixed = dict(zip(ins[n_carry + n_xs :], arrays[n_carry + n_xs :], strict=True))
     symbols: dict[str, int] = {}  # the body's symbols, bound by its inputs' shapes
-    shapes = [np.shape(a) for a in carries] + [x.shape[1:] for x in xs]
+    shapes = [np.shape(a) for a in carries] + x_shapes
     shapes += [np.shape(a) for a in fixed.values()]
     for u, shape in zip(ins, shapes, strict=True):
         for d, got in zip(G._node[u]["shape"], shape, strict=True):
@@ -246,6 +275,7 @@ register(
             "every": 1,
             "xs_axes": (),
             "ys_axes": (),
+            "xs_chunks": (),
         },  # fmt: skip
         shape_params=("length",),
         infer_graph=_infer_scan,

@@ -49,12 +49,12 @@ def scan_vjp(
     cotangent); `wanted[k]`: does operand k need one. Extends node n with its residuals."""
     body: Body = params["body"]
     nc, nxs = params["n_carry"], params["n_xs"]
-    if params["strided"]:
+    if params["strided"] or any(params.get("xs_chunks", ())):
         from graphc.errors import GraphError
 
         raise GraphError(
-            f"{describe(dg.nx, n)}: a loop that keeps checkpoints (made for a memory budget) "
-            "has no derivative; differentiate the model first"
+            f"{describe(dg.nx, n)}: a loop that keeps checkpoints or reads chunks of steps "
+            "(made for a memory budget) has no derivative; differentiate the model first"
         )
     B = body.graph
     ins, outs = body.inputs, body.outputs

@@ -9,22 +9,25 @@ The reverse loop becomes a reverse loop over the segments whose body holds the t
 its carries (the cotangents, and the sums of the captured values' cotangents) pass from segment
 to segment, so every addition happens in the order it did: the gradients are bit for bit the
 same. The last T mod k steps are a segment of their own, before the others. Trip counts must be
-static (a symbolic T keeps its loop as it was). A loop with its steps on an inner axis is made
-time-major first (passes/scan_axes.py).
+static (a symbolic T keeps its loop as it was). A loop with its steps on an inner axis
+(`xs_axes`, `ys_axes`: ops/scan.py) is cut along that axis: the loop over the segments reads
+k steps of each per-step array at each trip, where they are (`xs_chunks`: [N, k, ...] of
+[N, T, ...]), and the loops in its body read each segment on that axis again; no array is
+copied whole or made time-major (the tail segment's steps are sliced), only the checkpoints
+are stacked on axis 0.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
-from graphc.ir.body import Body
-from graphc.ir.graph import Graph, Value, operands, without_gc
-from graphc.ops.scan import results
-from graphc.ops.scan import scan as scan_
+from graphc.ir.body import Body, Trace
+from graphc.ir.graph import TRACES, Graph, Value, operands, without_gc
+from graphc.ops.scan import results, xs_axis, ys_axis
 from graphc.ops.shape import reshape
 from graphc.ops.slicing import concat
-from graphc.passes.scan_axes import time_major
 
 MIN_STEPS = 4  # fewer steps: nothing to gain
 
@@ -40,8 +43,6 @@ def checkpoint_loops(g: Graph, backward_from: int) -> tuple[Graph, int]:
     for b in sorted(n for n in G if n >= backward_from and G._node[n]["op"] == "scan"):
         pair = _forward_of(G, b)
         if pair is not None:
-            time_major(h, pair)  # segments are cut along axis 0
-            time_major(h, b)
             _segment(h, pair, b)
             done += 1
     return h, done
@@ -50,12 +51,14 @@ def checkpoint_loops(g: Graph, backward_from: int) -> tuple[Graph, int]:
 def _forward_of(G: Any, b: int) -> int | None:
     """The forward scan whose stacked results reverse scan `b` reads, if it can be split."""
     p = G._node[b]["params"]
-    found = set()
-    for u in operands(G, b)[p["n_carry"] : p["n_carry"] + p["n_xs"]]:
+    found, axes = set(), set()
+    for i, u in enumerate(operands(G, b)[p["n_carry"] : p["n_carry"] + p["n_xs"]]):
         if G._node[u]["op"] == "scan_out":
-            found.add(operands(G, u)[0])
-    if len(found) != 1:
-        return None
+            s = operands(G, u)[0]
+            found.add(s)
+            axes.add(ys_axis(G._node[s]["params"], G._node[u]["params"]["index"]) - xs_axis(p, i))
+    if len(found) != 1 or axes != {0}:
+        return None  # one forward loop, each of its results read on the axis it stacks them on
     (s,) = found
     ps = G._node[s]["params"]
     T = ps["length"][0]
@@ -78,12 +81,18 @@ def _segment(h: Graph, s: int, b: int) -> None:
     ncb, nxb = pb["n_carry"], pb["n_xs"]
     b_args = [Value(h, u) for u in operands(G, b)]
     b_init, b_xs, b_cap = b_args[:ncb], b_args[ncb : ncb + nxb], b_args[ncb + nxb :]
+    # the axes the loops read their per-step operands on, and b stacks its results on
+    s_axes = tuple(xs_axis(ps, i) for i in range(nxs))
+    b_axes = tuple(xs_axis(pb, i) for i in range(nxb))
+    b_ys = tuple(ys_axis(pb, j) for j in range(ncb, len(results(G, b))))
+    s_ys = tuple(ys_axis(ps, j) for j in range(ncs, len(results(G, s))))
     # which of b's per-step operands are s's results: those the segments compute again
     from_s = {
         i: G._node[x.id]["params"]["index"]
         for i, x in enumerate(b_xs)
         if G._node[x.id]["op"] == "scan_out" and operands(G, x.id)[0] == s
     }
+    plain = [i for i in range(nxb) if i not in from_s]
     # the forward loop keeps each carry entering steps 0, k, 2k, ...: a result of its own
     body: Body = ps["body"]
     fwd = body.graph.copy()
@@ -98,37 +107,52 @@ def _segment(h: Graph, s: int, b: int) -> None:
         b_body: Body = pb["body"]
         s_body: Body = ps["body"]
 
-        def step(carry: list[Value], x: tuple, steps: int) -> tuple[list[Value], list[Value]]:
-            """The forward body again over `steps` steps from checkpoint x[0], then the
+        def step(
+            carry: list[Value],
+            start: list[Value],
+            xs_seg: list[Value],
+            plain_seg: list[Value],
+            steps: int,
+        ) -> tuple[list[Value], list[Value]]:
+            """The forward body again over `steps` steps from checkpoint `start`, then the
             reverse body over them from `carry`."""
-            start, xs_seg, plain = x
-            again = _loop(s_body, start, xs_seg, s_cap, False, steps)
-            per_step = [again[1][from_s[i] - ncs] if i in from_s else plain[i]
+            again = _loop(s_body, start, xs_seg, s_cap, False, steps, s_axes, s_ys)
+            rest = iter(plain_seg)
+            per_step = [again[1][from_s[i] - ncs] if i in from_s else next(rest)
                         for i in range(nxb)]  # fmt: skip
-            out = _loop(b_body, carry, per_step, b_cap, True, steps)
-            return out[0], out[1]
+            return _loop(b_body, carry, per_step, b_cap, True, steps, b_axes, b_ys)
+
+        tails: dict[tuple, Value] = {}  # each array's last steps, sliced once
+
+        def last(x: Value, axis: int) -> Value:
+            if (x.id, axis) not in tails:
+                tails[x.id, axis] = x[(slice(None),) * axis + (slice(full * k, None),)]
+            return tails[x.id, axis]
 
         carry, ys_tail = list(b_init), None
-        lo = full * k
         if tail:  # the last steps first: a segment of their own
-            start = [c[full] for c in ckpts]
-            xs_seg = [x[lo:] for x in s_xs]
-            plain = {i: x[lo:] for i, x in enumerate(b_xs) if i not in from_s}
-            carry, ys_tail = step(carry, (start, xs_seg, plain), tail)
+            carry, ys_tail = step(
+                carry, [c[full] for c in ckpts],
+                [last(x, a) for x, a in zip(s_xs, s_axes, strict=True)],
+                [last(b_xs[i], b_axes[i]) for i in plain], tail,
+            )  # fmt: skip
         if full:
-            seg_xs = (
-                [c[:full] if tail or full * k < c.shape[0] else c for c in ckpts],
-                [_split(x, full, k) for x in s_xs],
-                {i: _split(x, full, k) for i, x in enumerate(b_xs) if i not in from_s},
-            )
+            c_seg = list(ckpts)  # the first `full`, one at a time ([1, ...]: a chunk of one)
+            x_seg, p_seg = list(s_xs), [b_xs[i] for i in plain]
+            nc, nx_ = len(c_seg), len(x_seg)
 
-            def segment(c: list[Value], x: tuple) -> tuple[list[Value], list[Value]]:
-                return step(list(c), x, k)
+            def segment(c: list[Value], x: list[Value]) -> tuple[list[Value], list[Value]]:
+                start = [reshape(v, v.shape[1:]) for v in x[:nc]]
+                return step(c, start, x[nc : nc + nx_], x[nc + nx_ :], k)
 
-            carry, ys = scan_(segment, list(carry), seg_xs, reverse=True)
-            ys = [reshape(y, (full * k, *y.shape[2:])) for y in ys]
+            # trip t reads steps t k .. t k + k - 1 of each array, where they are
+            axes = (0,) * nc + s_axes + tuple(b_axes[i] for i in plain)
+            chunks = (1,) * nc + (k,) * (nx_ + len(p_seg))
+            carry, ys = _traced_loop(segment, list(carry), [*c_seg, *x_seg, *p_seg], axes,
+                                     chunks, b_ys, full)  # fmt: skip
+            ys = [_merge(y, a) for y, a in zip(ys, b_ys, strict=True)]
             if ys_tail is not None:
-                ys = [concat([a, t], axis=0) for a, t in zip(ys, ys_tail, strict=True)]
+                ys = [concat([y, t], axis=a) for y, t, a in zip(ys, ys_tail, b_ys, strict=True)]
         else:
             ys = ys_tail
     # what read the reverse loop's results reads the segments'
@@ -143,19 +167,50 @@ def _segment(h: Graph, s: int, b: int) -> None:
                 G.graph["outputs"][name] = value.id
 
 
-def _split(x: Value, full: int, k: int) -> Value:
-    """The first full * k steps of x as [full, k, ...]."""
-    head = x[: full * k] if x.shape[0] != full * k else x
-    return reshape(head, (full, k, *x.shape[1:]))
+def _merge(y: Value, axis: int) -> Value:
+    """[..., full, k, ...] (on `axis`) -> [..., full * k, ...]."""
+    sh = y.shape
+    return reshape(y, (*sh[:axis], sh[axis] * sh[axis + 1], *sh[axis + 2 :]))
+
+
+def _traced_loop(
+    f: Callable[[list[Value], list[Value]], tuple[list[Value], list[Value]]],
+    init: list[Value], xs: list[Value], xs_axes: tuple[int, ...], xs_chunks: tuple[int, ...],
+    ys_axes: tuple[int, ...], steps: int,
+) -> tuple[list[Value], list[Value]]:  # fmt: skip
+    """A reverse scan node whose body is `f` traced (as gc.scan does), reading xs[i] on
+    `xs_axes[i]` (`xs_chunks[i]` steps at a time, or one) and stacking its results on
+    `ys_axes`: (final carries, stacked results)."""
+    outer = (init or xs)[0].graph
+    trace = Trace(outer)
+    c_in = [trace.slot(f"c{i}", v.shape, v.dtype) for i, v in enumerate(init)]
+    x_in = [trace.slot(f"x{i}", (*v.shape[:a], *((c,) if c else ()), *v.shape[a + 1 :]), v.dtype)
+            for i, (v, a, c) in enumerate(zip(xs, xs_axes, xs_chunks, strict=True))]  # fmt: skip
+    TRACES.append(trace)
+    try:
+        c_out, y_out = f(c_in, x_in)
+    finally:
+        TRACES.pop()
+    for i, v in enumerate(c_out):
+        trace.output(f"c{i}", v)
+    for i, v in enumerate(y_out):
+        trace.output(f"y{i}", v)
+    node = outer.add("scan", [*init, *xs, *trace.captured], {
+        "body": Body(trace.finish()), "n_carry": len(init), "n_xs": len(xs), "reverse": True,
+        "length": (steps,), "xs_axes": xs_axes, "ys_axes": ys_axes, "xs_chunks": xs_chunks,
+    })  # fmt: skip
+    outs = [outer.add("scan_out", [node], {"index": j}) for j in range(len(c_out) + len(y_out))]
+    return outs[: len(c_out)], outs[len(c_out) :]
 
 
 def _loop(body: Body, init: list[Value], xs: list[Value], cap: list[Value], reverse: bool,
-          steps: int) -> tuple[list[Value], list[Value]]:  # fmt: skip
+          steps: int, xs_axes: tuple[int, ...], ys_axes: tuple[int, ...],
+          ) -> tuple[list[Value], list[Value]]:  # fmt: skip
     """A scan node running `body` (final carries, stacked results)."""
     g = init[0].graph if init else xs[0].graph
     node = g.add("scan", [*init, *xs, *cap], {
         "body": body, "n_carry": len(init), "n_xs": len(xs), "reverse": reverse,
-        "length": (steps,),
+        "length": (steps,), "xs_axes": xs_axes, "ys_axes": ys_axes,
     })  # fmt: skip
     count = len(results(g.nx, node.id))
     outs = [g.add("scan_out", [node], {"index": j}) for j in range(count)]

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define GC_ABI 4 /* raised whenever anything below changes meaning (4: gather, scatter) */
+#define GC_ABI 5 /* raised whenever anything below changes meaning (5: gather's stride) */
 
 /* Kernels, the functions that do the arithmetic, are GC_KERNEL: a build may optimise them
    harder than the Python-facing rest (graphc/runtime/build.py says how), and a module that
