@@ -29,7 +29,7 @@ from graphc.ir.graph import describe, operands
 from graphc.ir.shapes import ITEMSIZE
 from graphc.ops.scan import xs_axis, ys_axis
 from graphc.passes.fuse import fuse
-from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, Storage, _can_overwrite, plan_memory
+from graphc.passes.memory import DEFAULT_HINT, MemoryPlan, Storage, can_overwrite, plan_memory
 from graphc.passes.schedule import Program, schedule
 from graphc.passes.schedule import Step as ProgramStep
 from graphc.passes.verify_plan import verify_plan
@@ -261,7 +261,7 @@ def _carry_in_place(prog: Program, plan: MemoryPlan, u: int, o: int, name: str) 
     if last < t:
         return True
     reads = prog._reads[t]
-    return last == t and same.intersection(reads) == {u} and _can_overwrite(prog, o, u)
+    return last == t and same.intersection(reads) == {u} and can_overwrite(prog, o, u)
 
 
 def _bound(k: Any, per_trip: set[Any], extra: Extra) -> bool:

@@ -128,7 +128,7 @@ def _fixed_storage(prog: Program) -> tuple[dict[int, Storage], dict[str, int], d
     return storage, extra, alias_of
 
 
-def _can_overwrite(prog: Program, v: int, x: int) -> bool:
+def can_overwrite(prog: Program, v: int, x: int) -> bool:
     """May v's step write v over x, which it reads (at the same index it writes v)?"""
     G = prog.graph.nx
     a, b = G._node[v], G._node[x]
@@ -385,7 +385,7 @@ def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT)
     nbytes = {v: size_of(nodes[v]["shape"], nodes[v]["dtype"]) for v in values}
 
     def overwrite(v: int, x: int) -> bool:
-        return x in nbytes and _can_overwrite(prog, v, x)
+        return x in nbytes and can_overwrite(prog, v, x)
 
     def arena(slots: list[list[int]]) -> int:
         return sum(max(nbytes[m] for m in members) for members in slots)

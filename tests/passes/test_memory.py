@@ -105,7 +105,7 @@ def test_least_arena_bounds_every_placement(name, fusion):
                      range(len(plans[s].slots))] for s in ("schedule", "size")}  # fmt: skip
 
         def overwrite(v, x, prog=prog, nbytes=nbytes):  # as plan_memory's
-            return x in nbytes and memory._can_overwrite(prog, v, x)
+            return x in nbytes and memory.can_overwrite(prog, v, x)
 
         least = memory._least_arena(prog, values, iv, nbytes, overwrite)
         for s in ("schedule", "size"):
