@@ -14,19 +14,12 @@ import pytest
 import graphc as gc
 from graphc.codegen.pyrender import PyModule
 from graphc.compiler import run_stages
+from tests.bits import same_bits
 
 pytestmark = pytest.mark.compiler
 
 LENGTHS = [0, 1, 7, 8, 9, 15, 16, 63, 64, 65, 127, 128, 129, 136, 255, 256, 257, 300, 1000]
 DTYPES = ["float64", "float32"]
-
-
-def _same_bits(got, want, what: str) -> None:
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.dtype == want.dtype and got.shape == want.shape, what
-    nan = np.isnan(want)  # a NaN's sign and payload are not compared
-    assert np.array_equal(np.isnan(got), nan), what
-    assert got[~nan].tobytes() == want[~nan].tobytes(), (what, got, want)
 
 
 def _rows(rng, shape, dtype) -> np.ndarray:
@@ -50,9 +43,9 @@ def test_static_rows_sum_to_numpys_bits(tmp_path, dtype):
     out = m.forward(**ins)
     for n in LENGTHS:
         x, y = ins[f"x{n}"], ins[f"y{n}"]
-        _same_bits(out[f"s{n}"], np.sum((x - y) * x, axis=-1), f"sum, n={n}")
+        same_bits(out[f"s{n}"], np.sum((x - y) * x, axis=-1), f"sum, n={n}")
         if n:  # np.mean of no element: NaN, as the compiled one (sign aside)
-            _same_bits(out[f"m{n}"], np.mean(x, axis=1, keepdims=True), f"mean, n={n}")
+            same_bits(out[f"m{n}"], np.mean(x, axis=1, keepdims=True), f"mean, n={n}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -67,9 +60,9 @@ def test_symbolic_rows_sum_to_numpys_bits(tmp_path, dtype):
     for n in LENGTHS:
         xs, ws = _rows(rng, (3, 2, n), dtype), _rows(rng, (n,), dtype)
         out = m.forward(x=xs, w=ws)
-        _same_bits(out["s"], np.sum(xs * ws, axis=-1), f"sum, n={n}")
+        same_bits(out["s"], np.sum(xs * ws, axis=-1), f"sum, n={n}")
         if n:
-            _same_bits(out["m"], np.mean(xs, axis=-1, keepdims=True), f"mean, n={n}")
+            same_bits(out["m"], np.mean(xs, axis=-1, keepdims=True), f"mean, n={n}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -100,7 +93,7 @@ def test_several_sums_beside_stored_values(tmp_path, dtype):
             "c": np.sum((dys - xhs) * dys, axis=-1),
         }
         for k, v in want.items():
-            _same_bits(out[k], v, f"{k}, n={n}")
+            same_bits(out[k], v, f"{k}, n={n}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -120,8 +113,8 @@ def test_signed_zeros_nans_and_infinities(tmp_path, dtype):
         xs[5, :] = np.finfo(dtype).max  # overflows to inf as NumPy's does
         out = m.forward(x=xs)
         with np.errstate(all="ignore"):
-            _same_bits(out["s"], np.sum(xs, axis=-1), f"sum, n={n}")
-            _same_bits(out["m"], np.mean(xs, axis=-1), f"mean, n={n}")
+            same_bits(out["s"], np.sum(xs, axis=-1), f"sum, n={n}")
+            same_bits(out["m"], np.mean(xs, axis=-1), f"mean, n={n}")
         assert not np.signbit(out["s"][0]) and not np.signbit(out["m"][0])
 
 
@@ -141,7 +134,7 @@ def test_the_bits_do_not_depend_on_the_threads(tmp_path):
         try:
             for threads in (1, 2):
                 m.module.set_num_threads(threads)
-                _same_bits(m.forward(x=xs, y=ys)["m"], want, f"{threads} threads, n={n}")
+                same_bits(m.forward(x=xs, y=ys)["m"], want, f"{threads} threads, n={n}")
         finally:
             m.module.set_num_threads(os.cpu_count() or 1)
 
@@ -161,5 +154,5 @@ def test_the_python_backend_sums_rows_the_same(tmp_path, dtype):
         xs, ys = _rows(rng, (2, n), dtype), _rows(rng, (2, n), dtype)
         got, want = py.forward(x=xs, y=ys), native.forward(x=xs, y=ys)
         for k in want:
-            _same_bits(got[k], want[k], f"{k}, n={n}")
-        _same_bits(want["s"], np.sum(xs * ys, axis=-1), f"s, n={n}")
+            same_bits(got[k], want[k], f"{k}, n={n}")
+        same_bits(want["s"], np.sum(xs * ys, axis=-1), f"s, n={n}")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from tests.bits import same_bits
 
 pytestmark = pytest.mark.compiler
 
@@ -20,14 +21,6 @@ LENGTHS = [0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 65, 127, 128, 129, 136,
            257, 300]  # fmt: skip
 DTYPES = ["float64", "float32"]
 ROWS = 12
-
-
-def _same_bits(got, want, what: str) -> None:
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.dtype == want.dtype and got.shape == want.shape, what
-    nan = np.isnan(want)  # a NaN's sign and payload are not compared
-    assert np.array_equal(np.isnan(got), nan), what
-    assert got[~nan].tobytes() == want[~nan].tobytes(), (what, got, want)
 
 
 def _rows(rng, n: int, dtype: str) -> np.ndarray:
@@ -93,7 +86,7 @@ def test_symbolic_rows_have_the_interpreters_order(tmp_path, helpers, dtype):
         x = _rows(rng, n, dtype)
         got, want = m.forward(x=x), _want(helpers[dtype], x)
         for k in want:
-            _same_bits(got[k], want[k], f"{k}, n={n}")
+            same_bits(got[k], want[k], f"{k}, n={n}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -111,7 +104,7 @@ def test_static_rows_have_the_interpreters_order(tmp_path, helpers, dtype):
     for n in LENGTHS:
         want = _want(helpers[dtype], ins[f"x{n}"])
         for k in want:
-            _same_bits(got[f"{k}{n}"], want[k], f"{k}, n={n}")
+            same_bits(got[f"{k}{n}"], want[k], f"{k}, n={n}")
 
 
 def test_the_bits_do_not_depend_on_the_threads(tmp_path, helpers):
@@ -125,7 +118,7 @@ def test_the_bits_do_not_depend_on_the_threads(tmp_path, helpers):
             m.module.set_num_threads(threads)
             got = m.forward(x=x)
             for k in want:
-                _same_bits(got[k], want[k], f"{k}, {threads} threads")
+                same_bits(got[k], want[k], f"{k}, {threads} threads")
     finally:
         m.module.set_num_threads(os.cpu_count() or 1)
 
@@ -143,7 +136,7 @@ def test_other_axes_stay_in_order(tmp_path):
     xs[1, :, 2] = np.nan
     got, want = m.forward(x=xs), gc.evaluate(g, {"x": xs})
     for k in want:
-        _same_bits(got[k], want[k], k)
+        same_bits(got[k], want[k], k)
 
 
 def _layer_norm64(x: np.ndarray, eps: float) -> np.ndarray:
@@ -167,6 +160,6 @@ def test_layer_norm_rows_are_numpys_means_in_double(tmp_path, dtype):
         xs[8] = 1000 + xs[0]  # a large mean
         got = m.forward(x=xs)["y"]
         with np.errstate(all="ignore"):
-            _same_bits(got, _layer_norm64(xs, 1e-5), f"n={n}")
+            same_bits(got, _layer_norm64(xs, 1e-5), f"n={n}")
             if dtype == "float64":
-                _same_bits(got, gc.evaluate(g, {"x": xs})["y"], f"interpreter, n={n}")
+                same_bits(got, gc.evaluate(g, {"x": xs})["y"], f"interpreter, n={n}")
