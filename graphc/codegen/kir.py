@@ -475,7 +475,8 @@ class Bind:
       `refs[2]` in turn (first `refs[1]`);
     - "alias": at `refs[0]` (the bytes of a value bound above it);
     - "every": at `refs[0]` plus t / `every` times `size` bytes when t is a multiple of
-      `every`, else at `refs[1]` (scratch): a result kept every k-th step;
+      `every` (or one less than a multiple, in a reverse loop: the step each block of `every`
+      steps runs first), else at `refs[1]` (scratch): a result kept every k-th step;
     - "gather": `key` keeps its own bytes (scratch), into which each trip first copies slice t
       of `refs[0]`, a per-step operand with its steps on an inner axis: `rows` blocks of
       `size` bytes, block r at r * `stride` + t * size bytes (`stride`: the bytes of the

@@ -317,8 +317,9 @@ def scan(pm: Any, v: list, z: list, f: list, a: list) -> None:
                 v[dst] = v[r0] if i == trips - 1 else (v[r2] if i & 1 else v[r1])
             elif kind == 3:
                 v[dst] = v[r0]
-            elif kind == 4:  # every k-th step (k: the size r2)
-                v[dst] = v[r0][(t // z[r2]) * z[size] :] if t % z[r2] == 0 else v[r1]
+            elif kind == 4:  # every k-th step (k: the size r2), each block's first run
+                first = z[r2] - 1 if reverse else 0
+                v[dst] = v[r0][(t // z[r2]) * z[size] :] if t % z[r2] == first else v[r1]
             elif kind == 5:  # gather: z[r2] blocks of slice t, its steps on an inner axis
                 _blocks(v[dst], v[r0], t, z[r1], z[r2], z[size], False)
         p = 0

@@ -16,9 +16,11 @@ result j (counted from the first stacked one) holds the steps on axis `ys_axes[j
 left out is 0 (a batch-first sequence [N, T, ...] is read and written in place, with no
 time-major copy: codegen/scan.py). An entry c > 0 of `xs_chunks` makes step t read steps
 t c to t c + c - 1 of xs k, the axis kept ([..., c, ...]), from an array with at least T c
-steps (the loop over a checkpointed loop's segments). The results in `strided` keep only
-steps 0, k, 2k, ... (k = `every`; a static T; on axis 0): the loop's checkpoints (both made
-by passes/scan_remat.py).
+steps (the loop over a checkpointed loop's segments). The results in `strided` keep only the
+step each block of k steps (k = `every`; blocks t k .. t k + k - 1; a static T; on axis 0)
+runs first: steps 0, k, 2k, ..., ceil(T / k) of them, or in a reverse scan k - 1, 2k - 1,
+..., T // k of them; row i holds block i's. They are the loop's checkpoints (both made by
+passes/scan_remat.py).
 
 The derivative is a reverse scan over the body's VJP (passes/scan_grad.py); the memory plan and
 the code are in passes/scan_steps.py and codegen/scan.py.
@@ -70,15 +72,22 @@ def stacked_shape(step: tuple, T: int | str, axis: int) -> tuple:
 
 def results(G: Any, n: int) -> list[tuple[tuple, str]]:
     """(shape, dtype) of each result of scan node n: final carries, then stacked results (a
-    strided one holds steps 0, k, 2k, ... of a static T: ceil(T / k) of them)."""
+    strided one holds a step of each block of k: see kept_steps)."""
     p = G._node[n]["params"]
     body: Body = p["body"]
     T = p["length"][0]
     out = body.types(body.outputs)
-    k, strided = p["every"], p["strided"]
+    kept = kept_steps(T, p["every"], p["reverse"]) if p["strided"] else T
     return [t if j < p["n_carry"] else
-            (stacked_shape(t[0], -(-T // k) if j in strided else T, ys_axis(p, j)), t[1])
+            (stacked_shape(t[0], kept if j in p["strided"] else T, ys_axis(p, j)), t[1])
             for j, t in enumerate(out)]  # fmt: skip
+
+
+def kept_steps(T: int, k: int, reverse: bool) -> int:
+    """The rows of a strided result: one per block of k steps the loop enters at the block's
+    first step in its running order (steps 0, k, ...; in a reverse loop k - 1, 2k - 1, ...:
+    its last T mod k steps, run first, are no whole block)."""
+    return T // k if reverse else -(-T // k)
 
 
 def _infer_scan(G: Any, n: int, ops: list[int]) -> tuple[tuple, str]:
@@ -228,8 +237,9 @@ def _run(*arrays: np.ndarray, body: Body, n_carry: int, n_xs: int, reverse: bool
             ys[k].reverse()
         shape = (T, *bind_shape(a["shape"], symbols))
         stacked.append(np.stack(ys[k]) if ys[k] else np.zeros(shape, dtype=a["dtype"]))
-        if n_carry + k in strided:  # steps 0, every, 2 every, ...
-            stacked[-1] = np.ascontiguousarray(stacked[-1][::every])
+        if n_carry + k in strided:  # steps 0, every, 2 every, ... (every - 1, ... reversed)
+            first = every - 1 if reverse else 0
+            stacked[-1] = np.ascontiguousarray(stacked[-1][first::every])
         else:  # a view, as np.transpose's of a time-major stack (the same sums follow)
             stacked[-1] = np.moveaxis(stacked[-1], 0, ys_axis(p, n_carry + k))
     return (*(np.array(c, dtype=G._node[o]["dtype"]) for c, o in zip(carries, outs, strict=False)),

@@ -8,13 +8,17 @@ them. Memory: ceil(T / k) carries and one segment's residuals, instead of T step
 The reverse loop becomes a reverse loop over the segments whose body holds the two inner loops;
 its carries (the cotangents, and the sums of the captured values' cotangents) pass from segment
 to segment, so every addition happens in the order it did: the gradients are bit for bit the
-same. The last T mod k steps are a segment of their own, before the others. Trip counts must be
-static (a symbolic T keeps its loop as it was). A loop with its steps on an inner axis
-(`xs_axes`, `ys_axes`: ops/scan.py) is cut along that axis: the loop over the segments reads
-k steps of each per-step array at each trip, where they are (`xs_chunks`: [N, k, ...] of
-[N, T, ...]), and the loops in its body read each segment on that axis again; no array is
-copied whole or made time-major (the tail segment's steps are sliced), only the checkpoints
-are stacked on axis 0.
+same. The last T mod k steps are a segment of their own, before the others. A forward loop run
+last to first (`reverse`) is split the same way, in blocks t k .. t k + k - 1 counted from
+step 0 (so every array is still read k steps at a time where it is): it keeps the carry
+entering steps k - 1, 2k - 1, ... (the step each block runs first), its backward loop runs the
+segments first to last, and its last T mod k steps, which it runs first from its initial
+carry, are the last segment. Trip counts must be static (a symbolic T keeps its loop as it
+was). A loop with its steps on an inner axis (`xs_axes`, `ys_axes`: ops/scan.py) is cut along
+that axis: the loop over the segments reads k steps of each per-step array at each trip, where
+they are (`xs_chunks`: [N, k, ...] of [N, T, ...]), and the loops in its body read each
+segment on that axis again; no array is copied whole or made time-major (the tail segment's
+steps are sliced), only the checkpoints are stacked on axis 0.
 """
 
 from __future__ import annotations
@@ -64,8 +68,8 @@ def _forward_of(G: Any, b: int) -> int | None:
     T = ps["length"][0]
     if not isinstance(T, int) or T < MIN_STEPS or ps["strided"] or p["length"][0] != T:
         return None
-    if p["reverse"] == ps["reverse"] or ps["reverse"]:
-        return None  # a forward loop run first to last, its reverse loop last to first
+    if p["reverse"] == ps["reverse"]:
+        return None  # the backward loop runs the other way
     return s
 
 
@@ -101,6 +105,7 @@ def _segment(h: Graph, s: int, b: int) -> None:
         fwd.output(f"y{first - ncs + j}", Value(fwd, u))
     strided = tuple(range(first, first + ncs))
     G._node[s]["params"] = dict(ps, body=Body(fwd), strided=strided, every=k)
+    rev = ps["reverse"]  # s runs last to first: its checkpoints enter steps k - 1, 2k - 1, ...
     loc = G._node[b]["loc"]
     with h.at(loc):
         ckpts = [h.add("scan_out", [Value(h, s)], {"index": j}) for j in strided]
@@ -116,11 +121,11 @@ def _segment(h: Graph, s: int, b: int) -> None:
         ) -> tuple[list[Value], list[Value]]:
             """The forward body again over `steps` steps from checkpoint `start`, then the
             reverse body over them from `carry`."""
-            again = _loop(s_body, start, xs_seg, s_cap, False, steps, s_axes, s_ys)
+            again = _loop(s_body, start, xs_seg, s_cap, rev, steps, s_axes, s_ys)
             rest = iter(plain_seg)
             per_step = [again[1][from_s[i] - ncs] if i in from_s else next(rest)
                         for i in range(nxb)]  # fmt: skip
-            return _loop(b_body, carry, per_step, b_cap, True, steps, b_axes, b_ys)
+            return _loop(b_body, carry, per_step, b_cap, not rev, steps, b_axes, b_ys)
 
         tails: dict[tuple, Value] = {}  # each array's last steps, sliced once
 
@@ -129,32 +134,37 @@ def _segment(h: Graph, s: int, b: int) -> None:
                 tails[x.id, axis] = x[(slice(None),) * axis + (slice(full * k, None),)]
             return tails[x.id, axis]
 
-        carry, ys_tail = list(b_init), None
-        if tail:  # the last steps first: a segment of their own
-            carry, ys_tail = step(
-                carry, [c[full] for c in ckpts],
-                [last(x, a) for x, a in zip(s_xs, s_axes, strict=True)],
+        def tail_segment(carry: list[Value]) -> tuple[list[Value], list[Value]]:
+            """Steps full k .. T - 1: entered from the initial carry when s runs last to
+            first, else from its last checkpoint."""
+            start = s_args[:ncs] if rev else [c[full] for c in ckpts]
+            return step(
+                carry, start, [last(x, a) for x, a in zip(s_xs, s_axes, strict=True)],
                 [last(b_xs[i], b_axes[i]) for i in plain], tail,
             )  # fmt: skip
-        if full:
-            c_seg = list(ckpts)  # the first `full`, one at a time ([1, ...]: a chunk of one)
-            x_seg, p_seg = list(s_xs), [b_xs[i] for i in plain]
-            nc, nx_ = len(c_seg), len(x_seg)
 
-            def segment(c: list[Value], x: list[Value]) -> tuple[list[Value], list[Value]]:
-                start = [reshape(v, v.shape[1:]) for v in x[:nc]]
-                return step(c, start, x[nc : nc + nx_], x[nc + nx_ :], k)
+        carry, ys_tail = list(b_init), None
+        if tail and not rev:  # b runs last to first: the last steps first
+            carry, ys_tail = tail_segment(carry)
+        # full >= 1 (T >= MIN_STEPS, k <= T): the whole segments, one per trip
+        c_seg = list(ckpts)  # the first `full`, one at a time ([1, ...]: a chunk of one)
+        x_seg, p_seg = list(s_xs), [b_xs[i] for i in plain]
+        nc, nx_ = len(c_seg), len(x_seg)
 
-            # trip t reads steps t k .. t k + k - 1 of each array, where they are
-            axes = (0,) * nc + s_axes + tuple(b_axes[i] for i in plain)
-            chunks = (1,) * nc + (k,) * (nx_ + len(p_seg))
-            carry, ys = _traced_loop(segment, list(carry), [*c_seg, *x_seg, *p_seg], axes,
-                                     chunks, b_ys, full)  # fmt: skip
-            ys = [_merge(y, a) for y, a in zip(ys, b_ys, strict=True)]
-            if ys_tail is not None:
-                ys = [concat([y, t], axis=a) for y, t, a in zip(ys, ys_tail, b_ys, strict=True)]
-        else:
-            ys = ys_tail
+        def segment(c: list[Value], x: list[Value]) -> tuple[list[Value], list[Value]]:
+            start = [reshape(v, v.shape[1:]) for v in x[:nc]]
+            return step(c, start, x[nc : nc + nx_], x[nc + nx_ :], k)
+
+        # trip t reads steps t k .. t k + k - 1 of each array, where they are
+        axes = (0,) * nc + s_axes + tuple(b_axes[i] for i in plain)
+        chunks = (1,) * nc + (k,) * (nx_ + len(p_seg))
+        carry, ys = _traced_loop(segment, list(carry), [*c_seg, *x_seg, *p_seg], axes, chunks,
+                                 b_ys, full, not rev)  # fmt: skip
+        ys = [_merge(y, a) for y, a in zip(ys, b_ys, strict=True)]
+        if tail and rev:  # b runs first to last: the last steps after the others
+            carry, ys_tail = tail_segment(carry)
+        if ys_tail is not None:
+            ys = [concat([y, t], axis=a) for y, t, a in zip(ys, ys_tail, b_ys, strict=True)]
     # what read the reverse loop's results reads the segments'
     new = [*carry, *ys]
     for o in [v for v in list(G.successors(b)) if G._node[v]["op"] == "scan_out"]:
@@ -176,9 +186,9 @@ def _merge(y: Value, axis: int) -> Value:
 def _traced_loop(
     f: Callable[[list[Value], list[Value]], tuple[list[Value], list[Value]]],
     init: list[Value], xs: list[Value], xs_axes: tuple[int, ...], xs_chunks: tuple[int, ...],
-    ys_axes: tuple[int, ...], steps: int,
+    ys_axes: tuple[int, ...], steps: int, reverse: bool,
 ) -> tuple[list[Value], list[Value]]:  # fmt: skip
-    """A reverse scan node whose body is `f` traced (as gc.scan does), reading xs[i] on
+    """A scan node whose body is `f` traced (as gc.scan does), reading xs[i] on
     `xs_axes[i]` (`xs_chunks[i]` steps at a time, or one) and stacking its results on
     `ys_axes`: (final carries, stacked results)."""
     outer = (init or xs)[0].graph
@@ -196,7 +206,7 @@ def _traced_loop(
     for i, v in enumerate(y_out):
         trace.output(f"y{i}", v)
     node = outer.add("scan", [*init, *xs, *trace.captured], {
-        "body": Body(trace.finish()), "n_carry": len(init), "n_xs": len(xs), "reverse": True,
+        "body": Body(trace.finish()), "n_carry": len(init), "n_xs": len(xs), "reverse": reverse,
         "length": (steps,), "xs_axes": xs_axes, "ys_axes": ys_axes, "xs_chunks": xs_chunks,
     })  # fmt: skip
     outs = [outer.add("scan_out", [node], {"index": j}) for j in range(len(c_out) + len(y_out))]

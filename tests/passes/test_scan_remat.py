@@ -1,7 +1,8 @@
 """Checkpointing loops (passes/scan_remat.py): with a memory budget, the forward loop keeps its
 carry every k-th step and the backward pass runs in segments that compute each segment's
-per-step values again. Gradients are bit for bit those without a budget (interpreter, compiled
-module, Python backend); the plan's arena shrinks; loops it cannot split are left alone."""
+per-step values again, whichever way the forward loop runs. Gradients are bit for bit those
+without a budget (interpreter, compiled module, Python backend); the plan's arena shrinks;
+loops it cannot split are left alone."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from graphc.errors import GraphError
 from graphc.ops.scan import results
 from graphc.passes.scan_remat import checkpoint_loops
 from graphc.passes.simplify import simplify
-from tests.ops.test_scan import WRT, lstm_inputs, lstm_model, rnn_graph
+from tests.ops.test_scan import WRT, D, H, _lstm_cell, lstm_inputs, lstm_model, rnn_graph
 
 
 def _joint(g: gc.Graph, wrt: list[str]) -> tuple[gc.Graph, int]:
@@ -31,19 +32,24 @@ def _forward_scans(h: gc.Graph, backward_from: int) -> list[int]:
     return [n for n in G if n < backward_from and G._node[n]["op"] == "scan"]
 
 
-@pytest.mark.parametrize("steps", [4, 5, 9, 10, 17])
-def test_segments_give_the_same_gradients_bit_for_bit(steps: int) -> None:
-    """ceil(T / k) checkpoints of each carry (k = ceil(sqrt(T))), a tail segment when k does
-    not divide T, and every output equal to the unsplit model's, bit for bit."""
-    joint, backward_from = _joint(lstm_model(False, steps=steps), WRT)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("steps", [*range(18), 40])
+def test_segments_give_the_same_gradients_bit_for_bit(steps: int, reverse: bool) -> None:
+    """ceil(T / k) checkpoints of each carry (k = ceil(sqrt(T))), or T // k when the loop
+    runs last to first (its last T mod k steps, run first, start from the initial carry), a
+    tail segment when k does not divide T, and every output equal to the unsplit model's,
+    bit for bit; fewer than 4 steps are left whole."""
+    joint, backward_from = _joint(lstm_model(False, reverse=reverse, steps=steps), WRT)
     h, loops = checkpoint_loops(joint, backward_from)
-    assert loops == 1
-    (s,) = _forward_scans(h, backward_from)
-    p = h.nx._node[s]["params"]
-    k = math.isqrt(steps - 1) + 1
-    assert p["every"] == k and len(p["strided"]) == 2  # the carry: h and c
-    for j in p["strided"]:
-        assert results(h.nx, s)[j][0][0] == -(-steps // k)
+    assert loops == (steps >= 4)
+    if loops:
+        (s,) = _forward_scans(h, backward_from)
+        p = h.nx._node[s]["params"]
+        k = math.isqrt(steps - 1) + 1
+        assert p["every"] == k and len(p["strided"]) == 2  # the carry: h and c
+        assert p["reverse"] == reverse
+        for j in p["strided"]:
+            assert results(h.nx, s)[j][0][0] == (steps // k if reverse else -(-steps // k))
     inp = lstm_inputs(steps)
     a, b = gc.evaluate(joint, inp), gc.evaluate(h, inp)
     assert a.keys() == b.keys()
@@ -52,9 +58,9 @@ def test_segments_give_the_same_gradients_bit_for_bit(steps: int) -> None:
 
 
 def test_loops_it_cannot_split_are_left_alone() -> None:
-    """A symbolic T (the checkpoints' count is unknown at build time), too few steps, and a
-    reverse forward loop keep their loops as they were."""
-    for g in (rnn_graph("T"), lstm_model(False, steps=3), lstm_model(False, reverse=True, steps=9)):
+    """A symbolic T (the checkpoints' count is unknown at build time) and too few steps keep
+    their loops as they were."""
+    for g in (rnn_graph("T"), lstm_model(False, steps=3), lstm_model(False, reverse=True, steps=3)):
         joint, backward_from = _joint(g, ["W", "U"])
         h, loops = checkpoint_loops(joint, backward_from)
         assert loops == 0
@@ -97,6 +103,66 @@ def test_compiled_with_a_budget_equals_without(tmp_path) -> None:
     _, gp = PyModule(st.module).value_and_grad(**inp)
     for key in ga:
         np.testing.assert_allclose(gp[key], ga[key], rtol=1e-12, atol=1e-13, err_msg=key)
+
+
+LENGTHS = [*range(18), 40]
+
+
+def _loops_of_every_length() -> gc.Graph:
+    """One LSTM-like loop (tests/ops/test_scan.py's cell) per length in LENGTHS, each run
+    first to last and last to first over an input of its own, sharing the weights."""
+    g = gc.Graph("lengths")
+    h0 = g.input("h0", shape=("N", H))
+    c0 = g.param("c0", shape=("N", H))
+    W = g.param("W", shape=(D, 4 * H))
+    U = g.param("U", shape=(H, 4 * H))
+    b = g.param("b", shape=(4 * H,))
+    cell = _lstm_cell(W, U, b)
+    loss = gc.sum(c0 * c0)
+    for steps in LENGTHS:
+        for reverse in (False, True):
+            xs = g.input(f"x{steps}{'r' if reverse else 'f'}", shape=(steps, "N", D))
+            s, (hs, zs) = gc.scan(cell, {"h": h0, "c": c0}, xs, reverse=reverse)
+            loss = loss + gc.sum(hs * hs) + gc.sum(s["c"]) * 0.5 + gc.sum(zs * zs)
+    g.output("loss", loss)
+    return g
+
+
+@pytest.mark.compiler
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_compiled_loops_of_every_length_either_way(tmp_path, dtype: str) -> None:
+    """T = 0 .. 17 and 40, k dividing T or not, each loop run first to last and last to
+    first: with memory_budget= every loop of 4 steps or more runs in segments (those run last
+    to first too), and the module's value and every gradient (the inputs' too) equal the
+    module's without a budget, bit for bit; the Python backend runs the same rows."""
+    g = _loops_of_every_length()
+    wrt = ["h0", "c0", "W", "U", "b", *(f"x{t}{d}" for t in LENGTHS for d in "fr")]
+    only = ["value_and_grad"]
+    plain = gc.compile(g, wrt=wrt, dtype=dtype, functions=only, out_dir=tmp_path / "plain")
+    budget = gc.compile(g, wrt=wrt, dtype=dtype, functions=only, out_dir=tmp_path / "budget",
+                        memory_budget=1)  # fmt: skip
+    split = 2 * sum(t >= 4 for t in LENGTHS)
+    assert budget.stages.checkpointing.loops == split
+    prog, _ = budget.stages.programs["value_and_grad"]
+    G = prog.graph.nx
+    strided = [G._node[n]["params"]["reverse"] for n in G
+               if G._node[n]["op"] == "scan" and G._node[n]["params"]["strided"]]  # fmt: skip
+    assert sorted(strided) == [False] * (split // 2) + [True] * (split // 2)
+    rng = np.random.default_rng(5)
+    inp = {k: v.astype(dtype) for k, v in lstm_inputs(0, seed=4).items() if k != "xs"}
+    for t in LENGTHS:
+        for d in "fr":
+            inp[f"x{t}{d}"] = rng.normal(size=(t, 3, D)).astype(dtype)
+    (a, ga), (b, gb) = plain.value_and_grad(**inp), budget.value_and_grad(**inp)
+    np.testing.assert_array_equal(a["loss"], b["loss"])
+    assert ga.keys() == gb.keys() and len(ga) == len(wrt)
+    for key in ga:
+        np.testing.assert_array_equal(ga[key], gb[key], err_msg=key)
+    if dtype == "float64":
+        st = run_stages(g, wrt=wrt, functions=only, memory_budget=1)
+        _, gp = PyModule(st.module).value_and_grad(**inp)
+        for key in ga:
+            np.testing.assert_allclose(gp[key], ga[key], rtol=1e-12, atol=1e-13, err_msg=key)
 
 
 @pytest.mark.compiler

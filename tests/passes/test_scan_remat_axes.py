@@ -1,9 +1,9 @@
 """Checkpointing loops with their steps on an inner axis (passes/scan_remat.py): the segments
 are cut where the steps are (xs read and ys stacked on axis 1, the checkpoints on axis 0), with
 no time-major copy of any array; values and gradients are bit for bit those without a budget,
-and those of the same loop over time-major copies (an independent reference); the budgeted
-plan of gc.nn.lstm holds no more than its checkpoints, one segment and the sequences the loss
-reads."""
+and those of the same loop over time-major copies (an independent reference), whichever way
+the loop runs; the budgeted plan of gc.nn.lstm (and of the same LSTM run last to first) holds
+no more than its checkpoints, one segment and the sequences the loss reads."""
 
 from __future__ import annotations
 
@@ -78,10 +78,11 @@ def test_inner_axis_segments_bit_for_bit(steps: int, reverse: bool) -> None:
     """T = 0 and 1 (too few steps: left whole), k dividing T (4, 9, 16) or not (5, 10, 17):
     the split loops read and stack on axis 1 as the model's, no transpose is added, and
     every output equals the unsplit model's and the time-major model's bit for bit. A loop
-    running last to first keeps its loop whole, and its values too."""
+    running last to first is split too: it keeps the carries entering steps k - 1, 2k - 1,
+    ... (T // k of them), and its backward loop runs the segments first to last."""
     joint, backward_from = _joint(model(True, reverse, steps))
     h, loops = checkpoint_loops(joint, backward_from)
-    assert loops == (0 if reverse or steps < 4 else 1)
+    assert loops == (0 if steps < 4 else 1)
     assert _ops(h).count("transpose") == _ops(joint).count("transpose") == 0
     G = h.nx
     if loops:
@@ -89,8 +90,9 @@ def test_inner_axis_segments_bit_for_bit(steps: int, reverse: bool) -> None:
         scans = [n for n in G if G._node[n]["op"] == "scan"]
         (fwd,) = [n for n in scans if G._node[n]["params"]["strided"]]
         p = G._node[fwd]["params"]
-        assert p["every"] == k and p["xs_axes"] == (1, 1)
-        assert [results(G, fwd)[j][0][0] for j in p["strided"]] == [-(-steps // k)] * 2
+        assert p["every"] == k and p["xs_axes"] == (1, 1) and p["reverse"] == reverse
+        kept = steps // k if reverse else -(-steps // k)  # entering steps k - 1, 2k - 1, ...
+        assert [results(G, fwd)[j][0][0] for j in p["strided"]] == [kept] * 2
         # arrays [N, ...] (sequences, segments of them) are read on axis 1, the others
         # (checkpoints, residuals the forward loop stacks time-major) on axis 0
         for n in scans:
@@ -109,23 +111,36 @@ def test_inner_axis_segments_bit_for_bit(steps: int, reverse: bool) -> None:
         np.testing.assert_array_equal(b[key], c[key], err_msg=key)
 
 
-def _lstm(steps: int, d: int = 3, hidden: int = 6) -> gc.Graph:
+def _lstm(steps: int, d: int = 3, hidden: int = 6, reverse: bool = False) -> gc.Graph:
+    """gc.nn.lstm over x [N, T, d]; or, `reverse`, the same LSTM run from the last step to
+    the first (a loop of gc.nn.lstm_cell from h = c = input h0)."""
     g = gc.Graph("lstm_budget")
     x = g.input("x", shape=("N", steps, d))
-    hs = gc.nn.lstm(x, hidden, "lstm", return_sequences=True)
+    if reverse:
+        h0 = g.input("h0", shape=("N", hidden))
+
+        def cell(s: tuple, x_t: gc.Value) -> tuple:
+            h, c = gc.nn.lstm_cell(x_t, s[0], s[1], "lstm")
+            return (h, c), h
+
+        _, hs = gc.scan(cell, (h0, h0), x, reverse=True, axis=1)
+    else:
+        hs = gc.nn.lstm(x, hidden, "lstm", return_sequences=True)
     g.output("loss", gc.mean(hs * hs))
     return g
 
 
+@pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("steps", [25, 200])
-def test_budgeted_lstm_plan_has_no_transpose_and_keeps_little(steps: int) -> None:
+def test_budgeted_lstm_plan_has_no_transpose_and_keeps_little(steps: int, reverse: bool) -> None:
     """gc.nn.lstm over batch-first x [64, T, 128] (hidden 128) with memory_budget=1: no
     transpose in its plan, and its peak of live bytes at most its checkpoints, one segment of
     the per-step values the unbudgeted loop stacks for the backward pass, and the cotangent of
     hs [N, T, H] (the loss's gradient, which the loop reads), whether k divides T (25) or not
     (200 = 13 * 15 + 5): the loop over whole segments reads x and that cotangent where they
-    are, k steps at a time, with no copy of their first 195 steps."""
-    g, sizes, d = _lstm(steps, 128, 128), {"N": 64}, 64 * 128 * 4  # d: bytes of one [N, H]
+    are, k steps at a time, with no copy of their first 195 steps. The same LSTM run last to
+    first keeps T // k checkpoints and holds no more."""
+    g, sizes, d = _lstm(steps, 128, 128, reverse), {"N": 64}, 64 * 128 * 4  # d: one [N, H]
     only = ("value_and_grad",)
     st = run_stages(g, dtype="float32", functions=only, memory_budget=1)
     prog, plan = st.programs["value_and_grad"]
@@ -149,7 +164,8 @@ def test_budgeted_lstm_plan_has_no_transpose_and_keeps_little(steps: int) -> Non
                 if j >= G0._node[s.node]["params"]["n_carry"] and backward & set(G0.succ[o]):
                     stacked += value_bytes(*types[j], sizes)
     assert stacked == 6 * steps * d  # h and c entering each step, the four gates
-    assert ckpts == 2 * -(-steps // k) * d
+    assert p["reverse"] == reverse
+    assert ckpts == 2 * (steps // k if reverse else -(-steps // k)) * d
     bound = ckpts + stacked * k // steps + steps * d
     assert max(live_bytes(prog, plan, sizes)) <= bound
 
