@@ -18,7 +18,11 @@ was). A loop with its steps on an inner axis (`xs_axes`, `ys_axes`: ops/scan.py)
 that axis: the loop over the segments reads k steps of each per-step array at each trip, where
 they are (`xs_chunks`: [N, k, ...] of [N, T, ...]), and the loops in its body read each
 segment on that axis again; no array is copied whole or made time-major (the tail segment's
-steps are sliced), only the checkpoints are stacked on axis 0.
+steps are sliced), only the checkpoints are stacked on axis 0. A per-step operand of the
+reverse loop computed elementwise from the forward loop's results (the loss's cotangent of
+every step's h, 2 hs / size for a mean of squares) is computed again in each segment from the
+results the segment computes again, as the same elementwise ops over the same bits: the
+backward pass then holds no array of T steps.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 
 from graphc.ir.body import Body, Trace
 from graphc.ir.graph import TRACES, Graph, Value, operands, without_gc
+from graphc.ops.registry import REGISTRY
 from graphc.ops.scan import results, xs_axis, ys_axis
 from graphc.ops.shape import reshape
 from graphc.ops.slicing import concat
@@ -96,7 +101,11 @@ def _segment(h: Graph, s: int, b: int) -> None:
         for i, x in enumerate(b_xs)
         if G._node[x.id]["op"] == "scan_out" and operands(G, x.id)[0] == s
     }
-    plain = [i for i in range(nxb) if i not in from_s]
+    # and those computed elementwise from s's results (a loss's cotangent of s's outputs):
+    # computed again in each segment too, so the whole array is not kept for the backward pass
+    derived = {i: nodes for i, x in enumerate(b_xs) if i not in from_s
+               and (nodes := _elementwise_of(G, x.id, s, b_axes[i])) is not None}  # fmt: skip
+    plain = [i for i in range(nxb) if i not in from_s and i not in derived]
     # the forward loop keeps each carry entering steps 0, k, 2k, ...: a result of its own
     body: Body = ps["body"]
     fwd = body.graph.copy()
@@ -123,8 +132,9 @@ def _segment(h: Graph, s: int, b: int) -> None:
             reverse body over them from `carry`."""
             again = _loop(s_body, start, xs_seg, s_cap, rev, steps, s_axes, s_ys)
             rest = iter(plain_seg)
-            per_step = [again[1][from_s[i] - ncs] if i in from_s else next(rest)
-                        for i in range(nxb)]  # fmt: skip
+            per_step = [again[1][from_s[i] - ncs] if i in from_s
+                        else _rebuild(h, derived[i], again[1], ncs, b_axes[i], steps)
+                        if i in derived else next(rest) for i in range(nxb)]  # fmt: skip
             return _loop(b_body, carry, per_step, b_cap, not rev, steps, b_axes, b_ys)
 
         tails: dict[tuple, Value] = {}  # each array's last steps, sliced once
@@ -175,6 +185,72 @@ def _segment(h: Graph, s: int, b: int) -> None:
         for name, n in list(G.graph["outputs"].items()):
             if n == o:
                 G.graph["outputs"][name] = value.id
+
+
+def _elementwise_of(G: Any, x: int, s: int, axis: int) -> list[int] | None:
+    """The nodes computing `x` (steps on `axis`) elementwise from results of scan `s` stacked
+    on that axis, those results first, in topological order; None unless every value with
+    the steps that `x` is computed from is such a result or such a node (elementwise, or a
+    broadcast_to of a value without them). Values without the steps (a scalar, a constant)
+    are read as they are."""
+    p, shape = G._node[s]["params"], G._node[x]["shape"]
+    T = p["length"][0]
+    if G._node[x]["op"] == "scan_out" or len(shape) <= axis or shape[axis] != T:
+        return None
+    leaves: list[int] = []
+    order: list[int] = []
+    seen: set[int] = set()
+
+    def stepped(u: int) -> bool:
+        """Has u the steps on `axis` (its axes aligned with x's at the right)?"""
+        su = G._node[u]["shape"]
+        at = axis - (len(shape) - len(su))
+        return at >= 0 and su[at] == T
+
+    def visit(v: int) -> bool:
+        if v in seen:
+            return True
+        seen.add(v)
+        a = G._node[v]
+        if a["shape"] != shape:
+            return False
+        if a["op"] == "scan_out":
+            j = a["params"]["index"]
+            ok = operands(G, v)[0] == s and j >= p["n_carry"] and ys_axis(p, j) == axis
+            (leaves if ok else order).append(v)
+            return ok
+        if a["op"] == "broadcast_to":
+            ok = not stepped(operands(G, v)[0])
+        else:
+            op = REGISTRY.get(a["op"])  # None: an input or a constant
+            ok = (
+                op is not None
+                and op.elementwise
+                and all(visit(u) for u in operands(G, v) if stepped(u))
+            )
+        order.append(v)
+        return ok
+
+    return leaves + order if visit(x) else None
+
+
+def _rebuild(h: Graph, nodes: list[int], again: list[Value], ncs: int, axis: int,
+             steps: int) -> Value:  # fmt: skip
+    """`nodes` (_elementwise_of) over one segment of `steps` steps: the results of s read
+    from `again` (the segment's own), the values without the steps as they are."""
+    G = h.nx
+    made: dict[int, Value] = {}
+    for v in nodes:
+        a = G._node[v]
+        if a["op"] == "scan_out":
+            made[v] = again[a["params"]["index"] - ncs]
+            continue
+        params = dict(a["params"])
+        if a["op"] == "broadcast_to":
+            params["shape"] = (*a["shape"][:axis], steps, *a["shape"][axis + 1 :])
+        args = [made.get(u, Value(h, u)) for u in operands(G, v)]
+        made[v] = h.add(a["op"], args, params)
+    return made[nodes[-1]]
 
 
 def _merge(y: Value, axis: int) -> Value:

@@ -14,7 +14,7 @@ import pytest
 
 import graphc as gc
 from graphc.compiler import _differentiate, run_stages
-from graphc.ir.graph import operands
+from graphc.ir.graph import describe, operands
 from graphc.ops.scan import results, xs_axis
 from graphc.passes.memory import value_bytes
 from graphc.passes.plan_report import live_bytes
@@ -135,10 +135,11 @@ def _lstm(steps: int, d: int = 3, hidden: int = 6, reverse: bool = False) -> gc.
 def test_budgeted_lstm_plan_has_no_transpose_and_keeps_little(steps: int, reverse: bool) -> None:
     """gc.nn.lstm over batch-first x [64, T, 128] (hidden 128) with memory_budget=1: no
     transpose in its plan, and its peak of live bytes at most its checkpoints, one segment of
-    the per-step values the unbudgeted loop stacks for the backward pass, and the cotangent of
-    hs [N, T, H] (the loss's gradient, which the loop reads), whether k divides T (25) or not
-    (200 = 13 * 15 + 5): the loop over whole segments reads x and that cotangent where they
-    are, k steps at a time, with no copy of their first 195 steps. The same LSTM run last to
+    the per-step values the unbudgeted loop stacks for the backward pass, and hs [N, T, H]
+    (the forward pass's, which the loss reads), whether k divides T (25) or not
+    (200 = 13 * 15 + 5): the loop over whole segments reads x where it is, k steps at a time,
+    with no copy of its first 195 steps, and computes the loss's cotangent of hs again in
+    each segment: no [N, T, H] array is live in the backward pass. The same LSTM run last to
     first keeps T // k checkpoints and holds no more."""
     g, sizes, d = _lstm(steps, 128, 128, reverse), {"N": 64}, 64 * 128 * 4  # d: one [N, H]
     only = ("value_and_grad",)
@@ -167,7 +168,19 @@ def test_budgeted_lstm_plan_has_no_transpose_and_keeps_little(steps: int, revers
     assert p["reverse"] == reverse
     assert ckpts == 2 * (steps // k if reverse else -(-steps // k)) * d
     bound = ckpts + stacked * k // steps + steps * d
-    assert max(live_bytes(prog, plan, sizes)) <= bound
+    live = live_bytes(prog, plan, sizes)
+    assert max(live) <= bound
+    # the backward pass holds no array of T steps: the loss's cotangent of hs is computed
+    # again in each segment, from the hs the segment computes again; so at most the
+    # checkpoints, one segment, the weights' gradients and a few [N, H]
+    back = [t for t, s in enumerate(prog.steps) if s.section == "backward"]
+    for v in plan.arena_values():
+        iv = plan.intervals[v]
+        if iv.end >= back[0] and steps in G._node[v]["shape"]:
+            raise AssertionError(f"{describe(G, v)} is live in the backward pass")
+    params = g.input_ids("param").values()
+    grads = sum(value_bytes(g.nx._node[n]["shape"], "float32", sizes) for n in params)
+    assert max(live[t] for t in back) <= ckpts + stacked * k // steps + grads + 4 * d
 
 
 @pytest.mark.compiler
