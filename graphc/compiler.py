@@ -300,8 +300,9 @@ def _names(functions: Iterable[str]) -> tuple[str, ...]:
 def _differentiate(
     g: Graph, of: str | None, wrt: str | Iterable[str] | None, allow_unused: bool = False
 ) -> tuple[Graph, dict[str, str]]:
-    """The simplified graph with gradient outputs, and gradient output name -> wrt input name;
-    `g` itself and no gradients when there is nothing to differentiate."""
+    """The simplified graph with gradient outputs, and gradient output name -> wrt input name
+    (`g` is simplified already); `g` itself and no gradients when there is nothing to
+    differentiate."""
     params = [n for n in g.input_ids("param").values() if g.nx.nodes[n]["dtype"] in FLOAT_DTYPES]
     if (wrt is None and not params) or (
         wrt is not None and not isinstance(wrt, str) and not list(wrt)
@@ -312,7 +313,7 @@ def _differentiate(
             f"graph {g.name!r}: name the scalar output to differentiate (of=...); "
             f"outputs are {list(g.outputs)}"
         )
-    joint = simplify(grad(g, of=of, wrt=wrt, allow_unused=allow_unused))
+    joint = simplify(grad(g, of=of, wrt=wrt, allow_unused=allow_unused), settled=g.next_id)
     prefix = grad_name(of, "")
     return joint, {k: k[len(prefix) :] for k in joint.outputs if k not in g.outputs}
 
