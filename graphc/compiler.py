@@ -20,7 +20,8 @@ from graphc.codegen.lower import lower
 from graphc.codegen.render import render
 from graphc.compiled import ABSENT, CompiledModule, load  # noqa: F401  (gc.compile's)
 from graphc.errors import BuildError, GraphError, InputError
-from graphc.ir.graph import Graph, as_graph, describe, freeze, without_gc
+from graphc.ir.dag import describe, freeze, without_gc
+from graphc.ir.graph import Graph, as_graph
 from graphc.ir.serialize import to_json
 from graphc.ir.shapes import FLOAT_DTYPES, dtype_name, shape_symbols
 from graphc.ir.verify import verify

@@ -18,7 +18,8 @@ from graphc.codegen.loops import fused
 from graphc.codegen.records import Const, Module
 from graphc.codegen.scan import LOOP, Extra, lower_loop
 from graphc.codegen.tables import comment_text, function_records
-from graphc.ir.graph import Graph, operands
+from graphc.ir.dag import operands
+from graphc.ir.graph import Graph
 from graphc.ir.printer import format_params
 from graphc.ir.shapes import INT_DTYPES, shape_symbols
 from graphc.ops.registry import REGISTRY

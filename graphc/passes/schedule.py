@@ -10,7 +10,8 @@ from functools import cached_property
 import networkx as nx
 
 from graphc.errors import GraphError
-from graphc.ir.graph import Graph, ancestors, operands, topo_order, without_gc
+from graphc.ir.dag import ancestors, operands, topo_order, without_gc
+from graphc.ir.graph import Graph
 from graphc.ir.shapes import shape_symbols
 
 

@@ -13,16 +13,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from graphc.ir.graph import (
-    Graph,
-    add_node,
-    ancestors,
-    as_graph,
-    infer_node,
-    operands,
-    topo_order,
-    without_gc,
-)
+from graphc.ir.dag import add_node, ancestors, infer_node, operands, topo_order, without_gc
+from graphc.ir.graph import Graph, as_graph
 from graphc.ops.registry import REGISTRY
 
 FOLD_LIMIT = 1 << 16  # largest constant (elements) that folding may create
