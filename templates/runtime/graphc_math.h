@@ -506,10 +506,12 @@ GC_MATH float gc_powf(float xf, float yf) {
    doubles, within 0.52 ulp (tests/codegen/test_pow.py measures it against long double), and
    exact results (powers of dyadic numbers) are exact; the same bits with or without fused
    multiply-adds. |y| above 2^64 is taken as 2^64 (x^y overflows or underflows all the same, x
-   not 1), and z outside [-746, 710] as its bound. C99's special cases as selects, as
-   gc_powf's: x^0 = 1 and 1^y = 1 (NaNs too), (+-1)^(+-inf) = 1, NaN for x < 0 finite and y
-   finite and not an integer, x's sign for odd integers y (zeros and infinities too), 0^y and
-   inf^y, x^(+-inf) by |x| below or above 1, x + y for NaNs; y = 2 is x * x (as gc_powf). */
+   not 1), and z outside [-746, 710] as its bound; |x| = 0 and inf as the least and the
+   greatest double with |y| as 2^64, so that 0^y, inf^y and x^(+-inf) are 0 or inf by the sign
+   of z, as C99 has them, and (+-1)^(+-inf) = 1. C99's other special cases as selects, as
+   gc_powf's: x^0 = 1 and 1^y = 1 (NaNs too), NaN for x < 0 finite and y not an integer, x's
+   sign for odd integers y (zeros and infinities too), x + y for NaNs; y = 2 is x * x (as in
+   gc_powf). */
 typedef struct { double hi, lo; } gc_dd;
 /* a + b = hi + lo exactly (Knuth's two-sum) */
 GC_MATH gc_dd gc_two_sum(double a, double b) {
@@ -537,8 +539,11 @@ GC_MATH gc_dd gc_two_prod(double a, double b) {
 }
 GC_MATH double gc_pow(double x, double y) {
     double ax = fabs(x);
-    double a = ax > 0.0 && ax < INFINITY ? ax : 1.0; /* the rest are special cases */
-    double yc = fabs(y) > 0x1p64 ? copysign(0x1p64, y) : y;
+    /* 0 and inf as the least and the greatest double, and with them |y| as 2^64: x^y is then
+       0 or inf by the sign of y log|x|, as for |y| = inf (taken as 2^64 too) */
+    double edge = ax == 0.0 || ax == INFINITY ? 1.0 : 0.0;
+    double a = ax == 0.0 ? 0x1p-1074 : (ax == INFINITY ? 0x1.fffffffffffffp1023 : ax);
+    double yc = fabs(y) > 0x1p64 || edge > 0.0 ? copysign(0x1p64, y) : y;
     /* log a: a = 2^k m, m = c (1 + ...) */
     double as = a < 0x1p-1022 ? a * 0x1p54 : a; /* subnormals scaled up */
     int64_t b = gc_bits(as);
@@ -604,16 +609,11 @@ GC_MATH double gc_pow(double x, double y) {
     double one = 1.0 + sh2;
     double sub = ((one + (((1.0 - one) + sh2) + sl2)) - 1.0) * 0x1p-1022;
     double res = ns <= 0.0 && sh2 < 1.0 ? sub : normal;
-    /* special cases */
-    double integer = y == trunc(y) && fabs(y) < INFINITY ? 1.0 : 0.0;
+    /* the sign, NaN where x < 0 is finite and y not an integer (infinities are even) */
     double h = 0.5 * y;
-    double odd = integer > 0.0 && h != trunc(h) ? 1.0 : 0.0;
-    res = ax == 0.0 ? (y < 0.0 ? INFINITY : 0.0) : res;
-    res = ax == INFINITY ? (y < 0.0 ? 0.0 : INFINITY) : res;
-    res = fabs(y) == INFINITY ? (ax == 1.0 ? 1.0 : ((ax < 1.0) == (y < 0.0) ? INFINITY : 0.0))
-        : res;
+    double odd = y == trunc(y) && h != trunc(h) ? 1.0 : 0.0;
     res = odd > 0.0 && gc_bits(x) < 0 ? -res : res;
-    res = x < 0.0 && x > -INFINITY && integer == 0.0 && fabs(y) < INFINITY ? NAN : res;
+    res = x < 0.0 && x > -INFINITY && y != trunc(y) ? NAN : res;
     res = x != x || y != y ? x + y : res;
     res = y == 2.0 ? x * x : res;
     return y == 0.0 || x == 1.0 ? 1.0 : res;
