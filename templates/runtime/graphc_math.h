@@ -544,7 +544,7 @@ GC_MATH double gc_pow(double x, double y) {
     double edge = ax == 0.0 || ax == INFINITY ? 1.0 : 0.0;
     double a = ax == 0.0 ? 0x1p-1074 : (ax == INFINITY ? 0x1.fffffffffffffp1023 : ax);
     double yc = fabs(y) > 0x1p64 || edge > 0.0 ? copysign(0x1p64, y) : y;
-    /* log a: a = 2^k m, m = c (1 + ...) */
+    /* log a = k ln2 + log c + 2 atanh(s) */
     double as = a < 0x1p-1022 ? a * 0x1p54 : a; /* subnormals scaled up */
     int64_t b = gc_bits(as);
     double e = gc_from_bits((int64_t)((uint64_t)b >> 52) | gc_bits(GC_SHIFT)) - GC_SHIFT;
@@ -609,7 +609,8 @@ GC_MATH double gc_pow(double x, double y) {
     double one = 1.0 + sh2;
     double sub = ((one + (((1.0 - one) + sh2) + sl2)) - 1.0) * 0x1p-1022;
     double res = ns <= 0.0 && sh2 < 1.0 ? sub : normal;
-    /* the sign, NaN where x < 0 is finite and y not an integer (infinities are even) */
+    /* x's sign for odd integers y (+-inf counts as even), NaN for x < 0 finite and y not an
+       integer */
     double h = 0.5 * y;
     double odd = y == trunc(y) && h != trunc(h) ? 1.0 : 0.0;
     res = odd > 0.0 && gc_bits(x) < 0 ? -res : res;
