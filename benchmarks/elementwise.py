@@ -4,8 +4,8 @@ the ops' NumPy references) and PyTorch's eager CPU kernels when installed, in on
 the same number of threads (one by default), as benchmarks/_ops.py times them. Inputs are
 uniform on [-3, 3], so every branch of a function (clip's bounds, softplus's threshold aside) is
 taken. graphc's loops are vectorised, the functions branch-free versions of their own
-(templates/runtime/graphc_rt.h, graphc_math.h; fmod's exact, with the C library's bits), but
-for a power in float64, which calls the C library's per element.
+(templates/runtime/graphc_rt.h, graphc_math.h; fmod's exact, with the C library's bits), a
+power of a tensor exponent too (gc_powf in float32, gc_pow in float64).
 
     python -m benchmarks.elementwise               # full run
     python -m benchmarks.elementwise --threads 2   # graphc's and PyTorch's threads both 2

@@ -20,7 +20,8 @@ from graphc.codegen.lower import lower
 from graphc.codegen.render import render
 from graphc.compiled import ABSENT, CompiledModule, load  # noqa: F401  (gc.compile's)
 from graphc.errors import BuildError, GraphError, InputError
-from graphc.ir.graph import Graph, as_graph, describe, freeze, without_gc
+from graphc.ir.dag import describe, freeze, without_gc
+from graphc.ir.graph import Graph, as_graph
 from graphc.ir.serialize import to_json
 from graphc.ir.shapes import FLOAT_DTYPES, dtype_name, shape_symbols
 from graphc.ir.verify import verify
@@ -300,8 +301,9 @@ def _names(functions: Iterable[str]) -> tuple[str, ...]:
 def _differentiate(
     g: Graph, of: str | None, wrt: str | Iterable[str] | None, allow_unused: bool = False
 ) -> tuple[Graph, dict[str, str]]:
-    """The simplified graph with gradient outputs, and gradient output name -> wrt input name;
-    `g` itself and no gradients when there is nothing to differentiate."""
+    """The simplified graph with gradient outputs, and gradient output name -> wrt input name
+    (`g` is simplified already); `g` itself and no gradients when there is nothing to
+    differentiate."""
     params = [n for n in g.input_ids("param").values() if g.nx.nodes[n]["dtype"] in FLOAT_DTYPES]
     if (wrt is None and not params) or (
         wrt is not None and not isinstance(wrt, str) and not list(wrt)
@@ -312,7 +314,7 @@ def _differentiate(
             f"graph {g.name!r}: name the scalar output to differentiate (of=...); "
             f"outputs are {list(g.outputs)}"
         )
-    joint = simplify(grad(g, of=of, wrt=wrt, allow_unused=allow_unused))
+    joint = simplify(grad(g, of=of, wrt=wrt, allow_unused=allow_unused), settled=g.next_id)
     prefix = grad_name(of, "")
     return joint, {k: k[len(prefix) :] for k in joint.outputs if k not in g.outputs}
 

@@ -28,7 +28,8 @@ import numpy as np
 
 from graphc.errors import GraphError, ShapeError
 from graphc.interp import evaluate
-from graphc.ir.graph import Graph, as_graph, describe
+from graphc.ir.dag import describe
+from graphc.ir.graph import Graph, as_graph
 from graphc.ir.shapes import FLOAT_DTYPES, format_type
 from graphc.passes import grad, grad_name, simplify
 from graphc.passes.dtype import with_dtype

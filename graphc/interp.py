@@ -10,7 +10,8 @@ import networkx as nx
 import numpy as np
 
 from graphc.errors import InputError
-from graphc.ir.graph import Graph, as_graph, describe, operands, topo_order, without_gc
+from graphc.ir.dag import describe, operands, topo_order, without_gc
+from graphc.ir.graph import Graph, as_graph
 from graphc.ir.shapes import bind_shape, format_shape, is_symbol
 from graphc.ops.registry import REGISTRY
 from graphc.runtime.calls import convert, dtype_problem, product_problem

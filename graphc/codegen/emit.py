@@ -229,7 +229,7 @@ class Emit:
 
     def default_work(self) -> SizeExpr:
         """About one operation per element read and written: the node's and its operands'."""
-        from graphc.ir.graph import operands
+        from graphc.ir.dag import operands
 
         shapes = [self.values.shape(u) for u in (self.n, *operands(self.values.G, self.n))]
         return total_elements(shapes)

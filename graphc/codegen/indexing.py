@@ -14,7 +14,7 @@ from typing import Any
 from graphc.codegen.kir import SizeExpr
 from graphc.codegen.records import Row
 from graphc.errors import ShapeError
-from graphc.ir.graph import ancestors, describe
+from graphc.ir.dag import ancestors, describe
 from graphc.ir.shapes import dim_symbols, shape_symbols
 from graphc.ops.indexing import computed, constant_index_problem, index_source, index_use
 

@@ -55,7 +55,7 @@ from graphc.codegen.kir import (
     single,
     walk,
 )
-from graphc.ir.graph import operands
+from graphc.ir.dag import operands
 from graphc.ops.registry import REGISTRY
 from graphc.passes.fuse import is_flat
 

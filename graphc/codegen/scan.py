@@ -25,7 +25,7 @@ from typing import Any
 
 from graphc.codegen.kir import Bind, Repeat, Runtime, SizeExpr, Step
 from graphc.errors import GraphError
-from graphc.ir.graph import describe, operands
+from graphc.ir.dag import describe, operands
 from graphc.ir.shapes import ITEMSIZE
 from graphc.ops.scan import xs_axis, ys_axis
 from graphc.passes.fuse import fuse

@@ -23,7 +23,8 @@ from typing import Any
 import networkx as nx
 
 from graphc.errors import GraphError
-from graphc.ir.graph import Graph, Value, copy_graph, describe
+from graphc.ir.dag import copy_graph, describe
+from graphc.ir.graph import Graph, Value
 
 
 class Body:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from graphc.ir.graph import Graph, operands, topo_order
+from graphc.ir.dag import operands, topo_order
+from graphc.ir.graph import Graph
 from graphc.ir.shapes import format_type
 from graphc.ops.registry import REGISTRY, structured
 

@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 
 from graphc.errors import GraphError
-from graphc.ir.graph import without_gc
+from graphc.ir.dag import without_gc
 from graphc.ir.shapes import DTYPES
 
 

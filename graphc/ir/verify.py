@@ -8,17 +8,8 @@ import networkx as nx
 import numpy as np
 
 from graphc.errors import GraphError, ShapeError
-from graphc.ir.graph import (
-    Graph,
-    clean_loc,
-    describe,
-    graph_name_problem,
-    infer_node,
-    operands,
-    topo_order,
-    unknown_op,
-    without_gc,
-)
+from graphc.ir.dag import clean_loc, describe, infer_node, operands, topo_order, without_gc
+from graphc.ir.graph import Graph, graph_name_problem, unknown_op
 from graphc.ir.shapes import (
     DTYPES,
     ShapeMismatch,

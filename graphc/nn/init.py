@@ -26,7 +26,8 @@ import networkx as nx
 import numpy as np
 
 from graphc.errors import GraphError
-from graphc.ir.graph import Graph, Value, describe
+from graphc.ir.dag import describe
+from graphc.ir.graph import Graph, Value
 from graphc.ir.shapes import FLOAT_DTYPES
 
 SCHEMES = ("glorot_uniform", "he_normal", "orthogonal", "normal", "zeros", "ones")

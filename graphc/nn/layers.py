@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from graphc.errors import GraphError, ShapeError
-from graphc.ir.graph import Value, operands
+from graphc.ir.dag import operands
+from graphc.ir.graph import Value
 from graphc.ir.shapes import FLOAT_DTYPES, format_shape
 from graphc.nn.init import check_scheme, param
 from graphc.ops import api as ops

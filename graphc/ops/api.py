@@ -3,7 +3,8 @@
 from typing import Any
 
 from graphc.errors import ShapeError
-from graphc.ir.graph import Value, clean_loc
+from graphc.ir.dag import clean_loc
+from graphc.ir.graph import Value
 from graphc.ir.loc import user_loc
 from graphc.ir.shapes import ShapeMismatch, format_shape, normalize_axes, normalize_shape
 from graphc.ops import advanced as _advanced  # noqa: F401  (registers index, index_grad)

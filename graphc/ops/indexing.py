@@ -21,7 +21,8 @@ import numpy as np
 from graphc.codegen.emit import Emit, flat_loop
 from graphc.codegen.kir import INDEX, Assign, Bin, Cast, Expr, Fail, If, Lit, Store
 from graphc.errors import GraphError, ShapeError
-from graphc.ir.graph import Value, ancestors, operands
+from graphc.ir.dag import ancestors, operands
+from graphc.ir.graph import Value
 from graphc.ir.loc import user_loc
 from graphc.ir.shapes import (
     FLOAT_DTYPES,

@@ -16,7 +16,8 @@ import numpy as np
 
 from graphc.codegen.emit import Emit
 from graphc.codegen.kir import INDEX, Assign, Bin, Cast, If, Lit, Load, Loop, Store, Var, select
-from graphc.ir.graph import Value, operands
+from graphc.ir.dag import operands
+from graphc.ir.graph import Value
 from graphc.ir.shapes import ShapeMismatch
 from graphc.ops._axis import AxisView, loops, reduce_loops
 from graphc.ops._build import apply

@@ -35,7 +35,8 @@ import numpy as np
 
 from graphc.errors import GraphError, ShapeError
 from graphc.ir.body import Body, Trace, check_body
-from graphc.ir.graph import TRACES, Graph, Value, operands
+from graphc.ir.dag import operands
+from graphc.ir.graph import TRACES, Graph, Value
 from graphc.ir.shapes import FLOAT_DTYPES, ShapeMismatch, bind_shape, format_type, is_symbol
 from graphc.ops.registry import VARIADIC, OpDef, register
 
@@ -251,7 +252,7 @@ _ORDERS: dict[str, list[int]] = {}
 
 def _order(body: Body) -> list[int]:
     """The body's nodes in topological order (every node: its outputs need them, or not)."""
-    from graphc.ir.graph import topo_order
+    from graphc.ir.dag import topo_order
 
     if body.key not in _ORDERS:
         _ORDERS[body.key] = topo_order(body.graph.nx)
@@ -365,7 +366,7 @@ def scan(
     `reverse`, step T-1 runs first (y still stacked by step). With `axis`, the steps are on
     that axis of every xs leaf and y is stacked on it (`axis=1`: batch-first sequences
     [N, T, ...]), read and written where they are, with no time-major copy."""
-    from graphc.ir.graph import clean_loc
+    from graphc.ir.dag import clean_loc
     from graphc.ir.loc import user_loc
 
     loc = clean_loc(user_loc())

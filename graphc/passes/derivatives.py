@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from graphc.errors import GraphError
-from graphc.ir.graph import Graph, Value, as_graph, operands, topo_order
+from graphc.ir.dag import operands, topo_order
+from graphc.ir.graph import Graph, Value, as_graph
 from graphc.ir.shapes import FLOAT_DTYPES
 from graphc.ops import api
 from graphc.passes.grad import _select_wrt, grad, grad_name

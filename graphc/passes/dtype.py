@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.errors import GraphError
-from graphc.ir.graph import Graph, copy_graph
+from graphc.ir.dag import copy_graph
+from graphc.ir.graph import Graph
 from graphc.ir.shapes import FLOAT_DTYPES, dtype_name
 from graphc.ops.registry import structured
 

@@ -29,7 +29,7 @@ import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 
-from graphc.ir.graph import operands, without_gc
+from graphc.ir.dag import operands, without_gc
 from graphc.ops.registry import REGISTRY
 from graphc.passes.schedule import Program, Step
 

@@ -7,16 +7,8 @@ from collections.abc import Iterable
 import networkx as nx
 
 from graphc.errors import GraphError, ShapeError
-from graphc.ir.graph import (
-    Graph,
-    Value,
-    ancestors,
-    as_graph,
-    describe,
-    operands,
-    topo_order,
-    without_gc,
-)
+from graphc.ir.dag import ancestors, describe, operands, topo_order, without_gc
+from graphc.ir.graph import Graph, Value, as_graph
 from graphc.ir.shapes import FLOAT_DTYPES, can_broadcast_to, format_type
 from graphc.ops.elementwise import cast
 from graphc.ops.reduce import sum as reduce_sum

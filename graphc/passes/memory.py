@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphc.ir.graph import operands, without_gc
+from graphc.ir.dag import operands, without_gc
 from graphc.ir.shapes import ITEMSIZE, Shape, dim_value, format_shape, shape_symbols
 from graphc.ops.registry import REGISTRY
 from graphc.passes.fuse import internal_values

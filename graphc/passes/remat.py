@@ -17,7 +17,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from graphc.ir.graph import Graph, operands, topo_order
+from graphc.ir.dag import operands, topo_order
+from graphc.ir.graph import Graph
 
 KEPT_OPS = ("input", "const", "scan", "scan_out")  # never computed again
 

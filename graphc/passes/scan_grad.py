@@ -30,7 +30,8 @@ from __future__ import annotations
 from typing import Any
 
 from graphc.ir.body import Body
-from graphc.ir.graph import Graph, Value, ancestors, describe, operands, topo_order
+from graphc.ir.dag import ancestors, describe, operands, topo_order
+from graphc.ir.graph import Graph, Value
 from graphc.ir.shapes import FLOAT_DTYPES
 from graphc.ops.registry import REGISTRY
 from graphc.ops.scan import xs_axis, ys_axis

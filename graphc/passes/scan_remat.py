@@ -32,7 +32,8 @@ from collections.abc import Callable
 from typing import Any
 
 from graphc.ir.body import Body, Trace
-from graphc.ir.graph import TRACES, Graph, Value, operands, without_gc
+from graphc.ir.dag import operands, without_gc
+from graphc.ir.graph import TRACES, Graph, Value
 from graphc.ops.registry import REGISTRY
 from graphc.ops.scan import results, xs_axis, ys_axis
 from graphc.ops.shape import reshape

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from graphc.ir.graph import operands
+from graphc.ir.dag import operands
 from graphc.passes.schedule import Program, Step
 
 

@@ -10,7 +10,8 @@ from functools import cached_property
 import networkx as nx
 
 from graphc.errors import GraphError
-from graphc.ir.graph import Graph, ancestors, operands, topo_order, without_gc
+from graphc.ir.dag import ancestors, operands, topo_order, without_gc
+from graphc.ir.graph import Graph
 from graphc.ir.shapes import shape_symbols
 
 
@@ -190,12 +191,15 @@ def _memory_order(G, nodes: list[int], keep: set[int], section, size_hint: int) 
     rank = {"forward": 0, "backward": 1, "update": 2}
     rank_of = {n: rank[section(n)] for n in nodes}
 
+    latest: dict[int, tuple] = {}  # the entry last pushed for each step: its priority now
+
     def entry(n: int) -> tuple:  # a later section waits until no step of an earlier one is ready
         freed = 0  # the bytes n frees: operands it is the last consumer of
         for u in args[n]:
             if pending[u] == 1 and u not in keep:
                 freed += nbytes[u]
-        return (rank_of[n], nbytes[n] - freed, n)
+        e = latest[n] = (rank_of[n], nbytes[n] - freed, n)
+        return e
 
     ready = [entry(n) for n in nodes if waiting[n] == 0]
     heapq.heapify(ready)
@@ -204,7 +208,7 @@ def _memory_order(G, nodes: list[int], keep: set[int], section, size_hint: int) 
     while ready:
         e = heapq.heappop(ready)
         n = e[-1]
-        if n in done or e != entry(n):
+        if n in done or e is not latest[n]:
             continue  # a stale entry: n was pushed again with its current priority
         done.add(n)
         out.append(n)

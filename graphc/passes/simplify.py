@@ -13,16 +13,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from graphc.ir.graph import (
-    Graph,
-    add_node,
-    ancestors,
-    as_graph,
-    infer_node,
-    operands,
-    topo_order,
-    without_gc,
-)
+from graphc.ir.dag import add_node, ancestors, infer_node, operands, topo_order, without_gc
+from graphc.ir.graph import Graph, as_graph
 from graphc.ops.registry import REGISTRY
 
 FOLD_LIMIT = 1 << 16  # largest constant (elements) that folding may create
@@ -153,9 +145,11 @@ class _Builder:
 
 
 @without_gc
-def simplify(g: Graph | nx.MultiDiGraph) -> Graph:
+def simplify(g: Graph | nx.MultiDiGraph, settled: int = 0) -> Graph:
     """An equivalent graph with constants folded, identities applied, duplicates shared and
-    dead nodes removed. Inputs are kept even when unused: they are the model's signature."""
+    dead nodes removed. Inputs are kept even when unused: they are the model's signature.
+    Nodes with ids below `settled` are a simplified graph's already (the graph `grad` added
+    to): kept as they are, and shared with the nodes after them that compute the same."""
     src = as_graph(g)
     b = _Builder(src)
     new: dict[int, int] = {}
@@ -166,6 +160,11 @@ def simplify(g: Graph | nx.MultiDiGraph) -> Graph:
             new[n] = n
         elif a["op"] == "const":
             new[n] = b.const(a["value"], a["loc"], keep_id=n)
+        elif n < settled:
+            args = operands(src.nx, n)
+            add_node(b.G, n, dict(a), args)
+            b.table.setdefault((a["op"], tuple(args), tuple(sorted(a["params"].items()))), n)
+            new[n] = n
         else:
             args = [new[u] for u in operands(src.nx, n)]
             typed = (a["shape"], a["dtype"]) if "dtype" in a else None

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 
 from graphc.errors import PlanError
-from graphc.ir.graph import describe, operands, without_gc
+from graphc.ir.dag import describe, operands, without_gc
 from graphc.ir.shapes import ITEMSIZE, dim_value, shape_symbols
 from graphc.ops.registry import REGISTRY
 from graphc.passes.memory import MemoryPlan, Slot

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from graphc.ir.graph import operands, topo_order
+from graphc.ir.dag import operands, topo_order
 
 Path = tuple[str, ...]
 ROOT = ""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from graphc.ir.graph import operands
+from graphc.ir.dag import operands
 from graphc.ir.printer import format_params
 from graphc.ir.shapes import format_type
 from graphc.viz.groups import GroupTree

@@ -21,7 +21,7 @@ from typing import Any
 import jinja2
 
 import graphc
-from graphc.ir.graph import operands
+from graphc.ir.dag import operands
 from graphc.ir.shapes import format_type
 from graphc.passes.plan_report import default_sizes
 from graphc.viz.drawing import (

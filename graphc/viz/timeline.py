@@ -11,7 +11,7 @@ from html import escape
 
 import networkx as nx
 
-from graphc.ir.graph import operands
+from graphc.ir.dag import operands
 from graphc.ir.shapes import format_type
 from graphc.passes.memory import MemoryPlan, value_bytes
 from graphc.passes.plan_report import live_bytes, totals

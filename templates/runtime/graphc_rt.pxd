@@ -113,7 +113,7 @@ cdef extern from "graphc_rt.h" nogil:
     float erfcf "gc_erfcf" (float)
     float sqrtf(float)
     double fabs(double)
-    double pow(double, double)
+    double pow "gc_pow" (double, double)
     float powf "gc_powf" (float, float)
     void gc_fail(const gc_args* x, int64_t value, int64_t bound)
     Py_ssize_t gc_first(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n_out)

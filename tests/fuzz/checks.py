@@ -21,7 +21,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 import graphc as gc
-from graphc.ir.graph import Value, operands
+from graphc.ir.dag import operands
+from graphc.ir.graph import Value
 from tests.models import central_diff
 
 KINK_UNARY = {"relu", "abs", "sign", "elu", "leaky_relu", "copysign"}  # at 0 (copysign: in x)

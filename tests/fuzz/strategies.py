@@ -34,7 +34,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 import graphc as gc
-from graphc.ir.graph import Value, operands
+from graphc.ir.dag import operands
+from graphc.ir.graph import Value
 from graphc.ir.shapes import ShapeMismatch, bind_shape, broadcast_shapes
 from graphc.ops._build import apply
 from graphc.ops.conv import conv2d_grad_input, conv2d_grad_weight

@@ -14,7 +14,7 @@ import pytest
 import graphc as gc
 from graphc.compiler import run_stages
 from graphc.errors import GraphError, ShapeError
-from graphc.ir.graph import clean_loc
+from graphc.ir.dag import clean_loc
 from tests.models import seed_net
 
 BASE = json.loads(seed_net().to_json())

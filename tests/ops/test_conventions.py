@@ -49,7 +49,8 @@ def test_pow_with_a_constant_exponent() -> None:
 def test_a_cube_is_two_products_as_pytorch_computes_it(tmp_path) -> None:
     """x ** 3 is (x * x) * x, PyTorch's arithmetic (the C library's pow rounds once, so their
     last bits differ), in the interpreter and compiled alike, with a constant exponent or an
-    exponent input holding 3 among other values; other exponents are pow's."""
+    exponent input holding 3 among other values; other exponents are pow's (graphc's gc_pow in
+    the module, which rounds these as the C library's pow does)."""
     x = np.random.default_rng(0).uniform(-3.0, 3.0, 1000)
     cube = (x * x) * x
     assert not np.array_equal(cube, np.power(x, 3.0))  # the two differ on these x
@@ -61,8 +62,9 @@ def test_a_cube_is_two_products_as_pytorch_computes_it(tmp_path) -> None:
     exps = np.where(np.arange(1000) % 2 == 0, 3.0, 2.5)
     with np.errstate(invalid="ignore"):
         numpy_pow = np.power(x, exps)
-    # Other exponents are pow's: NumPy's in the interpreter, the C library's in the module (the
-    # two differ in last bits where NumPy has SIMD code of its own for pow, as with AVX-512).
+    # Other exponents are pow's: NumPy's in the interpreter, graphc's gc_pow in the module (on
+    # these x the C library's bits: both round x^2.5 correctly here; NumPy's and the C library's
+    # differ in last bits where NumPy has SIMD code of its own for pow, as with AVX-512).
     c_pow = np.array([math.pow(a, b) if a >= 0 else math.nan for a, b in zip(x, exps, strict=True)])
     interpreted, compiled = gc.evaluate(g, {"x": x, "e": exps}), m.forward(x=x, e=exps)
     for out, pow_ in ((interpreted, numpy_pow), (compiled, c_pow)):

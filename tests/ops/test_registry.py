@@ -23,7 +23,8 @@ import pytest
 import graphc as gc
 from graphc.errors import GraphError, ShapeError
 from graphc.gradcheck import check_grad, numerical_grad
-from graphc.ir.graph import Value, operands
+from graphc.ir.dag import operands
+from graphc.ir.graph import Value
 from graphc.ir.shapes import bind_shape
 from graphc.ops.registry import REGISTRY
 from graphc.passes.derivatives import jvp, tangent_name

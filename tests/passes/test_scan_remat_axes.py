@@ -14,7 +14,7 @@ import pytest
 
 import graphc as gc
 from graphc.compiler import _differentiate, run_stages
-from graphc.ir.graph import describe, operands
+from graphc.ir.dag import describe, operands
 from graphc.ops.scan import results, xs_axis
 from graphc.passes.memory import value_bytes
 from graphc.passes.plan_report import live_bytes

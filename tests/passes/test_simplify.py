@@ -130,6 +130,32 @@ def test_simplify_is_idempotent_and_deterministic():
     assert gc.simplify(gc.grad(g, of="loss")).to_json() == s.to_json()
 
 
+def _transformer() -> gc.Graph:
+    g = gc.Graph("block")
+    h = g.input("x", shape=("N", 6, 8))
+    h = gc.nn.transformer_encoder_block(h, 2, 16, "block")
+    g.output("loss", gc.mean(h**2))
+    return g
+
+
+def _lstm() -> gc.Graph:
+    g = gc.Graph("lstm")
+    x = g.input("x", shape=("N", "T", 3))
+    g.output("loss", gc.sum(gc.nn.lstm(x, 4, "lstm") ** 2))
+    return g
+
+
+@pytest.mark.parametrize(
+    "build", [seed_net, lambda: mlp(np.random.default_rng(0))[0], _transformer, _lstm]
+)
+def test_an_adjoint_simplified_from_where_grad_began_is_the_whole_one(build):
+    """The nodes of a simplified graph that grad added to are kept as they are (`settled`):
+    the result is the graph that simplifying all of it gives."""
+    s = gc.simplify(build())
+    dg = gc.grad(s, of="loss")
+    assert gc.simplify(dg, settled=s.next_id).to_json() == gc.simplify(dg).to_json()
+
+
 def test_size_reads_an_input_with_the_same_dims():
     """size only needs a shape: it is rewritten to read an input (alive for the whole call)
     rather than keep the value it measured alive for the backward pass."""

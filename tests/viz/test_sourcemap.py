@@ -13,7 +13,7 @@ import pytest
 import graphc as gc
 from graphc.codegen.cython import kernel_source
 from graphc.compiler import run_stages
-from graphc.ir.graph import operands
+from graphc.ir.dag import operands
 from graphc.passes.fuse import loop_op
 from graphc.viz.sourcemap import aligned, source_map, value_names
 from tests.models import mlp, seed_net
