@@ -561,6 +561,87 @@ GC_PAIRWISE_OF(gc_pairwise_square_sum_s, float, double, d, GC_SQUARE_TERM)
 GC_SOFTMAX_ROW(d, double, gc_exp)
 GC_SOFTMAX_ROW(s, float, gc_expf)
 
+/* A small matrix product c[m, n] = op(a) @ op(b), all row-major, op transposing an operand
+   stored transposed (ta: a is [k, m]; tb: b is [n, k]): each c[i, j] the sum over p of
+   op(a)[i, p] * op(b)[p, j] added in order of p from 0, one rounding per operation (as
+   NumPy's einsum, not BLAS's). op(b) is copied to rows of k by a whole number of vectors of W
+   (its columns past n zero), and c is computed four rows by W columns at a time in
+   accumulators the compiler keeps in vector registers. When that copy would pass
+   GC_SMALL_GEMM_B elements, each element is summed alone (the same sums). For the products
+   too small for BLAS's call to pay (attention's, per head), and those too large for a BLAS of
+   32-bit sizes. */
+#define GC_SMALL_GEMM_B 2048
+#if defined(__GNUC__)
+typedef double gc_vec_d __attribute__((vector_size(64)));
+typedef float gc_vec_s __attribute__((vector_size(64)));
+#define GC_SMALL_GEMM_BLOCKS(S, T, W)                                                           \
+    Py_ssize_t rs = ta ? 1 : k, ps = ta ? m : 1; /* a's strides: between rows, along p */       \
+    for (Py_ssize_t i0 = 0; i0 < m; i0 += 4) {                                                  \
+        Py_ssize_t rows = m - i0 < 4 ? m - i0 : 4;                                              \
+        Py_ssize_t r1 = rows > 1 ? rs : 0, r2 = rows > 2 ? 2 * rs : 0, r3 = rows > 3 ? 3 * rs : 0; \
+        for (Py_ssize_t j0 = 0; j0 < nw; j0 += W) {                                             \
+            gc_vec_##S c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, bv;                              \
+            const T* ap = a + i0 * rs;                                                          \
+            const T* bp = bs + j0;                                                              \
+            for (Py_ssize_t p = 0; p < k; p++, ap += ps, bp += ldb) {                           \
+                __builtin_memcpy(&bv, bp, sizeof bv);                                           \
+                c0 = c0 + ap[0] * bv;                                                           \
+                c1 = c1 + ap[r1] * bv;                                                          \
+                c2 = c2 + ap[r2] * bv;                                                          \
+                c3 = c3 + ap[r3] * bv;                                                          \
+            }                                                                                   \
+            Py_ssize_t w = n - j0 < W ? n - j0 : W;                                             \
+            T* cr = c + i0 * n + j0;                                                            \
+            for (Py_ssize_t q = 0; q < w; q++) cr[q] = c0[q];                                   \
+            for (Py_ssize_t q = 0; q < w && rows > 1; q++) cr[n + q] = c1[q];                   \
+            for (Py_ssize_t q = 0; q < w && rows > 2; q++) cr[2 * n + q] = c2[q];               \
+            for (Py_ssize_t q = 0; q < w && rows > 3; q++) cr[3 * n + q] = c3[q];               \
+        }                                                                                       \
+    }
+#else
+#define GC_SMALL_GEMM_BLOCKS(S, T, W)                                                           \
+    for (Py_ssize_t i = 0; i < m; i++)                                                          \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                    \
+            T t = 0;                                                                            \
+            for (Py_ssize_t p = 0; p < k; p++) t = t + (ta ? a[p * m + i] : a[i * k + p]) * bs[p * ldb + j]; \
+            c[i * n + j] = t;                                                                   \
+        }
+#endif
+#define GC_SMALL_GEMM(S, T, W)                                                                  \
+    static inline GC_KERNEL void gc_small_gemm_##S(int ta, int tb, Py_ssize_t m, Py_ssize_t n,  \
+                                                   Py_ssize_t k, const T* restrict a,          \
+                                                   const T* restrict b, T* restrict c) {       \
+        Py_ssize_t nw = (n + W - 1) / W * W;                                                    \
+        if (k * nw > GC_SMALL_GEMM_B) {                                                         \
+            for (Py_ssize_t i = 0; i < m; i++)                                                  \
+                for (Py_ssize_t j = 0; j < n; j++) {                                            \
+                    T t = 0;                                                                    \
+                    for (Py_ssize_t p = 0; p < k; p++)                                          \
+                        t = t + (ta ? a[p * m + i] : a[i * k + p])                              \
+                                    * (tb ? b[j * k + p] : b[p * n + j]);                       \
+                    c[i * n + j] = t;                                                           \
+                }                                                                               \
+            return;                                                                             \
+        }                                                                                       \
+        T bw[GC_SMALL_GEMM_B];                                                                  \
+        const T* bs = b; /* op(b) with rows ldb apart, each a whole number of vectors */        \
+        Py_ssize_t ldb = n;                                                                     \
+        if (tb || n != nw) {                                                                    \
+            __builtin_memset(bw, 0, k * nw * sizeof(T));                                        \
+            if (tb)                                                                             \
+                for (Py_ssize_t j = 0; j < n; j++)                                              \
+                    for (Py_ssize_t p = 0; p < k; p++) bw[p * nw + j] = b[j * k + p];           \
+            else                                                                                \
+                for (Py_ssize_t p = 0; p < k; p++)                                              \
+                    __builtin_memcpy(bw + p * nw, b + p * n, n * sizeof(T));                    \
+            bs = bw;                                                                            \
+            ldb = nw;                                                                           \
+        }                                                                                       \
+        GC_SMALL_GEMM_BLOCKS(S, T, W)                                                           \
+    }
+GC_SMALL_GEMM(d, double, 8)
+GC_SMALL_GEMM(s, float, 16)
+
 #include "graphc_math.h" /* the other elementary functions, as branch-free as these */
 
 #endif
