@@ -4,12 +4,7 @@ patterns, every pair of special values (zeros, infinities, NaNs with payloads, s
 largest and smallest doubles), near multiples, the largest exponent differences, and pairs
 hypothesis draws; remainder and floor_divide, which call it, keep their values."""
 
-import ctypes
 import re
-import shutil
-import subprocess
-import sysconfig
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import graphc as gc
+from tests.codegen.math_kernel import LOOP_LINE, build
 
 SPECIAL_BITS = [
     0x0000000000000000, 0x8000000000000000, 0x7FF0000000000000, 0xFFF0000000000000,
@@ -97,51 +93,17 @@ def test_fmod_remainder_and_floor_divide_of_float64(tmp_path) -> None:
         same_bits(out[name][~nan], want[name][~nan], x[~nan], y[~nan])
 
 
-KERNEL_C = """
-#include "graphc_rt.h"
-void fmod_all(const double* x, const double* y, double* out, long n) {
-    for (long i = 0; i < n; i++) out[i] = gc_fmod(x[i], y[i]);
-}
-"""
-# the loop flags of graphc's modules (graphc/runtime/build.py), with gcc's vectoriser report
-FLAGS = ["-O1", "-ftree-vectorize", "-fstrict-aliasing", "-finline-small-functions",
-         "-fvect-cost-model=dynamic", "-fno-math-errno", "-fno-trapping-math",
-         "-ffp-contract=off", "-march=native", "-fopt-info-vec-optimized"]  # fmt: skip
-
-
 @pytest.fixture(scope="module", params=[True, False], ids=["native", "no_fma"])
 def kernel(request, tmp_path_factory):
     """gc_fmod over arrays, built as this machine's modules build it (fused multiply-adds
     where it has them) or without them (Dekker's product), and gcc's vectoriser report."""
-    import graphc
-
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("no gcc")
-    d = tmp_path_factory.mktemp("fmod")
-    runtime = Path(graphc.__file__).resolve().parent.parent / "templates" / "runtime"
-    (d / "k.c").write_text(KERNEL_C)
-    flags = [*FLAGS, *(() if request.param else ("-mno-fma",))]
-    done = subprocess.run([gcc, *flags, "-shared", "-fPIC",
-                           f"-I{sysconfig.get_paths()['include']}", f"-I{runtime}",
-                           str(d / "k.c"), "-o", str(d / "k.so"), "-lm"],
-                          check=True, capture_output=True, text=True)  # fmt: skip
-    fn = ctypes.CDLL(str(d / "k.so")).fmod_all
-
-    def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        x, y = np.ascontiguousarray(x, np.float64), np.ascontiguousarray(y, np.float64)
-        out = np.empty_like(x)
-        p = ctypes.c_void_p
-        fn(p(x.ctypes.data), p(y.ctypes.data), p(out.ctypes.data), ctypes.c_long(x.size))
-        return out
-
-    return run, done.stdout + done.stderr
+    return build("gc_fmod", tmp_path_factory.mktemp("fmod"), fma=request.param)
 
 
 @pytest.mark.compiler
 def test_the_loop_of_gc_fmod_is_vectorised(kernel) -> None:
     _, report = kernel
-    assert re.search(r"k\.c:4:\d+: optimized: loop vectorized", report), report
+    assert re.search(rf"k\.c:{LOOP_LINE}:\d+: optimized: loop vectorized", report), report
 
 
 @pytest.mark.compiler

@@ -10,9 +10,6 @@ multiply-adds, and a loop of it vectorised."""
 import ctypes
 import ctypes.util
 import re
-import shutil
-import subprocess
-import sysconfig
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from tests.codegen.math_kernel import LOOP_LINE, build
 
 TINY = 5e-324
 BIG = 1.7976931348623157e308
@@ -159,49 +157,17 @@ def test_special_cases_have_the_bits_of_c(power) -> None:
     assert np.array_equal(np.isinf(got[rest]), np.isinf(want[rest]))
 
 
-KERNEL_C = """
-#include "graphc_rt.h"
-void pow_all(const double* x, const double* y, double* out, long n) {
-    for (long i = 0; i < n; i++) out[i] = gc_pow(x[i], y[i]);
-}
-"""
-# the loop flags of graphc's modules (graphc/runtime/build.py), with gcc's vectoriser report
-FLAGS = ["-O1", "-ftree-vectorize", "-fstrict-aliasing", "-finline-small-functions",
-         "-fvect-cost-model=dynamic", "-fno-math-errno", "-fno-trapping-math",
-         "-ffp-contract=off", "-march=native", "-fopt-info-vec-optimized"]  # fmt: skip
-
-
 @pytest.fixture(scope="module", params=[True, False], ids=["native", "no_fma"])
 def kernel(request, tmp_path_factory):
     """gc_pow over arrays, built as this machine's modules build it (fused multiply-adds
     where it has them) or without them (Dekker's product), and gcc's vectoriser report."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("no gcc")
-    d = tmp_path_factory.mktemp("pow")
-    runtime = Path(gc.__file__).resolve().parent.parent / "templates" / "runtime"
-    (d / "k.c").write_text(KERNEL_C)
-    flags = [*FLAGS, *(() if request.param else ("-mno-fma",))]
-    done = subprocess.run([gcc, *flags, "-shared", "-fPIC",
-                           f"-I{sysconfig.get_paths()['include']}", f"-I{runtime}",
-                           str(d / "k.c"), "-o", str(d / "k.so"), "-lm"],
-                          check=True, capture_output=True, text=True)  # fmt: skip
-    fn = ctypes.CDLL(str(d / "k.so")).pow_all
-
-    def run(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        x, y = np.ascontiguousarray(x, np.float64), np.ascontiguousarray(y, np.float64)
-        out = np.empty_like(x)
-        p = ctypes.c_void_p
-        fn(p(x.ctypes.data), p(y.ctypes.data), p(out.ctypes.data), ctypes.c_long(x.size))
-        return out
-
-    return run, done.stdout + done.stderr
+    return build("gc_pow", tmp_path_factory.mktemp("pow"), fma=request.param)
 
 
 @pytest.mark.compiler
 def test_the_loop_of_gc_pow_is_vectorised(kernel) -> None:
     _, report = kernel
-    assert re.search(r"k\.c:4:\d+: optimized: loop vectorized", report), report
+    assert re.search(rf"k\.c:{LOOP_LINE}:\d+: optimized: loop vectorized", report), report
 
 
 @pytest.mark.compiler
