@@ -566,10 +566,10 @@ GC_SOFTMAX_ROW(s, float, gc_expf)
    op(a)[i, p] * op(b)[p, j] added in order of p from 0, one rounding per operation (as
    NumPy's einsum, not BLAS's). op(b) is copied to rows of k by a whole number of vectors of W
    (its columns past n zero), and c is computed four rows by W columns at a time in
-   accumulators the compiler keeps in vector registers. When that copy would pass
-   GC_SMALL_GEMM_B elements, each element is summed alone (the same sums). For the products
-   too small for BLAS's call to pay (attention's, per head), and those too large for a BLAS of
-   32-bit sizes. */
+   accumulators the compiler keeps in vector registers; 0 (nothing done) when that copy would
+   pass GC_SMALL_GEMM_B elements. For the products too small for BLAS's call to pay (attention's,
+   per head). gc_plain_gemm sums each element alone in the same order, at any size: for the
+   products too large for a BLAS of 32-bit sizes. */
 #define GC_SMALL_GEMM_B 2048
 #if defined(__GNUC__)
 typedef double gc_vec_d __attribute__((vector_size(64)));
@@ -608,21 +608,22 @@ typedef float gc_vec_s __attribute__((vector_size(64)));
         }
 #endif
 #define GC_SMALL_GEMM(S, T, W)                                                                  \
-    static inline GC_KERNEL void gc_small_gemm_##S(int ta, int tb, Py_ssize_t m, Py_ssize_t n,  \
+    static inline GC_KERNEL void gc_plain_gemm_##S(int ta, int tb, Py_ssize_t m, Py_ssize_t n,  \
                                                    Py_ssize_t k, const T* restrict a,          \
                                                    const T* restrict b, T* restrict c) {       \
+        for (Py_ssize_t i = 0; i < m; i++)                                                      \
+            for (Py_ssize_t j = 0; j < n; j++) {                                                \
+                T t = 0;                                                                        \
+                for (Py_ssize_t p = 0; p < k; p++)                                              \
+                    t = t + (ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]); \
+                c[i * n + j] = t;                                                               \
+            }                                                                                   \
+    }                                                                                           \
+    static inline GC_KERNEL int gc_small_gemm_##S(int ta, int tb, Py_ssize_t m, Py_ssize_t n,   \
+                                                  Py_ssize_t k, const T* restrict a,           \
+                                                  const T* restrict b, T* restrict c) {        \
         Py_ssize_t nw = (n + W - 1) / W * W;                                                    \
-        if (k * nw > GC_SMALL_GEMM_B) {                                                         \
-            for (Py_ssize_t i = 0; i < m; i++)                                                  \
-                for (Py_ssize_t j = 0; j < n; j++) {                                            \
-                    T t = 0;                                                                    \
-                    for (Py_ssize_t p = 0; p < k; p++)                                          \
-                        t = t + (ta ? a[p * m + i] : a[i * k + p])                              \
-                                    * (tb ? b[j * k + p] : b[p * n + j]);                       \
-                    c[i * n + j] = t;                                                           \
-                }                                                                               \
-            return;                                                                             \
-        }                                                                                       \
+        if (k * nw > GC_SMALL_GEMM_B) return 0;                                                 \
         T bw[GC_SMALL_GEMM_B];                                                                  \
         const T* bs = b; /* op(b) with rows ldb apart, each a whole number of vectors */        \
         Py_ssize_t ldb = n;                                                                     \
@@ -638,6 +639,7 @@ typedef float gc_vec_s __attribute__((vector_size(64)));
             ldb = nw;                                                                           \
         }                                                                                       \
         GC_SMALL_GEMM_BLOCKS(S, T, W)                                                           \
+        return 1;                                                                               \
     }
 GC_SMALL_GEMM(d, double, 8)
 GC_SMALL_GEMM(s, float, 16)

@@ -1,9 +1,9 @@
-"""Matrix products of at most _GEMM_SMALL multiply-adds (templates/runtime/runtime.pyx.j2) run
-as graphc's own loop (graphc_rt.h gc_small_gemm), not BLAS: each element the sum of its terms
-added in order from 0, one rounding per operation, for every pair of transpose flags, widths
-that are and are not whole vectors, a transposed operand too large to copy (summed element by
-element instead), batched products shared among threads, and empty ones. Larger products are
-BLAS's: within rounding of the same sums."""
+"""Matrix products of at most _GEMM_SMALL multiply-adds (templates/runtime/runtime.pyx.j2) whose
+op(b) fits GC_SMALL_GEMM_B elements as rows of whole vectors run as graphc's own loop
+(graphc_rt.h gc_small_gemm), not BLAS: each element the sum of its terms added in order from 0,
+one rounding per operation, for every pair of transpose flags, widths that are and are not
+whole vectors, batched products shared among threads, and empty ones. The others (a row times
+a large matrix, larger products) are BLAS's: within rounding of the same sums."""
 
 import numpy as np
 import pytest
@@ -15,9 +15,15 @@ pytestmark = pytest.mark.compiler
 
 SHAPES = [  # (m, n, k): op(a) is [m, k], op(b) [k, n]
     (1, 1, 1), (3, 5, 7), (10, 10, 16), (10, 16, 10), (4, 17, 9), (13, 8, 33), (32, 32, 16),
-    (5, 3, 0), (0, 4, 4), (2, 1030, 2), (1, 160, 100), (40, 40, 40),
+    (5, 3, 0), (0, 4, 4), (2, 1030, 2), (1, 160, 100), (40, 40, 40), (2, 100, 20),
 ]  # fmt: skip
-SMALL = 16384  # _GEMM_SMALL
+SMALL, B = 16384, 2048  # _GEMM_SMALL, GC_SMALL_GEMM_B
+WIDTH = {"float64": 8, "float32": 16}  # a vector's elements
+
+
+def _small(m: int, n: int, k: int, dtype: str) -> bool:
+    w = WIDTH[dtype]
+    return m * n * k <= SMALL and k * -(-n // w) * w <= B
 
 
 def _ordered(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -47,7 +53,7 @@ def test_small_products_add_their_terms_in_order(dtype, tmp_path):
                 g.output(name, x @ y)
                 op_a = a.transpose(0, 2, 1) if ta else a
                 op_b = b.transpose(0, 2, 1) if tb else b
-                wanted[name] = (op_a, op_b, m * n * k <= SMALL)
+                wanted[name] = (op_a, op_b, _small(m, n, k, dtype))
     m = gc.compile(g, dtype=dtype, out_dir=tmp_path, functions=("forward",))
     got = m.forward(**inputs)
     for name, (op_a, op_b, small) in wanted.items():
