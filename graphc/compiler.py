@@ -23,7 +23,7 @@ from graphc.errors import BuildError, GraphError, InputError
 from graphc.ir.dag import describe, freeze, without_gc
 from graphc.ir.graph import Graph, as_graph
 from graphc.ir.serialize import to_json
-from graphc.ir.shapes import FLOAT_DTYPES, dtype_name, shape_symbols
+from graphc.ir.shapes import FLOAT_DTYPES, derived, dtype_name, shape_symbols
 from graphc.ir.verify import verify
 from graphc.optim import Optimizer
 from graphc.passes.concurrency import pair_independent
@@ -326,8 +326,9 @@ def _checkpoint(
     """Checkpoint `joint` to fit `budget`; the report quotes final plans, not the quick ones
     the search compares candidates with (see choose_checkpoints). Loops first (when `loops`:
     not for a module with jvp or hvp, which differentiate `joint` again, and a loop split into
-    segments has no derivative): when the plan does not fit, each reverse loop with a static
-    trip count runs in segments from the forward loop's checkpoints (passes/scan_remat.py), if
+    segments has no derivative): when the plan does not fit, each reverse loop runs in
+    segments from the forward loop's checkpoints (passes/scan_remat.py; a symbolic trip count
+    is split every ceil(sqrt(size_hint)) steps), if
     that makes the arena smaller; then the search over the values the backward pass reads."""
     outputs = list(joint.outputs)
 
@@ -347,7 +348,7 @@ def _checkpoint(
     if loops and any(a["op"] == "scan" for a in joint.nx.nodes.values()):
         before = arena(joint)
         if before > budget:
-            h, split = checkpoint_loops(joint, backward_from)
+            h, split = checkpoint_loops(joint, backward_from, size_hint)
             if split and arena(h) < before:
                 joint = h
             else:
@@ -397,10 +398,11 @@ def _state(st: Stages) -> dict[str, str | None]:
 
 
 def _hint_sizes(prog: Program, size_hint: int) -> dict[str, int]:
-    """Every symbolic dim of the program at `size_hint`."""
+    """Every symbolic dim of the program at `size_hint` (those derived from them left to
+    dim_value, which works them out)."""
     nodes = prog.graph.nx._node
     shapes = dict.fromkeys(nodes[n]["shape"] for s in prog.steps for n in s.nodes)
-    return {d: size_hint for shape in shapes for d in shape_symbols(shape)}
+    return {d: size_hint for shape in shapes for d in shape_symbols(shape) if not derived(d)}
 
 
 def _schedule_and_plan(

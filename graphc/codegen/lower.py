@@ -17,7 +17,7 @@ from graphc.codegen.kir import Kernel, Lit, Repeat, Runtime, Step
 from graphc.codegen.loops import fused
 from graphc.codegen.records import Const, Module
 from graphc.codegen.scan import LOOP, Extra, lower_loop
-from graphc.codegen.tables import comment_text, function_records
+from graphc.codegen.tables import comment_text, derived_symbols, function_records
 from graphc.ir.dag import operands
 from graphc.ir.graph import Graph
 from graphc.ir.printer import format_params
@@ -148,6 +148,7 @@ def lower(
         {d for prog, _ in programs.values() for n in prog.inputs.values()
          for d in shape_symbols(ctx.shape(n))}
     )  # fmt: skip
+    symbols += derived_symbols(ctx.G, symbols)  # a checkpointed loop's sizes, from its T
     consts: dict[Any, int] = {}  # node (or a loop body's constant) -> module constant
     memo: dict | None = {} if share else None
     extras = {name: Extra() for name in programs}

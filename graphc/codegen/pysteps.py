@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from graphc.codegen.records import Function
-from graphc.ir.shapes import ITEMSIZE
+from graphc.codegen.tables import KINDS
+from graphc.ir.shapes import DERIVED, ITEMSIZE
 
 SUFFIX = {"d": "float64", "s": "float32"}
 INDEX = {"l": "int64", "i": "int32"}
@@ -33,6 +34,10 @@ def call(pm: Any, f: Function, kwargs: dict) -> Any:
         for axis, d in enumerate(row.cells[2:]):
             if d < 0:
                 sym.setdefault(-1 - d, a.shape[axis])
+    for row in f.products:  # the derived symbols (codegen/tables.py), from their sources
+        x, kind, _, *of = row.cells
+        if kind < 0 and of[0] in sym:
+            sym[x] = DERIVED[KINDS[-1 - kind]](sym[of[0]], of[1])
     z = []
     for row in f.sizes:
         coef, div, n, *syms = row.cells

@@ -14,7 +14,15 @@ from graphc.codegen.kir import Repeat, SizeExpr, Step
 from graphc.codegen.records import Function, Row
 from graphc.codegen.scan import LOOP, Extra
 from graphc.errors import GraphError
-from graphc.ir.shapes import INT_DTYPES, ITEMSIZE, is_symbol, monomial
+from graphc.ir.shapes import (
+    DERIVED,
+    INT_DTYPES,
+    ITEMSIZE,
+    derived,
+    is_symbol,
+    monomial,
+    shape_symbols,
+)
 from graphc.ops.reductions import nonempty_dims
 from graphc.passes.memory import MemoryPlan
 from graphc.passes.schedule import Program
@@ -185,6 +193,10 @@ def function_records(
         coef, syms = monomial(d)
         cells = (len(symbols) + k, coef, len(syms), *(symbols.index(x) for x in syms))
         product_rows.append(Row(cells, (d,)))
+    for k, x in enumerate(symbols):  # worked out from their sources (ir/shapes.py DERIVED)
+        if (of := derived(x)) is not None:
+            cells = (k, -1 - KINDS.index(of[1]), 2, symbols.index(of[0]), of[2])
+            product_rows.append(Row(cells, (f"{x} from {of[0]}",)))
     index_rows, index_data = index_checks(ctx, prog.inputs, t)
     given = tuple(
         (ctx.dtype(prog.inputs[a]), float(defaults[a])) if a in defaults else None for a in args
@@ -213,6 +225,27 @@ def function_records(
         checks=(*index_data, *empty_messages, failing_steps(steps)),
         symbols=(*symbols, *products),
     )
+
+
+KINDS = tuple(DERIVED)  # a derived symbol's row in the products table: -1 - its kind's place
+
+
+def derived_symbols(G: Any, bound: Sequence[str]) -> list[str]:
+    """The symbols derived from those `bound` (ir/shapes.py) that graph `G` (its loops' bodies
+    too) names in its shapes, trip counts and slices' starts, sorted."""
+    found: set[str] = set()
+    graphs = [G]
+    while graphs:
+        nodes = graphs.pop()._node
+        shapes = {a.get("shape", ()) for a in nodes.values()}
+        for a in nodes.values():
+            p = a.get("params", {})
+            shapes |= {p[key] for key in ("length", "starts") if key in p}
+            if a["op"] == "scan":
+                graphs.append(p["body"].graph.nx)
+        for shape in shapes:
+            found |= {x for x in shape_symbols(shape) if derived(x)}
+    return sorted(x for x in found if derived(x)[0] in bound)  # type: ignore[index]
 
 
 # the runtime's scan (templates/runtime/scan.pyx.j2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
@@ -107,17 +108,115 @@ def shape_symbols(shape: Shape) -> set[str]:
 
 
 def hinted(d: Dim, hint: int) -> int:
-    """Dim `d` with every symbol at `hint`."""
+    """Dim `d` with every symbol at `hint` (a derived one at its value there)."""
     coef, syms = monomial(d)
-    return coef * hint ** len(syms)
+    return coef * math.prod(symbol_value(x, {}, hint) for x in syms)
 
 
 def dim_value(d: Dim, sizes: Mapping[str, int]) -> int:
-    """Dim `d` with `sizes` given to its symbols."""
+    """Dim `d` with `sizes` given to its symbols (a derived one, unless given, from its
+    source's)."""
     if isinstance(d, int):
         return d
     coef, syms = monomial(d)
-    return coef * math.prod(sizes[x] for x in syms)
+    return coef * math.prod(symbol_value(x, sizes) for x in syms)
+
+
+# ---- derived symbols: sizes a call works out from a symbol it binds ---------------------------
+# A loop of T steps (T a symbol) checkpointed every k steps (passes/scan_remat.py) has
+# ceil(T / k) or T // k checkpoints, runs whole segments of k steps, then a tail of the rest.
+# Each such size is a symbol of its own, named after T, the kind and k ("T__q5": T // 5), so
+# that shapes stay products of symbols; a call binds T from its arguments and works these out
+# from it (codegen/tables.py). A loop run last to first (`reverse`) has T // k checkpoints and
+# whole segments, and a tail of T mod k steps; one run first to last has ceil(T / k)
+# checkpoints, ceil(T / k) - 1 whole segments (none when T = 0) and a tail of the remaining
+# steps (k of them when k divides T).
+DERIVED = {
+    "q": lambda t, k: t // k,
+    "r": lambda t, k: t % k,
+    "c": lambda t, k: -(-t // k),
+    "p": lambda t, k: max(-(-t // k) - 1, 0),
+    "e": lambda t, k: t - k * max(-(-t // k) - 1, 0),
+}
+_DERIVED_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*?)__([qrcpe])([1-9][0-9]*)$")
+
+
+def derived(x: str) -> tuple[str, str, int] | None:
+    """(source symbol, kind, k) of derived symbol `x`, or None for a symbol a call binds."""
+    m = _DERIVED_NAME.match(x) if "__" in x else None
+    return None if m is None else (m.group(1), m.group(2), int(m.group(3)))
+
+
+def symbol_value(x: str, sizes: Mapping[str, int], hint: int | None = None) -> int:
+    """The size of symbol `x`: from `sizes` (or `hint` when given), a derived one from its
+    source's."""
+    if x in sizes:
+        return sizes[x]
+    d = derived(x)
+    if d is None:
+        if hint is None:
+            raise KeyError(x)
+        return hint
+    return DERIVED[d[1]](symbol_value(d[0], sizes, hint), d[2])
+
+
+def split_steps(T: Dim, k: int, reverse: bool) -> tuple[Dim, Dim, Dim] | None:
+    """(checkpoints, whole segments, tail steps) of a loop of `T` steps split every `k` (see
+    above), or None when T is no plain symbol a call binds."""
+    if not (is_symbol(T) and derived(T) is None and "__" not in T and k >= 2):
+        return None
+    q, r, c, p, e = (f"{T}__{kind}{k}" for kind in "qrcpe")
+    return (q, q, r) if reverse else (c, p, e)
+
+
+def _tail_of(whole: Dim, tail: Dim) -> str | None:
+    """T when `whole` is k times the whole segments of T and `tail` its tail, else None."""
+    d = derived(tail) if isinstance(tail, str) else None
+    if d is None:
+        return None
+    T, kind, k = d
+    seg = {"r": "q", "e": "p"}.get(kind)
+    return T if seg is not None and whole == dim_of(k, [f"{T}__{seg}{k}"]) else None
+
+
+def tail_after(start: Dim, T: Dim) -> Dim | None:
+    """The tail of a checkpointed loop of `T` steps when `start` is its whole segments' steps
+    (T__r5 after 5 * T__q5 steps), else None."""
+    if not isinstance(start, str) or not isinstance(T, str):
+        return None
+    k, syms = monomial(start)
+    d = derived(syms[0]) if len(syms) == 1 else None
+    if d is None or d[0] != T or d[2] != k:
+        return None
+    kind = {"q": "r", "p": "e"}.get(d[1])
+    return None if kind is None else f"{T}__{kind}{k}"
+
+
+def steps_sum(dims: Iterable[Dim]) -> Dim | None:
+    """The sum of `dims` when it is a dim: ints, or a checkpointed loop's whole segments' steps
+    and its tail's (k * T__q5 + T__r5 = T); None otherwise."""
+    dims = tuple(dims)
+    if all(isinstance(d, int) for d in dims):
+        return sum(dims)  # type: ignore[arg-type]
+    live = [d for d in dims if d != 0]
+    if len(live) == 1:
+        return live[0]
+    return _tail_of(*live) if len(live) == 2 else None
+
+
+def fits(have: Dim, trips: Dim, chunk: int) -> bool:
+    """Has an axis of `have` steps at least `trips` * `chunk` of them?"""
+    if isinstance(have, int) and isinstance(trips, int):
+        return have >= trips * chunk
+    if have == dims_product((trips, chunk)):
+        return True
+    d = derived(trips) if isinstance(trips, str) else None
+    if d is None:
+        return False
+    T, kind, k = d
+    whole = chunk == k and have == T  # k steps a trip of the whole segments of T
+    rows = chunk == 1 and kind == "p" and have == f"{T}__c{k}"  # ceil(T/k) - 1 of ceil(T/k)
+    return (whole and kind in "qp") or rows
 
 
 def _plain(v: object, depth: int = 0) -> bool:

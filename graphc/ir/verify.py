@@ -13,6 +13,7 @@ from graphc.ir.graph import Graph, graph_name_problem, unknown_op
 from graphc.ir.shapes import (
     DTYPES,
     ShapeMismatch,
+    derived,
     dim_symbols,
     is_symbol,
     normalize_shape,
@@ -84,6 +85,11 @@ def _verify_products(G: nx.MultiDiGraph, inputs: dict[str, int]) -> None:
     alone = {d for n in inputs.values() for d in G._node[n].get("shape", ()) if is_symbol(d)}
     for n in inputs.values():
         for d in G._node[n].get("shape", ()):
+            if isinstance(d, str) and any(derived(x) for x in dim_symbols(d)):
+                raise GraphError(
+                    f"{describe(G, n)}: symbol names ending in two underscores, a letter of "
+                    f"qrcpe and a number ({d}) are kept for sizes graphc works out; rename it"
+                )
             missing = [x for x in dim_symbols(d) if x not in alone]
             if missing:
                 raise GraphError(

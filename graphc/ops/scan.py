@@ -37,7 +37,15 @@ from graphc.errors import GraphError, ShapeError
 from graphc.ir.body import Body, Trace, check_body
 from graphc.ir.dag import operands
 from graphc.ir.graph import TRACES, Graph, Value
-from graphc.ir.shapes import FLOAT_DTYPES, ShapeMismatch, bind_shape, format_type, is_symbol
+from graphc.ir.shapes import (
+    FLOAT_DTYPES,
+    ShapeMismatch,
+    bind_shape,
+    fits,
+    format_type,
+    is_symbol,
+    split_steps,
+)
 from graphc.ops.registry import VARIADIC, OpDef, register
 
 
@@ -84,10 +92,16 @@ def results(G: Any, n: int) -> list[tuple[tuple, str]]:
             for j, t in enumerate(out)]  # fmt: skip
 
 
-def kept_steps(T: int, k: int, reverse: bool) -> int:
+def kept_steps(T: int | str, k: int, reverse: bool) -> int | str:
     """The rows of a strided result: one per block of k steps the loop enters at the block's
     first step in its running order (steps 0, k, ...; in a reverse loop k - 1, 2k - 1, ...:
-    its last T mod k steps, run first, are no whole block)."""
+    its last T mod k steps, run first, are no whole block); a symbol derived from a symbolic
+    T (ir/shapes.py)."""
+    if isinstance(T, str):
+        split = split_steps(T, k, reverse)
+        if split is None:
+            raise ShapeMismatch(f"a strided result needs a static trip count or a symbol, not {T}")
+        return split[0]
     return T // k if reverse else -(-T // k)
 
 
@@ -123,7 +137,7 @@ def _infer_scan(G: Any, n: int, ops: list[int]) -> tuple[tuple, str]:
                 raise ShapeMismatch(f"{what} (v{u}) is a scalar: a per-step operand has the "
                                     "steps on an axis")  # fmt: skip
             c = xs_chunk(p, k - nc)
-            if c and not (isinstance(T, int) and isinstance(have[a], int) and have[a] >= T * c):
+            if c and not fits(have[a], T, c):
                 raise ShapeMismatch(
                     f"{what} (v{u}) has {have[a]} steps on axis {a} ({format_type(have, got)}): "
                     f"the scan reads {c} steps at each of its {T} trips"
@@ -148,7 +162,7 @@ def _infer_scan(G: Any, n: int, ops: list[int]) -> tuple[tuple, str]:
         if ys_axis(p, j):
             raise ShapeMismatch(f"strided result {j} must keep its steps on axis 0")
         if not isinstance(T, int):
-            raise ShapeMismatch("a strided result needs a static trip count")
+            kept_steps(T, every, p["reverse"])  # a plain symbol
     for k in range(nc):
         if outs[k] != ins[k]:
             raise ShapeMismatch(

@@ -13,7 +13,15 @@ from graphc.codegen.kir import Assign, Expr, Lit, Store
 from graphc.errors import GraphError, ShapeError
 from graphc.ir.graph import Value
 from graphc.ir.loc import user_loc
-from graphc.ir.shapes import FLOAT_DTYPES, INT_DTYPES, ShapeMismatch, format_shape, format_type
+from graphc.ir.shapes import (
+    FLOAT_DTYPES,
+    INT_DTYPES,
+    ShapeMismatch,
+    format_shape,
+    format_type,
+    steps_sum,
+    tail_after,
+)
 from graphc.ops._build import apply, float_dtype
 from graphc.ops.indexing import _axis_of, take_bound
 from graphc.ops.registry import VARIADIC, OpDef, register
@@ -27,7 +35,7 @@ def _box_index(
     starts are operands, so that the boxes of one shape at other places share a kernel."""
     out: list[Expr | None] = []
     for a, c, i in zip(starts, steps, idx, strict=True):
-        start = kb.offset(a) if a else None
+        start = kb.dim(a) if isinstance(a, str) else kb.offset(a) if a else None
         if i is None:
             out.append(start)
         elif start is None and c == 1:
@@ -69,19 +77,30 @@ def _lower_concat(e: Emit, n: int, args: list[int], params: dict) -> None:
     """One copy per operand, each into its part of the output along the axis."""
     kb, shape, axis = e.builder(), e.values.shape, params["axis"]
     out = kb.ref(n, write=True)
-    stmts, offset = [], 0
+    stmts, before = [], []  # the sizes of the operands before this one along the axis
     for u in args:
+        offset = _offset(kb, before)
 
-        def body(idx: list, u: int = u, offset: int = offset) -> list:
+        def body(idx: list, u: int = u, offset: Expr | None = offset) -> list:
             at = list(idx)
-            if offset:
-                at[axis] = Lit(offset) + idx[axis] if idx[axis] is not None else Lit(offset)
+            if offset is not None:
+                at[axis] = offset + idx[axis] if idx[axis] is not None else offset
             read = kb.read(u, flat_index(kb, shape(u), idx))
             return [Assign(Store(out, flat_index(kb, shape(n), at)), read)]
 
         stmts += loop_nest(kb, shape(u), body)
-        offset += shape(u)[axis] if isinstance(shape(u)[axis], int) else 0  # symbolic: one
+        before.append(shape(u)[axis])
     e.kernel(kb, f"b0 = the concatenation of {len(args)} values along axis {axis}", stmts)
+
+
+def _offset(kb: KernelBuilder, dims: list) -> Expr | None:
+    """The sum of `dims` (ints folded), or None when it is 0."""
+    fixed = sum(d for d in dims if isinstance(d, int))
+    terms = [kb.dim(d) for d in dims if isinstance(d, str)] + ([Lit(fixed)] if fixed else [])
+    out = terms[0] if terms else None
+    for t in terms[1:]:
+        out = out + t
+    return out
 
 
 # ---- slice: a strided box of a value ----------------------------------------------------------
@@ -94,9 +113,10 @@ def _sliced_shape(shape: tuple, starts, stops, steps) -> tuple:
     out = []
     for d, a, b, c in zip(shape, starts, stops, steps, strict=True):
         if isinstance(d, str):
-            if (a, b, c) != (0, d, 1):
+            tail = tail_after(a, d) if (b, c) == (d, 1) else None
+            if (a, b, c) != (0, d, 1) and tail is None:
                 raise ShapeMismatch(f"axis of symbolic size {d} can only be sliced whole")
-            out.append(d)
+            out.append(d if tail is None else tail)  # a checkpointed loop's last steps
             continue
         ok = all(isinstance(p, int) and not isinstance(p, bool) for p in (a, b, c)) and c != 0
         if ok and c > 0:
@@ -142,7 +162,7 @@ register(
         lambda x, starts, stops, steps: x[_slices(starts, stops, steps)].copy(),
         (lambda ct, out, x, **box: apply("slice_grad", ct, shape=x.shape, **box),),
         params=_BOX,
-        shape_params=("stops",),
+        shape_params=("starts", "stops"),
         lower=_lower_slice,
         formula="dx = slice_grad(dy): dy in its place, zeros elsewhere",
     )
@@ -155,7 +175,7 @@ register(
         _slice_grad_ref,
         (lambda ct, out, c, shape, **box: apply("slice", ct, **box),),
         params={**_BOX, "shape": ()},
-        shape_params=("stops", "shape"),
+        shape_params=("starts", "stops", "shape"),
         lower=_lower_slice_grad,
         formula="slice_grad is linear: its own VJP is slice",
     )
@@ -247,7 +267,8 @@ def _infer_concat(shapes, dtypes, params):
         ):
             raise ShapeMismatch(f"operands differ in shape off axis {axis}")
     sizes = [s[axis] for s in shapes]
-    if len(sizes) > 1 and not all(isinstance(d, int) for d in sizes):
+    total = steps_sum(sizes)  # symbolic: a checkpointed loop's segments' and tail's steps
+    if total is None:
         raise ShapeMismatch(f"cannot concatenate along axis {axis} of symbolic size")
     if all(d in FLOAT_DTYPES for d in dtypes):
         dtype = float_dtype(dtypes, "concat")
@@ -257,7 +278,6 @@ def _infer_concat(shapes, dtypes, params):
         dtype = "bool"
     else:
         raise ShapeMismatch(f"concat needs operands of one kind, got {', '.join(dtypes)}")
-    total = sum(sizes) if len(sizes) > 1 else sizes[0]
     return (*first[:axis], total, *first[axis + 1 :]), dtype
 
 

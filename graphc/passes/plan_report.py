@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphc.ir.shapes import format_type, shape_symbols
+from graphc.ir.shapes import derived, format_type, shape_symbols
 from graphc.passes.memory import MemoryPlan, value_bytes
 from graphc.passes.schedule import Program
 
@@ -61,7 +61,7 @@ def totals(prog: Program, plan: MemoryPlan, sizes: dict[str, int]) -> PlanTotals
 
 
 def default_sizes(prog: Program, size: int) -> dict[str, int]:
-    return dict.fromkeys(sorted(_symbols(prog)), size)
+    return dict.fromkeys(sorted(x for x in _symbols(prog) if not derived(x)), size)
 
 
 def plan_table(prog: Program, plan: MemoryPlan, sizes: dict[str, int]) -> str:

@@ -13,16 +13,21 @@ last to first (`reverse`) is split the same way, in blocks t k .. t k + k - 1 co
 step 0 (so every array is still read k steps at a time where it is): it keeps the carry
 entering steps k - 1, 2k - 1, ... (the step each block runs first), its backward loop runs the
 segments first to last, and its last T mod k steps, which it runs first from its initial
-carry, are the last segment. Trip counts must be static (a symbolic T keeps its loop as it
-was). A loop with its steps on an inner axis (`xs_axes`, `ys_axes`: ops/scan.py) is cut along
-that axis: the loop over the segments reads k steps of each per-step array at each trip, where
-they are (`xs_chunks`: [N, k, ...] of [N, T, ...]), and the loops in its body read each
-segment on that axis again; no array is copied whole or made time-major (the tail segment's
-steps are sliced), only the checkpoints are stacked on axis 0. A per-step operand of the
-reverse loop computed elementwise from the forward loop's results (the loss's cotangent of
-every step's h, 2 hs / size for a mean of squares) is computed again in each segment from the
-results the segment computes again, as the same elementwise ops over the same bits: the
-backward pass then holds no array of T steps.
+carry, are the last segment. A symbolic trip count T is split every k = ceil(sqrt(size_hint))
+steps, k fixed at build time: the checkpoints, whole segments and tail are then sizes each
+call works out from T (ir/shapes.py, derived symbols), so one build runs every T with
+ceil(T / k) checkpoints and at most k steps of residuals; a loop run first to last then has
+ceil(T / k) - 1 whole segments and a tail of 1 to k steps (none when T = 0), entered from the
+last checkpoint (a loop over the checkpoints finds it). A loop with its steps on an inner
+axis (`xs_axes`, `ys_axes`: ops/scan.py) is cut along that axis: the loop over the segments
+reads k steps of each per-step array at each trip, where they are (`xs_chunks`: [N, k, ...]
+of [N, T, ...]), and the loops in its body read each segment on that axis again; no array is
+copied whole or made time-major (the tail segment's steps are sliced), only the checkpoints
+are stacked on axis 0. A per-step operand of the reverse loop computed elementwise from the
+forward loop's results (the loss's cotangent of every step's h, 2 hs / size for a mean of
+squares) is computed again in each segment from the results the segment computes again, as
+the same elementwise ops over the same bits: the backward pass then holds no array of T
+steps.
 """
 
 from __future__ import annotations
@@ -34,31 +39,36 @@ from typing import Any
 from graphc.ir.body import Body, Trace
 from graphc.ir.dag import operands, without_gc
 from graphc.ir.graph import TRACES, Graph, Value
+from graphc.ir.shapes import dims_product, split_steps
+from graphc.ops._build import apply
 from graphc.ops.registry import REGISTRY
 from graphc.ops.scan import results, xs_axis, ys_axis
 from graphc.ops.shape import reshape
 from graphc.ops.slicing import concat
+from graphc.passes.memory import DEFAULT_HINT
 
 MIN_STEPS = 4  # fewer steps: nothing to gain
 
 
 @without_gc
-def checkpoint_loops(g: Graph, backward_from: int) -> tuple[Graph, int]:
+def checkpoint_loops(g: Graph, backward_from: int, size_hint: int = DEFAULT_HINT,
+                     ) -> tuple[Graph, int]:  # fmt: skip
     """A copy of `g` in which each reverse loop (id >= `backward_from`) reading the stacked
-    residuals of a forward loop with a static trip count runs in segments from checkpoints;
-    and the number of loops changed."""
+    residuals of a forward loop runs in segments from checkpoints; and the number of loops
+    changed. A symbolic trip count is split every ceil(sqrt(`size_hint`)) steps."""
     h = g.copy()
     G = h.nx
     done = 0
+    hinted_k = math.isqrt(max(size_hint, 1) - 1) + 1
     for b in sorted(n for n in G if n >= backward_from and G._node[n]["op"] == "scan"):
-        pair = _forward_of(G, b)
+        pair = _forward_of(G, b, hinted_k)
         if pair is not None:
-            _segment(h, pair, b)
+            _segment(h, pair, b, hinted_k)
             done += 1
     return h, done
 
 
-def _forward_of(G: Any, b: int) -> int | None:
+def _forward_of(G: Any, b: int, hinted_k: int) -> int | None:
     """The forward scan whose stacked results reverse scan `b` reads, if it can be split."""
     p = G._node[b]["params"]
     found, axes = set(), set()
@@ -72,19 +82,27 @@ def _forward_of(G: Any, b: int) -> int | None:
     (s,) = found
     ps = G._node[s]["params"]
     T = ps["length"][0]
-    if not isinstance(T, int) or T < MIN_STEPS or ps["strided"] or p["length"][0] != T:
+    if isinstance(T, int) and T < MIN_STEPS or ps["strided"] or p["length"][0] != T:
         return None
+    if isinstance(T, str) and split_steps(T, hinted_k, ps["reverse"]) is None:
+        return None  # a product of symbols ("B*T"), or too small a hint
     if p["reverse"] == ps["reverse"]:
         return None  # the backward loop runs the other way
     return s
 
 
-def _segment(h: Graph, s: int, b: int) -> None:
+def _segment(h: Graph, s: int, b: int, hinted_k: int) -> None:
     G = h.nx
     ps, pb = dict(G._node[s]["params"]), G._node[b]["params"]
     T = ps["length"][0]
-    k = math.isqrt(T - 1) + 1  # ceil(sqrt(T))
-    full, tail = T // k, T % k
+    full: int | str
+    tail: int | str
+    if isinstance(T, int):
+        k = math.isqrt(T - 1) + 1  # ceil(sqrt(T))
+        full, tail = T // k, T % k
+    else:  # sizes the call works out from T (ir/shapes.py: derived symbols)
+        k = hinted_k
+        _, full, tail = split_steps(T, k, ps["reverse"])  # type: ignore[misc]
     ncs, nxs = ps["n_carry"], ps["n_xs"]
     s_args = [Value(h, u) for u in operands(G, s)]
     s_xs, s_cap = s_args[ncs : ncs + nxs], s_args[ncs + nxs :]
@@ -142,13 +160,13 @@ def _segment(h: Graph, s: int, b: int) -> None:
 
         def last(x: Value, axis: int) -> Value:
             if (x.id, axis) not in tails:
-                tails[x.id, axis] = x[(slice(None),) * axis + (slice(full * k, None),)]
+                tails[x.id, axis] = _steps_from(x, axis, dims_product((full, k)))
             return tails[x.id, axis]
 
         def tail_segment(carry: list[Value]) -> tuple[list[Value], list[Value]]:
             """Steps full k .. T - 1: entered from the initial carry when s runs last to
             first, else from its last checkpoint."""
-            start = s_args[:ncs] if rev else [c[full] for c in ckpts]
+            start = s_args[:ncs] if rev else _last_rows(ckpts, s_args[:ncs], full)
             return step(
                 carry, start, [last(x, a) for x, a in zip(s_xs, s_axes, strict=True)],
                 [last(b_xs[i], b_axes[i]) for i in plain], tail,
@@ -157,7 +175,7 @@ def _segment(h: Graph, s: int, b: int) -> None:
         carry, ys_tail = list(b_init), None
         if tail and not rev:  # b runs last to first: the last steps first
             carry, ys_tail = tail_segment(carry)
-        # full >= 1 (T >= MIN_STEPS, k <= T): the whole segments, one per trip
+        # the whole segments, one per trip (full >= 1 when T is static: T >= MIN_STEPS, k <= T)
         c_seg = list(ckpts)  # the first `full`, one at a time ([1, ...]: a chunk of one)
         x_seg, p_seg = list(s_xs), [b_xs[i] for i in plain]
         nc, nx_ = len(c_seg), len(x_seg)
@@ -257,7 +275,26 @@ def _rebuild(h: Graph, nodes: list[int], again: list[Value], ncs: int, axis: int
 def _merge(y: Value, axis: int) -> Value:
     """[..., full, k, ...] (on `axis`) -> [..., full * k, ...]."""
     sh = y.shape
-    return reshape(y, (*sh[:axis], sh[axis] * sh[axis + 1], *sh[axis + 2 :]))
+    return reshape(y, (*sh[:axis], dims_product(sh[axis : axis + 2]), *sh[axis + 2 :]))
+
+
+def _steps_from(x: Value, axis: int, start: int | str) -> Value:
+    """The steps of `x` on `axis` from `start` on (a copy: the tail segment's, fewer than k
+    or, with a symbolic T run first to last, at most k)."""
+    starts = tuple(start if a == axis else 0 for a in range(len(x.shape)))
+    return apply("slice", x, starts=starts, stops=x.shape, steps=(1,) * len(x.shape))
+
+
+def _last_rows(ckpts: list[Value], init: list[Value], full: int | str) -> list[Value]:
+    """Row `full` of each of `ckpts`, the carries entering the tail segment of a loop run
+    first to last. With a symbolic T it is the last row (ir/shapes.py): a loop over the rows
+    whose carry is the row it reads (the initial carries when there is no row: T = 0)."""
+    if isinstance(full, int) or not ckpts:
+        return [c[full] for c in ckpts]
+    n = len(ckpts)
+    carry, _ = _traced_loop(lambda c, x: (list(x), []), list(init), list(ckpts), (0,) * n,
+                            (0,) * n, (), ckpts[0].shape[0], False)  # fmt: skip
+    return carry
 
 
 def _traced_loop(

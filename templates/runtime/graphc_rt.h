@@ -87,7 +87,9 @@ typedef struct {
     const long long* args;   /* gc_check_args's table */
     int nproducts;
     const int64_t* products; /* per argument axis that is a product of symbols ("B*T"): the
-                                symbol (after the symbols) it binds, coef, n, the n symbols */
+                                symbol (after the symbols) it binds, coef, n, the n symbols;
+                                then per derived symbol (a checkpointed loop's T // k, ...):
+                                the symbol, -1 - its kind, 2, its source, k */
     int nwritten;
     const int32_t* written;  /* the arguments the function writes over (train_step) */
     int nout;
