@@ -119,11 +119,13 @@ class _Group:
         return cls([step], {n}, shape, flat, int(full_reduction(G, n)),
                    partial_reduction(G, n), heavy(op))  # fmt: skip
 
-    def joins(self, G, n: int, scheduled: dict[int, int]) -> bool:
-        """May n be computed in this loop? A full reduction is only ever computed in a flat
-        loop, so that its terms are added in one order (codegen/loops.py), fused or not."""
+    def join(self, G, step: Step, scheduled: dict[int, int]) -> bool:
+        """Add `step`'s node to this loop if it may be computed in it; say whether it was. A
+        full reduction is only ever computed in a flat loop, so that its terms are added in one
+        order (codegen/loops.py), fused or not."""
         if len(self.steps) >= MAX_OPS:
             return False
+        n = step.node
         nodes = G._node
         a = nodes[n]
         op = a["op"]
@@ -143,22 +145,19 @@ class _Group:
         full = reduction and full_reduction(G, n)
         if full and self.full >= MAX_SUMS:
             return False
-        if (self.heavy and reduction and not full) or (self.partial and heavy(op)):
+        heavy_op = heavy(op)
+        if (self.heavy and reduction and not full) or (self.partial and heavy_op):
             return False  # a heavy loop shared among threads, then a light one to reduce
         flat = self.flat and _flat_member(G, n, lambda u: u not in members, shape)
-        return flat or not (self.full or full)
-
-    def add(self, G, step: Step) -> None:
-        n = step.node
-        members = self.members
-        self.flat = self.flat and _flat_member(G, n, lambda u: u not in members, self.shape)
-        op = G._node[n]["op"]
-        full = op in REDUCTIONS and full_reduction(G, n)
+        if not flat and (self.full or full):
+            return False  # a full reduction in a loop that is not flat
+        self.flat = flat
         self.full += full
-        self.partial = self.partial or (op in REDUCTIONS and not full)
-        self.heavy = self.heavy or heavy(op)
+        self.partial = self.partial or (reduction and not full)
+        self.heavy = self.heavy or heavy_op
         self.steps.append(step)
-        self.members.add(n)
+        members.add(n)
+        return True
 
 
 def _gains_nothing(G, n: int, inside: list[int], scheduled: dict[int, int]) -> bool:
@@ -195,8 +194,7 @@ def fuse(prog: Program) -> Program:
             continue
         n = step.node
         looping = loop_op(G, n)
-        if open_group is not None and looping and open_group.joins(G, n, step_of):
-            open_group.add(G, step)
+        if open_group is not None and looping and open_group.join(G, step, step_of):
             continue
         open_group = _Group.of(G, step) if looping else None
         groups.append(open_group.steps if open_group else [step])
