@@ -221,10 +221,11 @@ def internal_values(prog: Program) -> set[int]:
             continue
         mine = set(s.nodes)
         for n in s.nodes:
-            if (
-                n not in outputs
-                and nodes[n]["op"] not in REDUCTIONS
-                and all(v in mine for v in succ[n] if v in step_of)
-            ):
+            if n in outputs or nodes[n]["op"] in REDUCTIONS:
+                continue
+            for v in succ[n]:
+                if v not in mine and v in step_of:
+                    break  # read by another step of the program
+            else:
                 out.add(n)
     return out
