@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from graphc.ir.dag import operands, without_gc
 from graphc.ops.registry import REGISTRY
@@ -44,7 +44,7 @@ MAX_OPS = 64
 def loop_op(G, n: int) -> bool:
     """Is n computed by a loop over elements (alone or fused): elementwise, broadcast, sum?"""
     op = G._node[n]["op"]
-    return REGISTRY[op].elementwise or op in ("broadcast_to", *REDUCTIONS)
+    return REGISTRY[op].elementwise or op == "broadcast_to" or op in REDUCTIONS
 
 
 def domain(G, nodes: Sequence[int]) -> tuple:
@@ -62,16 +62,16 @@ def is_flat(G, nodes: Sequence[int]) -> bool:
     """Does the group's loop run over one flat index: every value it reads from outside has
     its domain's shape or a single element, and no reduction keeps an axis?"""
     mine, shape = set(nodes), domain(G, nodes)
-    return all(_flat_member(G, n, lambda u: u not in mine, shape) for n in nodes)
+    return all(_flat_member(G, n, mine, shape) for n in nodes)
 
 
-def _flat_member(G, n: int, outside: Callable[[int], bool], shape: tuple) -> bool:
-    """Can n be computed at a flat index over `shape`?"""
+def _flat_member(G, n: int, inside: set[int] | frozenset[int], shape: tuple) -> bool:
+    """Can n be computed at a flat index over `shape`, in a loop computing `inside`?"""
     nodes = G._node
     if nodes[n]["op"] in REDUCTIONS and not full_reduction(G, n):
         return False
     for u in operands(G, n):
-        if outside(u):
+        if u not in inside:
             s = nodes[u]["shape"]
             if s != shape and not all(d == 1 for d in s):
                 return False
@@ -114,7 +114,7 @@ class _Group:
     def of(cls, G, step: Step) -> _Group:
         n = step.node
         shape = domain(G, [n])
-        flat = _flat_member(G, n, lambda u: True, shape)
+        flat = _flat_member(G, n, frozenset(), shape)
         op = G._node[n]["op"]
         return cls([step], {n}, shape, flat, int(full_reduction(G, n)),
                    partial_reduction(G, n), heavy(op))  # fmt: skip
@@ -132,8 +132,9 @@ class _Group:
         args = operands(G, n)
         members = self.members
         inside = [u for u in args if u in members]
-        if any(nodes[u]["op"] in REDUCTIONS for u in inside):
-            return False  # a reduction's result is known only after the loop
+        for u in inside:
+            if nodes[u]["op"] in REDUCTIONS:
+                return False  # a reduction's result is known only after the loop
         if op == "broadcast_to" and inside:
             return False
         reduction = op in REDUCTIONS
@@ -148,7 +149,7 @@ class _Group:
         heavy_op = heavy(op)
         if (self.heavy and reduction and not full) or (self.partial and heavy_op):
             return False  # a heavy loop shared among threads, then a light one to reduce
-        flat = self.flat and _flat_member(G, n, lambda u: u not in members, shape)
+        flat = self.flat and _flat_member(G, n, members, shape)
         if not flat and (self.full or full):
             return False  # a full reduction in a loop that is not flat
         self.flat = flat
