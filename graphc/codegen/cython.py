@@ -288,7 +288,8 @@ def declare(ctype: str, name: str, rows: tuple[Row, ...], count: int, width: int
     lines.append(head + f"{count},")
     run = ""
     for r in rows:
-        text = ", ".join(cell(c) for c in r.cells) + ","
+        # (an int, as most cells are, written without a call: a program has a row per step)
+        text = ", ".join([str(c) if type(c) is int else cell(c) for c in r.cells]) + ","
         if r.comment:
             if run:
                 lines.append(INDENT + run.strip())

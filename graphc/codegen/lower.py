@@ -86,7 +86,8 @@ class Context:
                     number[u] = len(values)
                     values.append(u)
                     b = nodes_[u]
-                    args.append((number[u], b["shape"], b["dtype"], self.literal(u)))
+                    lit = self.literal(u) if b["op"] == "const" else None  # only a const can be
+                    args.append((number[u], b["shape"], b["dtype"], lit))
                 else:
                     args.append(number[u])
             params = a["params"]
@@ -104,9 +105,14 @@ class Context:
         got = self._described.get(n)  # every function computing n describes it
         if got is not None:
             return got
-        a = self.G._node[n]
+        nodes = self.G._node
+        a = nodes[n]
         params = format_params(a["op"], a["params"]) if a["params"] else ""
-        args = ", ".join(_shown(self.literal(u)) or self.names[u] for u in operands(self.G, n))
+        shown = []
+        for u in operands(self.G, n):
+            lit = self.literal(u) if nodes[u]["op"] == "const" else None  # only a const can be
+            shown.append(self.names[u] if lit is None else repr(lit.value))
+        args = ", ".join(shown)
         call = f"{a['op']}[{params}]({args})" if params else f"{a['op']}({args})"
         got = self._described[n] = comment_text(
             f"{self.names[n]} = {call}   [{a.get('loc') or '?'}]"
@@ -119,10 +125,6 @@ def _literal(value: np.ndarray) -> Lit:
     if isinstance(v, bool):
         return Lit(v, "bool")
     return Lit(float(v), "float32" if value.dtype == np.float32 else None)
-
-
-def _shown(lit: Lit | None) -> str | None:
-    return None if lit is None else repr(lit.value)
 
 
 def lower(
@@ -230,7 +232,7 @@ def _steps(
         loop = bool(step.fused) or loop_op(G, step.node)
         if not loop and plan.storage[step.node].kind == "alias":
             continue  # a reshape that shares its operand's bytes: nothing to compute
-        stored = tuple(plan.storage[n].kind != "local" for n in step.nodes)
+        stored = tuple([plan.storage[n].kind != "local" for n in step.nodes])
         key, values = ctx.step_key(step.nodes, stored)
         rebind = memo is not None and key in memo  # the memo's steps, bound to these values
         if not rebind:
@@ -247,13 +249,15 @@ def _steps(
         else:
             lowered = memo[key]
         what = tuple(
-            ("adj: " if section == "backward" else "") + ctx.describe(n)
-            for n, section in zip(step.nodes, step.sections_of_nodes(), strict=True)
+            [
+                ("adj: " if section == "backward" else "") + ctx.describe(n)
+                for n, section in zip(step.nodes, step.sections_of_nodes(), strict=True)
+            ]
         )
         assert len(lowered) == 1 or not step.beside, "a step run beside another is one kernel"
         for k, s in enumerate(lowered):  # (a Step made directly: dataclasses.replace costs 4x)
             out.append(Step(
-                s.kernel, tuple(values[b] for b in s.buffers) if rebind else s.buffers,
+                s.kernel, tuple(map(values.__getitem__, s.buffers)) if rebind else s.buffers,
                 s.sizes, s.floats, what if k == 0 else CONTINUED, step.section, s.work,
                 s.alone, step.beside,
             ))  # fmt: skip

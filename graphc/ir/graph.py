@@ -174,8 +174,9 @@ class Graph:
         return Value(self, n)
 
     def _operand_ids(self, args: Sequence[Any], loc: str) -> list[int]:
-        if all(isinstance(a, Value) and a.graph is self for a in args):
-            return [a.id for a in args]  # the common case: no numbers to make constants of
+        ids = [a.id for a in args if isinstance(a, Value) and a.graph is self]
+        if len(ids) == len(args):
+            return ids  # the common case: no numbers to make constants of
         float_dtypes = [a.dtype for a in args if isinstance(a, Value) and a.dtype in FLOAT_DTYPES]
         like = float_dtypes[0] if float_dtypes else "float64"
         # Among ints, a number takes the dtype of the value it meets (`i + 1` stays an int8)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from graphc.ir.dag import operands, without_gc
 from graphc.ops.registry import REGISTRY
@@ -44,7 +44,7 @@ MAX_OPS = 64
 def loop_op(G, n: int) -> bool:
     """Is n computed by a loop over elements (alone or fused): elementwise, broadcast, sum?"""
     op = G._node[n]["op"]
-    return REGISTRY[op].elementwise or op in ("broadcast_to", *REDUCTIONS)
+    return REGISTRY[op].elementwise or op == "broadcast_to" or op in REDUCTIONS
 
 
 def domain(G, nodes: Sequence[int]) -> tuple:
@@ -62,16 +62,16 @@ def is_flat(G, nodes: Sequence[int]) -> bool:
     """Does the group's loop run over one flat index: every value it reads from outside has
     its domain's shape or a single element, and no reduction keeps an axis?"""
     mine, shape = set(nodes), domain(G, nodes)
-    return all(_flat_member(G, n, lambda u: u not in mine, shape) for n in nodes)
+    return all(_flat_member(G, n, mine, shape) for n in nodes)
 
 
-def _flat_member(G, n: int, outside: Callable[[int], bool], shape: tuple) -> bool:
-    """Can n be computed at a flat index over `shape`?"""
+def _flat_member(G, n: int, inside: set[int] | frozenset[int], shape: tuple) -> bool:
+    """Can n be computed at a flat index over `shape`, in a loop computing `inside`?"""
     nodes = G._node
     if nodes[n]["op"] in REDUCTIONS and not full_reduction(G, n):
         return False
     for u in operands(G, n):
-        if outside(u):
+        if u not in inside:
             s = nodes[u]["shape"]
             if s != shape and not all(d == 1 for d in s):
                 return False
@@ -114,24 +114,27 @@ class _Group:
     def of(cls, G, step: Step) -> _Group:
         n = step.node
         shape = domain(G, [n])
-        flat = _flat_member(G, n, lambda u: True, shape)
+        flat = _flat_member(G, n, frozenset(), shape)
         op = G._node[n]["op"]
         return cls([step], {n}, shape, flat, int(full_reduction(G, n)),
                    partial_reduction(G, n), heavy(op))  # fmt: skip
 
-    def joins(self, G, n: int, scheduled: dict[int, int]) -> bool:
-        """May n be computed in this loop? A full reduction is only ever computed in a flat
-        loop, so that its terms are added in one order (codegen/loops.py), fused or not."""
+    def join(self, G, step: Step, scheduled: dict[int, int]) -> bool:
+        """Add `step`'s node to this loop if it may be computed in it; say whether it was. A
+        full reduction is only ever computed in a flat loop, so that its terms are added in one
+        order (codegen/loops.py), fused or not."""
         if len(self.steps) >= MAX_OPS:
             return False
+        n = step.node
         nodes = G._node
         a = nodes[n]
         op = a["op"]
         args = operands(G, n)
         members = self.members
         inside = [u for u in args if u in members]
-        if any(nodes[u]["op"] in REDUCTIONS for u in inside):
-            return False  # a reduction's result is known only after the loop
+        for u in inside:
+            if nodes[u]["op"] in REDUCTIONS:
+                return False  # a reduction's result is known only after the loop
         if op == "broadcast_to" and inside:
             return False
         reduction = op in REDUCTIONS
@@ -143,22 +146,19 @@ class _Group:
         full = reduction and full_reduction(G, n)
         if full and self.full >= MAX_SUMS:
             return False
-        if (self.heavy and reduction and not full) or (self.partial and heavy(op)):
+        heavy_op = heavy(op)
+        if (self.heavy and reduction and not full) or (self.partial and heavy_op):
             return False  # a heavy loop shared among threads, then a light one to reduce
-        flat = self.flat and _flat_member(G, n, lambda u: u not in members, shape)
-        return flat or not (self.full or full)
-
-    def add(self, G, step: Step) -> None:
-        n = step.node
-        members = self.members
-        self.flat = self.flat and _flat_member(G, n, lambda u: u not in members, self.shape)
-        op = G._node[n]["op"]
-        full = op in REDUCTIONS and full_reduction(G, n)
+        flat = self.flat and _flat_member(G, n, members, shape)
+        if not flat and (self.full or full):
+            return False  # a full reduction in a loop that is not flat
+        self.flat = flat
         self.full += full
-        self.partial = self.partial or (op in REDUCTIONS and not full)
-        self.heavy = self.heavy or heavy(op)
+        self.partial = self.partial or (reduction and not full)
+        self.heavy = self.heavy or heavy_op
         self.steps.append(step)
-        self.members.add(n)
+        members.add(n)
+        return True
 
 
 def _gains_nothing(G, n: int, inside: list[int], scheduled: dict[int, int]) -> bool:
@@ -195,8 +195,7 @@ def fuse(prog: Program) -> Program:
             continue
         n = step.node
         looping = loop_op(G, n)
-        if open_group is not None and looping and open_group.joins(G, n, step_of):
-            open_group.add(G, step)
+        if open_group is not None and looping and open_group.join(G, step, step_of):
             continue
         open_group = _Group.of(G, step) if looping else None
         groups.append(open_group.steps if open_group else [step])
@@ -223,10 +222,11 @@ def internal_values(prog: Program) -> set[int]:
             continue
         mine = set(s.nodes)
         for n in s.nodes:
-            if (
-                n not in outputs
-                and nodes[n]["op"] not in REDUCTIONS
-                and all(v in mine for v in succ[n] if v in step_of)
-            ):
+            if n in outputs or nodes[n]["op"] in REDUCTIONS:
+                continue
+            for v in succ[n]:
+                if v not in mine and v in step_of:
+                    break  # read by another step of the program
+            else:
                 out.add(n)
     return out

@@ -126,9 +126,13 @@ class _Builder:
         return n
 
     def _fold(self, n: int, op: str, args: list[int], params: dict, loc: str) -> int | None:
-        shape = self.G._node[n]["shape"]
-        if not args or not REGISTRY[op].fold or not all(self.is_const(u) for u in args):
+        nodes = self.G._node
+        if not args or not REGISTRY[op].fold:
             return None
+        for u in args:
+            if nodes[u]["op"] != "const":
+                return None
+        shape = nodes[n]["shape"]
         if (
             not all(isinstance(d, int) for d in shape)
             or np.prod(shape, dtype=np.int64) > FOLD_LIMIT

@@ -55,6 +55,9 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
     # What each step reads from outside itself (a fused step's own values stay in its loop).
     reads = []
     for nodes in steps:
+        if len(nodes) == 1:  # a node is not its own operand
+            reads.append(operands(G, nodes[0]))
+            continue
         mine = set(nodes)
         reads.append([u for n in nodes for u in operands(G, n) if u not in mine])
     writes = [
@@ -107,9 +110,10 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
         for d in shape_symbols(shape)
     }
     envs = [dict.fromkeys(symbols, n) for n in sizes]
-    # The bytes at each size, worked out once per layout and per slot (many values share them).
+    # The bytes at each size, worked out once per layout and per slot's layouts (many values
+    # and slots share them).
     needs: dict[tuple, list[int]] = {}
-    haves: dict[int | str, list[int]] = {}
+    haves: dict[tuple, list[int]] = {}
     for v, st in storage.items():
         if st.kind != "arena":
             continue
@@ -123,9 +127,10 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
                 math.prod(dim_value(d, env) for d in a["shape"]) * ITEMSIZE[a["dtype"]]
                 for env in envs
             ]
-        have_at = haves.get(st.ref)
+        slot = slot_of_id[st.ref]
+        have_at = haves.get(slot.layouts)
         if have_at is None:
-            have_at = haves[st.ref] = [slot_of_id[st.ref].nbytes(env) for env in envs]
+            have_at = haves[slot.layouts] = [slot.nbytes(env) for env in envs]
         for n, need, have in zip(sizes, need_at, have_at, strict=True):
             if have < need:
                 raise PlanError(
