@@ -570,8 +570,8 @@ GC_SOFTMAX_ROW(s, float, gc_expf)
    (its columns past n zero), and c is computed four rows by W columns at a time in
    accumulators the compiler keeps in vector registers; 0 (nothing done) when that copy would
    pass GC_SMALL_GEMM_B elements. For the products too small for BLAS's call to pay (attention's,
-   per head). gc_plain_gemm sums each element alone in the same order, at any size: for the
-   products too large for a BLAS of 32-bit sizes. */
+   per head). gc_plain_gemm sums each element alone in the same order, copying nothing, at
+   any size: for tiny products, and those too large for a BLAS of 32-bit sizes. */
 #define GC_SMALL_GEMM_B 2048
 #if defined(__GNUC__)
 typedef double gc_vec_d __attribute__((vector_size(64)));
@@ -613,11 +613,15 @@ typedef float gc_vec_s __attribute__((vector_size(64)));
     static inline GC_KERNEL void gc_plain_gemm_##S(int ta, int tb, Py_ssize_t m, Py_ssize_t n,  \
                                                    Py_ssize_t k, const T* restrict a,          \
                                                    const T* restrict b, T* restrict c) {       \
+        /* a's and b's strides along p and across i or j: a loop of the same shape whatever the \
+           flags, with nothing tested inside it */                                              \
+        Py_ssize_t ap = ta ? m : 1, ai = ta ? 1 : k, bp = tb ? 1 : n, bj = tb ? k : 1;          \
         for (Py_ssize_t i = 0; i < m; i++)                                                      \
             for (Py_ssize_t j = 0; j < n; j++) {                                                \
+                const T* x = a + i * ai;                                                        \
+                const T* y = b + j * bj;                                                        \
                 T t = 0;                                                                        \
-                for (Py_ssize_t p = 0; p < k; p++)                                              \
-                    t = t + (ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]); \
+                for (Py_ssize_t p = 0; p < k; p++) t = t + x[p * ap] * y[p * bp];               \
                 c[i * n + j] = t;                                                               \
             }                                                                                   \
     }                                                                                           \
