@@ -565,8 +565,8 @@ GC_SOFTMAX_ROW(s, float, gc_expf)
 
 /* A small matrix product c[m, n] = op(a) @ op(b), all row-major, op transposing an operand
    stored transposed (ta: a is [k, m]; tb: b is [n, k]): each c[i, j] the sum over p of
-   op(a)[i, p] * op(b)[p, j] added in order of p from 0, one rounding per operation (as
-   NumPy's einsum, not BLAS's). op(b) is copied to rows of k by a whole number of vectors of W
+   op(a)[i, p] * op(b)[p, j] added in order of p from 0, one rounding per operation (not
+   BLAS's order, which differs by BLAS and CPU). op(b) is copied to k rows of whole vectors of W
    (its columns past n zero), and c is computed four rows by W columns at a time in
    accumulators the compiler keeps in vector registers; 0 (nothing done) when that copy would
    pass GC_SMALL_GEMM_B elements. For the products too small for BLAS's call to pay (attention's,
