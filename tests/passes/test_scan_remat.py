@@ -19,6 +19,7 @@ from graphc.ops.scan import results
 from graphc.passes.scan_remat import checkpoint_loops
 from graphc.passes.simplify import simplify
 from tests.ops.test_scan import WRT, D, H, _lstm_cell, lstm_inputs, lstm_model, rnn_graph
+from tests.passes.budget_helpers import plain_and_budgeted, same_steps
 
 
 def _joint(g: gc.Graph, wrt: list[str]) -> tuple[gc.Graph, int]:
@@ -85,25 +86,20 @@ def test_compiled_with_a_budget_equals_without(tmp_path) -> None:
     backend runs the same rows ("every" binds included)."""
     steps = 12
     g = lstm_model(False, steps=steps)
-    only = ["value_and_grad"]
-    plain = gc.compile(g, wrt=WRT, functions=only, out_dir=tmp_path / "plain")
-    budget = gc.compile(g, wrt=WRT, functions=only, out_dir=tmp_path / "budget", memory_budget=1)
+    plain, budget = plain_and_budgeted(g, tmp_path, wrt=WRT)
     c = budget.stages.checkpointing
-    assert c.loops == 1 and "1 loops run in segments" in str(c)
+    assert "1 loops run in segments" in str(c)
     assert c.arena_bytes < c.unbudgeted_arena_bytes / 2
     prog, _ = budget.stages.programs["value_and_grad"]
     G = prog.graph.nx
     strided = [n for n in G if G._node[n]["op"] == "scan" and G._node[n]["params"]["strided"]]
     assert len(strided) == 1  # the forward loop runs once: never cloned by checkpointing
     inp = lstm_inputs(steps, seed=3)
-    (a, ga), (b, gb) = plain.value_and_grad(**inp), budget.value_and_grad(**inp)
-    np.testing.assert_array_equal(a["loss"], b["loss"])
-    for key in ga:
-        np.testing.assert_array_equal(ga[key], gb[key], err_msg=key)
-    st = run_stages(g, wrt=WRT, functions=only, memory_budget=1)
+    grads = same_steps(plain, budget, **inp)
+    st = run_stages(g, wrt=WRT, functions=["value_and_grad"], memory_budget=1)
     _, gp = PyModule(st.module).value_and_grad(**inp)
-    for key in ga:
-        np.testing.assert_allclose(gp[key], ga[key], rtol=1e-12, atol=1e-13, err_msg=key)
+    for key in grads:
+        np.testing.assert_allclose(gp[key], grads[key], rtol=1e-12, atol=1e-13, err_msg=key)
 
 
 LENGTHS = [*range(18), 40]
@@ -138,12 +134,8 @@ def test_compiled_loops_of_every_length_either_way(tmp_path, dtype: str) -> None
     module's without a budget, bit for bit; the Python backend runs the same rows."""
     g = _loops_of_every_length()
     wrt = ["h0", "c0", "W", "U", "b", *(f"x{t}{d}" for t in LENGTHS for d in "fr")]
-    only = ["value_and_grad"]
-    plain = gc.compile(g, wrt=wrt, dtype=dtype, functions=only, out_dir=tmp_path / "plain")
-    budget = gc.compile(g, wrt=wrt, dtype=dtype, functions=only, out_dir=tmp_path / "budget",
-                        memory_budget=1)  # fmt: skip
     split = 2 * sum(t >= 4 for t in LENGTHS)
-    assert budget.stages.checkpointing.loops == split
+    plain, budget = plain_and_budgeted(g, tmp_path, split, wrt=wrt, dtype=dtype)
     prog, _ = budget.stages.programs["value_and_grad"]
     G = prog.graph.nx
     strided = [G._node[n]["params"]["reverse"] for n in G
@@ -154,16 +146,13 @@ def test_compiled_loops_of_every_length_either_way(tmp_path, dtype: str) -> None
     for t in LENGTHS:
         for d in "fr":
             inp[f"x{t}{d}"] = rng.normal(size=(t, 3, D)).astype(dtype)
-    (a, ga), (b, gb) = plain.value_and_grad(**inp), budget.value_and_grad(**inp)
-    np.testing.assert_array_equal(a["loss"], b["loss"])
-    assert ga.keys() == gb.keys() and len(ga) == len(wrt)
-    for key in ga:
-        np.testing.assert_array_equal(ga[key], gb[key], err_msg=key)
+    grads = same_steps(plain, budget, **inp)
+    assert len(grads) == len(wrt)
     if dtype == "float64":
-        st = run_stages(g, wrt=wrt, functions=only, memory_budget=1)
+        st = run_stages(g, wrt=wrt, functions=["value_and_grad"], memory_budget=1)
         _, gp = PyModule(st.module).value_and_grad(**inp)
-        for key in ga:
-            np.testing.assert_allclose(gp[key], ga[key], rtol=1e-12, atol=1e-13, err_msg=key)
+        for key in grads:
+            np.testing.assert_allclose(gp[key], grads[key], rtol=1e-12, atol=1e-13, err_msg=key)
 
 
 @pytest.mark.compiler
@@ -176,14 +165,8 @@ def test_compiled_lstm_layer_with_a_budget(tmp_path) -> None:
     g.output("loss", gc.mean(hs * hs))
     params = gc.nn.init_params(g, seed=0, dtype="float32")
     xs = np.random.default_rng(0).normal(size=(4, 10, 3)).astype(np.float32)
-    plain = gc.compile(g, dtype="float32", out_dir=tmp_path / "p", functions=["value_and_grad"])
-    budget = gc.compile(g, dtype="float32", out_dir=tmp_path / "b", functions=["value_and_grad"],
-                        memory_budget=1)  # fmt: skip
-    assert budget.stages.checkpointing.loops == 1
-    (a, ga), (b, gb) = plain.value_and_grad(x=xs, **params), budget.value_and_grad(x=xs, **params)
-    np.testing.assert_array_equal(a["loss"], b["loss"])
-    for key in ga:
-        np.testing.assert_array_equal(ga[key], gb[key], err_msg=key)
+    plain, budget = plain_and_budgeted(g, tmp_path, dtype="float32")
+    same_steps(plain, budget, x=xs, **params)
 
 
 @pytest.mark.parametrize("layer", ["rnn", "lstm", "gru"])
@@ -238,10 +221,4 @@ def test_a_loop_holding_a_loop_splits_bit_for_bit(tmp_path) -> None:
     a, b = gc.evaluate(joint, inp), gc.evaluate(split, inp)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    only = ["value_and_grad"]
-    plain = gc.compile(g, functions=only, out_dir=tmp_path / "plain")
-    budget = gc.compile(g, functions=only, out_dir=tmp_path / "budget", memory_budget=1)
-    assert budget.stages.checkpointing.loops == 1
-    (_, ga), (_, gb) = plain.value_and_grad(**inp), budget.value_and_grad(**inp)
-    for key in ga:
-        np.testing.assert_array_equal(ga[key], gb[key], err_msg=key)
+    same_steps(*plain_and_budgeted(g, tmp_path), **inp)

@@ -20,6 +20,7 @@ from graphc.passes.memory import value_bytes
 from graphc.passes.plan_report import live_bytes
 from graphc.passes.scan_remat import checkpoint_loops
 from tests.ops.test_scan import WRT, H, N, _lstm_cell, lstm_inputs
+from tests.passes.budget_helpers import plain_and_budgeted, same_steps
 
 
 def model(batch_first: bool, reverse: bool, steps: int) -> gc.Graph:
@@ -189,12 +190,5 @@ def test_compiled_budgeted_lstm_bit_for_bit(tmp_path, steps: int) -> None:
     g = _lstm(steps)
     params = gc.nn.init_params(g, seed=0, dtype="float32")
     xs = np.random.default_rng(0).normal(size=(4, steps, 3)).astype(np.float32)
-    only = ["value_and_grad"]
-    plain = gc.compile(g, dtype="float32", out_dir=tmp_path / "p", functions=only)
-    budget = gc.compile(g, dtype="float32", out_dir=tmp_path / "b", functions=only,
-                        memory_budget=1)  # fmt: skip
-    assert budget.stages.checkpointing.loops == 1
-    (a, ga), (b, gb) = plain.value_and_grad(x=xs, **params), budget.value_and_grad(x=xs, **params)
-    np.testing.assert_array_equal(a["loss"], b["loss"])
-    for key in ga:
-        np.testing.assert_array_equal(ga[key], gb[key], err_msg=key)
+    plain, budget = plain_and_budgeted(g, tmp_path, dtype="float32")
+    same_steps(plain, budget, x=xs, **params)

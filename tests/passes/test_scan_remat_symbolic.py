@@ -19,6 +19,7 @@ from graphc.passes.memory import value_bytes
 from graphc.passes.plan_report import live_bytes
 from graphc.passes.scan_remat import checkpoint_loops
 from tests.ops.test_scan import WRT, lstm_inputs, lstm_model
+from tests.passes.budget_helpers import plain_and_budgeted, same_steps
 from tests.passes.test_scan_remat import _forward_scans, _joint
 from tests.passes.test_scan_remat_axes import _lstm, inputs, model
 
@@ -82,21 +83,15 @@ def test_compiled_one_build_every_length(tmp_path, reverse: bool, dtype: str) ->
     T = 0, 1, k - 1, k, k + 1 and more, each giving the values and gradients of the module
     without a budget bit for bit; the Python backend works the sizes out as the runtime does."""
     g = lstm_model(False, reverse=reverse, steps="T")
-    only = ["value_and_grad"]
-    kw = {"wrt": WRT, "functions": only, "dtype": dtype, "size_hint": 16}
-    plain = gc.compile(g, out_dir=tmp_path / "plain", **kw)
-    budget = gc.compile(g, out_dir=tmp_path / "budget", memory_budget=1, **kw)
-    assert budget.stages.checkpointing.loops == 1
-    py = PyModule(run_stages(g, memory_budget=1, **kw).module)
+    kw = {"wrt": WRT, "dtype": dtype, "size_hint": 16}
+    plain, budget = plain_and_budgeted(g, tmp_path, **kw)
+    py = PyModule(run_stages(g, memory_budget=1, functions=["value_and_grad"], **kw).module)
     tol = 1e-5 if dtype == "float32" else 1e-12
     for T in STEPS:
         inp = {key: v.astype(dtype) for key, v in lstm_inputs(T, seed=3).items()}
-        (a, ga), (b, gb) = plain.value_and_grad(**inp), budget.value_and_grad(**inp)
-        np.testing.assert_array_equal(a["loss"], b["loss"], err_msg=f"T={T}")
-        for key in ga:
-            np.testing.assert_array_equal(ga[key], gb[key], err_msg=f"T={T} {key}")
+        gb = same_steps(plain, budget, f"T={T}", **inp)
         _, gp = py.value_and_grad(**inp)
-        for key in ga:
+        for key in gb:
             np.testing.assert_allclose(gp[key], gb[key], rtol=tol, atol=tol, err_msg=f"{T} {key}")
 
 
@@ -105,18 +100,10 @@ def test_compiled_batch_first_lstm(tmp_path) -> None:
     """gc.nn.lstm over x [N, T, 3], T bound at call time: bit for bit at every T."""
     g = _lstm("T")
     params = gc.nn.init_params(g, seed=0, dtype="float32")
-    only = ["value_and_grad"]
-    kw = {"dtype": "float32", "functions": only, "size_hint": 25}  # k = 5
-    plain = gc.compile(g, out_dir=tmp_path / "p", **kw)
-    budget = gc.compile(g, out_dir=tmp_path / "b", memory_budget=1, **kw)
-    assert budget.stages.checkpointing.loops == 1
+    plain, budget = plain_and_budgeted(g, tmp_path, dtype="float32", size_hint=25)  # k = 5
     for T in (0, 1, 4, 5, 6, 11, 23):
         xs = np.random.default_rng(T).normal(size=(4, T, 3)).astype(np.float32)
-        (a, ga) = plain.value_and_grad(x=xs, **params)
-        (b, gb) = budget.value_and_grad(x=xs, **params)
-        np.testing.assert_array_equal(a["loss"], b["loss"])
-        for key in ga:
-            np.testing.assert_array_equal(ga[key], gb[key], err_msg=f"T={T} {key}")
+        same_steps(plain, budget, f"T={T}", x=xs, **params)
 
 
 @pytest.mark.parametrize("reverse", [False, True])
