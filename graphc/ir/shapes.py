@@ -147,6 +147,12 @@ def derived(x: str) -> tuple[str, str, int] | None:
     return None if m is None else (m.group(1), m.group(2), int(m.group(3)))
 
 
+def at_hint(symbols: Iterable[str], hint: int) -> dict[str, int]:
+    """Each of `symbols` at `hint`, a derived one worked out from its source's there (T__q4 is
+    hint // 4, not the hint)."""
+    return {x: symbol_value(x, {}, hint) for x in symbols}
+
+
 def symbol_value(x: str, sizes: Mapping[str, int], hint: int | None = None) -> int:
     """The size of symbol `x`: from `sizes` (or `hint` when given), a derived one from its
     source's."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphc.ir.dag import operands, without_gc
-from graphc.ir.shapes import ITEMSIZE, Shape, dim_value, format_shape, shape_symbols
+from graphc.ir.shapes import ITEMSIZE, Shape, at_hint, dim_value, format_shape, shape_symbols
 from graphc.ops.registry import REGISTRY
 from graphc.passes.fuse import internal_values
 from graphc.passes.liveness import Interval, liveness
@@ -380,7 +380,7 @@ def plan_memory(prog: Program, strategy: str = "best", hint: int = DEFAULT_HINT)
     values = [n for s in prog.steps for n in s.nodes if n not in storage]
     nodes = G._node
     shapes = dict.fromkeys(nodes[v]["shape"] for v in values)
-    sizes = dict.fromkeys((d for shape in shapes for d in shape_symbols(shape)), hint)
+    sizes = at_hint(dict.fromkeys(d for shape in shapes for d in shape_symbols(shape)), hint)
     size_of = bytes_at(sizes)
     nbytes = {v: size_of(nodes[v]["shape"], nodes[v]["dtype"]) for v in values}
 

@@ -12,7 +12,7 @@ import networkx as nx
 from graphc.errors import GraphError
 from graphc.ir.dag import ancestors, operands, topo_order, without_gc
 from graphc.ir.graph import Graph
-from graphc.ir.shapes import shape_symbols
+from graphc.ir.shapes import at_hint, shape_symbols
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def _memory_order(G, nodes: list[int], keep: set[int], section, size_hint: int) 
     in_steps = set(nodes)
     nodes_ = G._node
     shapes = dict.fromkeys(nodes_[n]["shape"] for n in nodes)
-    sized = bytes_at({d: size_hint for shape in shapes for d in shape_symbols(shape)})
+    sized = bytes_at(at_hint({d for shape in shapes for d in shape_symbols(shape)}, size_hint))
     nbytes = {n: sized(nodes_[n]["shape"], nodes_[n]["dtype"]) for n in nodes}
     args = {n: [u for u in dict.fromkeys(operands(G, n)) if u in in_steps] for n in nodes}
     users: dict[int, list[int]] = {n: [] for n in nodes}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from graphc.errors import PlanError
 from graphc.ir.dag import describe, operands, without_gc
-from graphc.ir.shapes import ITEMSIZE, dim_value, shape_symbols
+from graphc.ir.shapes import ITEMSIZE, at_hint, dim_value, shape_symbols
 from graphc.ops.registry import REGISTRY
 from graphc.passes.memory import MemoryPlan, Slot
 from graphc.passes.schedule import Program
@@ -109,7 +109,7 @@ def verify_plan(prog: Program, plan: MemoryPlan, sizes: tuple[int, ...] = (0, 1,
         for shape in dict.fromkeys(a.get("shape", ()) for a in G._node.values())
         for d in shape_symbols(shape)
     }
-    envs = [dict.fromkeys(symbols, n) for n in sizes]
+    envs = [at_hint(symbols, n) for n in sizes]
     # The bytes at each size, worked out once per layout and per slot's layouts (many values
     # and slots share them).
     needs: dict[tuple, list[int]] = {}

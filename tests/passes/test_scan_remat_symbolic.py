@@ -13,7 +13,7 @@ import graphc as gc
 from graphc.codegen.pyrender import PyModule
 from graphc.compiler import run_stages
 from graphc.errors import GraphError
-from graphc.ir.shapes import dim_value, fits, hinted, split_steps, steps_sum, tail_after
+from graphc.ir.shapes import at_hint, dim_value, fits, hinted, split_steps, steps_sum, tail_after
 from graphc.ops.scan import results
 from graphc.passes.memory import value_bytes
 from graphc.passes.plan_report import live_bytes
@@ -35,6 +35,7 @@ def test_derived_sizes() -> None:
         assert (q, r, c) == (T // 5, T % 5, -(-T // 5))
         assert 5 * p + e == T and 0 <= p <= max(c - 1, 0) and (e >= 1 or T == 0) and e <= 5
     assert hinted("2*N*T__q16", 256) == 2 * 256 * 16
+    assert at_hint({"N", "T__q16", "T__e16"}, 40) == {"N": 40, "T__q16": 2, "T__e16": 8}
     assert split_steps("T", 4, True) == ("T__q4", "T__q4", "T__r4")
     assert split_steps("T", 4, False) == ("T__c4", "T__p4", "T__e4")
     assert split_steps("B*T", 4, False) is None and split_steps("T__q4", 4, False) is None
