@@ -574,6 +574,7 @@ GC_SOFTMAX_ROW(s, float, gc_expf)
    any size: for tiny products, and those too large for a BLAS of 32-bit sizes. */
 #define GC_SMALL_GEMM_B 2048
 #if defined(__GNUC__)
+#define GC_VECTORS 1
 typedef double gc_vec_d __attribute__((vector_size(64)));
 typedef float gc_vec_s __attribute__((vector_size(64)));
 #define GC_SMALL_GEMM_BLOCKS(S, T, W)                                                           \
@@ -600,14 +601,9 @@ typedef float gc_vec_s __attribute__((vector_size(64)));
             for (Py_ssize_t q = 0; q < w && rows > 3; q++) cr[3 * n + q] = c3[q];               \
         }                                                                                       \
     }
-#else
-#define GC_SMALL_GEMM_BLOCKS(S, T, W)                                                           \
-    for (Py_ssize_t i = 0; i < m; i++)                                                          \
-        for (Py_ssize_t j = 0; j < n; j++) {                                                    \
-            T t = 0;                                                                            \
-            for (Py_ssize_t p = 0; p < k; p++) t = t + (ta ? a[p * m + i] : a[i * k + p]) * bs[p * ldb + j]; \
-            c[i * n + j] = t;                                                                   \
-        }
+#else /* no vector types: BLAS computes these products (gc_small_gemm declines them) */
+#define GC_VECTORS 0
+#define GC_SMALL_GEMM_BLOCKS(S, T, W)
 #endif
 #define GC_SMALL_GEMM(S, T, W)                                                                  \
     static inline GC_KERNEL void gc_plain_gemm_##S(int ta, int tb, Py_ssize_t m, Py_ssize_t n,  \
@@ -629,18 +625,18 @@ typedef float gc_vec_s __attribute__((vector_size(64)));
                                                   Py_ssize_t k, const T* restrict a,           \
                                                   const T* restrict b, T* restrict c) {        \
         Py_ssize_t nw = (n + W - 1) / W * W;                                                    \
-        if (k * nw > GC_SMALL_GEMM_B) return 0;                                                 \
+        if (!GC_VECTORS || k * nw > GC_SMALL_GEMM_B) return 0;                                  \
         T bw[GC_SMALL_GEMM_B];                                                                  \
         const T* bs = b; /* op(b) with rows ldb apart, each a whole number of vectors */        \
         Py_ssize_t ldb = n;                                                                     \
         if (tb || n != nw) {                                                                    \
-            __builtin_memset(bw, 0, k * nw * sizeof(T));                                        \
+            memset(bw, 0, k * nw * sizeof(T));                                                  \
             if (tb)                                                                             \
                 for (Py_ssize_t j = 0; j < n; j++)                                              \
                     for (Py_ssize_t p = 0; p < k; p++) bw[p * nw + j] = b[j * k + p];           \
             else                                                                                \
                 for (Py_ssize_t p = 0; p < k; p++)                                              \
-                    __builtin_memcpy(bw + p * nw, b + p * n, n * sizeof(T));                    \
+                    memcpy(bw + p * nw, b + p * n, n * sizeof(T));                              \
             bs = bw;                                                                            \
             ldb = nw;                                                                           \
         }                                                                                       \
