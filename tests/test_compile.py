@@ -1,5 +1,7 @@
 """The compiled module: reference values, its API, argument checking, threads, source, CLI."""
 
+import functools
+import operator
 import os
 import re
 import subprocess
@@ -450,6 +452,23 @@ def test_either_blas_gives_the_same_products(out_dir):
     assert used == {"scipy.linalg.cython_blas"} | (
         {"NumPy's OpenBLAS (64-bit sizes)"} if bundled else set()
     )
+
+
+def test_buffers_of_whole_pages_start_at_different_lines_of_a_page(out_dir):
+    """Buffers of a block (and of the arena, laid out by the same rule) are a cache line apart
+    beyond their sizes: sixteen gradients of 4 KiB each start at sixteen different lines of a
+    page, not all at its start, where their lines would fall in the same sets of each cache."""
+    g = gc.Graph("pages")
+    ws = [g.param(f"w{k}", shape=(32, 32)) for k in range(16)]
+    g.output("loss", gc.sum(functools.reduce(operator.add, [gc.tanh(w) for w in ws])))
+    m = gc.compile(g, dtype="float32", out_dir=out_dir)
+    rng = np.random.default_rng(0)
+    ws = {f"w{k}": rng.normal(size=(32, 32)).astype(np.float32) for k in range(16)}
+    _, grads = m.value_and_grad(**ws)
+    starts = [a.ctypes.data for a in grads.values()]
+    assert len({id(a.base) for a in grads.values()}) == 1  # one block
+    assert len({s % 4096 for s in starts}) == 16, sorted(s % 4096 for s in starts)
+    assert all(s % 64 == 0 for s in starts)
 
 
 def test_outputs_share_one_block_that_a_later_call_reuses_only_when_free(seed):

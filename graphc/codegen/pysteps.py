@@ -54,7 +54,7 @@ def call(pm: Any, f: Function, kwargs: dict) -> Any:
         layouts = row.cells[1:]
         nbytes = max(z[layouts[j]] * layouts[j + 1] for j in range(0, len(layouts), 2))
         at.append(total)
-        total += -(-nbytes // 64) * 64
+        total += -(-nbytes // 64) * 64 + 64  # as the runtime spaces them (_spaced)
     arena = np.zeros(total + 64, np.uint8)
     v: list[np.ndarray] = []
     for row in f.values:
