@@ -172,8 +172,26 @@ def machine_info(packages: Sequence[str]) -> dict[str, Any]:
         "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
         "packages": {p: version_of(p) for p in packages},
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "openblas_kernels": openblas_kernels(),
         "loadavg_1min_start": load_average(),
     }
+
+
+def openblas_kernels() -> str | None:
+    """The kernels the OpenBLAS bundled with NumPy runs (the one graphc's products call), as
+    OpenBLAS names them ("Haswell", "SkylakeX"), asked of the library itself; None without it."""
+    import ctypes
+
+    import numpy as np
+
+    for path in sorted(Path(np.__file__).parent.parent.glob("numpy.libs/libscipy_openblas*.so")):
+        lib = ctypes.CDLL(str(path))  # loaded already by NumPy: the same library
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename"):
+            f = getattr(lib, name, None)
+            if f is not None:
+                f.restype = ctypes.c_char_p
+                return f().decode()
+    return None
 
 
 def load_average() -> float | None:

@@ -1132,7 +1132,7 @@ def builds_table(results: Sequence[WorkloadResult]) -> str:
     return format_table(header, rows)
 
 
-def threads_text(threads: int, core: str | None) -> str:
+def threads_text(threads: int, core: str | None, kernels: str | None) -> str:
     """The header's line on threads."""
     if threads > 0:
         what = (
@@ -1148,7 +1148,8 @@ def threads_text(threads: int, core: str | None) -> str:
         )
     return (
         f"{what}. graphc's generated code and NumPy call OpenBLAS for matrix products "
-        f"(OPENBLAS_CORETYPE {core or 'not set'}); PyTorch and JAX bring their own kernels"
+        f"({kernels or 'unknown'} kernels; OPENBLAS_CORETYPE {core or 'not set'}); PyTorch and "
+        "JAX bring their own kernels"
     )
 
 
@@ -1167,7 +1168,7 @@ def describe(
         f"{info['platform']}",
         "python": info["python"],
         "versions": ", ".join(f"{k} {v}" for k, v in info["packages"].items()),
-        "threads": threads_text(args.threads, core),
+        "threads": threads_text(args.threads, core, info.get("openblas_kernels")),
         "graphc build": "gc.compile defaults"
         if args.opt_level is None
         else f"gc.compile(opt_level={args.opt_level})",

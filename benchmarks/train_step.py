@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -27,7 +28,17 @@ from typing import Any
 import numpy as np
 
 from benchmarks import gpt
-from benchmarks._timing import FULL, QUICK, Case, fmt_us, format_table, measure, run_child
+from benchmarks._timing import (
+    FULL,
+    QUICK,
+    Case,
+    cpu_model,
+    fmt_us,
+    format_table,
+    measure,
+    openblas_kernels,
+    run_child,
+)
 
 LR = 1e-3
 CHECK_STEPS = 3
@@ -98,6 +109,9 @@ def run(configs: Sequence[str], quick: bool, threads: int) -> int:
     from benchmarks.suite import thread_env
 
     status = 0
+    kernels = openblas_kernels()
+    print(f"machine: {cpu_model()}; graphc's products call NumPy's OpenBLAS, {kernels} kernels "
+          f"(OPENBLAS_CORETYPE {os.environ.get('OPENBLAS_CORETYPE') or 'not set'})\n")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for key in configs:
             cfg = gpt.CONFIGS[key]
