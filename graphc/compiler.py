@@ -398,11 +398,17 @@ def _state(st: Stages) -> dict[str, str | None]:
 
 
 def _hint_sizes(prog: Program, size_hint: int) -> dict[str, int]:
-    """Every symbolic dim of the program at `size_hint` (those derived from them left to
-    dim_value, which works them out)."""
+    """Every symbolic dim of the program at `size_hint`: the symbols its values' shapes name,
+    and for a derived one (T__q16) its source instead, which dim_value works it out from (a
+    split loop's values may name only derived ones)."""
     nodes = prog.graph.nx._node
     shapes = dict.fromkeys(nodes[n]["shape"] for s in prog.steps for n in s.nodes)
-    return {d: size_hint for shape in shapes for d in shape_symbols(shape) if not derived(d)}
+    sources = {}
+    for d in {d for shape in shapes for d in shape_symbols(shape)}:
+        while (of := derived(d)) is not None:
+            d = of[0]
+        sources[d] = size_hint
+    return sources
 
 
 def _schedule_and_plan(

@@ -107,6 +107,24 @@ def test_compiled_batch_first_lstm(tmp_path) -> None:
         same_steps(plain, budget, f"T={T}", x=xs, **params)
 
 
+@pytest.mark.compiler
+def test_compiled_lstm_whose_loss_reads_only_its_last_state(tmp_path) -> None:
+    """examples/lstm_adding.py's model: only the last state leaves the loop, so once it is
+    split no value of the program has T in its shape, only T's derived sizes (the planner
+    used to look T up among those and fail). Bit for bit at every T."""
+    g = gc.Graph("last_state")
+    x = g.input("x", shape=("N", "T", 2), dtype="float32")
+    y = g.input("y", shape=("N", 1), dtype="float32")
+    g.output("loss", gc.mse_loss(gc.nn.dense(gc.nn.lstm(x, 8, "lstm"), 1, "out"), y))
+    params = gc.nn.init_params(g, seed=0, dtype="float32")
+    plain, budget = plain_and_budgeted(g, tmp_path, dtype="float32", size_hint=16)  # k = 4
+    rng = np.random.default_rng(0)
+    for T in (0, 1, 3, 4, 5, 9):
+        xs = rng.normal(size=(3, T, 2)).astype(np.float32)
+        ys = rng.normal(size=(3, 1)).astype(np.float32)
+        same_steps(plain, budget, f"T={T}", x=xs, y=ys, **params)
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 def test_budgeted_plan_of_a_symbolic_T_keeps_little(reverse: bool) -> None:
     """gc.nn.lstm over x [64, T, 128] (hidden 128), float32, memory_budget=1 and the default
