@@ -94,7 +94,7 @@ def test_a_module_of_many_arguments_reads_its_long_literals_at_import(tmp_path) 
     """Their specs go to one base64 string (codegen/cython.py _Data) read at import."""
     g = chain(400, own_params=True)
     m = gc.compile(g, out_dir=tmp_path)
-    assert "_D = literal_eval(b64decode(gc_data).decode())" in m.source
+    assert "_D = loads(b64decode(gc_data))" in m.source
     assert m.INPUTS == tuple(g.input_ids()) and m.SHAPES["w399"] == () and m.WRT[-1] == "w399"
     rng = np.random.default_rng(2)
     inputs = {"x": rng.normal(size=(2, 4))} | {f"w{i}": np.array(0.9) for i in range(400)}
