@@ -1,10 +1,9 @@
 """Build a rendered Cython module into a native extension (Cython in a worker process, then the C
-compiler directly), cache it on disk under a key that covers everything the binary depends on,
-and import it."""
+compiler directly, both run by run_tools.py), cache it on disk under a key that covers everything
+the binary depends on, and import it."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import importlib.util
@@ -14,8 +13,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from graphc.errors import BuildError
-from graphc.runtime import cache
+from graphc.runtime import cache, run_tools, toolchain, trust
 from graphc.runtime.cache import META, so_name
-from graphc.runtime.translate import translate
 
 # Bump when the build recipe changes in a way the recorded commands do not show.
 _SCHEMA = 1
@@ -136,15 +132,9 @@ def _check_name(name: str) -> None:
         raise BuildError(f"module name {name!r} must be an ASCII Python identifier")
 
 
-def _cython_command(name: str, options: BuildOptions) -> list[str]:
-    """The `cython` command line equivalent to the worker's translation (translate.py)."""
-    incs = [f"-I{d}" for d in options.include_dirs]
-    return ["cython", "-3", *incs, "-o", f"{name}.c", f"{name}.pyx"]
-
-
-def _cc_command(cc: cache.Compiler, name: str, options: BuildOptions) -> list[str]:
+def _cc_command(cc: toolchain.Compiler, name: str, options: BuildOptions) -> list[str]:
     """The compile-and-link command, run inside the build directory."""
-    incs = [f"-I{d}" for d in [*cache.environment()["include_dirs"], *options.include_dirs]]
+    incs = [f"-I{d}" for d in [*toolchain.environment()["include_dirs"], *options.include_dirs]]
     clang = "clang" in cc.version.lower()
     level = (*_GCC_GLUE, *_GCC_KERNEL) if options.opt_level == 1 and not clang else ()
     return [
@@ -165,18 +155,18 @@ def _cc_command(cc: cache.Compiler, name: str, options: BuildOptions) -> list[st
 
 
 def _key_inputs(
-    name: str, source: str, options: BuildOptions, cc: cache.Compiler
+    name: str, source: str, options: BuildOptions, cc: toolchain.Compiler
 ) -> dict[str, Any]:
     """Everything the cache key covers, as plain JSON data (it is stored in meta.json)."""
     return {
         "schema": _SCHEMA,
         "name": name,
         "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
-        **cache.environment(),
+        **toolchain.environment(),
         "compiler": {"argv": list(cc.argv), "path": cc.path, "version": cc.version},
-        "cython_command": _cython_command(name, options),
+        "cython_command": run_tools._cython_command(name, options),
         "cc_command": _cc_command(cc, name, options),
-        "cpu_target": cache.cpu_target(cc.argv, _native(options)),
+        "cpu_target": toolchain.cpu_target(cc.argv, _native(options)),
     }
 
 
@@ -186,117 +176,14 @@ def _native(options: BuildOptions) -> tuple[str, ...]:
 
 def identify_compiler_soon(options: BuildOptions = DEFAULT_OPTIONS) -> None:
     """Start identifying the C compiler a build with `options` needs for its key, on a thread
-    (cache.identify_soon), so that it overlaps what the caller does before building."""
-    cache.identify_soon(_native(options))
+    (toolchain.identify_soon), so that it overlaps what the caller does before building."""
+    toolchain.identify_soon(_native(options))
 
 
 def cache_key(name: str, source: str, options: BuildOptions = DEFAULT_OPTIONS) -> str:
     """The SHA-256 hex key of building `source` as `name` with `options` on this machine."""
     _check_name(name)
-    return cache.digest(_key_inputs(name, source, options, cache.find_compiler()))
-
-
-def _trim(text: str, max_lines: int = 60, max_chars: int = 6000) -> str:
-    """Compiler output cut to something a person reads, saying how much was cut."""
-    lines = text.strip().splitlines()
-    if len(lines) > max_lines:
-        lines = lines[:max_lines] + [f"... ({len(lines) - max_lines} more lines)"]
-    out = "\n".join(lines)
-    return out if len(out) <= max_chars else out[:max_chars] + "\n... (trimmed)"
-
-
-def _read_listing(listing: Path, pyx: Path) -> str:
-    """Cython's messages, naming the source by its file name, not the temporary build path."""
-    if not listing.exists():
-        return ""
-    text = listing.read_text(errors="replace")
-    return text.replace(str(pyx), pyx.name).replace(os.path.relpath(pyx), pyx.name)
-
-
-def _cythonize(pyx: Path, name: str, options: BuildOptions) -> str:
-    """Translate `pyx` into `<name>.c` beside it; return Cython's warnings."""
-    cmd = shlex.join(_cython_command(name, options))
-    c, listing = pyx.with_suffix(".c"), pyx.with_suffix(".lis")
-    reply = translate(pyx, c, name, list(options.include_dirs))
-    messages = _read_listing(listing, pyx)
-    if "exception" in reply:
-        if reply["errno"] in _UNWRITABLE:
-            # the build directory is full or read-only, not the source wrong
-            raise OSError(reply["errno"], reply["message"])
-        raise BuildError(
-            f"Cython failed on {name}.pyx ({cmd}):\n"
-            f"{_trim(messages)}\n{reply['exception']}: {reply['message']}"
-        )
-    if reply["errors"] or not c.exists():
-        raise BuildError(f"Cython failed on {name}.pyx ({cmd}):\n{_trim(messages)}")
-    return messages.strip()
-
-
-def _descendants(pid: int) -> list[int]:
-    """The live processes descended from `pid` (Linux's /proc; none found elsewhere)."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-        if state != "Z":
-            children.setdefault(int(ppid), []).append(int(d.name))
-    found, todo = [], [pid]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        found += kids
-        todo += kids
-    return found
-
-
-def _run_cc(argv: list[str], cwd: Path, name: str) -> str:
-    """Run the C compiler; return its (warning) output or raise BuildError with it. When the
-    caller is interrupted (Ctrl-C, which a notebook sends to its kernel alone), the compiler
-    and the programs it started (cc1, as) are killed, not left running."""
-    try:
-        proc = subprocess.Popen(
-            argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            errors="replace",
-        )  # fmt: skip
-    except OSError as e:
-        raise BuildError(f"cannot run the C compiler for {name}: {shlex.join(argv)}: {e}") from e
-    try:
-        stdout, stderr = proc.communicate()
-    except BaseException:
-        # the compiler's children first, while they are still its own (the compiler may start
-        # another meanwhile: look again until there is none), then the compiler
-        for _ in range(100):
-            kids = _descendants(proc.pid)
-            if not kids:
-                break
-            for pid in kids:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-        proc.kill()
-        proc.wait()
-        raise
-    output = (stderr + stdout).strip()
-    if proc.returncode != 0:
-        full = [ln for ln in output.splitlines() if "No space left on device" in ln]
-        if full:
-            # Reported as the OSError it is, so the message says the disk is full.
-            raise OSError(errno.ENOSPC, f"No space left on device (the C compiler: {full[-1]})")
-        raise BuildError(
-            f"the C compiler failed (exit {proc.returncode}) building {name}:\n"
-            f"  {shlex.join(argv)}\n{_trim(output)}"
-        )
-    return output
-
-
-def _short(argv: list[str], name: str) -> str:
-    """What a compile command does, for progress messages (meta.json records the whole
-    command): the compiler and its optimisation level."""
-    levels = [a for a in argv if a.startswith("-O")]
-    split = "GC_KERNEL=" in " ".join(argv)
-    how = "kernels at -O1, the rest at -Og" if split else ", ".join(levels)
-    return f"{name}.c with {Path(argv[0]).name} ({how})"
+    return cache.digest(_key_inputs(name, source, options, toolchain.find_compiler()))
 
 
 def _build_entry(
@@ -305,7 +192,7 @@ def _build_entry(
     key: str,
     inputs: dict[str, Any],
     options: BuildOptions,
-    cc: cache.Compiler,
+    cc: toolchain.Compiler,
     model_dir: Path,
     entry: Path,
     say: Callable[[str], None],
@@ -318,17 +205,17 @@ def _build_entry(
         pyx.write_bytes(source.encode())
         say(f"cythonizing {name}.pyx")
         t0 = time.perf_counter()
-        cython_messages = _cythonize(pyx, name, options)
+        cython_messages = run_tools._cythonize(pyx, name, options)
         t1 = time.perf_counter()
         argv = _cc_command(cc, name, options)
-        say(f"compiling {_short(argv, name)}")
-        cc_output = _run_cc(argv, tmp, name)
+        say(f"compiling {run_tools._short(argv, name)}")
+        cc_output = run_tools._run_cc(argv, tmp, name)
         t2 = time.perf_counter()
         for leftover in (pyx.with_suffix(".c"), pyx.with_suffix(".lis")):
             leftover.unlink(missing_ok=True)
         so = tmp / so_name(name)
         # Explicit modes: under umask 002 they would be group-writable, which the cache
-        # refuses to import (cache.check_trusted).
+        # refuses to import (trust.check_trusted).
         os.chmod(so, 0o755)
         os.chmod(pyx, 0o644)
         meta = {
@@ -344,7 +231,10 @@ def _build_entry(
             "commands": {"cython": inputs["cython_command"], "cc": argv},
             "build_seconds": {"cython": round(t1 - t0, 3), "cc": round(t2 - t1, 3)},
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "messages": {"cython": _trim(cython_messages), "cc": _trim(cc_output)},
+            "messages": {
+                "cython": run_tools._trim(cython_messages),
+                "cc": run_tools._trim(cc_output),
+            },
             "key_inputs": inputs,
         }
         # No fsync: a crash may leave a truncated file, which verification rejects and rebuilds.
@@ -362,7 +252,6 @@ def _build_entry(
     return meta
 
 
-_UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 _ELSEWHERE = "set GRAPHC_BUILD_DIR (or pass out_dir= / --out) to"
 
 
@@ -429,14 +318,14 @@ def build_module(
     options = options or DEFAULT_OPTIONS
     say = progress or (lambda msg: None)
     root = Path(out_dir).absolute() if out_dir is not None else default_build_dir()
-    cc = cache.find_compiler()
+    cc = toolchain.find_compiler()
     inputs = _key_inputs(name, source, options, cc)
     key = cache.digest(inputs)
     model_dir = root / folder
     entry = model_dir / key[:16]
 
     # Before anything is read, built or published there: nobody else may have written it.
-    cache.check_trusted(root, model_dir, entry, name)
+    trust.check_trusted(root, model_dir, entry, name)
     meta, _ = cache.verify_entry(entry, name, key)
     hit = meta is not None
     if meta is None:
@@ -485,7 +374,7 @@ def load_module(built: BuiltModule) -> types.ModuleType:
     name = built.name
     entry = built.entry_dir
     # Checked again right before the import: the files may have changed since build_module.
-    cache.check_trusted(entry.parent.parent, entry.parent, entry, name)
+    trust.check_trusted(entry.parent.parent, entry.parent, entry, name)
     if built.so_path.parent != entry or built.so_path.name != so_name(name):
         raise BuildError(f"{built.so_path} is not the extension module of the entry {entry}")
     try:
@@ -544,7 +433,7 @@ def load(path: str | Path) -> types.ModuleType:
     _check_name(name)
     # `path` may also be a cache entry itself, whose meta.json has the same form.
     entry = model_dir if model_dir.name == key[:16] else model_dir / key[:16]
-    cache.check_trusted(entry.parent.parent, entry.parent, entry, name)
+    trust.check_trusted(entry.parent.parent, entry.parent, entry, name)
     entry_meta, why = cache.verify_entry(entry, name, key)
     if entry_meta is None:
         raise BuildError(

@@ -1,5 +1,4 @@
-"""The on-disk build cache: entry layout, verification, per-key locks, atomic publishing, and
-the facts about the toolchain and the CPU that the cache key covers.
+"""The on-disk build cache: entry layout, verification, per-key locks and atomic publishing.
 
 Layout under a build directory `out_dir`::
 
@@ -12,9 +11,8 @@ Layout under a build directory `out_dir`::
 
 Every byte of an entry is checked before it is used: meta.json carries a SHA-256 of its own
 content and must be exactly what graphc wrote, and it holds the SHA-256 of the .so and the .pyx.
-Nothing is imported from a directory that someone other than its owner (or root) could write:
-`check_trusted` refuses group- or world-writable directories and files, and ones owned by
-another user, before a build is used or loaded.
+The checks of who could have written an entry are in trust.py; what the key covers besides
+the source and the flags (the compiler, the CPU target, versions) is found by toolchain.py.
 """
 
 from __future__ import annotations
@@ -22,25 +20,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import functools
-import grp
 import hashlib
-import importlib.metadata
 import json
 import os
-import platform
-import pwd
-import shlex
 import shutil
-import stat
-import subprocess
-import sys
 import sysconfig
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,114 +113,6 @@ def verify_entry(entry: Path, name: str, key: str) -> tuple[dict[str, Any] | Non
         if actual != meta.get(field):
             return None, f"{fname} does not match its checksum in meta.json"
     return meta, ""
-
-
-# Who may have written what the cache imports.
-
-
-@functools.lru_cache(maxsize=64)
-def private_group(gid: int, uid: int) -> bool:
-    """True when group `gid` has exactly one member, the user `uid` (a "user private group",
-    the default on many systems with umask 002): writable by that group is writable by the
-    user alone. Groups without members are not private (setgid programs use them)."""
-    try:
-        group, user = grp.getgrgid(gid), pwd.getpwuid(uid)
-    except KeyError:
-        return False
-    if set(group.gr_mem) - {user.pw_name}:
-        return False
-    primary = [p.pw_uid for p in pwd.getpwall() if p.pw_gid == gid]
-    if any(u != uid for u in primary):
-        return False
-    return bool(primary) or user.pw_name in group.gr_mem
-
-
-def _owner_name(uid: int) -> str:
-    try:
-        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
-    except KeyError:
-        return f"uid {uid}"
-
-
-def trust_problem(
-    path: Path, *, follow: bool = True, regular: bool = False, sticky_ok: bool = False
-) -> str | None:
-    """Why the cache must not use `path` (None when it may, or when it does not exist): it is
-    owned by someone other than this user or root, or others (a group with other members, or
-    everyone) may write it. `follow=False` refuses symbolic links, `regular=True` anything but
-    a regular file; `sticky_ok` accepts a world-writable sticky directory such as /tmp, where
-    others cannot rename or remove what is ours."""
-    try:
-        link = os.lstat(path)
-        st = os.stat(path) if follow else link
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as e:
-        return f"cannot be examined ({e.strerror})"
-    uid = os.getuid()
-    if stat.S_ISLNK(st.st_mode):
-        return "is a symbolic link (graphc never makes one there)"
-    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (uid, 0):
-        # Whoever owns a link can point it elsewhere after it was checked.
-        return f"is a symbolic link owned by {_owner_name(link.st_uid)}, not by you"
-    if regular and not stat.S_ISREG(st.st_mode):
-        return "is not a regular file"
-    if st.st_uid not in (uid, 0):
-        return f"is owned by {_owner_name(st.st_uid)}, not by you ({_owner_name(uid)})"
-    if sticky_ok and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
-        return None
-    others = st.st_mode & stat.S_IWOTH
-    group = st.st_mode & stat.S_IWGRP and not private_group(st.st_gid, st.st_uid)
-    if others or group:
-        who = "everyone" if others else f"group {_group_name(st.st_gid)}"
-        return f"is writable by {who} (mode {stat.filemode(st.st_mode)})"
-    return None
-
-
-def _group_name(gid: int) -> str:
-    try:
-        return f"{grp.getgrgid(gid).gr_name!r}"
-    except KeyError:
-        return f"gid {gid}"
-
-
-def untrusted_error(path: Path, problem: str, root: Path) -> BuildError:
-    """The error for a cache path that others could have written."""
-    q = shlex.quote
-    if "owned by" in problem:
-        fix = (
-            "use a build directory of your own (set GRAPHC_BUILD_DIR, or pass out_dir= / --out), "
-            f"or have the owner remove {path}"
-        )
-    elif "writable by" in problem:
-        fix = (
-            f"remove what may have been planted there with `graphc cache clear --build-dir "
-            f"{q(str(root))}` and build again, or, if you are sure nobody else wrote to it, "
-            f"`chmod go-w {q(str(path))}`"
-        )
-    else:
-        fix = f"remove it (`graphc cache clear --build-dir {q(str(root))}`) and build again"
-    return BuildError(
-        f"refusing to use the build cache: {path} {problem}, so someone else could have put "
-        f"code there that graphc would import. To fix: {fix}."
-    )
-
-
-def check_trusted(root: Path, model_dir: Path, entry: Path | None = None, name: str = "") -> None:
-    """Raise BuildError unless the build root, the model directory, the entry and the entry's
-    files (those that exist) can only have been written by this user or root."""
-    checks: list[tuple[Path, dict[str, bool]]] = [
-        (root, {"sticky_ok": True}),
-        (model_dir, {}),
-    ]
-    if entry is not None:
-        checks.append((entry, {"follow": False}))
-        for fname in (so_name(name), f"{name}.pyx", META):
-            checks.append((entry / fname, {"follow": False, "regular": True}))
-    for path, how in checks:
-        problem = trust_problem(path, **how)
-        if problem is not None:
-            raise untrusted_error(path, problem, root)
 
 
 def make_dirs(path: Path) -> None:
@@ -469,150 +348,6 @@ def publish_latest(model_dir: Path, entry: Path, name: str, meta: dict[str, Any]
         atomic_copy(entry / f"{name}.pyx", model_dir / f"{name}.pyx")
         atomic_write_json(model_dir / META, meta)
     return True
-
-
-# What the key covers besides the source and the flags: the toolchain, versions and target.
-
-
-@dataclass(frozen=True)
-class Compiler:
-    """A C compiler command and what identifies it."""
-
-    argv: tuple[str, ...]  # command prefix, e.g. ("gcc",) or ("ccache", "gcc")
-    path: str
-    version: str
-
-
-@functools.lru_cache(maxsize=16)
-def _resolve_compiler(cc_env: str | None, path_env: str | None) -> Compiler:
-    """The C compiler named by $CC (or gcc/cc on PATH) with its --version, once per process."""
-    if cc_env and cc_env.strip():
-        argv = tuple(shlex.split(cc_env))
-        path = shutil.which(argv[0], path=path_env)
-        if path is None:
-            raise BuildError(
-                f"C compiler {argv[0]!r} (from $CC={cc_env!r}) was not found or is not "
-                "executable; set CC to a working C compiler (e.g. CC=gcc) or unset it to use gcc"
-            )
-    else:
-        for candidate in ("gcc", "cc"):
-            path = shutil.which(candidate, path=path_env)
-            if path is not None:
-                argv = (candidate,)
-                break
-        else:
-            raise BuildError(
-                "no C compiler found: looked for 'gcc' and 'cc' on PATH; install gcc "
-                "(e.g. apt-get install gcc) or set $CC to a C compiler"
-            )
-    try:
-        proc = subprocess.run(
-            [*argv, "--version"], capture_output=True, text=True, errors="replace", timeout=60
-        )
-    except (OSError, subprocess.SubprocessError) as e:
-        raise BuildError(f"cannot run the C compiler {shlex.join(argv)} --version: {e}") from e
-    # Some compilers reject --version; their complaint still identifies them.
-    return Compiler(argv, path, (proc.stdout + proc.stderr).strip())
-
-
-def find_compiler() -> Compiler:
-    """The C compiler for builds started now; raises BuildError when there is none."""
-    _identified()
-    return _resolve_compiler(os.environ.get("CC"), os.environ.get("PATH"))
-
-
-def cpu_target(cc: tuple[str, ...], native: tuple[str, ...]) -> str:
-    """What the generated machine code is specialised for, as a string for the key."""
-    _identified()
-    return _cpu_target(cc, native)
-
-
-_IDENTIFYING: list[threading.Thread] = []
-
-
-def identify_soon(native: tuple[str, ...]) -> None:
-    """Identify the C compiler and its CPU target (find_compiler, cpu_target: two short runs
-    of the compiler) on a thread, while the caller renders its source; the key then finds
-    them done. An error is left for find_compiler to raise."""
-
-    def identify() -> None:
-        with contextlib.suppress(BuildError):
-            cc = _resolve_compiler(os.environ.get("CC"), os.environ.get("PATH"))
-            _cpu_target(cc.argv, native)
-
-    thread = threading.Thread(target=identify, name="graphc-identify-cc", daemon=True)
-    thread.start()
-    _IDENTIFYING.append(thread)
-
-
-def _identified() -> None:
-    while _IDENTIFYING:
-        _IDENTIFYING.pop().join()
-
-
-@functools.lru_cache(maxsize=16)
-def _cpu_target(cc: tuple[str, ...], native: tuple[str, ...]) -> str:
-    machine = platform.machine()
-    if not native:
-        # Without -march/-mtune=native gcc emits the architecture's baseline ISA, so the
-        # binary is valid on every CPU of this machine type.
-        return machine
-    # With -march=native, what changes the code is what the compiler resolves "native" to,
-    # so ask it (`-Q --help=target` lists every resolved -m option); /proc/cpuinfo is only a
-    # proxy for that and is the fallback for compilers without -Q (clang).
-    try:
-        proc = subprocess.run(
-            [*cc, *native, "-Q", "--help=target"], capture_output=True, text=True, errors="replace"
-        )
-    except OSError:
-        proc = None
-    if proc is not None and proc.returncode == 0 and proc.stdout.strip():
-        options_sha = hashlib.sha256(proc.stdout.encode()).hexdigest()
-        arch = [
-            ln.split()[-1] for ln in proc.stdout.splitlines() if ln.strip().startswith("-march=")
-        ]
-        return f"{machine} march={','.join(arch)} target-options-sha256={options_sha}"
-    try:
-        info = Path("/proc/cpuinfo").read_text(errors="replace").split("\n\n")[0]
-        fields = [
-            ln for ln in info.splitlines() if ln.split(":")[0].strip() in ("model name", "flags")
-        ]
-        return f"{machine} " + hashlib.sha256("\n".join(fields).encode()).hexdigest()
-    except OSError:
-        return f"{machine} {platform.processor()}"
-
-
-def _dist_version(dist: str) -> str | None:
-    """Installed version of a distribution, or None."""
-    if dist in sys.modules:  # already imported: no need to scan the installed metadata
-        return getattr(sys.modules[dist], "__version__", None)
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-@functools.lru_cache(maxsize=1)
-def environment() -> dict[str, Any]:
-    """Versions and paths of everything the built binary depends on besides its flags."""
-    import Cython
-    import numpy
-
-    import graphc
-
-    paths = sysconfig.get_paths()
-    includes = dict.fromkeys([paths["include"], paths["platinclude"], numpy.get_include()])
-    return {
-        "graphc": graphc.__version__,
-        "cython": Cython.__version__,
-        "numpy": numpy.__version__,
-        "scipy": _dist_version("scipy"),  # its cython_blas .pxd may be cimported
-        "python": sys.version,
-        "cache_tag": sys.implementation.cache_tag,
-        "ext_suffix": EXT_SUFFIX,
-        "platform": sysconfig.get_platform(),
-        "include_dirs": tuple(includes),  # a tuple: this cached dict is shared
-    }
 
 
 def digest(inputs: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """Inspecting and cleaning a build directory: what `graphc cache list|verify|clear` run.
 
 Nothing here imports a built module or follows a symbolic link: entries are judged by the
-same checks the loader makes (cache.verify_entry, cache.trust_problem), and removal unlinks
+same checks the loader makes (cache.verify_entry, trust.trust_problem), and removal unlinks
 links themselves, renames an entry aside under its key lock before deleting it, and deletes
 trees with shutil.rmtree, which does not follow the links inside them.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from graphc.runtime import cache
+from graphc.runtime import cache, trust
 from graphc.runtime.cache import META, so_name
 
 _ENTRY = re.compile(r"[0-9a-f]{16}")
@@ -87,7 +87,7 @@ def _is_model_dir(path: Path) -> bool:
 def entry_problems(entry: Path, name: str) -> tuple[dict | None, list[str]]:
     """(meta, []) when `entry` is a sound, trusted build of model `name`, else (meta or None,
     what is wrong)."""
-    problem = cache.trust_problem(entry, follow=False)
+    problem = trust.trust_problem(entry, follow=False)
     if problem is not None:
         return None, [problem]
     if not entry.is_dir():
@@ -105,7 +105,7 @@ def entry_problems(entry: Path, name: str) -> tuple[dict | None, list[str]]:
             problems.append(why)
     expected = (so_name(name), f"{name}.pyx", META)
     for fname in expected:
-        problem = cache.trust_problem(entry / fname, follow=False, regular=True)
+        problem = trust.trust_problem(entry / fname, follow=False, regular=True)
         if problem is not None:
             problems.append(f"{fname} {problem}")
     extra = sorted(p.name for p in entry.iterdir() if p.name not in expected)
@@ -121,7 +121,7 @@ def _published_problems(model_dir: Path, name: str, sound: dict[str, dict]) -> l
         return []
     problems = []
     for p in files:
-        problem = cache.trust_problem(p, follow=False, regular=True)
+        problem = trust.trust_problem(p, follow=False, regular=True)
         if problem is not None:
             problems.append(f"{p.name} {problem}")
     meta, why = cache.load_meta(model_dir / META)
@@ -143,7 +143,7 @@ def scan_model(model_dir: Path) -> ModelReport:
     """Every entry of one model directory checked, with its published copy and leftovers."""
     name = model_dir.name
     report = ModelReport(name, model_dir)
-    problem = cache.trust_problem(model_dir, follow=False)
+    problem = trust.trust_problem(model_dir, follow=False)
     if problem is not None:
         report.untrusted = True
         report.problems.append((model_dir, problem))
@@ -186,7 +186,7 @@ def scan(root: Path) -> CacheReport:
     report = CacheReport(root)
     if not root.is_dir():
         return report
-    problem = cache.trust_problem(root, sticky_ok=True)
+    problem = trust.trust_problem(root, sticky_ok=True)
     if problem is not None:
         report.problems.append((root, problem))
     try:

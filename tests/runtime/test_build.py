@@ -332,10 +332,10 @@ def test_concurrent_builds_build_once(tmp_path: Path) -> None:
 def test_a_version_change_changes_the_key(
     tiny: BuiltModule, monkeypatch: pytest.MonkeyPatch, package: str
 ) -> None:
-    from graphc.runtime import cache
+    from graphc.runtime import toolchain
 
-    changed = dict(cache.environment(), **{package: "0.0.0-other"})
-    monkeypatch.setattr(cache, "environment", lambda: changed)
+    changed = dict(toolchain.environment(), **{package: "0.0.0-other"})
+    monkeypatch.setattr(toolchain, "environment", lambda: changed)
     assert cache_key("tiny_mod", TINY) != tiny.key
 
 
@@ -359,12 +359,12 @@ def test_kernels_are_marked_for_the_kernel_optimisation_level() -> None:
 
 def _kernel_attribute(pre: bool) -> str:
     """What GC_KERNEL expands to in a module of the default build, with GC_PRE or without."""
-    from graphc.runtime import cache, shared
+    from graphc.runtime import shared, toolchain
     from graphc.runtime.build import _GCC_KERNEL
 
     defines = [f.replace("__attribute__", "ATTR") for f in _GCC_KERNEL]  # kept unexpanded
     text = ("#define GC_PRE 1\n" if pre else "") + '#include "graphc_rt.h"\nGC_KERNEL\n'
-    incs = [f"-I{d}" for d in [shared.header_dir(), *cache.environment()["include_dirs"]]]
+    incs = [f"-I{d}" for d in [shared.header_dir(), *toolchain.environment()["include_dirs"]]]
     out = subprocess.run(
         ["gcc", "-E", "-P", *defines, *incs, "-x", "c", "-"],
         input=text, capture_output=True, text=True, check=True,

@@ -27,7 +27,7 @@ import pytest
 
 from graphc.cli import main
 from graphc.errors import BuildError
-from graphc.runtime import BuiltModule, build_module, cache, load, load_module
+from graphc.runtime import BuiltModule, build_module, cache, load, load_module, trust
 from graphc.runtime.cache import EXT_SUFFIX, META
 from tests.models import NEEDS_CC, ROOT, seed_reference
 
@@ -156,7 +156,7 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 import graphc as gc
-from graphc.runtime import build
+from graphc.runtime import run_tools
 from tests.models import seed_net, seed_reference
 
 calls = {"cythonize": 0, "cc": 0}
@@ -165,8 +165,8 @@ def counting(step, f):
         calls[step] += 1
         return f(*a, **k)
     return run
-build._cythonize = counting("cythonize", build._cythonize)
-build._run_cc = counting("cc", build._run_cc)
+run_tools._cythonize = counting("cythonize", run_tools._cythonize)
+run_tools._run_cc = counting("cc", run_tools._run_cc)
 
 out, ready, go = sys.argv[1:4]
 g = seed_net()
@@ -602,7 +602,7 @@ def test_a_compiler_out_of_space_is_reported_as_a_full_disk(
 def _shared_gid() -> int | None:
     """A group this process may give its files, which is not the owner's alone."""
     gids = [g.gr_gid for g in grp.getgrall()] if os.getuid() == 0 else os.getgroups()
-    return next((g for g in gids if not cache.private_group(g, os.getuid())), None)
+    return next((g for g in gids if not trust.private_group(g, os.getuid())), None)
 
 
 @pytest.mark.parametrize(
@@ -640,7 +640,7 @@ def test_a_plant_in_a_path_others_can_write_is_refused(
         if gid is not None:
             os.chown(path, -1, gid)
         else:  # the user is in no group with other members: pretend theirs has some
-            monkeypatch.setattr(cache, "private_group", lambda gid, uid: False)
+            monkeypatch.setattr(trust, "private_group", lambda gid, uid: False)
     for attempt in (
         lambda: build_module("tiny_mod", TINY, out_dir=root),
         lambda: load(model_dir),
@@ -671,7 +671,7 @@ def test_an_entry_owned_by_another_user_is_refused(
         os.chown(entry / SO, 65534, -1)  # nobody
     else:  # only root can give files away: be someone else instead
         uid = os.getuid()
-        monkeypatch.setattr(cache.os, "getuid", lambda: uid + 4242)
+        monkeypatch.setattr(trust.os, "getuid", lambda: uid + 4242)
     with pytest.raises(BuildError) as info:
         build_module("tiny_mod", TINY, out_dir=root)
     message = str(info.value)
