@@ -13,7 +13,10 @@ members are
     computed again there), so it joins only when that saves storing its operand (see
     `_gains_nothing`); and a partial reduction's loop runs on one
     thread, so it shares no loop with an op whose elements cost a function call (exp, erf:
-    `heavy`), which is better shared among threads, the reduction reading what it stored.
+    `heavy`), which is better shared among threads, the reduction reading what it stored. A sum
+    of floats along the innermost axis alone adds each row as NumPy does (codegen/loops.py
+    `row_sums`) only in a loop whose partial reductions are all such sums, so it shares no loop
+    with another partial reduction: its bits would then depend on the fusion.
 
 Fusion only merges steps that are adjacent in the schedule, so the schedule's memory order is
 kept; the last forward steps and the first backward ones may share a loop (then the forward
@@ -100,6 +103,14 @@ def partial_reduction(G, n: int) -> bool:
     return G._node[n]["op"] in REDUCTIONS and not full_reduction(G, n)
 
 
+def row_sum(G, n: int) -> bool:
+    """Is the partial reduction n one of floats along its operand's innermost axis alone
+    (which codegen/loops.py adds row by row in NumPy's pairwise order)?"""
+    a = G._node[n]
+    rank = len(G._node[operands(G, n)[0]]["shape"])
+    return a["params"]["axis"] == (rank - 1,) and a["dtype"] in ("float32", "float64")
+
+
 @dataclasses.dataclass
 class _Group:
     steps: list[Step]
@@ -108,6 +119,7 @@ class _Group:
     flat: bool
     full: int  # its full reductions
     partial: bool  # it has a partial reduction (its loop runs on one thread)
+    rows: bool  # its partial reductions (if any) are sums of rows (`row_sum`)
     heavy: bool  # it has an op whose elements cost a function call (see `heavy`)
 
     @classmethod
@@ -116,8 +128,9 @@ class _Group:
         shape = domain(G, [n])
         flat = _flat_member(G, n, frozenset(), shape)
         op = G._node[n]["op"]
+        partial = partial_reduction(G, n)
         return cls([step], {n}, shape, flat, int(full_reduction(G, n)),
-                   partial_reduction(G, n), heavy(op))  # fmt: skip
+                   partial, partial and row_sum(G, n), heavy(op))  # fmt: skip
 
     def join(self, G, step: Step, scheduled: dict[int, int]) -> bool:
         """Add `step`'s node to this loop if it may be computed in it; say whether it was. A
@@ -147,14 +160,19 @@ class _Group:
         if full and self.full >= MAX_SUMS:
             return False
         heavy_op = heavy(op)
-        if (self.heavy and reduction and not full) or (self.partial and heavy_op):
+        partial = reduction and not full
+        if (self.heavy and partial) or (self.partial and heavy_op):
             return False  # a heavy loop shared among threads, then a light one to reduce
+        rows = partial and row_sum(G, n)
+        if partial and self.partial and rows != self.rows:
+            return False  # rows summed pairwise and other sums: see the module doc
         flat = self.flat and _flat_member(G, n, members, shape)
         if not flat and (self.full or full):
             return False  # a full reduction in a loop that is not flat
         self.flat = flat
         self.full += full
-        self.partial = self.partial or (reduction and not full)
+        self.rows = self.rows if self.partial else rows
+        self.partial = self.partial or partial
         self.heavy = self.heavy or heavy_op
         self.steps.append(step)
         members.add(n)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.codegen.pyrender import PyModule
 from graphc.compiler import run_stages
 from graphc.errors import PlanError
 from graphc.passes.fuse import full_reduction, is_flat
@@ -150,6 +151,47 @@ def test_fused_code_is_bitwise_unfused_code(tmp_path):
         ref = gc.value_and_grad(g, inputs, of="loss", wrt=list(got[1]))
         for k in ref[1]:
             np.testing.assert_allclose(got[1][k], ref[1][k], rtol=1e-10, atol=1e-12)
+
+
+def _centred() -> gc.Graph:
+    """y + (y - mean(y, -1)) * b: its backward pass has a sum along rows (of b's share) and a
+    sum over the batch (b's gradient) in one loop's reach."""
+    g = gc.Graph("centred")
+    x = g.input("x", shape=("N", 6, 8))
+    w, b = g.param("w", shape=(8,)), g.param("b", shape=(8,))
+    y = x * w
+    g.output("loss", gc.mean((y + (y - gc.mean(y, axis=-1, keepdims=True)) * b) ** 2))
+    return g
+
+
+def _block() -> gc.Graph:
+    g = gc.Graph("block")
+    x = g.input("x", shape=("N", 6, 8))
+    g.output("loss", gc.mean(gc.nn.transformer_encoder_block(x, 2, 16, "b") ** 2))
+    return g
+
+
+@pytest.mark.parametrize("build", [_centred, _block])
+def test_rows_are_summed_pairwise_fused_or_not(build):
+    """A sum along rows is NumPy's pairwise sum of each row only in a loop whose partial
+    reductions are all such sums: a loop that also summed over the batch added its rows in
+    order, so a transformer block's gradients differed in the last bit with the fusion. The
+    Python backend runs the modules' IR, with their sums."""
+    g = build()
+    rng = np.random.default_rng(3)
+    shapes = {k: g.nx.nodes[n]["shape"] for k, n in g.input_ids("param").items()}
+    params = {k: rng.normal(size=s) for k, s in shapes.items()}  # not at init: no zeros
+    inputs = {"x": rng.normal(size=(3, 6, 8)), **params}
+    runs = {}
+    for fusion in (True, False):
+        for memory in ("best", "naive"):
+            st = run_stages(g, wrt=["x", *params], fusion=fusion, memory=memory)
+            runs[fusion, memory] = PyModule(st.module).value_and_grad(**inputs)
+    (loss, want) = runs[False, "naive"]
+    for key, (out, grads) in runs.items():
+        assert out["loss"].tobytes() == loss["loss"].tobytes(), key
+        for k in want:
+            assert grads[k].tobytes() == want[k].tobytes(), (key, k)
 
 
 @pytest.mark.compiler
