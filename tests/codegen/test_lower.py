@@ -91,7 +91,7 @@ def test_a_cut_loop_computes_what_the_interpreter_does() -> None:
 
 @pytest.mark.compiler
 def test_a_module_of_many_arguments_reads_its_long_literals_at_import(tmp_path) -> None:
-    """Their specs go to one base64 string (codegen/cython.py _Data) read at import."""
+    """Their specs go to one base64 string (codegen/literals.py Data) read at import."""
     g = chain(400, own_params=True)
     m = gc.compile(g, out_dir=tmp_path)
     assert "_D = loads(b64decode(gc_data))" in m.source
