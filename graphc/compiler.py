@@ -7,7 +7,6 @@ verify -> cast to dtype -> simplify -> grad -> simplify -> schedule -> fuse
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,9 +18,10 @@ import graphc
 from graphc.codegen.lower import lower
 from graphc.codegen.render import render
 from graphc.compiled import ABSENT, CompiledModule, load  # noqa: F401  (gc.compile's)
-from graphc.errors import BuildError, GraphError, InputError
+from graphc.errors import GraphError, InputError
 from graphc.ir.dag import describe, freeze, without_gc
 from graphc.ir.graph import Graph, as_graph
+from graphc.ir.limits import check_size
 from graphc.ir.serialize import to_json
 from graphc.ir.shapes import FLOAT_DTYPES, derived, dtype_name, shape_symbols
 from graphc.ir.verify import verify
@@ -38,6 +38,7 @@ from graphc.passes.schedule import Program, schedule
 from graphc.passes.simplify import simplify
 from graphc.passes.train import TrainGraph, check_in_place, train_graph
 from graphc.passes.verify_plan import verify_plan
+from graphc.runtime import shared
 from graphc.runtime.build import DEFAULT_OPTIONS
 
 STAGES = ("graph", "grad", "schedule", "plan", "pyx")
@@ -127,12 +128,12 @@ def run_stages(
     jvp and hvp, the derivatives of passes/derivatives.py, only when named);
     leaving out one the caller does not need saves its share of the build time. A graph of
     PROGRESS_NODES nodes or more has each stage announced to `progress` as it starts; one of
-    more than max_nodes() is refused. `allow_unused`: a param (or `wrt` input) that `of`
-    does not depend on through a differentiable path gets a gradient of zeros, as gc.grad's
-    (else it is an error)."""
+    more than max_nodes() (ir/limits.py) is refused. `allow_unused`: a param (or `wrt` input)
+    that `of` does not depend on through a differentiable path gets a gradient of zeros, as
+    gc.grad's (else it is an error)."""
     g = as_graph(g)
     size = g.nx.number_of_nodes()
-    _check_size(g, size)
+    check_size(g, size)
     say = progress if progress is not None and size >= PROGRESS_NODES else _quiet
     say(f"checking {size:,} nodes")
     verify(g)
@@ -198,51 +199,16 @@ def run_stages(
     say(f"writing the source of {len(module.kernels)} kernels")
     build = build or DEFAULT_OPTIONS
     st.module = module
-    st.source = render(module, _runtime_key(build), asdict(build))
+    st.source = render(module, shared.source_key(build), asdict(build))
     return st
 
 
 ONE_ORDER_NODES = 20_000  # a graph this large is scheduled in one order (see _schedule_and_plan)
 PROGRESS_NODES = 2_000  # a graph this large has each stage announced (see run_stages)
-MAX_NODES = 200_000  # the default of max_nodes()
 
 
 def _quiet(msg: str) -> None:
     pass
-
-
-def max_nodes() -> int:
-    """The most nodes a graph may have: $GRAPHC_MAX_NODES, else MAX_NODES. The passes take
-    about 30 KiB and 1 ms per node (differentiation makes 4 or 5 nodes of each), so the
-    default is about 6 GiB and a few minutes."""
-    text = os.environ.get("GRAPHC_MAX_NODES", "").strip()
-    if not text:
-        return MAX_NODES
-    try:
-        return int(text)
-    except ValueError:
-        raise GraphError(f"GRAPHC_MAX_NODES must be a number of nodes, got {text!r}") from None
-
-
-def _check_size(g: Graph, size: int) -> None:
-    limit = max_nodes()
-    if size > limit:
-        raise GraphError(
-            f"graph {g.name!r} has {size:,} nodes, more than graphc compiles ({limit:,}: "
-            "about 30 KiB of memory per node); build a repeated part once and loop over it, "
-            "or raise the limit with GRAPHC_MAX_NODES"
-        )
-
-
-def _runtime_key(build: Any) -> str:
-    """The key of the runtime a build with options `build` uses; zeros when there is no C
-    compiler to tell (the source is then only for reading)."""
-    from graphc.runtime import shared
-
-    try:
-        return shared.key(build)
-    except BuildError:
-        return "0" * 64
 
 
 FUNCTIONS = ("forward", "value_and_grad", "train_step", "jvp", "hvp")

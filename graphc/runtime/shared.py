@@ -104,6 +104,15 @@ def key(options: Any) -> str:
     return cache_key(NAME, source(), options_for(options))
 
 
+def source_key(options: Any) -> str:
+    """`key(options)` for a model's source to name; zeros when there is no C compiler to tell
+    (the source is then only for reading)."""
+    try:
+        return key(options)
+    except BuildError:
+        return "0" * 64
+
+
 def ensure(options: Any, progress: Callable[[str], None] | None = None) -> str:
     """Build the runtime for a model built with `options` unless it is cached; load it into
     this process; return its key."""
