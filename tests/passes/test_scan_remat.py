@@ -126,7 +126,7 @@ def _loops_of_every_length() -> gc.Graph:
 
 
 @pytest.mark.compiler
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dtype", ["float64", pytest.param("float32", marks=pytest.mark.slow)])
 def test_compiled_loops_of_every_length_either_way(tmp_path, dtype: str) -> None:
     """T = 0 .. 17 and 40, k dividing T or not, each loop run first to last and last to
     first: with memory_budget= every loop of 4 steps or more runs in segments (those run last
